@@ -1,0 +1,268 @@
+"""Architecture specs and their text form.
+
+A child network is a tuple of layers; each layer is an operation plus the indices of the
+layers it reads (0 = the image, ``i`` = layer ``i``'s output, empty = the previous layer).
+The text form, whitespace separated, MetaQNN-like::
+
+    C(64,3,1) P(2,2) C(128,3x5,1x2)@[0,2] FC(256) GAP SM(10)
+
+``parse`` and ``format_arch`` round-trip exactly for formatted strings, and
+``parse(format_arch(a)) == a`` for every architecture. ``canonical`` and ``arch_hash`` give
+the form the dedup cache keys on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "Conv",
+    "Pool",
+    "FC",
+    "GAP",
+    "Op",
+    "Layer",
+    "Architecture",
+    "ArchError",
+    "ArchSyntaxError",
+    "parse",
+    "format_arch",
+    "canonical",
+    "arch_hash",
+    "resolved_inputs",
+    "consumers",
+]
+
+
+class ArchError(ValueError):
+    """An architecture that cannot be built or trained; the message says why."""
+
+
+class ArchSyntaxError(ArchError):
+    """A text form that does not parse; ``position`` is the 0-based character offset."""
+
+    def __init__(self, message: str, text: str, position: int) -> None:
+        self.text = text
+        self.position = position
+        super().__init__(f"{message} at position {position}: {_caret(text, position)}")
+
+
+def _caret(text: str, position: int) -> str:
+    """The text around ``position`` with ``-->`` marking the spot."""
+    start, end = max(0, position - 30), position + 30
+    before = ("..." if start else "") + text[start:position]
+    after = text[position:end] + ("..." if end < len(text) else "")
+    return f"{before}-->{after}"
+
+
+@dataclass(frozen=True)
+class Conv:
+    filters: int
+    kernel_h: int
+    kernel_w: int
+    stride_h: int = 1
+    stride_w: int = 1
+
+
+@dataclass(frozen=True)
+class Pool:
+    kernel: int
+    stride: int
+
+
+@dataclass(frozen=True)
+class FC:
+    units: int
+
+
+@dataclass(frozen=True)
+class GAP:
+    pass
+
+
+Op = Conv | Pool | FC | GAP
+
+
+@dataclass(frozen=True)
+class Layer:
+    op: Op
+    inputs: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Architecture:
+    layers: tuple[Layer, ...]
+    classes: int | None = None  # from a trailing SM(n); None = the dataset's
+
+    def __str__(self) -> str:
+        return format_arch(self)
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def _pair(a: int, b: int) -> str:
+    return str(a) if a == b else f"{a}x{b}"
+
+
+def format_op(op: Op) -> str:
+    if isinstance(op, Conv):
+        return f"C({op.filters},{_pair(op.kernel_h, op.kernel_w)},{_pair(op.stride_h, op.stride_w)})"
+    if isinstance(op, Pool):
+        return f"P({op.kernel},{op.stride})"
+    if isinstance(op, FC):
+        return f"FC({op.units})"
+    if isinstance(op, GAP):
+        return "GAP"
+    raise TypeError(f"not a layer operation: {op!r}")
+
+
+def format_layer(layer: Layer) -> str:
+    text = format_op(layer.op)
+    if layer.inputs:
+        text += "@[" + ",".join(str(i) for i in layer.inputs) + "]"
+    return text
+
+
+def format_arch(arch: Architecture) -> str:
+    tokens = [format_layer(layer) for layer in arch.layers]
+    if arch.classes is not None:
+        tokens.append(f"SM({arch.classes})")
+    return " ".join(tokens)
+
+
+# ---------------------------------------------------------------------------- parsing
+
+_INT = r"\s*(\d{1,12})\s*"
+_PAIR = r"\s*(\d{1,12})(?:\s*x\s*(\d{1,12}))?\s*"
+_TOKEN_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("C", re.compile(r"C\(" + _INT + "," + _PAIR + "," + _PAIR + r"\)")),
+    ("P", re.compile(r"P\(" + _INT + "," + _INT + r"\)")),
+    ("FC", re.compile(r"FC\(" + _INT + r"\)")),
+    ("GAP", re.compile(r"GAP\b")),
+    ("SM", re.compile(r"SM\(" + _INT + r"\)")),
+]
+_INPUTS = re.compile(r"@\[\s*(-?\d{1,12}(?:\s*,\s*-?\d{1,12})*)?\s*\]")
+_SPACE = re.compile(r"\s*")
+_HINTS = {
+    "C": "C(filters,kernel,stride) with kernel/stride as N or HxW, e.g. C(64,3,1) or C(32,3x5,1x2)",
+    "P": "P(kernel,stride), e.g. P(2,2)",
+    "FC": "FC(units), e.g. FC(256)",
+    "SM": "SM(classes), e.g. SM(10)",
+}
+
+
+def _op_from_match(kind: str, m: re.Match[str]) -> Op | int:
+    g = m.groups()
+    if kind == "C":
+        kh = int(g[1])
+        kw = int(g[2]) if g[2] is not None else kh
+        sh = int(g[3])
+        sw = int(g[4]) if g[4] is not None else sh
+        return Conv(int(g[0]), kh, kw, sh, sw)
+    if kind == "P":
+        return Pool(int(g[0]), int(g[1]))
+    if kind == "FC":
+        return FC(int(g[0]))
+    if kind == "GAP":
+        return GAP()
+    return int(g[0])  # SM(classes)
+
+
+def _match_token(text: str, pos: int) -> tuple[str, re.Match[str]]:
+    for kind, pattern in _TOKEN_PATTERNS:
+        m = pattern.match(text, pos)
+        if m:
+            return kind, m
+    for kind in ("FC", "C", "P", "SM"):  # longest prefixes first: FC before C
+        if text.startswith(kind + "(", pos) or (kind != "C" and text.startswith(kind, pos)):
+            raise ArchSyntaxError(f"malformed {kind} layer, expected {_HINTS[kind]}", text, pos)
+    raise ArchSyntaxError(
+        "expected a layer (C(...), P(...), FC(...), GAP) or SM(...)", text, pos
+    )
+
+
+def _parse_inputs(text: str, pos: int) -> tuple[tuple[int, ...], int]:
+    if not text.startswith("@", pos):
+        return (), pos
+    m = _INPUTS.match(text, pos)
+    if not m:
+        raise ArchSyntaxError("malformed skip list, expected @[i,j,...] with integers", text, pos)
+    if m.group(1) is None:
+        raise ArchSyntaxError("empty skip list @[]; omit it to read the previous layer", text, pos)
+    return tuple(int(x) for x in m.group(1).split(",")), m.end()
+
+
+def parse(text: str) -> Architecture:
+    """Parse the text form; raises ArchSyntaxError naming the position of the problem."""
+    if not isinstance(text, str):
+        raise ArchError(f"architecture text must be a string, not {type(text).__name__}")
+    layers: list[Layer] = []
+    classes: int | None = None
+    pos = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    while pos < len(text):
+        if classes is not None:
+            raise ArchSyntaxError("SM(classes) must be the last token", text, pos)
+        start = pos
+        kind, m = _match_token(text, pos)
+        value = _op_from_match(kind, m)
+        pos = m.end()
+        if kind == "SM":
+            if text.startswith("@", pos):
+                raise ArchSyntaxError("SM(classes) takes no skip list", text, pos)
+            assert isinstance(value, int)
+            classes = value
+        else:
+            assert not isinstance(value, int)
+            inputs, pos = _parse_inputs(text, pos)
+            layers.append(Layer(value, inputs))
+        if pos < len(text) and not text[pos].isspace():
+            raise ArchSyntaxError(
+                f"unexpected {text[pos]!r} after layer {len(layers)} (started at {start}); "
+                "separate layers with spaces",
+                text,
+                pos,
+            )
+        pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+    if not layers:
+        raise ArchSyntaxError("an architecture needs at least one layer", text, pos)
+    return Architecture(tuple(layers), classes)
+
+
+# ---------------------------------------------------------------------------- graph helpers
+
+
+def resolved_inputs(arch: Architecture) -> list[tuple[int, ...]]:
+    """Inputs of each layer with the default filled in (empty = previous layer)."""
+    return [layer.inputs or (i,) for i, layer in enumerate(arch.layers)]
+
+
+def consumers(arch: Architecture) -> list[int]:
+    """How many later layers read each node (index 0 = image, i = layer i)."""
+    counts = [0] * (len(arch.layers) + 1)
+    for ins in resolved_inputs(arch):
+        for j in ins:
+            if 0 <= j < len(counts):
+                counts[j] += 1
+    return counts
+
+
+def canonical(arch: Architecture) -> Architecture:
+    """The form that is equal for equal networks: skip lists sorted and deduplicated, a list
+    that only names the previous layer dropped, and the SM(n) suffix dropped (the dataset
+    fixes the classes)."""
+    layers = []
+    for i, layer in enumerate(arch.layers):
+        inputs = tuple(sorted(set(layer.inputs)))
+        if inputs == (i,):
+            inputs = ()
+        layers.append(Layer(layer.op, inputs))
+    return Architecture(tuple(layers), None)
+
+
+def arch_hash(arch: Architecture) -> str:
+    """A stable 16-hex-digit hash of the canonical text form."""
+    text = format_arch(canonical(arch))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

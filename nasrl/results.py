@@ -1,0 +1,87 @@
+"""Plain data types shared by the trainer, the client and the CLI: training settings, epoch
+progress and the result of one child. No torch, no grpc."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["TrainSettings", "EpochRecord", "TrainOutcome", "SettingsError"]
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "step", "constant")
+DEFAULT_LR = {"sgd": 0.05, "adam": 0.001}
+
+
+class SettingsError(ValueError):
+    """A training hyper-parameter outside its allowed range; the message names it."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 3
+    batch_size: int = 64
+    optimizer: str = "sgd"  # SGD with Nesterov momentum, or "adam"
+    learning_rate: float | None = None  # None: 0.05 for SGD, 0.001 for Adam
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    seed: int = 0
+    max_seconds: float | None = None  # None: the trainer's own limit
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate if self.learning_rate is not None else DEFAULT_LR[self.optimizer]
+
+    def validate(self) -> TrainSettings:
+        _within("epochs", self.epochs, 1, 1000)
+        _within("batch_size", self.batch_size, 2, 4096)
+        if self.optimizer not in OPTIMIZERS:
+            raise SettingsError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise SettingsError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _within("learning_rate", self.lr, 1e-8, 10.0)
+        _within("momentum", self.momentum, 0.0, 0.999)
+        _within("weight_decay", self.weight_decay, 0.0, 1.0)
+        _within("seed", self.seed, 0, 2**63 - 1)
+        if self.max_seconds is not None:
+            _within("max_seconds", self.max_seconds, 0.001, 7 * 86400.0)
+        return self
+
+
+def _within(name: str, value: float, low: float, high: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+        raise SettingsError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_accuracy: float
+    validation_accuracy: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    validation_accuracy: float  # best over all epochs
+    validation_accuracy_last5: float  # max over the last five epochs (Zoph & Le)
+    test_accuracy: float  # of the best-validation weights; never a reward
+    params: int
+    flops: int
+    seconds: float
+    device: str
+    architecture: str
+    curve: tuple[EpochRecord, ...] = field(default_factory=tuple)
+    stopped_early: bool = False
+    train_examples: int = 0
+    validation_examples: int = 0
+    test_examples: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["accuracy"] = self.validation_accuracy
+        return data

@@ -1,0 +1,110 @@
+"""Builds a PyTorch module from an architecture spec.
+
+The builder walks the layers in order, like torchvision's MobileNetV3 walks its block specs.
+Shapes come from ``nasrl.shapes.analyze``, which has already validated the graph, so every
+module is created with known input sizes. Zoph & Le's three fixes make every expressible graph
+build: a layer reads the image when it names it (the agents encode "no input" as ``@[0]``);
+outputs nobody consumes are concatenated into the classifier; maps of different spatial size
+are zero-padded to the largest before concatenation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nasrl.arch import FC, GAP, Architecture, Conv, Pool
+from nasrl.shapes import Analysis, InputShape, Limits, Shape, analyze, merged
+
+__all__ = ["ChildNet", "build", "count_params"]
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow-style "same" padding (before, after) so the output is ceil(size/stride)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv_block(op: Conv, x: Shape) -> nn.Module:
+    top, bottom = same_padding(x.height, op.kernel_h, op.stride_h)
+    left, right = same_padding(x.width, op.kernel_w, op.stride_w)
+    return nn.Sequential(
+        nn.ZeroPad2d((left, right, top, bottom)),
+        nn.Conv2d(
+            x.channels, op.filters, (op.kernel_h, op.kernel_w), (op.stride_h, op.stride_w),
+            bias=False,
+        ),
+        nn.BatchNorm2d(op.filters),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _fc_block(op: FC, x: Shape) -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(x.numel, op.units),
+        nn.ReLU(inplace=True),
+        nn.Unflatten(1, (op.units, 1, 1)),
+    )
+
+
+def _block(op: object, x: Shape) -> nn.Module:
+    if isinstance(op, Conv):
+        return _conv_block(op, x)
+    if isinstance(op, Pool):
+        return nn.MaxPool2d(op.kernel, op.stride)
+    if isinstance(op, FC):
+        return _fc_block(op, x)
+    if isinstance(op, GAP):
+        return nn.AdaptiveAvgPool2d(1)
+    raise TypeError(f"unknown operation {op!r}")
+
+
+def gather(outputs: list[torch.Tensor], indices: tuple[int, ...]) -> torch.Tensor:
+    """Concatenate maps along channels, zero-padding smaller ones (centred) to the largest."""
+    if len(indices) == 1:
+        return outputs[indices[0]]
+    maps = [outputs[j] for j in indices]
+    height = max(m.shape[-2] for m in maps)
+    width = max(m.shape[-1] for m in maps)
+    padded = []
+    for m in maps:
+        dh, dw = height - m.shape[-2], width - m.shape[-1]
+        if dh or dw:
+            m = F.pad(m, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+        padded.append(m)
+    return torch.cat(padded, dim=1)
+
+
+class ChildNet(nn.Module):
+    """One sampled child network; ``forward`` maps N x C x H x W images to N x classes logits."""
+
+    def __init__(self, arch: Architecture, analysis: Analysis) -> None:
+        super().__init__()
+        self.arch = arch
+        self.analysis = analysis
+        self.inputs = analysis.inputs
+        self.heads = analysis.classifier_inputs
+        shapes = list(analysis.shapes)
+        self.blocks = nn.ModuleList(
+            _block(layer.op, merged(shapes, ins))
+            for layer, ins in zip(arch.layers, analysis.inputs)
+        )
+        self.classifier = nn.Linear(analysis.classifier_features, analysis.classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = [x]
+        for block, ins in zip(self.blocks, self.inputs):
+            outputs.append(block(gather(outputs, ins)))
+        return self.classifier(torch.flatten(gather(outputs, self.heads), 1))
+
+
+def build(arch: Architecture, image: InputShape, limits: Limits | None = None) -> ChildNet:
+    """Validate ``arch`` for ``image`` (raises ArchError) and build it."""
+    return ChildNet(arch, analyze(arch, image, limits))
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
