@@ -7,7 +7,8 @@ The text form, whitespace separated, MetaQNN-like::
     C(64,3,1) P(2,2) C(128,3x5,1x2)@[0,2] FC(256) GAP SM(10)
 
 ``parse`` and ``format_arch`` round-trip exactly for formatted strings, and
-``parse(format_arch(a)) == a`` for every architecture. ``canonical`` and ``arch_hash`` give
+``parse(format_arch(a)) == a`` for every architecture with at least one layer and
+non-negative sizes (anything else is rejected by ``nasrl.shapes.analyze`` anyway). ``canonical`` and ``arch_hash`` give
 the form the dedup cache keys on.
 """
 
@@ -44,9 +45,11 @@ class ArchSyntaxError(ArchError):
     """A text form that does not parse; ``position`` is the 0-based character offset."""
 
     def __init__(self, message: str, text: str, position: int) -> None:
-        self.text = text
-        self.position = position
-        super().__init__(f"{message} at position {position}: {_caret(text, position)}")
+        super().__init__(message, text, position)  # all three, so it pickles and copies
+        self.message, self.text, self.position = message, text, position
+
+    def __str__(self) -> str:
+        return f"{self.message} at position {self.position}: {_caret(self.text, self.position)}"
 
 
 def _caret(text: str, position: int) -> str:

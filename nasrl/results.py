@@ -11,7 +11,7 @@ __all__ = ["TrainSettings", "EpochRecord", "TrainOutcome", "SettingsError"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "step", "constant")
-DEFAULT_LR = {"sgd": 0.05, "adam": 0.001}
+DEFAULT_LR = {"sgd": 0.3, "adam": 0.003}
 
 
 class SettingsError(ValueError):
@@ -21,9 +21,9 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class TrainSettings:
     epochs: int = 3
-    batch_size: int = 64
+    batch_size: int = 32
     optimizer: str = "sgd"  # SGD with Nesterov momentum, or "adam"
-    learning_rate: float | None = None  # None: 0.05 for SGD, 0.001 for Adam
+    learning_rate: float | None = None  # None: 0.3 for SGD, 0.003 for Adam
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"

@@ -145,13 +145,21 @@ class Layer(_message.Message):
     GAP_FIELD_NUMBER: _builtins.int
     INPUTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def conv(self) -> Global___Conv: ...
+    def conv(self) -> Global___Conv:
+        """Convolution + batch-norm + ReLU."""
+
     @_builtins.property
-    def pool(self) -> Global___Pool: ...
+    def pool(self) -> Global___Pool:
+        """Max pooling."""
+
     @_builtins.property
-    def fc(self) -> Global___FC: ...
+    def fc(self) -> Global___FC:
+        """Fully connected + ReLU."""
+
     @_builtins.property
-    def gap(self) -> Global___GAP: ...
+    def gap(self) -> Global___GAP:
+        """Global average pooling."""
+
     @_builtins.property
     def inputs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Skip connections: indices of the layers whose outputs are this layer's input

@@ -60,7 +60,9 @@ class _ScheduleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Schedule.Val
     """Constant learning rate."""
 
 class Schedule(_Schedule, metaclass=_ScheduleEnumTypeWrapper):
-    """How the learning rate changes over the epochs."""
+    """How the learning rate changes over the epochs. Every schedule starts with a linear
+    warm-up over the first epoch (at most 30% of all steps).
+    """
 
 SCHEDULE_UNSPECIFIED: Schedule.ValueType  # 0
 """The trainer's default (cosine)."""
@@ -90,13 +92,13 @@ class TrainingConfig(_message.Message):
     epochs: _builtins.int
     """Number of epochs (default 3, at most 1000)."""
     batch_size: _builtins.int
-    """Mini-batch size (default 64, at most 4096)."""
+    """Mini-batch size (default 32, at most 4096)."""
     optimizer: Global___Optimizer.ValueType
     """Optimiser (default SGD_NESTEROV)."""
     learning_rate: _builtins.float
-    """Initial learning rate (default 0.05 for SGD, 0.001 for Adam)."""
+    """Initial learning rate (default 0.3 for SGD, 0.003 for Adam)."""
     momentum: _builtins.float
-    """Momentum for SGD (default 0.9)."""
+    """Momentum for SGD (default 0.9; set a negative value for none)."""
     weight_decay: _builtins.float
     """L2 weight decay (default 0.0005; set a negative value for none)."""
     schedule: Global___Schedule.ValueType
@@ -246,9 +248,11 @@ class TrainResult(_message.Message):
     stopped_early: _builtins.bool
     """True when training stopped before the planned epochs because of the wall-clock limit."""
     train_examples: _builtins.int
-    """Number of training, validation and test examples used."""
+    """Number of training examples used."""
     validation_examples: _builtins.int
+    """Number of validation examples (carved from the training split with a fixed seed)."""
     test_examples: _builtins.int
+    """Number of test examples."""
     @_builtins.property
     def curve(self) -> _containers.RepeatedCompositeFieldContainer[Global___EpochProgress]:
         """One entry per finished epoch: the learning curve."""

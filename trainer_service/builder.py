@@ -98,7 +98,8 @@ class ChildNet(nn.Module):
         outputs = [x]
         for block, ins in zip(self.blocks, self.inputs):
             outputs.append(block(gather(outputs, ins)))
-        return self.classifier(torch.flatten(gather(outputs, self.heads), 1))
+        logits: torch.Tensor = self.classifier(torch.flatten(gather(outputs, self.heads), 1))
+        return logits
 
 
 def build(arch: Architecture, image: InputShape, limits: Limits | None = None) -> ChildNet:

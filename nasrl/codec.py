@@ -1,0 +1,174 @@
+"""Conversion between the wire messages (protos/) and nasrl's plain types. The only module
+of the core that imports generated code, so domain code never has to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from protos import architecture_pb2 as apb
+from protos import trainer_pb2 as tpb
+
+from nasrl.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool
+from nasrl.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings
+
+__all__ = [
+    "arch_to_proto",
+    "arch_from_proto",
+    "settings_to_proto",
+    "settings_from_proto",
+    "epoch_to_proto",
+    "epoch_from_proto",
+    "outcome_to_proto",
+    "outcome_from_proto",
+]
+
+_OPTIMIZERS: dict[str, tpb.Optimizer.ValueType] = {"sgd": tpb.SGD_NESTEROV, "adam": tpb.ADAM}
+_SCHEDULES: dict[str, tpb.Schedule.ValueType] = {"cosine": tpb.COSINE, "step": tpb.STEP, "constant": tpb.CONSTANT}
+
+
+def _op_to_proto(op: Op, layer: apb.Layer) -> None:
+    if isinstance(op, Conv):
+        layer.conv.CopyFrom(
+            apb.Conv(filters=op.filters, kernel_h=op.kernel_h, kernel_w=op.kernel_w,
+                     stride_h=op.stride_h, stride_w=op.stride_w)
+        )
+    elif isinstance(op, Pool):
+        layer.pool.CopyFrom(apb.Pool(kernel=op.kernel, stride=op.stride))
+    elif isinstance(op, FC):
+        layer.fc.CopyFrom(apb.FC(units=op.units))
+    elif isinstance(op, GAP):
+        layer.gap.SetInParent()
+    else:
+        raise TypeError(f"not a layer operation: {op!r}")
+
+
+def arch_to_proto(arch: Architecture) -> apb.Architecture:
+    msg = apb.Architecture(classes=arch.classes or 0)
+    for layer in arch.layers:
+        out = msg.layers.add()
+        _op_to_proto(layer.op, out)
+        out.inputs.extend(layer.inputs)
+    return msg
+
+
+def _op_from_proto(layer: apb.Layer, index: int) -> Op:
+    kind = layer.WhichOneof("op")
+    if kind == "conv":
+        c = layer.conv
+        return Conv(c.filters, c.kernel_h, c.kernel_w, c.stride_h, c.stride_w)
+    if kind == "pool":
+        return Pool(layer.pool.kernel, layer.pool.stride)
+    if kind == "fc":
+        return FC(layer.fc.units)
+    if kind == "gap":
+        return GAP()
+    raise ArchError(f"layer {index} has no operation: set one of conv, pool, fc, gap")
+
+
+def arch_from_proto(msg: apb.Architecture) -> Architecture:
+    """Typed form to spec; raises ArchError for a layer without an operation. Sizes are
+    checked later by ``nasrl.shapes.analyze``."""
+    layers = tuple(
+        Layer(_op_from_proto(layer, i), tuple(layer.inputs))
+        for i, layer in enumerate(msg.layers, start=1)
+    )
+    if msg.classes < 0:
+        raise ArchError(f"classes must be positive (or 0 for the dataset's), got {msg.classes}")
+    return Architecture(layers, msg.classes or None)
+
+
+def settings_to_proto(s: TrainSettings) -> tpb.TrainingConfig:
+    return tpb.TrainingConfig(
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        optimizer=_OPTIMIZERS[s.optimizer],
+        learning_rate=s.learning_rate or 0.0,
+        momentum=s.momentum if s.momentum > 0 else -1.0,
+        weight_decay=s.weight_decay if s.weight_decay > 0 else -1.0,
+        schedule=_SCHEDULES[s.schedule],
+        seed=s.seed,
+        max_seconds=s.max_seconds or 0.0,
+    )
+
+
+def _enum_name(table: Mapping[str, int], value: int, field: str, default: str) -> str:
+    if value == 0:
+        return default
+    for name, number in table.items():
+        if number == value:
+            return name
+    raise SettingsError(f"unknown {field} value {value}; choose one of {sorted(table)}")
+
+
+def _zero_default(value: float, default: float) -> float:
+    """Proto3 floats: 0 means the default, a negative value means none (0)."""
+    if value == 0:
+        return default
+    return 0.0 if value < 0 else value
+
+
+def settings_from_proto(msg: tpb.TrainingConfig) -> TrainSettings:
+    """Zero fields take the defaults; raises SettingsError (a ValueError) naming a bad field."""
+    d = TrainSettings()
+    optimizer = _enum_name(_OPTIMIZERS, msg.optimizer, "optimizer", d.optimizer)
+    return TrainSettings(
+        epochs=msg.epochs or d.epochs,
+        batch_size=msg.batch_size or d.batch_size,
+        optimizer=optimizer,
+        learning_rate=msg.learning_rate or None,
+        momentum=_zero_default(msg.momentum, d.momentum),
+        weight_decay=_zero_default(msg.weight_decay, d.weight_decay),
+        schedule=_enum_name(_SCHEDULES, msg.schedule, "schedule", d.schedule),
+        seed=msg.seed,
+        max_seconds=msg.max_seconds or None,
+    ).validate()
+
+
+def epoch_to_proto(e: EpochRecord) -> tpb.EpochProgress:
+    return tpb.EpochProgress(
+        epoch=e.epoch, epochs=e.epochs, train_loss=e.train_loss,
+        train_accuracy=e.train_accuracy, validation_accuracy=e.validation_accuracy,
+        seconds=e.seconds,
+    )
+
+
+def epoch_from_proto(m: tpb.EpochProgress) -> EpochRecord:
+    return EpochRecord(
+        m.epoch, m.epochs, m.train_loss, m.train_accuracy, m.validation_accuracy, m.seconds
+    )
+
+
+def outcome_to_proto(o: TrainOutcome) -> tpb.TrainResult:
+    return tpb.TrainResult(
+        validation_accuracy=o.validation_accuracy,
+        validation_accuracy_last5=o.validation_accuracy_last5,
+        test_accuracy=o.test_accuracy,
+        params=o.params,
+        flops=o.flops,
+        seconds=o.seconds,
+        device=o.device,
+        curve=[epoch_to_proto(e) for e in o.curve],
+        architecture=o.architecture,
+        stopped_early=o.stopped_early,
+        train_examples=o.train_examples,
+        validation_examples=o.validation_examples,
+        test_examples=o.test_examples,
+    )
+
+
+def outcome_from_proto(m: tpb.TrainResult) -> TrainOutcome:
+    return TrainOutcome(
+        validation_accuracy=m.validation_accuracy,
+        validation_accuracy_last5=m.validation_accuracy_last5,
+        test_accuracy=m.test_accuracy,
+        params=m.params,
+        flops=m.flops,
+        seconds=m.seconds,
+        device=m.device,
+        architecture=m.architecture,
+        curve=tuple(epoch_from_proto(e) for e in m.curve),
+        stopped_early=m.stopped_early,
+        train_examples=m.train_examples,
+        validation_examples=m.validation_examples,
+        test_examples=m.test_examples,
+    )

@@ -1,0 +1,124 @@
+"""Server and channel helpers shared by every nasrl service and client: message-size limits,
+connection ageing (so clients re-resolve and find new replicas), the standard health service,
+server reflection, and a graceful SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from types import FrameType
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "ServerHandle",
+    "start_server",
+    "channel",
+    "wait_for_termination",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # Close connections after a while so clients behind a DNS name re-resolve and spread over
+    # new replicas; the grace lets a running Train stream finish on the old connection.
+    ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+    ("grpc.max_connection_age_grace_ms", 24 * 60 * 60 * 1000),
+    ("grpc.so_reuseport", 0),
+]
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.enable_retries", 1),
+]
+
+
+class ServerHandle:
+    """A started server with its health servicer and bound port."""
+
+    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer, port: int,
+                 services: tuple[str, ...]) -> None:
+        self.server = server
+        self.health = health_servicer
+        self.port = port
+        self.services = services
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.services):
+            self.health.set(name, status)
+
+    def stop(self, grace: float | None) -> None:
+        """Health to NOT_SERVING, refuse new calls, give running calls ``grace`` seconds."""
+        self.set_serving(False)
+        self.server.stop(grace).wait()
+
+
+def start_server(
+    host: str,
+    port: int,
+    register: Callable[[grpc.Server], None],
+    service_names: Iterable[str],
+    max_workers: int = 16,
+) -> ServerHandle:
+    """Create, register, add health + reflection, bind and start a server. ``port`` 0 picks a
+    free port; the handle says which. Health starts NOT_SERVING: call ``set_serving(True)``
+    once the service is ready."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS
+    )
+    register(server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = tuple(service_names)
+    reflection.enable_server_reflection(
+        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
+        server,
+    )
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_insecure_port(address)
+    if bound == 0:
+        raise OSError(f"could not bind {address}: the port is in use or the host is not local")
+    server.start()
+    handle = ServerHandle(server, health_servicer, bound, names)
+    handle.set_serving(False)
+    return handle
+
+
+def wait_for_termination(handle: ServerHandle, grace: float,
+                         on_stop: Callable[[], None] | None = None) -> None:
+    """Block until SIGTERM or SIGINT, then stop gracefully (health NOT_SERVING first)."""
+    stop = threading.Event()
+
+    def _signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down (grace %.0fs)", signal.Signals(signum).name, grace)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
+    stop.wait()
+    if on_stop:
+        on_stop()
+    handle.stop(grace)
+    log.info("stopped")
+
+
+def channel(target: str) -> grpc.Channel:
+    """A client channel with nasrl's message limits and round-robin over every address a name
+    resolves to (``dns:///trainer:50052`` reaches every replica)."""
+    return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from protos import trainer_pb2, trainer_pb2_grpc
+
+from nasrl import rpc
+from trainer_service.config import TrainerConfig
+from trainer_service.servicer import TrainerServicer
+
+SERVICE = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
+
+
+def start_trainer(slots: int = 1, **config: object) -> tuple[rpc.ServerHandle, TrainerServicer]:
+    """A real trainer gRPC server on 127.0.0.1:0 in this process."""
+    servicer = TrainerServicer(TrainerConfig(port=0, slots=slots, **config), torch.device("cpu"))
+    handle = rpc.start_server(
+        "127.0.0.1", 0,
+        lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),
+        [SERVICE], max_workers=slots + 4,
+    )
+    handle.set_serving(True)
+    return handle, servicer
+
+
+@pytest.fixture(scope="module")
+def trainer() -> Iterator[str]:
+    handle, _ = start_trainer()
+    yield f"127.0.0.1:{handle.port}"
+    handle.stop(None)

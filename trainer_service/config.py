@@ -1,0 +1,67 @@
+"""Trainer configuration: one frozen dataclass, from flags and NASRL_* environment variables
+(flags win)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nasrl.shapes import Limits
+
+__all__ = ["TrainerConfig", "parse_args"]
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50052
+    data_dir: Path | None = None
+    device: str = "auto"
+    slots: int = 1
+    grace: float = 30.0
+    max_seconds: float | None = None
+    limits: Limits = field(default_factory=Limits)
+
+
+def _env(name: str, default: str | None) -> str | None:
+    return os.environ.get(f"NASRL_{name}", default)
+
+
+def parse_args(argv: list[str] | None = None) -> TrainerConfig:
+    p = argparse.ArgumentParser(
+        prog="python -m trainer_service",
+        description="nasrl trainer: trains child networks sent over gRPC (nasrl.v1.Trainer).",
+    )
+    p.add_argument("--host", default=_env("TRAINER_HOST", "127.0.0.1"),
+                   help="address to bind (0.0.0.0 in a container) [NASRL_TRAINER_HOST]")
+    p.add_argument("--port", type=int, default=int(_env("TRAINER_PORT", "50052") or 0),
+                   help="port to bind; 0 picks a free one and logs it [NASRL_TRAINER_PORT]")
+    p.add_argument("--data-dir", type=Path, default=_env("DATA_DIR", None),
+                   help="folder with torchvision datasets (mnist, cifar10, ...) [NASRL_DATA_DIR]")
+    p.add_argument("--device", default=_env("DEVICE", "auto"),
+                   help="auto, cpu, cuda or cuda:N [NASRL_DEVICE]")
+    p.add_argument("--slots", type=int, default=int(_env("SLOTS", "1") or 1),
+                   help="children trained at once; more calls get RESOURCE_EXHAUSTED [NASRL_SLOTS]")
+    p.add_argument("--grace", type=float, default=float(_env("GRACE", "30") or 30),
+                   help="seconds running trainings may finish after SIGTERM [NASRL_GRACE]")
+    p.add_argument("--max-seconds", type=float, default=_env("MAX_SECONDS", None),
+                   help="wall-clock limit per child; training stops after the epoch that "
+                   "crosses it [NASRL_MAX_SECONDS]")
+    args = p.parse_args(argv)
+    if not 1 <= args.slots <= 64:
+        p.error(f"--slots must be between 1 and 64, got {args.slots}")
+    if not 0 <= args.port <= 65535:
+        p.error(f"--port must be between 0 and 65535, got {args.port}")
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        p.error(f"--data-dir {args.data_dir} is not a folder")
+    return TrainerConfig(
+        host=args.host,
+        port=args.port,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        device=args.device,
+        slots=args.slots,
+        grace=args.grace,
+        max_seconds=float(args.max_seconds) if args.max_seconds else None,
+    )
