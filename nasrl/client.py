@@ -6,17 +6,23 @@ server's sentence."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from protos import trainer_pb2, trainer_pb2_grpc
+from protos import controller_pb2 as cpb
+from protos import controller_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 
 from nasrl import codec, rpc
 from nasrl.arch import Architecture, parse
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 
-__all__ = ["NasrlError", "TrainerClient", "wait_until_serving"]
+__all__ = [
+    "NasrlError", "TrainerClient", "ControllerClient", "Candidate", "SampleBatch",
+    "wait_until_serving",
+]
 
 
 class NasrlError(Exception):
@@ -98,6 +104,99 @@ class TrainerClient:
         self._channel.close()
 
     def __enter__(self) -> TrainerClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A child to train (``cached`` None) or one already evaluated in the search."""
+
+    id: int
+    arch: Architecture
+    text: str
+    lease_deadline: float
+    cached: TrainOutcome | None
+
+
+@dataclass(frozen=True)
+class SampleBatch:
+    candidates: list[Candidate]
+    done: bool
+    dataset: str
+    training: TrainSettings
+
+
+class ControllerClient:
+    """Ask/tell access to the controller. Search-level calls return the typed ``nasrl.v1``
+    messages (``Search``, ``LeaderboardEntry``); Sample returns plain dataclasses."""
+
+    def __init__(self, target: str, timeout: float = 30.0) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel = rpc.channel(target)
+        self._stub = controller_pb2_grpc.ControllerStub(self._channel)
+
+    def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise NasrlError.from_rpc(exc, self.target) from exc
+
+    def create_search(self, request: cpb.CreateSearchRequest | None = None,
+                      **fields: Any) -> cpb.Search:
+        """``create_search(agent=cpb.AgentSpec(name="reinforce"), dataset="digits", budget=6)``
+        or with a ready ``CreateSearchRequest``."""
+        result: cpb.Search = self._call("CreateSearch", request or cpb.CreateSearchRequest(**fields))
+        return result
+
+    def sample(self, search_id: str, count: int = 1) -> SampleBatch:
+        reply = self._call("Sample", cpb.SampleRequest(search_id=search_id, count=count))
+        candidates = [
+            Candidate(
+                c.candidate_id, codec.arch_from_proto(c.architecture), c.text, c.lease_deadline,
+                codec.outcome_from_proto(c.cached_result) if c.HasField("cached_result") else None,
+            )
+            for c in reply.candidates
+        ]
+        return SampleBatch(candidates, reply.done, reply.dataset,
+                           codec.settings_from_proto(reply.training))
+
+    def update(self, search_id: str, candidate_id: int, result: TrainOutcome | None = None,
+               failure: str | None = None) -> cpb.UpdateResponse:
+        """Report a result, or a failure reason; exactly one of them."""
+        if (result is None) == (failure is None):
+            raise ValueError("give exactly one of result and failure")
+        request = cpb.UpdateRequest(search_id=search_id, candidate_id=candidate_id)
+        if result is not None:
+            request.result.CopyFrom(codec.outcome_to_proto(result))
+        else:
+            request.failure = failure or ""
+        reply: cpb.UpdateResponse = self._call("Update", request)
+        return reply
+
+    def get_search(self, search_id: str) -> cpb.Search:
+        reply: cpb.Search = self._call("GetSearch", cpb.GetSearchRequest(search_id=search_id))
+        return reply
+
+    def list_searches(self) -> list[cpb.Search]:
+        return list(self._call("ListSearches", cpb.ListSearchesRequest()).searches)
+
+    def leaderboard(self, search_id: str, top: int = 10) -> list[cpb.LeaderboardEntry]:
+        reply = self._call("Leaderboard", cpb.LeaderboardRequest(search_id=search_id, top=top))
+        return list(reply.entries)
+
+    def stop_search(self, search_id: str) -> cpb.Search:
+        reply: cpb.Search = self._call("StopSearch", cpb.StopSearchRequest(search_id=search_id))
+        return reply
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ControllerClient:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

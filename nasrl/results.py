@@ -82,6 +82,13 @@ class TrainOutcome:
     test_examples: int = 0
 
     def to_json(self) -> dict[str, Any]:
+        """All fields as plain data, plus ``accuracy`` (= best validation accuracy)."""
         data = asdict(self)
         data["accuracy"] = self.validation_accuracy
         return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainOutcome:
+        known = {f for f in cls.__dataclass_fields__ if f != "curve"}
+        curve = tuple(EpochRecord(**e) for e in data.get("curve", ()))
+        return cls(curve=curve, **{k: v for k, v in data.items() if k in known})

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
@@ -9,6 +10,9 @@ from protos import trainer_pb2, trainer_pb2_grpc
 from nasrl import rpc
 from trainer_service.config import TrainerConfig
 from trainer_service.servicer import TrainerServicer
+
+if TYPE_CHECKING:
+    from controller_service.searches import Searches
 
 SERVICE = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 
@@ -30,3 +34,30 @@ def trainer() -> Iterator[str]:
     handle, _ = start_trainer()
     yield f"127.0.0.1:{handle.port}"
     handle.stop(None)
+
+
+def start_controller(db: str) -> tuple[rpc.ServerHandle, "Searches"]:
+    """A real controller gRPC server on 127.0.0.1:0 in this process, on database ``db``."""
+    from protos import controller_pb2, controller_pb2_grpc
+
+    from controller_service.searches import Searches
+    from controller_service.servicer import ControllerServicer
+    from controller_service.store import Store
+
+    searches = Searches(Store(db))
+    servicer = ControllerServicer(searches)
+    handle = rpc.start_server(
+        "127.0.0.1", 0,
+        lambda s: controller_pb2_grpc.add_ControllerServicer_to_server(servicer, s),
+        [controller_pb2.DESCRIPTOR.services_by_name["Controller"].full_name], max_workers=32,
+    )
+    handle.set_serving(True)
+    return handle, searches
+
+
+@pytest.fixture()
+def controller(tmp_path) -> Iterator[str]:
+    handle, searches = start_controller(str(tmp_path / "controller.db"))
+    yield f"127.0.0.1:{handle.port}"
+    handle.stop(None)
+    searches.store.close()

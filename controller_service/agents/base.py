@@ -1,0 +1,82 @@
+"""The agent interface. An agent proposes architectures and learns from their rewards; it
+never touches grpc, protobuf or the database.
+
+Call sequence (the controller holds a lock per search around every call):
+
+1. ``agent = Agent(space, settings, seed)``, or then ``agent.load_state_dict(saved)``.
+2. ``proposals = agent.sample(n)``: each ``Proposal`` carries the architecture and the agent's
+   own record of the decisions that produced it (JSON-able), which the controller stores with
+   the candidate and hands back at update time.
+3. ``agent.update(decisions, reward)`` once per result, in any order and possibly long after
+   the sample (asynchronous workers); ``reward`` is ``None`` for a child that failed.
+4. ``agent.state_dict()`` after each call: everything needed to continue exactly (weights,
+   optimiser, RNG, counters), made of tensors, numbers, strings, lists and dicts only so that
+   it loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from nasrl.arch import Architecture
+
+__all__ = ["Agent", "Proposal", "AgentSettingsError"]
+
+Decisions = dict[str, Any]
+
+
+class AgentSettingsError(ValueError):
+    """An agent setting outside its range; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    arch: Architecture
+    decisions: Decisions
+
+
+class Agent(ABC):
+    name: ClassVar[str]
+    #: settings and their defaults, e.g. {"learning_rate": 6e-4}
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: the reward an agent learns from by default: "zoph" = (max val acc of last 5 epochs)^3,
+    #: "accuracy" = best validation accuracy
+    default_reward: ClassVar[str] = "accuracy"
+
+    @abstractmethod
+    def __init__(self, space: Any, settings: dict[str, Any] | None = None, seed: int = 0) -> None:
+        """``space`` is a search space from controller_service.search_space; ``settings``
+        override ``defaults``; raises AgentSettingsError naming a bad setting or space."""
+
+    @abstractmethod
+    def sample(self, n: int) -> list[Proposal]:
+        """Propose ``n`` architectures."""
+
+    @abstractmethod
+    def update(self, decisions: Decisions, reward: float | None) -> None:
+        """Learn from the reward of the proposal whose decisions these are."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly where this agent is."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a ``state_dict``."""
+
+    def progress(self) -> dict[str, float]:
+        """Numbers a user watches, e.g. {"curriculum_layers": 6, "baseline": 0.41}."""
+        return {}
+
+
+def resolve_settings(agent: type[Agent], given: dict[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with ``given``; unknown names are an error naming the known ones."""
+    unknown = sorted(set(given) - set(agent.defaults))
+    if unknown:
+        raise AgentSettingsError(
+            f"unknown setting(s) {unknown} for agent {agent.name!r}; "
+            f"known: {sorted(agent.defaults)}"
+        )
+    return {**agent.defaults, **given}

@@ -1,0 +1,382 @@
+"""REINFORCE controller of Zoph & Le (2017), "Neural Architecture Search with Reinforcement
+Learning".
+
+A stacked LSTM emits, per convolution, five categorical decisions (filter height, filter
+width, stride height, stride width, number of filters); the sampled token's embedding is the
+next step's input. With skip connections each layer then takes one more "anchor" step whose
+hidden state ``h_i`` is compared with every earlier layer's anchor ``h_j``:
+``P(j -> i) = sigmoid(v' tanh(W_prev h_j + W_curr h_i))``, one Bernoulli per earlier layer.
+The next layer starts from the mean of the chosen anchors (as in ENAS).
+
+Learning is REINFORCE with an exponential-moving-average baseline and Adam. Results may come
+back late, out of order and from an older policy: ``update`` recomputes the log-probability
+of the stored decisions under the current policy, and every ``batch`` results the averaged
+gradient takes one Adam step. Depth follows the paper's curriculum: ``start_layers``, plus
+``layers_step`` every ``step_every`` samples, capped by the space's ``max_layers``.
+
+``Proposal.decisions`` is plain JSON data::
+
+    {"tokens": [[fh, fw, sh, sw, nf], ...],   # indices into the space's choices, per layer
+     "skips": [[], [b], [b, b], ...] | None,  # skips[i][j] = 1: layer i+1 reads layer j+1
+     "layers": L,                              # len(tokens)
+     "logp": -12.3}                            # log-probability at sampling time (diagnostic)
+
+All sampling draws from the agent's own ``torch.Generator``, never torch's global RNG.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from controller_service.agents.base import (
+    Agent,
+    AgentSettingsError,
+    Decisions,
+    Proposal,
+    resolve_settings,
+)
+from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
+
+__all__ = ["ReinforceAgent", "ReinforceSettings", "ControllerLSTM", "Trajectory"]
+
+_STATE_FORMAT = 1
+
+
+# ---------------------------------------------------------------------------- settings
+
+
+def _integer(s: dict[str, Any], name: str, low: int, high: int | None = None) -> int:
+    value = s[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise AgentSettingsError(f"{name} must be an integer, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise AgentSettingsError(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+def _real(s: dict[str, Any], name: str, low: float, high: float, *, open_low: bool = False,
+          open_high: bool = False) -> float:
+    value = s[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise AgentSettingsError(f"{name} must be a number, got {value!r}")
+    too_low = value <= low if open_low else value < low
+    too_high = value >= high if open_high else value > high
+    if too_low or too_high:
+        left, right = "(" if open_low else "[", ")" if open_high else "]"
+        raise AgentSettingsError(f"{name} must be in {left}{low}, {high}{right}, got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ReinforceSettings:
+    lstm_layers: int
+    hidden: int
+    init_range: float
+    learning_rate: float
+    baseline_decay: float
+    entropy_weight: float
+    batch: int
+    start_layers: int
+    layers_step: int
+    step_every: int
+    skip_connections: bool
+    failure_reward: float
+
+    @classmethod
+    def from_dict(cls, s: dict[str, Any]) -> ReinforceSettings:
+        """Checked settings; an ``AgentSettingsError`` names the first bad one."""
+        if not isinstance(s["skip_connections"], bool):
+            raise AgentSettingsError(
+                f"skip_connections must be true or false, got {s['skip_connections']!r}"
+            )
+        return cls(
+            lstm_layers=_integer(s, "lstm_layers", 1, 4),
+            hidden=_integer(s, "hidden", 1, 1024),
+            init_range=_real(s, "init_range", 0.0, 1.0, open_low=True),
+            learning_rate=_real(s, "learning_rate", 0.0, 1.0, open_low=True),
+            baseline_decay=_real(s, "baseline_decay", 0.0, 1.0, open_high=True),
+            entropy_weight=_real(s, "entropy_weight", 0.0, math.inf, open_high=True),
+            batch=_integer(s, "batch", 1, 1024),
+            start_layers=_integer(s, "start_layers", 1),
+            layers_step=_integer(s, "layers_step", 0),
+            step_every=_integer(s, "step_every", 1),
+            skip_connections=s["skip_connections"],
+            failure_reward=_real(s, "failure_reward", -math.inf, math.inf,
+                                 open_low=True, open_high=True),
+        )
+
+
+# ---------------------------------------------------------------------------- the network
+
+
+@dataclass
+class Trajectory:
+    """One architecture's decisions: five token indices per layer and, with skip
+    connections, ``skips[i]`` = i bits (does layer i+1 read layer j+1, j < i)."""
+
+    tokens: list[list[int]]
+    skips: list[list[int]] | None
+
+
+@dataclass
+class _Walk:
+    """The controller's running state while it emits one architecture."""
+
+    state: list[tuple[Tensor, Tensor]]
+    x: Tensor
+    anchors: list[Tensor] = field(default_factory=list)  # h_j of each earlier layer
+    keys: list[Tensor] = field(default_factory=list)  # W_prev h_j
+    log_probs: list[Tensor] = field(default_factory=list)
+    entropies: list[Tensor] = field(default_factory=list)
+
+
+class ControllerLSTM(nn.Module):
+    """Embedding -> stacked LSTMCells -> one softmax decoder per decision, plus the anchor
+    attention for skip connections. Every weight is uniform in ±``init_range``."""
+
+    def __init__(self, space: ZophSpace, hidden: int, lstm_layers: int, init_range: float,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        # built on "meta" and initialised below from ``generator``: torch's global RNG is
+        # never touched
+        kw: dict[str, Any] = {"device": torch.device("meta"), "dtype": torch.float32}
+        sizes = {d: len(space.choices(d)) for d in ZOPH_DECISIONS}
+        self.start = nn.Parameter(torch.empty(1, hidden, **kw))
+        self.cells = nn.ModuleList(nn.LSTMCell(hidden, hidden, **kw) for _ in range(lstm_layers))
+        self.embeddings = nn.ModuleDict({d: nn.Embedding(n, hidden, **kw) for d, n in sizes.items()})
+        self.decoders = nn.ModuleDict({d: nn.Linear(hidden, n, **kw) for d, n in sizes.items()})
+        self.w_prev = nn.Linear(hidden, hidden, bias=False, **kw)
+        self.w_curr = nn.Linear(hidden, hidden, bias=False, **kw)
+        self.v = nn.Linear(hidden, 1, bias=False, **kw)
+        self.to_empty(device="cpu")
+        with torch.no_grad():
+            for p in self.parameters():
+                p.uniform_(-init_range, init_range, generator=generator)
+
+    def rollout(self, source: torch.Generator | Trajectory, layers: int, skips: bool
+                ) -> tuple[Trajectory, Tensor, Tensor]:
+        """Emit ``layers`` layers, sampling from ``source`` when it is a generator and
+        replaying it (teacher forcing) when it is a trajectory. Returns the trajectory, its
+        log-probability and the summed entropy of every decision's distribution."""
+        hidden = self.start.shape[1]
+        zero = self.start.new_zeros(1, hidden)
+        walk = _Walk([(zero, zero) for _ in self.cells], self.start)
+        tokens, bits = [], []
+        for i in range(layers):
+            tokens.append(self._layer_tokens(walk, i, source))
+            if skips:
+                bits.append(self._layer_skips(walk, i, source))
+        log_prob = torch.stack(walk.log_probs).sum()
+        entropy = torch.stack(walk.entropies).sum()
+        return Trajectory(tokens, bits if skips else None), log_prob, entropy
+
+    def _advance(self, walk: _Walk) -> Tensor:
+        """One LSTM step on ``walk.x``; returns the top layer's hidden state."""
+        x, new_state = walk.x, []
+        for cell, hc in zip(self.cells, walk.state):
+            h, c = cell(x, hc)
+            new_state.append((h, c))
+            x = h
+        walk.state = new_state
+        return x
+
+    def _layer_tokens(self, walk: _Walk, i: int, source: torch.Generator | Trajectory
+                      ) -> list[int]:
+        out = []
+        for k, name in enumerate(ZOPH_DECISIONS):
+            log_p = F.log_softmax(self.decoders[name](self._advance(walk)), dim=-1)[0]
+            if isinstance(source, Trajectory):
+                token = source.tokens[i][k]
+            else:
+                token = int(torch.multinomial(log_p.exp(), 1, generator=source))
+            walk.log_probs.append(log_p[token])
+            walk.entropies.append(-(log_p.exp() * log_p).sum())
+            walk.x = self.embeddings[name](torch.tensor([token]))
+            out.append(token)
+        return out
+
+    def _layer_skips(self, walk: _Walk, i: int, source: torch.Generator | Trajectory
+                     ) -> list[int]:
+        """The anchor step of layer i+1: one Bernoulli per earlier layer."""
+        h = self._advance(walk)
+        chosen: list[int] = []
+        walk.x = torch.zeros_like(h)
+        if walk.anchors:
+            logits = self.v(torch.tanh(torch.cat(walk.keys) + self.w_curr(h))).view(-1)
+            if isinstance(source, Trajectory):
+                bits = torch.tensor(source.skips[i] if source.skips else [], dtype=h.dtype)
+            else:
+                bits = torch.bernoulli(torch.sigmoid(logits), generator=source)
+            p = torch.sigmoid(logits)
+            log_on, log_off = F.logsigmoid(logits), F.logsigmoid(-logits)
+            walk.log_probs.append((bits * log_on + (1 - bits) * log_off).sum())
+            walk.entropies.append(-(p * log_on + (1 - p) * log_off).sum())
+            walk.x = (bits @ torch.cat(walk.anchors)).unsqueeze(0) / (1 + bits.sum())
+            chosen = [int(b) for b in bits.tolist()]
+        walk.anchors.append(h)
+        walk.keys.append(self.w_prev(h))
+        return chosen
+
+
+# ---------------------------------------------------------------------------- the agent
+
+
+class ReinforceAgent(Agent):
+    """Zoph & Le's controller. ``progress()`` omits "baseline" until the first result."""
+
+    name = "reinforce"
+    default_reward = "zoph"
+    defaults: ClassVar[dict[str, Any]] = {
+        "lstm_layers": 2,
+        "hidden": 35,
+        "init_range": 0.08,
+        "learning_rate": 6e-4,
+        "baseline_decay": 0.95,
+        "entropy_weight": 0.0,
+        "batch": 1,
+        "start_layers": 6,
+        "layers_step": 2,
+        "step_every": 1600,
+        "skip_connections": True,
+        "failure_reward": 0.0,
+    }
+
+    def __init__(self, space: ZophSpace, settings: dict[str, Any] | None = None,
+                 seed: int = 0) -> None:
+        if not isinstance(space, ZophSpace):
+            name = getattr(space, "name", type(space).__name__)
+            raise AgentSettingsError(f"agent 'reinforce' cannot search the {name!r} space")
+        self.space = space
+        self.settings = ReinforceSettings.from_dict(resolve_settings(type(self), settings or {}))
+        self.skips = self.settings.skip_connections and space.skip_connections
+        self.generator = torch.Generator().manual_seed(seed)
+        s = self.settings
+        self.policy = ControllerLSTM(space, s.hidden, s.lstm_layers, s.init_range, self.generator)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=s.learning_rate)
+        self.baseline: float | None = None
+        self.samples = 0
+        self.updates = 0
+        self.steps = 0
+        self.pending: list[dict[str, Any]] = []  # {"tokens", "skips", "advantage"}
+
+    def curriculum_layers(self) -> int:
+        s = self.settings
+        grown = s.start_layers + s.layers_step * (self.samples // s.step_every)
+        return min(grown, self.space.max_layers)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> list[Proposal]:
+        if n < 0:
+            raise ValueError(f"cannot sample a negative number ({n}) of architectures")
+        return [self._sample_one() for _ in range(n)]
+
+    def _sample_one(self) -> Proposal:
+        layers = self.curriculum_layers()
+        trajectory, log_prob, _ = self.policy.rollout(self.generator, layers, self.skips)
+        self.samples += 1
+        decisions = {"tokens": trajectory.tokens, "skips": trajectory.skips,
+                     "layers": layers, "logp": float(log_prob)}
+        return Proposal(self.space.decode(trajectory.tokens, trajectory.skips), decisions)
+
+    def log_prob(self, decisions: Decisions) -> Tensor:
+        """Log-probability of ``decisions`` under the current policy (differentiable)."""
+        return self._evaluate(self._trajectory(decisions))[0]
+
+    def _evaluate(self, trajectory: Trajectory) -> tuple[Tensor, Tensor]:
+        _, log_prob, entropy = self.policy.rollout(
+            trajectory, len(trajectory.tokens), self.skips
+        )
+        return log_prob, entropy
+
+    def update(self, decisions: Decisions, reward: float | None) -> None:
+        """Queue one result; every ``batch`` results take one Adam step on their mean loss
+        ``-(reward - baseline) * log_prob - entropy_weight * entropy``. The baseline a
+        result is compared with is the one before its own reward (the first result's
+        advantage is 0: the baseline starts at the first reward)."""
+        trajectory = self._trajectory(decisions)
+        r = self.settings.failure_reward if reward is None else float(reward)
+        if not math.isfinite(r):
+            raise ValueError(f"reward must be a finite number, got {reward!r}")
+        baseline = r if self.baseline is None else self.baseline
+        decay = self.settings.baseline_decay
+        self.baseline = decay * baseline + (1 - decay) * r
+        self.pending.append({"tokens": trajectory.tokens, "skips": trajectory.skips,
+                             "advantage": r - baseline})
+        self.updates += 1
+        if len(self.pending) >= self.settings.batch:
+            self._step()
+
+    def _step(self) -> None:
+        self.optimizer.zero_grad()
+        losses = []
+        for item in self.pending:
+            log_prob, entropy = self._evaluate(Trajectory(item["tokens"], item["skips"]))
+            losses.append(-item["advantage"] * log_prob
+                          - self.settings.entropy_weight * entropy)
+        torch.autograd.backward(torch.stack(losses).mean())
+        self.optimizer.step()
+        self.pending = []
+        self.steps += 1
+
+    def _trajectory(self, decisions: Decisions) -> Trajectory:
+        """The stored decisions, checked against this space; ValueError says what is wrong."""
+        tokens, skips = decisions.get("tokens"), decisions.get("skips")
+        if not isinstance(tokens, list) or not tokens:
+            raise ValueError("decisions need a non-empty 'tokens' list")
+        sizes = [len(self.space.choices(d)) for d in ZOPH_DECISIONS]
+        for i, row in enumerate(tokens):
+            if (not isinstance(row, list) or len(row) != len(sizes)
+                    or not all(isinstance(t, int) and 0 <= t < n for t, n in zip(row, sizes))):
+                raise ValueError(f"decisions: tokens[{i}] must be {len(sizes)} indices "
+                                 f"below {sizes}, got {row!r}")
+        if not self.skips:
+            return Trajectory([list(r) for r in tokens], None)
+        if not isinstance(skips, list) or len(skips) != len(tokens):
+            raise ValueError("decisions need one 'skips' row per layer")
+        for i, row in enumerate(skips):
+            if not isinstance(row, list) or len(row) != i or any(b not in (0, 1) for b in row):
+                raise ValueError(f"decisions: skips[{i}] must be {i} bits, got {row!r}")
+        return Trajectory([list(r) for r in tokens], [[int(b) for b in r] for r in skips])
+
+    def state_dict(self) -> dict[str, Any]:
+        """A snapshot (copies, not views) that loads with ``torch.load(weights_only=True)``."""
+        return {
+            "format": _STATE_FORMAT,
+            "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "generator": self.generator.get_state(),
+            "baseline": self.baseline,
+            "samples": self.samples,
+            "updates": self.updates,
+            "steps": self.steps,
+            "pending": copy.deepcopy(self.pending),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"unknown reinforce state format {state.get('format')!r}")
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.generator.set_state(state["generator"])
+        baseline = state["baseline"]
+        self.baseline = None if baseline is None else float(baseline)
+        self.samples = int(state["samples"])
+        self.updates = int(state["updates"])
+        self.steps = int(state["steps"])
+        self.pending = copy.deepcopy(list(state["pending"]))
+
+    def progress(self) -> dict[str, float]:
+        out = {"curriculum_layers": float(self.curriculum_layers()),
+               "samples": float(self.samples), "updates": float(self.updates),
+               "steps": float(self.steps)}
+        if self.baseline is not None:
+            out["baseline"] = self.baseline
+        return out

@@ -1,0 +1,135 @@
+"""Controller messages ⇄ domain objects (SearchSpec, views, handouts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.message import Message
+from protos import controller_pb2 as cpb
+
+from controller_service.search_space import ZophSpace
+from controller_service.searches import Handout, SearchView
+from controller_service.spec import SearchSpec, SpecError
+from controller_service.store import ResultRow
+from nasrl import codec
+from nasrl.arch import parse
+from nasrl.results import TrainOutcome
+
+__all__ = ["spec_from_proto", "spec_to_proto", "search_to_proto", "handout_to_proto",
+           "entry_to_proto", "outcome_json", "state_to_proto"]
+
+_REWARDS: dict[str, cpb.Reward.ValueType] = {"zoph": cpb.ZOPH, "accuracy": cpb.ACCURACY}
+_STATES: dict[str, cpb.SearchState.ValueType] = {
+    "running": cpb.RUNNING, "done": cpb.DONE, "stopped": cpb.STOPPED,
+}
+_DEFAULT_SPACE = ZophSpace()
+
+
+def _settings_dict(msg: Message) -> dict[str, Any]:
+    """The fields set (non-zero) in an agent-settings message."""
+    return {f.name: value for f, value in msg.ListFields()}
+
+
+def _space_from_proto(msg: cpb.SearchSpace) -> ZophSpace:
+    if msg.WhichOneof("space") is None:
+        return ZophSpace()
+    z = msg.zoph
+    d = _DEFAULT_SPACE
+    return ZophSpace(
+        filter_sizes=tuple(z.filter_sizes) or d.filter_sizes,
+        strides=tuple(z.strides) or d.strides,
+        filters=tuple(z.filters) or d.filters,
+        max_layers=z.max_layers or d.max_layers,
+        skip_connections=not z.no_skip_connections,
+    )
+
+
+def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
+    """Raises SpecError (or SettingsError) naming a bad field; defaults are filled by
+    ``SearchSpec.validate``."""
+    name = req.agent.name or "reinforce"
+    chosen = req.agent.WhichOneof("settings")
+    if chosen is not None and chosen != name:
+        raise SpecError(f"agent.{chosen} settings were given for agent {name!r}")
+    settings = _settings_dict(getattr(req.agent, chosen)) if chosen else {}
+    reward = {cpb.ZOPH: "zoph", cpb.ACCURACY: "accuracy"}.get(req.reward, "")
+    if req.reward not in (cpb.REWARD_UNSPECIFIED, cpb.ZOPH, cpb.ACCURACY):
+        raise SpecError(f"unknown reward {req.reward}; use ZOPH or ACCURACY")
+    return SearchSpec(
+        agent=name,
+        agent_settings=settings,
+        space=_space_from_proto(req.space),
+        dataset=req.dataset or "digits",
+        training=codec.settings_from_proto(req.training),
+        reward=reward,
+        budget=req.budget or 100,
+        seed=req.seed,
+        lease_seconds=req.lease_seconds or 3600.0,
+        name=req.name,
+    )
+
+
+def spec_to_proto(spec: SearchSpec, defaults: dict[str, Any]) -> cpb.CreateSearchRequest:
+    """The spec with every agent setting filled in (``defaults`` overlaid with the spec's)."""
+    agent = cpb.AgentSpec(name=spec.agent)
+    if agent.DESCRIPTOR.fields_by_name.get(spec.agent) is not None:
+        settings = getattr(agent, spec.agent)
+        settings.SetInParent()
+        for key, value in {**defaults, **spec.agent_settings}.items():
+            if key in settings.DESCRIPTOR.fields_by_name:
+                setattr(settings, key, value)
+    s = spec.space
+    space = cpb.SearchSpace(zoph=cpb.ZophSpace(
+        filter_sizes=s.filter_sizes, strides=s.strides, filters=s.filters,
+        max_layers=s.max_layers, no_skip_connections=not s.skip_connections,
+    ))
+    return cpb.CreateSearchRequest(
+        agent=agent, space=space, dataset=spec.dataset,
+        training=codec.settings_to_proto(spec.training), reward=_REWARDS[spec.reward],
+        budget=spec.budget, seed=spec.seed, lease_seconds=spec.lease_seconds, name=spec.name,
+    )
+
+
+def state_to_proto(state: str) -> cpb.SearchState.ValueType:
+    return _STATES[state]
+
+
+def entry_to_proto(r: ResultRow) -> cpb.LeaderboardEntry:
+    return cpb.LeaderboardEntry(
+        candidate_id=r.candidate_id, architecture=r.arch, accuracy=r.accuracy,
+        test_accuracy=r.test_accuracy, params=r.params, flops=r.flops, seconds=r.seconds,
+        reward=r.reward,
+    )
+
+
+def search_to_proto(v: SearchView, defaults: dict[str, Any]) -> cpb.Search:
+    c = v.counts
+    msg = cpb.Search(
+        search_id=v.id, name=v.name, spec=spec_to_proto(v.spec, defaults),
+        state=state_to_proto(v.state), created=v.created, progress=v.progress,
+        counts=cpb.SearchCounts(
+            sampled=sum(n for k, n in c.items() if k not in ("reissued", "invalid", "waiting")),
+            in_flight=c.get("leased", 0), evaluated=c.get("done", 0), cached=c.get("cached", 0),
+            failed=c.get("failed", 0), reissued=c.get("reissued", 0),
+        ),
+    )
+    if v.best is not None:
+        msg.best.CopyFrom(entry_to_proto(v.best))
+    return msg
+
+
+def handout_to_proto(h: Handout) -> cpb.Candidate:
+    msg = cpb.Candidate(
+        candidate_id=h.id, architecture=codec.arch_to_proto(parse(h.text)), text=h.text,
+        lease_deadline=h.lease_deadline,
+    )
+    if h.cached is not None:
+        msg.cached_result.CopyFrom(codec.outcome_to_proto(TrainOutcome.from_json(h.cached)))
+    return msg
+
+
+def outcome_json(msg: Any) -> dict[str, Any]:
+    """A TrainResult message as the plain dict the store keeps."""
+    data = codec.outcome_from_proto(msg).to_json()
+    data.pop("accuracy", None)
+    return data

@@ -1,0 +1,77 @@
+"""Search spaces: which architectures an agent may propose.
+
+``ZophSpace`` is the space of Zoph & Le (2017): a stack of convolutions, each with five
+decisions (filter height, filter width, stride height, stride width, number of filters) and,
+optionally, skip connections from any earlier layer. Plain data, no torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nasrl.arch import Architecture, Conv, Layer
+
+__all__ = ["ZophSpace", "SpaceError", "ZOPH_DECISIONS"]
+
+ZOPH_DECISIONS = ("filter_height", "filter_width", "stride_height", "stride_width", "filters")
+
+
+class SpaceError(ValueError):
+    """Search-space settings that make no sense; the message names the setting."""
+
+
+def _check_choices(name: str, values: tuple[int, ...], low: int, high: int) -> None:
+    if not values:
+        raise SpaceError(f"{name} needs at least one value")
+    if len(set(values)) != len(values):
+        raise SpaceError(f"{name} lists a value twice: {list(values)}")
+    for v in values:
+        if not low <= v <= high:
+            raise SpaceError(f"{name} values must be between {low} and {high}, got {v}")
+
+
+@dataclass(frozen=True)
+class ZophSpace:
+    """Zoph & Le's convolutional space. Each layer is five categorical decisions (indices into
+    the tuples below) plus, when ``skip_connections``, one yes/no per earlier layer."""
+
+    filter_sizes: tuple[int, ...] = (1, 3, 5, 7)
+    strides: tuple[int, ...] = (1, 2, 3)
+    filters: tuple[int, ...] = (24, 36, 48, 64)
+    max_layers: int = 15
+    skip_connections: bool = True
+
+    name = "zoph"
+
+    def validate(self) -> ZophSpace:
+        _check_choices("filter_sizes", self.filter_sizes, 1, 15)
+        _check_choices("strides", self.strides, 1, 8)
+        _check_choices("filters", self.filters, 1, 2048)
+        if not 1 <= self.max_layers <= 64:
+            raise SpaceError(f"max_layers must be between 1 and 64, got {self.max_layers}")
+        return self
+
+    def choices(self, decision: str) -> tuple[int, ...]:
+        """The values of one of the five per-layer decisions (see ZOPH_DECISIONS)."""
+        if decision in ("filter_height", "filter_width"):
+            return self.filter_sizes
+        if decision in ("stride_height", "stride_width"):
+            return self.strides
+        if decision == "filters":
+            return self.filters
+        raise KeyError(decision)
+
+    def decode(self, tokens: list[list[int]], skips: list[list[int]] | None) -> Architecture:
+        """Turn per-layer decision indices (``tokens[i]`` = five indices for layer i+1) and
+        skip bits (``skips[i][j]`` = 1 if layer i+1 reads layer j+1's output, j < i) into an
+        architecture. With skip connections a layer reads exactly the layers it chose, and the
+        image when it chose none (Zoph & Le's first fix). Without them, each layer reads the
+        previous one."""
+        layers = []
+        for i, t in enumerate(tokens):
+            fh, fw, sh, sw, nf = (self.choices(d)[k] for d, k in zip(ZOPH_DECISIONS, t))
+            inputs: tuple[int, ...] = ()
+            if self.skip_connections and skips is not None:
+                chosen = tuple(j + 1 for j, bit in enumerate(skips[i][:i]) if bit)
+                inputs = chosen or (0,)
+            layers.append(Layer(Conv(nf, fh, fw, sh, sw), inputs))
+        return Architecture(tuple(layers))

@@ -1,0 +1,300 @@
+"""Searches: the controller's domain logic between the servicer and the store.
+
+Every Sample and Update runs in one store transaction together with the agent state it
+changed, so a kill -9 at any moment leaves the database at the last acknowledged call and a
+restart continues exactly (same results, same agent weights, same next samples).
+
+Dedup: a network already evaluated in a search is never trained again; it is answered from
+the results table (``cached``) and the agent learns from the stored reward. A network equal to
+one in flight is not handed out either: it waits (``waiting``) for its twin's report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from controller_service.agents import Agent, Proposal, agent_class
+from controller_service.spec import SearchSpec, reward_of
+from controller_service.store import CandidateRow, ResultRow, SearchRow, Store
+from nasrl.arch import ArchError, arch_hash, canonical, format_arch
+from nasrl.datasets import input_shape
+from nasrl.shapes import analyze
+
+__all__ = [
+    "Searches", "SearchNotFound", "CandidateNotFound", "ReportConflict", "BadReport",
+    "Handout", "SearchView", "UpdateAck", "MAX_SAMPLE",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_SAMPLE = 1000
+MAX_FAILURE_TEXT = 2000
+MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
+TRAINING = ("leased", "done", "failed")  # statuses that spend budget
+
+
+class SearchNotFound(LookupError):
+    pass
+
+
+class CandidateNotFound(LookupError):
+    pass
+
+
+class ReportConflict(RuntimeError):
+    """A report that contradicts what is already recorded."""
+
+
+class BadReport(ValueError):
+    """A report with impossible values."""
+
+
+@dataclass(frozen=True)
+class Handout:
+    """A candidate given to a caller: to train (``cached`` None) or answered from results."""
+
+    id: int
+    text: str
+    lease_deadline: float
+    cached: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class SearchView:
+    id: str
+    name: str
+    created: float
+    spec: SearchSpec
+    state: str
+    counts: dict[str, int]
+    progress: dict[str, float]
+    best: ResultRow | None
+
+
+@dataclass(frozen=True)
+class UpdateAck:
+    accepted: bool
+    reward: float | None
+    state: str
+
+
+def _check_outcome(outcome: dict[str, Any]) -> None:
+    for key in ("validation_accuracy", "validation_accuracy_last5", "test_accuracy"):
+        value = outcome.get(key)
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+            raise BadReport(f"result.{key} must be a number between 0 and 1, got {value!r}")
+    for key in ("params", "flops"):
+        if int(outcome.get(key, 0)) < 0:
+            raise BadReport(f"result.{key} must not be negative, got {outcome.get(key)}")
+    seconds = outcome.get("seconds", 0.0)
+    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        raise BadReport(f"result.seconds must be a non-negative number, got {seconds!r}")
+
+
+class Searches:
+    """All searches of one controller; thread-safe."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._agents: dict[str, Agent] = {}
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _row(self, search_id: str) -> SearchRow:
+        row = self.store.search(search_id)
+        if row is None:
+            raise SearchNotFound(f"no search with id {search_id!r}; ListSearches shows them")
+        return row
+
+    def _agent(self, search_id: str, spec: SearchSpec) -> Agent:
+        agent = self._agents.get(search_id)
+        if agent is None:
+            agent = agent_class(spec.agent)(spec.space, spec.agent_settings, spec.seed)
+            state = self.store.load_agent(search_id)
+            if state is not None:
+                agent.load_state_dict(state)
+            self._agents[search_id] = agent
+        return agent
+
+    @contextmanager
+    def _transaction(self, search_id: str) -> Iterator[None]:
+        """One store transaction; if it fails, the in-memory agent is dropped so that it is
+        reloaded from the last committed state."""
+        try:
+            with self.store.transaction():
+                yield
+        except BaseException:
+            self._agents.pop(search_id, None)
+            raise
+
+    # ------------------------------------------------------------------ create / read
+
+    def create(self, spec: SearchSpec) -> SearchView:
+        spec = spec.validate()
+        search_id = secrets.token_hex(6)
+        with self._lock, self._transaction(search_id):
+            self.store.add_search(search_id, spec.name, spec.to_json())
+            agent = self._agent(search_id, spec)
+            self.store.save_agent(search_id, agent.state_dict())
+        log.info("created search %s: %s on %s, budget %d", search_id, spec.agent,
+                 spec.dataset, spec.budget)
+        return self.view(search_id)
+
+    def view(self, search_id: str) -> SearchView:
+        with self._lock:
+            row = self._row(search_id)
+            spec = SearchSpec.from_json(row.spec)
+            top = self.store.top_results(search_id, 1)
+            return SearchView(
+                row.id, row.name, row.created, spec, row.state, self.store.counts(search_id),
+                self._agent(search_id, spec).progress(), top[0] if top else None,
+            )
+
+    def all(self) -> list[SearchView]:
+        with self._lock:
+            return [self.view(sid) for sid in self.store.search_ids()]
+
+    def leaderboard(self, search_id: str, k: int) -> list[ResultRow]:
+        with self._lock:
+            self._row(search_id)
+            return self.store.top_results(search_id, k)
+
+    def stop(self, search_id: str) -> SearchView:
+        with self._lock, self.store.transaction():
+            if self._row(search_id).state == "running":
+                self.store.set_search_state(search_id, "stopped")
+        return self.view(search_id)
+
+    # ------------------------------------------------------------------ sample
+
+    def sample(self, search_id: str, count: int) -> tuple[list[Handout], bool]:
+        """Up to ``count`` candidates and whether the search hands out nothing more."""
+        if not 1 <= count <= MAX_SAMPLE:
+            raise BadReport(f"count must be between 1 and {MAX_SAMPLE}, got {count}")
+        with self._lock, self._transaction(search_id):
+            row = self._row(search_id)
+            if row.state != "running":
+                return [], True
+            spec = SearchSpec.from_json(row.spec)
+            now = time.time()
+            out = [self._reissue(search_id, c, now + spec.lease_seconds)
+                   for c in self.store.expired_leases(search_id, now, count)]
+            agent = self._agent(search_id, spec)
+            attempts = 0
+            while len(out) < count and attempts < 4 * count and self._may_propose(search_id, spec):
+                attempts += 1
+                handout = self._propose(search_id, spec, agent, agent.sample(1)[0], now)
+                if handout is not None:
+                    out.append(handout)
+            self.store.save_agent(search_id, agent.state_dict())
+            done = self._settle(search_id, spec)
+            return out, done
+
+    def _reissue(self, search_id: str, c: CandidateRow, deadline: float) -> Handout:
+        self.store.renew_lease(search_id, c.id, deadline)
+        log.info("search %s: lease of candidate %d expired, handing it out again", search_id, c.id)
+        return Handout(c.id, c.arch, deadline, None)
+
+    def _may_propose(self, search_id: str, spec: SearchSpec) -> bool:
+        counts = self.store.counts(search_id)
+        spent = sum(counts.get(s, 0) for s in TRAINING)
+        sampled = sum(v for k, v in counts.items() if k != "reissued")
+        return spent < spec.budget and sampled < spec.budget * MAX_SAMPLES_PER_BUDGET
+
+    def _propose(self, search_id: str, spec: SearchSpec, agent: Agent, p: Proposal,
+                 now: float) -> Handout | None:
+        text = format_arch(canonical(p.arch))
+        digest = arch_hash(p.arch)
+        try:
+            analyze(p.arch, input_shape(spec.dataset))
+        except ArchError as exc:  # the space allows it, the dataset's input does not
+            self.store.add_candidate(search_id, text, digest, p.decisions, "invalid", None)
+            agent.update(p.decisions, None)
+            log.info("search %s: agent proposed an invalid network: %s", search_id, exc)
+            return None
+        known = self.store.result(search_id, digest)
+        if known is not None:
+            cid = self.store.add_candidate(search_id, text, digest, p.decisions, "cached", None)
+            self.store.finish_candidate(search_id, cid, "cached", {"result": known.outcome},
+                                        known.reward)
+            agent.update(p.decisions, known.reward)
+            return Handout(cid, text, 0.0, known.outcome)
+        twin = self.store.in_flight_with_hash(search_id, digest)
+        if twin is not None:
+            self.store.add_candidate(search_id, text, digest, p.decisions, "waiting", None, twin.id)
+            return None
+        deadline = now + spec.lease_seconds
+        cid = self.store.add_candidate(search_id, text, digest, p.decisions, "leased", deadline)
+        return Handout(cid, text, deadline, None)
+
+    def _settle(self, search_id: str, spec: SearchSpec) -> bool:
+        """Mark the search done when nothing is in flight and no more may be proposed."""
+        counts = self.store.counts(search_id)
+        if counts.get("leased", 0) == 0 and not self._may_propose(search_id, spec):
+            self.store.set_search_state(search_id, "done")
+            return True
+        return False
+
+    # ------------------------------------------------------------------ update
+
+    def update(self, search_id: str, cid: int, outcome: dict[str, Any] | None,
+               failure: str | None) -> UpdateAck:
+        """Record a result (``outcome``: TrainOutcome fields) or a ``failure`` reason."""
+        if outcome is not None:
+            _check_outcome(outcome)
+            report: dict[str, Any] = {"result": outcome}
+        else:
+            report = {"failure": (failure or "unspecified failure")[:MAX_FAILURE_TEXT]}
+        report = json.loads(json.dumps(report))  # compared with the stored (JSON) report
+        with self._lock, self._transaction(search_id):
+            row = self._row(search_id)
+            c = self.store.candidate(search_id, cid)
+            if c is None:
+                raise CandidateNotFound(f"search {search_id} has no candidate {cid}")
+            if c.status != "leased":
+                return self._repeat(c, report, row.state)
+            spec = SearchSpec.from_json(row.spec)
+            agent = self._agent(search_id, spec)
+            reward = self._record(search_id, spec, agent, c, report)
+            self.store.save_agent(search_id, agent.state_dict())
+            state = "done" if row.state == "running" and self._settle(search_id, spec) else row.state
+            return UpdateAck(True, reward, state)
+
+    def _repeat(self, c: CandidateRow, report: dict[str, Any], state: str) -> UpdateAck:
+        if c.status in ("waiting", "invalid"):
+            raise ReportConflict(f"candidate {c.id} was never handed out for training")
+        if c.report == report:
+            return UpdateAck(False, c.reward, state)
+        raise ReportConflict(
+            f"candidate {c.id} already has a different report ({c.status}); "
+            "a candidate is reported once"
+        )
+
+    def _record(self, search_id: str, spec: SearchSpec, agent: Agent, c: CandidateRow,
+                report: dict[str, Any]) -> float | None:
+        outcome = report.get("result")
+        reward = reward_of(spec.reward, outcome) if outcome is not None else None
+        status = "done" if outcome is not None else "failed"
+        self.store.finish_candidate(search_id, c.id, status, report, reward)
+        if outcome is not None and self.store.result(search_id, c.arch_hash) is None:
+            self.store.add_result(search_id, c.arch_hash, ResultRow(
+                c.id, c.arch, float(outcome["validation_accuracy"]),
+                float(outcome["test_accuracy"]), int(outcome["params"]),
+                int(outcome["flops"]), float(outcome["seconds"]), float(reward or 0.0), outcome,
+            ))
+        agent.update(c.decisions, reward)
+        for twin in self.store.waiting_twins(search_id, c.id):
+            # Answered without training, whether the twin succeeded or failed.
+            self.store.finish_candidate(search_id, twin.id, "cached", report, reward)
+            agent.update(twin.decisions, reward)
+        return reward

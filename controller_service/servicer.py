@@ -1,0 +1,130 @@
+"""The Controller gRPC servicer: messages in and out, domain errors to status codes."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from protos import controller_pb2 as cpb
+from protos import controller_pb2_grpc
+
+from controller_service import codec
+from controller_service.agents import agent_class
+from controller_service.searches import (
+    BadReport, CandidateNotFound, ReportConflict, SearchNotFound, Searches,
+)
+from controller_service.spec import SearchSpec, SpecError
+from controller_service.store import StoreError
+from nasrl import codec as nasrl_codec
+from nasrl.results import SettingsError
+
+__all__ = ["ControllerServicer"]
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+MAX_ID = 64
+MAX_TOP = 1000
+
+
+def _status(exc: Exception) -> grpc.StatusCode | None:
+    if isinstance(exc, (SearchNotFound, CandidateNotFound)):
+        return grpc.StatusCode.NOT_FOUND
+    if isinstance(exc, (SpecError, SettingsError, BadReport)):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, ReportConflict):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    if isinstance(exc, StoreError):
+        return grpc.StatusCode.UNAVAILABLE
+    return None
+
+
+def rpc_errors(method: Callable[..., R]) -> Callable[..., R]:
+    """Map domain errors to status codes with the error's sentence."""
+
+    @functools.wraps(method)
+    def wrapper(self: ControllerServicer, request: Any, context: grpc.ServicerContext) -> R:
+        try:
+            return method(self, request, context)
+        except Exception as exc:
+            code = _status(exc)
+            if code is None:
+                log.exception("%s failed", method.__name__)
+                context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed: {exc}")
+            context.abort(code, str(exc))
+
+    return wrapper
+
+
+def _search_id(value: str) -> str:
+    if not value:
+        raise BadReport("search_id is required")
+    if len(value) > MAX_ID:
+        raise SearchNotFound(f"no search with id {value[:MAX_ID]!r}...; ids are short")
+    return value
+
+
+class ControllerServicer(controller_pb2_grpc.ControllerServicer):
+    def __init__(self, searches: Searches) -> None:
+        self.searches = searches
+
+    def _search(self, search_id: str) -> cpb.Search:
+        view = self.searches.view(search_id)
+        return codec.search_to_proto(view, agent_class(view.spec.agent).defaults)
+
+    @rpc_errors
+    def CreateSearch(self, request: cpb.CreateSearchRequest,
+                     context: grpc.ServicerContext) -> cpb.Search:
+        view = self.searches.create(codec.spec_from_proto(request))
+        return codec.search_to_proto(view, agent_class(view.spec.agent).defaults)
+
+    @rpc_errors
+    def Sample(self, request: cpb.SampleRequest, context: grpc.ServicerContext) -> cpb.SampleResponse:
+        search_id = _search_id(request.search_id)
+        handouts, done = self.searches.sample(search_id, request.count or 1)
+        spec: SearchSpec = self.searches.view(search_id).spec
+        return cpb.SampleResponse(
+            candidates=[codec.handout_to_proto(h) for h in handouts], done=done,
+            dataset=spec.dataset, training=nasrl_codec.settings_to_proto(spec.training),
+        )
+
+    @rpc_errors
+    def Update(self, request: cpb.UpdateRequest, context: grpc.ServicerContext) -> cpb.UpdateResponse:
+        search_id = _search_id(request.search_id)
+        kind = request.WhichOneof("outcome")
+        if kind is None:
+            raise BadReport("an Update needs either result or failure")
+        outcome = codec.outcome_json(request.result) if kind == "result" else None
+        ack = self.searches.update(search_id, request.candidate_id, outcome,
+                                   request.failure if kind == "failure" else None)
+        return cpb.UpdateResponse(accepted=ack.accepted, reward=ack.reward or 0.0,
+                                  state=codec.state_to_proto(ack.state))
+
+    @rpc_errors
+    def GetSearch(self, request: cpb.GetSearchRequest, context: grpc.ServicerContext) -> cpb.Search:
+        return self._search(_search_id(request.search_id))
+
+    @rpc_errors
+    def ListSearches(self, request: cpb.ListSearchesRequest,
+                     context: grpc.ServicerContext) -> cpb.ListSearchesResponse:
+        return cpb.ListSearchesResponse(searches=[
+            codec.search_to_proto(v, agent_class(v.spec.agent).defaults)
+            for v in self.searches.all()
+        ])
+
+    @rpc_errors
+    def Leaderboard(self, request: cpb.LeaderboardRequest,
+                    context: grpc.ServicerContext) -> cpb.LeaderboardResponse:
+        top = request.top or 10
+        if not 1 <= top <= MAX_TOP:
+            raise BadReport(f"top must be between 1 and {MAX_TOP}, got {top}")
+        rows = self.searches.leaderboard(_search_id(request.search_id), top)
+        return cpb.LeaderboardResponse(entries=[codec.entry_to_proto(r) for r in rows])
+
+    @rpc_errors
+    def StopSearch(self, request: cpb.StopSearchRequest, context: grpc.ServicerContext) -> cpb.Search:
+        view = self.searches.stop(_search_id(request.search_id))
+        return codec.search_to_proto(view, agent_class(view.spec.agent).defaults)

@@ -1,0 +1,315 @@
+"""SQLite storage of searches, candidates, results and agent state: the only module of the
+controller that does I/O.
+
+WAL journal, one transaction per change (``with store.transaction():``), so a kill -9 at any
+moment loses nothing that was acknowledged. Agent state is ``torch.save`` bytes read back with
+``torch.load(weights_only=True)``: nothing in the database is unpickled.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["Store", "StoreError", "CandidateRow", "ResultRow", "SearchRow"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS searches (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created REAL NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS candidates (
+    search_id TEXT NOT NULL REFERENCES searches(id),
+    id INTEGER NOT NULL,
+    arch TEXT NOT NULL,
+    arch_hash TEXT NOT NULL,
+    decisions TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('leased', 'done', 'failed', 'cached', 'waiting', 'invalid')),
+    lease_deadline REAL,
+    twin INTEGER,
+    reissued INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    report TEXT,
+    reward REAL,
+    PRIMARY KEY (search_id, id)
+);
+CREATE INDEX IF NOT EXISTS candidates_by_status ON candidates (search_id, status);
+CREATE INDEX IF NOT EXISTS candidates_by_hash ON candidates (search_id, arch_hash);
+CREATE TABLE IF NOT EXISTS results (
+    search_id TEXT NOT NULL REFERENCES searches(id),
+    arch_hash TEXT NOT NULL,
+    candidate_id INTEGER NOT NULL,
+    arch TEXT NOT NULL,
+    accuracy REAL NOT NULL,
+    test_accuracy REAL NOT NULL,
+    params INTEGER NOT NULL,
+    flops INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    reward REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    PRIMARY KEY (search_id, arch_hash)
+);
+CREATE INDEX IF NOT EXISTS results_by_accuracy ON results (search_id, accuracy DESC);
+CREATE TABLE IF NOT EXISTS agent_state (
+    search_id TEXT PRIMARY KEY REFERENCES searches(id),
+    state BLOB NOT NULL
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The database cannot be written or read (disk full, read-only, corrupt)."""
+
+
+@dataclass(frozen=True)
+class SearchRow:
+    id: str
+    name: str
+    created: float
+    spec: dict[str, Any]
+    state: str
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    search_id: str
+    id: int
+    arch: str
+    arch_hash: str
+    decisions: dict[str, Any]
+    status: str
+    lease_deadline: float | None
+    twin: int | None
+    reissued: int
+    report: dict[str, Any] | None
+    reward: float | None
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    candidate_id: int
+    arch: str
+    accuracy: float
+    test_accuracy: float
+    params: int
+    flops: int
+    seconds: float
+    reward: float
+    outcome: dict[str, Any]
+
+
+def _candidate(row: sqlite3.Row) -> CandidateRow:
+    return CandidateRow(
+        row["search_id"], row["id"], row["arch"], row["arch_hash"],
+        json.loads(row["decisions"]), row["status"], row["lease_deadline"], row["twin"],
+        row["reissued"], json.loads(row["report"]) if row["report"] else None, row["reward"],
+    )
+
+
+def _result(row: sqlite3.Row) -> ResultRow:
+    return ResultRow(
+        row["candidate_id"], row["arch"], row["accuracy"], row["test_accuracy"], row["params"],
+        row["flops"], row["seconds"], row["reward"], json.loads(row["outcome"]),
+    )
+
+
+class Store:
+    """One SQLite connection shared by the server's threads behind a lock."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        try:
+            if self.path != ":memory:":
+                # Owner-only permissions: the database holds every search's results.
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                os.close(fd)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the database {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write the database {self.path}: {exc}") from exc
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._db.execute("ROLLBACK")
+                raise StoreError(f"cannot write the database {self.path}: {exc}") from exc
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        try:
+            with self._lock:
+                return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"database error in {self.path}: {exc}") from exc
+
+    # ------------------------------------------------------------------ searches
+
+    def add_search(self, search_id: str, name: str, spec: dict[str, Any]) -> None:
+        self._exec(
+            "INSERT INTO searches (id, name, created, spec, state) VALUES (?, ?, ?, ?, 'running')",
+            (search_id, name, time.time(), json.dumps(spec, sort_keys=True)),
+        )
+
+    def search(self, search_id: str) -> SearchRow | None:
+        row = self._exec("SELECT * FROM searches WHERE id = ?", (search_id,)).fetchone()
+        if row is None:
+            return None
+        return SearchRow(row["id"], row["name"], row["created"], json.loads(row["spec"]),
+                         row["state"])
+
+    def search_ids(self) -> list[str]:
+        rows = self._exec("SELECT id FROM searches ORDER BY created DESC, id").fetchall()
+        return [r["id"] for r in rows]
+
+    def set_search_state(self, search_id: str, state: str) -> None:
+        self._exec("UPDATE searches SET state = ? WHERE id = ?", (state, search_id))
+
+    # ------------------------------------------------------------------ candidates
+
+    def add_candidate(self, search_id: str, arch: str, arch_hash: str,
+                      decisions: dict[str, Any], status: str, lease_deadline: float | None,
+                      twin: int | None = None) -> int:
+        row = self._exec(
+            "SELECT COALESCE(MAX(id), 0) + 1 AS next FROM candidates WHERE search_id = ?",
+            (search_id,),
+        ).fetchone()
+        cid = int(row["next"])
+        self._exec(
+            "INSERT INTO candidates (search_id, id, arch, arch_hash, decisions, status, "
+            "lease_deadline, twin, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (search_id, cid, arch, arch_hash, json.dumps(decisions), status, lease_deadline,
+             twin, time.time()),
+        )
+        return cid
+
+    def candidate(self, search_id: str, cid: int) -> CandidateRow | None:
+        row = self._exec("SELECT * FROM candidates WHERE search_id = ? AND id = ?",
+                         (search_id, cid)).fetchone()
+        return _candidate(row) if row else None
+
+    def expired_leases(self, search_id: str, now: float, limit: int) -> list[CandidateRow]:
+        rows = self._exec(
+            "SELECT * FROM candidates WHERE search_id = ? AND status = 'leased' "
+            "AND lease_deadline < ? ORDER BY id LIMIT ?", (search_id, now, limit),
+        ).fetchall()
+        return [_candidate(r) for r in rows]
+
+    def renew_lease(self, search_id: str, cid: int, deadline: float) -> None:
+        self._exec(
+            "UPDATE candidates SET lease_deadline = ?, reissued = reissued + 1 "
+            "WHERE search_id = ? AND id = ?", (deadline, search_id, cid),
+        )
+
+    def in_flight_with_hash(self, search_id: str, arch_hash: str) -> CandidateRow | None:
+        row = self._exec(
+            "SELECT * FROM candidates WHERE search_id = ? AND arch_hash = ? AND status = 'leased' "
+            "ORDER BY id LIMIT 1", (search_id, arch_hash),
+        ).fetchone()
+        return _candidate(row) if row else None
+
+    def waiting_twins(self, search_id: str, cid: int) -> list[CandidateRow]:
+        rows = self._exec(
+            "SELECT * FROM candidates WHERE search_id = ? AND twin = ? AND status = 'waiting' "
+            "ORDER BY id", (search_id, cid),
+        ).fetchall()
+        return [_candidate(r) for r in rows]
+
+    def finish_candidate(self, search_id: str, cid: int, status: str,
+                         report: dict[str, Any] | None, reward: float | None) -> None:
+        self._exec(
+            "UPDATE candidates SET status = ?, report = ?, reward = ?, lease_deadline = NULL "
+            "WHERE search_id = ? AND id = ?",
+            (status, json.dumps(report, sort_keys=True) if report is not None else None, reward,
+             search_id, cid),
+        )
+
+    def counts(self, search_id: str) -> dict[str, int]:
+        rows = self._exec(
+            "SELECT status, COUNT(*) AS n, SUM(reissued) AS r FROM candidates "
+            "WHERE search_id = ? GROUP BY status", (search_id,),
+        ).fetchall()
+        counts = {r["status"]: int(r["n"]) for r in rows}
+        counts["reissued"] = sum(int(r["r"] or 0) for r in rows)
+        return counts
+
+    # ------------------------------------------------------------------ results
+
+    def add_result(self, search_id: str, arch_hash: str, row: ResultRow) -> None:
+        self._exec(
+            "INSERT INTO results (search_id, arch_hash, candidate_id, arch, accuracy, "
+            "test_accuracy, params, flops, seconds, reward, outcome) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (search_id, arch_hash, row.candidate_id, row.arch, row.accuracy, row.test_accuracy,
+             row.params, row.flops, row.seconds, row.reward,
+             json.dumps(row.outcome, sort_keys=True)),
+        )
+
+    def result(self, search_id: str, arch_hash: str) -> ResultRow | None:
+        row = self._exec("SELECT * FROM results WHERE search_id = ? AND arch_hash = ?",
+                         (search_id, arch_hash)).fetchone()
+        return _result(row) if row else None
+
+    def top_results(self, search_id: str, k: int) -> list[ResultRow]:
+        rows = self._exec(
+            "SELECT * FROM results WHERE search_id = ? ORDER BY accuracy DESC, candidate_id "
+            "LIMIT ?", (search_id, k),
+        ).fetchall()
+        return [_result(r) for r in rows]
+
+    # ------------------------------------------------------------------ agent state
+
+    def save_agent(self, search_id: str, state: dict[str, Any]) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        self._exec(
+            "INSERT INTO agent_state (search_id, state) VALUES (?, ?) "
+            "ON CONFLICT (search_id) DO UPDATE SET state = excluded.state",
+            (search_id, buf.getvalue()),
+        )
+
+    def load_agent(self, search_id: str) -> dict[str, Any] | None:
+        row = self._exec("SELECT state FROM agent_state WHERE search_id = ?",
+                         (search_id,)).fetchone()
+        if row is None:
+            return None
+        state: dict[str, Any] = torch.load(io.BytesIO(row["state"]), weights_only=True)
+        return state
+
+    def integrity_check(self) -> str:
+        return str(self._exec("PRAGMA integrity_check").fetchone()[0])
