@@ -7,6 +7,8 @@ import logging
 import os
 import sys
 
+import torch
+
 from protos import controller_pb2, controller_pb2_grpc
 
 from controller_service.searches import Searches
@@ -49,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args = parse_args(argv)
+    # The agents' networks are tiny: one thread is several times faster than many threads
+    # fighting over them, and leaves the cores to the gRPC workers.
+    torch.set_num_threads(1)
     try:
         store = Store(args.db)
     except StoreError as exc:
@@ -65,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     handle.set_serving(True)
-    log.info("controller listening on %s:%d (database %s)", args.host, handle.port, args.db)
+    # Always printed, whatever the log level: nasrl.local and scripts read the port from it.
+    print(f"controller listening on {args.host}:{handle.port} (database {args.db})",
+          file=sys.stderr, flush=True)
     rpc.wait_for_termination(handle, args.grace)
     store.close()
     return 0

@@ -39,8 +39,9 @@ def serve(config: TrainerConfig) -> int:
         log.error("%s", exc)
         return 2
     handle.set_serving(True)
-    log.info("trainer listening on %s:%d (device %s, %d slot(s))",
-             config.host, handle.port, device, config.slots)
+    # Always printed, whatever the log level: nasrl.local and scripts read the port from it.
+    print(f"trainer listening on {config.host}:{handle.port} (device {device}, "
+          f"{config.slots} slot(s))", file=sys.stderr, flush=True)
     rpc.wait_for_termination(handle, config.grace, on_stop=servicer.close)
     return 0
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from protos import controller_pb2 as cpb
 
 from controller_service.store import Store
 from nasrl.client import ControllerClient, wait_until_serving
 from nasrl.local import LocalService
 from nasrl.results import TrainOutcome
+from tests.helpers import same_state
 
 ROUNDS = 8
 
@@ -66,22 +66,10 @@ def run(tmp: Path, agent: str, kill_at: set[tuple[int, int]]) -> tuple[list[str]
     return texts, board, state
 
 
-def _same_state(a: object, b: object) -> bool:
-    if isinstance(a, torch.Tensor):
-        return isinstance(b, torch.Tensor) and torch.equal(a, b)
-    if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(
-            _same_state(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(
-            _same_state(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 @pytest.mark.parametrize("agent", ["reinforce", "random"])
 def test_kill_9_and_restart_continues_exactly(tmp_path: Path, agent: str) -> None:
     plain = run(tmp_path, agent, kill_at=set())
     killed = run(tmp_path, agent, kill_at={(1, 0), (3, 1), (5, 2)})
     assert killed[0] == plain[0], "the samples after a restart differ"
     assert killed[1] == plain[1] and len(plain[1]) > 0, "results were lost or changed"
-    assert _same_state(killed[2], plain[2]), "the agent state differs"
+    assert same_state(killed[2], plain[2]), "the agent state differs"

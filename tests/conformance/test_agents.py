@@ -1,0 +1,120 @@
+"""Every registered agent passes the same checks (new agents plug in through AGENTS)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from controller_service.agents import AGENTS, Agent
+from controller_service.search_space import ZophSpace
+from controller_service.searches import ReportConflict, Searches
+from controller_service.spec import SearchSpec
+from controller_service.store import Store
+from nasrl.arch import Conv
+from nasrl.datasets import input_shape
+from nasrl.results import TrainOutcome, TrainSettings
+from nasrl.shapes import analyze
+from tests.helpers import same_state
+from trainer_service.builder import build
+
+SPACE = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=5)
+NAMES = sorted(AGENTS)
+
+
+def make(name: str, seed: int = 3, space: ZophSpace = SPACE) -> Agent:
+    return AGENTS[name](space, {}, seed)
+
+
+def reward_of(decisions_text: str) -> float:
+    return 0.2 + 0.1 * decisions_text.count("3")
+
+
+def roundtrip(state: dict) -> dict:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_samples_are_valid_architectures_of_the_space(name: str) -> None:
+    agent = make(name)
+    for p in agent.sample(40):
+        assert 1 <= len(p.arch.layers) <= SPACE.max_layers
+        for i, layer in enumerate(p.arch.layers, start=1):
+            assert isinstance(layer.op, Conv)
+            assert layer.op.kernel_h in SPACE.filter_sizes and layer.op.kernel_w in SPACE.filter_sizes
+            assert layer.op.stride_h in SPACE.strides and layer.op.stride_w in SPACE.strides
+            assert layer.op.filters in SPACE.filters
+            assert all(0 <= j < i for j in layer.inputs)
+        analyze(p.arch, input_shape("digits"))
+        analyze(p.arch, input_shape("mnist5k"))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fixed_seed_reproduces_samples(name: str) -> None:
+    a, b, c = make(name, 11), make(name, 11), make(name, 12)
+    first = [str(p.arch) for p in a.sample(10)]
+    assert first == [str(p.arch) for p in b.sample(10)]
+    assert first != [str(p.arch) for p in c.sample(10)]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_round_trips_through_state_dict(name: str) -> None:
+    agent = make(name)
+    for p in agent.sample(6):
+        agent.update(p.decisions, reward_of(str(p.arch)))
+    agent.sample(3)  # advance the RNG past the updates
+    clone = make(name, seed=999)  # a different seed: everything must come from the state
+    clone.load_state_dict(roundtrip(agent.state_dict()))
+    assert [str(p.arch) for p in clone.sample(8)] == [str(p.arch) for p in agent.sample(8)]
+    assert clone.progress() == agent.progress()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_updates_in_any_order_and_failures_are_accepted(name: str) -> None:
+    agent = make(name)
+    proposals = agent.sample(6)
+    for p in reversed(proposals):
+        agent.update(p.decisions, reward_of(str(p.arch)))
+    agent.update(proposals[0].decisions, None)  # a failed child
+    assert agent.progress().get("updates", 7) == 7
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_update_is_idempotent_through_the_controller(name: str, tmp_path) -> None:
+    searches = Searches(Store(tmp_path / "c.db"))
+    view = searches.create(SearchSpec(agent=name, space=SPACE, budget=5,
+                                      training=TrainSettings(epochs=1)))
+    handouts, _ = searches.sample(view.id, 2)
+    h = handouts[0]
+    result = TrainOutcome(0.7, 0.7, 0.6, 100, 100, 1.0, "cpu", h.text).to_json()
+    assert searches.update(view.id, h.id, result, None).accepted
+    state_before = searches.store.load_agent(view.id)
+    again = searches.update(view.id, h.id, result, None)
+    assert not again.accepted
+    state_after = searches.store.load_agent(view.id)
+    assert same_state(state_before, state_after), "a repeated report changed the agent"
+    with pytest.raises(ReportConflict):
+        searches.update(view.id, h.id, {**result, "validation_accuracy": 0.1}, None)
+    assert searches.view(view.id).counts["done"] == 1
+    searches.store.close()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_skip_connections_are_sampled_and_every_sample_builds(name: str) -> None:
+    agent = make(name, space=ZophSpace(filters=(8, 16), max_layers=6))
+    proposals = agent.sample(30)
+    with_skips = [p for p in proposals
+                  if any(layer.inputs and layer.inputs != (i,)
+                         for i, layer in enumerate(p.arch.layers))]
+    assert len(with_skips) >= 5, "skip connections are (almost) never sampled"
+    for dataset in ("digits", "mnist5k"):
+        shape = input_shape(dataset)
+        for p in proposals:
+            model = build(p.arch, shape).eval()
+            with torch.no_grad():
+                out = model(torch.randn(2, shape.channels, shape.height, shape.width))
+            assert out.shape == (2, shape.classes) and torch.isfinite(out).all()
