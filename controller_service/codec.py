@@ -7,9 +7,11 @@ from typing import Any
 from google.protobuf.message import Message
 from protos import controller_pb2 as cpb
 
+from controller_service.agents.space_ops import Space
+from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
 from controller_service.searches import Handout, SearchView
-from controller_service.spec import SearchSpec, SpecError
+from controller_service.spec import SearchSpec, SpecError, named_space
 from controller_service.store import ResultRow
 from nasrl import codec
 from nasrl.arch import parse
@@ -22,19 +24,22 @@ _REWARDS: dict[str, cpb.Reward.ValueType] = {"zoph": cpb.ZOPH, "accuracy": cpb.A
 _STATES: dict[str, cpb.SearchState.ValueType] = {
     "running": cpb.RUNNING, "done": cpb.DONE, "stopped": cpb.STOPPED,
 }
-_DEFAULT_SPACE = ZophSpace()
+_NEGATIVE_MEANS_ZERO = ("discount", "replay")
 
 
 def _settings_dict(msg: Message) -> dict[str, Any]:
-    """The fields set (non-zero) in an agent-settings message."""
-    return {f.name: value for f, value in msg.ListFields()}
+    """The fields set (non-zero) in an agent-settings message; for the fields whose 0 means
+    "default", a negative value stands for 0."""
+    out = {}
+    for f, value in msg.ListFields():
+        if f.name in _NEGATIVE_MEANS_ZERO and value < 0:
+            value = type(value)(0)
+        out[f.name] = value
+    return out
 
 
-def _space_from_proto(msg: cpb.SearchSpace) -> ZophSpace:
-    if msg.WhichOneof("space") is None:
-        return ZophSpace()
-    z = msg.zoph
-    d = _DEFAULT_SPACE
+def _zoph_from_proto(z: cpb.ZophSpace) -> ZophSpace:
+    d = ZophSpace()
     return ZophSpace(
         filter_sizes=tuple(z.filter_sizes) or d.filter_sizes,
         strides=tuple(z.strides) or d.strides,
@@ -42,6 +47,44 @@ def _space_from_proto(msg: cpb.SearchSpace) -> ZophSpace:
         max_layers=z.max_layers or d.max_layers,
         skip_connections=not z.no_skip_connections,
     )
+
+
+def _metaqnn_from_proto(m: cpb.MetaQNNSpace) -> MetaQNNSpace:
+    d = MetaQNNSpace()
+    return MetaQNNSpace(
+        conv_sizes=tuple(m.conv_sizes) or d.conv_sizes,
+        conv_filters=tuple(m.conv_filters) or d.conv_filters,
+        pools=tuple((p.size, p.stride) for p in m.pools) or d.pools,
+        fc_units=tuple(m.fc_units) or d.fc_units,
+        max_depth=m.max_depth or d.max_depth,
+        max_fc=m.max_fc or d.max_fc,
+        fc_max_size=m.fc_max_size or d.fc_max_size,
+    )
+
+
+def _space_from_proto(msg: cpb.SearchSpace) -> Space | None:
+    kind = msg.WhichOneof("space")
+    if kind == "zoph":
+        return _zoph_from_proto(msg.zoph)
+    if kind == "metaqnn":
+        return _metaqnn_from_proto(msg.metaqnn)
+    if kind == "name":
+        return named_space(msg.name)
+    return None
+
+
+def _space_to_proto(space: Space) -> cpb.SearchSpace:
+    if isinstance(space, MetaQNNSpace):
+        return cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(
+            conv_sizes=space.conv_sizes, conv_filters=space.conv_filters,
+            pools=[cpb.PoolChoice(size=k, stride=st) for k, st in space.pools],
+            fc_units=space.fc_units, max_depth=space.max_depth, max_fc=space.max_fc,
+            fc_max_size=space.fc_max_size,
+        ))
+    return cpb.SearchSpace(zoph=cpb.ZophSpace(
+        filter_sizes=space.filter_sizes, strides=space.strides, filters=space.filters,
+        max_layers=space.max_layers, no_skip_connections=not space.skip_connections,
+    ))
 
 
 def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
@@ -78,13 +121,8 @@ def spec_to_proto(spec: SearchSpec, defaults: dict[str, Any]) -> cpb.CreateSearc
         for key, value in {**defaults, **spec.agent_settings}.items():
             if key in settings.DESCRIPTOR.fields_by_name:
                 setattr(settings, key, value)
-    s = spec.space
-    space = cpb.SearchSpace(zoph=cpb.ZophSpace(
-        filter_sizes=s.filter_sizes, strides=s.strides, filters=s.filters,
-        max_layers=s.max_layers, no_skip_connections=not s.skip_connections,
-    ))
     return cpb.CreateSearchRequest(
-        agent=agent, space=space, dataset=spec.dataset,
+        agent=agent, space=_space_to_proto(spec.bound_space()), dataset=spec.dataset,
         training=codec.settings_to_proto(spec.training), reward=_REWARDS[spec.reward],
         budget=spec.budget, seed=spec.seed, lease_seconds=spec.lease_seconds, name=spec.name,
     )

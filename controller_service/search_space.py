@@ -6,11 +6,14 @@ optionally, skip connections from any earlier layer. Plain data, no torch."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
+from typing import Any
 
 from nasrl.arch import Architecture, Conv, Layer
+from nasrl.shapes import InputShape
 
-__all__ = ["ZophSpace", "SpaceError", "ZOPH_DECISIONS"]
+__all__ = ["ZophSpace", "SpaceError", "ZOPH_DECISIONS", "check_choices"]
 
 ZOPH_DECISIONS = ("filter_height", "filter_width", "stride_height", "stride_width", "filters")
 
@@ -19,7 +22,7 @@ class SpaceError(ValueError):
     """Search-space settings that make no sense; the message names the setting."""
 
 
-def _check_choices(name: str, values: tuple[int, ...], low: int, high: int) -> None:
+def check_choices(name: str, values: tuple[int, ...], low: int, high: int) -> None:
     if not values:
         raise SpaceError(f"{name} needs at least one value")
     if len(set(values)) != len(values):
@@ -43,12 +46,45 @@ class ZophSpace:
     name = "zoph"
 
     def validate(self) -> ZophSpace:
-        _check_choices("filter_sizes", self.filter_sizes, 1, 15)
-        _check_choices("strides", self.strides, 1, 8)
-        _check_choices("filters", self.filters, 1, 2048)
+        check_choices("filter_sizes", self.filter_sizes, 1, 15)
+        check_choices("strides", self.strides, 1, 8)
+        check_choices("filters", self.filters, 1, 2048)
         if not 1 <= self.max_layers <= 64:
             raise SpaceError(f"max_layers must be between 1 and 64, got {self.max_layers}")
         return self
+
+    def bind(self, image: InputShape) -> ZophSpace:
+        """The same space: Zoph's "same"-padded convolutions fit any input."""
+        return self
+
+    def random_decisions(self, rng: random.Random, layers: int) -> dict[str, Any]:
+        """Every decision uniform: five tokens per layer and, with skip connections, a fair
+        coin per earlier layer."""
+        tokens = [[rng.randrange(len(self.choices(d))) for d in ZOPH_DECISIONS]
+                  for _ in range(layers)]
+        skips = [[rng.randrange(2) for _ in range(i)] for i in range(layers)]
+        return {"tokens": tokens, "skips": skips if self.skip_connections else None}
+
+    def mutate(self, decisions: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+        """Change exactly one decision: one token of one layer, or one skip bit."""
+        tokens = [list(t) for t in decisions["tokens"]]
+        skips = [list(b) for b in decisions["skips"]] if decisions.get("skips") else None
+        n_bits = sum(len(b) for b in skips) if skips else 0
+        options = [(i, j) for i in range(len(tokens)) for j in range(len(ZOPH_DECISIONS))
+                   if len(self.choices(ZOPH_DECISIONS[j])) > 1]
+        pick = rng.randrange(len(options) + n_bits) if options or n_bits else -1
+        if 0 <= pick < len(options):
+            i, j = options[pick]
+            values = [v for v in range(len(self.choices(ZOPH_DECISIONS[j]))) if v != tokens[i][j]]
+            tokens[i][j] = rng.choice(values)
+        elif pick >= len(options) and skips:
+            bit = pick - len(options)
+            for row in skips:
+                if bit < len(row):
+                    row[bit] ^= 1
+                    break
+                bit -= len(row)
+        return {"tokens": tokens, "skips": skips}
 
     def choices(self, decision: str) -> tuple[int, ...]:
         """The values of one of the five per-layer decisions (see ZOPH_DECISIONS)."""

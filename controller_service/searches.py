@@ -22,7 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from controller_service.agents import Agent, Proposal, agent_class
+from controller_service.agents import Agent, Proposal
+from controller_service.agents.qlearning import QLearningAgent
 from controller_service.spec import SearchSpec, reward_of
 from controller_service.store import CandidateRow, ResultRow, SearchRow, Store
 from nasrl.arch import ArchError, arch_hash, canonical, format_arch
@@ -30,7 +31,7 @@ from nasrl.datasets import input_shape
 from nasrl.shapes import analyze
 
 __all__ = [
-    "Searches", "SearchNotFound", "CandidateNotFound", "ReportConflict", "BadReport",
+    "Searches", "SearchNotFound", "CandidateNotFound", "ReportConflict", "BadReport", "NoQTable",
     "Handout", "SearchView", "UpdateAck", "MAX_SAMPLE",
 ]
 
@@ -48,6 +49,10 @@ class SearchNotFound(LookupError):
 
 class CandidateNotFound(LookupError):
     pass
+
+
+class NoQTable(RuntimeError):
+    """The search's agent keeps no Q-table."""
 
 
 class ReportConflict(RuntimeError):
@@ -119,7 +124,7 @@ class Searches:
     def _agent(self, search_id: str, spec: SearchSpec) -> Agent:
         agent = self._agents.get(search_id)
         if agent is None:
-            agent = agent_class(spec.agent)(spec.space, spec.agent_settings, spec.seed)
+            agent = spec.make_agent()
             state = self.store.load_agent(search_id)
             if state is not None:
                 agent.load_state_dict(state)
@@ -168,6 +173,16 @@ class Searches:
         with self._lock:
             self._row(search_id)
             return self.store.top_results(search_id, k)
+
+    def q_table(self, search_id: str) -> tuple[list[tuple[str, str, float]], float]:
+        """The learnt Q values (state, next state, value) and the initial value."""
+        with self._lock:
+            spec = SearchSpec.from_json(self._row(search_id).spec)
+            agent = self._agent(search_id, spec)
+            if not isinstance(agent, QLearningAgent):
+                raise NoQTable(f"search {search_id} uses agent {spec.agent!r}, which has no "
+                               "Q-table; only qlearning searches do")
+            return agent.export_q(), agent.q_init
 
     def stop(self, search_id: str) -> SearchView:
         with self._lock, self.store.transaction():

@@ -14,7 +14,7 @@ from protos import controller_pb2_grpc
 from controller_service import codec
 from controller_service.agents import agent_class
 from controller_service.searches import (
-    BadReport, CandidateNotFound, ReportConflict, SearchNotFound, Searches,
+    BadReport, CandidateNotFound, NoQTable, ReportConflict, SearchNotFound, Searches,
 )
 from controller_service.spec import SearchSpec, SpecError
 from controller_service.store import StoreError
@@ -35,7 +35,7 @@ def _status(exc: Exception) -> grpc.StatusCode | None:
         return grpc.StatusCode.NOT_FOUND
     if isinstance(exc, (SpecError, SettingsError, BadReport)):
         return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(exc, ReportConflict):
+    if isinstance(exc, (ReportConflict, NoQTable)):
         return grpc.StatusCode.FAILED_PRECONDITION
     if isinstance(exc, StoreError):
         return grpc.StatusCode.UNAVAILABLE
@@ -123,6 +123,14 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
             raise BadReport(f"top must be between 1 and {MAX_TOP}, got {top}")
         rows = self.searches.leaderboard(_search_id(request.search_id), top)
         return cpb.LeaderboardResponse(entries=[codec.entry_to_proto(r) for r in rows])
+
+    @rpc_errors
+    def ExportQTable(self, request: cpb.ExportQTableRequest,
+                     context: grpc.ServicerContext) -> cpb.QTable:
+        rows, q_init = self.searches.q_table(_search_id(request.search_id))
+        return cpb.QTable(
+            values=[cpb.QValue(state=s, action=a, value=v) for s, a, v in rows], q_init=q_init
+        )
 
     @rpc_errors
     def StopSearch(self, request: cpb.StopSearchRequest, context: grpc.ServicerContext) -> cpb.Search:

@@ -6,12 +6,14 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from controller_service.agents import AgentSettingsError, agent_class
+from controller_service.agents import DEFAULT_SPACE, Agent, AgentSettingsError, agent_class
+from controller_service.agents.space_ops import Space
+from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import SpaceError, ZophSpace
-from nasrl.datasets import DATASET_SHAPES
+from nasrl.datasets import DATASET_SHAPES, input_shape
 from nasrl.results import TrainSettings
 
-__all__ = ["SearchSpec", "SpecError", "REWARDS", "reward_of"]
+__all__ = ["SearchSpec", "SpecError", "REWARDS", "reward_of", "named_space"]
 
 REWARDS = ("zoph", "accuracy")
 MAX_BUDGET = 1_000_000
@@ -20,6 +22,19 @@ MAX_NAME = 200
 
 class SpecError(ValueError):
     """A search setting that cannot be used; the message names it."""
+
+
+SPACES: dict[str, type[ZophSpace] | type[MetaQNNSpace]] = {
+    "zoph": ZophSpace, "metaqnn": MetaQNNSpace,
+}
+
+
+def named_space(name: str) -> Space:
+    """A space with its paper defaults by name."""
+    try:
+        return SPACES[name]()
+    except KeyError:
+        raise SpecError(f"unknown search space {name!r}; choose one of {sorted(SPACES)}") from None
 
 
 def reward_of(kind: str, outcome: dict[str, Any]) -> float:
@@ -34,7 +49,7 @@ def reward_of(kind: str, outcome: dict[str, Any]) -> float:
 class SearchSpec:
     agent: str = "reinforce"
     agent_settings: dict[str, Any] = field(default_factory=dict)
-    space: ZophSpace = field(default_factory=ZophSpace)
+    space: Space | None = None  # None: the agent's default space
     dataset: str = "digits"
     training: TrainSettings = field(default_factory=TrainSettings)
     reward: str = ""  # "": the agent's default
@@ -45,16 +60,18 @@ class SearchSpec:
 
     def validate(self) -> SearchSpec:
         """Check everything and fill the defaults in; raises SpecError naming the setting."""
-        try:
-            cls = agent_class(self.agent)
-            self.space.validate()
-            cls(self.space, self.agent_settings, self.seed)  # the agent checks its settings
-            self.training.validate()
-        except (AgentSettingsError, SpaceError, ValueError) as exc:
-            raise SpecError(str(exc)) from exc
         if self.dataset not in DATASET_SHAPES:
             raise SpecError(f"unknown dataset {self.dataset!r}; choose one of "
                             f"{', '.join(sorted(DATASET_SHAPES))}")
+        try:
+            cls = agent_class(self.agent)
+            space = self.space or named_space(DEFAULT_SPACE[self.agent])
+            space.validate()
+            self = replace(self, space=space)
+            self.make_agent()  # the agent checks its settings and its space
+            self.training.validate()
+        except (AgentSettingsError, SpaceError, ValueError) as exc:
+            raise SpecError(str(exc)) from exc
         reward = self.reward or cls.default_reward
         if reward not in REWARDS:
             raise SpecError(f"reward must be one of {REWARDS}, got {reward!r}")
@@ -68,22 +85,29 @@ class SearchSpec:
             raise SpecError(f"name must be at most {MAX_NAME} characters, got {len(self.name)}")
         return replace(self, reward=reward)
 
+    def bound_space(self) -> Space:
+        """The space for this search's dataset (MetaQNN's sizes depend on the input)."""
+        space = self.space or named_space(DEFAULT_SPACE[self.agent])
+        return space.bind(input_shape(self.dataset))
+
+    def make_agent(self) -> Agent:
+        """A fresh agent for this search."""
+        return agent_class(self.agent)(self.bound_space(), self.agent_settings, self.seed,
+                                       self.budget)
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.space is not None:
+            data["space"] = {"name": self.space.name, **asdict(self.space)}
+            data["space"].pop("image", None)  # bound per dataset when the agent is made
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> SearchSpec:
-        space = data["space"]
         return cls(
             agent=data["agent"],
             agent_settings=dict(data["agent_settings"]),
-            space=ZophSpace(
-                filter_sizes=tuple(space["filter_sizes"]),
-                strides=tuple(space["strides"]),
-                filters=tuple(space["filters"]),
-                max_layers=int(space["max_layers"]),
-                skip_connections=bool(space["skip_connections"]),
-            ),
+            space=_space_from_json(data["space"]),
             dataset=data["dataset"],
             training=TrainSettings(**data["training"]),
             reward=data["reward"],
@@ -92,3 +116,26 @@ class SearchSpec:
             lease_seconds=data["lease_seconds"],
             name=data["name"],
         )
+
+
+def _space_from_json(data: dict[str, Any] | None) -> Space | None:
+    if data is None:
+        return None
+    fields = {k: v for k, v in data.items() if k != "name"}
+    if data["name"] == "metaqnn":
+        return MetaQNNSpace(
+            conv_sizes=tuple(fields["conv_sizes"]),
+            conv_filters=tuple(fields["conv_filters"]),
+            pools=tuple((int(k), int(s)) for k, s in fields["pools"]),
+            fc_units=tuple(fields["fc_units"]),
+            max_depth=int(fields["max_depth"]),
+            max_fc=int(fields["max_fc"]),
+            fc_max_size=int(fields["fc_max_size"]),
+        )
+    return ZophSpace(
+        filter_sizes=tuple(fields["filter_sizes"]),
+        strides=tuple(fields["strides"]),
+        filters=tuple(fields["filters"]),
+        max_layers=int(fields["max_layers"]),
+        skip_connections=bool(fields["skip_connections"]),
+    )

@@ -122,26 +122,118 @@ class ZophSpace(_message.Message):
 Global___ZophSpace: _TypeAlias = ZophSpace  # noqa: Y015
 
 @_typing.final
+class PoolChoice(_message.Message):
+    """A pooling choice of the MetaQNN space."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SIZE_FIELD_NUMBER: _builtins.int
+    STRIDE_FIELD_NUMBER: _builtins.int
+    size: _builtins.int
+    """Pooling window."""
+    stride: _builtins.int
+    """Pooling stride."""
+    def __init__(
+        self,
+        *,
+        size: _builtins.int = ...,
+        stride: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["size", b"size", "stride", b"stride"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PoolChoice: _TypeAlias = PoolChoice  # noqa: Y015
+
+@_typing.final
+class MetaQNNSpace(_message.Message):
+    """MetaQNN's space (Baker et al. 2017): paths of layer states under the paper's transition
+    rules. Empty lists and zeros take the defaults shown.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONV_SIZES_FIELD_NUMBER: _builtins.int
+    CONV_FILTERS_FIELD_NUMBER: _builtins.int
+    POOLS_FIELD_NUMBER: _builtins.int
+    FC_UNITS_FIELD_NUMBER: _builtins.int
+    MAX_DEPTH_FIELD_NUMBER: _builtins.int
+    MAX_FC_FIELD_NUMBER: _builtins.int
+    FC_MAX_SIZE_FIELD_NUMBER: _builtins.int
+    max_depth: _builtins.int
+    """Most layers before termination is forced (default 12; the paper's CIFAR-10 run used 18)."""
+    max_fc: _builtins.int
+    """Most consecutive fully connected layers (default 2)."""
+    fc_max_size: _builtins.int
+    """Largest representation size from which an FC layer may follow (default 4)."""
+    @_builtins.property
+    def conv_sizes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Convolution receptive fields (default 1, 3, 5); stride is always 1."""
+
+    @_builtins.property
+    def conv_filters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Convolution filter counts (default 64, 128, 256, 512)."""
+
+    @_builtins.property
+    def pools(self) -> _containers.RepeatedCompositeFieldContainer[Global___PoolChoice]:
+        """Pooling (size, stride) choices (default (5,3), (3,2), (2,2))."""
+
+    @_builtins.property
+    def fc_units(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Fully connected widths (default 512, 256, 128)."""
+
+    def __init__(
+        self,
+        *,
+        conv_sizes: _abc.Iterable[_builtins.int] | None = ...,
+        conv_filters: _abc.Iterable[_builtins.int] | None = ...,
+        pools: _abc.Iterable[Global___PoolChoice] | None = ...,
+        fc_units: _abc.Iterable[_builtins.int] | None = ...,
+        max_depth: _builtins.int = ...,
+        max_fc: _builtins.int = ...,
+        fc_max_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conv_filters", b"conv_filters", "conv_sizes", b"conv_sizes", "fc_max_size", b"fc_max_size", "fc_units", b"fc_units", "max_depth", b"max_depth", "max_fc", b"max_fc", "pools", b"pools"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetaQNNSpace: _TypeAlias = MetaQNNSpace  # noqa: Y015
+
+@_typing.final
 class SearchSpace(_message.Message):
     """Where the agent searches."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ZOPH_FIELD_NUMBER: _builtins.int
+    METAQNN_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """A space by name with its paper defaults: "zoph" or "metaqnn"."""
     @_builtins.property
     def zoph(self) -> Global___ZophSpace:
         """Zoph & Le's convolutional space."""
+
+    @_builtins.property
+    def metaqnn(self) -> Global___MetaQNNSpace:
+        """MetaQNN's layer-state space."""
 
     def __init__(
         self,
         *,
         zoph: Global___ZophSpace | None = ...,
+        metaqnn: Global___MetaQNNSpace | None = ...,
+        name: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["space", b"space", "zoph", b"zoph"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metaqnn", b"metaqnn", "name", b"name", "space", b"space", "zoph", b"zoph"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["space", b"space", "zoph", b"zoph"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metaqnn", b"metaqnn", "name", b"name", "space", b"space", "zoph", b"zoph"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_space: _TypeAlias = _typing.Literal["zoph"]  # noqa: Y015
+    _WhichOneofReturnType_space: _TypeAlias = _typing.Literal["zoph", "metaqnn", "name"]  # noqa: Y015
     _WhichOneofArgType_space: _TypeAlias = _typing.Literal["space", b"space"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_space) -> _WhichOneofReturnType_space | None: ...
 
@@ -206,14 +298,54 @@ class ReinforceSettings(_message.Message):
 Global___ReinforceSettings: _TypeAlias = ReinforceSettings  # noqa: Y015
 
 @_typing.final
+class QLearningSettings(_message.Message):
+    """Settings of the qlearning agent (MetaQNN). Zeros take the paper's values."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEARNING_RATE_FIELD_NUMBER: _builtins.int
+    DISCOUNT_FIELD_NUMBER: _builtins.int
+    Q_INIT_FIELD_NUMBER: _builtins.int
+    REPLAY_FIELD_NUMBER: _builtins.int
+    SCHEDULE_SCALE_FIELD_NUMBER: _builtins.int
+    learning_rate: _builtins.float
+    """Q-learning rate alpha (default 0.01)."""
+    discount: _builtins.float
+    """Discount gamma (default 1; give a negative value for 0)."""
+    q_init: _builtins.float
+    """Initial Q value (default 0.5)."""
+    replay: _builtins.int
+    """Trajectories replayed from memory after each result (default 100; negative for none)."""
+    schedule_scale: _builtins.float
+    """Factor on the epsilon schedule's stage lengths (default: fit the paper's 3,200 models
+    to the budget when it is smaller; 1 = the paper's absolute counts).
+    """
+    def __init__(
+        self,
+        *,
+        learning_rate: _builtins.float = ...,
+        discount: _builtins.float = ...,
+        q_init: _builtins.float = ...,
+        replay: _builtins.int = ...,
+        schedule_scale: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount", b"discount", "learning_rate", b"learning_rate", "q_init", b"q_init", "replay", b"replay", "schedule_scale", b"schedule_scale"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QLearningSettings: _TypeAlias = QLearningSettings  # noqa: Y015
+
+@_typing.final
 class RandomSettings(_message.Message):
-    """Settings of the random baseline (none yet)."""
+    """Settings of the random baseline."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     LAYERS_FIELD_NUMBER: _builtins.int
     layers: _builtins.int
-    """Number of layers of every sample (default: the space's max_layers)."""
+    """Zoph space: layers of every sample (default: the space's max_layers)."""
     def __init__(
         self,
         *,
@@ -228,6 +360,36 @@ class RandomSettings(_message.Message):
 Global___RandomSettings: _TypeAlias = RandomSettings  # noqa: Y015
 
 @_typing.final
+class EvolutionSettings(_message.Message):
+    """Settings of regularized evolution (Real et al. 2019)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POPULATION_FIELD_NUMBER: _builtins.int
+    SAMPLE_SIZE_FIELD_NUMBER: _builtins.int
+    LAYERS_FIELD_NUMBER: _builtins.int
+    population: _builtins.int
+    """Population size; the oldest member dies beyond it (default 20)."""
+    sample_size: _builtins.int
+    """Tournament size (default 5)."""
+    layers: _builtins.int
+    """Zoph space: layers of the random initial networks (default: the space's max_layers)."""
+    def __init__(
+        self,
+        *,
+        population: _builtins.int = ...,
+        sample_size: _builtins.int = ...,
+        layers: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["layers", b"layers", "population", b"population", "sample_size", b"sample_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvolutionSettings: _TypeAlias = EvolutionSettings  # noqa: Y015
+
+@_typing.final
 class AgentSpec(_message.Message):
     """The agent of a search and its settings."""
 
@@ -236,8 +398,10 @@ class AgentSpec(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     REINFORCE_FIELD_NUMBER: _builtins.int
     RANDOM_FIELD_NUMBER: _builtins.int
+    QLEARNING_FIELD_NUMBER: _builtins.int
+    EVOLUTION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """reinforce, random (more in later versions)."""
+    """reinforce, qlearning, random or evolution (default reinforce)."""
     @_builtins.property
     def reinforce(self) -> Global___ReinforceSettings:
         """For name = reinforce."""
@@ -246,18 +410,28 @@ class AgentSpec(_message.Message):
     def random(self) -> Global___RandomSettings:
         """For name = random."""
 
+    @_builtins.property
+    def qlearning(self) -> Global___QLearningSettings:
+        """For name = qlearning."""
+
+    @_builtins.property
+    def evolution(self) -> Global___EvolutionSettings:
+        """For name = evolution."""
+
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         reinforce: Global___ReinforceSettings | None = ...,
         random: Global___RandomSettings | None = ...,
+        qlearning: Global___QLearningSettings | None = ...,
+        evolution: Global___EvolutionSettings | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["random", b"random", "reinforce", b"reinforce", "settings", b"settings"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["evolution", b"evolution", "qlearning", b"qlearning", "random", b"random", "reinforce", b"reinforce", "settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "random", b"random", "reinforce", b"reinforce", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evolution", b"evolution", "name", b"name", "qlearning", b"qlearning", "random", b"random", "reinforce", b"reinforce", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["reinforce", "random"]  # noqa: Y015
+    _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["reinforce", "random", "qlearning", "evolution"]  # noqa: Y015
     _WhichOneofArgType_settings: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_settings) -> _WhichOneofReturnType_settings | None: ...
 
@@ -803,3 +977,83 @@ class StopSearchRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StopSearchRequest: _TypeAlias = StopSearchRequest  # noqa: Y015
+
+@_typing.final
+class ExportQTableRequest(_message.Message):
+    """Which search's Q-table to export."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEARCH_ID_FIELD_NUMBER: _builtins.int
+    search_id: _builtins.str
+    """The search (its agent must be qlearning)."""
+    def __init__(
+        self,
+        *,
+        search_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["search_id", b"search_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportQTableRequest: _TypeAlias = ExportQTableRequest  # noqa: Y015
+
+@_typing.final
+class QValue(_message.Message):
+    """One learnt value Q(state, next state)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """The state: layer, depth and representation-size bin, e.g. "C(3,64)@2/(inf,8]"."""
+    action: _builtins.str
+    """The next state (the action), in the same notation."""
+    value: _builtins.float
+    """The learnt value."""
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        action: _builtins.str = ...,
+        value: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "state", b"state", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QValue: _TypeAlias = QValue  # noqa: Y015
+
+@_typing.final
+class QTable(_message.Message):
+    """A Q-table."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALUES_FIELD_NUMBER: _builtins.int
+    Q_INIT_FIELD_NUMBER: _builtins.int
+    q_init: _builtins.float
+    """The initial value of pairs not listed."""
+    @_builtins.property
+    def values(self) -> _containers.RepeatedCompositeFieldContainer[Global___QValue]:
+        """Every learnt value, highest first; pairs never updated hold the initial value."""
+
+    def __init__(
+        self,
+        *,
+        values: _abc.Iterable[Global___QValue] | None = ...,
+        q_init: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["q_init", b"q_init", "values", b"values"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QTable: _TypeAlias = QTable  # noqa: Y015

@@ -71,6 +71,11 @@ class ControllerStub:
                 request_serializer=protos_dot_controller__pb2.StopSearchRequest.SerializeToString,
                 response_deserializer=protos_dot_controller__pb2.Search.FromString,
                 _registered_method=True)
+        self.ExportQTable = channel.unary_unary(
+                '/nasrl.v1.Controller/ExportQTable',
+                request_serializer=protos_dot_controller__pb2.ExportQTableRequest.SerializeToString,
+                response_deserializer=protos_dot_controller__pb2.QTable.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -135,6 +140,14 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportQTable(self, request, context):
+        """The learnt Q-table of a qlearning search, for inspection. FAILED_PRECONDITION for a
+        search whose agent has no Q-table.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +185,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.StopSearch,
                     request_deserializer=protos_dot_controller__pb2.StopSearchRequest.FromString,
                     response_serializer=protos_dot_controller__pb2.Search.SerializeToString,
+            ),
+            'ExportQTable': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportQTable,
+                    request_deserializer=protos_dot_controller__pb2.ExportQTableRequest.FromString,
+                    response_serializer=protos_dot_controller__pb2.QTable.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -365,6 +383,33 @@ class Controller:
             '/nasrl.v1.Controller/StopSearch',
             protos_dot_controller__pb2.StopSearchRequest.SerializeToString,
             protos_dot_controller__pb2.Search.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportQTable(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasrl.v1.Controller/ExportQTable',
+            protos_dot_controller__pb2.ExportQTableRequest.SerializeToString,
+            protos_dot_controller__pb2.QTable.FromString,
             options,
             channel_credentials,
             insecure,

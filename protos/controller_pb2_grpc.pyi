@@ -63,6 +63,10 @@ class ControllerStub:
     """Stops a search: Sample hands out nothing more; reports of candidates already out are
     still accepted.
     """
+    ExportQTable: _grpc.UnaryUnaryMultiCallable[_controller_pb2.ExportQTableRequest, _controller_pb2.QTable]
+    """The learnt Q-table of a qlearning search, for inspection. FAILED_PRECONDITION for a
+    search whose agent has no Q-table.
+    """
 
 @_typing.type_check_only
 class ControllerAsyncStub(ControllerStub):
@@ -96,6 +100,10 @@ class ControllerAsyncStub(ControllerStub):
     StopSearch: _aio.UnaryUnaryMultiCallable[_controller_pb2.StopSearchRequest, _controller_pb2.Search]  # type: ignore[assignment]
     """Stops a search: Sample hands out nothing more; reports of candidates already out are
     still accepted.
+    """
+    ExportQTable: _aio.UnaryUnaryMultiCallable[_controller_pb2.ExportQTableRequest, _controller_pb2.QTable]  # type: ignore[assignment]
+    """The learnt Q-table of a qlearning search, for inspection. FAILED_PRECONDITION for a
+    search whose agent has no Q-table.
     """
 
 class ControllerServicer(metaclass=_abc_1.ABCMeta):
@@ -169,6 +177,16 @@ class ControllerServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_controller_pb2.Search, _abc.Awaitable[_controller_pb2.Search]]:
         """Stops a search: Sample hands out nothing more; reports of candidates already out are
         still accepted.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportQTable(
+        self,
+        request: _controller_pb2.ExportQTableRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_controller_pb2.QTable, _abc.Awaitable[_controller_pb2.QTable]]:
+        """The learnt Q-table of a qlearning search, for inspection. FAILED_PRECONDITION for a
+        search whose agent has no Q-table.
         """
 
 def add_ControllerServicer_to_server(servicer: ControllerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,12 +4,19 @@ conformance tests (tests/conformance/) then run against it automatically."""
 from __future__ import annotations
 
 from controller_service.agents.base import Agent, AgentSettingsError, Proposal
+from controller_service.agents.evolution import EvolutionAgent
+from controller_service.agents.qlearning import QLearningAgent
 from controller_service.agents.random_search import RandomAgent
 from controller_service.agents.reinforce import ReinforceAgent
 
-__all__ = ["AGENTS", "Agent", "AgentSettingsError", "Proposal", "agent_class"]
+__all__ = ["AGENTS", "DEFAULT_SPACE", "Agent", "AgentSettingsError", "Proposal", "agent_class"]
 
-AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (ReinforceAgent, RandomAgent)}
+AGENTS: dict[str, type[Agent]] = {
+    cls.name: cls for cls in (ReinforceAgent, QLearningAgent, RandomAgent, EvolutionAgent)
+}
+#: the space an agent searches when the search names none
+DEFAULT_SPACE = {"reinforce": "zoph", "qlearning": "metaqnn", "random": "zoph",
+                 "evolution": "zoph"}
 
 
 def agent_class(name: str) -> type[Agent]:

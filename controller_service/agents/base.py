@@ -16,6 +16,7 @@ Call sequence (the controller holds a lock per search around every call):
 
 from __future__ import annotations
 
+import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,9 +47,12 @@ class Agent(ABC):
     default_reward: ClassVar[str] = "accuracy"
 
     @abstractmethod
-    def __init__(self, space: Any, settings: dict[str, Any] | None = None, seed: int = 0) -> None:
-        """``space`` is a search space from controller_service.search_space; ``settings``
-        override ``defaults``; raises AgentSettingsError naming a bad setting or space."""
+    def __init__(self, space: Any, settings: dict[str, Any] | None = None, seed: int = 0,
+                 budget: int | None = None) -> None:
+        """``space`` is a search space (ZophSpace or MetaQNNSpace, bound to the dataset);
+        ``settings`` override ``defaults``; ``budget`` is the search's number of children,
+        for agents whose schedule depends on it. Raises AgentSettingsError naming a bad
+        setting or an unsupported space."""
 
     @abstractmethod
     def sample(self, n: int) -> list[Proposal]:
@@ -69,6 +73,17 @@ class Agent(ABC):
     def progress(self) -> dict[str, float]:
         """Numbers a user watches, e.g. {"curriculum_layers": 6, "baseline": 0.41}."""
         return {}
+
+
+def rng_state(rng: random.Random) -> list[Any]:
+    """A ``random.Random`` state as plain lists (loads with weights_only=True)."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(rng: random.Random, state: list[Any]) -> None:
+    version, internal, gauss = state
+    rng.setstate((version, tuple(internal), gauss))
 
 
 def resolve_settings(agent: type[Agent], given: dict[str, Any]) -> dict[str, Any]:

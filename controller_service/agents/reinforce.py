@@ -135,7 +135,7 @@ class ReinforceAgent(Agent):
     }
 
     def __init__(self, space: ZophSpace, settings: dict[str, Any] | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, budget: int | None = None) -> None:
         if not isinstance(space, ZophSpace):
             name = getattr(space, "name", type(space).__name__)
             raise AgentSettingsError(f"agent 'reinforce' cannot search the {name!r} space")

@@ -1,0 +1,203 @@
+"""Tabular Q-learning of MetaQNN (Baker et al. 2017), "Designing Neural Network Architectures
+Using Reinforcement Learning".
+
+The agent walks the MetaQNN space from the start state to a termination, epsilon-greedy on
+Q(state, next state). A result's reward (validation accuracy) is given at the terminal
+transition and the trajectory is updated in reverse order with
+
+    Q(s_i, s_{i+1}) <- (1 - alpha) Q(s_i, s_{i+1}) + alpha (r_i + gamma max_a Q(s_{i+1}, a))
+
+(r_i = 0 except at the end). Every result is kept in a replay memory; after each result the
+agent replays ``replay`` (100) trajectories drawn from it. Epsilon follows the paper's
+schedule, counted in unique models: 1.0 for 1,500, then 0.9, 0.8, 0.7 for 100 each, 0.6 ... 0.1
+for 150 each. A search with a smaller budget scales the counts to it (``schedule_scale`` 0,
+the default: min(1, budget / 3,200); any positive number: that factor).
+
+``Proposal.decisions`` is ``{"path": ["C(3,64)", "P(2,2)", "FC(256)", "SM"], "epsilon": e}``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Any, ClassVar
+
+from controller_service.agents.base import (
+    Agent, AgentSettingsError, Decisions, Proposal, resolve_settings, rng_state, set_rng_state,
+)
+from controller_service.agents.space_ops import check_space
+from controller_service.metaqnn_space import MetaQNNSpace, QState
+
+__all__ = ["QLearningAgent", "PAPER_SCHEDULE", "epsilon_schedule"]
+
+PAPER_SCHEDULE: tuple[tuple[float, int], ...] = (
+    (1.0, 1500), (0.9, 100), (0.8, 100), (0.7, 100),
+    (0.6, 150), (0.5, 150), (0.4, 150), (0.3, 150), (0.2, 150), (0.1, 150),
+)
+PAPER_MODELS = sum(n for _, n in PAPER_SCHEDULE)  # 3,200
+
+
+def epsilon_schedule(scale: float) -> list[tuple[float, int]]:
+    """The paper's schedule with every stage's length multiplied by ``scale`` (at least 1)."""
+    return [(eps, max(1, round(n * scale))) for eps, n in PAPER_SCHEDULE]
+
+
+def _number(settings: dict[str, Any], name: str, low: float, high: float) -> float:
+    value = settings[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        math.isfinite(value) and low <= value <= high
+    ):
+        raise AgentSettingsError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+    return float(value)
+
+
+class QLearningAgent(Agent):
+    name = "qlearning"
+    default_reward = "accuracy"
+    defaults: ClassVar[dict[str, Any]] = {
+        "learning_rate": 0.01,  # alpha
+        "discount": 1.0,  # gamma
+        "q_init": 0.5,
+        "replay": 100,  # trajectories replayed after each result
+        "schedule_scale": 0.0,  # 0: fit the paper's 3,200-model schedule to the budget
+        "failure_reward": 0.0,
+    }
+
+    def __init__(self, space: MetaQNNSpace, settings: dict[str, Any] | None = None,
+                 seed: int = 0, budget: int | None = None) -> None:
+        check_space(self.name, space, (MetaQNNSpace,))
+        self.space = space
+        s = resolve_settings(type(self), settings or {})
+        self.alpha = _number(s, "learning_rate", 1e-6, 1.0)
+        self.gamma = _number(s, "discount", 0.0, 1.0)
+        self.q_init = _number(s, "q_init", -1e6, 1e6)
+        self.replay = int(_number(s, "replay", 0, 100_000))
+        self.failure_reward = _number(s, "failure_reward", -1e6, 1e6)
+        scale = _number(s, "schedule_scale", 0.0, 1e6)
+        if scale == 0:
+            scale = min(1.0, (budget or PAPER_MODELS) / PAPER_MODELS)
+        self.schedule = epsilon_schedule(scale)
+        self.rng = random.Random(seed)
+        self.q: dict[str, float] = {}
+        self.memory: list[tuple[list[str], float]] = []
+        self.seen: dict[str, int] = {}  # path -> index in memory (unique models)
+        self.samples = 0
+        self.results = 0
+        self.trajectory_updates = 0
+
+    # ------------------------------------------------------------------ epsilon
+
+    def stage(self) -> tuple[int, float]:
+        """(stage index, epsilon) after the unique models seen so far; past the schedule the
+        last epsilon stays."""
+        done = len(self.seen)
+        for index, (eps, n) in enumerate(self.schedule):
+            if done < n:
+                return index, eps
+            done -= n
+        return len(self.schedule) - 1, self.schedule[-1][0]
+
+    # ------------------------------------------------------------------ acting
+
+    def value(self, s: QState, a: QState) -> float:
+        return self.q.get(f"{s.key}->{a.key}", self.q_init)
+
+    def _choose(self, s: QState, epsilon: float) -> QState:
+        actions = self.space.actions(s)
+        if self.rng.random() < epsilon:
+            return self.rng.choice(actions)
+        best = max(self.value(s, a) for a in actions)
+        return self.rng.choice([a for a in actions if self.value(s, a) == best])
+
+    def walk(self, epsilon: float) -> list[str]:
+        s, path = self.space.start(), []
+        while not s.terminal:
+            s = self._choose(s, epsilon)
+            path.append(s.action)
+        return path
+
+    def sample(self, n: int) -> list[Proposal]:
+        _, epsilon = self.stage()
+        out = []
+        for _ in range(n):
+            path = self.walk(epsilon)
+            out.append(Proposal(self.space.decode(path), {"path": path, "epsilon": epsilon}))
+        self.samples += n
+        return out
+
+    # ------------------------------------------------------------------ learning
+
+    def _learn(self, path: list[str], reward: float) -> None:
+        """One Q update of a whole trajectory, last transition first."""
+        states = self.space.follow(path)
+        for i in range(len(states) - 2, -1, -1):
+            s, nxt = states[i], states[i + 1]
+            if nxt.terminal:
+                target = reward
+            else:
+                target = self.gamma * max(self.value(nxt, a) for a in self.space.actions(nxt))
+            key = f"{s.key}->{nxt.key}"
+            self.q[key] = (1 - self.alpha) * self.q.get(key, self.q_init) + self.alpha * target
+        self.trajectory_updates += 1
+
+    def update(self, decisions: Decisions, reward: float | None) -> None:
+        path = [str(step) for step in decisions["path"]]
+        self.space.follow(path)  # ValueError for a path that breaks the rules
+        r = self.failure_reward if reward is None else float(reward)
+        if not math.isfinite(r):
+            raise ValueError(f"reward must be finite, got {reward!r}")
+        key = " ".join(path)
+        if key not in self.seen:
+            self.seen[key] = len(self.memory)
+            self.memory.append((path, r))
+        self.results += 1
+        self._learn(path, r)
+        for _ in range(min(self.replay, len(self.memory))):
+            old_path, old_reward = self.memory[self.rng.randrange(len(self.memory))]
+            self._learn(old_path, old_reward)
+
+    def greedy_path(self) -> list[str]:
+        """The epsilon = 0 trajectory (ties broken by this agent's RNG, which is not advanced)."""
+        saved = self.rng.getstate()
+        try:
+            return self.walk(0.0)
+        finally:
+            self.rng.setstate(saved)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q": dict(self.q),
+            "memory": [[list(p), r] for p, r in self.memory],
+            "rng": rng_state(self.rng),
+            "samples": self.samples,
+            "results": self.results,
+            "trajectory_updates": self.trajectory_updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q = {str(k): float(v) for k, v in state["q"].items()}
+        self.memory = [([str(s) for s in p], float(r)) for p, r in state["memory"]]
+        self.seen = {" ".join(p): i for i, (p, _) in enumerate(self.memory)}
+        set_rng_state(self.rng, state["rng"])
+        self.samples = int(state["samples"])
+        self.results = int(state["results"])
+        self.trajectory_updates = int(state["trajectory_updates"])
+
+    def export_q(self) -> list[tuple[str, str, float]]:
+        """Every learnt Q value as (state, next state, value), highest first."""
+        rows = [(k.split("->")[0], k.split("->")[1], v) for k, v in self.q.items()]
+        return sorted(rows, key=lambda r: (-r[2], r[0], r[1]))
+
+    def progress(self) -> dict[str, float]:
+        index, epsilon = self.stage()
+        return {
+            "epsilon": epsilon,
+            "epsilon_stage": float(index),
+            "unique_models": float(len(self.seen)),
+            "samples": float(self.samples),
+            "updates": float(self.results),
+            "trajectory_updates": float(self.trajectory_updates),
+            "q_entries": float(len(self.q)),
+        }
