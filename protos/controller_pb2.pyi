@@ -317,7 +317,7 @@ class QLearningSettings(_message.Message):
     replay: _builtins.int
     """Trajectories replayed from memory after each result (default 100; negative for none)."""
     schedule_scale: _builtins.float
-    """Factor on the epsilon schedule's stage lengths (default: fit the paper's 3,200 models
+    """Factor on the epsilon schedule's stage lengths (default: fit the paper's 2,700 models
     to the budget when it is smaller; 1 = the paper's absolute counts).
     """
     def __init__(

@@ -11,7 +11,7 @@ transition and the trajectory is updated in reverse order with
 agent replays ``replay`` (100) trajectories drawn from it. Epsilon follows the paper's
 schedule, counted in unique models: 1.0 for 1,500, then 0.9, 0.8, 0.7 for 100 each, 0.6 ... 0.1
 for 150 each. A search with a smaller budget scales the counts to it (``schedule_scale`` 0,
-the default: min(1, budget / 3,200); any positive number: that factor).
+the default: min(1, budget / 2,700); any positive number: that factor).
 
 ``Proposal.decisions`` is ``{"path": ["C(3,64)", "P(2,2)", "FC(256)", "SM"], "epsilon": e}``.
 """
@@ -34,7 +34,7 @@ PAPER_SCHEDULE: tuple[tuple[float, int], ...] = (
     (1.0, 1500), (0.9, 100), (0.8, 100), (0.7, 100),
     (0.6, 150), (0.5, 150), (0.4, 150), (0.3, 150), (0.2, 150), (0.1, 150),
 )
-PAPER_MODELS = sum(n for _, n in PAPER_SCHEDULE)  # 3,200
+PAPER_MODELS = sum(n for _, n in PAPER_SCHEDULE)  # 2,700
 
 
 def epsilon_schedule(scale: float) -> list[tuple[float, int]]:
@@ -59,7 +59,7 @@ class QLearningAgent(Agent):
         "discount": 1.0,  # gamma
         "q_init": 0.5,
         "replay": 100,  # trajectories replayed after each result
-        "schedule_scale": 0.0,  # 0: fit the paper's 3,200-model schedule to the budget
+        "schedule_scale": 0.0,  # 0: fit the paper's 2,700-model schedule to the budget
         "failure_reward": 0.0,
     }
 

@@ -7,7 +7,8 @@ import io
 import pytest
 import torch
 
-from controller_service.agents import AGENTS, Agent
+from controller_service.agents import AGENTS, Agent, AgentSettingsError, Proposal
+from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
 from controller_service.searches import ReportConflict, Searches
 from controller_service.spec import SearchSpec
@@ -19,12 +20,48 @@ from nasrl.shapes import analyze
 from tests.helpers import same_state
 from trainer_service.builder import build
 
-SPACE = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=5)
-NAMES = sorted(AGENTS)
+ZOPH = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=5)
+METAQNN = MetaQNNSpace(conv_filters=(8, 16), fc_units=(64, 32), max_depth=6).bind(
+    input_shape("digits"))
 
 
-def make(name: str, seed: int = 3, space: ZophSpace = SPACE) -> Agent:
-    return AGENTS[name](space, {}, seed)
+def _supports(name: str, space: object) -> bool:
+    try:
+        AGENTS[name](space, {}, 0, 100)
+    except AgentSettingsError:
+        return False
+    return True
+
+
+#: every agent with every space it can search
+COMBOS = [pytest.param(name, space, id=f"{name}-{space.name}")
+          for name in sorted(AGENTS) for space in (ZOPH, METAQNN) if _supports(name, space)]
+
+
+def make(name: str, seed: int = 3, space: object = ZOPH) -> Agent:
+    return AGENTS[name](space, {}, seed, 100)
+
+
+def test_every_agent_searches_some_space() -> None:
+    assert {p.values[0] for p in COMBOS} == set(AGENTS)
+    assert {p.values[1].name for p in COMBOS} == {"zoph", "metaqnn"}
+
+
+def check_in_space(p: Proposal, space: object) -> None:
+    """The proposal is a network of ``space``: its decisions decode to its architecture and
+    every layer is one of the space's choices."""
+    if isinstance(space, MetaQNNSpace):
+        space.follow(p.decisions["path"])  # raises if a transition rule is broken
+        assert space.decode(p.decisions["path"]) == p.arch
+        return
+    assert isinstance(space, ZophSpace)
+    assert 1 <= len(p.arch.layers) <= space.max_layers
+    for i, layer in enumerate(p.arch.layers, start=1):
+        assert isinstance(layer.op, Conv)
+        assert layer.op.kernel_h in space.filter_sizes and layer.op.kernel_w in space.filter_sizes
+        assert layer.op.stride_h in space.strides and layer.op.stride_w in space.strides
+        assert layer.op.filters in space.filters
+        assert all(0 <= j < i for j in layer.inputs)
 
 
 def reward_of(decisions_text: str) -> float:
@@ -38,44 +75,38 @@ def roundtrip(state: dict) -> dict:
     return torch.load(buf, weights_only=True)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_samples_are_valid_architectures_of_the_space(name: str) -> None:
-    agent = make(name)
-    for p in agent.sample(40):
-        assert 1 <= len(p.arch.layers) <= SPACE.max_layers
-        for i, layer in enumerate(p.arch.layers, start=1):
-            assert isinstance(layer.op, Conv)
-            assert layer.op.kernel_h in SPACE.filter_sizes and layer.op.kernel_w in SPACE.filter_sizes
-            assert layer.op.stride_h in SPACE.strides and layer.op.stride_w in SPACE.strides
-            assert layer.op.filters in SPACE.filters
-            assert all(0 <= j < i for j in layer.inputs)
+@pytest.mark.parametrize(("name", "space"), COMBOS)
+def test_samples_are_valid_architectures_of_the_space(name: str, space: object) -> None:
+    agent = make(name, space=space)
+    proposals = agent.sample(20)
+    for p in proposals:  # learn a little, then sample again (mutations, greedy steps, ...)
+        agent.update(p.decisions, reward_of(str(p.arch)))
+    for p in proposals + agent.sample(20):
+        check_in_space(p, space)
         analyze(p.arch, input_shape("digits"))
-        analyze(p.arch, input_shape("mnist5k"))
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_fixed_seed_reproduces_samples(name: str) -> None:
-    a, b, c = make(name, 11), make(name, 11), make(name, 12)
+@pytest.mark.parametrize(("name", "space"), COMBOS)
+def test_fixed_seed_reproduces_samples(name: str, space: object) -> None:
+    a, b, c = make(name, 11, space), make(name, 11, space), make(name, 12, space)
     first = [str(p.arch) for p in a.sample(10)]
     assert first == [str(p.arch) for p in b.sample(10)]
     assert first != [str(p.arch) for p in c.sample(10)]
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_state_round_trips_through_state_dict(name: str) -> None:
-    agent = make(name)
+@pytest.mark.parametrize(("name", "space"), COMBOS)
+def test_state_round_trips_through_state_dict(name: str, space: object) -> None:
+    agent = make(name, space=space)
     for p in agent.sample(6):
         agent.update(p.decisions, reward_of(str(p.arch)))
     agent.sample(3)  # advance the RNG past the updates
-    clone = make(name, seed=999)  # a different seed: everything must come from the state
+    clone = make(name, seed=999, space=space)  # everything must come from the state
     clone.load_state_dict(roundtrip(agent.state_dict()))
     assert [str(p.arch) for p in clone.sample(8)] == [str(p.arch) for p in agent.sample(8)]
     assert clone.progress() == agent.progress()
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_updates_in_any_order_and_failures_are_accepted(name: str) -> None:
-    agent = make(name)
+@pytest.mark.parametrize(("name", "space"), COMBOS)
+def test_updates_in_any_order_and_failures_are_accepted(name: str, space: object) -> None:
+    agent = make(name, space=space)
     proposals = agent.sample(6)
     for p in reversed(proposals):
         agent.update(p.decisions, reward_of(str(p.arch)))
@@ -83,10 +114,11 @@ def test_updates_in_any_order_and_failures_are_accepted(name: str) -> None:
     assert agent.progress().get("updates", 7) == 7
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_update_is_idempotent_through_the_controller(name: str, tmp_path) -> None:
+@pytest.mark.parametrize(("name", "space"), COMBOS)
+def test_update_is_idempotent_through_the_controller(name: str, space: object,
+                                                      tmp_path) -> None:
     searches = Searches(Store(tmp_path / "c.db"))
-    view = searches.create(SearchSpec(agent=name, space=SPACE, budget=5,
+    view = searches.create(SearchSpec(agent=name, space=space, budget=5,
                                       training=TrainSettings(epochs=1)))
     handouts, _ = searches.sample(view.id, 2)
     h = handouts[0]
@@ -103,7 +135,7 @@ def test_update_is_idempotent_through_the_controller(name: str, tmp_path) -> Non
     searches.store.close()
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [p.values[0] for p in COMBOS if p.values[1].name == "zoph"])
 def test_skip_connections_are_sampled_and_every_sample_builds(name: str) -> None:
     agent = make(name, space=ZophSpace(filters=(8, 16), max_layers=6))
     proposals = agent.sample(30)

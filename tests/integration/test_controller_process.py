@@ -16,6 +16,10 @@ from nasrl.results import TrainOutcome
 from tests.helpers import same_state
 
 ROUNDS = 8
+ZOPH = cpb.SearchSpace(zoph=cpb.ZophSpace(max_layers=4, filters=[8, 16]))
+METAQNN = cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(conv_filters=[8, 16], fc_units=[32],
+                                                   max_depth=5))
+SPACES = {"reinforce": ZOPH, "random": ZOPH, "qlearning": METAQNN, "evolution": METAQNN}
 
 
 def synthetic_accuracy(text: str) -> float:
@@ -33,7 +37,7 @@ def run(tmp: Path, agent: str, kill_at: set[tuple[int, int]]) -> tuple[list[str]
         with ControllerClient(controller.target) as c:
             sid = c.create_search(
                 agent=cpb.AgentSpec(name=agent), dataset="digits", budget=100, seed=7,
-                space=cpb.SearchSpace(zoph=cpb.ZophSpace(max_layers=4, filters=[8, 16])),
+                space=SPACES[agent],
             ).search_id
         def crash_point(r: int, n: int) -> None:
             if (r, n) in kill_at:
@@ -66,7 +70,7 @@ def run(tmp: Path, agent: str, kill_at: set[tuple[int, int]]) -> tuple[list[str]
     return texts, board, state
 
 
-@pytest.mark.parametrize("agent", ["reinforce", "random"])
+@pytest.mark.parametrize("agent", sorted(SPACES))
 def test_kill_9_and_restart_continues_exactly(tmp_path: Path, agent: str) -> None:
     plain = run(tmp_path, agent, kill_at=set())
     killed = run(tmp_path, agent, kill_at={(1, 0), (3, 1), (5, 2)})
