@@ -136,9 +136,9 @@ class MetaQNNSpace:
                 if s.kind != "P":
                     out += [QState("P", d, (s.size - k) // st + 1, k, st)
                             for k, st in self.pools if k <= s.size]
-            if s.size <= self.fc_max_size and (s.kind != "FC" or s.fc_run < self.max_fc):
+            run = s.fc_run + 1 if s.kind == "FC" else 1  # the FC run the new layer makes
+            if s.size <= self.fc_max_size and run <= self.max_fc:
                 limit = s.a if s.kind == "FC" else max(self.fc_units)
-                run = s.fc_run + 1 if s.kind == "FC" else 1
                 out += [QState("FC", d, 1, u, 0, run) for u in self.fc_units if u <= limit]
         if s.kind != START:
             out += [QState("GAP", d, 1), QState("SM", d, s.size)]

@@ -38,6 +38,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_SAMPLE = 1000
+MAX_REQUEST_ID = 64
 MAX_FAILURE_TEXT = 2000
 MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
 TRAINING = ("leased", "done", "failed")  # statuses that spend budget
@@ -192,32 +193,48 @@ class Searches:
 
     # ------------------------------------------------------------------ sample
 
-    def sample(self, search_id: str, count: int) -> tuple[list[Handout], bool]:
-        """Up to ``count`` candidates and whether the search hands out nothing more."""
+    def sample(self, search_id: str, count: int, request_id: str = "",
+               reclaim: bool = False) -> tuple[list[Handout], bool]:
+        """Up to ``count`` candidates and whether the search hands out nothing more. A repeated
+        ``request_id`` returns the first answer; ``reclaim`` re-hands live leases first."""
         if not 1 <= count <= MAX_SAMPLE:
             raise BadReport(f"count must be between 1 and {MAX_SAMPLE}, got {count}")
+        if len(request_id) > MAX_REQUEST_ID:
+            raise BadReport(f"request_id must be at most {MAX_REQUEST_ID} characters")
         with self._lock, self._transaction(search_id):
             row = self._row(search_id)
+            if request_id and (earlier := self.store.by_request(search_id, request_id)):
+                return [self._handout(c) for c in earlier], row.state != "running"
             if row.state != "running":
                 return [], True
             spec = SearchSpec.from_json(row.spec)
             now = time.time()
-            out = [self._reissue(search_id, c, now + spec.lease_seconds)
-                   for c in self.store.expired_leases(search_id, now, count)]
+            deadline = now + spec.lease_seconds
+            before = math.inf if reclaim else now
+            out = [self._reissue(search_id, c, deadline, request_id or None)
+                   for c in self.store.expired_leases(search_id, before, count)]
             agent = self._agent(search_id, spec)
             attempts = 0
             while len(out) < count and attempts < 4 * count and self._may_propose(search_id, spec):
                 attempts += 1
                 handout = self._propose(search_id, spec, agent, agent.sample(1)[0], now)
                 if handout is not None:
+                    if request_id:
+                        self.store.set_request(search_id, handout.id, request_id)
                     out.append(handout)
             self.store.save_agent(search_id, agent.state_dict())
             done = self._settle(search_id, spec)
             return out, done
 
-    def _reissue(self, search_id: str, c: CandidateRow, deadline: float) -> Handout:
-        self.store.renew_lease(search_id, c.id, deadline)
-        log.info("search %s: lease of candidate %d expired, handing it out again", search_id, c.id)
+    @staticmethod
+    def _handout(c: CandidateRow) -> Handout:
+        cached = c.report.get("result") if c.status == "cached" and c.report else None
+        return Handout(c.id, c.arch, c.lease_deadline or 0.0, cached)
+
+    def _reissue(self, search_id: str, c: CandidateRow, deadline: float,
+                 request_id: str | None) -> Handout:
+        self.store.renew_lease(search_id, c.id, deadline, request_id)
+        log.info("search %s: handing candidate %d out again", search_id, c.id)
         return Handout(c.id, c.arch, deadline, None)
 
     def _may_propose(self, search_id: str, spec: SearchSpec) -> bool:

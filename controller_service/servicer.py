@@ -84,7 +84,8 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     @rpc_errors
     def Sample(self, request: cpb.SampleRequest, context: grpc.ServicerContext) -> cpb.SampleResponse:
         search_id = _search_id(request.search_id)
-        handouts, done = self.searches.sample(search_id, request.count or 1)
+        handouts, done = self.searches.sample(search_id, request.count or 1,
+                                              request.request_id, request.reclaim)
         spec: SearchSpec = self.searches.view(search_id).spec
         return cpb.SampleResponse(
             candidates=[codec.handout_to_proto(h) for h in handouts], done=done,

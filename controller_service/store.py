@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     status TEXT NOT NULL CHECK (status IN ('leased', 'done', 'failed', 'cached', 'waiting', 'invalid')),
     lease_deadline REAL,
     twin INTEGER,
+    request_id TEXT,
     reissued INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     report TEXT,
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS candidates (
 );
 CREATE INDEX IF NOT EXISTS candidates_by_status ON candidates (search_id, status);
 CREATE INDEX IF NOT EXISTS candidates_by_hash ON candidates (search_id, arch_hash);
+CREATE INDEX IF NOT EXISTS candidates_by_request ON candidates (search_id, request_id);
 CREATE TABLE IF NOT EXISTS results (
     search_id TEXT NOT NULL REFERENCES searches(id),
     arch_hash TEXT NOT NULL,
@@ -223,18 +225,32 @@ class Store:
                          (search_id, cid)).fetchone()
         return _candidate(row) if row else None
 
-    def expired_leases(self, search_id: str, now: float, limit: int) -> list[CandidateRow]:
+    def expired_leases(self, search_id: str, before: float, limit: int) -> list[CandidateRow]:
+        """Leased candidates whose lease ends before ``before`` (all of them: ``inf``)."""
         rows = self._exec(
             "SELECT * FROM candidates WHERE search_id = ? AND status = 'leased' "
-            "AND lease_deadline < ? ORDER BY id LIMIT ?", (search_id, now, limit),
+            "AND lease_deadline < ? ORDER BY id LIMIT ?", (search_id, before, limit),
         ).fetchall()
         return [_candidate(r) for r in rows]
 
-    def renew_lease(self, search_id: str, cid: int, deadline: float) -> None:
+    def renew_lease(self, search_id: str, cid: int, deadline: float,
+                    request_id: str | None) -> None:
         self._exec(
-            "UPDATE candidates SET lease_deadline = ?, reissued = reissued + 1 "
-            "WHERE search_id = ? AND id = ?", (deadline, search_id, cid),
+            "UPDATE candidates SET lease_deadline = ?, reissued = reissued + 1, request_id = ? "
+            "WHERE search_id = ? AND id = ?", (deadline, request_id, search_id, cid),
         )
+
+    def set_request(self, search_id: str, cid: int, request_id: str | None) -> None:
+        self._exec("UPDATE candidates SET request_id = ? WHERE search_id = ? AND id = ?",
+                   (request_id, search_id, cid))
+
+    def by_request(self, search_id: str, request_id: str) -> list[CandidateRow]:
+        rows = self._exec(
+            "SELECT * FROM candidates WHERE search_id = ? AND request_id = ? "
+            "AND status IN ('leased', 'cached', 'done', 'failed') ORDER BY id",
+            (search_id, request_id),
+        ).fetchall()
+        return [_candidate(r) for r in rows]
 
     def in_flight_with_hash(self, search_id: str, arch_hash: str) -> CandidateRow | None:
         row = self._exec(

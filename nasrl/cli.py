@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from nasrl.arch import ArchError, parse
-from nasrl.client import NasrlError, TrainerClient
+from nasrl.client import NasrlError, TrainerClient, wait_until_serving
+from nasrl.search_cmd import add_search_commands
 from nasrl.results import OPTIMIZERS, SCHEDULES, EpochRecord, SettingsError, TrainOutcome, TrainSettings
 
 __all__ = ["main"]
@@ -81,6 +82,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the service at TARGET reports SERVING (for container health checks)."""
+    wait_until_serving(args.target, timeout=args.timeout)
+    print(f"{args.target}: SERVING")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from nasrl.demo import run_demo
 
@@ -103,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     t.set_defaults(func=cmd_train)
 
+    add_search_commands(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
+
+    h = sub.add_parser("health", help="check a service's gRPC health (exit 0 if SERVING)")
+    h.add_argument("target", help="HOST:PORT")
+    h.add_argument("--timeout", type=float, default=5.0)
+    h.set_defaults(func=cmd_health)
+
     d = sub.add_parser("demo", help="start a local trainer and train example networks")
     d.add_argument("--dataset", default="mnist5k")
     d.add_argument("--epochs", type=int, default=3)
@@ -114,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (ArchError, SettingsError) as exc:
+    except (ArchError, SettingsError, ValueError) as exc:
         print(f"nasrl: error: {exc}", file=sys.stderr)
         return 2
     except NasrlError as exc:

@@ -79,8 +79,10 @@ class TrainerClient:
         settings: TrainSettings | None = None,
         on_epoch: Callable[[EpochRecord], None] | None = None,
         timeout: float | None = None,
+        on_call: Callable[[Any], None] | None = None,
     ) -> TrainOutcome:
-        """Train one architecture and return its result; ``on_epoch`` sees each epoch."""
+        """Train one architecture and return its result; ``on_epoch`` sees each epoch;
+        ``on_call`` receives the call object first (its ``cancel()`` stops the training)."""
         if isinstance(arch, str):
             arch = parse(arch)
         request = trainer_pb2.TrainRequest(
@@ -89,7 +91,10 @@ class TrainerClient:
             config=codec.settings_to_proto(settings or TrainSettings()),
         )
         try:
-            for event in self._stub.Train(request, timeout=timeout or self.timeout):
+            call = self._stub.Train(request, timeout=timeout or self.timeout)
+            if on_call:
+                on_call(call)
+            for event in call:
                 if event.HasField("progress"):
                     if on_epoch:
                         on_epoch(codec.epoch_from_proto(event.progress))
@@ -153,8 +158,12 @@ class ControllerClient:
         result: cpb.Search = self._call("CreateSearch", request or cpb.CreateSearchRequest(**fields))
         return result
 
-    def sample(self, search_id: str, count: int = 1) -> SampleBatch:
-        reply = self._call("Sample", cpb.SampleRequest(search_id=search_id, count=count))
+    def sample(self, search_id: str, count: int = 1, request_id: str = "",
+               reclaim: bool = False) -> SampleBatch:
+        """Candidates to train. Retrying with the same ``request_id`` returns the same ones;
+        ``reclaim`` first re-hands candidates still leased to a crashed earlier client."""
+        reply = self._call("Sample", cpb.SampleRequest(
+            search_id=search_id, count=count, request_id=request_id, reclaim=reclaim))
         candidates = [
             Candidate(
                 c.candidate_id, codec.arch_from_proto(c.architecture), c.text, c.lease_deadline,

@@ -719,19 +719,32 @@ class SampleRequest(_message.Message):
 
     SEARCH_ID_FIELD_NUMBER: _builtins.int
     COUNT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RECLAIM_FIELD_NUMBER: _builtins.int
     search_id: _builtins.str
     """The search."""
     count: _builtins.int
     """How many candidates, 1 .. 1,000."""
+    request_id: _builtins.str
+    """Optional caller-chosen id (at most 64 characters) that makes Sample safe to retry: a
+    repeated request with the same id returns the candidates of the first one, not new ones.
+    """
+    reclaim: _builtins.bool
+    """Hand out candidates still leased to an earlier caller first, without waiting for their
+    leases to expire: for a client that resumes a search after it crashed (the earlier
+    client must be gone).
+    """
     def __init__(
         self,
         *,
         search_id: _builtins.str = ...,
         count: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+        reclaim: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "search_id", b"search_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "reclaim", b"reclaim", "request_id", b"request_id", "search_id", b"search_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

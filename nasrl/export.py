@@ -1,0 +1,154 @@
+"""Export a found architecture as a standalone PyTorch module.
+
+``export_source`` writes the source of a module that imports only ``torch`` and defines
+``class Net(nn.Module)`` with the same layers, parameter names and forward pass as the
+trainer's ``trainer_service.builder.ChildNet``, so a state dict saved from one loads into the
+other. The forward is spelled out one line per layer, so the file reads as the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nasrl.arch import FC, GAP, Architecture, Conv, Op, Pool, format_arch, format_op
+from nasrl.shapes import Analysis, InputShape, Shape, analyze, merged
+
+__all__ = ["export_source", "write_export"]
+
+_CAT = '''
+def _cat(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate maps along channels, zero-padding smaller ones (centred) to the largest."""
+    if len(maps) == 1:
+        return maps[0]
+    height = max(m.shape[-2] for m in maps)
+    width = max(m.shape[-1] for m in maps)
+    padded = []
+    for m in maps:
+        dh, dw = height - m.shape[-2], width - m.shape[-1]
+        if dh or dw:
+            m = F.pad(m, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
+        padded.append(m)
+    return torch.cat(padded, dim=1)
+'''
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow-style "same" padding (before, after), as the trainer's builder pads."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _block_lines(op: Op, x: Shape) -> list[str]:
+    """Source of one block, the same modules at the same indices as the builder's."""
+    if isinstance(op, Conv):
+        top, bottom = _same_padding(x.height, op.kernel_h, op.stride_h)
+        left, right = _same_padding(x.width, op.kernel_w, op.stride_w)
+        kernel, stride = (op.kernel_h, op.kernel_w), (op.stride_h, op.stride_w)
+        return [
+            "nn.Sequential(",
+            f"    nn.ZeroPad2d({(left, right, top, bottom)}),",
+            f"    nn.Conv2d({x.channels}, {op.filters}, {kernel}, {stride}, bias=False),",
+            f"    nn.BatchNorm2d({op.filters}),",
+            "    nn.ReLU(inplace=True),",
+            ")",
+        ]
+    if isinstance(op, FC):
+        return [
+            "nn.Sequential(",
+            "    nn.Flatten(),",
+            f"    nn.Linear({x.numel}, {op.units}),",
+            "    nn.ReLU(inplace=True),",
+            f"    nn.Unflatten(1, ({op.units}, 1, 1)),",
+            ")",
+        ]
+    if isinstance(op, Pool):
+        return [f"nn.MaxPool2d({op.kernel}, {op.stride})"]
+    if isinstance(op, GAP):
+        return ["nn.AdaptiveAvgPool2d(1)"]
+    raise TypeError(f"not a layer operation: {op!r}")
+
+
+def _blocks_source(arch: Architecture, analysis: Analysis) -> list[str]:
+    lines = ["self.blocks = nn.ModuleList(["]
+    shapes = list(analysis.shapes)
+    for i, (layer, ins) in enumerate(zip(arch.layers, analysis.inputs), start=1):
+        block = _block_lines(layer.op, merged(shapes, ins))
+        block[-1] += ","
+        lines += [f"    # {i}: {format_op(layer.op)} -> {shapes[i]}"] + ["    " + b for b in block]
+    lines.append("])")
+    return lines
+
+
+def _read(indices: tuple[int, ...]) -> str:
+    names = [f"x{j}" for j in indices]
+    return names[0] if len(names) == 1 else "_cat([" + ", ".join(names) + "])"
+
+
+def _forward_source(analysis: Analysis) -> list[str]:
+    lines = ["def forward(self, x0: torch.Tensor) -> torch.Tensor:"]
+    for i, ins in enumerate(analysis.inputs, start=1):
+        lines.append(f"    x{i} = self.blocks[{i - 1}]({_read(ins)})")
+    heads = _read(analysis.classifier_inputs)
+    lines.append(f"    return self.classifier(torch.flatten({heads}, 1))")
+    return lines
+
+
+def _one_line(text: str) -> str:
+    """``text`` made safe inside a triple-quoted docstring: printable, one line, no quotes."""
+    printable = "".join(c if c.isprintable() else " " for c in text)
+    return " ".join(printable.split()).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _docstring(text: str, image: InputShape, analysis: Analysis, title: str) -> str:
+    return f'''"""{_one_line(title) or "A child network found by nasrl's architecture search."}
+
+Exported by nasrl from the architecture
+
+    {text}
+
+for {image.channels}x{image.height}x{image.width} inputs and {analysis.classes} classes, \
+{analysis.params:,} parameters.
+
+The weights are freshly initialised. The search reported this network's validation accuracy
+after a short training run; retrain it on the full data before using it. Its layers,
+parameter names and forward pass match nasrl's trainer, so a state dict saved there loads here.
+"""'''
+
+
+def _indent(lines: list[str], depth: int) -> str:
+    return "\n".join(" " * 4 * depth + line for line in lines)
+
+
+def export_source(arch: Architecture, image: InputShape, *, title: str = "") -> str:
+    """Source of a standalone module defining ``Net`` for ``arch`` on ``image``; raises
+    ArchError, like the builder, when the architecture would not build."""
+    analysis = analyze(arch, image)
+    text = format_arch(arch)
+    init = ["super().__init__()"] + _blocks_source(arch, analysis)
+    init.append(f"self.classifier = nn.Linear({analysis.classifier_features}, {analysis.classes})")
+    return f"""{_docstring(text, image, analysis, title)}
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+INPUT_SHAPE = {(image.channels, image.height, image.width)}
+NUM_CLASSES = {analysis.classes}
+ARCHITECTURE = {text!r}
+
+{_CAT}
+
+class Net(nn.Module):
+    \"\"\"Maps N x {image.channels} x {image.height} x {image.width} images to N x \
+{analysis.classes} logits.\"\"\"
+
+    def __init__(self) -> None:
+{_indent(init, 2)}
+
+{_indent(_forward_source(analysis), 1)}
+"""
+
+
+def write_export(path: str | Path, arch: Architecture, image: InputShape, title: str = "") -> None:
+    """Write ``export_source(arch, image, title=title)`` to ``path``."""
+    Path(path).write_text(export_source(arch, image, title=title), encoding="utf-8")

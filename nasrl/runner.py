@@ -1,0 +1,343 @@
+"""The search runner: keeps every trainer slot busy with one child, reports each result to
+the controller, and goes on until the search's budget is spent.
+
+Failure handling:
+
+* a trainer that dies or refuses mid-child: the child goes to another trainer (at most
+  ``retries`` tries), then it is reported as a failure with the last reason; the trainer cools
+  off before it gets work again;
+* the controller restarting: every call is retried with backoff for ``controller_wait``
+  seconds; Sample carries a request id, so a retry never creates a second candidate, and
+  Update is idempotent;
+* the runner itself restarted (``resume``): the candidates its predecessor held are reclaimed
+  at once instead of after their leases expire;
+* stop (Ctrl-C): running trainings are cancelled and not reported; ``--resume`` continues.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+
+from nasrl.client import Candidate, ControllerClient, NasrlError, TrainerClient
+from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
+
+__all__ = ["Runner", "RunnerEvents", "TrainerPool", "parse_trainers"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRYABLE_CONTROLLER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+PERMANENT_TRAINER = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
+                     grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED)
+
+
+def parse_trainers(spec: str) -> tuple[list[str], str | None]:
+    """``h1:p,h2:p`` → (addresses, None); ``dns:///name:p`` → (resolved addresses, spec)."""
+    spec = spec.strip()
+    if spec.startswith("dns:"):
+        return resolve_dns(spec), spec
+    targets = [t.strip() for t in spec.split(",") if t.strip()]
+    for t in targets:
+        host, _, port = t.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"trainer {t!r} is not HOST:PORT (or use dns:///NAME:PORT)")
+    if not targets:
+        raise ValueError("no trainers given: use HOST:PORT[,HOST:PORT...] or dns:///NAME:PORT")
+    return targets, None
+
+
+def resolve_dns(spec: str) -> list[str]:
+    """Every address a ``dns:///name:port`` target resolves to, as ``ip:port``."""
+    hostport = spec.split("///", 1)[-1] if "///" in spec else spec[len("dns:"):]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{spec!r} is not dns:///NAME:PORT")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ValueError(f"cannot resolve {host!r}: {exc}") from exc
+    addresses = sorted({str(info[4][0]) for info in infos})
+    return [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addresses]
+
+
+class TrainerPool:
+    """Free slots per trainer address; DNS names are re-resolved so new replicas get work."""
+
+    def __init__(self, spec: str, slots_per_trainer: int = 1, resolve_every: float = 30.0,
+                 timeout: float = 24 * 3600.0) -> None:
+        targets, self.dns = parse_trainers(spec)
+        self.slots_per_trainer = slots_per_trainer
+        self.resolve_every = resolve_every
+        self.timeout = timeout
+        self._cond = threading.Condition()
+        self._free: dict[str, int] = {}
+        self._cooling: dict[str, float] = {}
+        self._clients: dict[str, TrainerClient] = {}
+        self._resolved_at = time.monotonic()
+        self._add(targets)
+
+    def _add(self, targets: list[str]) -> None:
+        for t in targets:
+            if t not in self._free:
+                self._free[t] = self.slots_per_trainer
+                self._clients[t] = TrainerClient(t, timeout=self.timeout)
+                log.info("trainer %s joined (%d slot(s))", t, self.slots_per_trainer)
+
+    def total_slots(self) -> int:
+        with self._cond:
+            if self.dns and time.monotonic() - self._resolved_at > self.resolve_every:
+                self._resolved_at = time.monotonic()
+                try:
+                    self._add(resolve_dns(self.dns))
+                except ValueError as exc:
+                    log.warning("%s", exc)
+            return len(self._free) * self.slots_per_trainer
+
+    def acquire(self, avoid: set[str], stop: threading.Event) -> str | None:
+        """A trainer with a free slot (preferring ones not in ``avoid``), or None on stop."""
+        with self._cond:
+            while not stop.is_set():
+                now = time.monotonic()
+                ready = [t for t, n in self._free.items()
+                         if n > 0 and self._cooling.get(t, 0.0) <= now]
+                if ready:
+                    fresh = [t for t in ready if t not in avoid]
+                    choice = max(fresh or ready, key=lambda t: self._free[t])
+                    self._free[choice] -= 1
+                    return choice
+                self._cond.wait(0.2)
+            return None
+
+    def release(self, target: str, cool_off: float = 0.0) -> None:
+        with self._cond:
+            self._free[target] += 1
+            if cool_off:
+                self._cooling[target] = time.monotonic() + cool_off
+            self._cond.notify_all()
+
+    def client(self, target: str) -> TrainerClient:
+        return self._clients[target]
+
+    def close(self) -> None:
+        for c in self._clients.values():
+            c.close()
+
+
+@dataclass
+class RunnerEvents:
+    """Callbacks for a user interface; all optional, called from worker threads."""
+
+    on_epoch: Callable[[Candidate, str, EpochRecord], None] | None = None
+    on_result: Callable[[Candidate, str | None, TrainOutcome | None, str | None], None] | None = None
+
+
+@dataclass
+class RunStats:
+    trained: int = 0
+    cached: int = 0
+    failed: int = 0
+    trainer_seconds: float = 0.0
+    per_trainer: Counter[str] = field(default_factory=Counter)
+
+
+class Runner:
+    """Drives one search to its end over a pool of trainers."""
+
+    def __init__(self, controller: ControllerClient, pool: TrainerPool, search_id: str,
+                 events: RunnerEvents | None = None, retries: int = 3,
+                 controller_wait: float = 600.0) -> None:
+        self.controller = controller
+        self.pool = pool
+        self.search_id = search_id
+        self.events = events or RunnerEvents()
+        self.retries = retries
+        self.controller_wait = controller_wait
+        self.stop_event = threading.Event()
+        self.done = threading.Event()
+        self.stats = RunStats()
+        self._lock = threading.Lock()
+        self._calls: set[Any] = set()
+        self._pending: queue.Queue[tuple[Candidate, str, TrainSettings]] = queue.Queue()
+        self._workers: list[threading.Thread] = []
+        self.error: Exception | None = None
+
+    # ------------------------------------------------------------------ controller calls
+
+    def _ctl(self, what: str, fn: Callable[[], T]) -> T:
+        """Call the controller, waiting with backoff while it is unreachable."""
+        began, delay = time.monotonic(), 0.25
+        while True:
+            try:
+                return fn()
+            except NasrlError as exc:
+                waited = time.monotonic() - began
+                if exc.code not in RETRYABLE_CONTROLLER or waited > self.controller_wait:
+                    raise
+                if self.stop_event.is_set():
+                    raise
+                log.warning("%s: controller unavailable, retrying in %.1fs (%s)", what, delay, exc)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 5.0)
+
+    def reclaim(self, count: int) -> None:
+        """Take back the candidates a crashed earlier runner held (``--resume``)."""
+        rid = uuid.uuid4().hex
+        batch = self._ctl("reclaim", lambda: self.controller.sample(
+            self.search_id, count, request_id=rid, reclaim=True))
+        for cand in batch.candidates:
+            self._pending.put((cand, batch.dataset, batch.training))
+
+    def _next(self) -> tuple[Candidate, str, TrainSettings] | None:
+        try:
+            return self._pending.get_nowait()
+        except queue.Empty:
+            pass
+        rid = uuid.uuid4().hex  # the same id on every retry: never a second candidate
+        batch = self._ctl("sample", lambda: self.controller.sample(self.search_id, 1,
+                                                                   request_id=rid))
+        if batch.done:
+            self.done.set()
+            return None
+        if not batch.candidates:
+            return None
+        return batch.candidates[0], batch.dataset, batch.training
+
+    # ------------------------------------------------------------------ training
+
+    def _train_once(self, target: str, cand: Candidate, dataset: str,
+                    training: TrainSettings) -> TrainOutcome:
+        holder: list[Any] = []
+
+        def register(call: Any) -> None:
+            holder.append(call)
+            with self._lock:
+                self._calls.add(call)
+            if self.stop_event.is_set():
+                call.cancel()
+
+        def epoch(e: EpochRecord) -> None:
+            if self.events.on_epoch:
+                self.events.on_epoch(cand, target, e)
+
+        try:
+            return self.pool.client(target).train(cand.arch, dataset, training,
+                                                  on_epoch=epoch, on_call=register)
+        finally:
+            with self._lock:
+                self._calls.difference_update(holder)
+
+    def _train(self, cand: Candidate, dataset: str,
+               training: TrainSettings) -> tuple[TrainOutcome | None, str | None, str | None]:
+        """(result, failure reason, trainer); (None, None, None) when stopped."""
+        tried: set[str] = set()
+        reason = "no trainer could be reached"
+        for _ in range(self.retries):
+            target = self.pool.acquire(tried, self.stop_event)
+            if target is None:
+                return None, None, None
+            tried.add(target)
+            try:
+                result = self._train_once(target, cand, dataset, training)
+            except NasrlError as exc:
+                if self.stop_event.is_set():
+                    self.pool.release(target)
+                    return None, None, None
+                if exc.code in PERMANENT_TRAINER:
+                    self.pool.release(target)
+                    return None, f"{target}: {exc}", target
+                cool = 1.0 if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED else 5.0
+                self.pool.release(target, cool_off=cool)
+                reason = f"{target}: {exc}"
+                log.warning("child %d failed on %s, trying another trainer: %s",
+                            cand.id, target, exc)
+                continue
+            self.pool.release(target)
+            return result, None, target
+        return None, f"failed on {len(tried)} trainer(s) after {self.retries} tries; last: " \
+                     f"{reason}", None
+
+    def _report(self, cand: Candidate, result: TrainOutcome | None, failure: str | None,
+                target: str | None) -> None:
+        try:
+            self._ctl("update", lambda: self.controller.update(
+                self.search_id, cand.id, result=result, failure=failure))
+        except NasrlError as exc:
+            if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            log.warning("candidate %d was already reported differently: %s", cand.id, exc)
+        with self._lock:
+            if result is not None:
+                self.stats.trained += 1
+                self.stats.trainer_seconds += result.seconds
+                if target:
+                    self.stats.per_trainer[target] += 1
+            else:
+                self.stats.failed += 1
+        if self.events.on_result:
+            self.events.on_result(cand, target, result, failure)
+
+    def _work(self) -> None:
+        try:
+            while not self.stop_event.is_set() and not self.done.is_set():
+                item = self._next()
+                if item is None:
+                    self.stop_event.wait(0.5)
+                    continue
+                cand, dataset, training = item
+                if cand.cached is not None:
+                    with self._lock:
+                        self.stats.cached += 1
+                    if self.events.on_result:
+                        self.events.on_result(cand, None, cand.cached, None)
+                    continue
+                result, failure, target = self._train(cand, dataset, training)
+                if result is None and failure is None:
+                    return  # stopped: the candidate stays leased for --resume
+                self._report(cand, result, failure, target)
+        except Exception as exc:  # noqa: BLE001 - one worker's fatal error stops the run
+            log.error("runner stopped: %s", exc)
+            self.error = exc
+            self.stop_event.set()
+
+    # ------------------------------------------------------------------ driving
+
+    def run(self, tick: Callable[[], None] | None = None) -> RunStats:
+        """Run until the search is done (or ``stop``); ``tick`` is called about twice a
+        second from this thread (progress display). Raises the error that stopped it."""
+        try:
+            while not self.done.is_set() and not self.stop_event.is_set():
+                self._workers = [w for w in self._workers if w.is_alive()]
+                for _ in range(self.pool.total_slots() - len(self._workers)):
+                    worker = threading.Thread(target=self._work, daemon=True)
+                    worker.start()
+                    self._workers.append(worker)
+                if tick:
+                    tick()
+                self.done.wait(0.5)
+        finally:
+            if not self.done.is_set():
+                self.stop()
+            for worker in self._workers:
+                worker.join()
+        if self.error is not None:
+            raise self.error
+        return self.stats
+
+    def stop(self) -> None:
+        """Cancel running trainings; nothing half-reported (the children stay leased)."""
+        self.stop_event.set()
+        with self._lock:
+            calls = list(self._calls)
+        for call in calls:
+            call.cancel()

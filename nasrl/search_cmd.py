@@ -1,0 +1,229 @@
+"""``nasrl search``, ``nasrl leaderboard`` and ``nasrl searches``: the runner with a progress
+bar, the leaderboard table, the JSON summary, the plot and the exported best network."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+import time
+from typing import Any
+
+from protos import controller_pb2 as cpb
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nasrl import codec
+from nasrl.arch import parse
+from nasrl.client import Candidate, ControllerClient
+from nasrl.datasets import input_shape
+from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.runner import Runner, RunnerEvents, TrainerPool
+
+__all__ = ["add_search_commands"]
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+STATES = {cpb.RUNNING: "running", cpb.DONE: "done", cpb.STOPPED: "stopped"}
+
+
+def _create(c: ControllerClient, args: argparse.Namespace) -> str:
+    settings = TrainSettings(epochs=args.epochs, seed=args.seed).validate()
+    space = cpb.SearchSpace(name=args.space) if args.space else cpb.SearchSpace()
+    search = c.create_search(
+        agent=cpb.AgentSpec(name=args.agent), space=space, dataset=args.dataset,
+        training=codec.settings_to_proto(settings), budget=args.budget, seed=args.seed,
+        name=args.name or f"{args.agent} on {args.dataset}", lease_seconds=args.lease,
+    )
+    return search.search_id
+
+
+def leaderboard_table(entries: list[cpb.LeaderboardEntry], title: str) -> Table:
+    table = Table(title=title)
+    for col in ("#", "architecture", "val acc", "test acc", "params", "MFLOPs", "seconds"):
+        table.add_column(col, justify="left" if col == "architecture" else "right")
+    for rank, e in enumerate(entries, start=1):
+        table.add_row(str(rank), e.architecture, f"{e.accuracy:.4f}", f"{e.test_accuracy:.4f}",
+                      f"{e.params:,}", f"{e.flops / 1e6:.1f}", f"{e.seconds:.1f}")
+    return table
+
+
+class _Display:
+    """Progress bar: evaluations out of the budget, best so far, trainer-seconds."""
+
+    def __init__(self, c: ControllerClient, search_id: str, budget: int, quiet: bool) -> None:
+        self.c, self.search_id = c, search_id
+        self.progress = Progress(
+            TextColumn("[bold]search {task.fields[sid]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[tsec]} trainer-s"),
+            TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
+            console=err, disable=quiet, transient=False,
+        )
+        self.task = self.progress.add_task("search", total=budget, sid=search_id, best="-",
+                                           tsec="0", note="")
+        self.trainer_seconds = 0.0
+        self._last_poll = 0.0
+        self._lock = threading.Lock()
+
+    def on_epoch(self, cand: Candidate, target: str, e: EpochRecord) -> None:
+        self.progress.update(self.task, note=f"child {cand.id} on {target}: epoch "
+                             f"{e.epoch}/{e.epochs} val {e.validation_accuracy:.3f}")
+
+    def on_result(self, cand: Candidate, target: str | None, r: TrainOutcome | None,
+                  failure: str | None) -> None:
+        with self._lock:
+            if r is not None and target is not None:
+                self.trainer_seconds += r.seconds
+        if failure:
+            err.print(f"child {cand.id} failed: {failure}", markup=False)
+
+    def tick(self) -> None:
+        if time.monotonic() - self._last_poll < 1.0:
+            return
+        self._last_poll = time.monotonic()
+        try:
+            s = self.c.get_search(self.search_id)
+        except Exception:  # noqa: BLE001 - the display waits for the controller like the runner
+            return
+        best = f"{s.best.accuracy:.4f}" if s.HasField("best") else "-"
+        self.progress.update(self.task, completed=s.counts.evaluated + s.counts.failed,
+                             best=best, tsec=f"{self.trainer_seconds:.0f}")
+
+
+def _finish(c: ControllerClient, args: argparse.Namespace, search_id: str,
+            stats: Any, began: float) -> int:
+    s = c.get_search(search_id)
+    entries = c.leaderboard(search_id, top=1000)
+    if args.plot and entries:
+        from nasrl.plot import plot_search
+
+        ordered = sorted(entries, key=lambda e: e.candidate_id)
+        plot_search([(i, e.accuracy) for i, e in enumerate(ordered, start=1)], args.plot,
+                    f"search {search_id}: {s.spec.agent.name} on {s.spec.dataset}")
+    if args.export_best and entries:
+        from nasrl.export import write_export
+
+        write_export(args.export_best, parse(entries[0].architecture), input_shape(s.spec.dataset),
+                     title=f"best of search {search_id} ({entries[0].accuracy:.4f} val acc)")
+    summary = {
+        "search_id": search_id,
+        "state": STATES.get(s.state, "unknown"),
+        "evaluated": s.counts.evaluated,
+        "failed": s.counts.failed,
+        "cached": s.counts.cached,
+        "budget": s.spec.budget,
+        "best": None if not entries else {
+            "arch": entries[0].architecture, "accuracy": entries[0].accuracy,
+            "test_accuracy": entries[0].test_accuracy, "params": entries[0].params,
+            "flops": entries[0].flops,
+        },
+        "trained_this_run": stats.trained,
+        "trainer_seconds_this_run": round(stats.trainer_seconds, 3),
+        "per_trainer": dict(stats.per_trainer),
+        "wall_seconds": round(time.perf_counter() - began, 3),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        out.print(leaderboard_table(entries[:10], f"search {search_id} — top 10 of "
+                                                  f"{len(entries)}"))
+        out.print(f"evaluated {s.counts.evaluated}, failed {s.counts.failed}, cached "
+                  f"{s.counts.cached}; trainer split {dict(stats.per_trainer)}; "
+                  f"{summary['wall_seconds']:.0f}s")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    began = time.perf_counter()
+    pool = TrainerPool(args.trainers, args.slots_per_trainer)
+    with ControllerClient(args.controller, timeout=args.timeout) as c:
+        search_id = args.resume or _create(c, args)
+        s = c.get_search(search_id)
+        display = _Display(c, search_id, s.spec.budget, args.quiet or args.json)
+        runner = Runner(c, pool, search_id,
+                        RunnerEvents(on_epoch=display.on_epoch, on_result=display.on_result),
+                        retries=args.retries, controller_wait=args.controller_wait)
+        if args.resume:
+            runner.reclaim(max(pool.total_slots(), s.counts.in_flight))
+        try:
+            with display.progress:
+                stats = runner.run(tick=display.tick)
+        except KeyboardInterrupt:
+            runner.stop()
+            err.print(f"interrupted: running children were cancelled and nothing half-written; "
+                      f"continue with --resume {search_id}")
+            return 130
+        finally:
+            pool.close()
+        return _finish(c, args, search_id, stats, began)
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    with ControllerClient(args.controller, timeout=args.timeout) as c:
+        entries = c.leaderboard(args.search_id, top=args.top)
+    if args.json:
+        print(json.dumps([{"candidate_id": e.candidate_id, "arch": e.architecture,
+                           "accuracy": e.accuracy, "test_accuracy": e.test_accuracy,
+                           "params": e.params, "flops": e.flops, "seconds": e.seconds}
+                          for e in entries]))
+    else:
+        out.print(leaderboard_table(entries, f"search {args.search_id}"))
+    return 0
+
+
+def cmd_searches(args: argparse.Namespace) -> int:
+    with ControllerClient(args.controller, timeout=args.timeout) as c:
+        searches = c.list_searches()
+    table = Table(title=f"searches on {args.controller}")
+    for col in ("id", "name", "agent", "dataset", "state", "evaluated", "budget", "best"):
+        table.add_column(col)
+    for s in searches:
+        best = f"{s.best.accuracy:.4f}" if s.HasField("best") else "-"
+        table.add_row(s.search_id, s.name, s.spec.agent.name, s.spec.dataset,
+                      STATES.get(s.state, "?"), str(s.counts.evaluated), str(s.spec.budget), best)
+    out.print(table)
+    return 0
+
+
+def add_search_commands(sub: Any, controller_default: str) -> None:
+    s = sub.add_parser("search", help="run a whole search over a controller and trainers")
+    s.add_argument("--controller", default=controller_default, help="HOST:PORT [NASRL_CONTROLLER]")
+    s.add_argument("--trainers", default="127.0.0.1:50052",
+                   help="HOST:PORT[,HOST:PORT...] or dns:///NAME:PORT (every address it resolves to)")
+    s.add_argument("--agent", default="reinforce",
+                   choices=("reinforce", "qlearning", "random", "evolution"))
+    s.add_argument("--space", choices=("zoph", "metaqnn"), default=None,
+                   help="search space (default: the agent's own)")
+    s.add_argument("--dataset", default="digits")
+    s.add_argument("--budget", type=int, default=20, help="children to train")
+    s.add_argument("--epochs", type=int, default=3)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--name", default="")
+    s.add_argument("--lease", type=float, default=3600.0,
+                   help="seconds before an unreported child is handed out again")
+    s.add_argument("--slots-per-trainer", type=int, default=1)
+    s.add_argument("--retries", type=int, default=3, help="trainers to try per child")
+    s.add_argument("--controller-wait", type=float, default=600.0,
+                   help="seconds to wait for an unreachable controller before giving up")
+    s.add_argument("--resume", metavar="SEARCH_ID", help="continue this search")
+    s.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
+    s.add_argument("--plot", metavar="FILE.png", help="accuracy per child and best so far")
+    s.add_argument("--export-best", metavar="FILE.py",
+                   help="the best network as a standalone PyTorch module file")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--timeout", type=float, default=30.0, help="deadline of controller calls")
+    s.set_defaults(func=cmd_search)
+
+    lb = sub.add_parser("leaderboard", help="the best results of a search")
+    lb.add_argument("search_id")
+    lb.add_argument("--controller", default=controller_default)
+    lb.add_argument("--top", type=int, default=10)
+    lb.add_argument("--json", action="store_true")
+    lb.add_argument("--timeout", type=float, default=30.0)
+    lb.set_defaults(func=cmd_leaderboard)
+
+    ls = sub.add_parser("searches", help="every search on a controller")
+    ls.add_argument("--controller", default=controller_default)
+    ls.add_argument("--timeout", type=float, default=30.0)
+    ls.set_defaults(func=cmd_searches)
