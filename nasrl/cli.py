@@ -17,6 +17,7 @@ from rich.table import Table
 
 from nasrl.arch import ArchError, parse
 from nasrl.client import NasrlError, TrainerClient, wait_until_serving
+from nasrl.demo import add_demo_command
 from nasrl.search_cmd import add_search_commands
 from nasrl.results import OPTIMIZERS, SCHEDULES, EpochRecord, SettingsError, TrainOutcome, TrainSettings
 
@@ -89,12 +90,6 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from nasrl.demo import run_demo
-
-    return run_demo(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nasrl", description="Neural architecture search with reinforcement learning."
@@ -118,10 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--timeout", type=float, default=5.0)
     h.set_defaults(func=cmd_health)
 
-    d = sub.add_parser("demo", help="start a local trainer and train example networks")
-    d.add_argument("--dataset", default="mnist5k")
-    d.add_argument("--epochs", type=int, default=3)
-    d.set_defaults(func=cmd_demo)
+    add_demo_command(sub)
     return parser
 
 

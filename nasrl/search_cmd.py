@@ -49,7 +49,7 @@ def leaderboard_table(entries: list[cpb.LeaderboardEntry], title: str) -> Table:
     return table
 
 
-class _Display:
+class SearchDisplay:
     """Progress bar: evaluations out of the budget, best so far, trainer-seconds."""
 
     def __init__(self, c: ControllerClient, search_id: str, budget: int, quiet: bool) -> None:
@@ -140,7 +140,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     with ControllerClient(args.controller, timeout=args.timeout) as c:
         search_id = args.resume or _create(c, args)
         s = c.get_search(search_id)
-        display = _Display(c, search_id, s.spec.budget, args.quiet or args.json)
+        display = SearchDisplay(c, search_id, s.spec.budget, args.quiet or args.json)
         runner = Runner(c, pool, search_id,
                         RunnerEvents(on_epoch=display.on_epoch, on_result=display.on_result),
                         retries=args.retries, controller_wait=args.controller_wait)

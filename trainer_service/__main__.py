@@ -27,7 +27,7 @@ def serve(config: TrainerConfig) -> int:
         return 2
     if device.type == "cpu":
         # Several slots share the cores instead of oversubscribing them.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // config.slots))
+        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // config.slots))
     servicer = TrainerServicer(config, device)
     try:
         handle = rpc.start_server(

@@ -22,6 +22,7 @@ class TrainerConfig:
     slots: int = 1
     grace: float = 30.0
     max_seconds: float | None = None
+    threads: int = 0
     limits: Limits = field(default_factory=Limits)
 
 
@@ -49,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
     p.add_argument("--max-seconds", type=float, default=_env("MAX_SECONDS", None),
                    help="wall-clock limit per child; training stops after the epoch that "
                    "crosses it [NASRL_MAX_SECONDS]")
+    p.add_argument("--threads", type=int, default=int(_env("THREADS", "0") or 0),
+                   help="CPU threads for training; 0 = cores / slots [NASRL_THREADS]")
     args = p.parse_args(argv)
     if not 1 <= args.slots <= 64:
         p.error(f"--slots must be between 1 and 64, got {args.slots}")
@@ -64,4 +67,5 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         slots=args.slots,
         grace=args.grace,
         max_seconds=float(args.max_seconds) if args.max_seconds else None,
+        threads=max(0, args.threads),
     )
