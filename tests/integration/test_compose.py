@@ -287,10 +287,6 @@ def services(tmp_path: Path) -> Iterator[list[LocalService]]:
             svc.stop(timeout=30)
 
 
-def _search_available() -> bool:
-    probe = subprocess.run([sys.executable, "-m", "nasrl.cli", "search", "--help"],
-                           capture_output=True, timeout=120, cwd=ROOT)
-    return probe.returncode == 0
 
 
 def _last_json(stdout: str) -> dict[str, Any]:
@@ -305,8 +301,6 @@ def _last_json(stdout: str) -> dict[str, Any]:
 
 
 def test_compose_commands_run_locally(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if not _search_available():
-        pytest.xfail("nasrl search not available yet")
     controller, *trainers = request.getfixturevalue("services")
     env = {**os.environ, **environment("search")}
     result = subprocess.run(search_argv(controller.target, [t.target for t in trainers], tmp_path),
