@@ -1,21 +1,36 @@
-"""Sample and Update latency of the controller over real gRPC on loopback, per agent.
+"""Controller latency and throughput over real gRPC on loopback, per agent, against the
+transport's floor.
 
-    .venv/bin/python bench/controller_latency.py [--rounds 300] [--agents reinforce,random]
+    .venv/bin/python bench/controller_latency.py [--rounds 300] [--clients 8,64,256]
+        [--seconds 10] [--agents reinforce,qlearning,random,evolution] [--out bench/results]
 
-Starts a controller process on a temporary database and, from this process, runs ROUNDS of
-Sample(1) + Update with a synthetic result (one client, sequential). Prints p50/p99 in ms and
-writes bench/results/controller_latency.json.
+1. One client, sequential: ROUNDS of Sample(1) + Update with a synthetic result; p50/p99 of
+   each call.
+2. Baseline in the same run: a no-op gRPC echo server (a separate process, like the
+   controller) answering messages of the size of a Sample reply and of an Update request;
+   p50/p99 of the echo is the floor, and the agent's cost shows as the ratio to it.
+3. Throughput: 8, 64, 256 concurrent clients (threads in this process, one channel each)
+   doing Sample + Update for SECONDS; results per second.
+
+Writes bench/results/controller_latency.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import grpc
 from protos import controller_pb2 as cpb
 
 from nasrl.client import ControllerClient, wait_until_serving
@@ -23,56 +38,144 @@ from nasrl.local import LocalService
 from nasrl.results import TrainOutcome
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SPACES = {"qlearning": cpb.SearchSpace(name="metaqnn")}
+ECHO = "/nasrl.bench.Echo/Echo"
+
+ECHO_SERVER = """
+import sys
+from concurrent import futures
+import grpc
+def echo(request, context):
+    return request
+handler = grpc.method_handlers_generic_handler("nasrl.bench.Echo", {
+    "Echo": grpc.unary_unary_rpc_method_handler(echo)})
+server = grpc.server(futures.ThreadPoolExecutor(max_workers=32))
+server.add_generic_rpc_handlers((handler,))
+port = server.add_insecure_port("127.0.0.1:0")
+server.start()
+print(port, flush=True)
+server.wait_for_termination()
+"""
 
 
-def percentile(values: list[float], q: float) -> float:
+def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
 
-def measure(target: str, agent: str, rounds: int) -> dict[str, float]:
+def result_for(text: str) -> TrainOutcome:
+    acc = min(1.0, 0.3 + 0.05 * text.count("3"))
+    return TrainOutcome(acc, acc, acc, 1000, 10000, 1.0, "cpu", text)
+
+
+def create(c: ControllerClient, agent: str) -> str:
+    return c.create_search(agent=cpb.AgentSpec(name=agent), dataset="digits",
+                           budget=1_000_000, space=SPACES.get(agent)).search_id
+
+
+def sequential(target: str, agent: str, rounds: int) -> dict[str, Any]:
     sample_ms: list[float] = []
     update_ms: list[float] = []
+    sizes: list[int] = []
     with ControllerClient(target) as c:
-        sid = c.create_search(agent=cpb.AgentSpec(name=agent), dataset="digits",
-                              budget=rounds * 2).search_id
+        sid = create(c, agent)
         for _ in range(rounds):
             t0 = time.perf_counter()
-            batch = c.sample(sid, 1)
-            t1 = time.perf_counter()
-            sample_ms.append((t1 - t0) * 1000)
-            for cand in batch.candidates:
-                if cand.cached is None:
-                    acc = 0.3 + 0.05 * cand.text.count("3")
-                    t2 = time.perf_counter()
-                    c.update(sid, cand.id, TrainOutcome(min(acc, 1.0), min(acc, 1.0), 0.5, 1, 1,
-                                                        1.0, "cpu", cand.text))
-                    update_ms.append((time.perf_counter() - t2) * 1000)
-    return {
-        "sample_p50_ms": percentile(sample_ms, 0.5), "sample_p99_ms": percentile(sample_ms, 0.99),
-        "update_p50_ms": percentile(update_ms, 0.5), "update_p99_ms": percentile(update_ms, 0.99),
-        "sample_mean_ms": statistics.fmean(sample_ms), "rounds": rounds,
-    }
+            reply = c._call("Sample", cpb.SampleRequest(search_id=sid, count=1))
+            sample_ms.append((time.perf_counter() - t0) * 1000)
+            sizes.append(reply.ByteSize())
+            for cand in reply.candidates:
+                if not cand.HasField("cached_result"):
+                    t1 = time.perf_counter()
+                    c.update(sid, cand.candidate_id, result_for(cand.text))
+                    update_ms.append((time.perf_counter() - t1) * 1000)
+    return {"sample_p50_ms": pct(sample_ms, 0.5), "sample_p99_ms": pct(sample_ms, 0.99),
+            "update_p50_ms": pct(update_ms, 0.5), "update_p99_ms": pct(update_ms, 0.99),
+            "sample_reply_bytes": int(statistics.median(sizes)), "rounds": rounds}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def echo_floor(rounds: int, sizes: list[int]) -> dict[str, Any]:
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE,
+                            text=True)
+    try:
+        port = int(proc.stdout.readline())  # type: ignore[union-attr]
+        out: dict[str, Any] = {}
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            call: Callable[..., bytes] = ch.unary_unary(ECHO)
+            for size in sizes:
+                payload, times = b"x" * size, []
+                for _ in range(rounds):
+                    t0 = time.perf_counter()
+                    call(payload, timeout=10)
+                    times.append((time.perf_counter() - t0) * 1000)
+                out[f"{size}B"] = {"p50_ms": pct(times, 0.5), "p99_ms": pct(times, 0.99)}
+        return out
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def concurrent(target: str, agent: str, clients: int, seconds: float) -> float:
+    with ControllerClient(target) as c:
+        sid = create(c, agent)
+    stop = threading.Event()
+    counts = [0] * clients
+
+    def worker(i: int) -> None:
+        with ControllerClient(target, timeout=120) as w:
+            while not stop.is_set():
+                for cand in w.sample(sid, 1).candidates:
+                    if cand.cached is None:
+                        w.update(sid, cand.id, result_for(cand.text))
+                        counts[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)  # ramp-up
+    start = sum(counts)
+    time.sleep(seconds)
+    done = sum(counts) - start
+    stop.set()
+    for t in threads:
+        t.join(120)
+    return round(done / seconds, 1)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description="controller latency and throughput")
     p.add_argument("--rounds", type=int, default=300)
-    p.add_argument("--agents", default="reinforce,random")
-    args = p.parse_args()
-    report = {}
+    p.add_argument("--clients", default="8,64,256")
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--agents", default="reinforce,qlearning,random,evolution")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
+                              "agents": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        with LocalService("controller_service", ["--db", f"{tmp}/bench.db"],
+        with LocalService("controller_service", ["--db", f"{tmp}/bench.db", "--workers", "64"],
                           log_dir=Path(tmp), env={"NASRL_LOG_LEVEL": "WARNING"}) as ctl:
             wait_until_serving(ctl.target)
             for agent in args.agents.split(","):
-                report[agent] = measure(ctl.target, agent, args.rounds)
-                r = report[agent]
-                print(f"{agent:10s} Sample p50 {r['sample_p50_ms']:6.2f} ms  p99 "
-                      f"{r['sample_p99_ms']:6.2f} ms | Update p50 {r['update_p50_ms']:6.2f} ms  "
-                      f"p99 {r['update_p99_ms']:6.2f} ms  ({args.rounds} rounds)")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "controller_latency.json").write_text(json.dumps(report, indent=2))
+                row = sequential(ctl.target, agent, args.rounds)
+                row["results_per_second"] = {
+                    n: concurrent(ctl.target, agent, int(n), args.seconds)
+                    for n in args.clients.split(",")}
+                report["agents"][agent] = row
+    sample_bytes = max(r["sample_reply_bytes"] for r in report["agents"].values())
+    report["echo_floor"] = echo_floor(args.rounds, [sample_bytes, 400])
+    floor = report["echo_floor"][f"{sample_bytes}B"]["p50_ms"]
+    print(f"echo floor (no-op gRPC, {sample_bytes} B): p50 {floor} ms  p99 "
+          f"{report['echo_floor'][f'{sample_bytes}B']['p99_ms']} ms")
+    for agent, r in report["agents"].items():
+        r["sample_p50_vs_echo"] = round(r["sample_p50_ms"] / floor, 1)
+        print(f"{agent:10s} Sample p50 {r['sample_p50_ms']:7.2f} ms p99 {r['sample_p99_ms']:7.2f}"
+              f" | Update p50 {r['update_p50_ms']:7.2f} ms p99 {r['update_p99_ms']:7.2f} | "
+              f"Sample/echo {r['sample_p50_vs_echo']}x | results/s "
+              + " ".join(f"{n} clients: {v}" for n, v in r["results_per_second"].items()))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "controller_latency.json").write_text(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":

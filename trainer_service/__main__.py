@@ -40,8 +40,10 @@ def serve(config: TrainerConfig) -> int:
         return 2
     handle.set_serving(True)
     # Always printed, whatever the log level: nasrl.local and scripts read the port from it.
-    print(f"trainer listening on {config.host}:{handle.port} (device {device}, "
-          f"{config.slots} slot(s))", file=sys.stderr, flush=True)
+    mode = f"SIMULATION, {config.simulate:g}s per child" if config.simulate is not None \
+        else f"device {device}"
+    print(f"trainer listening on {config.host}:{handle.port} ({mode}, {config.slots} slot(s))",
+          file=sys.stderr, flush=True)
     rpc.wait_for_termination(handle, config.grace, on_stop=servicer.close)
     return 0
 

@@ -23,6 +23,7 @@ class TrainerConfig:
     grace: float = 30.0
     max_seconds: float | None = None
     threads: int = 0
+    simulate: float | None = None  # seconds per simulated child; None = really train
     limits: Limits = field(default_factory=Limits)
 
 
@@ -52,9 +53,15 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
                    "crosses it [NASRL_MAX_SECONDS]")
     p.add_argument("--threads", type=int, default=int(_env("THREADS", "0") or 0),
                    help="CPU threads for training; 0 = cores / slots [NASRL_THREADS]")
+    p.add_argument("--simulate", type=float, metavar="SECONDS", default=_env("SIMULATE", None),
+                   help="benchmark mode: do not train; sleep SECONDS per child and return a "
+                   "deterministic surrogate accuracy (device 'simulated') [NASRL_SIMULATE]")
     args = p.parse_args(argv)
-    if not 1 <= args.slots <= 64:
-        p.error(f"--slots must be between 1 and 64, got {args.slots}")
+    max_slots = 4096 if args.simulate else 64
+    if not 1 <= args.slots <= max_slots:
+        p.error(f"--slots must be between 1 and {max_slots}, got {args.slots}")
+    if args.simulate is not None and not 0 <= float(args.simulate) <= 86400:
+        p.error(f"--simulate must be between 0 and 86400 seconds, got {args.simulate}")
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be between 0 and 65535, got {args.port}")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
@@ -68,4 +75,5 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         grace=args.grace,
         max_seconds=float(args.max_seconds) if args.max_seconds else None,
         threads=max(0, args.threads),
+        simulate=float(args.simulate) if args.simulate is not None else None,
     )

@@ -14,9 +14,11 @@ from protos import trainer_pb2, trainer_pb2_grpc
 from nasrl import codec
 from nasrl.arch import ArchError, Architecture, format_arch
 from nasrl.results import EpochRecord, SettingsError, TrainSettings
-from nasrl.shapes import analyze
+from nasrl.datasets import input_shape
+from nasrl.shapes import InputShape, analyze
 from trainer_service import data
 from trainer_service.config import TrainerConfig
+from trainer_service.simulate import simulate
 from trainer_service.train import Cancelled, train
 
 __all__ = ["TrainerServicer"]
@@ -40,7 +42,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     ) -> Iterator[trainer_pb2.TrainEvent]:
         if self._closing.is_set():
             context.abort(grpc.StatusCode.UNAVAILABLE, "the trainer is shutting down; retry on another")
-        arch, settings, dataset = self._validate(request, context)
+        arch, settings, shape = self._validate(request, context)
         if not self._slots.acquire(blocking=False):
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -49,12 +51,14 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             )
         held = True
         try:
-            log.info("training %s on %s", format_arch(arch), dataset.name)
-            events = train(
-                arch, dataset, settings, self.device, self.config.limits,
-                should_stop=lambda: not context.is_active(),
-                max_seconds=self.config.max_seconds,
-            )
+            log.info("training %s on %s", format_arch(arch), request.dataset)
+            stop = lambda: not context.is_active()  # noqa: E731
+            if self.config.simulate is not None:
+                events = simulate(arch, shape, settings, self.config.simulate, stop)
+            else:
+                dataset = data.load(request.dataset, self.config.data_dir)  # cached
+                events = train(arch, dataset, settings, self.device, self.config.limits,
+                               should_stop=stop, max_seconds=self.config.max_seconds)
             for event in events:
                 if isinstance(event, EpochRecord):
                     yield trainer_pb2.TrainEvent(progress=codec.epoch_to_proto(event))
@@ -78,14 +82,21 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
 
     def _validate(
         self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext
-    ) -> tuple[Architecture, TrainSettings, data.Dataset]:
+    ) -> tuple[Architecture, TrainSettings, InputShape]:
+        """The request's architecture, settings and input shape; aborts with a status naming
+        the problem. A simulating trainer needs only the dataset's shape, not its files."""
         try:
-            dataset = data.load(request.dataset, self.config.data_dir)
+            if self.config.simulate is not None:
+                shape = input_shape(request.dataset)
+            else:
+                shape = data.load(request.dataset, self.config.data_dir).shape
             arch = codec.arch_from_proto(request.architecture)
-            analyze(arch, dataset.shape, self.config.limits)
+            analyze(arch, shape, self.config.limits)
             settings = codec.settings_from_proto(request.config)
         except (ArchError, SettingsError, data.DatasetError) as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except KeyError as exc:  # input_shape: unknown dataset
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc.args[0]))
         except data.DatasetMissing as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        return arch, settings, dataset
+        return arch, settings, shape

@@ -186,3 +186,26 @@ def test_grpcurl_lists_services_and_health_is_serving(trainer: str) -> None:
     described = _grpcurl("-plaintext", trainer, "describe", "nasrl.v1.Trainer")
     assert "rpc Train" in described.stdout
 
+
+
+def test_simulated_trainer_is_labelled_and_deterministic() -> None:
+    from nasrl.datasets import input_shape
+    from trainer_service.simulate import surrogate_accuracy
+
+    handle, _ = start_trainer(slots=2, simulate=0.3)
+    target = f"127.0.0.1:{handle.port}"
+    try:
+        arch = parse("C(16,3,1) C(16,3,1) GAP")
+        epochs: list = []
+        with TrainerClient(target) as client:
+            began = time.perf_counter()
+            a = client.train(arch, "cifar10", TrainSettings(epochs=3), on_epoch=epochs.append)
+            took = time.perf_counter() - began
+            b = client.train(arch, "cifar10", TrainSettings(epochs=3))
+        assert a.device == b.device == "simulated"
+        assert 0.3 <= took < 3  # slept, did not train (cifar10's files are not even here)
+        assert len(epochs) == 3 and a.validation_accuracy == b.validation_accuracy
+        expected = surrogate_accuracy(arch, input_shape("cifar10"))
+        assert a.validation_accuracy == pytest.approx(expected, abs=1e-6)
+    finally:
+        handle.stop(None)

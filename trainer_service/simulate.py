@@ -1,0 +1,68 @@
+"""Simulated training, for benchmarks of the controller and runner at fleet scale
+(``python -m trainer_service --simulate``). Nothing is trained: the call sleeps for the
+configured time and returns a deterministic *surrogate* accuracy. Every result says
+``device="simulated"`` so it can never be mistaken for a real one.
+
+Surrogate accuracy (documented, deterministic in the architecture text)::
+
+    capacity = 1 - exp(-params / 50,000)            # bigger networks fit better, saturating
+    depth    = -0.03 * |layers - 6|                 # a preference for about six layers
+    noise    = (sha256(text) mod 1000) / 1000 * 0.04 - 0.02
+    accuracy = clip(0.55 + 0.35 * capacity + depth + noise, 0.05, 0.99)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Iterator
+
+from nasrl.arch import Architecture, canonical, format_arch
+from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.shapes import InputShape, analyze
+
+__all__ = ["surrogate_accuracy", "simulate"]
+
+
+def surrogate_accuracy(arch: Architecture, image: InputShape) -> float:
+    analysis = analyze(arch, image)
+    text = format_arch(canonical(arch))
+    capacity = 1.0 - math.exp(-analysis.params / 50_000)
+    depth = -0.03 * abs(len(arch.layers) - 6)
+    noise = int(hashlib.sha256(text.encode()).hexdigest(), 16) % 1000 / 1000 * 0.04 - 0.02
+    return min(0.99, max(0.05, 0.55 + 0.35 * capacity + depth + noise))
+
+
+def simulate(arch: Architecture, image: InputShape, settings: TrainSettings, seconds: float,
+             should_stop: Callable[[], bool]) -> Iterator[EpochRecord | TrainOutcome]:
+    """Sleep ``seconds`` in total (split over the epochs, checking ``should_stop`` every
+    50 ms) and yield the surrogate learning curve and result."""
+    from trainer_service.train import Cancelled
+
+    began = time.perf_counter()
+    final = surrogate_accuracy(arch, image)
+    analysis = analyze(arch, image)
+    curve = []
+    for epoch in range(1, settings.epochs + 1):
+        until = began + seconds * epoch / settings.epochs
+        while (left := until - time.perf_counter()) > 0:
+            if should_stop():
+                raise Cancelled()
+            time.sleep(min(0.05, left))
+        acc = final * (1 - 0.5 ** epoch) / (1 - 0.5 ** settings.epochs)
+        record = EpochRecord(epoch, settings.epochs, 1.0 - acc, acc, acc,
+                             time.perf_counter() - began)
+        curve.append(record)
+        yield record
+    yield TrainOutcome(
+        validation_accuracy=max(r.validation_accuracy for r in curve),
+        validation_accuracy_last5=max(r.validation_accuracy for r in curve[-5:]),
+        test_accuracy=final,
+        params=analysis.params,
+        flops=analysis.flops,
+        seconds=time.perf_counter() - began,
+        device="simulated",
+        architecture=format_arch(canonical(arch)),
+        curve=tuple(curve),
+    )
