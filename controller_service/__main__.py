@@ -15,6 +15,7 @@ from controller_service.searches import Searches
 from controller_service.servicer import ControllerServicer
 from controller_service.store import Store, StoreError
 from nasrl import rpc
+from nasrl.security import SecurityError, add_server_flags, server_security
 
 log = logging.getLogger("controller_service")
 
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds running calls may finish after SIGTERM [NASRL_GRACE]")
     p.add_argument("--workers", type=int, default=int(env("NASRL_CONTROLLER_WORKERS", "32")),
                    help="threads serving calls [NASRL_CONTROLLER_WORKERS]")
+    add_server_flags(p)
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be between 0 and 65535, got {args.port}")
@@ -64,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         handle = rpc.start_server(
             args.host, args.port,
             lambda s: controller_pb2_grpc.add_ControllerServicer_to_server(servicer, s),
-            [SERVICE_NAME], max_workers=args.workers,
+            [SERVICE_NAME], max_workers=args.workers, security=server_security(args),
         )
-    except OSError as exc:
+    except (OSError, SecurityError) as exc:
         log.error("%s", exc)
         return 2
     handle.set_serving(True)

@@ -18,6 +18,7 @@ from rich.table import Table
 from nasrl.arch import ArchError, parse
 from nasrl.client import NasrlError, TrainerClient, wait_until_serving
 from nasrl.demo import add_demo_command
+from nasrl.security import add_client_flags, client_security
 from nasrl.search_cmd import add_search_commands
 from nasrl.results import OPTIMIZERS, SCHEDULES, EpochRecord, SettingsError, TrainOutcome, TrainSettings
 
@@ -73,7 +74,8 @@ def _print_result(r: TrainOutcome) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     arch = parse(args.arch)
-    with TrainerClient(args.trainer, timeout=args.timeout) as client:
+    with TrainerClient(args.trainer, timeout=args.timeout,
+                       security=client_security(args)) as client:
         result = client.train(arch, args.dataset, _settings(args),
                               on_epoch=None if args.quiet else _print_epoch)
     if args.json:
@@ -85,7 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when the service at TARGET reports SERVING (for container health checks)."""
-    wait_until_serving(args.target, timeout=args.timeout)
+    wait_until_serving(args.target, timeout=args.timeout, security=client_security(args))
     print(f"{args.target}: SERVING")
     return 0
 
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--timeout", type=float, default=3600.0, help="deadline of the call, seconds")
     t.add_argument("--json", action="store_true", help="print one JSON object with the result")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    add_client_flags(t)
     t.set_defaults(func=cmd_train)
 
     add_search_commands(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
@@ -111,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("health", help="check a service's gRPC health (exit 0 if SERVING)")
     h.add_argument("target", help="HOST:PORT")
     h.add_argument("--timeout", type=float, default=5.0)
+    add_client_flags(h)
     h.set_defaults(func=cmd_health)
 
     add_demo_command(sub)

@@ -18,6 +18,7 @@ from protos import controller_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 from nasrl import codec, rpc
 from nasrl.arch import Architecture, parse
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.security import ClientSecurity
 
 __all__ = [
     "NasrlError", "TrainerClient", "ControllerClient", "Candidate", "SampleBatch",
@@ -46,9 +47,10 @@ class NasrlError(Exception):
         return cls(code, details or code.name)
 
 
-def wait_until_serving(target: str, timeout: float = 30.0) -> None:
+def wait_until_serving(target: str, timeout: float = 30.0,
+                       security: ClientSecurity | None = None) -> None:
     """Block until the service at ``target`` reports SERVING on the health service."""
-    with rpc.channel(target) as ch:
+    with rpc.channel(target, security) as ch:
         try:
             grpc.channel_ready_future(ch).result(timeout=timeout)
             stub = health_pb2_grpc.HealthStub(ch)
@@ -66,10 +68,11 @@ def wait_until_serving(target: str, timeout: float = 30.0) -> None:
 class TrainerClient:
     """Trains architectures on one trainer (or a DNS name of many)."""
 
-    def __init__(self, target: str, timeout: float = 3600.0) -> None:
+    def __init__(self, target: str, timeout: float = 3600.0,
+                 security: ClientSecurity | None = None) -> None:
         self.target = target
         self.timeout = timeout
-        self._channel = rpc.channel(target)
+        self._channel = rpc.channel(target, security)
         self._stub = trainer_pb2_grpc.TrainerStub(self._channel)
 
     def train(
@@ -139,10 +142,11 @@ class ControllerClient:
     """Ask/tell access to the controller. Search-level calls return the typed ``nasrl.v1``
     messages (``Search``, ``LeaderboardEntry``); Sample returns plain dataclasses."""
 
-    def __init__(self, target: str, timeout: float = 30.0) -> None:
+    def __init__(self, target: str, timeout: float = 30.0,
+                 security: ClientSecurity | None = None) -> None:
         self.target = target
         self.timeout = timeout
-        self._channel = rpc.channel(target)
+        self._channel = rpc.channel(target, security)
         self._stub = controller_pb2_grpc.ControllerStub(self._channel)
 
     def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:

@@ -10,10 +10,13 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from types import FrameType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from nasrl.security import ClientSecurity, ServerSecurity
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -68,18 +71,29 @@ class ServerHandle:
         self.server.stop(grace).wait()
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
 def start_server(
     host: str,
     port: int,
     register: Callable[[grpc.Server], None],
     service_names: Iterable[str],
     max_workers: int = 16,
+    security: ServerSecurity | None = None,
 ) -> ServerHandle:
     """Create, register, add health + reflection, bind and start a server. ``port`` 0 picks a
     free port; the handle says which. Health starts NOT_SERVING: call ``set_serving(True)``
-    once the service is ready."""
+    once the service is ready. ``security``: TLS / mutual TLS / bearer tokens."""
+    security = security or ServerSecurity()
+    credentials = security.credentials()
+    if credentials is None and host not in LOOPBACK:
+        log.warning("serving on %s without TLS: anyone who can reach this port can use it "
+                    "and read the traffic; give --tls-cert/--tls-key (and --auth-token-file)",
+                    host)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS
+        futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS,
+        interceptors=security.interceptors(),
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -91,7 +105,10 @@ def start_server(
         server,
     )
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
     if bound == 0:
         raise OSError(f"could not bind {address}: the port is in use or the host is not local")
     server.start()
@@ -118,7 +135,31 @@ def wait_for_termination(handle: ServerHandle, grace: float,
     log.info("stopped")
 
 
-def channel(target: str) -> grpc.Channel:
-    """A client channel with nasrl's message limits and round-robin over every address a name
-    resolves to (``dns:///trainer:50052`` reaches every replica)."""
-    return grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds fixed metadata (the bearer token) to every call."""
+
+    def __init__(self, metadata: list[tuple[str, str]]) -> None:
+        self.metadata = metadata
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=[*(details.metadata or ()), *self.metadata])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+
+def channel(target: str, security: ClientSecurity | None = None) -> grpc.Channel:
+    """A client channel with nasrl's message limits, round-robin over every address a name
+    resolves to (``dns:///trainer:50052`` reaches every replica), and TLS / token from
+    ``security`` (default: the NASRL_* environment)."""
+    security = security if security is not None else ClientSecurity.from_env()
+    credentials = security.credentials()
+    if credentials is None:
+        ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
+    else:
+        ch = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+    metadata = security.metadata()
+    return grpc.intercept_channel(ch, _Metadata(metadata)) if metadata else ch

@@ -31,6 +31,7 @@ import grpc
 
 from nasrl.client import Candidate, ControllerClient, NasrlError, TrainerClient
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.security import ClientSecurity
 
 __all__ = ["Runner", "RunnerEvents", "TrainerPool", "parse_trainers"]
 
@@ -75,7 +76,8 @@ class TrainerPool:
     """Free slots per trainer address; DNS names are re-resolved so new replicas get work."""
 
     def __init__(self, spec: str, slots_per_trainer: int = 1, resolve_every: float = 30.0,
-                 timeout: float = 24 * 3600.0) -> None:
+                 timeout: float = 24 * 3600.0, security: ClientSecurity | None = None) -> None:
+        self.security = security
         targets, self.dns = parse_trainers(spec)
         self.slots_per_trainer = slots_per_trainer
         self.resolve_every = resolve_every
@@ -91,7 +93,7 @@ class TrainerPool:
         for t in targets:
             if t not in self._free:
                 self._free[t] = self.slots_per_trainer
-                self._clients[t] = TrainerClient(t, timeout=self.timeout)
+                self._clients[t] = TrainerClient(t, timeout=self.timeout, security=self.security)
                 log.info("trainer %s joined (%d slot(s))", t, self.slots_per_trainer)
 
     def total_slots(self) -> int:

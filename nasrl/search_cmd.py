@@ -20,6 +20,7 @@ from nasrl.client import Candidate, ControllerClient
 from nasrl.datasets import input_shape
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.runner import Runner, RunnerEvents, TrainerPool
+from nasrl.security import add_client_flags, client_security
 
 __all__ = ["add_search_commands"]
 
@@ -136,8 +137,9 @@ def _finish(c: ControllerClient, args: argparse.Namespace, search_id: str,
 
 def cmd_search(args: argparse.Namespace) -> int:
     began = time.perf_counter()
-    pool = TrainerPool(args.trainers, args.slots_per_trainer)
-    with ControllerClient(args.controller, timeout=args.timeout) as c:
+    security = client_security(args)
+    pool = TrainerPool(args.trainers, args.slots_per_trainer, security=security)
+    with ControllerClient(args.controller, timeout=args.timeout, security=security) as c:
         search_id = args.resume or _create(c, args)
         s = c.get_search(search_id)
         display = SearchDisplay(c, search_id, s.spec.budget, args.quiet or args.json)
@@ -160,7 +162,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    with ControllerClient(args.controller, timeout=args.timeout) as c:
+    with ControllerClient(args.controller, timeout=args.timeout,
+                          security=client_security(args)) as c:
         entries = c.leaderboard(args.search_id, top=args.top)
     if args.json:
         print(json.dumps([{"candidate_id": e.candidate_id, "arch": e.architecture,
@@ -173,7 +176,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_searches(args: argparse.Namespace) -> int:
-    with ControllerClient(args.controller, timeout=args.timeout) as c:
+    with ControllerClient(args.controller, timeout=args.timeout,
+                          security=client_security(args)) as c:
         searches = c.list_searches()
     table = Table(title=f"searches on {args.controller}")
     for col in ("id", "name", "agent", "dataset", "state", "evaluated", "budget", "best"):
@@ -213,6 +217,7 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
                    help="the best network as a standalone PyTorch module file")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--timeout", type=float, default=30.0, help="deadline of controller calls")
+    add_client_flags(s)
     s.set_defaults(func=cmd_search)
 
     lb = sub.add_parser("leaderboard", help="the best results of a search")
@@ -221,9 +226,11 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
     lb.add_argument("--top", type=int, default=10)
     lb.add_argument("--json", action="store_true")
     lb.add_argument("--timeout", type=float, default=30.0)
+    add_client_flags(lb)
     lb.set_defaults(func=cmd_leaderboard)
 
     ls = sub.add_parser("searches", help="every search on a controller")
     ls.add_argument("--controller", default=controller_default)
     ls.add_argument("--timeout", type=float, default=30.0)
+    add_client_flags(ls)
     ls.set_defaults(func=cmd_searches)

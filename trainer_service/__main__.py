@@ -10,6 +10,7 @@ import torch
 from protos import trainer_pb2, trainer_pb2_grpc
 
 from nasrl import rpc
+from nasrl.security import SecurityError
 from trainer_service.config import TrainerConfig, parse_args
 from trainer_service.servicer import TrainerServicer
 from trainer_service.train import resolve_device
@@ -33,9 +34,9 @@ def serve(config: TrainerConfig) -> int:
         handle = rpc.start_server(
             config.host, config.port,
             lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),
-            [SERVICE_NAME], max_workers=config.slots + 8,
+            [SERVICE_NAME], max_workers=config.slots + 8, security=config.security,
         )
-    except OSError as exc:
+    except (OSError, SecurityError) as exc:
         log.error("%s", exc)
         return 2
     handle.set_serving(True)

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nasrl.security import ServerSecurity, add_server_flags, server_security
 from nasrl.shapes import Limits
 
 __all__ = ["TrainerConfig", "parse_args"]
@@ -25,6 +26,7 @@ class TrainerConfig:
     threads: int = 0
     simulate: float | None = None  # seconds per simulated child; None = really train
     limits: Limits = field(default_factory=Limits)
+    security: ServerSecurity = field(default_factory=ServerSecurity)
 
 
 def _env(name: str, default: str | None) -> str | None:
@@ -56,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
     p.add_argument("--simulate", type=float, metavar="SECONDS", default=_env("SIMULATE", None),
                    help="benchmark mode: do not train; sleep SECONDS per child and return a "
                    "deterministic surrogate accuracy (device 'simulated') [NASRL_SIMULATE]")
+    add_server_flags(p)
     args = p.parse_args(argv)
     max_slots = 4096 if args.simulate else 64
     if not 1 <= args.slots <= max_slots:
@@ -76,4 +79,5 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         max_seconds=float(args.max_seconds) if args.max_seconds else None,
         threads=max(0, args.threads),
         simulate=float(args.simulate) if args.simulate is not None else None,
+        security=server_security(args),
     )
