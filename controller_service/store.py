@@ -165,13 +165,18 @@ class Store:
             try:
                 yield
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise StoreError(f"cannot write the database {self.path}: {exc}") from exc
+
+    def _rollback(self) -> None:
+        # SQLite rolls back by itself on some errors (a full disk, for one).
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         try:

@@ -1,0 +1,181 @@
+"""Fault suite: kill -9 of the controller during a burst of concurrent Updates, SIGTERM of the
+controller under load, a full disk and a read-only database. After each: no acknowledged
+result is lost, none is duplicated, and the database passes PRAGMA integrity_check."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from protos import controller_pb2 as cpb
+
+from controller_service.store import Store
+from nasrl.client import ControllerClient, NasrlError, wait_until_serving
+from nasrl.local import LocalService
+from nasrl.results import TrainOutcome
+
+from .conftest import start_controller
+
+CLIENTS = 16
+
+
+def outcome(text: str, acc: float = 0.6) -> TrainOutcome:
+    return TrainOutcome(acc, acc, acc, 10, 10, 1.0, "cpu", text)
+
+
+def db_state(db: Path, sid: str) -> tuple[dict[str, int], int, str]:
+    store = Store(db)
+    try:
+        results = store._exec("SELECT COUNT(*) FROM results WHERE search_id = ?",
+                              (sid,)).fetchone()[0]
+        return store.counts(sid), int(results), store.integrity_check()
+    finally:
+        store.close()
+
+
+def test_kill_9_during_a_burst_of_updates(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    controller = LocalService("controller_service", ["--db", str(db)], log_dir=tmp_path).start()
+    try:
+        wait_until_serving(controller.target)
+        with ControllerClient(controller.target) as c:
+            sid = c.create_search(agent=cpb.AgentSpec(name="reinforce"), dataset="digits",
+                                  budget=CLIENTS * 4).search_id
+            batch = c.sample(sid, CLIENTS * 4).candidates
+        assert len(batch) == CLIENTS * 4
+        acknowledged: list[int] = []
+        lock = threading.Lock()
+        go = threading.Event()
+
+        def report(share: list) -> None:
+            with ControllerClient(controller.target, timeout=5) as w:
+                go.wait()
+                for cand in share:
+                    for _ in range(200):  # retried until the restarted controller answers
+                        try:
+                            w.update(sid, cand.id, outcome(cand.text))
+                            with lock:
+                                acknowledged.append(cand.id)
+                            break
+                        except NasrlError as exc:
+                            assert exc.code in (grpc.StatusCode.UNAVAILABLE,
+                                                grpc.StatusCode.DEADLINE_EXCEEDED), exc
+                            time.sleep(0.1)
+
+        threads = [threading.Thread(target=report, args=(batch[i::CLIENTS],))
+                   for i in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        go.set()
+        time.sleep(0.15)  # mid-burst
+        controller.kill()
+        killed_at = len(acknowledged)
+        controller.restart()
+        for t in threads:
+            t.join(120)
+        assert 0 < killed_at < len(batch) or killed_at == len(batch)
+        assert sorted(acknowledged) == sorted(c.id for c in batch)  # each reported once
+        counts, results, integrity = db_state(db, sid)
+        assert integrity == "ok"
+        assert counts.get("done", 0) + counts.get("cached", 0) == len(batch)
+        assert counts.get("leased", 0) == 0 and results == len({c.text for c in batch})
+    finally:
+        controller.kill()
+
+
+def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    controller = LocalService("controller_service", ["--db", str(db), "--grace", "2"],
+                              log_dir=tmp_path).start()
+    acknowledged: set[int] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+    try:
+        wait_until_serving(controller.target)
+        with ControllerClient(controller.target) as c:
+            sid = c.create_search(agent=cpb.AgentSpec(name="random"), dataset="digits",
+                                  budget=100_000).search_id
+
+        def load() -> None:
+            with ControllerClient(controller.target, timeout=5) as w:
+                while not stop.is_set():
+                    try:
+                        for cand in w.sample(sid, 1).candidates:
+                            if cand.cached is None:
+                                w.update(sid, cand.id, outcome(cand.text))
+                                with lock:
+                                    acknowledged.add(cand.id)
+                    except NasrlError:
+                        return  # the controller went away: stop this client
+
+        threads = [threading.Thread(target=load) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        assert controller.stop(timeout=30) == 0  # SIGTERM: graceful, exit 0
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert "received SIGTERM" in controller.log()
+        store = Store(db)
+        done = {r[0] for r in store._exec(
+            "SELECT id FROM candidates WHERE search_id = ? AND status = 'done'", (sid,))}
+        assert store.integrity_check() == "ok"
+        store.close()
+        assert acknowledged and acknowledged <= done  # every acknowledged Update is stored
+    finally:
+        stop.set()
+        controller.kill()
+
+
+@pytest.mark.parametrize("fault", ["disk full", "read-only"])
+def test_unwritable_database_is_unavailable_and_recovers(tmp_path: Path, fault: str) -> None:
+    handle, searches = start_controller(str(tmp_path / "c.db"))
+    target = f"127.0.0.1:{handle.port}"
+    store = searches.store
+    try:
+        with ControllerClient(target) as c:
+            sid = c.create_search(agent=cpb.AgentSpec(name="reinforce"), dataset="digits",
+                                  budget=10).search_id
+            first = c.sample(sid, 2).candidates
+            c.update(sid, first[0].id, outcome(first[0].text))
+            before = store.counts(sid)
+            pages = store._exec("PRAGMA page_count").fetchone()[0]
+            if fault == "disk full":  # SQLite sees a full disk: no page can be added
+                store._exec(f"PRAGMA max_page_count = {pages}")
+                blob = "x" * 200_000  # any growth fails
+                with pytest.raises(NasrlError) as info:
+                    c.update(sid, first[1].id, outcome(first[1].text + " " + blob))
+            else:
+                store._exec("PRAGMA query_only = ON")
+                with pytest.raises(NasrlError) as info:
+                    c.update(sid, first[1].id, outcome(first[1].text))
+            assert info.value.code == grpc.StatusCode.UNAVAILABLE
+            assert "database" in str(info.value) and "Traceback" not in str(info.value)
+            assert store.counts(sid) == before  # nothing half-written
+            if fault == "read-only":  # (a full disk may still take a write that fits)
+                with pytest.raises(NasrlError) as info:
+                    c.sample(sid, 1)
+                assert info.value.code == grpc.StatusCode.UNAVAILABLE
+            assert store.integrity_check() == "ok"
+            # The fault clears: the same report goes through, the agent continues.
+            store._exec("PRAGMA query_only = OFF")
+            store._exec("PRAGMA max_page_count = 1073741823")
+            assert c.update(sid, first[1].id, outcome(first[1].text)).accepted
+            assert c.sample(sid, 1).candidates
+            assert c.get_search(sid).counts.evaluated == 2
+    finally:
+        handle.stop(None)
+        store.close()
+
+
+def test_database_file_is_owner_only(tmp_path: Path) -> None:
+    db = tmp_path / "fresh.db"
+    Store(db).close()
+    mode = stat.S_IMODE(os.stat(db).st_mode)
+    assert mode & 0o077 == 0, oct(mode)
