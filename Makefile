@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint protos clean compose-tool
+.PHONY: demo test bench lint protos clean compose-tool
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,15 @@ compose-tool:
 		echo "note: docker-compose not found and not installable here (needs root and apt-get);"; \
 		echo "      the compose config test will be skipped (sudo apt-get install docker-compose to run it)"; \
 	fi
+
+# Quick versions of every benchmark (about 15-20 minutes on 2 cores); reports land in
+# bench/results/ (JSON + PNG). Each script takes flags for the full version (--help).
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) bench/controller_latency.py --rounds 200 --seconds 5
+	$(PY) bench/fleet.py --sizes 8,64,256,800 --child-seconds 5 --window 20
+	$(PY) bench/trainer_throughput.py --quick
+	$(PY) bench/search_efficiency.py --quick
 
 lint: $(STAMP)
 	$(PY) -m mypy

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
 from protos import controller_pb2 as cpb
@@ -116,6 +117,7 @@ class RunLog:
     cached: int = 0
     saved_seconds: float = 0.0
     failed: int = 0
+    abandoned: int = 0  # in flight when the budget ran out: cancelled, never counted
     streak: int = 0  # consecutive duplicates
     stalled: bool = False
     best_val: float = -1.0
@@ -124,10 +126,31 @@ class RunLog:
     trajectory: list[tuple[float, float, float]] = field(default_factory=list)
     # (cumulative trainer-seconds, architecture) of every new best
     improvements: list[tuple[float, str]] = field(default_factory=list)
+    calls: set[Any] = field(default_factory=set, repr=False)  # Train calls in flight
 
     def exhausted(self) -> bool:
         with self.lock:
-            return self.spent >= self.budget or self.stalled
+            return self._exhausted()
+
+    def _exhausted(self) -> bool:
+        return self.spent >= self.budget or self.stalled
+
+    def register(self, call: Any) -> None:
+        """Track a Train call; cancel it at once if the budget is already spent."""
+        with self.lock:
+            self.calls.add(call)
+            if self._exhausted():
+                call.cancel()
+
+    def unregister(self, call: Any) -> None:
+        with self.lock:
+            self.calls.discard(call)
+
+    def _cancel_if_spent(self) -> None:
+        """A child that completes after the budget is spent cannot count: stop the others."""
+        if self._exhausted():
+            for call in self.calls:
+                call.cancel()
 
     def add_trained(self, outcome: TrainOutcome) -> None:
         with self.lock:
@@ -139,6 +162,7 @@ class RunLog:
                 self.best_test = outcome.test_accuracy
                 self.improvements.append((self.spent, outcome.architecture))
             self.trajectory.append((self.spent, self.best_val, self.best_test))
+            self._cancel_if_spent()
 
     def add_cached(self, outcome: TrainOutcome) -> None:
         with self.lock:
@@ -146,12 +170,21 @@ class RunLog:
             self.saved_seconds += outcome.seconds
             self.streak += 1
             self.stalled = self.stalled or self.streak >= STALL
+            self._cancel_if_spent()
 
     def add_failed(self, seconds: float) -> None:
         with self.lock:
             self.spent += seconds
             self.failed += 1
             self.streak = 0
+            self._cancel_if_spent()
+
+    def add_abandoned(self) -> None:
+        with self.lock:
+            self.abandoned += 1
+
+    def trained_within(self) -> int:
+        return sum(1 for p in self.trajectory if p[0] <= self.budget)
 
     def at_budget(self) -> tuple[float, float, float | None]:
         """(best validation accuracy, its test accuracy, trainer-seconds when found) among the
@@ -174,14 +207,27 @@ class RunLog:
 
 
 def _train(trainer: TrainerClient, arch: Architecture, dataset: str, settings: TrainSettings,
-           log: RunLog) -> TrainOutcome | str:
-    """Train and record; a failure is recorded with its wall time and returned as a reason."""
+           log: RunLog) -> TrainOutcome | str | None:
+    """Train and record; a failure is recorded with its wall time and returned as a reason;
+    None: cancelled because the budget ran out meanwhile (not recorded, not to be reported)."""
     began = time.perf_counter()
+    calls: list[Any] = []
+
+    def register(call: Any) -> None:
+        calls.append(call)
+        log.register(call)
+
     try:
-        outcome = trainer.train(arch, dataset, settings)
+        outcome = trainer.train(arch, dataset, settings, on_call=register)
     except NasrlError as exc:
+        if exc.code == grpc.StatusCode.CANCELLED and log.exhausted():
+            log.add_abandoned()
+            return None
         log.add_failed(time.perf_counter() - began)
         return str(exc)
+    finally:
+        for call in calls:
+            log.unregister(call)
     log.add_trained(outcome)
     return outcome
 
@@ -242,6 +288,8 @@ def run_nasrl(controller: str, trainers: list[TrainerClient], log: RunLog,
                     log.add_cached(cand.cached)
                     continue
                 result = _train(trainer, cand.arch, batch.dataset, batch.training, log)
+                if result is None:
+                    return  # the budget ran out while it trained; StopSearch follows
                 if isinstance(result, str):
                     ctl.update(sid, cand.id, failure=result)
                 else:
@@ -304,10 +352,10 @@ def run_tpe(trainers: list[TrainerClient], log: RunLog, settings: TrainSettings)
             else:
                 result = _train(trainer, arch, log.dataset, settings, log)
                 with lock:
-                    if not isinstance(result, str):
+                    if isinstance(result, TrainOutcome):
                         known[digest] = result
                     in_flight.pop(digest).set()
-                if isinstance(result, str):
+                if not isinstance(result, TrainOutcome):
                     with lock:
                         study.tell(trial, state=optuna.trial.TrialState.FAIL)
                     continue
@@ -403,7 +451,7 @@ def summarize(runs: Sequence[RunLog], target: float | None) -> dict[str, Any]:
         },
         "dedup_saved_seconds": _mean_std([r.saved_seconds for r in runs]),
         "cached_hits": _mean_std([float(r.cached) for r in runs]),
-        "children_trained": _mean_std([float(r.trained) for r in runs]),
+        "children_trained": _mean_std([float(r.trained_within()) for r in runs]),
         "trainer_seconds_spent": _mean_std([r.spent for r in runs]),
         "failed": sum(r.failed for r in runs),
         "stalled_runs": sum(r.stalled for r in runs),
@@ -461,6 +509,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
             label = f"{agent} ({space_of(agent)})" if agent == "qlearning" else agent
             (line,) = ax.plot(xs, mean, drawstyle="steps-post", label=label, linewidth=1.6)
             ax.fill_between(xs, lo, hi, step="post", alpha=0.15, color=line.get_color())
+            if math.isfinite(mean[-1]):  # a curve that starts late stays visible
+                ax.plot([xs[-1]], [mean[-1]], marker="o", markersize=4, color=line.get_color(),
+                        clip_on=False)
             lows += [v for v in mean[len(mean) // 4:] if math.isfinite(v)]
         if d["random_target"] is not None:
             ax.axhline(d["random_target"], color="grey", linestyle=":", linewidth=1,
@@ -563,6 +614,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "best_validation_accuracy": "best among children completed within the budget",
                 "seconds_to_random_best": "cumulative trainer-seconds at which the run's "
                 "best-so-far first reaches the mean over seeds of random's final best",
+                "children_trained": "children completed within the budget (the one that "
+                "crosses it is trained and kept in the trajectory; others then in flight are "
+                "cancelled)",
                 "dedup_saved_seconds": "sum of the stored seconds of duplicates answered "
                 "without training (nasrl: Sample's cached candidates; tpe: own cache)",
             },
@@ -648,7 +702,9 @@ def bench_dataset(controller: str, trainers: list[TrainerClient], dataset: str,
         "summary": summary,
         "curves": {a: curves(rs, budget) for a, rs in runs.items()},
         "runs": {a: [{
-            "seed": r.seed, "space": space_of(a), "trained": r.trained, "cached": r.cached,
+            "seed": r.seed, "space": space_of(a), "trained": r.trained,
+            "trained_within_budget": r.trained_within(), "abandoned": r.abandoned,
+            "cached": r.cached,
             "dedup_saved_seconds": r.saved_seconds, "failed": r.failed, "stalled": r.stalled,
             "trainer_seconds": r.spent, "best_at_budget": list(r.at_budget()),
             "best_architecture": r.best_arch(), "trajectory": r.trajectory, **info,
