@@ -19,6 +19,7 @@ from controller_service.searches import (
 from controller_service.spec import SearchSpec, SpecError
 from controller_service.store import StoreError
 from nasrl import codec as nasrl_codec
+from nasrl import rpc
 from nasrl.results import SettingsError
 
 __all__ = ["ControllerServicer"]
@@ -53,8 +54,8 @@ def rpc_errors(method: Callable[..., R]) -> Callable[..., R]:
             code = _status(exc)
             if code is None:
                 log.exception("%s failed", method.__name__)
-                context.abort(grpc.StatusCode.INTERNAL, f"{method.__name__} failed: {exc}")
-            context.abort(code, str(exc))
+                rpc.abort(context, grpc.StatusCode.INTERNAL, f"{method.__name__} failed: {exc}")
+            rpc.abort(context, code, str(exc))
 
     return wrapper
 

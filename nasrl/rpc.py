@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -20,6 +20,7 @@ from nasrl.security import ClientSecurity, ServerSecurity
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "abort",
     "ServerHandle",
     "start_server",
     "channel",
@@ -44,6 +45,19 @@ CHANNEL_OPTIONS = [
     ("grpc.lb_policy_name", "round_robin"),
     ("grpc.enable_retries", 1),
 ]
+
+
+MAX_DETAILS = 1000  # status details travel in a header; grpc refuses headers over 16 KiB
+
+
+def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    """``context.abort`` with the sentence cut to a size every client can receive. Non-ASCII
+    is escaped first (grpc percent-encodes it, up to nine bytes a character)."""
+    message = message.encode("ascii", "backslashreplace").decode("ascii")
+    if len(message) > MAX_DETAILS:
+        message = message[:MAX_DETAILS - 3] + "..."
+    context.abort(code, message)
+    raise AssertionError("unreachable")  # context.abort raises
 
 
 class ServerHandle:

@@ -80,7 +80,10 @@ def merged(shapes: list[Shape], indices: tuple[int, ...]) -> Shape:
 
 
 def _where(i: int, layer: Layer) -> str:
-    return f"layer {i} ({format_layer(layer)})"
+    text = format_layer(layer)
+    if len(text) > 60:  # a skip list of thousands stays out of the message
+        text = text[:57] + "..."
+    return f"layer {i} ({text})"
 
 
 def _check_range(what: str, value: int, low: int, high: int, where: str) -> None:

@@ -11,7 +11,7 @@ import grpc
 import torch
 from protos import trainer_pb2, trainer_pb2_grpc
 
-from nasrl import codec
+from nasrl import codec, rpc
 from nasrl.arch import ArchError, Architecture, format_arch
 from nasrl.results import EpochRecord, SettingsError, TrainSettings
 from nasrl.datasets import input_shape
@@ -41,14 +41,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext
     ) -> Iterator[trainer_pb2.TrainEvent]:
         if self._closing.is_set():
-            context.abort(grpc.StatusCode.UNAVAILABLE, "the trainer is shutting down; retry on another")
+            rpc.abort(context, grpc.StatusCode.UNAVAILABLE,
+                      "the trainer is shutting down; retry on another")
         arch, settings, shape = self._validate(request, context)
         if not self._slots.acquire(blocking=False):
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"all {self.config.slots} training slot(s) of this trainer are busy; "
-                "retry later or on another trainer",
-            )
+            rpc.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      f"all {self.config.slots} training slot(s) of this trainer are busy; "
+                      "retry later or on another trainer")
         held = True
         try:
             log.info("training %s on %s", format_arch(arch), request.dataset)
@@ -71,11 +70,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         except Cancelled:
             log.info("training cancelled by the caller: %s", format_arch(arch))
         except torch.OutOfMemoryError:
-            context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"{format_arch(arch)} ran out of memory on {self.device}; "
-                "try a smaller batch size or a smaller network",
-            )
+            rpc.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      f"{format_arch(arch)} ran out of memory on {self.device}; "
+                      "try a smaller batch size or a smaller network")
         finally:
             if held:
                 self._slots.release()
@@ -94,9 +91,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             analyze(arch, shape, self.config.limits)
             settings = codec.settings_from_proto(request.config)
         except (ArchError, SettingsError, data.DatasetError) as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except KeyError as exc:  # input_shape: unknown dataset
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc.args[0]))
+            rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc.args[0]))
         except data.DatasetMissing as exc:
-            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+            rpc.abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return arch, settings, shape
