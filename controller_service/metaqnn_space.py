@@ -100,6 +100,8 @@ class MetaQNNSpace:
         check_choices("fc_units", self.fc_units, 1, 16384)
         if not self.pools:
             raise SpaceError("pools needs at least one (size, stride) pair")
+        if len(self.pools) > 64:
+            raise SpaceError(f"pools lists {len(self.pools)} pairs; at most 64")
         if len(set(self.pools)) != len(self.pools):
             raise SpaceError(f"pools lists a (size, stride) pair twice: {list(self.pools)[:20]}")
         for size, stride in self.pools:

@@ -22,9 +22,14 @@ class SpaceError(ValueError):
     """Search-space settings that make no sense; the message names the setting."""
 
 
+MAX_CHOICES = 64
+
+
 def check_choices(name: str, values: tuple[int, ...], low: int, high: int) -> None:
     if not values:
         raise SpaceError(f"{name} needs at least one value")
+    if len(values) > MAX_CHOICES:
+        raise SpaceError(f"{name} lists {len(values)} values; at most {MAX_CHOICES}")
     if len(set(values)) != len(values):
         raise SpaceError(f"{name} lists a value twice: {list(values)}")
     for v in values:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MAX_SAMPLE = 1000
 MAX_REQUEST_ID = 64
+MAX_SAMPLE_SECONDS = 5.0
 MAX_FAILURE_TEXT = 2000
 MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
 TRAINING = ("leased", "done", "failed")  # statuses that spend budget
@@ -93,7 +94,16 @@ class UpdateAck:
     state: str
 
 
+MAX_CURVE = 1000  # epochs are capped at 1,000
+MAX_TEXT = {"device": 64, "architecture": 20_000}
+
+
 def _check_outcome(outcome: dict[str, Any]) -> None:
+    if len(outcome.get("curve", ())) > MAX_CURVE:
+        raise BadReport(f"result.curve has {len(outcome['curve'])} epochs; at most {MAX_CURVE}")
+    for key, limit in MAX_TEXT.items():
+        if len(str(outcome.get(key, ""))) > limit:
+            raise BadReport(f"result.{key} is longer than {limit} characters")
     for key in ("validation_accuracy", "validation_accuracy_last5", "test_accuracy"):
         value = outcome.get(key)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
@@ -194,9 +204,13 @@ class Searches:
     # ------------------------------------------------------------------ sample
 
     def sample(self, search_id: str, count: int, request_id: str = "",
-               reclaim: bool = False) -> tuple[list[Handout], bool]:
+               reclaim: bool = False, time_budget: float | None = None,
+               ) -> tuple[list[Handout], bool]:
         """Up to ``count`` candidates and whether the search hands out nothing more. A repeated
-        ``request_id`` returns the first answer; ``reclaim`` re-hands live leases first."""
+        ``request_id`` returns the first answer; ``reclaim`` re-hands live leases first. New
+        proposals stop after ``time_budget`` seconds (at most MAX_SAMPLE_SECONDS): a huge space
+        or count then yields fewer candidates instead of holding the lock for minutes."""
+        stop_at = time.monotonic() + min(MAX_SAMPLE_SECONDS, time_budget or MAX_SAMPLE_SECONDS)
         if not 1 <= count <= MAX_SAMPLE:
             raise BadReport(f"count must be between 1 and {MAX_SAMPLE}, got {count}")
         if len(request_id) > MAX_REQUEST_ID:
@@ -215,7 +229,8 @@ class Searches:
                    for c in self.store.expired_leases(search_id, before, count)]
             agent = self._agent(search_id, spec)
             attempts = 0
-            while len(out) < count and attempts < 4 * count and self._may_propose(search_id, spec):
+            while (len(out) < count and attempts < 4 * count and time.monotonic() < stop_at
+                   and self._may_propose(search_id, spec)):
                 attempts += 1
                 handout = self._propose(search_id, spec, agent, agent.sample(1)[0], now)
                 if handout is not None:

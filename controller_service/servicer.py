@@ -85,8 +85,10 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     @rpc_errors
     def Sample(self, request: cpb.SampleRequest, context: grpc.ServicerContext) -> cpb.SampleResponse:
         search_id = _search_id(request.search_id)
+        left = context.time_remaining()
+        budget = None if left is None else max(0.1, left - 0.5)  # answer within the deadline
         handouts, done = self.searches.sample(search_id, request.count or 1,
-                                              request.request_id, request.reclaim)
+                                              request.request_id, request.reclaim, budget)
         spec: SearchSpec = self.searches.view(search_id).spec
         return cpb.SampleResponse(
             candidates=[codec.handout_to_proto(h) for h in handouts], done=done,
