@@ -9,15 +9,19 @@ Part 1, in this process, per device and per reference architecture: ``trainer_se
 against ``DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)`` feeding the same net
 (built by ``trainer_service.builder.build`` after the same ``torch.manual_seed``), the same
 SGD-Nesterov optimiser and warm-up + cosine schedule (``_make_optimizer`` and ``_lr_factor``),
-the same epochs and batch size, fp32 (pin_memory and non-blocking copies on CUDA). The timed span
-of both runs from building the model to the last validation accuracy; both validate after every
-epoch (eval mode, no grad, batches of 1,024). Dataset loading is not timed. nasrl's span also
-holds its FLOP count, best-weights copies and test-split evaluation; the plain loop keeps no
-training loss or accuracy. Images/s = epochs x training images / span. The two loops alternate
-(which one goes first flips every repeat); the ratio is the median of the paired per-repeat
-ratios. Part 2: ``python -m trainer_service --slots K`` and K client threads, each training
-``--children`` small children in turn over gRPC; children per hour, and the ratio to K=1 (on the
-CPU the trainer gives each slot cores/K threads).
+the same epochs and batch size, fp32 (pin_memory and non-blocking copies on CUDA). Both validate
+after every epoch (eval mode, no grad, batches of 1,024) and the timed span of both runs from
+building the model to the last validation accuracy: nasrl's span holds its FLOP count and
+best-weights copies too, not its test-split evaluation after the last epoch; the plain loop keeps
+no training loss or accuracy. Dataset loading and a short warm-up of every net in both loops are
+not timed. Images/s = epochs x training images / span. Repeat r trains with seed r in both
+loops; the loops alternate (which one goes first flips every repeat); images/s are medians, the
+ratio is the median of the paired per-repeat ratios, and validation accuracies are means over the
+seeds, with the gap's standard error (seed spread plus binomial noise).
+
+Part 2: ``python -m trainer_service --slots K`` and K client threads, each training ``--children``
+small children in turn over gRPC; children per hour, and the ratio to K=1 (on the CPU the trainer
+gives each slot cores/K threads).
 
 ``--device auto`` runs the CPU and, when torch sees one, the CUDA device; ``cpu`` or ``cuda`` runs
 only that one. Prints tables and writes trainer_throughput.json and .png to ``--out``
@@ -50,7 +54,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from nasrl.arch import parse
 from nasrl.client import TrainerClient, wait_until_serving
 from nasrl.local import LocalService
-from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.results import EpochRecord, TrainSettings
 from trainer_service import data as datasets
 from trainer_service.builder import ChildNet, build
 from trainer_service.train import EVAL_BATCH, _lr_factor, _make_optimizer, train
@@ -79,15 +83,15 @@ class Run:
 
 
 def run_nasrl(arch: str, data: datasets.Dataset, s: TrainSettings, device: torch.device) -> Run:
+    """``trainer_service.train.train``, timed to its last validation; the test-split evaluation
+    it does afterwards (which the plain loop has no counterpart for) is not timed."""
     began = time.perf_counter()
-    outcome = None
+    seconds, last = 0.0, None
     for event in train(parse(arch), data, s, device):
-        if isinstance(event, TrainOutcome):
-            outcome = event
-    seconds = time.perf_counter() - began
-    assert outcome is not None and outcome.curve
-    last: EpochRecord = outcome.curve[-1]
-    return Run(seconds, s.epochs * len(data.y_train), last.validation_accuracy)
+        if isinstance(event, EpochRecord):
+            seconds, last = time.perf_counter() - began, event
+    assert last is not None
+    return Run(seconds, last.epoch * len(data.y_train), last.validation_accuracy)
 
 
 @torch.no_grad()
@@ -141,34 +145,40 @@ def compare_loops(data: datasets.Dataset, device: torch.device, epochs: int,
                   repeats: int) -> list[dict[str, Any]]:
     s = TrainSettings(epochs=epochs).validate()
     loops = {"nasrl": run_nasrl, "plain": run_plain}
-    small = _subset(data, 256)
+    small = _subset(data, 64 if repeats == 1 else 256)
     for arch in ARCHS.values():  # untimed: kernel selection, allocator, lazy init
         for run in loops.values():
             run(arch, small, replace(s, epochs=1), device)
     runs: dict[str, dict[str, list[Run]]] = {a: {k: [] for k in loops} for a in ARCHS}
-    for r in range(repeats):
+    for r in range(repeats):  # repeat r trains with seed r in both loops
         order = ["nasrl", "plain"] if r % 2 == 0 else ["plain", "nasrl"]
         for name, arch in ARCHS.items():
             for loop in order:
-                runs[name][loop].append(loops[loop](arch, data, s, device))
+                runs[name][loop].append(loops[loop](arch, data, replace(s, seed=r), device))
     return [_summarise(name, ARCHS[name], runs[name], len(data.y_val)) for name in ARCHS]
 
 
 def _summarise(name: str, arch: str, runs: dict[str, list[Run]], n_val: int) -> dict[str, Any]:
     row: dict[str, Any] = {"arch": name, "text": arch}
+    variance = 0.0  # of the difference of the two mean accuracies
     for loop, rs in runs.items():
+        accs = [r.validation_accuracy for r in rs]
+        mean = statistics.fmean(accs)
         row[loop] = {
             "images_per_s": statistics.median(r.images_per_s for r in rs),
-            "validation_accuracy": statistics.median(r.validation_accuracy for r in rs),
-            "runs": [asdict(r) | {"images_per_s": r.images_per_s} for r in rs],
+            "validation_accuracy": mean,  # mean over seeds 0..repeats-1
+            "runs": [asdict(r) | {"images_per_s": r.images_per_s, "seed": i}
+                     for i, r in enumerate(rs)],
         }
+        seed_var = statistics.variance(accs) if len(accs) > 1 else 0.0
+        variance += (seed_var + mean * (1 - mean) / max(1, n_val)) / len(accs)
     row["ratio"] = statistics.median(
         a.images_per_s / b.images_per_s for a, b in zip(runs["nasrl"], runs["plain"]))
-    p, q = row["nasrl"]["validation_accuracy"], row["plain"]["validation_accuracy"]
-    sd = math.sqrt((p * (1 - p) + q * (1 - q)) / max(1, n_val))
-    row["accuracy_gap"] = p - q
-    row["accuracy_gap_sd"] = sd  # binomial s.d. of the difference on this validation split
-    row["accuracy_within_noise"] = abs(p - q) <= 3 * sd + 1e-12
+    gap = row["nasrl"]["validation_accuracy"] - row["plain"]["validation_accuracy"]
+    row["accuracy_gap"] = gap
+    # standard error of the gap: seed-to-seed spread plus binomial noise of the split
+    row["accuracy_gap_se"] = math.sqrt(variance)
+    row["accuracy_within_noise"] = abs(gap) <= 2 * row["accuracy_gap_se"] + 1e-12
     return row
 
 
@@ -197,7 +207,8 @@ def slot_throughput(dataset: str, device: str, slots: int, children: int,
                 future.result()
         seconds = time.perf_counter() - began
     total = slots * children
-    return {"slots": slots, "children": total, "seconds": seconds,
+    threads = max(1, (os.cpu_count() or 1) // slots) if device == "cpu" else None
+    return {"slots": slots, "children": total, "seconds": seconds, "threads_per_slot": threads,
             "children_per_hour": total / seconds * 3600}
 
 
@@ -210,7 +221,8 @@ def compare_slots(dataset: str, device: str, slot_counts: list[int], children: i
     rows = [{"slots": k, "children": ms[0]["children"],
              "seconds": statistics.median(m["seconds"] for m in ms),
              "children_per_hour": statistics.median(m["children_per_hour"] for m in ms),
-             "runs": ms} for k, ms in measured.items()]
+             "threads_per_slot": ms[0]["threads_per_slot"], "runs": ms}
+            for k, ms in measured.items()]
     base = next((r["children_per_hour"] for r in rows if r["slots"] == 1), None)
     for row in rows:
         row["ratio_vs_1"] = row["children_per_hour"] / base if base else None
@@ -251,7 +263,7 @@ def print_loops(device: str, rows: list[dict[str, Any]], header: str) -> None:
         print(f"[{device}] {r['arch']:7s} {r['nasrl']['images_per_s']:12.0f} "
               f"{r['plain']['images_per_s']:12.0f} {r['ratio']:5.2f}x "
               f"{r['nasrl']['validation_accuracy']:9.4f} {r['plain']['validation_accuracy']:9.4f}"
-              + ("" if r["accuracy_within_noise"] else "  (accuracy gap beyond 3 s.d.)"))
+              + ("" if r["accuracy_within_noise"] else "  (accuracy gap beyond 2 standard errors)"))
 
 
 def print_slots(device: str, rows: list[dict[str, Any]], header: str) -> None:
@@ -278,18 +290,27 @@ def plot(report: dict[str, Any], path: Path) -> None:
         top = max(row["nasrl"]["images_per_s"], row["plain"]["images_per_s"])
         bars.annotate(f"{row['ratio']:.2f}x", (i, top), ha="center", va="bottom")
     bars.set_xticks(range(len(labels)), labels)
+    if len(report["loops"]) > 1:  # a GPU's bars would flatten the CPU's
+        bars.set_yscale("log")
     bars.set_ylabel("training images / s")
     bars.set_title(f"nasrl loop vs plain DataLoader loop ({report['settings']['dataset']}, "
                    f"{report['settings']['epochs']} epochs)")
     bars.legend(loc="best")
     for device, rows in report["slots"].items():
         xs = [r["slots"] for r in rows]
-        lines.plot(xs, [r["children_per_hour"] for r in rows], marker="o", label=device)
+        ys = [r["children_per_hour"] for r in rows]
+        lines.plot(xs, ys, marker="o", label=device)
+        for x, y, r in zip(xs, ys, rows):
+            if r["ratio_vs_1"]:
+                lines.annotate(f"{r['ratio_vs_1']:.2f}x", (x, y), ha="center", va="bottom")
         lines.set_xticks(xs)
     lines.set_xlabel("trainer slots")
     lines.set_ylabel("children / hour")
     lines.set_title("one trainer process, small children")
-    lines.set_ylim(bottom=0)
+    if len(report["slots"]) > 1:
+        lines.set_yscale("log")
+    else:
+        lines.set_ylim(bottom=0)
     lines.legend(loc="best")
     for axes in (bars, lines):
         axes.grid(alpha=0.3)
@@ -332,11 +353,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     if skipped:
         print(skipped)
+    load = report["machine"]["load_average_at_start"][0]
+    if load > 0.5:
+        print(f"[cpu] note: load average {load:.1f} on {os.cpu_count()} cores before the run; "
+              "other processes share the CPU, so absolute numbers are noisy (ratios are paired)")
     for device in devices:
         rows = compare_loops(data, device, args.epochs, repeats)
         report["loops"][str(device)] = rows
         print_loops(str(device), rows, f"{args.dataset}, {args.epochs} epochs, batch 32, "
-                    f"{threads} torch threads, median of {repeats}")
+                    f"{threads} torch threads, {repeats} repeat(s), seeds 0..{repeats - 1}")
     for device in devices:
         rows = compare_slots(args.dataset, str(device), slot_counts, args.children, args.epochs,
                              1 if args.quick else 2)
