@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+from typing import Any
+
 import torch
 
 
@@ -16,3 +19,12 @@ def same_state(a: object, b: object) -> bool:
         return isinstance(b, (list, tuple)) and len(a) == len(b) and all(
             same_state(x, y) for x, y in zip(a, b))
     return a == b
+
+
+def through_bytes(state: dict[str, Any]) -> dict[str, Any]:
+    """An agent state after torch.save and torch.load(weights_only=True), as the store does."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    loaded: dict[str, Any] = torch.load(buffer, weights_only=True)
+    return loaded

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 
 import pytest
 import torch
@@ -17,8 +16,8 @@ from nasrl.arch import Conv
 from nasrl.datasets import input_shape
 from nasrl.results import TrainOutcome, TrainSettings
 from nasrl.shapes import analyze
-from tests.helpers import same_state
 from trainer_service.builder import build
+from tests.helpers import same_state, through_bytes
 
 ZOPH = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=5)
 METAQNN = MetaQNNSpace(conv_filters=(8, 16), fc_units=(64, 32), max_depth=6).bind(
@@ -68,13 +67,6 @@ def reward_of(decisions_text: str) -> float:
     return 0.2 + 0.1 * decisions_text.count("3")
 
 
-def roundtrip(state: dict) -> dict:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    return torch.load(buf, weights_only=True)
-
-
 @pytest.mark.parametrize(("name", "space"), COMBOS)
 def test_samples_are_valid_architectures_of_the_space(name: str, space: object) -> None:
     agent = make(name, space=space)
@@ -99,7 +91,7 @@ def test_state_round_trips_through_state_dict(name: str, space: object) -> None:
         agent.update(p.decisions, reward_of(str(p.arch)))
     agent.sample(3)  # advance the RNG past the updates
     clone = make(name, seed=999, space=space)  # everything must come from the state
-    clone.load_state_dict(roundtrip(agent.state_dict()))
+    clone.load_state_dict(through_bytes(agent.state_dict()))
     assert [str(p.arch) for p in clone.sample(8)] == [str(p.arch) for p in agent.sample(8)]
     assert clone.progress() == agent.progress()
 

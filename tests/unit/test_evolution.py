@@ -6,7 +6,6 @@ validation."""
 from __future__ import annotations
 
 import hashlib
-import io
 import random
 from typing import Any
 
@@ -18,6 +17,7 @@ from controller_service.agents.evolution import EvolutionAgent
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
 from nasrl.shapes import InputShape, analyze
+from tests.helpers import through_bytes
 
 DIGITS = InputShape(1, 8, 8, 10)
 ZOPH = ZophSpace(filters=(8, 16), max_layers=4)
@@ -243,14 +243,6 @@ def test_evolution_improves_a_synthetic_reward() -> None:
 # ---------------------------------------------------------------------------- state
 
 
-def round_trip(state: dict[str, Any]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    loaded: dict[str, Any] = torch.load(buffer, weights_only=True)
-    return loaded
-
-
 @pytest.mark.parametrize("space", SPACES)
 def test_state_dict_round_trip(space: Any) -> None:
     settings = {"population": 6, "sample_size": 2}
@@ -259,7 +251,7 @@ def test_state_dict_round_trip(space: Any) -> None:
         (p,) = agent.sample(1)
         agent.update(p.decisions, reward_of(p.decisions))
     copy = EvolutionAgent(space, settings, seed=123)
-    copy.load_state_dict(round_trip(agent.state_dict()))
+    copy.load_state_dict(through_bytes(agent.state_dict()))
     assert copy.progress() == agent.progress()
     assert members(copy) == members(agent)
     for _ in range(15):

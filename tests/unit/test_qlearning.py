@@ -6,7 +6,6 @@ settings validation."""
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import random
 from typing import Any
@@ -19,6 +18,7 @@ from controller_service.agents.qlearning import PAPER_SCHEDULE, QLearningAgent, 
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
 from nasrl.shapes import InputShape
+from tests.helpers import through_bytes
 
 DIGITS = InputShape(1, 8, 8, 10)
 SPACE8 = MetaQNNSpace().bind(DIGITS)
@@ -266,14 +266,6 @@ def test_greedy_path_does_not_advance_the_rng() -> None:
 # ---------------------------------------------------------------------------- state
 
 
-def round_trip(state: dict[str, Any]) -> dict[str, Any]:
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    buffer.seek(0)
-    loaded: dict[str, Any] = torch.load(buffer, weights_only=True)
-    return loaded
-
-
 def test_state_dict_round_trip() -> None:
     settings = {"schedule_scale": 0.01, "replay": 10}
     agent = QLearningAgent(SPACE8, settings, seed=11, budget=100)
@@ -281,7 +273,7 @@ def test_state_dict_round_trip() -> None:
         (p,) = agent.sample(1)
         agent.update(p.decisions, synthetic_reward(p.decisions["path"]))
     copy = QLearningAgent(SPACE8, settings, seed=999, budget=100)
-    copy.load_state_dict(round_trip(agent.state_dict()))
+    copy.load_state_dict(through_bytes(agent.state_dict()))
     assert copy.q == agent.q
     assert copy.progress() == agent.progress()
     assert copy.greedy_path() == agent.greedy_path()

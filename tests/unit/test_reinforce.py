@@ -5,7 +5,6 @@ settings validation."""
 
 from __future__ import annotations
 
-import io
 import json
 import random
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from controller_service.agents.reinforce import ReinforceAgent
 from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
 from nasrl.arch import Conv
 from nasrl.shapes import InputShape, analyze
+from tests.helpers import through_bytes
 
 DIGITS = InputShape(1, 8, 8, 10)
 SMALL = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=4)
@@ -45,14 +45,6 @@ def weights(agent: ReinforceAgent) -> dict[str, torch.Tensor]:
 
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def through_bytes(state: dict[str, Any]) -> dict[str, Any]:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    buf.seek(0)
-    loaded: dict[str, Any] = torch.load(buf, weights_only=True)
-    return loaded
 
 
 def three_by_three(p: Proposal) -> float:
