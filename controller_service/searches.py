@@ -176,6 +176,10 @@ class Searches:
                 self._agent(search_id, spec).progress(), top[0] if top else None,
             )
 
+    def spec(self, search_id: str) -> SearchSpec:
+        with self._lock:
+            return SearchSpec.from_json(self._row(search_id).spec)
+
     def all(self) -> list[SearchView]:
         with self._lock:
             return [self.view(sid) for sid in self.store.search_ids()]

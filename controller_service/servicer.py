@@ -16,7 +16,7 @@ from controller_service.agents import agent_class
 from controller_service.searches import (
     BadReport, CandidateNotFound, NoQTable, ReportConflict, SearchNotFound, Searches,
 )
-from controller_service.spec import SearchSpec, SpecError
+from controller_service.spec import SpecError
 from controller_service.store import StoreError
 from nasrl import codec as nasrl_codec
 from nasrl import rpc
@@ -89,7 +89,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         budget = None if left is None else max(0.1, left - 0.5)  # answer within the deadline
         handouts, done = self.searches.sample(search_id, request.count or 1,
                                               request.request_id, request.reclaim, budget)
-        spec: SearchSpec = self.searches.view(search_id).spec
+        spec = self.searches.spec(search_id)  # dataset and training, not the whole view
         return cpb.SampleResponse(
             candidates=[codec.handout_to_proto(h) for h in handouts], done=done,
             dataset=spec.dataset, training=nasrl_codec.settings_to_proto(spec.training),
