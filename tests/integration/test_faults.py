@@ -8,6 +8,7 @@ import os
 import stat
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -17,7 +18,7 @@ from protos import controller_pb2 as cpb
 from controller_service.store import Store
 from nasrl.client import ControllerClient, NasrlError, wait_until_serving
 from nasrl.local import LocalService
-from nasrl.results import TrainOutcome
+from nasrl.results import EpochRecord, TrainOutcome
 
 from .conftest import start_controller
 
@@ -150,9 +151,10 @@ def test_unwritable_database_is_unavailable_and_recovers(tmp_path: Path, fault: 
             pages = store._exec("PRAGMA page_count").fetchone()[0]
             if fault == "disk full":  # SQLite sees a full disk: no page can be added
                 store._exec(f"PRAGMA max_page_count = {pages}")
-                blob = "x" * 200_000  # any growth fails
+                big = replace(outcome(first[1].text), curve=tuple(  # ~150 kB: needs new pages
+                    EpochRecord(e, 1000, 0.5, 0.5, 0.5, float(e)) for e in range(1, 1001)))
                 with pytest.raises(NasrlError) as info:
-                    c.update(sid, first[1].id, outcome(first[1].text + " " + blob))
+                    c.update(sid, first[1].id, big)
             else:
                 store._exec("PRAGMA query_only = ON")
                 with pytest.raises(NasrlError) as info:
