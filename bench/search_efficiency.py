@@ -67,6 +67,9 @@ from nasrl.results import TrainOutcome, TrainSettings
 if TYPE_CHECKING:
     import optuna
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.report import draw_band, fmt, mean_std  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 AGENTS = ("reinforce", "qlearning", "random", "evolution", "tpe")
 DATASETS = ("digits", "mnist5k")
@@ -398,15 +401,6 @@ def warm_up(trainers: list[TrainerClient], dataset: str, settings: TrainSettings
 # ---------------------------------------------------------------------------------- report
 
 
-def _mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-    return {"mean": statistics.fmean(vals),
-            "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
-            "min": min(vals), "max": max(vals), "n": len(vals)}
-
-
 def best_at(trajectory: Sequence[tuple[float, float, float]], t: float) -> float:
     """Best validation accuracy among children completed by ``t`` trainer-seconds (NaN: none)."""
     value = float("nan")
@@ -441,27 +435,21 @@ def summarize(runs: Sequence[RunLog], target: float | None) -> dict[str, Any]:
     finals = [r.at_budget() for r in runs]
     reach = [r.seconds_to(target) if target is not None else None for r in runs]
     return {
-        "best_validation_accuracy": _mean_std([f[0] for f in finals]),
-        "test_accuracy_of_best": _mean_std([f[1] for f in finals]),
-        "seconds_to_find_best": _mean_std([f[2] for f in finals if f[2] is not None]),
+        "best_validation_accuracy": mean_std([f[0] for f in finals]),
+        "test_accuracy_of_best": mean_std([f[1] for f in finals]),
+        "seconds_to_find_best": mean_std([f[2] for f in finals if f[2] is not None]),
         "seconds_to_random_best": {
-            **_mean_std([s for s in reach if s is not None]),
+            **mean_std([s for s in reach if s is not None]),
             "reached": sum(s is not None for s in reach), "runs": len(runs),
             "per_seed": reach,
         },
-        "dedup_saved_seconds": _mean_std([r.saved_seconds for r in runs]),
-        "cached_hits": _mean_std([float(r.cached) for r in runs]),
-        "children_trained": _mean_std([float(r.trained_within()) for r in runs]),
-        "trainer_seconds_spent": _mean_std([r.spent for r in runs]),
+        "dedup_saved_seconds": mean_std([r.saved_seconds for r in runs]),
+        "cached_hits": mean_std([float(r.cached) for r in runs]),
+        "children_trained": mean_std([float(r.trained_within()) for r in runs]),
+        "trainer_seconds_spent": mean_std([r.spent for r in runs]),
         "failed": sum(r.failed for r in runs),
         "stalled_runs": sum(r.stalled for r in runs),
     }
-
-
-def _fmt(stat: dict[str, Any], digits: int = 4) -> str:
-    if stat["mean"] is None:
-        return "-"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
 def print_table(dataset: str, budget: float, target: float | None,
@@ -480,10 +468,10 @@ def print_table(dataset: str, budget: float, target: float | None,
         elif reach["reached"] == 0:
             reached = f"not reached 0/{reach['runs']}"
         else:
-            reached = f"{_fmt(reach, 1)} {reach['reached']}/{reach['runs']}"
-        print(f"{agent:10s} {space_of(agent):8s} {_fmt(s['best_validation_accuracy']):>17s} "
-              f"{_fmt(s['test_accuracy_of_best']):>17s} {reached:>22s} "
-              f"{_fmt(s['dedup_saved_seconds'], 1):>15s} {s['cached_hits']['mean']:7.1f} "
+            reached = f"{fmt(reach, 1)} {reach['reached']}/{reach['runs']}"
+        print(f"{agent:10s} {space_of(agent):8s} {fmt(s['best_validation_accuracy']):>17s} "
+              f"{fmt(s['test_accuracy_of_best']):>17s} {reached:>22s} "
+              f"{fmt(s['dedup_saved_seconds'], 1):>15s} {s['cached_hits']['mean']:7.1f} "
               f"{s['children_trained']['mean']:8.1f}")
 
 
@@ -502,17 +490,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
         lows: list[float] = []
         for agent, c in d["curves"].items():
             xs = c["seconds"]
-            nan = float("nan")
-            mean = [nan if v is None else v for v in c["mean"]]
-            lo = [nan if v is None else v for v in c["min"]]
-            hi = [nan if v is None else v for v in c["max"]]
             label = f"{agent} ({space_of(agent)})" if agent == "qlearning" else agent
-            (line,) = ax.plot(xs, mean, drawstyle="steps-post", label=label, linewidth=1.6)
-            ax.fill_between(xs, lo, hi, step="post", alpha=0.15, color=line.get_color())
-            if math.isfinite(mean[-1]):  # a curve that starts late stays visible
-                ax.plot([xs[-1]], [mean[-1]], marker="o", markersize=4, color=line.get_color(),
-                        clip_on=False)
-            lows += [v for v in mean[len(mean) // 4:] if math.isfinite(v)]
+            draw_band(ax, xs, c["mean"], c["min"], c["max"], label)
+            lows += [v for v in c["mean"][len(xs) // 4:] if v is not None]
         if d["random_target"] is not None:
             ax.axhline(d["random_target"], color="grey", linestyle=":", linewidth=1,
                        label="random's final best")

@@ -17,7 +17,7 @@ from nasrl import codec
 from nasrl.arch import parse
 from nasrl.results import TrainOutcome
 
-__all__ = ["spec_from_proto", "spec_to_proto", "search_to_proto", "handout_to_proto",
+__all__ = ["spec_from_proto", "space_from_proto", "spec_to_proto", "search_to_proto", "handout_to_proto",
            "entry_to_proto", "outcome_json", "state_to_proto"]
 
 _REWARDS: dict[str, cpb.Reward.ValueType] = {"zoph": cpb.ZOPH, "accuracy": cpb.ACCURACY}
@@ -59,10 +59,12 @@ def _metaqnn_from_proto(m: cpb.MetaQNNSpace) -> MetaQNNSpace:
         max_depth=m.max_depth or d.max_depth,
         max_fc=m.max_fc or d.max_fc,
         fc_max_size=m.fc_max_size or d.fc_max_size,
+        pool_first=m.pool_first,
     )
 
 
-def _space_from_proto(msg: cpb.SearchSpace) -> Space | None:
+def space_from_proto(msg: cpb.SearchSpace) -> Space | None:
+    """The space a SearchSpace message names; None when it names none (the agent's default)."""
     kind = msg.WhichOneof("space")
     if kind == "zoph":
         return _zoph_from_proto(msg.zoph)
@@ -79,7 +81,7 @@ def _space_to_proto(space: Space) -> cpb.SearchSpace:
             conv_sizes=space.conv_sizes, conv_filters=space.conv_filters,
             pools=[cpb.PoolChoice(size=k, stride=st) for k, st in space.pools],
             fc_units=space.fc_units, max_depth=space.max_depth, max_fc=space.max_fc,
-            fc_max_size=space.fc_max_size,
+            fc_max_size=space.fc_max_size, pool_first=space.pool_first,
         ))
     return cpb.SearchSpace(zoph=cpb.ZophSpace(
         filter_sizes=space.filter_sizes, strides=space.strides, filters=space.filters,
@@ -101,7 +103,7 @@ def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
     return SearchSpec(
         agent=name,
         agent_settings=settings,
-        space=_space_from_proto(req.space),
+        space=space_from_proto(req.space),
         dataset=req.dataset or "digits",
         training=codec.settings_from_proto(req.training),
         reward=reward,

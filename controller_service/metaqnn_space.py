@@ -3,14 +3,19 @@ state to a termination state, under the paper's transition rules.
 
 A state is a layer type with its parameters, its depth and the representation size of its
 output (the spatial size; convolutions keep it, pooling shrinks it). The Q-table sees the size
-through its bin — (inf, 8], (8, 4], (4, 1] — as in the paper. Transitions:
+through its bin — (inf, 8], (8, 4], (4, 1] — as in the paper; an FC state also carries how many
+FC layers in a row end with it (its successors depend on that count, so the state stays Markov).
+Transitions:
 
 * depth i -> i+1 only; at ``max_depth`` only termination; termination (GAP or softmax) from
   any layer state (not from the start: a network has at least one layer);
 * convolutions C(receptive field, filters), stride 1, receptive field <= representation size;
-* pooling P(size, stride) not right after pooling, window <= representation size;
-* fully connected FC(units) only when the representation size is <= ``fc_max_size`` (4),
-  at most ``max_fc`` (2) consecutive, each with units <= the previous FC's;
+* pooling P(size, stride) not right after pooling and not as the first layer (the authors'
+  code; ``pool_first`` allows it), window <= representation size;
+* fully connected FC(units) only when the representation size is <= ``fc_max_size`` (7: the
+  paper's bins (8,4] and (4,1]; the authors' code buckets the size and allows FC from the
+  buckets <= 4, i.e. sizes <= 7), at most ``max_fc`` (2) consecutive, each with units <= the
+  previous FC's;
 * after an FC only another FC or termination.
 """
 
@@ -67,8 +72,10 @@ class QState:
 
     @property
     def key(self) -> str:
-        """The Q-table's name of the state: layer, depth and size bin."""
-        return f"{self.action}@{self.depth}/{BIN_LABELS[size_bin(self.size)]}"
+        """The Q-table's name of the state: layer, depth and size bin; an FC state adds its
+        consecutive-FC count ("FC(256)#2@5/(4,1]")."""
+        run = f"#{self.fc_run}" if self.kind == "FC" else ""
+        return f"{self.action}{run}@{self.depth}/{BIN_LABELS[size_bin(self.size)]}"
 
 
 START = "start"
@@ -87,7 +94,8 @@ class MetaQNNSpace:
     fc_units: tuple[int, ...] = (512, 256, 128)
     max_depth: int = 12
     max_fc: int = 2
-    fc_max_size: int = 4
+    fc_max_size: int = 7
+    pool_first: bool = False
     image: InputShape = field(default_factory=lambda: InputShape(1, 28, 28, 10))
 
     name = "metaqnn"
@@ -137,7 +145,7 @@ class MetaQNNSpace:
             if s.kind != "FC":
                 out += [QState("C", d, s.size, k, f) for k in self.conv_sizes if k <= s.size
                         for f in self.conv_filters]
-                if s.kind != "P":
+                if s.kind != "P" and (s.kind != START or self.pool_first):
                     out += [QState("P", d, (s.size - k) // st + 1, k, st)
                             for k, st in self.pools if k <= s.size]
             run = s.fc_run + 1 if s.kind == "FC" else 1  # the FC run the new layer makes

@@ -131,6 +131,8 @@ def _space_from_json(data: dict[str, Any] | None) -> Space | None:
             max_depth=int(fields["max_depth"]),
             max_fc=int(fields["max_fc"]),
             fc_max_size=int(fields["fc_max_size"]),
+            # searches stored before this setting existed allowed pooling first
+            pool_first=bool(fields.get("pool_first", True)),
         )
     return ZophSpace(
         filter_sizes=tuple(fields["filter_sizes"]),

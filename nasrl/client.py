@@ -108,6 +108,23 @@ class TrainerClient:
         raise NasrlError(grpc.StatusCode.ABORTED,
                          f"{self.target} ended the Train stream without a result")
 
+    def fetch_weights(self, weights_id: str, timeout: float = 300.0) -> bytes | None:
+        """The torch.save bytes of a trained child's weights (``TrainOutcome.weights_id``), or
+        None when this trainer does not hold them."""
+        data = bytearray()
+        try:
+            for chunk in self._stub.GetWeights(
+                    trainer_pb2.GetWeightsRequest(weights_id=weights_id), timeout=timeout):
+                data += chunk.data
+                if len(data) > chunk.total_bytes:
+                    raise NasrlError(grpc.StatusCode.DATA_LOSS,
+                                     f"{self.target} sent more weight bytes than announced")
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise NasrlError.from_rpc(exc, self.target) from exc
+        return bytes(data)
+
     def close(self) -> None:
         self._channel.close()
 

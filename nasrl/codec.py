@@ -88,6 +88,7 @@ def settings_to_proto(s: TrainSettings) -> tpb.TrainingConfig:
         schedule=_SCHEDULES[s.schedule],
         seed=s.seed,
         max_seconds=s.max_seconds or 0.0,
+        grad_clip_norm=s.grad_clip if s.grad_clip > 0 else -1.0,
     )
 
 
@@ -121,6 +122,7 @@ def settings_from_proto(msg: tpb.TrainingConfig) -> TrainSettings:
         schedule=_enum_name(_SCHEDULES, msg.schedule, "schedule", d.schedule),
         seed=msg.seed,
         max_seconds=msg.max_seconds or None,
+        grad_clip=_zero_default(msg.grad_clip_norm, d.grad_clip),
     ).validate()
 
 
@@ -153,6 +155,7 @@ def outcome_to_proto(o: TrainOutcome) -> tpb.TrainResult:
         train_examples=o.train_examples,
         validation_examples=o.validation_examples,
         test_examples=o.test_examples,
+        weights_id=o.weights_id,
     )
 
 
@@ -171,4 +174,5 @@ def outcome_from_proto(m: tpb.TrainResult) -> TrainOutcome:
         train_examples=m.train_examples,
         validation_examples=m.validation_examples,
         test_examples=m.test_examples,
+        weights_id=m.weights_id,
     )

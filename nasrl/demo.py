@@ -18,9 +18,7 @@ from rich.console import Console
 
 from nasrl import codec
 from nasrl.client import ControllerClient, wait_until_serving
-from nasrl.datasets import input_shape
-from nasrl.arch import parse
-from nasrl.export import write_export
+from nasrl.trained_export import export_trained
 from nasrl.local import LocalService
 from nasrl.plot import plot_search
 from nasrl.results import TrainSettings
@@ -89,25 +87,26 @@ def _search(args: argparse.Namespace, controller: str, trainers: list[str], spac
         try:
             with display.progress:
                 stats = runner.run(tick=display.tick)
+            entries = c.leaderboard(sid, top=1000)
+            best = out / "best.py"
+            exported = export_trained(
+                pool.clients(), entries[0].architecture, args.dataset, settings, best,
+                title=f"best of the nasrl demo ({entries[0].accuracy:.4f} val acc)")
         except KeyboardInterrupt:
             runner.stop()
             console.print("interrupted")
             return 130
         finally:
             pool.close()
-        entries = c.leaderboard(sid, top=1000)
     console.print(leaderboard_table(entries[:10], f"nasrl demo — top 10 of {len(entries)}"))
     ordered = sorted(entries, key=lambda e: e.candidate_id)
     plot = out / "search.png"
     plot_search([(i, e.accuracy) for i, e in enumerate(ordered, start=1)], plot,
                 f"nasrl demo: {args.agent} on {args.dataset}")
-    best = out / "best.py"
-    write_export(best, parse(entries[0].architecture), input_shape(args.dataset),
-                 title=f"best of the nasrl demo ({entries[0].accuracy:.4f} val acc)")
     console.print(
         f"trained {stats.trained} children ({stats.trainer_seconds:.0f} trainer-seconds; split "
         f"{dict(stats.per_trainer)}) in {time.perf_counter() - began:.0f}s wall.\n"
-        f"plot: {plot}   best network (standalone PyTorch): {best}\n\n"
+        f"plot: {plot}   best network (standalone PyTorch): {best}\n{exported.note}\n\n"
         "Next:\n"
         "  .venv/bin/python -m controller_service --port 50051 --db nasrl.db &\n"
         "  .venv/bin/python -m trainer_service --port 50052 &\n"

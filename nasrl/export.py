@@ -1,14 +1,17 @@
-"""Export a found architecture as a standalone PyTorch module.
+"""Export a found architecture as a standalone PyTorch module, with its trained weights.
 
 ``export_source`` writes the source of a module that imports only ``torch`` and defines
 ``class Net(nn.Module)`` with the same layers, parameter names and forward pass as the
 trainer's ``trainer_service.builder.ChildNet``, so a state dict saved from one loads into the
 other. The forward is spelled out one line per layer, so the file reads as the network.
+``write_export`` with a state dict also writes it as ``NAME.pt`` beside ``NAME.py``, and the
+module's ``load_trained()`` returns the network with those weights.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from nasrl.arch import FC, GAP, Architecture, Conv, Op, Pool, format_arch, format_op
 from nasrl.shapes import Analysis, InputShape, Shape, analyze, merged
@@ -99,7 +102,29 @@ def _one_line(text: str) -> str:
     return " ".join(printable.split()).replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _docstring(text: str, image: InputShape, analysis: Analysis, title: str) -> str:
+_FRESH = """The weights are freshly initialised: `Net()` is untrained. Its layers, parameter names and
+forward pass match nasrl's trainer, so a state dict saved there loads here."""
+
+_TRAINED = """`load_trained()` returns the network with the weights the search trained ({weights},
+beside this file: the best-validation epoch of that short run); `Net()` alone is untrained.
+Its layers, parameter names and forward pass match nasrl's trainer."""
+
+_LOADER = '''
+
+def load_trained(path: str | None = None) -> Net:
+    """The network with its trained weights (by default the .pt file beside this module)."""
+    from pathlib import Path
+
+    net = Net()
+    weights = Path(path) if path else Path(__file__).with_suffix(".pt")
+    net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return net.eval()
+'''
+
+
+def _docstring(text: str, image: InputShape, analysis: Analysis, title: str,
+               weights: str | None) -> str:
+    about = _TRAINED.format(weights=weights) if weights else _FRESH
     return f'''"""{_one_line(title) or "A child network found by nasrl's architecture search."}
 
 Exported by nasrl from the architecture
@@ -109,9 +134,7 @@ Exported by nasrl from the architecture
 for {image.channels}x{image.height}x{image.width} inputs and {analysis.classes} classes, \
 {analysis.params:,} parameters.
 
-The weights are freshly initialised. The search reported this network's validation accuracy
-after a short training run; retrain it on the full data before using it. Its layers,
-parameter names and forward pass match nasrl's trainer, so a state dict saved there loads here.
+{about}
 """'''
 
 
@@ -119,14 +142,17 @@ def _indent(lines: list[str], depth: int) -> str:
     return "\n".join(" " * 4 * depth + line for line in lines)
 
 
-def export_source(arch: Architecture, image: InputShape, *, title: str = "") -> str:
-    """Source of a standalone module defining ``Net`` for ``arch`` on ``image``; raises
+def export_source(arch: Architecture, image: InputShape, *, title: str = "",
+                  weights: str | None = None) -> str:
+    """Source of a standalone module defining ``Net`` for ``arch`` on ``image`` (and
+    ``load_trained()`` when ``weights`` names the file of its trained weights); raises
     ArchError, like the builder, when the architecture would not build."""
     analysis = analyze(arch, image)
     text = format_arch(arch)
     init = ["super().__init__()"] + _blocks_source(arch, analysis)
     init.append(f"self.classifier = nn.Linear({analysis.classifier_features}, {analysis.classes})")
-    return f"""{_docstring(text, image, analysis, title)}
+    loader = _LOADER if weights else ""
+    return f"""{_docstring(text, image, analysis, title, weights)}
 
 import torch
 from torch import nn
@@ -146,9 +172,20 @@ class Net(nn.Module):
 {_indent(init, 2)}
 
 {_indent(_forward_source(analysis), 1)}
-"""
+{loader}"""
 
 
-def write_export(path: str | Path, arch: Architecture, image: InputShape, title: str = "") -> None:
-    """Write ``export_source(arch, image, title=title)`` to ``path``."""
-    Path(path).write_text(export_source(arch, image, title=title), encoding="utf-8")
+def write_export(path: str | Path, arch: Architecture, image: InputShape, title: str = "",
+                 state_dict: dict[str, Any] | None = None) -> Path | None:
+    """Write ``export_source(arch, image, title=title)`` to ``path``; with ``state_dict``
+    (the trained weights) also ``torch.save`` it beside, as the same name with ``.pt``, and
+    return that path."""
+    path = Path(path)
+    weights = path.with_suffix(".pt") if state_dict is not None else None
+    if weights is not None:
+        import torch
+
+        torch.save(state_dict, weights)
+    source = export_source(arch, image, title=title, weights=weights.name if weights else None)
+    path.write_text(source, encoding="utf-8")
+    return weights

@@ -3,11 +3,13 @@ progress and the result of one child. No torch, no grpc."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["TrainSettings", "EpochRecord", "TrainOutcome", "SettingsError"]
+__all__ = ["TrainSettings", "EpochRecord", "TrainOutcome", "SettingsError", "weights_id"]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "step", "constant")
@@ -28,6 +30,10 @@ class TrainSettings:
     weight_decay: float = 5e-4
     schedule: str = "cosine"
     seed: int = 0
+    # Gradients are rescaled to at most this global L2 norm before each step (0: never).
+    # Without it the high default SGD rate drives some wide children into a dead-ReLU
+    # collapse (every prediction one class); see the README's "Deviations" table.
+    grad_clip: float = 1.0
     max_seconds: float | None = None  # None: the trainer's own limit
 
     @property
@@ -45,6 +51,7 @@ class TrainSettings:
         _within("momentum", self.momentum, 0.0, 0.999)
         _within("weight_decay", self.weight_decay, 0.0, 1.0)
         _within("seed", self.seed, 0, 2**63 - 1)
+        _within("grad_clip", self.grad_clip, 0.0, 1e6)
         if self.max_seconds is not None:
             _within("max_seconds", self.max_seconds, 0.001, 7 * 86400.0)
         return self
@@ -80,6 +87,7 @@ class TrainOutcome:
     train_examples: int = 0
     validation_examples: int = 0
     test_examples: int = 0
+    weights_id: str = ""  # the trainer's name for the best-validation weights; "" if none kept
 
     def to_json(self) -> dict[str, Any]:
         """All fields as plain data, plus ``accuracy`` (= best validation accuracy)."""
@@ -92,3 +100,13 @@ class TrainOutcome:
         known = {f for f in cls.__dataclass_fields__ if f != "curve"}
         curve = tuple(EpochRecord(**e) for e in data.get("curve", ()))
         return cls(curve=curve, **{k: v for k, v in data.items() if k in known})
+
+
+def weights_id(architecture: str, dataset: str, settings: TrainSettings) -> str:
+    """The name under which a trainer keeps the trained weights of ``architecture`` (canonical
+    text) trained on ``dataset`` with ``settings``: 32 hex digits, the same for the same run
+    on any machine, so a client can ask for the weights of a leaderboard entry."""
+    s = asdict(settings.validate())
+    s["learning_rate"] = settings.lr
+    text = json.dumps([architecture, dataset, s], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

@@ -131,6 +131,11 @@ class TrainerPool:
     def client(self, target: str) -> TrainerClient:
         return self._clients[target]
 
+    def clients(self) -> list[TrainerClient]:
+        """A client for every trainer known now (for calls outside the search, e.g. weights)."""
+        with self._cond:
+            return list(self._clients.values())
+
     def close(self) -> None:
         for c in self._clients.values():
             c.close()

@@ -7,6 +7,7 @@ import argparse
 import json
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from protos import controller_pb2 as cpb
@@ -15,9 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nasrl import codec
-from nasrl.arch import parse
 from nasrl.client import Candidate, ControllerClient
-from nasrl.datasets import input_shape
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.security import add_client_flags, client_security
@@ -29,13 +28,31 @@ out = Console(highlight=False)
 STATES = {cpb.RUNNING: "running", cpb.DONE: "done", cpb.STOPPED: "stopped"}
 
 
+def _from_table(path: str) -> tuple[cpb.SearchSpace, str, TrainSettings]:
+    """The space, dataset and training settings a tabular benchmark was built with."""
+    from google.protobuf import json_format
+
+    from nasrl.table import read_table
+
+    table = read_table(path)
+    space = json_format.ParseDict(table.space, cpb.SearchSpace())
+    return space, table.dataset, TrainSettings(**table.header["training"])
+
+
 def _create(c: ControllerClient, args: argparse.Namespace) -> str:
-    settings = TrainSettings(epochs=args.epochs, seed=args.seed).validate()
+    dataset = args.dataset
     space = cpb.SearchSpace(name=args.space) if args.space else cpb.SearchSpace()
+    settings = TrainSettings(epochs=args.epochs or 3, seed=args.seed)
+    if args.space_from_table:
+        if args.space:
+            raise ValueError("give --space or --space-from-table, not both")
+        space, dataset, built = _from_table(args.space_from_table)
+        settings = replace(built, epochs=args.epochs or built.epochs)
+    settings = settings.validate()
     search = c.create_search(
-        agent=cpb.AgentSpec(name=args.agent), space=space, dataset=args.dataset,
+        agent=cpb.AgentSpec(name=args.agent), space=space, dataset=dataset,
         training=codec.settings_to_proto(settings), budget=args.budget, seed=args.seed,
-        name=args.name or f"{args.agent} on {args.dataset}", lease_seconds=args.lease,
+        name=args.name or f"{args.agent} on {dataset}", lease_seconds=args.lease,
     )
     return search.search_id
 
@@ -92,7 +109,7 @@ class SearchDisplay:
                              best=best, tsec=f"{self.trainer_seconds:.0f}")
 
 
-def _finish(c: ControllerClient, args: argparse.Namespace, search_id: str,
+def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, search_id: str,
             stats: Any, began: float) -> int:
     s = c.get_search(search_id)
     entries = c.leaderboard(search_id, top=1000)
@@ -102,11 +119,15 @@ def _finish(c: ControllerClient, args: argparse.Namespace, search_id: str,
         ordered = sorted(entries, key=lambda e: e.candidate_id)
         plot_search([(i, e.accuracy) for i, e in enumerate(ordered, start=1)], args.plot,
                     f"search {search_id}: {s.spec.agent.name} on {s.spec.dataset}")
+    exported = None
     if args.export_best and entries:
-        from nasrl.export import write_export
+        from nasrl.trained_export import export_trained
 
-        write_export(args.export_best, parse(entries[0].architecture), input_shape(s.spec.dataset),
-                     title=f"best of search {search_id} ({entries[0].accuracy:.4f} val acc)")
+        exported = export_trained(
+            pool.clients(), entries[0].architecture, s.spec.dataset,
+            codec.settings_from_proto(s.spec.training), args.export_best,
+            title=f"best of search {search_id} ({entries[0].accuracy:.4f} val acc)")
+        err.print(f"exported {exported.module}: {exported.note}", markup=False)
     summary = {
         "search_id": search_id,
         "state": STATES.get(s.state, "unknown"),
@@ -114,6 +135,11 @@ def _finish(c: ControllerClient, args: argparse.Namespace, search_id: str,
         "failed": s.counts.failed,
         "cached": s.counts.cached,
         "budget": s.spec.budget,
+        "exported": None if exported is None else {
+            "module": str(exported.module),
+            "weights": None if exported.weights is None else str(exported.weights),
+            "retrained_on": exported.retrained_on,
+        },
         "best": None if not entries else {
             "arch": entries[0].architecture, "accuracy": entries[0].accuracy,
             "test_accuracy": entries[0].test_accuracy, "params": entries[0].params,
@@ -151,6 +177,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         try:
             with display.progress:
                 stats = runner.run(tick=display.tick)
+            return _finish(c, pool, args, search_id, stats, began)
         except KeyboardInterrupt:
             runner.stop()
             err.print(f"interrupted: running children were cancelled and nothing half-written; "
@@ -158,7 +185,6 @@ def cmd_search(args: argparse.Namespace) -> int:
             return 130
         finally:
             pool.close()
-        return _finish(c, args, search_id, stats, began)
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
@@ -199,9 +225,13 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
                    choices=("reinforce", "qlearning", "random", "evolution"))
     s.add_argument("--space", choices=("zoph", "metaqnn"), default=None,
                    help="search space (default: the agent's own)")
+    s.add_argument("--space-from-table", metavar="TABLE",
+                   help="search the space of a tabular benchmark (bench/build_table.py) on its "
+                   "dataset with its training settings; pair with trainers started with --table")
     s.add_argument("--dataset", default="digits")
     s.add_argument("--budget", type=int, default=20, help="children to train")
-    s.add_argument("--epochs", type=int, default=3)
+    s.add_argument("--epochs", type=int, default=None,
+                   help="epochs per child (default 3, or the table's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--name", default="")
     s.add_argument("--lease", type=float, default=3600.0,
@@ -214,7 +244,8 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
     s.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     s.add_argument("--plot", metavar="FILE.png", help="accuracy per child and best so far")
     s.add_argument("--export-best", metavar="FILE.py",
-                   help="the best network as a standalone PyTorch module file")
+                   help="the best network as a standalone PyTorch module file, with its trained "
+                   "weights beside it as FILE.pt (retrained if no trainer still holds them)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--timeout", type=float, default=30.0, help="deadline of controller calls")
     add_client_flags(s)

@@ -162,12 +162,17 @@ class MetaQNNSpace(_message.Message):
     MAX_DEPTH_FIELD_NUMBER: _builtins.int
     MAX_FC_FIELD_NUMBER: _builtins.int
     FC_MAX_SIZE_FIELD_NUMBER: _builtins.int
+    POOL_FIRST_FIELD_NUMBER: _builtins.int
     max_depth: _builtins.int
     """Most layers before termination is forced (default 12; the paper's CIFAR-10 run used 18)."""
     max_fc: _builtins.int
     """Most consecutive fully connected layers (default 2)."""
     fc_max_size: _builtins.int
-    """Largest representation size from which an FC layer may follow (default 4)."""
+    """Largest representation size from which an FC layer may follow (default 7: the paper's
+    bins (8,4] and (4,1]).
+    """
+    pool_first: _builtins.bool
+    """Allow pooling as the first layer (default false, as in the authors' code)."""
     @_builtins.property
     def conv_sizes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Convolution receptive fields (default 1, 3, 5); stride is always 1."""
@@ -194,10 +199,11 @@ class MetaQNNSpace(_message.Message):
         max_depth: _builtins.int = ...,
         max_fc: _builtins.int = ...,
         fc_max_size: _builtins.int = ...,
+        pool_first: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conv_filters", b"conv_filters", "conv_sizes", b"conv_sizes", "fc_max_size", b"fc_max_size", "fc_units", b"fc_units", "max_depth", b"max_depth", "max_fc", b"max_fc", "pools", b"pools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conv_filters", b"conv_filters", "conv_sizes", b"conv_sizes", "fc_max_size", b"fc_max_size", "fc_units", b"fc_units", "max_depth", b"max_depth", "max_fc", b"max_fc", "pool_first", b"pool_first", "pools", b"pools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -255,6 +261,7 @@ class ReinforceSettings(_message.Message):
     START_LAYERS_FIELD_NUMBER: _builtins.int
     LAYERS_STEP_FIELD_NUMBER: _builtins.int
     STEP_EVERY_FIELD_NUMBER: _builtins.int
+    FAILURE_REWARD_FIELD_NUMBER: _builtins.int
     lstm_layers: _builtins.int
     """Stacked LSTM layers (default 2)."""
     hidden: _builtins.int
@@ -268,13 +275,19 @@ class ReinforceSettings(_message.Message):
     entropy_weight: _builtins.float
     """Weight of the entropy bonus (default 0: none)."""
     batch: _builtins.int
-    """Results whose gradients are averaged per step (default 1)."""
+    """Results whose gradients are averaged per Adam step (default 8: the paper's m, the
+    children one controller replica samples per step).
+    """
     start_layers: _builtins.int
     """Depth curriculum: layers at the start (default 6) ..."""
     layers_step: _builtins.int
     """... layers added per step (default 2) ..."""
     step_every: _builtins.int
     """... every this many samples (default 1600)."""
+    failure_reward: _builtins.float
+    """Reward learnt from a child that failed to train or a proposal the dataset cannot take
+    (default 0: the worst reward).
+    """
     def __init__(
         self,
         *,
@@ -288,12 +301,15 @@ class ReinforceSettings(_message.Message):
         start_layers: _builtins.int = ...,
         layers_step: _builtins.int = ...,
         step_every: _builtins.int = ...,
+        failure_reward: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward", "failure_reward", b"failure_reward"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "hidden", b"hidden", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward", "baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__failure_reward: _TypeAlias = _typing.Literal["failure_reward"]  # noqa: Y015
+    _WhichOneofArgType__failure_reward: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__failure_reward) -> _WhichOneofReturnType__failure_reward | None: ...
 
 Global___ReinforceSettings: _TypeAlias = ReinforceSettings  # noqa: Y015
 
@@ -308,6 +324,7 @@ class QLearningSettings(_message.Message):
     Q_INIT_FIELD_NUMBER: _builtins.int
     REPLAY_FIELD_NUMBER: _builtins.int
     SCHEDULE_SCALE_FIELD_NUMBER: _builtins.int
+    FAILURE_REWARD_FIELD_NUMBER: _builtins.int
     learning_rate: _builtins.float
     """Q-learning rate alpha (default 0.01)."""
     discount: _builtins.float
@@ -320,6 +337,10 @@ class QLearningSettings(_message.Message):
     """Factor on the epsilon schedule's stage lengths (default: fit the paper's 2,700 models
     to the budget when it is smaller; 1 = the paper's absolute counts).
     """
+    failure_reward: _builtins.float
+    """Reward learnt from a child that failed to train or a proposal the dataset cannot take
+    (default 0: the worst accuracy).
+    """
     def __init__(
         self,
         *,
@@ -328,12 +349,15 @@ class QLearningSettings(_message.Message):
         q_init: _builtins.float = ...,
         replay: _builtins.int = ...,
         schedule_scale: _builtins.float = ...,
+        failure_reward: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward", "failure_reward", b"failure_reward"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["discount", b"discount", "learning_rate", b"learning_rate", "q_init", b"q_init", "replay", b"replay", "schedule_scale", b"schedule_scale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward", "discount", b"discount", "failure_reward", b"failure_reward", "learning_rate", b"learning_rate", "q_init", b"q_init", "replay", b"replay", "schedule_scale", b"schedule_scale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__failure_reward: _TypeAlias = _typing.Literal["failure_reward"]  # noqa: Y015
+    _WhichOneofArgType__failure_reward: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__failure_reward) -> _WhichOneofReturnType__failure_reward | None: ...
 
 Global___QLearningSettings: _TypeAlias = QLearningSettings  # noqa: Y015
 

@@ -75,6 +75,58 @@ CONSTANT: Schedule.ValueType  # 3
 Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
 
 @_typing.final
+class GetWeightsRequest(_message.Message):
+    """The request for a trained child's weights."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WEIGHTS_ID_FIELD_NUMBER: _builtins.int
+    weights_id: _builtins.str
+    """TrainResult.weights_id of the child: 32 hex digits."""
+    def __init__(
+        self,
+        *,
+        weights_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["weights_id", b"weights_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetWeightsRequest: _TypeAlias = GetWeightsRequest  # noqa: Y015
+
+@_typing.final
+class WeightsChunk(_message.Message):
+    """One piece of a trained child's weights; concatenate `data` in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    ARCHITECTURE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The next bytes of the torch.save file."""
+    total_bytes: _builtins.int
+    """Size of the whole file in bytes (the same in every chunk)."""
+    architecture: _builtins.str
+    """The child's architecture in canonical text form (the same in every chunk)."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        total_bytes: _builtins.int = ...,
+        architecture: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "data", b"data", "total_bytes", b"total_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WeightsChunk: _TypeAlias = WeightsChunk  # noqa: Y015
+
+@_typing.final
 class TrainingConfig(_message.Message):
     """Hyper-parameters of one training run. Zero values mean the trainer's default."""
 
@@ -89,6 +141,7 @@ class TrainingConfig(_message.Message):
     SCHEDULE_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     MAX_SECONDS_FIELD_NUMBER: _builtins.int
+    GRAD_CLIP_NORM_FIELD_NUMBER: _builtins.int
     epochs: _builtins.int
     """Number of epochs (default 3, at most 1000)."""
     batch_size: _builtins.int
@@ -109,6 +162,11 @@ class TrainingConfig(_message.Message):
     """Wall-clock limit in seconds for this child (default: the trainer's limit); training
     stops after the epoch that crosses it and the result says so.
     """
+    grad_clip_norm: _builtins.float
+    """Gradients are rescaled to at most this global L2 norm before every step (default 1.0;
+    set a negative value for no clipping). Keeps the high default SGD rate from driving wide
+    children into a dead-ReLU collapse.
+    """
     def __init__(
         self,
         *,
@@ -121,10 +179,11 @@ class TrainingConfig(_message.Message):
         schedule: Global___Schedule.ValueType = ...,
         seed: _builtins.int = ...,
         max_seconds: _builtins.float = ...,
+        grad_clip_norm: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "epochs", b"epochs", "learning_rate", b"learning_rate", "max_seconds", b"max_seconds", "momentum", b"momentum", "optimizer", b"optimizer", "schedule", b"schedule", "seed", b"seed", "weight_decay", b"weight_decay"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size", b"batch_size", "epochs", b"epochs", "grad_clip_norm", b"grad_clip_norm", "learning_rate", b"learning_rate", "max_seconds", b"max_seconds", "momentum", b"momentum", "optimizer", b"optimizer", "schedule", b"schedule", "seed", b"seed", "weight_decay", b"weight_decay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -227,6 +286,7 @@ class TrainResult(_message.Message):
     TRAIN_EXAMPLES_FIELD_NUMBER: _builtins.int
     VALIDATION_EXAMPLES_FIELD_NUMBER: _builtins.int
     TEST_EXAMPLES_FIELD_NUMBER: _builtins.int
+    WEIGHTS_ID_FIELD_NUMBER: _builtins.int
     validation_accuracy: _builtins.float
     """Best validation accuracy over all epochs."""
     validation_accuracy_last5: _builtins.float
@@ -253,6 +313,11 @@ class TrainResult(_message.Message):
     """Number of validation examples (carved from the training split with a fixed seed)."""
     test_examples: _builtins.int
     """Number of test examples."""
+    weights_id: _builtins.str
+    """Names the trained (best-validation) weights kept by the trainer that trained this child;
+    fetch them with GetWeights. The same architecture, dataset and settings always give the
+    same id. Empty when no weights were kept (simulated or table trainers, --weights-max-mb 0).
+    """
     @_builtins.property
     def curve(self) -> _containers.RepeatedCompositeFieldContainer[Global___EpochProgress]:
         """One entry per finished epoch: the learning curve."""
@@ -273,10 +338,11 @@ class TrainResult(_message.Message):
         train_examples: _builtins.int = ...,
         validation_examples: _builtins.int = ...,
         test_examples: _builtins.int = ...,
+        weights_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "curve", b"curve", "device", b"device", "flops", b"flops", "params", b"params", "seconds", b"seconds", "stopped_early", b"stopped_early", "test_accuracy", b"test_accuracy", "test_examples", b"test_examples", "train_examples", b"train_examples", "validation_accuracy", b"validation_accuracy", "validation_accuracy_last5", b"validation_accuracy_last5", "validation_examples", b"validation_examples"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "curve", b"curve", "device", b"device", "flops", b"flops", "params", b"params", "seconds", b"seconds", "stopped_early", b"stopped_early", "test_accuracy", b"test_accuracy", "test_examples", b"test_examples", "train_examples", b"train_examples", "validation_accuracy", b"validation_accuracy", "validation_accuracy_last5", b"validation_accuracy_last5", "validation_examples", b"validation_examples", "weights_id", b"weights_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

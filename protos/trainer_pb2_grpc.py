@@ -42,6 +42,11 @@ class TrainerStub:
                 request_serializer=protos_dot_trainer__pb2.TrainRequest.SerializeToString,
                 response_deserializer=protos_dot_trainer__pb2.TrainEvent.FromString,
                 _registered_method=True)
+        self.GetWeights = channel.unary_stream(
+                '/nasrl.v1.Trainer/GetWeights',
+                request_serializer=protos_dot_trainer__pb2.GetWeightsRequest.SerializeToString,
+                response_deserializer=protos_dot_trainer__pb2.WeightsChunk.FromString,
+                _registered_method=True)
 
 
 class TrainerServicer:
@@ -61,6 +66,17 @@ class TrainerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetWeights(self, request, context):
+        """Streams the trained weights of a recent child in chunks of at most 1 MiB: torch.save
+        bytes of {"architecture": canonical text, "state_dict": its best-validation weights},
+        which load with torch.load(weights_only=True). `weights_id` comes from TrainResult. NOT_FOUND when this trainer never trained it
+        or has evicted it (it keeps the most recent children within --weights-max-mb);
+        INVALID_ARGUMENT for a malformed id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -68,6 +84,11 @@ def add_TrainerServicer_to_server(servicer, server):
                     servicer.Train,
                     request_deserializer=protos_dot_trainer__pb2.TrainRequest.FromString,
                     response_serializer=protos_dot_trainer__pb2.TrainEvent.SerializeToString,
+            ),
+            'GetWeights': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetWeights,
+                    request_deserializer=protos_dot_trainer__pb2.GetWeightsRequest.FromString,
+                    response_serializer=protos_dot_trainer__pb2.WeightsChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -100,6 +121,33 @@ class Trainer:
             '/nasrl.v1.Trainer/Train',
             protos_dot_trainer__pb2.TrainRequest.SerializeToString,
             protos_dot_trainer__pb2.TrainEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWeights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nasrl.v1.Trainer/GetWeights',
+            protos_dot_trainer__pb2.GetWeightsRequest.SerializeToString,
+            protos_dot_trainer__pb2.WeightsChunk.FromString,
             options,
             channel_credentials,
             insecure,

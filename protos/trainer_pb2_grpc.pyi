@@ -43,6 +43,13 @@ class TrainerStub:
     RESOURCE_EXHAUSTED when all of the trainer's slots are busy; FAILED_PRECONDITION when the
     dataset's files are missing; UNAVAILABLE while shutting down.
     """
+    GetWeights: _grpc.UnaryStreamMultiCallable[_trainer_pb2.GetWeightsRequest, _trainer_pb2.WeightsChunk]
+    """Streams the trained weights of a recent child in chunks of at most 1 MiB: torch.save
+    bytes of {"architecture": canonical text, "state_dict": its best-validation weights},
+    which load with torch.load(weights_only=True). `weights_id` comes from TrainResult. NOT_FOUND when this trainer never trained it
+    or has evicted it (it keeps the most recent children within --weights-max-mb);
+    INVALID_ARGUMENT for a malformed id.
+    """
 
 @_typing.type_check_only
 class TrainerAsyncStub(TrainerStub):
@@ -58,6 +65,13 @@ class TrainerAsyncStub(TrainerStub):
     batch. Errors: INVALID_ARGUMENT for a bad architecture, dataset or setting;
     RESOURCE_EXHAUSTED when all of the trainer's slots are busy; FAILED_PRECONDITION when the
     dataset's files are missing; UNAVAILABLE while shutting down.
+    """
+    GetWeights: _aio.UnaryStreamMultiCallable[_trainer_pb2.GetWeightsRequest, _trainer_pb2.WeightsChunk]  # type: ignore[assignment]
+    """Streams the trained weights of a recent child in chunks of at most 1 MiB: torch.save
+    bytes of {"architecture": canonical text, "state_dict": its best-validation weights},
+    which load with torch.load(weights_only=True). `weights_id` comes from TrainResult. NOT_FOUND when this trainer never trained it
+    or has evicted it (it keeps the most recent children within --weights-max-mb);
+    INVALID_ARGUMENT for a malformed id.
     """
 
 class TrainerServicer(metaclass=_abc_1.ABCMeta):
@@ -77,6 +91,19 @@ class TrainerServicer(metaclass=_abc_1.ABCMeta):
         batch. Errors: INVALID_ARGUMENT for a bad architecture, dataset or setting;
         RESOURCE_EXHAUSTED when all of the trainer's slots are busy; FAILED_PRECONDITION when the
         dataset's files are missing; UNAVAILABLE while shutting down.
+        """
+
+    @_abc_1.abstractmethod
+    def GetWeights(
+        self,
+        request: _trainer_pb2.GetWeightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_trainer_pb2.WeightsChunk], _abc.AsyncIterator[_trainer_pb2.WeightsChunk]]:
+        """Streams the trained weights of a recent child in chunks of at most 1 MiB: torch.save
+        bytes of {"architecture": canonical text, "state_dict": its best-validation weights},
+        which load with torch.load(weights_only=True). `weights_id` comes from TrainResult. NOT_FOUND when this trainer never trained it
+        or has evicted it (it keeps the most recent children within --weights-max-mb);
+        INVALID_ARGUMENT for a malformed id.
         """
 
 def add_TrainerServicer_to_server(servicer: TrainerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

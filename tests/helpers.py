@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -28,3 +31,12 @@ def through_bytes(state: dict[str, Any]) -> dict[str, Any]:
     buffer.seek(0)
     loaded: dict[str, Any] = torch.load(buffer, weights_only=True)
     return loaded
+
+
+def load_module(path: Path) -> ModuleType:
+    """Import a Python file by path (an exported network) as its own module."""
+    spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

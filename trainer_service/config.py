@@ -25,6 +25,10 @@ class TrainerConfig:
     max_seconds: float | None = None
     threads: int = 0
     simulate: float | None = None  # seconds per simulated child; None = really train
+    table: Path | None = None  # answer from this tabular benchmark instead of training
+    time_scale: float = 0.0  # table mode: sleep the recorded seconds times this
+    weights_dir: Path | None = None  # None: a temporary folder removed at exit
+    weights_max_mb: float = 1024.0  # trained weights kept for GetWeights; 0 keeps none
     limits: Limits = field(default_factory=Limits)
     security: ServerSecurity = field(default_factory=ServerSecurity)
 
@@ -58,9 +62,33 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
     p.add_argument("--simulate", type=float, metavar="SECONDS", default=_env("SIMULATE", None),
                    help="benchmark mode: do not train; sleep SECONDS per child and return a "
                    "deterministic surrogate accuracy (device 'simulated') [NASRL_SIMULATE]")
+    p.add_argument("--table", type=Path, default=_env("TABLE", None),
+                   help="benchmark mode: answer Train from this tabular benchmark "
+                   "(bench/build_table.py) instead of training; device 'table' [NASRL_TABLE]")
+    p.add_argument("--time-scale", type=float, default=float(_env("TIME_SCALE", "0") or 0),
+                   help="with --table: sleep each recorded epoch's seconds times this "
+                   "(default 0: answer at once) [NASRL_TIME_SCALE]")
+    p.add_argument("--weights-dir", type=Path, default=_env("WEIGHTS_DIR", None),
+                   help="folder for the trained weights of recent children, served by "
+                   "GetWeights (default: a temporary folder removed at exit) [NASRL_WEIGHTS_DIR]")
+    p.add_argument("--weights-max-mb", type=float,
+                   default=float(_env("WEIGHTS_MAX_MB", "1024") or 1024),
+                   help="megabytes of trained weights kept, oldest evicted first; 0 keeps none "
+                   "[NASRL_WEIGHTS_MAX_MB]")
     add_server_flags(p)
     args = p.parse_args(argv)
-    max_slots = 4096 if args.simulate else 64
+    if not 0 <= args.weights_max_mb <= 1e7:
+        p.error(f"--weights-max-mb must be between 0 and 10000000, got {args.weights_max_mb}")
+    if args.weights_dir is not None and Path(args.weights_dir).exists() \
+            and not Path(args.weights_dir).is_dir():
+        p.error(f"--weights-dir {args.weights_dir} exists and is not a folder")
+    max_slots = 4096 if args.simulate is not None or args.table else 64
+    if args.table is not None and args.simulate is not None:
+        p.error("--table and --simulate are two different benchmark modes; give one")
+    if args.table is not None and not Path(args.table).is_file():
+        p.error(f"--table {args.table} is not a file")
+    if not 0 <= args.time_scale <= 1000:
+        p.error(f"--time-scale must be between 0 and 1000, got {args.time_scale}")
     if not 1 <= args.slots <= max_slots:
         p.error(f"--slots must be between 1 and {max_slots}, got {args.slots}")
     if args.simulate is not None and not 0 <= float(args.simulate) <= 86400:
@@ -79,5 +107,9 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         max_seconds=float(args.max_seconds) if args.max_seconds else None,
         threads=max(0, args.threads),
         simulate=float(args.simulate) if args.simulate is not None else None,
+        table=Path(args.table) if args.table else None,
+        time_scale=float(args.time_scale),
+        weights_dir=Path(args.weights_dir) if args.weights_dir else None,
+        weights_max_mb=float(args.weights_max_mb),
         security=server_security(args),
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 import grpc
 import torch
@@ -13,23 +14,31 @@ from protos import trainer_pb2, trainer_pb2_grpc
 
 from nasrl import codec, rpc
 from nasrl.arch import ArchError, Architecture, format_arch
-from nasrl.results import EpochRecord, SettingsError, TrainSettings
+from nasrl.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings, weights_id
 from nasrl.datasets import input_shape
 from nasrl.shapes import InputShape, analyze
+from nasrl.table import Table, TableError, read_table
 from trainer_service import data
 from trainer_service.config import TrainerConfig
 from trainer_service.simulate import simulate
+from trainer_service.table_trainer import replay, table_row_for
 from trainer_service.train import Cancelled, train
+from trainer_service.weights import WeightStore, valid_id
 
 __all__ = ["TrainerServicer"]
 
 log = logging.getLogger(__name__)
 
+CHUNK = 1 << 20  # GetWeights chunk size: far below the 16 MiB message limit
+
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
-    def __init__(self, config: TrainerConfig, device: torch.device) -> None:
+    def __init__(self, config: TrainerConfig, device: torch.device,
+                 weights: WeightStore | None = None) -> None:
         self.config = config
         self.device = device
+        self.weights = weights
+        self.table: Table | None = read_table(config.table) if config.table else None
         self._slots = threading.BoundedSemaphore(config.slots)
         self._closing = threading.Event()
 
@@ -52,16 +61,24 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         try:
             log.info("training %s on %s", format_arch(arch), request.dataset)
             stop = lambda: not context.is_active()  # noqa: E731
-            if self.config.simulate is not None:
+            kept: list[dict[str, torch.Tensor]] = []  # filled by real training only
+            if self.table is not None:
+                text, seed = table_row_for(self.table, arch, request.dataset, settings)
+                events = replay(self.table, text, seed, settings.epochs, self.config.time_scale,
+                                stop)
+            elif self.config.simulate is not None:
                 events = simulate(arch, shape, settings, self.config.simulate, stop)
             else:
                 dataset = data.load(request.dataset, self.config.data_dir)  # cached
                 events = train(arch, dataset, settings, self.device, self.config.limits,
-                               should_stop=stop, max_seconds=self.config.max_seconds)
+                               should_stop=stop, max_seconds=self.config.max_seconds,
+                               on_weights=kept.append if self._keeping else None)
             for event in events:
                 if isinstance(event, EpochRecord):
                     yield trainer_pb2.TrainEvent(progress=codec.epoch_to_proto(event))
                 else:
+                    if kept:
+                        event = self._keep(event, request.dataset, settings, kept[0])
                     # Free the slot before the caller sees the result, so that its next call
                     # finds the slot free.
                     self._slots.release()
@@ -77,20 +94,63 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             if held:
                 self._slots.release()
 
+    @property
+    def _keeping(self) -> bool:
+        return self.weights is not None and self.weights.enabled
+
+    def _keep(self, outcome: TrainOutcome, dataset: str, settings: TrainSettings,
+              state: dict[str, torch.Tensor]) -> TrainOutcome:
+        """The outcome with its weights id once the weights are in the store."""
+        assert self.weights is not None
+        wid = weights_id(outcome.architecture, dataset, settings)
+        try:
+            if not self.weights.put(wid, state, outcome.architecture):
+                return outcome
+        except OSError as exc:  # a full disk costs the weights, not the result
+            log.warning("could not keep the weights of %s: %s", outcome.architecture, exc)
+            return outcome
+        return replace(outcome, weights_id=wid)
+
+    def GetWeights(
+        self, request: trainer_pb2.GetWeightsRequest, context: grpc.ServicerContext
+    ) -> Iterator[trainer_pb2.WeightsChunk]:
+        if not valid_id(request.weights_id):
+            rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                      "weights_id must be the 32 hex digits of a TrainResult.weights_id, got "
+                      f"{request.weights_id[:80]!r}")
+        blob = self.weights.get(request.weights_id) if self.weights is not None else None
+        if blob is None:
+            rpc.abort(context, grpc.StatusCode.NOT_FOUND,
+                      f"this trainer holds no weights {request.weights_id}: it did not train "
+                      "that child, or evicted its weights (--weights-max-mb); train it again")
+        arch = self._architecture_of(blob)
+        for start in range(0, len(blob), CHUNK):
+            yield trainer_pb2.WeightsChunk(data=blob[start:start + CHUNK],
+                                           total_bytes=len(blob), architecture=arch)
+
+    @staticmethod
+    def _architecture_of(blob: bytes) -> str:
+        import io
+
+        saved = torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
+        return str(saved.get("architecture", ""))
+
     def _validate(
         self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext
     ) -> tuple[Architecture, TrainSettings, InputShape]:
         """The request's architecture, settings and input shape; aborts with a status naming
         the problem. A simulating trainer needs only the dataset's shape, not its files."""
         try:
-            if self.config.simulate is not None:
+            if self.config.simulate is not None or self.table is not None:
                 shape = input_shape(request.dataset)
             else:
                 shape = data.load(request.dataset, self.config.data_dir).shape
             arch = codec.arch_from_proto(request.architecture)
             analyze(arch, shape, self.config.limits)
             settings = codec.settings_from_proto(request.config)
-        except (ArchError, SettingsError, data.DatasetError) as exc:
+            if self.table is not None:
+                table_row_for(self.table, arch, request.dataset, settings)
+        except (ArchError, SettingsError, data.DatasetError, TableError) as exc:
             rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except KeyError as exc:  # input_shape: unknown dataset
             rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc.args[0]))

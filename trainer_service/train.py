@@ -130,6 +130,8 @@ class _Run:
                 loss = F.cross_entropy(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
+            if self.settings.grad_clip > 0:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
             loss_sum += loss.detach() * (end - start)
@@ -162,9 +164,12 @@ def train(
     limits: Limits | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     max_seconds: float | None = None,
+    on_weights: Callable[[dict[str, torch.Tensor]], None] | None = None,
 ) -> Iterator[EpochRecord | TrainOutcome]:
     """Train ``arch``; yields one EpochRecord per epoch, then the TrainOutcome. Raises
-    ArchError before allocating anything if the network is invalid, Cancelled if stopped."""
+    ArchError before allocating anything if the network is invalid, Cancelled if stopped.
+    ``on_weights`` receives the best-validation state dict (on the CPU, contiguous) before
+    the outcome is yielded."""
     began = time.perf_counter()
     s = settings.validate()
     limit = s.max_seconds or max_seconds
@@ -190,6 +195,9 @@ def train(
     if best_state is not None:
         run.model.load_state_dict(best_state)
     test_acc = run.accuracy(run.data.x_test, run.data.y_test)
+    if on_weights is not None:
+        on_weights({k: v.detach().to("cpu").contiguous()
+                    for k, v in run.model.state_dict().items()})
     yield TrainOutcome(
         validation_accuracy=best_acc,
         validation_accuracy_last5=max(r.validation_accuracy for r in curve[-5:]),

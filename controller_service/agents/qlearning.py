@@ -152,7 +152,7 @@ class QLearningAgent(Agent):
             self.memory.append((path, r))
         self.results += 1
         self._learn(path, r)
-        for _ in range(min(self.replay, len(self.memory))):
+        for _ in range(self.replay):  # the paper's 100, with replacement, from the start
             old_path, old_reward = self.memory[self.rng.randrange(len(self.memory))]
             self._learn(old_path, old_reward)
 

@@ -126,7 +126,7 @@ class ReinforceAgent(Agent):
         "learning_rate": 6e-4,
         "baseline_decay": 0.95,
         "entropy_weight": 0.0,
-        "batch": 1,
+        "batch": 8,  # Zoph & Le's m: children per controller replica per gradient step
         "start_layers": 6,
         "layers_step": 2,
         "step_every": 1600,

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -10,6 +12,7 @@ from protos import trainer_pb2, trainer_pb2_grpc
 from nasrl import rpc
 from trainer_service.config import TrainerConfig
 from trainer_service.servicer import TrainerServicer
+from trainer_service.weights import WeightStore
 
 if TYPE_CHECKING:
     from controller_service.searches import Searches
@@ -17,9 +20,14 @@ if TYPE_CHECKING:
 SERVICE = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 
 
-def start_trainer(slots: int = 1, **config: object) -> tuple[rpc.ServerHandle, TrainerServicer]:
-    """A real trainer gRPC server on 127.0.0.1:0 in this process."""
-    servicer = TrainerServicer(TrainerConfig(port=0, slots=slots, **config), torch.device("cpu"))
+def start_trainer(slots: int = 1, weights: WeightStore | None = None,
+                  **config: object) -> tuple[rpc.ServerHandle, TrainerServicer]:
+    """A real trainer gRPC server on 127.0.0.1:0 in this process; it keeps trained weights in
+    ``weights`` (default: a fresh temporary folder, 64 MB)."""
+    if weights is None:
+        weights = WeightStore(Path(tempfile.mkdtemp(prefix="nasrl-test-weights-")), 64 << 20)
+    servicer = TrainerServicer(TrainerConfig(port=0, slots=slots, **config), torch.device("cpu"),
+                               weights)
     handle = rpc.start_server(
         "127.0.0.1", 0,
         lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),

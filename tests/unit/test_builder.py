@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -19,14 +18,7 @@ DIGITS = InputShape(1, 8, 8, 10)
 CIFAR = InputShape(3, 16, 12, 7)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """The networks here are tiny: one intra-op thread is faster, and keeps the timing
-    steady when other processes share the CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def images(image: InputShape, n: int = 1) -> torch.Tensor:

@@ -10,12 +10,11 @@ import random
 from typing import Any
 
 import pytest
-import torch
 
 from controller_service.agents.base import AgentSettingsError
 from controller_service.agents.evolution import EvolutionAgent
 from controller_service.metaqnn_space import MetaQNNSpace
-from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
+from controller_service.search_space import ZophSpace
 from nasrl.shapes import InputShape, analyze
 from tests.helpers import through_bytes
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
@@ -16,6 +13,7 @@ import torch
 from nasrl.arch import ArchError, parse
 from nasrl.export import export_source, write_export
 from nasrl.shapes import InputShape, analyze
+from tests.helpers import load_module as load
 from trainer_service.builder import build
 
 IMAGES = {
@@ -50,20 +48,9 @@ print(json.dumps(results))
 """
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"exported_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +122,23 @@ def test_constants_and_docstring(tmp_path: Path) -> None:
     assert "exported by nasrl" in doc.lower()
     assert ARCHS["rectangular"] in doc
     assert f"{analyze(spec, image).params:,} parameters" in doc
-    assert "freshly initialised" in doc and "retrain" in doc
+    assert "freshly initialised" in doc and "untrained" in doc
+    assert not hasattr(module, "load_trained") and not path.with_suffix(".pt").exists()
+
+
+def test_with_a_state_dict_the_weights_land_beside_the_module(tmp_path: Path) -> None:
+    spec, image = parse(ARCHS["skips"]), IMAGES["mnist"]
+    torch.manual_seed(7)
+    child = build(spec, image)
+    path = tmp_path / "found.py"
+    weights = write_export(path, spec, image, state_dict=child.state_dict())
+    assert weights == tmp_path / "found.pt" and weights.exists()
+    module = load(path)
+    assert "found.pt" in (module.__doc__ or "") and "load_trained()" in (module.__doc__ or "")
+    net = module.load_trained()
+    assert not net.training
+    x = torch.randn(3, 1, 28, 28)
+    assert torch.equal(net(x), child.eval()(x))
 
 
 def test_imports_only_torch() -> None:

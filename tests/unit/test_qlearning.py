@@ -11,7 +11,6 @@ import random
 from typing import Any
 
 import pytest
-import torch
 
 from controller_service.agents.base import AgentSettingsError
 from controller_service.agents.qlearning import PAPER_SCHEDULE, QLearningAgent, epsilon_schedule
@@ -126,7 +125,9 @@ def test_replay_count_per_result() -> None:
     for k, path in enumerate(paths, start=1):
         before = agent.trajectory_updates
         agent.update({"path": path}, 0.4)
-        assert agent.trajectory_updates - before == 1 + min(100, k), k
+        # the result itself, then 100 replays drawn with replacement, however small the memory
+        assert agent.trajectory_updates - before == 1 + 100, k
+        assert len(agent.memory) == k
     # a repeated model does not grow the memory: still 1 + 100
     before = agent.trajectory_updates
     agent.update({"path": paths[3]}, 0.9)
@@ -143,7 +144,51 @@ def test_replay_setting() -> None:
         none.update({"path": path}, 0.4)
         few.update({"path": path}, 0.4)
         assert none.trajectory_updates - b0 == 1
-        assert few.trajectory_updates - b5 == 1 + min(5, k)
+        assert few.trajectory_updates - b5 == 1 + 5, k
+    assert (none.trajectory_updates, few.trajectory_updates) == (20, 120)
+
+
+def test_replay_is_exactly_replay_trajectories_with_replacement_from_the_first_result() -> None:
+    """Baker et al. 2017 (experience replay): after each trained model the agent samples 100
+    models from its replay dictionary and applies the Q update to each. The authors' code
+    (github.com/bowenbaker/metaqnn, libs/grammar/q_learner.py, sample_replay_for_update) draws
+    ``replay_number`` nets with np.random.choice, i.e. with replacement and whatever the size
+    of the dictionary, so even the first result is followed by the full count of replays."""
+    agent = QLearningAgent(SPACE8, seed=0)  # the paper's alpha 0.01, Q0 0.5, replay 100
+    learnt: list[str] = []
+    learn = agent._learn
+
+    def record(path: list[str], reward: float) -> None:
+        learnt.append(" ".join(path))
+        learn(path, reward)
+
+    agent._learn = record  # type: ignore[method-assign]
+    path = ["C(3,64)", "GAP"]
+    s = SPACE8.follow(path)
+    agent.update({"path": path}, 1.0)
+    # one stored model: the result's own update and 100 replays of that model
+    assert agent.trajectory_updates == 101
+    assert learnt == ["C(3,64) GAP"] * 101
+    # ... and each replay really updates Q: 101 steps of alpha 0.01 from 0.5 toward 1.0
+    assert agent.value(s[1], s[2]) == pytest.approx(1 - 0.5 * 0.99 ** 101)
+    # two stored models: the new result, then 100 draws from the two (more draws than models)
+    learnt.clear()
+    agent.update({"path": ["C(1,64)", "SM"]}, 0.3)
+    assert agent.trajectory_updates == 202
+    assert learnt[0] == "C(1,64) SM" and len(learnt) == 101
+    assert set(learnt[1:]) == {"C(3,64) GAP", "C(1,64) SM"}
+
+    # replay 0: only the result's own update
+    none = QLearningAgent(SPACE8, {"replay": 0}, seed=0)
+    none.update({"path": path}, 1.0)
+    assert none.trajectory_updates == 1
+    assert none.value(s[1], s[2]) == pytest.approx(1 - 0.5 * 0.99)
+    none.update({"path": ["C(1,64)", "SM"]}, 0.3)
+    assert none.trajectory_updates == 2
+    # replay 3 with one stored model: 1 + 3
+    three = QLearningAgent(SPACE8, {"replay": 3}, seed=0)
+    three.update({"path": path}, 1.0)
+    assert three.trajectory_updates == 4
 
 
 def test_replay_uses_the_stored_reward_of_a_model() -> None:
@@ -202,12 +247,14 @@ def test_discount_and_initial_values_in_the_target() -> None:
 
 def test_failed_child_uses_failure_reward_and_bad_input_is_rejected() -> None:
     agent = QLearningAgent(SPACE8, {"learning_rate": 1.0, "failure_reward": -0.25, "replay": 0})
-    path = ["P(2,2)", "FC(128)", "SM"]
+    path = ["C(1,64)", "P(2,2)", "FC(128)", "SM"]
     s = SPACE8.follow(path)
     agent.update({"path": path}, None)
-    assert agent.value(s[2], s[3]) == -0.25
+    assert agent.value(s[3], s[4]) == -0.25
     with pytest.raises(ValueError):
-        agent.update({"path": ["P(2,2)", "P(2,2)", "SM"]}, 0.5)
+        agent.update({"path": ["C(1,64)", "P(2,2)", "P(2,2)", "SM"]}, 0.5)  # pool after pool
+    with pytest.raises(ValueError):
+        agent.update({"path": ["P(2,2)", "FC(128)", "SM"]}, 0.5)  # pooling as the first layer
     with pytest.raises(ValueError):
         agent.update({"path": path}, math.nan)
     assert agent.progress()["updates"] == 1
@@ -291,20 +338,21 @@ def test_state_dict_round_trip() -> None:
 def test_export_q_sorted_and_complete() -> None:
     agent = QLearningAgent(SPACE8, {"learning_rate": 0.5, "replay": 0}, seed=0)
     for path, r in ((["C(3,64)", "GAP"], 1.0), (["C(3,64)", "SM"], 0.0),
-                    (["P(2,2)", "FC(256)", "SM"], 0.7)):
+                    (["C(1,64)", "P(2,2)", "FC(256)", "SM"], 0.7)):
         agent.update({"path": path}, r)
     rows = agent.export_q()
     values = [v for _, _, v in rows]
     assert values == sorted(values, reverse=True)
-    assert len(rows) == len(agent.q) == 6
+    assert len(rows) == len(agent.q) == 7
     assert {f"{a}->{b}": v for a, b, v in rows} == agent.q
     # worked by hand (alpha 0.5, gamma 1, Q0 0.5), each trajectory last pair first
     expected = [
         ("C(3,64)@1/(inf,8]", "GAP@2/(4,1]", 0.75),
         ("start@0/(inf,8]", "C(3,64)@1/(inf,8]", 0.6875),  # 0.625, then toward max 0.75
-        ("FC(256)@2/(4,1]", "SM@3/(4,1]", 0.6),
-        ("P(2,2)@1/(8,4]", "FC(256)@2/(4,1]", 0.55),
-        ("start@0/(inf,8]", "P(2,2)@1/(8,4]", 0.525),
+        ("FC(256)#1@3/(4,1]", "SM@4/(4,1]", 0.6),
+        ("P(2,2)@2/(8,4]", "FC(256)#1@3/(4,1]", 0.55),  # toward max_a Q(FC(256)#1, a) = 0.6
+        ("C(1,64)@1/(inf,8]", "P(2,2)@2/(8,4]", 0.525),
+        ("start@0/(inf,8]", "C(1,64)@1/(inf,8]", 0.5125),
         ("C(3,64)@1/(inf,8]", "SM@2/(inf,8]", 0.25),
     ]
     assert [(a, b) for a, b, _ in rows] == [(a, b) for a, b, _ in expected]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,14 +24,7 @@ DIGITS = InputShape(1, 8, 8, 10)
 SMALL = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """The controller's ops are tiny; on shared CI cores intra-op threads only add overhead
-    (about 5x here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def texts(proposals: list[Proposal]) -> list[str]:
@@ -185,6 +177,21 @@ def test_batch_averages_before_one_step() -> None:
         agent.update(p.decisions, 0.3)
     assert same_weights(before, weights(agent))  # pending, not stepped
     agent.update(proposals[3].decisions, 0.9)
+    assert not same_weights(before, weights(agent))
+    assert agent.steps == 1 and agent.pending == []
+
+
+def test_default_batch_is_the_papers_m_of_8() -> None:
+    """Zoph & Le 2017, Sec. 3.4: each controller replica samples m = 8 architectures and the
+    gradient is averaged over them before one update; nasrl's ``batch`` defaults to that m."""
+    agent = ReinforceAgent(SMALL, seed=3)
+    assert agent.settings.batch == 8
+    proposals = agent.sample(8)
+    before = weights(agent)
+    for p in proposals[:7]:
+        agent.update(p.decisions, 0.5)
+    assert same_weights(before, weights(agent)) and len(agent.pending) == 7
+    agent.update(proposals[7].decisions, 0.9)
     assert not same_weights(before, weights(agent))
     assert agent.steps == 1 and agent.pending == []
 

@@ -1,0 +1,202 @@
+"""Tabular benchmarks: every architecture of a small search space trained once (and a subset
+twice) by nasrl's own trainer, so that searches can be replayed against the table in seconds.
+
+A table is one gzip file of JSON lines, written as a series of gzip members so that a build
+can append as it goes and a kill leaves at most a torn last member (``read`` drops it):
+
+* line 1, the header: ``{"format": 1, "kind": "nasrl-table", "name", "dataset",
+  "space": <nasrl.v1.SearchSpace as proto JSON>, "training": <TrainSettings>,
+  "architectures": N, "noise_seed": 1, "noise_fraction": 0.1, "noise_subset": [...]}``;
+* then one row per trained (architecture, seed): ``{"arch": canonical text, "seed",
+  "validation": [per-epoch validation accuracy], "train_loss": [...], "train_accuracy": [...],
+  "epoch_seconds": [...], "test_accuracy", "params", "flops", "seconds",
+  "build_elapsed"}`` (``build_elapsed``: the build's wall-clock seconds when the row was
+  written, summed over resumed sessions).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nasrl.results import EpochRecord, TrainOutcome
+
+__all__ = ["Table", "TableError", "TableRow", "read_table", "append_rows", "write_header"]
+
+FORMAT = 1
+
+
+class TableError(ValueError):
+    """A file that is not a nasrl table, or a request the table cannot answer."""
+
+
+@dataclass(frozen=True)
+class TableRow:
+    arch: str
+    seed: int
+    validation: tuple[float, ...]
+    train_loss: tuple[float, ...]
+    train_accuracy: tuple[float, ...]
+    epoch_seconds: tuple[float, ...]
+    test_accuracy: float
+    params: int
+    flops: int
+    seconds: float
+    build_elapsed: float = 0.0
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TableRow:
+        return cls(arch=str(d["arch"]), seed=int(d["seed"]),
+                   validation=tuple(float(v) for v in d["validation"]),
+                   train_loss=tuple(float(v) for v in d["train_loss"]),
+                   train_accuracy=tuple(float(v) for v in d["train_accuracy"]),
+                   epoch_seconds=tuple(float(v) for v in d["epoch_seconds"]),
+                   test_accuracy=float(d["test_accuracy"]), params=int(d["params"]),
+                   flops=int(d["flops"]), seconds=float(d["seconds"]),
+                   build_elapsed=float(d.get("build_elapsed", 0.0)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arch": self.arch, "seed": self.seed, "validation": list(self.validation),
+                "train_loss": list(self.train_loss),
+                "train_accuracy": list(self.train_accuracy), "epoch_seconds": list(self.epoch_seconds),
+                "test_accuracy": self.test_accuracy, "params": self.params, "flops": self.flops,
+                "seconds": self.seconds, "build_elapsed": round(self.build_elapsed, 3)}
+
+    @classmethod
+    def from_outcome(cls, o: TrainOutcome, seed: int, elapsed: float) -> TableRow:
+        ends = [e.seconds for e in o.curve]
+        return cls(arch=o.architecture, seed=seed,
+                   validation=tuple(e.validation_accuracy for e in o.curve),
+                   train_loss=tuple(e.train_loss for e in o.curve),
+                   train_accuracy=tuple(e.train_accuracy for e in o.curve),
+                   epoch_seconds=tuple(b - a for a, b in zip([0.0, *ends], ends)),
+                   test_accuracy=o.test_accuracy, params=o.params, flops=o.flops,
+                   seconds=o.seconds, build_elapsed=elapsed)
+
+    @property
+    def best_validation(self) -> float:
+        return max(self.validation)
+
+    def outcome(self, epochs: int | None = None) -> TrainOutcome:
+        """The row as the trainer would have reported it after ``epochs`` (default: all);
+        seconds are the recorded epoch times plus the recorded overhead, pro rata."""
+        n = len(self.validation) if epochs is None else epochs
+        if not 1 <= n <= len(self.validation):
+            raise TableError(f"the table has {len(self.validation)} epochs per child; "
+                             f"{n} were asked for")
+        curve, elapsed = [], 0.0
+        overhead = max(0.0, self.seconds - sum(self.epoch_seconds))
+        for i in range(n):
+            elapsed += self.epoch_seconds[i]
+            curve.append(EpochRecord(i + 1, n, self.train_loss[i], self.train_accuracy[i],
+                                     self.validation[i], elapsed))
+        vals = self.validation[:n]
+        return TrainOutcome(
+            validation_accuracy=max(vals), validation_accuracy_last5=max(vals[-5:]),
+            test_accuracy=self.test_accuracy, params=self.params, flops=self.flops,
+            seconds=elapsed + overhead * n / len(self.validation), device="table",
+            architecture=self.arch, curve=tuple(curve), stopped_early=False)
+
+
+@dataclass
+class Table:
+    header: dict[str, Any]
+    rows: dict[tuple[str, int], TableRow] = field(default_factory=dict)
+
+    @property
+    def dataset(self) -> str:
+        return str(self.header["dataset"])
+
+    @property
+    def space(self) -> dict[str, Any]:
+        """The search space the table enumerates, as nasrl.v1.SearchSpace proto JSON."""
+        return dict(self.header["space"])
+
+    @property
+    def name(self) -> str:
+        return str(self.header.get("name", "table"))
+
+    def row(self, arch: str, seed: int = 0) -> TableRow | None:
+        return self.rows.get((arch, seed))
+
+    def primary(self) -> dict[str, TableRow]:
+        """Seed-0 row of every architecture: what a search sees."""
+        return {a: r for (a, s), r in self.rows.items() if s == 0}
+
+    def build_seconds(self) -> float:
+        return max((r.build_elapsed for r in self.rows.values()), default=0.0)
+
+
+def write_header(path: Path, header: dict[str, Any]) -> None:
+    """Start a new table file with its header (replacing any file there)."""
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"format": FORMAT, "kind": "nasrl-table", **header}) + "\n")
+    os.replace(tmp, path)
+
+
+def append_rows(path: Path, rows: list[TableRow]) -> None:
+    """Append rows as one new gzip member, flushed to disk."""
+    data = "".join(json.dumps(r.to_json()) + "\n" for r in rows).encode()
+    with open(path, "ab") as f:
+        f.write(gzip.compress(data, mtime=0))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _lines(path: Path) -> tuple[list[str], bool]:
+    """Every complete line, and whether the file ended cleanly (no torn member)."""
+    raw = path.read_bytes()
+    lines: list[str] = []
+    text = b""
+    clean = True
+    while raw:
+        d = zlib.decompressobj(wbits=31)
+        try:
+            text += d.decompress(raw)
+            if not d.eof:
+                clean = False
+                break
+        except zlib.error:
+            clean = False
+            break
+        raw = d.unused_data
+    parts = text.decode("utf-8", errors="replace").split("\n")
+    if parts and parts[-1]:
+        clean = False  # a line without its newline: torn
+    lines = [p for p in parts[:-1]]
+    return lines, clean
+
+
+def read_table(path: str | Path, repair: bool = False) -> Table:
+    """Read a table; a torn last member (a build killed while writing) is dropped, and with
+    ``repair`` the file is rewritten without it so that appending can go on."""
+    path = Path(path)
+    try:
+        lines, clean = _lines(path)
+        header = json.loads(lines[0])
+    except (OSError, IndexError, json.JSONDecodeError) as exc:
+        raise TableError(f"{path} is not a nasrl table ({exc})") from exc
+    if header.get("kind") != "nasrl-table" or header.get("format") != FORMAT:
+        raise TableError(f"{path} is not a nasrl table of format {FORMAT}")
+    table = Table(header)
+    good = [lines[0]]
+    for line in lines[1:]:
+        try:
+            row = TableRow.from_json(json.loads(line))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            clean = False
+            continue
+        table.rows[(row.arch, row.seed)] = row
+        good.append(line)
+    if repair and not clean:
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(gzip.compress(("\n".join(good) + "\n").encode(), mtime=0))
+        os.replace(tmp, path)
+    return table

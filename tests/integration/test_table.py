@@ -1,0 +1,119 @@
+"""Tabular benchmarks end to end: the build resumes after a kill -9, a search runs through a
+real controller and a table trainer (``nasrl search --space-from-table``), and the replay
+benchmark runs on a tiny table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nasrl.table import read_table
+
+from .conftest import start_trainer
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT / "tests" / "data" / "tiny_digits.jsonl.gz"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _build(out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "build_table.py"), "tiny", "--out", str(out),
+         "--workers", "1", "--epochs", "1", "--limit", "8", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _rows(path: Path) -> int:
+    try:
+        return len(read_table(path).rows)
+    except ValueError:  # not written yet
+        return 0
+
+
+def test_build_resumes_after_kill_9(tmp_path: Path) -> None:
+    out = tmp_path / "t.jsonl.gz"
+    first = _build(out)
+    deadline = time.monotonic() + 240
+    while _rows(out) < 3:  # wait for progress on disk, then kill the whole build
+        assert first.poll() is None, first.communicate()[0]
+        assert time.monotonic() < deadline, "the build wrote nothing"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    before = read_table(out).rows
+    with open(out, "ab") as f:  # what a kill in the middle of a write leaves
+        f.write(b"\x1f\x8b\x08\x00torn")
+    second = _build(out)
+    log, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, log
+    assert f"{9 - len(before)} to go" in log  # only what was missing
+    table = read_table(out)
+    assert len(table.rows) == 9  # 8 networks + ceil(10 %) second seed
+    assert all(table.rows[k] == row for k, row in before.items())  # kept as they were
+    assert {s for _, s in table.rows} == {0, 1}
+    assert table.build_seconds() >= max(r.build_elapsed for r in before.values())
+
+
+def test_search_over_a_table_through_controller_and_table_trainer(controller: str) -> None:
+    handle, _ = start_trainer(slots=4, table=TABLE)
+    trainer = f"127.0.0.1:{handle.port}"
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "nasrl.cli", "search", "--controller", controller,
+             "--trainers", trainer, "--slots-per-trainer", "4", "--agent", "evolution",
+             "--space-from-table", str(TABLE), "--budget", "20", "--json", "--quiet"],
+            capture_output=True, text=True, timeout=300)
+    finally:
+        handle.stop(None)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["evaluated"] == 20 and summary["failed"] == 0
+    rows = read_table(TABLE).primary()
+    best = summary["best"]
+    assert best["arch"] in rows
+    assert best["accuracy"] == pytest.approx(rows[best["arch"]].best_validation, abs=1e-6)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--space-from-table", "/nonexistent/table.gz"], "not a nasrl table"),
+    (["--space-from-table", str(TABLE), "--space", "zoph"], "not both"),
+])
+def test_bad_table_arguments_exit_2(controller: str, args: list[str], words: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "nasrl.cli", "search", "--controller", controller,
+                        "--trainers", "127.0.0.1:1", *args], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_tabular_benchmark_smoke(tmp_path: Path) -> None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bench import tabular
+
+    agents = "reinforce,random,evolution"
+    if importlib.util.find_spec("optuna") is not None:
+        agents += ",tpe"
+    report = tabular.main(["--table", str(TABLE), "--seeds", "3", "--evaluations", "10",
+                           "--workers", "1", "--agents", agents, "--out", str(tmp_path)])
+    assert set(report["variants"]["paper"]) == set(agents.split(","))
+    assert set(report["variants"]["budget"]) == {"reinforce"}
+    rows = read_table(TABLE).primary()
+    optimum = max(r.best_validation for r in rows.values())
+    assert report["optimum"] == optimum and report["architectures"] == 32
+    for agent, s in report["variants"]["paper"].items():
+        at10 = s["at"]["10"]["validation"]
+        assert at10["n"] == 3 and at10["mean"] <= optimum
+        assert s["final_regret"]["mean"] >= 0
+        assert s["to_random_best"]["runs"] == 3
+    saved = json.loads((tmp_path / "tabular_tiny.json").read_text())
+    assert saved["random_target"] == report["random_target"]
+    assert (tmp_path / "tabular_tiny.png").read_bytes()[:8] == PNG_MAGIC
