@@ -63,10 +63,11 @@ class Run:
     seconds: list[float] = field(default_factory=list)  # cumulative trainer-seconds
     cached: int = 0
     proposals: int = 0
+    stopped: int = 0
     stalled: bool = False
 
     def record(self, validation: float, test: float, seconds: float) -> None:
-        if not self.best or validation > self.best[-1]:
+        if not self.best or validation > self.best[-1]:  # ties keep the first
             self.best.append(validation)
             self.test.append(test)
         else:
@@ -82,7 +83,7 @@ class Run:
     def to_json(self) -> dict[str, Any]:
         return {"agent": self.agent, "seed": self.seed, "best": self.best, "test": self.test,
                 "seconds": self.seconds, "cached": self.cached, "proposals": self.proposals,
-                "stalled": self.stalled}
+                "stopped": self.stopped, "stalled": self.stalled}
 
 
 # ------------------------------------------------------------------------ the replay itself
@@ -105,16 +106,16 @@ class Lookup:
         self.space = space.bind(input_shape(self.table.dataset))
         self.rows = {a: (r.best_validation, max(r.validation[-5:]), r.test_accuracy, r.seconds)
                      for a, r in self.table.primary().items()}
+        self.primary = self.table.primary()
         self.optimum = max(v[0] for v in self.rows.values())
 
-    def get(self, arch: Any) -> tuple[float, float, float, float]:
+    def text(self, arch: Any) -> str:
         from nasrl.arch import canonical, format_arch
 
         text = format_arch(canonical(arch))
-        try:
-            return self.rows[text]
-        except KeyError:
-            raise KeyError(f"{text} is not in the table") from None
+        if text not in self.rows:
+            raise KeyError(f"{text} is not in the table")
+        return text
 
 
 def _agent_settings(agent: str, variant: str, evaluations: int) -> dict[str, Any]:
@@ -126,73 +127,107 @@ def _agent_settings(agent: str, variant: str, evaluations: int) -> dict[str, Any
     return settings
 
 
+class Evaluator:
+    """Answers one run's proposals from the table as the controller and runner would: a
+    network seen before is free (its stored result is learnt again); a new one "trains"
+    epoch by epoch under the early-stopping rule, costing the recorded seconds of the epochs
+    it ran. A stopped child's result is its best validation accuracy over the epochs it ran
+    (and, for the zoph reward, the max of its last 5 of those), which is what the agent learns;
+    its test accuracy is unknown (NaN). The run ends at ``evaluations`` distinct networks or at
+    ``budget_seconds`` trainer-seconds, whichever comes first."""
+
+    def __init__(self, lookup: Lookup, run: Run, evaluations: int, stopping: str,
+                 budget_seconds: float | None) -> None:
+        from controller_service.stopping import StoppingSettings, make_rule
+
+        self.lookup, self.run = lookup, run
+        self.evaluations, self.budget = evaluations, budget_seconds
+        epochs = len(next(iter(lookup.primary.values())).validation)
+        self.rule = make_rule(StoppingSettings(stopping), epochs)
+        self.results: dict[str, tuple[float, float]] = {}  # text -> (validation, last5)
+
+    def done(self) -> bool:
+        if self.run.proposals >= 20 * self.evaluations:
+            self.run.stalled = True
+            return True
+        if self.budget is not None and self.run.seconds and self.run.seconds[-1] >= self.budget:
+            return True
+        return len(self.run.best) >= self.evaluations
+
+    def __call__(self, arch: Any) -> tuple[float, float]:
+        """(validation, last5) that the agent learns for ``arch``."""
+        from controller_service.stopping import Decision
+
+        text = self.lookup.text(arch)
+        self.run.proposals += 1
+        if text in self.results:
+            self.run.cached += 1
+            return self.results[text]
+        row = self.lookup.primary[text]
+        child = len(self.results)
+        ran = len(row.validation)
+        for epoch, accuracy in enumerate(row.validation, start=1):
+            if self.rule.decide(child, epoch, accuracy) is Decision.STOP:
+                ran = epoch
+                break
+        curve = row.validation[:ran]
+        overhead = max(0.0, row.seconds - sum(row.epoch_seconds))
+        seconds = sum(row.epoch_seconds[:ran]) + overhead * ran / len(row.validation)
+        stopped = ran < len(row.validation)
+        self.run.stopped += stopped
+        self.run.record(max(curve), float("nan") if stopped else row.test_accuracy, seconds)
+        self.results[text] = (max(curve), max(curve[-5:]))
+        return self.results[text]
+
+
 def replay_agent(lookup: Lookup, agent_name: str, seed: int, evaluations: int,
-                 variant: str = "paper") -> Run:
+                 variant: str = "paper", stopping: str = "none",
+                 budget_seconds: float | None = None) -> Run:
     """One search by a nasrl agent against the table, with the controller's dedup."""
     import torch
 
     from controller_service.agents import agent_class
-    from nasrl.arch import canonical, format_arch
 
     torch.set_num_threads(1)
     cls = agent_class(agent_name)
     agent = cls(lookup.space, _agent_settings(agent_name, variant, evaluations), seed,
                 evaluations)
     zoph_reward = cls.default_reward == "zoph"
-    run, seen = Run(agent_name, seed), set()
-    while len(run.best) < evaluations:
-        if run.proposals >= 20 * evaluations:
-            run.stalled = True
-            break
+    run = Run(agent_name, seed)
+    evaluate = Evaluator(lookup, run, evaluations, stopping, budget_seconds)
+    while not evaluate.done():
         (proposal,) = agent.sample(1)
-        run.proposals += 1
-        validation, last5, test, seconds = lookup.get(proposal.arch)
-        text = format_arch(canonical(proposal.arch))
-        if text in seen:
-            run.cached += 1
-        else:
-            seen.add(text)
-            run.record(validation, test, seconds)
+        validation, last5 = evaluate(proposal.arch)
         agent.update(proposal.decisions, last5 ** 3 if zoph_reward else validation)
     return run
 
 
-def replay_tpe(lookup: Lookup, seed: int, evaluations: int) -> Run:
+def replay_tpe(lookup: Lookup, seed: int, evaluations: int, stopping: str = "none",
+               budget_seconds: float | None = None) -> Run:
     """Optuna TPE over the Zoph decisions against the table, with the same dedup."""
     import optuna
 
     from bench.search_efficiency import zoph_trial
-    from nasrl.arch import canonical, format_arch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=seed))
-    run, seen = Run("tpe", seed), set()
-    while len(run.best) < evaluations:
-        if run.proposals >= 20 * evaluations:
-            run.stalled = True
-            break
+    run = Run("tpe", seed)
+    evaluate = Evaluator(lookup, run, evaluations, stopping, budget_seconds)
+    while not evaluate.done():
         trial = study.ask()
-        arch = zoph_trial(trial, lookup.space)
-        run.proposals += 1
-        validation, _, test, seconds = lookup.get(arch)
-        text = format_arch(canonical(arch))
-        if text in seen:
-            run.cached += 1
-        else:
-            seen.add(text)
-            run.record(validation, test, seconds)
+        validation, _ = evaluate(zoph_trial(trial, lookup.space))
         study.tell(trial, validation)
     return run
 
 
-def _one(job: tuple[str, str, int, int, str]) -> dict[str, Any]:
-    path, agent, seed, evaluations, variant = job
+def _one(job: tuple[str, str, int, int, str, str, float | None]) -> dict[str, Any]:
+    path, agent, seed, evaluations, variant, stopping, budget = job
     lookup = _lookup(path)
     if agent == "tpe":
-        run = replay_tpe(lookup, seed, evaluations)
+        run = replay_tpe(lookup, seed, evaluations, stopping, budget)
     else:
-        run = replay_agent(lookup, agent, seed, evaluations, variant)
+        run = replay_agent(lookup, agent, seed, evaluations, variant, stopping, budget)
     return run.to_json()
 
 
@@ -281,6 +316,63 @@ def curves(runs: list[dict[str, Any]], evaluations: int) -> dict[str, list[float
     return {"mean": mean, "low": low, "high": high}
 
 
+def seconds_grid(runs: list[dict[str, Any]], budget: float, points: int = 100) -> dict[str, Any]:
+    """Mean best-so-far (± 95 % CI) over runs on a grid of trainer-seconds."""
+    xs = [budget * (i + 1) / points for i in range(points)]
+    mean: list[float | None] = []
+    low: list[float | None] = []
+    high: list[float | None] = []
+    for x in xs:
+        values = []
+        for r in runs:
+            k = sum(1 for t in r["seconds"] if t <= x)
+            values.append(r["best"][k - 1] if k else None)
+        st = mean_std(values)
+        ok = st["mean"] is not None and st["n"] == len(runs)
+        mean.append(st["mean"] if ok else None)
+        low.append(st["mean"] - st["ci95"] if ok else None)
+        high.append(st["mean"] + st["ci95"] if ok else None)
+    return {"seconds": xs, "mean": mean, "low": low, "high": high}
+
+
+def stopping_summary(runs: list[dict[str, Any]], budget: float,
+                     target: float | None) -> dict[str, Any]:
+    def best_at(r: dict[str, Any]) -> float | None:
+        k = sum(1 for t in r["seconds"] if t <= budget)
+        return r["best"][k - 1] if k else None
+
+    out: dict[str, Any] = {
+        "runs": len(runs), "best_at_budget": mean_std([best_at(r) for r in runs]),
+        "children": mean_std([float(len(r["best"])) for r in runs]),
+        "stopped": mean_std([float(r["stopped"]) for r in runs]),
+    }
+    if target is not None:
+        secs = [first_reaching(r["seconds"], r["best"], target) for r in runs]
+        out["to_target"] = {"reached": sum(x is not None for x in secs), "runs": len(runs),
+                            "trainer_seconds": mean_std([x if x is not None else budget
+                                                         for x in secs])}
+    return out
+
+
+def print_stopping(report: dict[str, Any]) -> None:
+    es = report["early_stopping"]
+    print(f"\nearly stopping at an equal budget of {es['budget_seconds']:.0f} trainer-seconds "
+          f"per run (= {report['evaluations']} fully trained children); target: random "
+          f"search's mean best without early stopping, {es['target']:.4f}")
+    head = (f"{'arm':18s} {'best at budget':>17s} {'children':>9s} {'stopped':>8s} "
+            f"{'trainer-s to target':>22s} {'reached':>8s} {'vs random':>10s}")
+    print(head)
+    print("-" * len(head))
+    base = es["arms"]["random"]["to_target"]["trainer_seconds"]["mean"]
+    for arm, s in es["arms"].items():
+        t = s["to_target"]
+        ratio = t["trainer_seconds"]["mean"] / base if base else float("nan")
+        print(f"{arm:18s} {fmt(s['best_at_budget'], 4, 'ci95'):>17s} "
+              f"{s['children']['mean']:9.1f} {s['stopped']['mean']:8.1f} "
+              f"{fmt(t['trainer_seconds'], 0, 'ci95'):>22s} {t['reached']:>4d}/{t['runs']:<3d} "
+              f"{ratio:9.2f}x")
+
+
 def print_report(report: dict[str, Any]) -> None:
     t = report["table_stats"]
     print(f"table {report['table']}: {t['architectures']} networks, {t['rows']} rows, "
@@ -354,6 +446,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seeds", type=int, default=50)
     p.add_argument("--evaluations", type=int, help="default: a quarter of the table")
     p.add_argument("--variant", choices=("paper", "budget", "both"), default="both")
+    p.add_argument("--early-stopping", default="",
+                   help="comma-separated rules (none,median,asha): run every agent under each "
+                   "rule to the same trainer-second budget instead of the evaluation study")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -367,12 +462,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     evaluations = args.evaluations or len(lookup.rows) // 4
     if not 1 <= evaluations <= len(lookup.rows):
         raise SystemExit(f"--evaluations must be between 1 and {len(lookup.rows)}")
+    if args.early_stopping:
+        return early_stopping_study(args, lookup, agents, evaluations, began)
     variants = ["paper", "budget"] if args.variant == "both" else [args.variant]
     # random search with the paper's (its only) settings is every variant's reference
     paper = agents if "paper" in variants else ["random"]
-    jobs = [(str(args.table), a, s, evaluations, "paper") for a in paper
+    jobs = [(str(args.table), a, s, evaluations, "paper", "none", None) for a in paper
             for s in range(args.seeds)]
-    jobs += [(str(args.table), a, s, evaluations, "budget") for a in agents
+    jobs += [(str(args.table), a, s, evaluations, "budget", "none", None) for a in agents
              if "budget" in variants and a in BUDGET_SETTINGS for s in range(args.seeds)]
     with ProcessPoolExecutor(max(1, args.workers)) as pool:
         results = list(pool.map(_one, jobs, chunksize=4))
@@ -405,6 +502,67 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plot(report, args.out / f"{stem}.png")
     print(f"\n{len(jobs)} runs in {report['wall_seconds']:.0f}s; wrote {args.out / stem}.json/.png")
     return report
+
+
+def early_stopping_study(args: argparse.Namespace, lookup: Lookup, agents: list[str],
+                         evaluations: int, began: float) -> dict[str, Any]:
+    """Every agent under every rule, each run to the trainer-seconds that ``evaluations``
+    fully trained children cost on average in this table."""
+    import statistics
+
+    rules = args.early_stopping.split(",")
+    if "none" not in rules:
+        rules.insert(0, "none")
+    budget = evaluations * statistics.fmean(r.seconds for r in lookup.primary.values())
+    jobs = [(str(args.table), a, s, len(lookup.rows), "paper", rule, budget)
+            for a in agents for rule in rules for s in range(args.seeds)]
+    with ProcessPoolExecutor(max(1, args.workers)) as pool:
+        results = list(pool.map(_one, jobs, chunksize=4))
+    arms: dict[str, list[dict[str, Any]]] = {}
+    for job, run in zip(jobs, results):
+        arms.setdefault(job[1] if job[5] == "none" else f"{job[1]}+{job[5]}", []).append(run)
+    target = None
+    if "random" in arms:
+        target = stopping_summary(arms["random"], budget, None)["best_at_budget"]["mean"]
+    report: dict[str, Any] = {
+        "table": lookup.table.name, "seeds": args.seeds, "evaluations": evaluations,
+        "early_stopping": {
+            "budget_seconds": budget, "target": target, "rules": rules,
+            "arms": {a: stopping_summary(runs, budget, target) for a, runs in arms.items()},
+            "curves": {a: seconds_grid(runs, budget) for a, runs in arms.items()},
+        },
+        "wall_seconds": round(time.perf_counter() - began, 1),
+        "command": "python bench/tabular.py " + " ".join(sys.argv[1:]),
+    }
+    if target is not None:
+        print_stopping(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"tabular_{lookup.table.name}_stopping"
+    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
+    _plot_stopping(report, args.out / f"{stem}.png")
+    print(f"\n{len(jobs)} runs in {report['wall_seconds']:.0f}s; wrote {args.out / stem}.json/.png")
+    return report
+
+
+def _plot_stopping(report: dict[str, Any], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    es = report["early_stopping"]
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for arm, c in es["curves"].items():
+        draw_band(ax, c["seconds"], c["mean"], c["low"], c["high"], arm)
+    if es["target"] is not None:
+        ax.axhline(es["target"], color="grey", linestyle=":", linewidth=1,
+                   label="random's best (no early stopping)")
+    ax.set_title(f"{report['table']}: early stopping, {report['seeds']} seeds, mean ± 95 % CI")
+    ax.set_xlabel("trainer-seconds")
+    ax.set_ylabel("best validation accuracy so far")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -117,3 +117,24 @@ def test_tabular_benchmark_smoke(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / "tabular_tiny.json").read_text())
     assert saved["random_target"] == report["random_target"]
     assert (tmp_path / "tabular_tiny.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_tabular_early_stopping_study_smoke(tmp_path: Path) -> None:
+    """Every agent under every rule to one trainer-second budget: a stopped child costs only
+    the epochs it ran, so early stopping buys more children for the same seconds."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bench import tabular
+
+    report = tabular.main(["--table", str(TABLE), "--seeds", "3", "--evaluations", "8",
+                           "--workers", "1", "--agents", "random,evolution",
+                           "--early-stopping", "asha,median", "--out", str(tmp_path)])
+    es = report["early_stopping"]
+    assert set(es["arms"]) == {f"{a}{r}" for a in ("random", "evolution")
+                               for r in ("", "+asha", "+median")}
+    assert es["arms"]["random"]["stopped"]["mean"] == 0
+    assert es["arms"]["random+asha"]["stopped"]["mean"] > 0
+    assert es["arms"]["random+asha"]["children"]["mean"] > es["arms"]["random"]["children"]["mean"]
+    for arm in es["arms"].values():
+        assert arm["best_at_budget"]["n"] == 3
+    assert (tmp_path / "tabular_tiny_stopping.png").read_bytes()[:8] == PNG_MAGIC
