@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from google.protobuf.message import Message
@@ -12,6 +13,7 @@ from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
 from controller_service.searches import Handout, SearchView
 from controller_service.spec import SearchSpec, SpecError, named_space
+from controller_service.stopping import StoppingSettings
 from controller_service.store import ResultRow
 from nasrl import codec
 from nasrl.arch import parse
@@ -111,7 +113,15 @@ def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
         seed=req.seed,
         lease_seconds=req.lease_seconds or 3600.0,
         name=req.name,
+        early_stopping=_stopping_from_proto(req.early_stopping),
     )
+
+
+def _stopping_from_proto(m: cpb.EarlyStopping) -> StoppingSettings:
+    d = StoppingSettings()
+    return StoppingSettings(rule=m.rule or d.rule, eta=m.eta or d.eta,
+                            min_epochs=m.min_epochs or d.min_epochs, grace=m.grace or d.grace,
+                            min_children=m.min_children or d.min_children)
 
 
 def spec_to_proto(spec: SearchSpec, defaults: dict[str, Any]) -> cpb.CreateSearchRequest:
@@ -127,6 +137,7 @@ def spec_to_proto(spec: SearchSpec, defaults: dict[str, Any]) -> cpb.CreateSearc
         agent=agent, space=_space_to_proto(spec.bound_space()), dataset=spec.dataset,
         training=codec.settings_to_proto(spec.training), reward=_REWARDS[spec.reward],
         budget=spec.budget, seed=spec.seed, lease_seconds=spec.lease_seconds, name=spec.name,
+        early_stopping=cpb.EarlyStopping(**asdict(spec.early_stopping)),
     )
 
 

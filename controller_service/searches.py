@@ -25,6 +25,7 @@ from typing import Any
 from controller_service.agents import Agent, Proposal
 from controller_service.agents.qlearning import QLearningAgent
 from controller_service.spec import SearchSpec, reward_of
+from controller_service.stopping import Decision, StoppingRule, make_rule
 from controller_service.store import CandidateRow, ResultRow, SearchRow, Store
 from nasrl.arch import ArchError, arch_hash, canonical, format_arch
 from nasrl.datasets import input_shape
@@ -122,6 +123,7 @@ class Searches:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._agents: dict[str, Agent] = {}
+        self._rules: dict[str, StoppingRule] = {}  # rebuilt from the stored reports
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ helpers
@@ -151,6 +153,7 @@ class Searches:
                 yield
         except BaseException:
             self._agents.pop(search_id, None)
+            self._rules.pop(search_id, None)
             raise
 
     # ------------------------------------------------------------------ create / read
@@ -295,6 +298,45 @@ class Searches:
             self.store.set_search_state(search_id, "done")
             return True
         return False
+
+    # ------------------------------------------------------------------ report (epochs)
+
+    def report(self, search_id: str, cid: int, epoch: int, accuracy: float) -> Decision:
+        """Record one finished epoch of a running child and decide whether it goes on. The
+        decision is stored with the report: the same (candidate, epoch) reported again (a
+        retry, a child handed out again) gets the first decision."""
+        if not (isinstance(accuracy, (int, float)) and math.isfinite(accuracy)
+                and 0 <= accuracy <= 1):
+            raise BadReport(f"validation_accuracy must be between 0 and 1, got {accuracy!r}")
+        with self._lock, self._transaction(search_id):
+            spec = SearchSpec.from_json(self._row(search_id).spec)
+            c = self.store.candidate(search_id, cid)
+            if c is None:
+                raise CandidateNotFound(f"search {search_id} has no candidate {cid}")
+            stored = self.store.epoch_report(search_id, cid, epoch)
+            if stored is not None:
+                return Decision(stored)
+            if c.status != "leased":
+                raise ReportConflict(f"candidate {cid} is not out for training ({c.status}); "
+                                     "only a running child reports epochs")
+            if not 1 <= epoch <= spec.training.epochs:
+                raise BadReport(f"epoch must be between 1 and the search's "
+                                f"{spec.training.epochs} epochs, got {epoch}")
+            rule = self._rule(search_id, spec)
+            try:
+                decision = rule.decide(cid, epoch, float(accuracy))
+            except ValueError as exc:
+                raise BadReport(str(exc)) from exc
+            self.store.add_epoch_report(search_id, cid, epoch, float(accuracy), decision.value)
+            return decision
+
+    def _rule(self, search_id: str, spec: SearchSpec) -> StoppingRule:
+        rule = self._rules.get(search_id)
+        if rule is None:
+            rule = make_rule(spec.early_stopping, spec.training.epochs)
+            rule.replay(self.store.epoch_reports(search_id))
+            self._rules[search_id] = rule
+        return rule
 
     # ------------------------------------------------------------------ update
 

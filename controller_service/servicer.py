@@ -17,6 +17,7 @@ from controller_service.searches import (
     BadReport, CandidateNotFound, NoQTable, ReportConflict, SearchNotFound, Searches,
 )
 from controller_service.spec import SpecError
+from controller_service.stopping import Decision
 from controller_service.store import StoreError
 from nasrl import codec as nasrl_codec
 from nasrl import rpc
@@ -94,6 +95,12 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
             candidates=[codec.handout_to_proto(h) for h in handouts], done=done,
             dataset=spec.dataset, training=nasrl_codec.settings_to_proto(spec.training),
         )
+
+    @rpc_errors
+    def Report(self, request: cpb.ReportRequest, context: grpc.ServicerContext) -> cpb.ReportResponse:
+        decision = self.searches.report(_search_id(request.search_id), request.candidate_id,
+                                        request.epoch, request.validation_accuracy)
+        return cpb.ReportResponse(decision=cpb.STOP if decision is Decision.STOP else cpb.CONTINUE)
 
     @rpc_errors
     def Update(self, request: cpb.UpdateRequest, context: grpc.ServicerContext) -> cpb.UpdateResponse:

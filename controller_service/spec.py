@@ -10,6 +10,7 @@ from controller_service.agents import DEFAULT_SPACE, Agent, AgentSettingsError, 
 from controller_service.agents.space_ops import Space
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import SpaceError, ZophSpace
+from controller_service.stopping import StoppingSettings
 from nasrl.datasets import DATASET_SHAPES, input_shape
 from nasrl.results import TrainSettings
 
@@ -57,6 +58,7 @@ class SearchSpec:
     seed: int = 0
     lease_seconds: float = 3600.0
     name: str = ""
+    early_stopping: StoppingSettings = field(default_factory=StoppingSettings)
 
     def validate(self) -> SearchSpec:
         """Check everything and fill the defaults in; raises SpecError naming the setting."""
@@ -70,6 +72,7 @@ class SearchSpec:
             self = replace(self, space=space)
             self.make_agent()  # the agent checks its settings and its space
             self.training.validate()
+            self.early_stopping.validate()
         except (AgentSettingsError, SpaceError, ValueError) as exc:
             raise SpecError(str(exc)) from exc
         reward = self.reward or cls.default_reward
@@ -115,6 +118,8 @@ class SearchSpec:
             seed=data["seed"],
             lease_seconds=data["lease_seconds"],
             name=data["name"],
+            # searches stored before early stopping existed never stop a child
+            early_stopping=StoppingSettings(**data.get("early_stopping", {})),
         )
 
 

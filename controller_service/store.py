@@ -66,6 +66,14 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (search_id, arch_hash)
 );
 CREATE INDEX IF NOT EXISTS results_by_accuracy ON results (search_id, accuracy DESC);
+CREATE TABLE IF NOT EXISTS epoch_reports (
+    search_id TEXT NOT NULL REFERENCES searches(id),
+    candidate_id INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    accuracy REAL NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('continue', 'stop')),
+    PRIMARY KEY (search_id, candidate_id, epoch)
+);
 CREATE TABLE IF NOT EXISTS agent_state (
     search_id TEXT PRIMARY KEY REFERENCES searches(id),
     state BLOB NOT NULL
@@ -288,6 +296,25 @@ class Store:
         counts = {r["status"]: int(r["n"]) for r in rows}
         counts["reissued"] = sum(int(r["r"] or 0) for r in rows)
         return counts
+
+    # ------------------------------------------------------------------ epoch reports
+
+    def add_epoch_report(self, search_id: str, cid: int, epoch: int, accuracy: float,
+                         decision: str) -> None:
+        self._exec("INSERT INTO epoch_reports (search_id, candidate_id, epoch, accuracy, "
+                   "decision) VALUES (?, ?, ?, ?, ?)", (search_id, cid, epoch, accuracy, decision))
+
+    def epoch_report(self, search_id: str, cid: int, epoch: int) -> str | None:
+        """The decision stored for one (candidate, epoch), or None."""
+        row = self._exec("SELECT decision FROM epoch_reports WHERE search_id = ? AND "
+                         "candidate_id = ? AND epoch = ?", (search_id, cid, epoch)).fetchone()
+        return None if row is None else str(row["decision"])
+
+    def epoch_reports(self, search_id: str) -> list[tuple[int, int, float]]:
+        """Every (candidate, epoch, accuracy) of a search in the order they were reported."""
+        rows = self._exec("SELECT candidate_id, epoch, accuracy FROM epoch_reports "
+                          "WHERE search_id = ? ORDER BY rowid", (search_id,)).fetchall()
+        return [(int(r[0]), int(r[1]), float(r[2])) for r in rows]
 
     # ------------------------------------------------------------------ results
 

@@ -83,6 +83,7 @@ class TrainerClient:
         on_epoch: Callable[[EpochRecord], None] | None = None,
         timeout: float | None = None,
         on_call: Callable[[Any], None] | None = None,
+        run_id: str = "",
     ) -> TrainOutcome:
         """Train one architecture and return its result; ``on_epoch`` sees each epoch;
         ``on_call`` receives the call object first (its ``cancel()`` stops the training)."""
@@ -92,6 +93,7 @@ class TrainerClient:
             architecture=codec.arch_to_proto(arch),
             dataset=dataset,
             config=codec.settings_to_proto(settings or TrainSettings()),
+            run_id=run_id,
         )
         try:
             call = self._stub.Train(request, timeout=timeout or self.timeout)
@@ -107,6 +109,16 @@ class TrainerClient:
             raise NasrlError.from_rpc(exc, self.target) from exc
         raise NasrlError(grpc.StatusCode.ABORTED,
                          f"{self.target} ended the Train stream without a result")
+
+    def finish_early(self, run_id: str, timeout: float = 30.0) -> bool:
+        """Ask the trainer to end the child ``run_id`` now (early stopping): its ``train``
+        call returns the result of the finished epochs. False when it is not training here."""
+        try:
+            reply = self._stub.FinishEarly(trainer_pb2.FinishEarlyRequest(run_id=run_id),
+                                           timeout=timeout)
+        except grpc.RpcError as exc:
+            raise NasrlError.from_rpc(exc, self.target) from exc
+        return bool(reply.found)
 
     def fetch_weights(self, weights_id: str, timeout: float = 300.0) -> bytes | None:
         """The torch.save bytes of a trained child's weights (``TrainOutcome.weights_id``), or
@@ -194,6 +206,15 @@ class ControllerClient:
         ]
         return SampleBatch(candidates, reply.done, reply.dataset,
                            codec.settings_from_proto(reply.training))
+
+    def report(self, search_id: str, candidate_id: int, epoch: int,
+               validation_accuracy: float) -> bool:
+        """Report one finished epoch of a running child; True to go on, False when the
+        search's early-stopping rule says STOP."""
+        reply = self._call("Report", cpb.ReportRequest(
+            search_id=search_id, candidate_id=candidate_id, epoch=epoch,
+            validation_accuracy=validation_accuracy))
+        return bool(reply.decision != cpb.STOP)
 
     def update(self, search_id: str, candidate_id: int, result: TrainOutcome | None = None,
                failure: str | None = None) -> cpb.UpdateResponse:

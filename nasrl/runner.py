@@ -152,6 +152,7 @@ class RunnerEvents:
 @dataclass
 class RunStats:
     trained: int = 0
+    stopped_early: int = 0  # of the trained: ended by the early-stopping rule (or a limit)
     cached: int = 0
     failed: int = 0
     trainer_seconds: float = 0.0
@@ -163,8 +164,9 @@ class Runner:
 
     def __init__(self, controller: ControllerClient, pool: TrainerPool, search_id: str,
                  events: RunnerEvents | None = None, retries: int = 3,
-                 controller_wait: float = 600.0) -> None:
+                 controller_wait: float = 600.0, early_stopping: bool = False) -> None:
         self.controller = controller
+        self.early_stopping = early_stopping  # report every epoch; end children on STOP
         self.pool = pool
         self.search_id = search_id
         self.events = events or RunnerEvents()
@@ -222,6 +224,15 @@ class Runner:
 
     # ------------------------------------------------------------------ training
 
+    def _go_on(self, cand: Candidate, e: EpochRecord) -> bool:
+        """The controller's early-stopping decision on one epoch (go on if it cannot say)."""
+        try:
+            return self._ctl("report", lambda: self.controller.report(
+                self.search_id, cand.id, e.epoch, e.validation_accuracy))
+        except NasrlError as exc:
+            log.warning("child %d: no early-stopping decision (%s); training on", cand.id, exc)
+            return True
+
     def _train_once(self, target: str, cand: Candidate, dataset: str,
                     training: TrainSettings) -> TrainOutcome:
         holder: list[Any] = []
@@ -233,13 +244,22 @@ class Runner:
             if self.stop_event.is_set():
                 call.cancel()
 
+        run_id = f"{self.search_id}-{cand.id}-{uuid.uuid4().hex[:12]}"
+        client = self.pool.client(target)
+
         def epoch(e: EpochRecord) -> None:
             if self.events.on_epoch:
                 self.events.on_epoch(cand, target, e)
+            if self.early_stopping and e.epoch < e.epochs and not self._go_on(cand, e):
+                log.info("child %d stopped early after epoch %d", cand.id, e.epoch)
+                try:
+                    client.finish_early(run_id)
+                except NasrlError as exc:  # the child then simply trains to the end
+                    log.warning("child %d: %s did not take the stop: %s", cand.id, target, exc)
 
         try:
-            return self.pool.client(target).train(cand.arch, dataset, training,
-                                                  on_epoch=epoch, on_call=register)
+            return client.train(cand.arch, dataset, training, on_epoch=epoch,
+                                on_call=register, run_id=run_id)
         finally:
             with self._lock:
                 self._calls.difference_update(holder)
@@ -286,6 +306,7 @@ class Runner:
         with self._lock:
             if result is not None:
                 self.stats.trained += 1
+                self.stats.stopped_early += result.stopped_early
                 self.stats.trainer_seconds += result.seconds
                 if target:
                     self.stats.per_trainer[target] += 1

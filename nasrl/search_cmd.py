@@ -53,6 +53,7 @@ def _create(c: ControllerClient, args: argparse.Namespace) -> str:
         agent=cpb.AgentSpec(name=args.agent), space=space, dataset=dataset,
         training=codec.settings_to_proto(settings), budget=args.budget, seed=args.seed,
         name=args.name or f"{args.agent} on {dataset}", lease_seconds=args.lease,
+        early_stopping=cpb.EarlyStopping(rule=args.early_stopping, eta=args.eta),
     )
     return search.search_id
 
@@ -146,6 +147,7 @@ def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, se
             "flops": entries[0].flops,
         },
         "trained_this_run": stats.trained,
+        "stopped_early_this_run": stats.stopped_early,
         "trainer_seconds_this_run": round(stats.trainer_seconds, 3),
         "per_trainer": dict(stats.per_trainer),
         "wall_seconds": round(time.perf_counter() - began, 3),
@@ -169,9 +171,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         search_id = args.resume or _create(c, args)
         s = c.get_search(search_id)
         display = SearchDisplay(c, search_id, s.spec.budget, args.quiet or args.json)
+        stopping = s.spec.early_stopping.rule not in ("", "none")
         runner = Runner(c, pool, search_id,
                         RunnerEvents(on_epoch=display.on_epoch, on_result=display.on_result),
-                        retries=args.retries, controller_wait=args.controller_wait)
+                        retries=args.retries, controller_wait=args.controller_wait,
+                        early_stopping=stopping)
         if args.resume:
             runner.reclaim(max(pool.total_slots(), s.counts.in_flight))
         try:
@@ -233,6 +237,10 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
     s.add_argument("--epochs", type=int, default=None,
                    help="epochs per child (default 3, or the table's)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--early-stopping", choices=("none", "median", "asha"), default="none",
+                   help="stop children early by the controller's rule (default none, as the "
+                   "papers); each epoch is reported with Report and a STOP ends the child")
+    s.add_argument("--eta", type=int, default=3, help="asha's reduction factor (default 3)")
     s.add_argument("--name", default="")
     s.add_argument("--lease", type=float, default=3600.0,
                    help="seconds before an unreported child is handed out again")

@@ -47,6 +47,30 @@ ACCURACY: Reward.ValueType  # 2
 """Best validation accuracy."""
 Global___Reward: _TypeAlias = Reward  # noqa: Y015
 
+class _Decision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _DecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Decision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    DECISION_UNSPECIFIED: _Decision.ValueType  # 0
+    """Not used."""
+    CONTINUE: _Decision.ValueType  # 1
+    """Train on."""
+    STOP: _Decision.ValueType  # 2
+    """Stop now and report the result of the finished epochs with Update (stopped_early)."""
+
+class Decision(_Decision, metaclass=_DecisionEnumTypeWrapper):
+    """What an early-stopping rule says about a running child."""
+
+DECISION_UNSPECIFIED: Decision.ValueType  # 0
+"""Not used."""
+CONTINUE: Decision.ValueType  # 1
+"""Train on."""
+STOP: Decision.ValueType  # 2
+"""Stop now and report the result of the finished epochs with Update (stopped_early)."""
+Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
 class _SearchState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -476,6 +500,7 @@ class CreateSearchRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     LEASE_SECONDS_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    EARLY_STOPPING_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """The dataset children are trained on (validated against the trainer's list)."""
     reward: Global___Reward.ValueType
@@ -500,6 +525,10 @@ class CreateSearchRequest(_message.Message):
     def training(self) -> _trainer_pb2.TrainingConfig:
         """How children are trained; handed to whoever trains them."""
 
+    @_builtins.property
+    def early_stopping(self) -> Global___EarlyStopping:
+        """Whether and how running children are stopped early (default: never, as in the papers)."""
+
     def __init__(
         self,
         *,
@@ -512,14 +541,113 @@ class CreateSearchRequest(_message.Message):
         seed: _builtins.int = ...,
         lease_seconds: _builtins.float = ...,
         name: _builtins.str = ...,
+        early_stopping: Global___EarlyStopping | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "space", b"space", "training", b"training"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "early_stopping", b"early_stopping", "space", b"space", "training", b"training"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "dataset", b"dataset", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "seed", b"seed", "space", b"space", "training", b"training"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "dataset", b"dataset", "early_stopping", b"early_stopping", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "seed", b"seed", "space", b"space", "training", b"training"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateSearchRequest: _TypeAlias = CreateSearchRequest  # noqa: Y015
+
+@_typing.final
+class EarlyStopping(_message.Message):
+    """An early-stopping rule for a search's children, decided by the controller from the
+    per-epoch validation accuracies reported with Report. Zeros take the defaults shown.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    ETA_FIELD_NUMBER: _builtins.int
+    MIN_EPOCHS_FIELD_NUMBER: _builtins.int
+    GRACE_FIELD_NUMBER: _builtins.int
+    MIN_CHILDREN_FIELD_NUMBER: _builtins.int
+    rule: _builtins.str
+    """"none" (default), "median" (Vizier's median stopping rule) or "asha" (asynchronous
+    successive halving).
+    """
+    eta: _builtins.int
+    """asha: reduction factor eta; a child continues past a rung only in the top 1/eta (default 3)."""
+    min_epochs: _builtins.int
+    """asha: epochs of the first rung r; rungs at r, r*eta, r*eta^2, ... (default 1)."""
+    grace: _builtins.int
+    """median: no decision before this epoch (default 1)."""
+    min_children: _builtins.int
+    """median: children that must have reached an epoch before anyone is stopped there (default 3)."""
+    def __init__(
+        self,
+        *,
+        rule: _builtins.str = ...,
+        eta: _builtins.int = ...,
+        min_epochs: _builtins.int = ...,
+        grace: _builtins.int = ...,
+        min_children: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eta", b"eta", "grace", b"grace", "min_children", b"min_children", "min_epochs", b"min_epochs", "rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EarlyStopping: _TypeAlias = EarlyStopping  # noqa: Y015
+
+@_typing.final
+class ReportRequest(_message.Message):
+    """One epoch of a running child."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEARCH_ID_FIELD_NUMBER: _builtins.int
+    CANDIDATE_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    VALIDATION_ACCURACY_FIELD_NUMBER: _builtins.int
+    search_id: _builtins.str
+    """The search."""
+    candidate_id: _builtins.int
+    """The candidate, from Sample (it must be out for training)."""
+    epoch: _builtins.int
+    """The epoch just finished, 1-based; epochs are reported in order."""
+    validation_accuracy: _builtins.float
+    """Its validation accuracy, in [0, 1]."""
+    def __init__(
+        self,
+        *,
+        search_id: _builtins.str = ...,
+        candidate_id: _builtins.int = ...,
+        epoch: _builtins.int = ...,
+        validation_accuracy: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidate_id", b"candidate_id", "epoch", b"epoch", "search_id", b"search_id", "validation_accuracy", b"validation_accuracy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportRequest: _TypeAlias = ReportRequest  # noqa: Y015
+
+@_typing.final
+class ReportResponse(_message.Message):
+    """The controller's decision on a reported epoch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISION_FIELD_NUMBER: _builtins.int
+    decision: Global___Decision.ValueType
+    """CONTINUE or STOP. Reporting the same epoch again returns the first decision."""
+    def __init__(
+        self,
+        *,
+        decision: Global___Decision.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportResponse: _TypeAlias = ReportResponse  # noqa: Y015
 
 @_typing.final
 class SearchCounts(_message.Message):

@@ -46,6 +46,11 @@ class ControllerStub:
                 request_serializer=protos_dot_controller__pb2.SampleRequest.SerializeToString,
                 response_deserializer=protos_dot_controller__pb2.SampleResponse.FromString,
                 _registered_method=True)
+        self.Report = channel.unary_unary(
+                '/nasrl.v1.Controller/Report',
+                request_serializer=protos_dot_controller__pb2.ReportRequest.SerializeToString,
+                response_deserializer=protos_dot_controller__pb2.ReportResponse.FromString,
+                _registered_method=True)
         self.Update = channel.unary_unary(
                 '/nasrl.v1.Controller/Update',
                 request_serializer=protos_dot_controller__pb2.UpdateRequest.SerializeToString,
@@ -97,6 +102,17 @@ class ControllerServicer:
         result (no training needed, and no Update either); the agent still learns from it.
         Returns fewer (or none, with `done`) once the budget is spent or the search is stopped.
         NOT_FOUND for an unknown search.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Report(self, request, context):
+        """Reports one finished epoch of a running child and returns whether to go on, under the
+        search's early-stopping rule (always CONTINUE for "none"). Decisions are stored with the
+        reports, so a restarted controller answers the same. NOT_FOUND for an unknown search or
+        candidate; FAILED_PRECONDITION for a candidate that is not out for training;
+        INVALID_ARGUMENT for an epoch out of order or an accuracy outside [0, 1].
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,6 +176,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.Sample,
                     request_deserializer=protos_dot_controller__pb2.SampleRequest.FromString,
                     response_serializer=protos_dot_controller__pb2.SampleResponse.SerializeToString,
+            ),
+            'Report': grpc.unary_unary_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=protos_dot_controller__pb2.ReportRequest.FromString,
+                    response_serializer=protos_dot_controller__pb2.ReportResponse.SerializeToString,
             ),
             'Update': grpc.unary_unary_rpc_method_handler(
                     servicer.Update,
@@ -248,6 +269,33 @@ class Controller:
             '/nasrl.v1.Controller/Sample',
             protos_dot_controller__pb2.SampleRequest.SerializeToString,
             protos_dot_controller__pb2.SampleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Report(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasrl.v1.Controller/Report',
+            protos_dot_controller__pb2.ReportRequest.SerializeToString,
+            protos_dot_controller__pb2.ReportResponse.FromString,
             options,
             channel_credentials,
             insecure,

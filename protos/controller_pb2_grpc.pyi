@@ -48,6 +48,13 @@ class ControllerStub:
     Returns fewer (or none, with `done`) once the budget is spent or the search is stopped.
     NOT_FOUND for an unknown search.
     """
+    Report: _grpc.UnaryUnaryMultiCallable[_controller_pb2.ReportRequest, _controller_pb2.ReportResponse]
+    """Reports one finished epoch of a running child and returns whether to go on, under the
+    search's early-stopping rule (always CONTINUE for "none"). Decisions are stored with the
+    reports, so a restarted controller answers the same. NOT_FOUND for an unknown search or
+    candidate; FAILED_PRECONDITION for a candidate that is not out for training;
+    INVALID_ARGUMENT for an epoch out of order or an accuracy outside [0, 1].
+    """
     Update: _grpc.UnaryUnaryMultiCallable[_controller_pb2.UpdateRequest, _controller_pb2.UpdateResponse]
     """Reports one candidate's result or failure. Idempotent: repeating the same report is
     acknowledged and changes nothing; a different report for the same candidate is
@@ -85,6 +92,13 @@ class ControllerAsyncStub(ControllerStub):
     result (no training needed, and no Update either); the agent still learns from it.
     Returns fewer (or none, with `done`) once the budget is spent or the search is stopped.
     NOT_FOUND for an unknown search.
+    """
+    Report: _aio.UnaryUnaryMultiCallable[_controller_pb2.ReportRequest, _controller_pb2.ReportResponse]  # type: ignore[assignment]
+    """Reports one finished epoch of a running child and returns whether to go on, under the
+    search's early-stopping rule (always CONTINUE for "none"). Decisions are stored with the
+    reports, so a restarted controller answers the same. NOT_FOUND for an unknown search or
+    candidate; FAILED_PRECONDITION for a candidate that is not out for training;
+    INVALID_ARGUMENT for an epoch out of order or an accuracy outside [0, 1].
     """
     Update: _aio.UnaryUnaryMultiCallable[_controller_pb2.UpdateRequest, _controller_pb2.UpdateResponse]  # type: ignore[assignment]
     """Reports one candidate's result or failure. Idempotent: repeating the same report is
@@ -132,6 +146,19 @@ class ControllerServicer(metaclass=_abc_1.ABCMeta):
         result (no training needed, and no Update either); the agent still learns from it.
         Returns fewer (or none, with `done`) once the budget is spent or the search is stopped.
         NOT_FOUND for an unknown search.
+        """
+
+    @_abc_1.abstractmethod
+    def Report(
+        self,
+        request: _controller_pb2.ReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_controller_pb2.ReportResponse, _abc.Awaitable[_controller_pb2.ReportResponse]]:
+        """Reports one finished epoch of a running child and returns whether to go on, under the
+        search's early-stopping rule (always CONTINUE for "none"). Decisions are stored with the
+        reports, so a restarted controller answers the same. NOT_FOUND for an unknown search or
+        candidate; FAILED_PRECONDITION for a candidate that is not out for training;
+        INVALID_ARGUMENT for an epoch out of order or an accuracy outside [0, 1].
         """
 
     @_abc_1.abstractmethod

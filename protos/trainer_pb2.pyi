@@ -198,10 +198,13 @@ class TrainRequest(_message.Message):
     ARCHITECTURE_FIELD_NUMBER: _builtins.int
     DATASET_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """Dataset name: digits, mnist5k (embedded) or mnist, fashion_mnist, cifar10, cifar100, svhn
     (read from the trainer's --data-dir).
     """
+    run_id: _builtins.str
+    """Optional name of this run (at most 128 characters), for FinishEarly."""
     @_builtins.property
     def architecture(self) -> _architecture_pb2.Architecture:
         """The network to build."""
@@ -216,14 +219,59 @@ class TrainRequest(_message.Message):
         architecture: _architecture_pb2.Architecture | None = ...,
         dataset: _builtins.str = ...,
         config: Global___TrainingConfig | None = ...,
+        run_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "config", b"config", "dataset", b"dataset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "config", b"config", "dataset", b"dataset", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrainRequest: _TypeAlias = TrainRequest  # noqa: Y015
+
+@_typing.final
+class FinishEarlyRequest(_message.Message):
+    """The request to end a running child early."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """TrainRequest.run_id of the child."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinishEarlyRequest: _TypeAlias = FinishEarlyRequest  # noqa: Y015
+
+@_typing.final
+class FinishEarlyResponse(_message.Message):
+    """Whether a running child with that run_id was found."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOUND_FIELD_NUMBER: _builtins.int
+    found: _builtins.bool
+    """False when no child with that run_id is training here (finished, never started)."""
+    def __init__(
+        self,
+        *,
+        found: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["found", b"found"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FinishEarlyResponse: _TypeAlias = FinishEarlyResponse  # noqa: Y015
 
 @_typing.final
 class EpochProgress(_message.Message):
@@ -306,7 +354,9 @@ class TrainResult(_message.Message):
     architecture: _builtins.str
     """The architecture in canonical text form."""
     stopped_early: _builtins.bool
-    """True when training stopped before the planned epochs because of the wall-clock limit."""
+    """True when training stopped before the planned epochs: the wall-clock limit, or
+    FinishEarly (an early-stopping decision).
+    """
     train_examples: _builtins.int
     """Number of training examples used."""
     validation_examples: _builtins.int

@@ -47,6 +47,11 @@ class TrainerStub:
                 request_serializer=protos_dot_trainer__pb2.GetWeightsRequest.SerializeToString,
                 response_deserializer=protos_dot_trainer__pb2.WeightsChunk.FromString,
                 _registered_method=True)
+        self.FinishEarly = channel.unary_unary(
+                '/nasrl.v1.Trainer/FinishEarly',
+                request_serializer=protos_dot_trainer__pb2.FinishEarlyRequest.SerializeToString,
+                response_deserializer=protos_dot_trainer__pb2.FinishEarlyResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServicer:
@@ -77,6 +82,16 @@ class TrainerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FinishEarly(self, request, context):
+        """Ends a running child early (an early-stopping decision): training stops at once, the
+        epoch in progress is dropped, and its Train stream ends normally with a result over the
+        finished epochs (best-validation weights, their test accuracy, stopped_early = true).
+        Idempotent; `found` is false when no child with that run_id is training here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +104,11 @@ def add_TrainerServicer_to_server(servicer, server):
                     servicer.GetWeights,
                     request_deserializer=protos_dot_trainer__pb2.GetWeightsRequest.FromString,
                     response_serializer=protos_dot_trainer__pb2.WeightsChunk.SerializeToString,
+            ),
+            'FinishEarly': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishEarly,
+                    request_deserializer=protos_dot_trainer__pb2.FinishEarlyRequest.FromString,
+                    response_serializer=protos_dot_trainer__pb2.FinishEarlyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -148,6 +168,33 @@ class Trainer:
             '/nasrl.v1.Trainer/GetWeights',
             protos_dot_trainer__pb2.GetWeightsRequest.SerializeToString,
             protos_dot_trainer__pb2.WeightsChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishEarly(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasrl.v1.Trainer/FinishEarly',
+            protos_dot_trainer__pb2.FinishEarlyRequest.SerializeToString,
+            protos_dot_trainer__pb2.FinishEarlyResponse.FromString,
             options,
             channel_credentials,
             insecure,

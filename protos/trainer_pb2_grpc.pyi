@@ -50,6 +50,12 @@ class TrainerStub:
     or has evicted it (it keeps the most recent children within --weights-max-mb);
     INVALID_ARGUMENT for a malformed id.
     """
+    FinishEarly: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.FinishEarlyRequest, _trainer_pb2.FinishEarlyResponse]
+    """Ends a running child early (an early-stopping decision): training stops at once, the
+    epoch in progress is dropped, and its Train stream ends normally with a result over the
+    finished epochs (best-validation weights, their test accuracy, stopped_early = true).
+    Idempotent; `found` is false when no child with that run_id is training here.
+    """
 
 @_typing.type_check_only
 class TrainerAsyncStub(TrainerStub):
@@ -72,6 +78,12 @@ class TrainerAsyncStub(TrainerStub):
     which load with torch.load(weights_only=True). `weights_id` comes from TrainResult. NOT_FOUND when this trainer never trained it
     or has evicted it (it keeps the most recent children within --weights-max-mb);
     INVALID_ARGUMENT for a malformed id.
+    """
+    FinishEarly: _aio.UnaryUnaryMultiCallable[_trainer_pb2.FinishEarlyRequest, _trainer_pb2.FinishEarlyResponse]  # type: ignore[assignment]
+    """Ends a running child early (an early-stopping decision): training stops at once, the
+    epoch in progress is dropped, and its Train stream ends normally with a result over the
+    finished epochs (best-validation weights, their test accuracy, stopped_early = true).
+    Idempotent; `found` is false when no child with that run_id is training here.
     """
 
 class TrainerServicer(metaclass=_abc_1.ABCMeta):
@@ -104,6 +116,18 @@ class TrainerServicer(metaclass=_abc_1.ABCMeta):
         which load with torch.load(weights_only=True). `weights_id` comes from TrainResult. NOT_FOUND when this trainer never trained it
         or has evicted it (it keeps the most recent children within --weights-max-mb);
         INVALID_ARGUMENT for a malformed id.
+        """
+
+    @_abc_1.abstractmethod
+    def FinishEarly(
+        self,
+        request: _trainer_pb2.FinishEarlyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trainer_pb2.FinishEarlyResponse, _abc.Awaitable[_trainer_pb2.FinishEarlyResponse]]:
+        """Ends a running child early (an early-stopping decision): training stops at once, the
+        epoch in progress is dropped, and its Train stream ends normally with a result over the
+        finished epochs (best-validation weights, their test accuracy, stopped_early = true).
+        Idempotent; `found` is false when no child with that run_id is training here.
         """
 
 def add_TrainerServicer_to_server(servicer: TrainerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -41,6 +41,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self.table: Table | None = read_table(config.table) if config.table else None
         self._slots = threading.BoundedSemaphore(config.slots)
         self._closing = threading.Event()
+        self._finish: dict[str, threading.Event] = {}  # run_id -> FinishEarly asked
+        self._finish_lock = threading.Lock()
 
     def close(self) -> None:
         """Refuse new calls; running ones go on until the server's grace ends."""
@@ -58,6 +60,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                       f"all {self.config.slots} training slot(s) of this trainer are busy; "
                       "retry later or on another trainer")
         held = True
+        finish = self._register(request.run_id)
         try:
             log.info("training %s on %s", format_arch(arch), request.dataset)
             stop = lambda: not context.is_active()  # noqa: E731
@@ -65,14 +68,16 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             if self.table is not None:
                 text, seed = table_row_for(self.table, arch, request.dataset, settings)
                 events = replay(self.table, text, seed, settings.epochs, self.config.time_scale,
-                                stop)
+                                stop, finish.is_set)
             elif self.config.simulate is not None:
-                events = simulate(arch, shape, settings, self.config.simulate, stop)
+                events = simulate(arch, shape, settings, self.config.simulate, stop,
+                                  finish.is_set)
             else:
                 dataset = data.load(request.dataset, self.config.data_dir)  # cached
                 events = train(arch, dataset, settings, self.device, self.config.limits,
                                should_stop=stop, max_seconds=self.config.max_seconds,
-                               on_weights=kept.append if self._keeping else None)
+                               on_weights=kept.append if self._keeping else None,
+                               should_finish=finish.is_set)
             for event in events:
                 if isinstance(event, EpochRecord):
                     yield trainer_pb2.TrainEvent(progress=codec.epoch_to_proto(event))
@@ -91,8 +96,29 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                       f"{format_arch(arch)} ran out of memory on {self.device}; "
                       "try a smaller batch size or a smaller network")
         finally:
+            self._unregister(request.run_id, finish)
             if held:
                 self._slots.release()
+
+    def _register(self, run_id: str) -> threading.Event:
+        event = threading.Event()
+        if run_id:
+            with self._finish_lock:
+                self._finish[run_id] = event
+        return event
+
+    def _unregister(self, run_id: str, event: threading.Event) -> None:
+        with self._finish_lock:
+            if self._finish.get(run_id) is event:
+                del self._finish[run_id]
+
+    def FinishEarly(self, request: trainer_pb2.FinishEarlyRequest,
+                    context: grpc.ServicerContext) -> trainer_pb2.FinishEarlyResponse:
+        with self._finish_lock:
+            event = self._finish.get(request.run_id) if request.run_id else None
+        if event is not None:
+            event.set()
+        return trainer_pb2.FinishEarlyResponse(found=event is not None)
 
     @property
     def _keeping(self) -> bool:
@@ -148,6 +174,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             arch = codec.arch_from_proto(request.architecture)
             analyze(arch, shape, self.config.limits)
             settings = codec.settings_from_proto(request.config)
+            if len(request.run_id) > 128:
+                raise SettingsError(f"run_id must be at most 128 characters, got "
+                                    f"{len(request.run_id)}")
             if self.table is not None:
                 table_row_for(self.table, arch, request.dataset, settings)
         except (ArchError, SettingsError, data.DatasetError, TableError) as exc:

@@ -35,21 +35,30 @@ def surrogate_accuracy(arch: Architecture, image: InputShape) -> float:
 
 
 def simulate(arch: Architecture, image: InputShape, settings: TrainSettings, seconds: float,
-             should_stop: Callable[[], bool]) -> Iterator[EpochRecord | TrainOutcome]:
+             should_stop: Callable[[], bool],
+             should_finish: Callable[[], bool] = lambda: False,
+             ) -> Iterator[EpochRecord | TrainOutcome]:
     """Sleep ``seconds`` in total (split over the epochs, checking ``should_stop`` every
-    50 ms) and yield the surrogate learning curve and result."""
+    50 ms) and yield the surrogate learning curve and result; ``should_finish`` ends it after
+    the epochs finished so far."""
     from trainer_service.train import Cancelled
 
     began = time.perf_counter()
     final = surrogate_accuracy(arch, image)
     analysis = analyze(arch, image)
-    curve = []
+    curve: list[EpochRecord] = []
     for epoch in range(1, settings.epochs + 1):
         until = began + seconds * epoch / settings.epochs
+        if curve and should_finish():
+            break
         while (left := until - time.perf_counter()) > 0:
             if should_stop():
                 raise Cancelled()
+            if curve and should_finish():
+                break
             time.sleep(min(0.05, left))
+        if curve and should_finish():
+            break
         acc = final * (1 - 0.5 ** epoch) / (1 - 0.5 ** settings.epochs)
         record = EpochRecord(epoch, settings.epochs, 1.0 - acc, acc, acc,
                              time.perf_counter() - began)
@@ -65,4 +74,5 @@ def simulate(arch: Architecture, image: InputShape, settings: TrainSettings, sec
         device="simulated",
         architecture=format_arch(canonical(arch)),
         curve=tuple(curve),
+        stopped_early=len(curve) < settings.epochs,
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from nasrl.arch import Architecture, canonical, format_arch
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
@@ -42,19 +43,28 @@ def table_row_for(table: Table, arch: Architecture, dataset: str,
 
 
 def replay(table: Table, text: str, seed: int, epochs: int, time_scale: float,
-           should_stop: Callable[[], bool]) -> Iterator[EpochRecord | TrainOutcome]:
-    """The recorded run, one EpochRecord per epoch and then the TrainOutcome."""
+           should_stop: Callable[[], bool], should_finish: Callable[[], bool] = lambda: False,
+           ) -> Iterator[EpochRecord | TrainOutcome]:
+    """The recorded run, one EpochRecord per epoch and then the TrainOutcome; when
+    ``should_finish`` turns true the outcome covers the epochs sent so far (with
+    ``stopped_early``; its test accuracy is still the full run's, the only one recorded)."""
     from trainer_service.train import Cancelled
 
     row = table.row(text, seed)
     assert row is not None
     outcome = row.outcome(epochs)
     began = time.perf_counter()
-    for record in outcome.curve:
+    for sent, record in enumerate(outcome.curve):
+        if sent and should_finish():
+            yield replace(row.outcome(sent), stopped_early=True)
+            return
         until = began + record.seconds * time_scale
         while (left := until - time.perf_counter()) > 0:
             if should_stop():
                 raise Cancelled()
+            if sent and should_finish():
+                yield replace(row.outcome(sent), stopped_early=True)
+                return
             time.sleep(min(0.05, left))
         if should_stop():
             raise Cancelled()

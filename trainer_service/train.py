@@ -40,6 +40,10 @@ class Cancelled(Exception):
     """Training stopped because the caller went away or the server is shutting down."""
 
 
+class _Finish(Exception):
+    """The caller asked to end training early: keep the finished epochs."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -114,7 +118,8 @@ class _Run:
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.cuda else x
 
-    def epoch(self, should_stop: Callable[[], bool]) -> tuple[float, float]:
+    def epoch(self, should_stop: Callable[[], bool],
+              should_finish: Callable[[], bool] = lambda: False) -> tuple[float, float]:
         self.model.train()
         order = torch.randperm(len(self.data.y_train), generator=self.generator).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
@@ -123,6 +128,8 @@ class _Run:
         for start, end in self.batches:
             if should_stop():
                 raise Cancelled()
+            if should_finish():
+                raise _Finish()
             idx = order[start:end]
             x, y = self._input(self.data.x_train[idx]), self.data.y_train[idx]
             with self.autocast():
@@ -165,11 +172,14 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     max_seconds: float | None = None,
     on_weights: Callable[[dict[str, torch.Tensor]], None] | None = None,
+    should_finish: Callable[[], bool] = lambda: False,
 ) -> Iterator[EpochRecord | TrainOutcome]:
     """Train ``arch``; yields one EpochRecord per epoch, then the TrainOutcome. Raises
     ArchError before allocating anything if the network is invalid, Cancelled if stopped.
     ``on_weights`` receives the best-validation state dict (on the CPU, contiguous) before
-    the outcome is yielded."""
+    the outcome is yielded. When ``should_finish`` turns true (polled before every batch) the
+    epoch in progress is dropped and the outcome covers the finished epochs, with
+    ``stopped_early``."""
     began = time.perf_counter()
     s = settings.validate()
     limit = s.max_seconds or max_seconds
@@ -181,7 +191,15 @@ def train(
     best_acc, best_state = -1.0, None
     stopped_early = False
     for epoch in range(1, s.epochs + 1):
-        loss, train_acc = run.epoch(should_stop)
+        if curve and should_finish():
+            stopped_early = True
+            break
+        try:  # a result needs one finished epoch: the first is never cut short
+            loss, train_acc = run.epoch(should_stop, should_finish if curve else lambda: False)
+        except _Finish:
+            stopped_early = True
+            log.info("child finished early after epoch %d (early stopping)", epoch - 1)
+            break
         val_acc = run.accuracy(run.data.x_val, run.data.y_val)
         record = EpochRecord(epoch, s.epochs, loss, train_acc, val_acc, time.perf_counter() - began)
         curve.append(record)

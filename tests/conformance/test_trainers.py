@@ -152,3 +152,40 @@ def test_time_scale_makes_the_table_trainer_cancellable() -> None:
         servicer._slots.release()
     finally:
         handle.stop(None)
+
+
+@pytest.mark.parametrize(("kind", "config", "epochs"), [
+    ("real", {}, 200),  # digits epochs are short: plenty left when the stop arrives
+    ("table", {"table": TABLE, "time_scale": 3.0}, 3),  # recorded epochs take ~1 s
+    ("simulated", {"simulate": 9.0}, 3),
+])
+def test_finish_early_ends_the_stream_with_the_finished_epochs(
+        kind: str, config: dict[str, object], epochs: int) -> None:
+    """FinishEarly (an early-stopping STOP) after the first epoch: the stream ends normally
+    with a result over the finished epochs, stopped_early set, the slot free again."""
+    handle, servicer = start_trainer(**config)
+    target = f"127.0.0.1:{handle.port}"
+    request = _request(IN_TABLE, epochs=epochs)
+    request.run_id = f"finish-{kind}"
+    try:
+        with rpc.channel(target) as ch:
+            stub = trainer_pb2_grpc.TrainerStub(ch)
+            assert not stub.FinishEarly(trainer_pb2.FinishEarlyRequest(run_id="nobody"),
+                                        timeout=10).found
+            events = []
+            for event in stub.Train(request, timeout=120):
+                events.append(event)
+                if len(events) == 1:
+                    assert stub.FinishEarly(trainer_pb2.FinishEarlyRequest(
+                        run_id=request.run_id), timeout=10).found
+        result = events[-1].result
+        assert events[-1].WhichOneof("event") == "result"
+        assert result.stopped_early
+        assert 1 <= len(result.curve) < epochs
+        assert len(events) == len(result.curve) + 1
+        assert result.validation_accuracy == max(c.validation_accuracy for c in result.curve)
+        assert 0 <= result.test_accuracy <= 1
+        assert servicer._slots.acquire(blocking=False)
+        servicer._slots.release()
+    finally:
+        handle.stop(None)
