@@ -11,7 +11,8 @@ of the last 5 epochs)^3 for reinforce, validation accuracy for the others), but 
 proposal from the table instead of training it. As in the controller, a network already
 evaluated in the run costs nothing: the agent learns its stored reward and it does not count
 as an evaluation. A run ends after ``--evaluations`` distinct networks (default: a quarter of
-the table) or after 20 x that many proposals (a stalled agent).
+the table) or after 4 x that many proposals (a stalled agent: it re-proposes known networks;
+the report counts such runs, and their best-so-far stays at its last value).
 
 TPE is Optuna's TPESampler (``pip install -e '.[bench]'``) over the same decisions (Zoph
 tables only), with the same dedup. Variants: ``paper`` runs every agent with its defaults
@@ -137,17 +138,17 @@ class Evaluator:
     ``budget_seconds`` trainer-seconds, whichever comes first."""
 
     def __init__(self, lookup: Lookup, run: Run, evaluations: int, stopping: str,
-                 budget_seconds: float | None) -> None:
+                 budget_seconds: float | None, stall: int = 4) -> None:
         from controller_service.stopping import StoppingSettings, make_rule
 
         self.lookup, self.run = lookup, run
-        self.evaluations, self.budget = evaluations, budget_seconds
+        self.evaluations, self.budget, self.stall = evaluations, budget_seconds, stall
         epochs = len(next(iter(lookup.primary.values())).validation)
         self.rule = make_rule(StoppingSettings(stopping), epochs)
         self.results: dict[str, tuple[float, float]] = {}  # text -> (validation, last5)
 
     def done(self) -> bool:
-        if self.run.proposals >= 20 * self.evaluations:
+        if self.run.proposals >= self.stall * self.evaluations:
             self.run.stalled = True
             return True
         if self.budget is not None and self.run.seconds and self.run.seconds[-1] >= self.budget:
@@ -281,8 +282,8 @@ def summarize(runs: list[dict[str, Any]], evaluations: int, target: float | None
                            "cached": mean_std([float(r["cached"]) for r in runs]),
                            "at": {}}
     for n in checkpoints:
-        vals = [r["best"][n - 1] if len(r["best"]) >= n else None for r in runs]
-        tests = [r["test"][n - 1] if len(r["test"]) >= n else None for r in runs]
+        vals = [_at(r, "best", n) for r in runs]
+        tests = [_at(r, "test", n) for r in runs]
         out["at"][str(n)] = {"validation": mean_std(vals), "test": mean_std(tests)}
     finals = [r["best"][-1] for r in runs if r["best"]]
     out["final_regret"] = mean_std([optimum - v for v in finals])
@@ -301,12 +302,21 @@ def summarize(runs: list[dict[str, Any]], evaluations: int, target: float | None
     return out
 
 
+def _at(run: dict[str, Any], key: str, n: int) -> float | None:
+    """The run's value after ``n`` evaluations; a stalled run keeps its last value (it found
+    nothing new), an unfinished one has none."""
+    values = run[key]
+    if len(values) >= n:
+        return float(values[n - 1])
+    return float(values[-1]) if run["stalled"] and values else None
+
+
 def curves(runs: list[dict[str, Any]], evaluations: int) -> dict[str, list[float | None]]:
     mean: list[float | None] = []
     low: list[float | None] = []
     high: list[float | None] = []
     for n in range(1, evaluations + 1):
-        s = mean_std([r["best"][n - 1] if len(r["best"]) >= n else None for r in runs])
+        s = mean_std([_at(r, "best", n) for r in runs])
         if s["mean"] is None:
             mean.append(None), low.append(None), high.append(None)
         else:
