@@ -276,7 +276,7 @@ def table_stats(lookup: Lookup, path: Path) -> dict[str, Any]:
 
 
 def summarize(runs: list[dict[str, Any]], evaluations: int, target: float | None,
-              optimum: float) -> dict[str, Any]:
+              optimum: float, seconds_per_evaluation: float = 0.0) -> dict[str, Any]:
     checkpoints = sorted({c for c in CHECKPOINTS if c <= evaluations} | {evaluations})
     out: dict[str, Any] = {"runs": len(runs), "stalled": sum(r["stalled"] for r in runs),
                            "cached": mean_std([float(r["cached"]) for r in runs]),
@@ -293,11 +293,14 @@ def summarize(runs: list[dict[str, Any]], evaluations: int, target: float | None
         secs = [first_reaching(r["seconds"], r["best"], target) for r in runs]
         out["to_random_best"] = {
             "reached": sum(e is not None for e in evals), "runs": len(runs),
-            # runs that never reach it count as the whole budget (a lower bound)
+            # runs that never reach it count as the whole budget of evaluations and its
+            # expected trainer-seconds (a lower bound; a stalled run too)
             "evaluations": mean_std([float(e) if e is not None else float(evaluations)
                                      for e in evals]),
-            "trainer_seconds": mean_std([s if s is not None else r["seconds"][-1]
-                                         for s, r in zip(secs, runs)]),
+            "trainer_seconds": mean_std([
+                s if s is not None else max(r["seconds"][-1] if r["seconds"] else 0.0,
+                                            evaluations * seconds_per_evaluation)
+                for s, r in zip(secs, runs)]),
         }
     return out
 
@@ -450,6 +453,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    import statistics
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--table", type=Path, required=True)
     p.add_argument("--agents", help="comma-separated (default: every agent of the table's space)")
@@ -493,7 +498,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "architectures": len(lookup.rows), "optimum": lookup.optimum,
         "table_stats": table_stats(lookup, args.table),
         "seeds": args.seeds, "evaluations": evaluations, "random_target": target,
-        "variants": {v: {a: summarize(runs, evaluations, target, lookup.optimum)
+        "variants": {v: {a: summarize(runs, evaluations, target, lookup.optimum,
+                                      statistics.fmean(r[3] for r in lookup.rows.values()))
                          for a, runs in agents_runs.items()} for v, agents_runs in by.items()},
         "curves": {v: {a: curves(runs, evaluations) for a, runs in agents_runs.items()}
                    for v, agents_runs in by.items()},
