@@ -42,12 +42,12 @@ def _from_table(path: str) -> tuple[cpb.SearchSpace, str, TrainSettings]:
 def _create(c: ControllerClient, args: argparse.Namespace) -> str:
     dataset = args.dataset
     space = cpb.SearchSpace(name=args.space) if args.space else cpb.SearchSpace()
-    settings = TrainSettings(epochs=args.epochs or 3, seed=args.seed)
+    settings = TrainSettings(epochs=3 if args.epochs is None else args.epochs, seed=args.seed)
     if args.space_from_table:
         if args.space:
             raise ValueError("give --space or --space-from-table, not both")
         space, dataset, built = _from_table(args.space_from_table)
-        settings = replace(built, epochs=args.epochs or built.epochs)
+        settings = replace(built, epochs=built.epochs if args.epochs is None else args.epochs)
     settings = settings.validate()
     search = c.create_search(
         agent=cpb.AgentSpec(name=args.agent), space=space, dataset=dataset,

@@ -138,3 +138,10 @@ def test_tabular_early_stopping_study_smoke(tmp_path: Path) -> None:
     for arm in es["arms"].values():
         assert arm["best_at_budget"]["n"] == 3
     assert (tmp_path / "tabular_tiny_stopping.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_search_epochs_zero_is_refused_not_defaulted(controller: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "nasrl.cli", "search", "--controller", controller,
+                        "--trainers", "127.0.0.1:1", "--epochs", "0"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "epochs must be between 1 and 1000" in r.stderr
