@@ -12,7 +12,7 @@ from controller_service.agents.space_ops import Space
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
 from controller_service.searches import Handout, SearchView
-from controller_service.spec import SearchSpec, SpecError, named_space
+from controller_service.spec import Constraints, SearchSpec, SpecError, WarmStart, named_space
 from controller_service.stopping import StoppingSettings
 from controller_service.store import ResultRow
 from nasrl import codec
@@ -114,6 +114,27 @@ def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
         lease_seconds=req.lease_seconds or 3600.0,
         name=req.name,
         early_stopping=_stopping_from_proto(req.early_stopping),
+        warm_start=_warm_from_proto(req.warm_start),
+        constraints=_constraints_from_proto(req.constraints),
+    )
+
+
+def _warm_from_proto(m: cpb.WarmStart) -> WarmStart:
+    d = WarmStart()
+    return WarmStart(
+        architectures=tuple(m.architectures), search_id=m.search_id,
+        top=m.top if m.HasField("top") else d.top,
+        pretrain_steps=m.pretrain_steps if m.HasField("pretrain_steps") else d.pretrain_steps,
+        pretrain_learning_rate=m.pretrain_learning_rate or d.pretrain_learning_rate,
+    )
+
+
+def _constraints_from_proto(m: cpb.Constraints) -> Constraints:
+    d = Constraints()
+    return Constraints(
+        max_params=m.max_params, max_flops=m.max_flops, cost_metric=m.cost_metric,
+        cost_target=m.cost_target,
+        cost_weight=m.cost_weight if m.HasField("cost_weight") else d.cost_weight,
     )
 
 
@@ -138,6 +159,8 @@ def spec_to_proto(spec: SearchSpec, defaults: dict[str, Any]) -> cpb.CreateSearc
         training=codec.settings_to_proto(spec.training), reward=_REWARDS[spec.reward],
         budget=spec.budget, seed=spec.seed, lease_seconds=spec.lease_seconds, name=spec.name,
         early_stopping=cpb.EarlyStopping(**asdict(spec.early_stopping)),
+        warm_start=cpb.WarmStart(**asdict(spec.warm_start)),
+        constraints=cpb.Constraints(**asdict(spec.constraints)),
     )
 
 

@@ -25,7 +25,7 @@ import functools
 import random
 from dataclasses import dataclass, field, replace
 
-from nasrl.arch import FC, GAP, Architecture, Conv, Layer, Pool
+from nasrl.arch import FC, GAP, Architecture, Conv, Layer, Op, Pool, arch_hash, canonical
 from nasrl.shapes import InputShape
 
 __all__ = ["MetaQNNSpace", "QState", "size_bin", "START"]
@@ -188,6 +188,30 @@ class MetaQNNSpace:
                 classes = self.image.classes
         return Architecture(tuple(layers), classes)
 
+    def encode(self, arch: Architecture) -> list[str]:
+        """The path that ``decode`` turns into ``arch`` (for priors given as networks): one
+        action per layer, then SM unless the last layer is GAP. ValueError names the first
+        layer the rules do not allow at its place."""
+        arch = canonical(arch)
+        s, path = self.start(), []
+        for i, layer in enumerate(arch.layers, start=1):
+            if layer.inputs:
+                raise ValueError(f"layer {i} has skip connections; MetaQNN networks are chains")
+            match = [a for a in self.actions(s) if _same_op(a, layer.op)]
+            if not match:
+                raise ValueError(f"layer {i} ({type(layer.op).__name__}) is not allowed after "
+                                 f"{s.key} in this space")
+            s = match[0]
+            path.append(s.action)
+        if not s.terminal:
+            ends = [a for a in self.actions(s) if a.kind == "SM"]
+            if not ends:
+                raise ValueError(f"the network cannot end after {s.key} in this space")
+            path.append(ends[0].action)
+        if arch_hash(self.decode(path)) != arch_hash(arch):
+            raise ValueError("the network does not decode back to itself in this space")
+        return path
+
     def random_path(self, rng: random.Random) -> list[str]:
         """A uniform random walk (epsilon = 1)."""
         s, path = self.start(), []
@@ -219,3 +243,15 @@ class MetaQNNSpace:
             s = rng.choice(ends) if ends else rng.choice(self.actions(s))
             out.append(s.action)
         return out
+
+
+def _same_op(s: QState, op: Op) -> bool:
+    """Whether state ``s`` builds the layer ``op`` (see ``MetaQNNSpace.decode``)."""
+    if isinstance(op, Conv):
+        return (s.kind == "C" and op.kernel_h == op.kernel_w == s.a and op.filters == s.b
+                and op.stride_h == op.stride_w == 1)
+    if isinstance(op, Pool):
+        return s.kind == "P" and (op.kernel, op.stride) == (s.a, s.b)
+    if isinstance(op, FC):
+        return s.kind == "FC" and op.units == s.a
+    return isinstance(op, GAP) and s.kind == "GAP"

@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from nasrl.arch import Architecture, Conv, Layer
+from nasrl.arch import Architecture, Conv, Layer, arch_hash, canonical
 from nasrl.shapes import InputShape
 
 __all__ = ["ZophSpace", "SpaceError", "ZOPH_DECISIONS", "check_choices"]
@@ -116,3 +116,40 @@ class ZophSpace:
                 inputs = chosen or (0,)
             layers.append(Layer(Conv(nf, fh, fw, sh, sw), inputs))
         return Architecture(tuple(layers))
+
+    def encode(self, arch: Architecture) -> dict[str, Any]:
+        """The decisions that ``decode`` turns into ``arch`` (as ``{"tokens", "skips"}``), for
+        priors given as networks; ValueError names the layer that is not in this space."""
+        arch = canonical(arch)
+        if not 1 <= len(arch.layers) <= self.max_layers:
+            raise ValueError(f"{len(arch.layers)} layers; this space has 1 to "
+                             f"{self.max_layers}")
+        tokens: list[list[int]] = []
+        skips: list[list[int]] = []
+        for i, layer in enumerate(arch.layers, start=1):
+            op = layer.op
+            if not isinstance(op, Conv):
+                raise ValueError(f"layer {i} is not a convolution; this space has only those")
+            values = (op.kernel_h, op.kernel_w, op.stride_h, op.stride_w, op.filters)
+            row = []
+            for decision, value in zip(ZOPH_DECISIONS, values):
+                options = self.choices(decision)
+                if value not in options:
+                    raise ValueError(f"layer {i}: {decision} {value} is not one of "
+                                     f"{list(options)}")
+                row.append(options.index(value))
+            tokens.append(row)
+            inputs = layer.inputs or (i - 1,)
+            if not self.skip_connections:
+                if inputs != (i - 1,):
+                    raise ValueError(f"layer {i} reads {list(inputs)}; this space has no "
+                                     "skip connections")
+                continue
+            if 0 in inputs and inputs != (0,):
+                raise ValueError(f"layer {i} reads the image and earlier layers; this space "
+                                 "reads the image only when a layer chose no other input")
+            skips.append([int(j + 1 in inputs) for j in range(i - 1)])
+        decisions = {"tokens": tokens, "skips": skips if self.skip_connections else None}
+        if arch_hash(self.decode(tokens, decisions["skips"])) != arch_hash(arch):
+            raise ValueError("the network does not decode back to itself in this space")
+        return decisions

@@ -24,16 +24,17 @@ from typing import Any
 
 from controller_service.agents import Agent, Proposal
 from controller_service.agents.qlearning import QLearningAgent
-from controller_service.spec import SearchSpec, reward_of
+from controller_service.agents.space_ops import encode
+from controller_service.spec import COST_METRICS, SearchSpec, SpecError, reward_of
 from controller_service.stopping import Decision, StoppingRule, make_rule
 from controller_service.store import CandidateRow, ResultRow, SearchRow, Store
-from nasrl.arch import ArchError, arch_hash, canonical, format_arch
+from nasrl.arch import ArchError, arch_hash, canonical, format_arch, parse
 from nasrl.datasets import input_shape
 from nasrl.shapes import analyze
 
 __all__ = [
     "Searches", "SearchNotFound", "CandidateNotFound", "ReportConflict", "BadReport", "NoQTable",
-    "Handout", "SearchView", "UpdateAck", "MAX_SAMPLE",
+    "Handout", "SearchView", "UpdateAck", "MAX_SAMPLE", "pareto_front",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ MAX_REQUEST_ID = 64
 MAX_SAMPLE_SECONDS = 5.0
 MAX_FAILURE_TEXT = 2000
 MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
+MAX_REUSED = 100_000  # results of an earlier search a warm start reuses
 TRAINING = ("leased", "done", "failed")  # statuses that spend budget
 
 
@@ -117,6 +119,19 @@ def _check_outcome(outcome: dict[str, Any]) -> None:
         raise BadReport(f"result.seconds must be a non-negative number, got {seconds!r}")
 
 
+def pareto_front(rows: list[ResultRow], metric: str) -> list[ResultRow]:
+    """The results no other result beats on both accuracy and ``metric`` (params or flops),
+    cheapest first; of equal cost only the most accurate."""
+    def cost(r: ResultRow) -> int:
+        return r.params if metric == "params" else r.flops
+
+    front: list[ResultRow] = []
+    for r in sorted(rows, key=lambda r: (cost(r), -r.accuracy, r.candidate_id)):
+        if not front or r.accuracy > front[-1].accuracy:
+            front.append(r)
+    return front
+
+
 class Searches:
     """All searches of one controller; thread-safe."""
 
@@ -124,6 +139,7 @@ class Searches:
         self.store = store
         self._agents: dict[str, Agent] = {}
         self._rules: dict[str, StoppingRule] = {}  # rebuilt from the stored reports
+        self._priors_done: dict[str, int] = {}  # warm-start networks already handed out
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ helpers
@@ -154,6 +170,7 @@ class Searches:
         except BaseException:
             self._agents.pop(search_id, None)
             self._rules.pop(search_id, None)
+            self._priors_done.pop(search_id, None)
             raise
 
     # ------------------------------------------------------------------ create / read
@@ -164,10 +181,65 @@ class Searches:
         with self._lock, self._transaction(search_id):
             self.store.add_search(search_id, spec.name, spec.to_json())
             agent = self._agent(search_id, spec)
+            if spec.warm_start.active:
+                self._warm_start(search_id, spec, agent)
             self.store.save_agent(search_id, agent.state_dict())
         log.info("created search %s: %s on %s, budget %d", search_id, spec.agent,
                  spec.dataset, spec.budget)
         return self.view(search_id)
+
+    def _warm_start(self, search_id: str, spec: SearchSpec, agent: Agent) -> None:
+        """Reuse an earlier search's results and pre-train the agent on the priors: the
+        given networks, then that search's best ``top``. Reused results are recorded as
+        cached candidates (no budget), and the agent learns the best ``top`` of them, worst
+        first, through ``update``; the others are answered from the cache if proposed."""
+        warm, space = spec.warm_start, spec.bound_space()
+        priors = [encode(space, parse(text)) for text in warm.architectures]
+        if warm.search_id:
+            learnt = self._reuse(search_id, spec, agent)
+            priors += [decisions for decisions, _ in learnt]
+        agent.pretrain(priors, warm.pretrain_steps, warm.pretrain_learning_rate)
+        log.info("search %s: warm start from %d prior network(s)", search_id, len(priors))
+
+    def _reuse(self, search_id: str, spec: SearchSpec,
+               agent: Agent) -> list[tuple[dict[str, Any], float]]:
+        source_id = spec.warm_start.search_id
+        source = self.store.search(source_id)
+        if source is None:
+            raise SpecError(f"warm_start.search_id: no search with id {source_id!r}; "
+                            "ListSearches shows them")
+        earlier = SearchSpec.from_json(source.spec)
+        if earlier.dataset != spec.dataset or earlier.training != spec.training:
+            raise SpecError(
+                f"warm_start.search_id {source_id} trained on {earlier.dataset} with other "
+                "training settings, so its results cannot stand in for this search's; pass its "
+                "best networks as warm_start.architectures instead"
+            )
+        space = spec.bound_space()
+        usable: list[tuple[dict[str, Any], float]] = []
+        for r in self.store.top_results(source_id, MAX_REUSED):
+            digest = arch_hash(parse(r.arch))
+            try:
+                decisions = {**encode(space, parse(r.arch)), "prior": True}
+            except ValueError:
+                continue  # not in this search's space
+            if (spec.constraints.violation(r.params, r.flops)
+                    or self.store.has_hash(search_id, digest)):
+                continue
+            reward = reward_of(spec.reward, r.outcome, spec.constraints)
+            cid = self.store.add_candidate(search_id, r.arch, digest, decisions, "cached", None)
+            self.store.finish_candidate(search_id, cid, "cached", {"result": r.outcome}, reward)
+            self.store.add_result(search_id, digest, ResultRow(
+                cid, r.arch, r.accuracy, r.test_accuracy, r.params, r.flops, r.seconds, reward,
+                r.outcome))
+            usable.append((decisions, reward))
+        best = sorted(usable, key=lambda item: item[1])[-spec.warm_start.top:] \
+            if spec.warm_start.top else []
+        for decisions, reward in best:
+            agent.update(decisions, reward)
+        log.info("search %s: reused %d result(s) of search %s", search_id, len(usable),
+                 source_id)
+        return best
 
     def view(self, search_id: str) -> SearchView:
         with self._lock:
@@ -187,10 +259,17 @@ class Searches:
         with self._lock:
             return [self.view(sid) for sid in self.store.search_ids()]
 
-    def leaderboard(self, search_id: str, k: int) -> list[ResultRow]:
+    def leaderboard(self, search_id: str, k: int, pareto: str = "") -> list[ResultRow]:
+        """The ``k`` most accurate results or, with ``pareto`` ("params" or "flops"), the
+        first ``k`` of the accuracy/cost Pareto front, cheapest first."""
+        if pareto not in ("", *COST_METRICS):
+            raise BadReport(f"pareto must be one of {COST_METRICS} (or empty), got {pareto!r}")
         with self._lock:
             self._row(search_id)
-            return self.store.top_results(search_id, k)
+            if not pareto:
+                return self.store.top_results(search_id, k)
+            rows = self.store.top_results(search_id, MAX_REUSED)
+        return pareto_front(rows, pareto)[:k]
 
     def q_table(self, search_id: str) -> tuple[list[tuple[str, str, float]], float]:
         """The learnt Q values (state, next state, value) and the initial value."""
@@ -239,7 +318,8 @@ class Searches:
             while (len(out) < count and attempts < 4 * count and time.monotonic() < stop_at
                    and self._may_propose(search_id, spec)):
                 attempts += 1
-                handout = self._propose(search_id, spec, agent, agent.sample(1)[0], now)
+                proposal = self._next_prior(search_id, spec) or agent.sample(1)[0]
+                handout = self._propose(search_id, spec, agent, proposal, now)
                 if handout is not None:
                     if request_id:
                         self.store.set_request(search_id, handout.id, request_id)
@@ -265,16 +345,34 @@ class Searches:
         sampled = sum(v for k, v in counts.items() if k != "reissued")
         return spent < spec.budget and sampled < spec.budget * MAX_SAMPLES_PER_BUDGET
 
+    def _next_prior(self, search_id: str, spec: SearchSpec) -> Proposal | None:
+        """The first warm-start network not yet handed out (in the order given), if any."""
+        priors = spec.warm_start.architectures
+        done = self._priors_done.get(search_id, 0)
+        while done < len(priors) and self.store.has_hash(search_id, arch_hash(parse(priors[done]))):
+            done += 1
+        self._priors_done[search_id] = done
+        if done == len(priors):
+            return None
+        arch = parse(priors[done])
+        return Proposal(arch, {**encode(spec.bound_space(), arch), "prior": True})
+
     def _propose(self, search_id: str, spec: SearchSpec, agent: Agent, p: Proposal,
                  now: float) -> Handout | None:
         text = format_arch(canonical(p.arch))
         digest = arch_hash(p.arch)
         try:
-            analyze(p.arch, input_shape(spec.dataset))
+            size = analyze(p.arch, input_shape(spec.dataset))
         except ArchError as exc:  # the space allows it, the dataset's input does not
             self.store.add_candidate(search_id, text, digest, p.decisions, "invalid", None)
             agent.update(p.decisions, None)
             log.info("search %s: agent proposed an invalid network: %s", search_id, exc)
+            return None
+        why = spec.constraints.violation(size.params, size.flops)
+        if why is not None:  # rejected before training: no budget, learnt as a failure
+            cid = self.store.add_candidate(search_id, text, digest, p.decisions, "invalid", None)
+            self.store.finish_candidate(search_id, cid, "invalid", {"rejected": why}, None)
+            agent.update(p.decisions, None)
             return None
         known = self.store.result(search_id, digest)
         if known is not None:
@@ -376,7 +474,8 @@ class Searches:
     def _record(self, search_id: str, spec: SearchSpec, agent: Agent, c: CandidateRow,
                 report: dict[str, Any]) -> float | None:
         outcome = report.get("result")
-        reward = reward_of(spec.reward, outcome) if outcome is not None else None
+        reward = (reward_of(spec.reward, outcome, spec.constraints) if outcome is not None
+                  else None)
         status = "done" if outcome is not None else "failed"
         self.store.finish_candidate(search_id, c.id, status, report, reward)
         if outcome is not None and self.store.result(search_id, c.arch_hash) is None:

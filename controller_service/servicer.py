@@ -132,7 +132,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         top = request.top or 10
         if not 1 <= top <= MAX_TOP:
             raise BadReport(f"top must be between 1 and {MAX_TOP}, got {top}")
-        rows = self.searches.leaderboard(_search_id(request.search_id), top)
+        rows = self.searches.leaderboard(_search_id(request.search_id), top, request.pareto)
         return cpb.LeaderboardResponse(entries=[codec.entry_to_proto(r) for r in rows])
 
     @rpc_errors

@@ -7,18 +7,26 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from controller_service.agents import DEFAULT_SPACE, Agent, AgentSettingsError, agent_class
-from controller_service.agents.space_ops import Space
+from controller_service.agents.space_ops import Space, encode
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import SpaceError, ZophSpace
 from controller_service.stopping import StoppingSettings
+from nasrl.arch import ArchError, canonical, format_arch, parse
 from nasrl.datasets import DATASET_SHAPES, input_shape
+from nasrl.shapes import analyze
 from nasrl.results import TrainSettings
 
-__all__ = ["SearchSpec", "SpecError", "REWARDS", "reward_of", "named_space"]
+__all__ = [
+    "SearchSpec", "SpecError", "REWARDS", "reward_of", "named_space", "WarmStart", "Constraints",
+    "COST_METRICS",
+]
 
 REWARDS = ("zoph", "accuracy")
+COST_METRICS = ("params", "flops")
 MAX_BUDGET = 1_000_000
 MAX_NAME = 200
+MAX_PRIORS = 1000
+MAX_PRETRAIN_STEPS = 1000
 
 
 class SpecError(ValueError):
@@ -38,12 +46,102 @@ def named_space(name: str) -> Space:
         raise SpecError(f"unknown search space {name!r}; choose one of {sorted(SPACES)}") from None
 
 
-def reward_of(kind: str, outcome: dict[str, Any]) -> float:
+@dataclass(frozen=True)
+class WarmStart:
+    """Known-good networks to start from: ``architectures`` (canonical text) are handed out
+    first, in order; ``search_id`` names an earlier search on the same dataset and training
+    settings whose results are all reused (never trained again) and whose best ``top`` are
+    priors too. Every agent pre-trains on the priors (``Agent.pretrain``) and learns from
+    their results like from any other."""
+
+    architectures: tuple[str, ...] = ()
+    search_id: str = ""
+    top: int = 10
+    pretrain_steps: int = 50
+    pretrain_learning_rate: float = 0.01
+
+    def validate(self) -> WarmStart:
+        if len(self.architectures) > MAX_PRIORS:
+            raise SpecError(f"warm_start.architectures lists {len(self.architectures)} "
+                            f"networks; at most {MAX_PRIORS}")
+        if not 0 <= self.top <= MAX_PRIORS:
+            raise SpecError(f"warm_start.top must be between 0 and {MAX_PRIORS}, got {self.top}")
+        if not 0 <= self.pretrain_steps <= MAX_PRETRAIN_STEPS:
+            raise SpecError(f"warm_start.pretrain_steps must be between 0 and "
+                            f"{MAX_PRETRAIN_STEPS}, got {self.pretrain_steps}")
+        if not (math.isfinite(self.pretrain_learning_rate)
+                and 0 < self.pretrain_learning_rate <= 1):
+            raise SpecError("warm_start.pretrain_learning_rate must be in (0, 1], got "
+                            f"{self.pretrain_learning_rate}")
+        return self
+
+    @property
+    def active(self) -> bool:
+        return bool(self.architectures or self.search_id)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Hard limits (0 = none): a proposal over them is rejected before training, costs no
+    budget and is learnt as a failure. And a MnasNet-style cost-aware reward (Tan et al.
+    2019): ``reward × (cost / cost_target)^cost_weight`` with ``cost`` the network's params or
+    FLOPs (``cost_metric``; "" = plain reward) and ``cost_weight`` negative (MnasNet's soft
+    constraint: -0.07): a network at the target keeps its reward, one twice as big loses
+    about 5 %."""
+
+    max_params: int = 0
+    max_flops: int = 0
+    cost_metric: str = ""
+    cost_target: float = 0.0
+    cost_weight: float = -0.07
+
+    def validate(self) -> Constraints:
+        for name, value in (("max_params", self.max_params), ("max_flops", self.max_flops)):
+            if not 0 <= value < 2**63:
+                raise SpecError(f"constraints.{name} must be 0 (no limit) or positive, "
+                                f"got {value}")
+        if self.cost_metric not in ("", *COST_METRICS):
+            raise SpecError(f"constraints.cost_metric must be one of {COST_METRICS} (or empty "
+                            f"for no cost term), got {self.cost_metric!r}")
+        if self.cost_metric:
+            if not (math.isfinite(self.cost_target) and self.cost_target > 0):
+                raise SpecError("constraints.cost_target must be a positive number of "
+                                f"{self.cost_metric} when cost_metric is set, "
+                                f"got {self.cost_target}")
+            if not (math.isfinite(self.cost_weight) and -10 <= self.cost_weight <= 0):
+                raise SpecError("constraints.cost_weight must be between -10 and 0 "
+                                f"(MnasNet uses -0.07), got {self.cost_weight}")
+        return self
+
+    def violation(self, params: int, flops: int) -> str | None:
+        """Why a network of this size is rejected, or None."""
+        if self.max_params and params > self.max_params:
+            return f"{params:,} parameters exceed max_params {self.max_params:,}"
+        if self.max_flops and flops > self.max_flops:
+            return f"{flops:,} FLOPs exceed max_flops {self.max_flops:,}"
+        return None
+
+    def cost_factor(self, params: int, flops: int) -> float:
+        """(cost / target)^weight, 1 without a cost term."""
+        if not self.cost_metric:
+            return 1.0
+        cost = max(1, params if self.cost_metric == "params" else flops)
+        return float((cost / self.cost_target) ** self.cost_weight)
+
+
+def reward_of(kind: str, outcome: dict[str, Any],
+              constraints: Constraints | None = None) -> float:
     """The reward of a training outcome: ``zoph`` = (max validation accuracy of the last 5
-    epochs)^3 (Zoph & Le), ``accuracy`` = best validation accuracy."""
+    epochs)^3 (Zoph & Le), ``accuracy`` = best validation accuracy; times the cost factor of
+    ``constraints`` when it has a cost term."""
     if kind == "zoph":
-        return float(outcome["validation_accuracy_last5"]) ** 3
-    return float(outcome["validation_accuracy"])
+        base = float(outcome["validation_accuracy_last5"]) ** 3
+    else:
+        base = float(outcome["validation_accuracy"])
+    if constraints is None:
+        return base
+    return base * constraints.cost_factor(int(outcome.get("params", 0)),
+                                          int(outcome.get("flops", 0)))
 
 
 @dataclass(frozen=True)
@@ -59,6 +157,8 @@ class SearchSpec:
     lease_seconds: float = 3600.0
     name: str = ""
     early_stopping: StoppingSettings = field(default_factory=StoppingSettings)
+    warm_start: WarmStart = field(default_factory=WarmStart)
+    constraints: Constraints = field(default_factory=Constraints)
 
     def validate(self) -> SearchSpec:
         """Check everything and fill the defaults in; raises SpecError naming the setting."""
@@ -86,7 +186,26 @@ class SearchSpec:
             raise SpecError(f"seed must be between 0 and 2^63-1, got {self.seed}")
         if len(self.name) > MAX_NAME:
             raise SpecError(f"name must be at most {MAX_NAME} characters, got {len(self.name)}")
-        return replace(self, reward=reward)
+        self.constraints.validate()
+        warm = replace(self.warm_start.validate(),
+                       architectures=tuple(self._prior_text(i, text) for i, text
+                                           in enumerate(self.warm_start.architectures)))
+        return replace(self, reward=reward, warm_start=warm)
+
+    def _prior_text(self, index: int, text: str) -> str:
+        """A warm-start network in canonical text, checked against the space, the dataset's
+        input and the constraints."""
+        where = f"warm_start.architectures[{index}]"
+        try:
+            arch = parse(text)
+            encode(self.bound_space(), arch)
+            size = analyze(arch, input_shape(self.dataset))
+        except (ArchError, ValueError) as exc:
+            raise SpecError(f"{where} ({text[:100]!r}) cannot be used: {exc}") from exc
+        why = self.constraints.violation(size.params, size.flops)
+        if why:
+            raise SpecError(f"{where} ({text[:100]!r}) breaks the constraints: {why}")
+        return format_arch(canonical(arch))
 
     def bound_space(self) -> Space:
         """The space for this search's dataset (MetaQNN's sizes depend on the input)."""
@@ -120,7 +239,16 @@ class SearchSpec:
             name=data["name"],
             # searches stored before early stopping existed never stop a child
             early_stopping=StoppingSettings(**data.get("early_stopping", {})),
+            # searches stored before warm starts and constraints existed had neither
+            warm_start=_warm_from_json(data.get("warm_start")),
+            constraints=Constraints(**data.get("constraints", {})),
         )
+
+
+def _warm_from_json(data: dict[str, Any] | None) -> WarmStart:
+    if not data:
+        return WarmStart()
+    return WarmStart(**{**data, "architectures": tuple(data["architectures"])})
 
 
 def _space_from_json(data: dict[str, Any] | None) -> Space | None:

@@ -272,6 +272,11 @@ class Store:
         ).fetchone()
         return _candidate(row) if row else None
 
+    def has_hash(self, search_id: str, arch_hash: str) -> bool:
+        """Whether any candidate of the search is this network."""
+        return self._exec("SELECT 1 FROM candidates WHERE search_id = ? AND arch_hash = ? "
+                          "LIMIT 1", (search_id, arch_hash)).fetchone() is not None
+
     def waiting_twins(self, search_id: str, cid: int) -> list[CandidateRow]:
         rows = self._exec(
             "SELECT * FROM candidates WHERE search_id = ? AND twin = ? AND status = 'waiting' "

@@ -236,8 +236,12 @@ class ControllerClient:
     def list_searches(self) -> list[cpb.Search]:
         return list(self._call("ListSearches", cpb.ListSearchesRequest()).searches)
 
-    def leaderboard(self, search_id: str, top: int = 10) -> list[cpb.LeaderboardEntry]:
-        reply = self._call("Leaderboard", cpb.LeaderboardRequest(search_id=search_id, top=top))
+    def leaderboard(self, search_id: str, top: int = 10,
+                    pareto: str = "") -> list[cpb.LeaderboardEntry]:
+        """The ``top`` most accurate results, or with ``pareto`` ("params"/"flops") the
+        accuracy/cost Pareto front, cheapest first."""
+        reply = self._call("Leaderboard", cpb.LeaderboardRequest(search_id=search_id, top=top,
+                                                                 pareto=pareto))
         return list(reply.entries)
 
     def stop_search(self, search_id: str) -> cpb.Search:

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from protos import controller_pb2 as cpb
@@ -54,8 +55,44 @@ def _create(c: ControllerClient, args: argparse.Namespace) -> str:
         training=codec.settings_to_proto(settings), budget=args.budget, seed=args.seed,
         name=args.name or f"{args.agent} on {dataset}", lease_seconds=args.lease,
         early_stopping=cpb.EarlyStopping(rule=args.early_stopping, eta=args.eta),
+        warm_start=_warm_start(args), constraints=_constraints(args),
     )
     return search.search_id
+
+
+def _warm_start(args: argparse.Namespace) -> cpb.WarmStart:
+    """--warm-start SEARCH_ID|FILE: an earlier search, or a file of networks (one per line in
+    the text form; blank lines and # comments are skipped)."""
+    warm = cpb.WarmStart(pretrain_steps=args.pretrain_steps, top=args.warm_top)
+    source = args.warm_start
+    if not source:
+        return warm
+    path = Path(source)
+    if path.is_file():
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--warm-start {source}: cannot read it ({exc})") from exc
+        archs = [line.split("#", 1)[0].strip() for line in lines]
+        warm.architectures.extend(a for a in archs if a)
+        if not warm.architectures:
+            raise ValueError(f"--warm-start {source}: the file lists no network")
+    elif "/" in source or "." in source:
+        raise ValueError(f"--warm-start {source}: no such file (give a file of networks or a "
+                         "search id)")
+    else:
+        warm.search_id = source
+    return warm
+
+
+def _constraints(args: argparse.Namespace) -> cpb.Constraints:
+    msg = cpb.Constraints(max_params=args.max_params, max_flops=args.max_flops)
+    if args.cost:
+        msg.cost_metric, msg.cost_target = args.cost, args.cost_target or 0.0
+        msg.cost_weight = args.cost_weight
+    elif args.cost_target is not None:
+        raise ValueError("--cost-target needs --cost params|flops")
+    return msg
 
 
 def leaderboard_table(entries: list[cpb.LeaderboardEntry], title: str) -> Table:
@@ -194,7 +231,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     with ControllerClient(args.controller, timeout=args.timeout,
                           security=client_security(args)) as c:
-        entries = c.leaderboard(args.search_id, top=args.top)
+        entries = c.leaderboard(args.search_id, top=args.top, pareto=args.pareto or "")
     if args.json:
         print(json.dumps([{"candidate_id": e.candidate_id, "arch": e.architecture,
                            "accuracy": e.accuracy, "test_accuracy": e.test_accuracy,
@@ -241,6 +278,21 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
                    help="stop children early by the controller's rule (default none, as the "
                    "papers); each epoch is reported with Report and a STOP ends the child")
     s.add_argument("--eta", type=int, default=3, help="asha's reduction factor (default 3)")
+    s.add_argument("--warm-start", metavar="SEARCH_ID|FILE",
+                   help="start from an earlier search (its results are reused, its best are "
+                   "priors) or from a file of networks, one per line (trained first)")
+    s.add_argument("--warm-top", type=int, default=10,
+                   help="how many of the earlier search's best become priors (default 10)")
+    s.add_argument("--pretrain-steps", type=int, default=50,
+                   help="reinforce: likelihood steps on the priors (default 50)")
+    s.add_argument("--max-params", type=int, default=0,
+                   help="reject networks with more parameters before training (no budget spent)")
+    s.add_argument("--max-flops", type=int, default=0, help="the same for FLOPs")
+    s.add_argument("--cost", choices=("params", "flops"),
+                   help="cost-aware reward: reward x (cost / --cost-target)^--cost-weight")
+    s.add_argument("--cost-target", type=float, default=None)
+    s.add_argument("--cost-weight", type=float, default=-0.07,
+                   help="exponent of the cost term (default -0.07, MnasNet)")
     s.add_argument("--name", default="")
     s.add_argument("--lease", type=float, default=3600.0,
                    help="seconds before an unreported child is handed out again")
@@ -263,6 +315,8 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
     lb.add_argument("search_id")
     lb.add_argument("--controller", default=controller_default)
     lb.add_argument("--top", type=int, default=10)
+    lb.add_argument("--pareto", choices=("params", "flops"),
+                    help="the accuracy/cost Pareto front instead of the most accurate")
     lb.add_argument("--json", action="store_true")
     lb.add_argument("--timeout", type=float, default=30.0)
     add_client_flags(lb)

@@ -501,6 +501,8 @@ class CreateSearchRequest(_message.Message):
     LEASE_SECONDS_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     EARLY_STOPPING_FIELD_NUMBER: _builtins.int
+    WARM_START_FIELD_NUMBER: _builtins.int
+    CONSTRAINTS_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """The dataset children are trained on (validated against the trainer's list)."""
     reward: Global___Reward.ValueType
@@ -529,6 +531,14 @@ class CreateSearchRequest(_message.Message):
     def early_stopping(self) -> Global___EarlyStopping:
         """Whether and how running children are stopped early (default: never, as in the papers)."""
 
+    @_builtins.property
+    def warm_start(self) -> Global___WarmStart:
+        """Known-good networks and/or an earlier search to start from (default: none)."""
+
+    @_builtins.property
+    def constraints(self) -> Global___Constraints:
+        """Limits on network size and a cost-aware reward (default: none)."""
+
     def __init__(
         self,
         *,
@@ -542,14 +552,111 @@ class CreateSearchRequest(_message.Message):
         lease_seconds: _builtins.float = ...,
         name: _builtins.str = ...,
         early_stopping: Global___EarlyStopping | None = ...,
+        warm_start: Global___WarmStart | None = ...,
+        constraints: Global___Constraints | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "early_stopping", b"early_stopping", "space", b"space", "training", b"training"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "constraints", b"constraints", "early_stopping", b"early_stopping", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "dataset", b"dataset", "early_stopping", b"early_stopping", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "seed", b"seed", "space", b"space", "training", b"training"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "constraints", b"constraints", "dataset", b"dataset", "early_stopping", b"early_stopping", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "seed", b"seed", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateSearchRequest: _TypeAlias = CreateSearchRequest  # noqa: Y015
+
+@_typing.final
+class WarmStart(_message.Message):
+    """Priors: networks the search starts from. The given networks are handed out first, in
+    order (they cost budget unless already known); an earlier search's results are all reused
+    (never trained again) and its best `top` are priors too. Every agent starts from the priors:
+    REINFORCE pre-trains its policy on them (`pretrain_steps` Adam steps maximising their
+    log-probability), evolution counts them in its initial population, and every agent (Q-learning
+    into its Q-table) learns from their results as they arrive.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARCHITECTURES_FIELD_NUMBER: _builtins.int
+    SEARCH_ID_FIELD_NUMBER: _builtins.int
+    TOP_FIELD_NUMBER: _builtins.int
+    PRETRAIN_STEPS_FIELD_NUMBER: _builtins.int
+    PRETRAIN_LEARNING_RATE_FIELD_NUMBER: _builtins.int
+    search_id: _builtins.str
+    """An earlier search on the same dataset and training settings."""
+    top: _builtins.int
+    """How many of that search's best results become priors (default 10)."""
+    pretrain_steps: _builtins.int
+    """REINFORCE: likelihood steps on the priors before the first sample (default 50)."""
+    pretrain_learning_rate: _builtins.float
+    """REINFORCE: Adam learning rate of those steps (default 0.01)."""
+    @_builtins.property
+    def architectures(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Networks in nasrl's text form, e.g. "C(16,3,2) C(16,3,1)"; each must lie in the space."""
+
+    def __init__(
+        self,
+        *,
+        architectures: _abc.Iterable[_builtins.str] | None = ...,
+        search_id: _builtins.str = ...,
+        top: _builtins.int | None = ...,
+        pretrain_steps: _builtins.int | None = ...,
+        pretrain_learning_rate: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_pretrain_steps", b"_pretrain_steps", "_top", b"_top", "pretrain_steps", b"pretrain_steps", "top", b"top"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_pretrain_steps", b"_pretrain_steps", "_top", b"_top", "architectures", b"architectures", "pretrain_learning_rate", b"pretrain_learning_rate", "pretrain_steps", b"pretrain_steps", "search_id", b"search_id", "top", b"top"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__pretrain_steps: _TypeAlias = _typing.Literal["pretrain_steps"]  # noqa: Y015
+    _WhichOneofArgType__pretrain_steps: _TypeAlias = _typing.Literal["_pretrain_steps", b"_pretrain_steps"]  # noqa: Y015
+    _WhichOneofReturnType__top: _TypeAlias = _typing.Literal["top"]  # noqa: Y015
+    _WhichOneofArgType__top: _TypeAlias = _typing.Literal["_top", b"_top"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__pretrain_steps) -> _WhichOneofReturnType__pretrain_steps | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__top) -> _WhichOneofReturnType__top | None: ...
+
+Global___WarmStart: _TypeAlias = WarmStart  # noqa: Y015
+
+@_typing.final
+class Constraints(_message.Message):
+    """Size limits and a MnasNet-style cost-aware reward: reward * (cost / cost_target)^cost_weight."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_PARAMS_FIELD_NUMBER: _builtins.int
+    MAX_FLOPS_FIELD_NUMBER: _builtins.int
+    COST_METRIC_FIELD_NUMBER: _builtins.int
+    COST_TARGET_FIELD_NUMBER: _builtins.int
+    COST_WEIGHT_FIELD_NUMBER: _builtins.int
+    max_params: _builtins.int
+    """Networks with more parameters are rejected before training: no budget, learnt as a
+    failure (0: no limit).
+    """
+    max_flops: _builtins.int
+    """The same for FLOPs (multiply-adds x 2) of one forward pass of one image (0: no limit)."""
+    cost_metric: _builtins.str
+    """"params" or "flops": the cost in the reward ("" or unset: the reward has no cost term)."""
+    cost_target: _builtins.float
+    """The cost at which the reward is unchanged (required with cost_metric)."""
+    cost_weight: _builtins.float
+    """The exponent w <= 0 (default -0.07, MnasNet's soft constraint: 2x the target costs ~5 %)."""
+    def __init__(
+        self,
+        *,
+        max_params: _builtins.int = ...,
+        max_flops: _builtins.int = ...,
+        cost_metric: _builtins.str = ...,
+        cost_target: _builtins.float = ...,
+        cost_weight: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_weight", b"_cost_weight", "cost_weight", b"cost_weight"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_weight", b"_cost_weight", "cost_metric", b"cost_metric", "cost_target", b"cost_target", "cost_weight", b"cost_weight", "max_flops", b"max_flops", "max_params", b"max_params"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__cost_weight: _TypeAlias = _typing.Literal["cost_weight"]  # noqa: Y015
+    _WhichOneofArgType__cost_weight: _TypeAlias = _typing.Literal["_cost_weight", b"_cost_weight"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__cost_weight) -> _WhichOneofReturnType__cost_weight | None: ...
+
+Global___Constraints: _TypeAlias = Constraints  # noqa: Y015
 
 @_typing.final
 class EarlyStopping(_message.Message):
@@ -1079,19 +1186,25 @@ class LeaderboardRequest(_message.Message):
 
     SEARCH_ID_FIELD_NUMBER: _builtins.int
     TOP_FIELD_NUMBER: _builtins.int
+    PARETO_FIELD_NUMBER: _builtins.int
     search_id: _builtins.str
     """The search."""
     top: _builtins.int
     """How many entries (default 10, at most 1,000)."""
+    pareto: _builtins.str
+    """"params" or "flops": instead of the most accurate, the accuracy/cost Pareto front (every
+    network that no other beats on both accuracy and that cost), cheapest first.
+    """
     def __init__(
         self,
         *,
         search_id: _builtins.str = ...,
         top: _builtins.int = ...,
+        pareto: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["search_id", b"search_id", "top", b"top"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pareto", b"pareto", "search_id", b"search_id", "top", b"top"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

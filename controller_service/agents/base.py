@@ -9,7 +9,10 @@ Call sequence (the controller holds a lock per search around every call):
    the candidate and hands back at update time.
 3. ``agent.update(decisions, reward)`` once per result, in any order and possibly long after
    the sample (asynchronous workers); ``reward`` is ``None`` for a child that failed.
-4. ``agent.state_dict()`` after each call: everything needed to continue exactly (weights,
+4. Optionally, once before the first sample: ``agent.pretrain(priors, steps, learning_rate)``
+   with the decisions of known-good networks (a warm start); their results then arrive
+   through ``update`` like any other.
+5. ``agent.state_dict()`` after each call: everything needed to continue exactly (weights,
    optimiser, RNG, counters), made of tensors, numbers, strings, lists and dicts only so that
    it loads with ``torch.load(weights_only=True)``.
 """
@@ -69,6 +72,13 @@ class Agent(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a ``state_dict``."""
+
+    def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
+        """Start from known-good networks (``priors``: their decisions, as
+        ``space_ops.encode`` gives them) before any result is known. By default an agent
+        does nothing here and learns from the priors when their results arrive through
+        ``update``; REINFORCE takes likelihood steps, evolution counts them as members of
+        its initial population."""
 
     def progress(self) -> dict[str, float]:
         """Numbers a user watches, e.g. {"curriculum_layers": 6, "baseline": 0.41}."""

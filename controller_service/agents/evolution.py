@@ -75,6 +75,12 @@ class EvolutionAgent(Agent):
             self.samples += 1
         return out
 
+    def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
+        """Warm start: the priors are members of the initial population (their results join
+        it through ``update``), so only ``population - len(priors)`` random networks follow
+        them before mutation begins."""
+        self.samples += len(priors)
+
     def update(self, decisions: Decisions, reward: float | None) -> None:
         r = self.failure_reward if reward is None else float(reward)
         if not math.isfinite(r):

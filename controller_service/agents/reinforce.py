@@ -150,6 +150,7 @@ class ReinforceAgent(Agent):
         self.samples = 0
         self.updates = 0
         self.steps = 0
+        self.pretrained = 0  # priors the policy was pre-trained on (warm start)
         self.pending: list[dict[str, Any]] = []  # {"tokens", "skips", "advantage"}
 
     def curriculum_layers(self) -> int:
@@ -211,6 +212,24 @@ class ReinforceAgent(Agent):
         self.pending = []
         self.steps += 1
 
+    def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
+        """Warm start: ``steps`` Adam steps (learning rate ``learning_rate``, an optimiser of
+        their own, so the policy-gradient optimiser starts fresh) that maximise the mean
+        log-probability of the priors' decisions, before any reward is known. Afterwards the
+        policy samples the priors' choices far more often than uniform, without excluding
+        the rest: with the defaults (50 steps at 0.01) on ten priors, about half of the
+        probability mass moves onto them."""
+        if not priors or steps <= 0:
+            return
+        trajectories = [self._trajectory(d) for d in priors]
+        optimizer = torch.optim.Adam(self.policy.parameters(), lr=learning_rate)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss = -torch.stack([self._evaluate(t)[0] for t in trajectories]).mean()
+            torch.autograd.backward(loss)
+            optimizer.step()
+        self.pretrained += len(priors)
+
     def _trajectory(self, decisions: Decisions) -> Trajectory:
         """The stored decisions, checked against this space; ValueError says what is wrong."""
         tokens, skips = decisions.get("tokens"), decisions.get("skips")
@@ -242,6 +261,7 @@ class ReinforceAgent(Agent):
             "samples": self.samples,
             "updates": self.updates,
             "steps": self.steps,
+            "pretrained": self.pretrained,
             "pending": copy.deepcopy(self.pending),
         }
 
@@ -256,12 +276,15 @@ class ReinforceAgent(Agent):
         self.samples = int(state["samples"])
         self.updates = int(state["updates"])
         self.steps = int(state["steps"])
+        self.pretrained = int(state.get("pretrained", 0))  # absent before warm starts existed
         self.pending = copy.deepcopy(list(state["pending"]))
 
     def progress(self) -> dict[str, float]:
         out = {"curriculum_layers": float(self.curriculum_layers()),
                "samples": float(self.samples), "updates": float(self.updates),
                "steps": float(self.steps)}
+        if self.pretrained:
+            out["pretrained_on"] = float(self.pretrained)
         if self.baseline is not None:
             out["baseline"] = self.baseline
         return out

@@ -13,8 +13,9 @@ from typing import Any
 from controller_service.agents.base import AgentSettingsError, Decisions, Proposal
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
+from nasrl.arch import Architecture
 
-__all__ = ["Space", "random_proposal", "mutate_proposal", "decode", "check_space"]
+__all__ = ["Space", "random_proposal", "mutate_proposal", "decode", "encode", "check_space"]
 
 Space = ZophSpace | MetaQNNSpace
 
@@ -32,6 +33,15 @@ def decode(space: Space, decisions: Decisions) -> Any:
     if isinstance(space, MetaQNNSpace):
         return space.decode(list(decisions["path"]))
     return space.decode(decisions["tokens"], decisions["skips"])
+
+
+def encode(space: Space, arch: Architecture) -> Decisions:
+    """The decisions that produce ``arch`` in ``space`` (the inverse of ``decode``), in the
+    form every agent of that space learns from; ValueError says what does not fit."""
+    if isinstance(space, MetaQNNSpace):
+        return {"path": space.encode(arch)}
+    decisions = space.encode(arch)
+    return {**decisions, "layers": len(decisions["tokens"])}
 
 
 def random_proposal(space: Space, rng: random.Random, layers: int) -> Proposal:
