@@ -66,6 +66,7 @@ class Run:
     proposals: int = 0
     stopped: int = 0
     stalled: bool = False
+    proxy_seconds: float = 0.0  # warm start: trainer-seconds of the proxy search
 
     def record(self, validation: float, test: float, seconds: float) -> None:
         if not self.best or validation > self.best[-1]:  # ties keep the first
@@ -84,7 +85,8 @@ class Run:
     def to_json(self) -> dict[str, Any]:
         return {"agent": self.agent, "seed": self.seed, "best": self.best, "test": self.test,
                 "seconds": self.seconds, "cached": self.cached, "proposals": self.proposals,
-                "stopped": self.stopped, "stalled": self.stalled}
+                "stopped": self.stopped, "stalled": self.stalled,
+                "proxy_seconds": self.proxy_seconds}
 
 
 # ------------------------------------------------------------------------ the replay itself
@@ -181,13 +183,44 @@ class Evaluator:
         return self.results[text]
 
 
+def proxy_priors(proxy: Lookup, seed: int, evaluations: int, top: int) -> tuple[list[str], float]:
+    """A warm start's priors: the ``top`` best networks that a random search of
+    ``evaluations`` distinct networks finds on the proxy table (the same space on a cheaper
+    dataset), and the trainer-seconds that search cost."""
+    import random
+
+    from controller_service.agents.space_ops import random_proposal
+
+    rng = random.Random(1_000_003 + seed)  # not the target run's seed stream
+    found: dict[str, float] = {}
+    seconds = 0.0
+    for _ in range(50 * evaluations):
+        if len(found) >= evaluations:
+            break
+        text = proxy.text(random_proposal(proxy.space, rng, proxy.space.max_layers).arch)
+        if text not in found:
+            found[text] = proxy.rows[text][0]
+            seconds += proxy.rows[text][3]
+    return sorted(found, key=lambda a: -found[a])[:top], seconds
+
+
 def replay_agent(lookup: Lookup, agent_name: str, seed: int, evaluations: int,
                  variant: str = "paper", stopping: str = "none",
-                 budget_seconds: float | None = None) -> Run:
-    """One search by a nasrl agent against the table, with the controller's dedup."""
+                 budget_seconds: float | None = None,
+                 warm: tuple[str, int, int] | None = None,
+                 screen: tuple[str, int, str] | None = None) -> Run:
+    """One search by a nasrl agent against the table, with the controller's dedup. ``warm``
+    = (proxy table, proxy evaluations, top): the search starts as the controller's warm
+    start does — the agent pre-trains on the priors, which are evaluated first. ``screen`` =
+    (score, factor, scores file of bench/screening.py): as the controller's screening, the
+    agent proposes ``factor`` networks per child; known ones are learnt again for free, and
+    of the new ones only the best-scoring is evaluated, the others are not learnt from."""
     import torch
 
     from controller_service.agents import agent_class
+    from controller_service.agents.space_ops import encode
+    from controller_service.spec import WarmStart
+    from nasrl.arch import parse
 
     torch.set_num_threads(1)
     cls = agent_class(agent_name)
@@ -196,11 +229,46 @@ def replay_agent(lookup: Lookup, agent_name: str, seed: int, evaluations: int,
     zoph_reward = cls.default_reward == "zoph"
     run = Run(agent_name, seed)
     evaluate = Evaluator(lookup, run, evaluations, stopping, budget_seconds)
+    if warm is not None:
+        priors, run.proxy_seconds = proxy_priors(_lookup(warm[0]), seed, warm[1], warm[2])
+        decisions = [{**encode(lookup.space, parse(text)), "prior": True} for text in priors]
+        d = WarmStart()
+        agent.pretrain(decisions, d.pretrain_steps, d.pretrain_learning_rate)
+        for text, prior in zip(priors, decisions):
+            if evaluate.done():
+                break
+            validation, last5 = evaluate(parse(text))
+            agent.update(prior, last5 ** 3 if zoph_reward else validation)
+    scores = _scores(screen[2])[screen[0]] if screen else {}
     while not evaluate.done():
-        (proposal,) = agent.sample(1)
-        validation, last5 = evaluate(proposal.arch)
-        agent.update(proposal.decisions, last5 ** 3 if zoph_reward else validation)
+        if screen is None:
+            proposals = agent.sample(1)
+        else:
+            fresh: dict[str, Any] = {}
+            proposals = []
+            for p in agent.sample(screen[1]):
+                text = lookup.text(p.arch)
+                if text in evaluate.results:
+                    proposals.append(p)  # known: answered from the results, learnt again
+                elif text not in fresh:
+                    fresh[text] = p
+            if fresh:
+                proposals.append(fresh[max(fresh, key=lambda a: scores[a])])
+        for proposal in proposals:
+            validation, last5 = evaluate(proposal.arch)
+            agent.update(proposal.decisions, last5 ** 3 if zoph_reward else validation)
+            if evaluate.done():
+                break
     return run
+
+
+_SCORE_FILES: dict[str, dict[str, dict[str, float]]] = {}
+
+
+def _scores(path: str) -> dict[str, dict[str, float]]:
+    if path not in _SCORE_FILES:
+        _SCORE_FILES[path] = json.loads(Path(path).read_text())["values"]
+    return _SCORE_FILES[path]
 
 
 def replay_tpe(lookup: Lookup, seed: int, evaluations: int, stopping: str = "none",
@@ -222,13 +290,21 @@ def replay_tpe(lookup: Lookup, seed: int, evaluations: int, stopping: str = "non
     return run
 
 
-def _one(job: tuple[str, str, int, int, str, str, float | None]) -> dict[str, Any]:
-    path, agent, seed, evaluations, variant, stopping, budget = job
+# (table, agent, seed, evaluations, variant, stopping rule, trainer-second budget, extras:
+# {"warm": (proxy table, proxy evaluations, top), "screen": (score, factor, scores file)})
+Job = tuple[str, str, int, int, str, str, "float | None", "dict[str, Any] | None"]
+
+
+def _one(job: Job) -> dict[str, Any]:
+    path, agent, seed, evaluations, variant, stopping, budget, extras = job
     lookup = _lookup(path)
+    extras = extras or {}
     if agent == "tpe":
         run = replay_tpe(lookup, seed, evaluations, stopping, budget)
     else:
-        run = replay_agent(lookup, agent, seed, evaluations, variant, stopping, budget)
+        settings = variant if variant in ("paper", "budget") else "paper"
+        run = replay_agent(lookup, agent, seed, evaluations, settings, stopping, budget,
+                           extras.get("warm"), extras.get("screen"))
     return run.to_json()
 
 
@@ -291,6 +367,10 @@ def summarize(runs: list[dict[str, Any]], evaluations: int, target: float | None
     if target is not None:
         evals = [first_reaching(range(1, len(r["best"]) + 1), r["best"], target) for r in runs]
         secs = [first_reaching(r["seconds"], r["best"], target) for r in runs]
+        # a warm start's proxy search is part of what reaching the target cost
+        secs = [None if s is None else s + r.get("proxy_seconds", 0.0)
+                for s, r in zip(secs, runs)]
+        out["proxy_seconds"] = mean_std([r.get("proxy_seconds", 0.0) for r in runs])
         out["to_random_best"] = {
             "reached": sum(e is not None for e in evals), "runs": len(runs),
             # runs that never reach it count as the whole budget of evaluations and its
@@ -300,6 +380,7 @@ def summarize(runs: list[dict[str, Any]], evaluations: int, target: float | None
             "trainer_seconds": mean_std([
                 s if s is not None else max(r["seconds"][-1] if r["seconds"] else 0.0,
                                             evaluations * seconds_per_evaluation)
+                + r.get("proxy_seconds", 0.0)
                 for s, r in zip(secs, runs)]),
         }
     return out
@@ -401,7 +482,7 @@ def print_report(report: dict[str, Any]) -> None:
           f"evaluations per run; random's mean final best {report['random_target']:.4f}")
     for variant, agents in report["variants"].items():
         checkpoints = list(next(iter(agents.values()))["at"])
-        head = f"{variant:7s} {'agent':10s} " + " ".join(f"{'val@' + c:>17s}" for c in checkpoints)
+        head = f"{variant:11s} {'agent':10s} " + " ".join(f"{'val@' + c:>17s}" for c in checkpoints)
         head += f" {'test@' + checkpoints[-1]:>17s} {'evals→random':>16s} {'trainer-s→random':>18s}"
         head += f" {'regret':>17s}"
         print(head)
@@ -413,7 +494,7 @@ def print_report(report: dict[str, Any]) -> None:
             ev = f"{fmt(reach['evaluations'], 0, 'ci95')} {reach['reached']}/{reach['runs']}" \
                 if reach else "-"
             ts = fmt(reach["trainer_seconds"], 0, "ci95") if reach else "-"
-            print(f"{variant:7s} {agent:10s} {cells} "
+            print(f"{variant:11s} {agent:10s} {cells} "
                   f"{fmt(s['at'][checkpoints[-1]]['test'], 4, 'ci95'):>17s} {ev:>16s} "
                   f"{ts:>18s} {fmt(s['final_regret'], 4, 'ci95'):>17s}")
 
@@ -464,6 +545,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--early-stopping", default="",
                    help="comma-separated rules (none,median,asha): run every agent under each "
                    "rule to the same trainer-second budget instead of the evaluation study")
+    p.add_argument("--warm-start", metavar="PROXY_TABLE", type=Path,
+                   help="also run every agent warm-started (variant 'warm'): priors are the "
+                   "best --warm-top networks a random search of --proxy-evaluations finds on "
+                   "this proxy table (the same space on a cheaper dataset); its trainer-seconds "
+                   "are added to the warm runs' cost")
+    p.add_argument("--proxy-evaluations", type=int, default=100)
+    p.add_argument("--warm-top", type=int, default=10)
+    p.add_argument("--warm-stopping", default="none",
+                   help="comma-separated early-stopping rules for the warm runs (variant "
+                   "'warm+RULE' for each rule other than none)")
+    p.add_argument("--screen", choices=("synflow", "params", "flops", "naswot"),
+                   help="also run every agent with training-free screening by this score "
+                   "(variant SCOREx<factor>; scores from bench/screening.py)")
+    p.add_argument("--screen-factor", default="4",
+                   help="comma-separated proposals per evaluated child (default 4)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -482,10 +578,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     variants = ["paper", "budget"] if args.variant == "both" else [args.variant]
     # random search with the paper's (its only) settings is every variant's reference
     paper = agents if "paper" in variants else ["random"]
-    jobs = [(str(args.table), a, s, evaluations, "paper", "none", None) for a in paper
-            for s in range(args.seeds)]
-    jobs += [(str(args.table), a, s, evaluations, "budget", "none", None) for a in agents
+    jobs: list[Job] = [(str(args.table), a, s, evaluations, "paper", "none", None, None)
+                       for a in paper for s in range(args.seeds)]
+    jobs += [(str(args.table), a, s, evaluations, "budget", "none", None, None) for a in agents
              if "budget" in variants and a in BUDGET_SETTINGS for s in range(args.seeds)]
+    if args.warm_start:
+        warm = {"warm": (str(args.warm_start), args.proxy_evaluations, args.warm_top)}
+        for rule in args.warm_stopping.split(","):
+            name = "warm" if rule == "none" else f"warm+{rule}"
+            jobs += [(str(args.table), a, s, evaluations, name, rule, None, warm)
+                     for a in agents if a != "tpe" for s in range(args.seeds)]
+    if args.screen:
+        from bench.screening import scores_path
+
+        scores = scores_path(args.table, args.out)
+        if not scores.exists():
+            raise SystemExit(f"{scores} is missing: run python bench/screening.py --table "
+                             f"{args.table} first")
+        for factor in (int(f) for f in args.screen_factor.split(",")):
+            screen = {"screen": (args.screen, factor, str(scores))}
+            jobs += [(str(args.table), a, s, evaluations, f"{args.screen}x{factor}", "none",
+                      None, screen) for a in agents if a != "tpe" for s in range(args.seeds)]
     with ProcessPoolExecutor(max(1, args.workers)) as pool:
         results = list(pool.map(_one, jobs, chunksize=4))
     by: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -504,6 +617,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "curves": {v: {a: curves(runs, evaluations) for a, runs in agents_runs.items()}
                    for v, agents_runs in by.items()},
         "settings": {a: _agent_settings(a, "budget", evaluations) for a in BUDGET_SETTINGS},
+        "warm_start": None if not args.warm_start else {
+            "proxy_table": str(args.warm_start), "proxy_evaluations": args.proxy_evaluations,
+            "top": args.warm_top, "stopping": args.warm_stopping},
         "wall_seconds": round(time.perf_counter() - began, 1),
         "machine": f"{platform.machine()}, {args.workers} worker process(es)",
         "command": "python bench/tabular.py " + " ".join(argv if argv is not None
@@ -512,7 +628,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if target is not None:
         print_report(report)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"tabular_{lookup.table.name}"
+    stem = f"tabular_{lookup.table.name}" + ("_warm" if args.warm_start else "") + (
+        f"_{args.screen}" if args.screen else "")
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
     if target is not None:
         plot(report, args.out / f"{stem}.png")
@@ -530,8 +647,8 @@ def early_stopping_study(args: argparse.Namespace, lookup: Lookup, agents: list[
     if "none" not in rules:
         rules.insert(0, "none")
     budget = evaluations * statistics.fmean(r.seconds for r in lookup.primary.values())
-    jobs = [(str(args.table), a, s, len(lookup.rows), "paper", rule, budget)
-            for a in agents for rule in rules for s in range(args.seeds)]
+    jobs: list[Job] = [(str(args.table), a, s, len(lookup.rows), "paper", rule, budget, None)
+                       for a in agents for rule in rules for s in range(args.seeds)]
     with ProcessPoolExecutor(max(1, args.workers)) as pool:
         results = list(pool.map(_one, jobs, chunksize=4))
     arms: dict[str, list[dict[str, Any]]] = {}

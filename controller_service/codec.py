@@ -12,7 +12,9 @@ from controller_service.agents.space_ops import Space
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
 from controller_service.searches import Handout, SearchView
-from controller_service.spec import Constraints, SearchSpec, SpecError, WarmStart, named_space
+from controller_service.spec import (
+    Constraints, Screening, SearchSpec, SpecError, WarmStart, named_space,
+)
 from controller_service.stopping import StoppingSettings
 from controller_service.store import ResultRow
 from nasrl import codec
@@ -116,6 +118,8 @@ def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
         early_stopping=_stopping_from_proto(req.early_stopping),
         warm_start=_warm_from_proto(req.warm_start),
         constraints=_constraints_from_proto(req.constraints),
+        screening=Screening(score=req.screening.score,
+                            factor=req.screening.factor or Screening().factor),
     )
 
 
@@ -161,6 +165,7 @@ def spec_to_proto(spec: SearchSpec, defaults: dict[str, Any]) -> cpb.CreateSearc
         early_stopping=cpb.EarlyStopping(**asdict(spec.early_stopping)),
         warm_start=cpb.WarmStart(**asdict(spec.warm_start)),
         constraints=cpb.Constraints(**asdict(spec.constraints)),
+        screening=cpb.Screening(**asdict(spec.screening)),
     )
 
 

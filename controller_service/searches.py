@@ -30,6 +30,7 @@ from controller_service.stopping import Decision, StoppingRule, make_rule
 from controller_service.store import CandidateRow, ResultRow, SearchRow, Store
 from nasrl.arch import ArchError, arch_hash, canonical, format_arch, parse
 from nasrl.datasets import input_shape
+from nasrl.scoring import score as screen_score
 from nasrl.shapes import analyze
 
 __all__ = [
@@ -318,8 +319,12 @@ class Searches:
             while (len(out) < count and attempts < 4 * count and time.monotonic() < stop_at
                    and self._may_propose(search_id, spec)):
                 attempts += 1
-                proposal = self._next_prior(search_id, spec) or agent.sample(1)[0]
-                handout = self._propose(search_id, spec, agent, proposal, now)
+                prior = self._next_prior(search_id, spec)
+                if prior is None and spec.screening.score:
+                    handout = self._screened(search_id, spec, agent, now)
+                else:
+                    proposal = prior or agent.sample(1)[0]
+                    handout = self._propose(search_id, spec, agent, proposal, now)
                 if handout is not None:
                     if request_id:
                         self.store.set_request(search_id, handout.id, request_id)
@@ -388,6 +393,43 @@ class Searches:
         deadline = now + spec.lease_seconds
         cid = self.store.add_candidate(search_id, text, digest, p.decisions, "leased", deadline)
         return Handout(cid, text, deadline, None)
+
+    def _screened(self, search_id: str, spec: SearchSpec, agent: Agent,
+                  now: float) -> Handout | None:
+        """One child by screening: ``factor`` proposals; those that are invalid, known or in
+        flight are handled as always (a known one is recorded as cached and learnt, but not
+        handed out); of the new ones only the best-scoring is handed out, the others are
+        recorded with their score and not learnt from."""
+        screening = spec.screening
+        image = input_shape(spec.dataset)
+        fresh: dict[str, tuple[Proposal, float]] = {}
+        for p in agent.sample(screening.factor):
+            digest = arch_hash(p.arch)
+            if digest in fresh or not self._is_new(search_id, spec, p, digest):
+                if digest not in fresh:
+                    self._propose(search_id, spec, agent, p, now)
+                continue
+            fresh[digest] = (p, screen_score(screening.score, p.arch, image))
+        if not fresh:
+            return None
+        best = max(fresh, key=lambda d: fresh[d][1])
+        for digest, (p, value) in fresh.items():
+            if digest != best:
+                cid = self.store.add_candidate(search_id, format_arch(canonical(p.arch)),
+                                               digest, p.decisions, "invalid", None)
+                self.store.finish_candidate(search_id, cid, "invalid",
+                                            {"screened": {screening.score: value}}, None)
+        return self._propose(search_id, spec, agent, fresh[best][0], now)
+
+    def _is_new(self, search_id: str, spec: SearchSpec, p: Proposal, digest: str) -> bool:
+        """Valid, within the constraints, never evaluated and not in flight."""
+        try:
+            size = analyze(p.arch, input_shape(spec.dataset))
+        except ArchError:
+            return False
+        return (spec.constraints.violation(size.params, size.flops) is None
+                and self.store.result(search_id, digest) is None
+                and self.store.in_flight_with_hash(search_id, digest) is None)
 
     def _settle(self, search_id: str, spec: SearchSpec) -> bool:
         """Mark the search done when nothing is in flight and no more may be proposed."""

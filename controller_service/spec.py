@@ -18,11 +18,12 @@ from nasrl.results import TrainSettings
 
 __all__ = [
     "SearchSpec", "SpecError", "REWARDS", "reward_of", "named_space", "WarmStart", "Constraints",
-    "COST_METRICS",
+    "COST_METRICS", "Screening",
 ]
 
 REWARDS = ("zoph", "accuracy")
 COST_METRICS = ("params", "flops")
+SCREENING_SCORES = ("synflow", "params", "flops")
 MAX_BUDGET = 1_000_000
 MAX_NAME = 200
 MAX_PRIORS = 1000
@@ -129,6 +130,23 @@ class Constraints:
         return float((cost / self.cost_target) ** self.cost_weight)
 
 
+@dataclass(frozen=True)
+class Screening:
+    """Training-free screening (see ``nasrl.scoring``): ``factor`` proposals per child
+    trained, the best by ``score`` handed out; "" = none."""
+
+    score: str = ""
+    factor: int = 4
+
+    def validate(self) -> Screening:
+        if self.score not in ("", *SCREENING_SCORES):
+            raise SpecError(f"screening.score must be one of {SCREENING_SCORES} (or empty for "
+                            f"no screening), got {self.score!r}")
+        if not 2 <= self.factor <= 64:
+            raise SpecError(f"screening.factor must be between 2 and 64, got {self.factor}")
+        return self
+
+
 def reward_of(kind: str, outcome: dict[str, Any],
               constraints: Constraints | None = None) -> float:
     """The reward of a training outcome: ``zoph`` = (max validation accuracy of the last 5
@@ -159,6 +177,7 @@ class SearchSpec:
     early_stopping: StoppingSettings = field(default_factory=StoppingSettings)
     warm_start: WarmStart = field(default_factory=WarmStart)
     constraints: Constraints = field(default_factory=Constraints)
+    screening: Screening = field(default_factory=Screening)
 
     def validate(self) -> SearchSpec:
         """Check everything and fill the defaults in; raises SpecError naming the setting."""
@@ -187,6 +206,7 @@ class SearchSpec:
         if len(self.name) > MAX_NAME:
             raise SpecError(f"name must be at most {MAX_NAME} characters, got {len(self.name)}")
         self.constraints.validate()
+        self.screening.validate()
         warm = replace(self.warm_start.validate(),
                        architectures=tuple(self._prior_text(i, text) for i, text
                                            in enumerate(self.warm_start.architectures)))
@@ -242,6 +262,7 @@ class SearchSpec:
             # searches stored before warm starts and constraints existed had neither
             warm_start=_warm_from_json(data.get("warm_start")),
             constraints=Constraints(**data.get("constraints", {})),
+            screening=Screening(**data.get("screening", {})),
         )
 
 

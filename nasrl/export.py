@@ -2,7 +2,7 @@
 
 ``export_source`` writes the source of a module that imports only ``torch`` and defines
 ``class Net(nn.Module)`` with the same layers, parameter names and forward pass as the
-trainer's ``trainer_service.builder.ChildNet``, so a state dict saved from one loads into the
+trainer's ``nasrl.builder.ChildNet``, so a state dict saved from one loads into the
 other. The forward is spelled out one line per layer, so the file reads as the network.
 ``write_export`` with a state dict also writes it as ``NAME.pt`` beside ``NAME.py``, and the
 module's ``load_trained()`` returns the network with those weights.

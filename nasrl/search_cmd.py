@@ -56,6 +56,7 @@ def _create(c: ControllerClient, args: argparse.Namespace) -> str:
         name=args.name or f"{args.agent} on {dataset}", lease_seconds=args.lease,
         early_stopping=cpb.EarlyStopping(rule=args.early_stopping, eta=args.eta),
         warm_start=_warm_start(args), constraints=_constraints(args),
+        screening=cpb.Screening(score=args.screen or "", factor=args.screen_factor),
     )
     return search.search_id
 
@@ -293,6 +294,11 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
     s.add_argument("--cost-target", type=float, default=None)
     s.add_argument("--cost-weight", type=float, default=-0.07,
                    help="exponent of the cost term (default -0.07, MnasNet)")
+    s.add_argument("--screen", choices=("synflow", "params", "flops"),
+                   help="training-free screening: of --screen-factor proposals per child, "
+                   "train only the best by this score at initialisation")
+    s.add_argument("--screen-factor", type=int, default=4,
+                   help="proposals scored per child trained (default 4)")
     s.add_argument("--name", default="")
     s.add_argument("--lease", type=float, default=3600.0,
                    help="seconds before an unreported child is handed out again")

@@ -503,6 +503,7 @@ class CreateSearchRequest(_message.Message):
     EARLY_STOPPING_FIELD_NUMBER: _builtins.int
     WARM_START_FIELD_NUMBER: _builtins.int
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
+    SCREENING_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """The dataset children are trained on (validated against the trainer's list)."""
     reward: Global___Reward.ValueType
@@ -539,6 +540,10 @@ class CreateSearchRequest(_message.Message):
     def constraints(self) -> Global___Constraints:
         """Limits on network size and a cost-aware reward (default: none)."""
 
+    @_builtins.property
+    def screening(self) -> Global___Screening:
+        """Training-free screening of proposals (default: none)."""
+
     def __init__(
         self,
         *,
@@ -554,14 +559,46 @@ class CreateSearchRequest(_message.Message):
         early_stopping: Global___EarlyStopping | None = ...,
         warm_start: Global___WarmStart | None = ...,
         constraints: Global___Constraints | None = ...,
+        screening: Global___Screening | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "constraints", b"constraints", "early_stopping", b"early_stopping", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "constraints", b"constraints", "early_stopping", b"early_stopping", "screening", b"screening", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "constraints", b"constraints", "dataset", b"dataset", "early_stopping", b"early_stopping", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "seed", b"seed", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "constraints", b"constraints", "dataset", b"dataset", "early_stopping", b"early_stopping", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "screening", b"screening", "seed", b"seed", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateSearchRequest: _TypeAlias = CreateSearchRequest  # noqa: Y015
+
+@_typing.final
+class Screening(_message.Message):
+    """Training-free screening: for every child to train, the agent proposes `factor` networks,
+    the controller scores the new ones at initialisation and hands out only the best-scoring.
+    The others are recorded (status invalid, with their score) and not learnt from: the agent
+    gets no reward for them. Proposals that are invalid, already evaluated or in flight are
+    handled as without screening.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCORE_FIELD_NUMBER: _builtins.int
+    FACTOR_FIELD_NUMBER: _builtins.int
+    score: _builtins.str
+    """"synflow" (SynFlow at initialisation, data-free), "params" or "flops"; "" = no screening."""
+    factor: _builtins.int
+    """Proposals per child trained, 2 .. 64 (default 4)."""
+    def __init__(
+        self,
+        *,
+        score: _builtins.str = ...,
+        factor: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["factor", b"factor", "score", b"score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Screening: _TypeAlias = Screening  # noqa: Y015
 
 @_typing.final
 class WarmStart(_message.Message):

@@ -25,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from nasrl.arch import Architecture, canonical, format_arch
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.shapes import Limits
-from trainer_service.builder import ChildNet, build, count_params
+from nasrl.builder import ChildNet, build, count_params
 from trainer_service.data import Dataset
 
 __all__ = ["train", "Cancelled", "resolve_device"]

@@ -16,7 +16,7 @@ from nasrl.arch import Conv
 from nasrl.datasets import input_shape
 from nasrl.results import TrainOutcome, TrainSettings
 from nasrl.shapes import analyze
-from trainer_service.builder import build
+from nasrl.builder import build
 from tests.helpers import same_state, through_bytes
 
 ZOPH = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=5)

@@ -22,7 +22,7 @@ from nasrl.client import NasrlError, TrainerClient
 from nasrl.results import TrainSettings
 from nasrl.shapes import analyze
 from trainer_service import data
-from trainer_service.builder import build, count_params
+from nasrl.builder import build, count_params
 
 from .conftest import start_trainer
 

@@ -249,3 +249,48 @@ def test_cli_warm_start_from_a_file_and_from_a_search(controller: str, tmp_path:
         assert {_text("C(4,3,1) C(4,3,1)"), _text("C(4,1,1) C(4,3x1,1)@[0]")} <= set(board)
         assert c.get_search(second["search_id"]).counts.cached >= 4
     assert r.returncode != 0 and "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------------- screening
+
+
+def test_screening_hands_out_the_best_scoring_of_each_group(controller: str,
+                                                            tmp_path: Path) -> None:
+    from nasrl.scoring import score
+
+    with ControllerClient(controller) as c:
+        sid = _create(c, "random", budget=5,
+                      screening=cpb.Screening(score="synflow", factor=4))
+        handed = c.sample(sid, 5).candidates
+        assert len(handed) == 5 and all(x.cached is None for x in handed)
+        s = c.get_search(sid)
+        assert s.spec.screening.score == "synflow" and s.spec.screening.factor == 4
+        assert s.progress["samples"] == 20  # four proposals per child
+    from controller_service.store import Store
+
+    # every screened-out network was recorded with its score, and scored no better than
+    # the one handed out of its group of four
+    store = Store(tmp_path / "controller.db")  # the controller fixture's database
+    rows = [r for r in (store.candidate(sid, cid) for cid in range(100)) if r is not None]
+    store.close()
+    assert len(rows) == 20  # the small space has no invalid networks; none repeats here
+    image = input_shape("digits")
+    for group in (rows[i:i + 4] for i in range(0, 20, 4)):
+        chosen = [r for r in group if r.status == "leased"]
+        others = [r for r in group if r.status == "invalid"]
+        assert len(chosen) == 1 and len(others) == 3
+        assert chosen[0].arch in {x.text for x in handed}
+        best = score("synflow", parse(chosen[0].arch), image)
+        for r in others:
+            assert r.report is not None and r.report["screened"]["synflow"] <= best
+
+
+@pytest.mark.parametrize(("screening", "words"), [
+    (cpb.Screening(score="naswot"), "screening.score must be one of"),
+    (cpb.Screening(score="synflow", factor=1), "between 2 and 64"),
+])
+def test_bad_screening_is_refused(controller: str, screening: cpb.Screening, words: str) -> None:
+    with ControllerClient(controller) as c:
+        with pytest.raises(NasrlError) as err:
+            _create(c, "random", screening=screening)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and words in str(err.value)

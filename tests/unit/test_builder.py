@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nasrl.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool, parse
 from nasrl.shapes import Analysis, InputShape, analyze
-from trainer_service.builder import ChildNet, build, count_params, gather, same_padding
+from nasrl.builder import ChildNet, build, count_params, gather, same_padding
 
 MNIST = InputShape(1, 28, 28, 10)
 DIGITS = InputShape(1, 8, 8, 10)

@@ -14,7 +14,7 @@ from nasrl.arch import ArchError, parse
 from nasrl.export import export_source, write_export
 from nasrl.shapes import InputShape, analyze
 from tests.helpers import load_module as load
-from trainer_service.builder import build
+from nasrl.builder import build
 
 IMAGES = {
     "digits": InputShape(1, 8, 8, 10),
