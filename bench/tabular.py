@@ -208,13 +208,16 @@ def replay_agent(lookup: Lookup, agent_name: str, seed: int, evaluations: int,
                  variant: str = "paper", stopping: str = "none",
                  budget_seconds: float | None = None,
                  warm: tuple[str, int, int] | None = None,
-                 screen: tuple[str, int, str] | None = None) -> Run:
+                 screen: tuple[str, int, str] | None = None,
+                 extras: dict[str, Any] | None = None) -> Run:
     """One search by a nasrl agent against the table, with the controller's dedup. ``warm``
     = (proxy table, proxy evaluations, top): the search starts as the controller's warm
     start does — the agent pre-trains on the priors, which are evaluated first. ``screen`` =
     (score, factor, scores file of bench/screening.py): as the controller's screening, the
     agent proposes ``factor`` networks per child; known ones are learnt again for free, and
-    of the new ones only the best-scoring is evaluated, the others are not learnt from."""
+    of the new ones only the best-scoring is evaluated, the others are not learnt from.
+    ``extras["max_params"]``: proposals with more parameters are rejected before training
+    (no evaluation, learnt as a failure), as the controller's constraint does."""
     import torch
 
     from controller_service.agents import agent_class
@@ -240,6 +243,7 @@ def replay_agent(lookup: Lookup, agent_name: str, seed: int, evaluations: int,
             validation, last5 = evaluate(parse(text))
             agent.update(prior, last5 ** 3 if zoph_reward else validation)
     scores = _scores(screen[2])[screen[0]] if screen else {}
+    max_params = (extras or {}).get("max_params", 0)
     while not evaluate.done():
         if screen is None:
             proposals = agent.sample(1)
@@ -255,6 +259,10 @@ def replay_agent(lookup: Lookup, agent_name: str, seed: int, evaluations: int,
             if fresh:
                 proposals.append(fresh[max(fresh, key=lambda a: scores[a])])
         for proposal in proposals:
+            if max_params and lookup.primary[lookup.text(proposal.arch)].params > max_params:
+                run.proposals += 1  # rejected before training: no budget, learnt as a failure
+                agent.update(proposal.decisions, None)
+                continue
             validation, last5 = evaluate(proposal.arch)
             agent.update(proposal.decisions, last5 ** 3 if zoph_reward else validation)
             if evaluate.done():
@@ -304,7 +312,7 @@ def _one(job: Job) -> dict[str, Any]:
     else:
         settings = variant if variant in ("paper", "budget") else "paper"
         run = replay_agent(lookup, agent, seed, evaluations, settings, stopping, budget,
-                           extras.get("warm"), extras.get("screen"))
+                           extras.get("warm"), extras.get("screen"), extras)
     return run.to_json()
 
 
@@ -560,6 +568,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                    "(variant SCOREx<factor>; scores from bench/screening.py)")
     p.add_argument("--screen-factor", default="4",
                    help="comma-separated proposals per evaluated child (default 4)")
+    p.add_argument("--max-params", type=int, default=0,
+                   help="also run every agent with this parameter limit (variant 'max_params "
+                   "N'): proposals over it are rejected before training and learnt as failures")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -588,6 +599,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             name = "warm" if rule == "none" else f"warm+{rule}"
             jobs += [(str(args.table), a, s, evaluations, name, rule, None, warm)
                      for a in agents if a != "tpe" for s in range(args.seeds)]
+    if args.max_params:
+        limit = {"max_params": args.max_params}
+        jobs += [(str(args.table), a, s, evaluations, f"max_params {args.max_params:,}", "none",
+                  None, limit) for a in agents if a != "tpe" for s in range(args.seeds)]
     if args.screen:
         from bench.screening import scores_path
 
@@ -629,7 +644,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print_report(report)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = f"tabular_{lookup.table.name}" + ("_warm" if args.warm_start else "") + (
-        f"_{args.screen}" if args.screen else "")
+        f"_{args.screen}" if args.screen else "") + ("_max_params" if args.max_params else "")
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
     if target is not None:
         plot(report, args.out / f"{stem}.png")

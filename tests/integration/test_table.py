@@ -140,6 +140,38 @@ def test_tabular_early_stopping_study_smoke(tmp_path: Path) -> None:
     assert (tmp_path / "tabular_tiny_stopping.png").read_bytes()[:8] == PNG_MAGIC
 
 
+def test_tabular_warm_start_screening_and_constraints_smoke(tmp_path: Path) -> None:
+    """The cheaper-search variants replay as the controller runs them: a warm start (priors
+    from a proxy search, evaluated first, their proxy cost counted), screening (one network
+    evaluated per group of proposals) and a parameter limit (over-limit proposals never
+    evaluated)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bench import screening, tabular
+
+    scores = screening.main(["--table", str(TABLE), "--scores", "params,synflow",
+                             "--out", str(tmp_path)])
+    assert set(scores["scores"]) == {"params", "synflow"}
+    assert len(scores["values"]["synflow"]) == 32
+    rows = read_table(TABLE).primary()
+    limit = sorted(r.params for r in rows.values())[20]
+    report = tabular.main(["--table", str(TABLE), "--seeds", "2", "--evaluations", "6",
+                           "--workers", "1", "--agents", "reinforce,random", "--variant", "paper",
+                           "--warm-start", str(TABLE), "--proxy-evaluations", "5",
+                           "--warm-top", "2", "--screen", "synflow", "--screen-factor", "2",
+                           "--max-params", str(limit), "--out", str(tmp_path)])
+    variants = report["variants"]
+    assert set(variants) == {"paper", "warm", "synflowx2", f"max_params {limit:,}"}
+    for agent in ("reinforce", "random"):
+        warm = variants["warm"][agent]
+        assert warm["proxy_seconds"]["mean"] > 0  # the proxy search is part of the cost
+        assert warm["at"]["6"]["validation"]["n"] == 2
+        assert variants["synflowx2"][agent]["at"]["6"]["validation"]["n"] == 2
+    small = max(r.best_validation for r in rows.values() if r.params <= limit)
+    assert variants[f"max_params {limit:,}"]["random"]["at"]["6"]["validation"]["mean"] <= small
+    assert (tmp_path / "tabular_tiny_warm_synflow_max_params.png").read_bytes()[:8] == PNG_MAGIC
+
+
 def test_search_epochs_zero_is_refused_not_defaulted(controller: str) -> None:
     r = subprocess.run([sys.executable, "-m", "nasrl.cli", "search", "--controller", controller,
                         "--trainers", "127.0.0.1:1", "--epochs", "0"],
