@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,3 +42,9 @@ def load_module(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def nasrl_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``nasrl ARGS`` as a user would (a separate process), capturing its output."""
+    return subprocess.run([sys.executable, "-m", "nasrl.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)

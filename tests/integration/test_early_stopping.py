@@ -5,17 +5,16 @@ on STOP."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
-from protos import controller_pb2 as cpb
 
 from nasrl.client import ControllerClient, NasrlError, wait_until_serving
 from nasrl.local import LocalService
 from nasrl.results import TrainOutcome, TrainSettings
+from protos import controller_pb2 as cpb
+from tests.helpers import nasrl_cli
 
 from .conftest import start_trainer
 
@@ -144,12 +143,10 @@ def test_search_with_asha_ends_children_early(controller: str) -> None:
     and the search still spends its budget."""
     handle, _ = start_trainer(slots=2, table=TABLE, time_scale=3.0)
     try:
-        r = subprocess.run(
-            [sys.executable, "-m", "nasrl.cli", "search", "--controller", controller,
-             "--trainers", f"127.0.0.1:{handle.port}", "--slots-per-trainer", "2",
-             "--agent", "random", "--space-from-table", str(TABLE), "--budget", "8",
-             "--early-stopping", "asha", "--json", "--quiet"],
-            capture_output=True, text=True, timeout=600)
+        r = nasrl_cli("search", "--controller", controller, "--trainers",
+                      f"127.0.0.1:{handle.port}", "--slots-per-trainer", "2", "--agent", "random",
+                      "--space-from-table", str(TABLE), "--budget", "8", "--early-stopping",
+                      "asha", "--json", "--quiet")
     finally:
         handle.stop(None)
     assert r.returncode == 0, r.stderr

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from nasrl.table import read_table
+from tests.helpers import nasrl_cli
 
 from .conftest import start_trainer
 
@@ -66,11 +67,10 @@ def test_search_over_a_table_through_controller_and_table_trainer(controller: st
     handle, _ = start_trainer(slots=4, table=TABLE)
     trainer = f"127.0.0.1:{handle.port}"
     try:
-        r = subprocess.run(
-            [sys.executable, "-m", "nasrl.cli", "search", "--controller", controller,
-             "--trainers", trainer, "--slots-per-trainer", "4", "--agent", "evolution",
-             "--space-from-table", str(TABLE), "--budget", "20", "--json", "--quiet"],
-            capture_output=True, text=True, timeout=300)
+        r = nasrl_cli("search", "--controller", controller, "--trainers", trainer,
+                      "--slots-per-trainer", "4", "--agent", "evolution",
+                      "--space-from-table", str(TABLE), "--budget", "20", "--json", "--quiet",
+                      timeout=300)
     finally:
         handle.stop(None)
     assert r.returncode == 0, r.stderr
@@ -87,9 +87,8 @@ def test_search_over_a_table_through_controller_and_table_trainer(controller: st
     (["--space-from-table", str(TABLE), "--space", "zoph"], "not both"),
 ])
 def test_bad_table_arguments_exit_2(controller: str, args: list[str], words: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "nasrl.cli", "search", "--controller", controller,
-                        "--trainers", "127.0.0.1:1", *args], capture_output=True, text=True,
-                       timeout=120)
+    r = nasrl_cli("search", "--controller", controller, "--trainers", "127.0.0.1:1", *args,
+                  timeout=120)
     assert r.returncode == 2, r.stderr
     assert words in r.stderr and "Traceback" not in r.stderr
 
@@ -173,7 +172,6 @@ def test_tabular_warm_start_screening_and_constraints_smoke(tmp_path: Path) -> N
 
 
 def test_search_epochs_zero_is_refused_not_defaulted(controller: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "nasrl.cli", "search", "--controller", controller,
-                        "--trainers", "127.0.0.1:1", "--epochs", "0"],
-                       capture_output=True, text=True, timeout=120)
+    r = nasrl_cli("search", "--controller", controller, "--trainers", "127.0.0.1:1",
+                  "--epochs", "0", timeout=120)
     assert r.returncode == 2 and "epochs must be between 1 and 1000" in r.stderr

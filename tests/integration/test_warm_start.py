@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import grpc
 import pytest
-from protos import controller_pb2 as cpb
 
 from nasrl import codec
 from nasrl.arch import canonical, format_arch, parse
@@ -19,6 +17,8 @@ from nasrl.client import ControllerClient, NasrlError
 from nasrl.datasets import input_shape
 from nasrl.results import TrainOutcome, TrainSettings
 from nasrl.shapes import analyze
+from protos import controller_pb2 as cpb
+from tests.helpers import nasrl_cli
 
 from .conftest import start_trainer
 
@@ -221,10 +221,8 @@ def test_a_prior_over_the_limits_is_refused(controller: str) -> None:
 
 
 def _search(controller: str, trainer: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nasrl.cli", "search", "--controller", controller,
-         "--trainers", trainer, "--space-from-table", str(TABLE), "--json", "--quiet", *extra],
-        capture_output=True, text=True, timeout=600)
+    return nasrl_cli("search", "--controller", controller, "--trainers", trainer,
+                     "--space-from-table", str(TABLE), "--json", "--quiet", *extra)
 
 
 def test_cli_warm_start_from_a_file_and_from_a_search(controller: str, tmp_path: Path) -> None:
