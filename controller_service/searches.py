@@ -191,9 +191,10 @@ class Searches:
 
     def _warm_start(self, search_id: str, spec: SearchSpec, agent: Agent) -> None:
         """Reuse an earlier search's results and pre-train the agent on the priors: the
-        given networks, then that search's best ``top``. Reused results are recorded as
-        cached candidates (no budget), and the agent learns the best ``top`` of them, worst
-        first, through ``update``; the others are answered from the cache if proposed."""
+        given networks, then that search's best ``top``. Reused results (those of children
+        that trained every epoch, in this search's space and limits) are recorded as cached
+        candidates (no budget), and the agent learns the best ``top`` of them, worst first,
+        through ``update``; the others are answered from the cache if proposed."""
         warm, space = spec.warm_start, spec.bound_space()
         priors = [encode(space, parse(text)) for text in warm.architectures]
         if warm.search_id:
@@ -225,6 +226,7 @@ class Searches:
             except ValueError:
                 continue  # not in this search's space
             if (spec.constraints.violation(r.params, r.flops)
+                    or r.outcome.get("stopped_early")  # a partial result stands for nothing
                     or self.store.has_hash(search_id, digest)):
                 continue
             reward = reward_of(spec.reward, r.outcome, spec.constraints)

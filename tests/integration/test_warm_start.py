@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -134,6 +135,18 @@ def test_warm_start_from_an_earlier_search_reuses_its_results(controller: str) -
                 assert x.cached.validation_accuracy == pytest.approx(accuracies[x.text])
             else:
                 assert x.cached is None
+
+
+def test_warm_start_does_not_reuse_children_stopped_early(controller: str) -> None:
+    with ControllerClient(controller) as c:
+        first = _create(c, "random", budget=3)
+        a, b, d = c.sample(first, 3).candidates
+        c.update(first, a.id, _outcome(a.text, 0.9))
+        c.update(first, b.id, replace(_outcome(b.text, 0.5), stopped_early=True))
+        c.update(first, d.id, _outcome(d.text, 0.7))
+        second = _create(c, "random", warm_start=cpb.WarmStart(search_id=first))
+        assert c.get_search(second).counts.cached == 2
+        assert b.text not in {e.architecture for e in c.leaderboard(second)}
 
 
 def test_warm_start_refuses_an_incomparable_or_unknown_search(controller: str) -> None:
