@@ -149,8 +149,10 @@ def wait_for_termination(handle: ServerHandle, grace: float,
     log.info("stopped")
 
 
-class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Adds fixed metadata (the bearer token) to every call."""
+class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds fixed metadata (the bearer token) to every call, of every kind (server reflection
+    is a bidirectional stream)."""
 
     def __init__(self, metadata: list[tuple[str, str]]) -> None:
         self.metadata = metadata
@@ -163,6 +165,12 @@ class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercep
 
     def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
 
 
 def channel(target: str, security: ClientSecurity | None = None) -> grpc.Channel:

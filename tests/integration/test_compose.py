@@ -216,7 +216,8 @@ def test_compose_structure() -> None:
     pod = find("trainer.yaml", "Deployment")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert container["readinessProbe"]["exec"]["command"] == ["nasrl", "health", "127.0.0.1:50052"]
+    assert container["readinessProbe"]["grpc"] == {"port": 50052}  # native gRPC probes
+    assert container["livenessProbe"]["grpc"] == {"port": 50052}
 
     controller_dep = find("controller.yaml", "Deployment")
     assert controller_dep["spec"]["replicas"] == 1
@@ -224,6 +225,7 @@ def test_compose_structure() -> None:
     cpod = controller_dep["spec"]["template"]["spec"]
     assert [v["persistentVolumeClaim"]["claimName"] for v in cpod["volumes"]] == [claim]
     assert cpod["containers"][0]["volumeMounts"][0]["mountPath"] == "/data"
+    assert cpod["containers"][0]["readinessProbe"]["grpc"] == {"port": 50051}
     assert find("controller.yaml", "Service")["metadata"]["name"] == "controller"
 
     job = find("search-job.yaml", "Job")["spec"]["template"]["spec"]
