@@ -157,6 +157,7 @@ class RunStats:
     failed: int = 0
     trainer_seconds: float = 0.0
     per_trainer: Counter[str] = field(default_factory=Counter)
+    last_failure: str | None = None  # the reason of the latest child that failed in this run
 
 
 class Runner:
@@ -312,6 +313,7 @@ class Runner:
                     self.stats.per_trainer[target] += 1
             else:
                 self.stats.failed += 1
+                self.stats.last_failure = failure
         if self.events.on_result:
             self.events.on_result(cand, target, result, failure)
 
