@@ -31,10 +31,12 @@ class TrainerClient:
     """Trains architectures on one trainer (or a DNS name of many)."""
 
     def __init__(self, target: str, timeout: float = 3600.0,
-                 security: ClientSecurity | None = None) -> None:
+                 security: ClientSecurity | None = None, server_name: str | None = None) -> None:
+        """``server_name``: the DNS ``NAME:PORT`` that ``target`` was resolved from; with TLS
+        the certificate must name it (not the IP)."""
         self.target = target
         self.timeout = timeout
-        self._channel = rpc.channel(target, security)
+        self._channel = rpc.channel(target, security, server_name)
         self._stub = trainer_pb2_grpc.TrainerStub(self._channel)
 
     def train(

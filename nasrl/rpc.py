@@ -173,15 +173,25 @@ class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercep
         return continuation(self._details(details), requests)
 
 
-def channel(target: str, security: ClientSecurity | None = None) -> grpc.Channel:
+def channel(target: str, security: ClientSecurity | None = None,
+            server_name: str | None = None) -> grpc.Channel:
     """A client channel with nasrl's message limits, round-robin over every address a name
     resolves to (``dns:///trainer:50052`` reaches every replica), and TLS / token from
-    ``security`` (default: the NASRL_* environment)."""
+    ``security`` (default: the NASRL_* environment).
+
+    ``server_name`` (``NAME:PORT``): the name ``target`` (an IP address) was resolved from.
+    With TLS the server's certificate is checked against that name instead of the IP, and it
+    is sent as the ``:authority``, so certificates need name the service only."""
     security = security if security is not None else ClientSecurity.from_env()
     credentials = security.credentials()
     if credentials is None:
         ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
     else:
-        ch = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        options = list(CHANNEL_OPTIONS)
+        if server_name:
+            host = server_name.rpartition(":")[0] or server_name
+            options += [("grpc.ssl_target_name_override", host.strip("[]")),
+                        ("grpc.default_authority", server_name)]
+        ch = grpc.secure_channel(target, credentials, options=options)
     metadata = security.metadata()
     return grpc.intercept_channel(ch, _Metadata(metadata)) if metadata else ch
