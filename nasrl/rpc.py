@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from nasrl.grpc_logs import quiet_undecodable_requests
 from nasrl.security import ClientSecurity, ServerSecurity
 
 __all__ = [
@@ -101,6 +102,7 @@ def start_server(
     once the service is ready. ``security``: TLS / mutual TLS / bearer tokens."""
     security = security or ServerSecurity()
     credentials = security.credentials()
+    quiet_undecodable_requests()
     if credentials is None and host not in LOOPBACK:
         log.warning("serving on %s without TLS: anyone who can reach this port can use it "
                     "and read the traffic; give --tls-cert/--tls-key (and --auth-token-file)",
