@@ -8,6 +8,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from nasrl.table import TableError
 from trainer_service import gpus
 from trainer_service.config import TrainerConfig, parse_args
 from trainer_service.servicer import TrainerServicer
-from trainer_service.train import resolve_device
+from trainer_service.train import resolve_device, warm_up
 from trainer_service.weights import WeightStore
 
 log = logging.getLogger("trainer_service")
@@ -51,6 +52,11 @@ def serve(config: TrainerConfig) -> int:
     if isinstance(device, torch.device) and device.type == "cpu":
         # Several slots share the cores instead of oversubscribing them.
         torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // config.slots))
+    if config.simulate is None and config.table is None:
+        began = time.perf_counter()
+        warm_up(torch.device("cpu"))
+        log.info("warm-up: torch's FLOP counter ready in %.2f s (charged to no child)",
+                 time.perf_counter() - began)
     with tempfile.TemporaryDirectory(prefix="nasrl-weights-") as tmp:
         try:
             weights = WeightStore(config.weights_dir or Path(tmp),
