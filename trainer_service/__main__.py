@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from protos import trainer_pb2, trainer_pb2_grpc
@@ -23,6 +24,9 @@ from trainer_service.config import TrainerConfig, parse_args
 from trainer_service.servicer import TrainerServicer
 from trainer_service.train import resolve_device, warm_up
 from trainer_service.weights import WeightStore
+
+if TYPE_CHECKING:
+    from nasrl.metrics import Metrics
 
 log = logging.getLogger("trainer_service")
 
@@ -106,10 +110,13 @@ def _serve(config: TrainerConfig, device: torch.device | Sequence[torch.device] 
             config.host, config.port,
             lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),
             [SERVICE_NAME], max_workers=config.slots + 8, security=config.security,
+            metrics_port=config.metrics_port,
         )
     except (OSError, SecurityError) as exc:
         log.error("%s", exc)
         return 2
+    if handle.metrics is not None:
+        add_trainer_gauges(handle.metrics, servicer)
     stop_claiming = threading.Event()
     if device is None:
         try:
@@ -141,6 +148,15 @@ def _serve(config: TrainerConfig, device: torch.device | Sequence[torch.device] 
 
     rpc.wait_for_termination(handle, config.grace, on_stop=on_stop)
     return 0
+
+
+def add_trainer_gauges(metrics: Metrics, servicer: TrainerServicer) -> None:
+    metrics.gauge("nasrl_trainer_slots", "children this trainer trains at once (--slots)",
+                  lambda: servicer.config.slots)
+    metrics.gauge("nasrl_trainer_slots_busy", "slots training a child now",
+                  servicer.busy_slots)
+    metrics.gauge("nasrl_trainer_ready", "1 once the trainer has its device(s); 0 while "
+                  "waiting for a free GPU (--device cuda:any)", lambda: float(servicer.ready))
 
 
 def _listed(device: torch.device | Sequence[torch.device]) -> list[torch.device]:

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nasrl import rpc
 from nasrl.security import ServerSecurity, add_server_flags, server_security
 from nasrl.shapes import Limits
 
@@ -34,6 +35,7 @@ class TrainerConfig:
     weights_dir: Path | None = None  # None: a temporary folder removed at exit
     weights_max_mb: float = 1024.0  # trained weights kept for GetWeights; 0 keeps none
     gpu_lock_dir: Path = DEFAULT_GPU_LOCK_DIR  # cuda:any: one flock file per GPU, host-wide
+    metrics_port: int | None = None  # Prometheus /metrics; None = off, 0 = a free port
     limits: Limits = field(default_factory=Limits)
     security: ServerSecurity = field(default_factory=ServerSecurity)
 
@@ -87,7 +89,9 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
                    help="megabytes of trained weights kept, oldest evicted first; 0 keeps none "
                    "[NASRL_WEIGHTS_MAX_MB]")
     add_server_flags(p)
+    rpc.add_metrics_flag(p)
     args = p.parse_args(argv)
+    rpc.check_metrics_port(p, args.metrics_port)
     if not 0 <= args.weights_max_mb <= 1e7:
         p.error(f"--weights-max-mb must be between 0 and 10000000, got {args.weights_max_mb}")
     if args.weights_dir is not None and Path(args.weights_dir).exists() \
@@ -126,5 +130,6 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         weights_dir=Path(args.weights_dir) if args.weights_dir else None,
         weights_max_mb=float(args.weights_max_mb),
         gpu_lock_dir=Path(args.gpu_lock_dir),
+        metrics_port=args.metrics_port,
         security=server_security(args),
     )

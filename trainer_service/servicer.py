@@ -61,6 +61,18 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             self._free_devices = devices
         self._ready.set()
 
+    def busy_slots(self) -> int:
+        """Slots training a child now (for metrics)."""
+        if not self._ready.is_set():
+            return 0
+        with self._devices_lock:
+            return self.config.slots - len(self._free_devices)
+
+    @property
+    def ready(self) -> bool:
+        """False while waiting for a GPU (``cuda:any``)."""
+        return self._ready.is_set()
+
     def _take_device(self) -> torch.device:
         with self._devices_lock:  # a slot is held, so a device is free
             return self._free_devices.pop()

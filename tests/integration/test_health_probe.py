@@ -27,7 +27,8 @@ from nasrl import rpc
 from nasrl.security import ClientSecurity, ServerSecurity
 
 TOKEN = "health-probe-test-token"
-HEAVY = ("torch", "matplotlib", "rich", "numpy", "nasrl.client", "nasrl.commands")
+HEAVY = ("torch", "matplotlib", "rich", "numpy", "prometheus_client", "nasrl.client",
+         "nasrl.commands")
 
 
 def test_health_probe_is_fast_and_small(controller: str) -> None:
