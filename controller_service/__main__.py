@@ -39,9 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=int(env("NASRL_CONTROLLER_WORKERS", "32")),
                    help="threads serving calls [NASRL_CONTROLLER_WORKERS]")
     add_server_flags(p)
+    rpc.add_metrics_flag(p)
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be between 0 and 65535, got {args.port}")
+    rpc.check_metrics_port(p, args.metrics_port)
     if not 1 <= args.workers <= 1024:
         p.error(f"--workers must be between 1 and 1024, got {args.workers}")
     return args
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             args.host, args.port,
             lambda s: controller_pb2_grpc.add_ControllerServicer_to_server(servicer, s),
             [SERVICE_NAME], max_workers=args.workers, security=server_security(args),
+            metrics_port=args.metrics_port,
         )
     except (OSError, SecurityError) as exc:
         log.error("%s", exc)

@@ -11,12 +11,13 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from protos import controller_pb2 as cpb
 from protos import controller_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 
 from nasrl import codec, rpc
 from nasrl.arch import Architecture, parse
+from nasrl.errors import NasrlError
+from nasrl.health import wait_until_serving
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.security import ClientSecurity
 
@@ -26,53 +27,16 @@ __all__ = [
 ]
 
 
-class NasrlError(Exception):
-    """A failed call: ``code`` is the gRPC status, the message is the server's sentence."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        self.code = code
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        return f"{self.code.name}: {self.args[0]}"
-
-    @classmethod
-    def from_rpc(cls, err: grpc.RpcError, target: str) -> NasrlError:
-        code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
-        details = err.details() if hasattr(err, "details") else str(err)
-        if code == grpc.StatusCode.UNAVAILABLE:
-            details = f"cannot reach {target} ({details})"
-        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            details = f"{target} did not answer in time ({details})"
-        return cls(code, details or code.name)
-
-
-def wait_until_serving(target: str, timeout: float = 30.0,
-                       security: ClientSecurity | None = None) -> None:
-    """Block until the service at ``target`` reports SERVING on the health service."""
-    with rpc.channel(target, security) as ch:
-        try:
-            grpc.channel_ready_future(ch).result(timeout=timeout)
-            stub = health_pb2_grpc.HealthStub(ch)
-            reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout,
-                               wait_for_ready=True)
-        except grpc.FutureTimeoutError as exc:
-            raise NasrlError(grpc.StatusCode.UNAVAILABLE,
-                             f"{target} did not come up within {timeout:.0f}s") from exc
-        except grpc.RpcError as exc:
-            raise NasrlError.from_rpc(exc, target) from exc
-        if reply.status != health_pb2.HealthCheckResponse.SERVING:
-            raise NasrlError(grpc.StatusCode.UNAVAILABLE, f"{target} is not serving")
-
-
 class TrainerClient:
     """Trains architectures on one trainer (or a DNS name of many)."""
 
     def __init__(self, target: str, timeout: float = 3600.0,
-                 security: ClientSecurity | None = None) -> None:
+                 security: ClientSecurity | None = None, server_name: str | None = None) -> None:
+        """``server_name``: the DNS ``NAME:PORT`` that ``target`` was resolved from; with TLS
+        the certificate must name it (not the IP)."""
         self.target = target
         self.timeout = timeout
-        self._channel = rpc.channel(target, security)
+        self._channel = rpc.channel(target, security, server_name)
         self._stub = trainer_pb2_grpc.TrainerStub(self._channel)
 
     def train(

@@ -5,18 +5,23 @@ server reflection, and a graceful SIGTERM shutdown."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from nasrl.grpc_logs import quiet_undecodable_requests
 from nasrl.security import ClientSecurity, ServerSecurity
+
+if TYPE_CHECKING:
+    from nasrl.metrics import Metrics
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -64,11 +69,12 @@ class ServerHandle:
     """A started server with its health servicer and bound port."""
 
     def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer, port: int,
-                 services: tuple[str, ...]) -> None:
+                 services: tuple[str, ...], metrics: Metrics | None = None) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
         self.services = services
+        self.metrics = metrics  # with a metrics port: its registry and HTTP endpoint
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -83,6 +89,8 @@ class ServerHandle:
         """Health to NOT_SERVING, refuse new calls, give running calls ``grace`` seconds."""
         self.set_serving(False)
         self.server.stop(grace).wait()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -95,29 +103,36 @@ def start_server(
     service_names: Iterable[str],
     max_workers: int = 16,
     security: ServerSecurity | None = None,
+    metrics_port: int | None = None,
 ) -> ServerHandle:
     """Create, register, add health + reflection, bind and start a server. ``port`` 0 picks a
     free port; the handle says which. Health starts NOT_SERVING: call ``set_serving(True)``
-    once the service is ready. ``security``: TLS / mutual TLS / bearer tokens."""
+    once the service is ready. ``security``: TLS / mutual TLS / bearer tokens.
+    ``metrics_port``: serve Prometheus metrics there (0: a free port; ``handle.metrics.port``)."""
     security = security or ServerSecurity()
     credentials = security.credentials()
+    quiet_undecodable_requests()
     if credentials is None and host not in LOOPBACK:
         log.warning("serving on %s without TLS: anyone who can reach this port can use it "
                     "and read the traffic; give --tls-cert/--tls-key (and --auth-token-file)",
                     host)
+    names = tuple(service_names)
+    served = (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+              reflection.SERVICE_NAME)
+    metrics = None
+    if metrics_port is not None:
+        from nasrl.metrics import Metrics  # only servers that want metrics load prometheus
+
+        metrics = Metrics(served)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS,
-        interceptors=security.interceptors(),
+        # metrics first: it also counts the calls the token check refuses
+        interceptors=[*([metrics] if metrics else []), *security.interceptors()],
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = tuple(service_names)
-    reflection.enable_server_reflection(
-        (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
-        server,
-    )
+    reflection.enable_server_reflection(served, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if credentials is None:
         bound = server.add_insecure_port(address)
@@ -125,10 +140,31 @@ def start_server(
         bound = server.add_secure_port(address, credentials)
     if bound == 0:
         raise OSError(f"could not bind {address}: the port is in use or the host is not local")
+    if metrics is not None and metrics_port is not None:
+        try:
+            metrics.serve(host, metrics_port, security.cert, security.key)
+        except OSError as exc:
+            raise OSError(f"could not serve metrics on {host}:{metrics_port}: {exc}") from exc
+        log.info("metrics on http%s://%s:%d/metrics", "s" if security.tls else "", host,
+                 metrics.port)
     server.start()
-    handle = ServerHandle(server, health_servicer, bound, names)
+    handle = ServerHandle(server, health_servicer, bound, names, metrics)
     handle.set_serving(False)
     return handle
+
+
+def add_metrics_flag(p: Any) -> None:
+    """``--metrics-port`` (argparse), defaulting to NASRL_METRICS_PORT; unset means off."""
+    default = os.environ.get("NASRL_METRICS_PORT") or None
+    p.add_argument("--metrics-port", type=int, default=None if default is None else int(default),
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (https with "
+                   "--tls-cert); 0 picks a free port and logs it; default off "
+                   "[NASRL_METRICS_PORT]")
+
+
+def check_metrics_port(p: Any, port: int | None) -> None:
+    if port is not None and not 0 <= port <= 65535:
+        p.error(f"--metrics-port must be between 0 and 65535, got {port}")
 
 
 def wait_for_termination(handle: ServerHandle, grace: float,
@@ -149,8 +185,10 @@ def wait_for_termination(handle: ServerHandle, grace: float,
     log.info("stopped")
 
 
-class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    """Adds fixed metadata (the bearer token) to every call."""
+class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds fixed metadata (the bearer token) to every call, of every kind (server reflection
+    is a bidirectional stream)."""
 
     def __init__(self, metadata: list[tuple[str, str]]) -> None:
         self.metadata = metadata
@@ -164,16 +202,32 @@ class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercep
     def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
 
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
 
-def channel(target: str, security: ClientSecurity | None = None) -> grpc.Channel:
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+def channel(target: str, security: ClientSecurity | None = None,
+            server_name: str | None = None) -> grpc.Channel:
     """A client channel with nasrl's message limits, round-robin over every address a name
     resolves to (``dns:///trainer:50052`` reaches every replica), and TLS / token from
-    ``security`` (default: the NASRL_* environment)."""
+    ``security`` (default: the NASRL_* environment).
+
+    ``server_name`` (``NAME:PORT``): the name ``target`` (an IP address) was resolved from.
+    With TLS the server's certificate is checked against that name instead of the IP, and it
+    is sent as the ``:authority``, so certificates need name the service only."""
     security = security if security is not None else ClientSecurity.from_env()
     credentials = security.credentials()
     if credentials is None:
         ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
     else:
-        ch = grpc.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        options = list(CHANNEL_OPTIONS)
+        if server_name:
+            host = server_name.rpartition(":")[0] or server_name
+            options += [("grpc.ssl_target_name_override", host.strip("[]")),
+                        ("grpc.default_authority", server_name)]
+        ch = grpc.secure_channel(target, credentials, options=options)
     metadata = security.metadata()
     return grpc.intercept_channel(ch, _Metadata(metadata)) if metadata else ch

@@ -43,11 +43,14 @@ PERMANENT_TRAINER = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PR
                      grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED)
 
 
-def parse_trainers(spec: str) -> tuple[list[str], str | None]:
+Resolver = Callable[[str], list[str]]
+
+
+def parse_trainers(spec: str, resolve: Resolver | None = None) -> tuple[list[str], str | None]:
     """``h1:p,h2:p`` → (addresses, None); ``dns:///name:p`` → (resolved addresses, spec)."""
     spec = spec.strip()
     if spec.startswith("dns:"):
-        return resolve_dns(spec), spec
+        return (resolve or resolve_dns)(spec), spec
     targets = [t.strip() for t in spec.split(",") if t.strip()]
     for t in targets:
         host, _, port = t.rpartition(":")
@@ -58,12 +61,18 @@ def parse_trainers(spec: str) -> tuple[list[str], str | None]:
     return targets, None
 
 
-def resolve_dns(spec: str) -> list[str]:
-    """Every address a ``dns:///name:port`` target resolves to, as ``ip:port``."""
+def dns_name(spec: str) -> tuple[str, str]:
+    """(NAME, PORT) of a ``dns:///NAME:PORT`` target."""
     hostport = spec.split("///", 1)[-1] if "///" in spec else spec[len("dns:"):]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"{spec!r} is not dns:///NAME:PORT")
+    return host, port
+
+
+def resolve_dns(spec: str) -> list[str]:
+    """Every address a ``dns:///name:port`` target resolves to, as ``ip:port``."""
+    host, port = dns_name(spec)
     try:
         infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -73,12 +82,19 @@ def resolve_dns(spec: str) -> list[str]:
 
 
 class TrainerPool:
-    """Free slots per trainer address; DNS names are re-resolved so new replicas get work."""
+    """Free slots per trainer address; DNS names are re-resolved so new replicas get work.
+
+    Each address resolved from ``dns:///NAME:PORT`` gets its own channel, which presents
+    ``NAME:PORT`` as the server name: with TLS the certificates name the service, not every
+    replica's IP. ``resolve`` maps the spec to addresses (default: the system resolver)."""
 
     def __init__(self, spec: str, slots_per_trainer: int = 1, resolve_every: float = 30.0,
-                 timeout: float = 24 * 3600.0, security: ClientSecurity | None = None) -> None:
+                 timeout: float = 24 * 3600.0, security: ClientSecurity | None = None,
+                 resolve: Resolver | None = None) -> None:
         self.security = security
-        targets, self.dns = parse_trainers(spec)
+        self._resolve = resolve or resolve_dns
+        targets, self.dns = parse_trainers(spec, self._resolve)
+        self.server_name = ":".join(dns_name(self.dns)) if self.dns else None
         self.slots_per_trainer = slots_per_trainer
         self.resolve_every = resolve_every
         self.timeout = timeout
@@ -93,7 +109,8 @@ class TrainerPool:
         for t in targets:
             if t not in self._free:
                 self._free[t] = self.slots_per_trainer
-                self._clients[t] = TrainerClient(t, timeout=self.timeout, security=self.security)
+                self._clients[t] = TrainerClient(t, timeout=self.timeout, security=self.security,
+                                                 server_name=self.server_name)
                 log.info("trainer %s joined (%d slot(s))", t, self.slots_per_trainer)
 
     def total_slots(self) -> int:
@@ -101,7 +118,7 @@ class TrainerPool:
             if self.dns and time.monotonic() - self._resolved_at > self.resolve_every:
                 self._resolved_at = time.monotonic()
                 try:
-                    self._add(resolve_dns(self.dns))
+                    self._add(self._resolve(self.dns))
                 except ValueError as exc:
                     log.warning("%s", exc)
             return len(self._free) * self.slots_per_trainer
@@ -157,6 +174,7 @@ class RunStats:
     failed: int = 0
     trainer_seconds: float = 0.0
     per_trainer: Counter[str] = field(default_factory=Counter)
+    last_failure: str | None = None  # the reason of the latest child that failed in this run
 
 
 class Runner:
@@ -312,6 +330,7 @@ class Runner:
                     self.stats.per_trainer[target] += 1
             else:
                 self.stats.failed += 1
+                self.stats.last_failure = failure
         if self.events.on_result:
             self.events.on_result(cand, target, result, failure)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -22,7 +23,9 @@ from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.security import add_client_flags, client_security
 
-__all__ = ["add_search_commands"]
+__all__ = ["add_search_commands", "failure_verdict", "SEARCH_FAILED"]
+
+SEARCH_FAILED = 3  # exit code: the search ran, but too many of its children failed
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -148,6 +151,24 @@ class SearchDisplay:
                              best=best, tsec=f"{self.trainer_seconds:.0f}")
 
 
+def failure_verdict(evaluated: int, failed: int, max_fraction: float) -> str | None:
+    """Why a finished search counts as failed (None when it does not): no child trained, or
+    more than ``max_fraction`` of the trained-or-failed children failed."""
+    done = evaluated + failed
+    if evaluated == 0:
+        return (f"all {failed} children failed" if failed
+                else "no child was trained")
+    if failed / done > max_fraction:
+        return (f"{failed} of {done} children failed ({failed / done:.0%}, more than "
+                f"--max-failure-fraction {max_fraction:g})")
+    return None
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, search_id: str,
             stats: Any, began: float) -> int:
     s = c.get_search(search_id)
@@ -198,11 +219,19 @@ def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, se
         out.print(f"evaluated {s.counts.evaluated}, failed {s.counts.failed}, cached "
                   f"{s.counts.cached}; trainer split {dict(stats.per_trainer)}; "
                   f"{summary['wall_seconds']:.0f}s")
-    return 0
+    verdict = failure_verdict(s.counts.evaluated, s.counts.failed, args.max_failure_fraction)
+    if verdict is None:
+        return 0
+    last = f"; last failure: {_one_line(stats.last_failure)}" if stats.last_failure else ""
+    print(f"nasrl: error: search {search_id}: {verdict}{last}", file=sys.stderr)
+    return SEARCH_FAILED
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     began = time.perf_counter()
+    if not 0.0 <= args.max_failure_fraction <= 1.0:
+        raise ValueError(f"--max-failure-fraction must be between 0 and 1, not "
+                         f"{args.max_failure_fraction:g}")
     security = client_security(args)
     pool = TrainerPool(args.trainers, args.slots_per_trainer, security=security)
     with ControllerClient(args.controller, timeout=args.timeout, security=security) as c:
@@ -304,6 +333,9 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
                    help="seconds before an unreported child is handed out again")
     s.add_argument("--slots-per-trainer", type=int, default=1)
     s.add_argument("--retries", type=int, default=3, help="trainers to try per child")
+    s.add_argument("--max-failure-fraction", type=float, default=0.5, metavar="F",
+                   help="exit with code 3 when more than this fraction of the children failed, "
+                   "or when every child failed (default 0.5)")
     s.add_argument("--controller-wait", type=float, default=600.0,
                    help="seconds to wait for an unreachable controller before giving up")
     s.add_argument("--resume", metavar="SEARCH_ID", help="continue this search")

@@ -3,7 +3,10 @@
 Servers: TLS with ``--tls-cert``/``--tls-key``; mutual TLS when ``--tls-client-ca`` is given
 (clients must present a certificate that CA signed); bearer tokens with
 ``--auth-token-file`` (one token per line), checked by an interceptor in constant time. The
-gRPC health service stays open without a token so that orchestrators can probe it.
+gRPC health service stays open without a token so that orchestrators can probe it, and so do
+server-reflection requests that resolve only the health service (what ``grpcurl`` sends
+before ``grpc.health.v1.Health/Check``); any other reflection request without a token ends
+the stream with ``UNAUTHENTICATED``, so the API is not listed to strangers.
 
 Clients: ``--tls-ca`` (trust this CA; server authentication), ``--tls-cert``/``--tls-key`` (a
 client certificate for mutual TLS), ``--token-file`` or ``NASRL_TOKEN`` (sent as
@@ -27,6 +30,10 @@ __all__ = ["ServerSecurity", "ClientSecurity", "TokenAuthInterceptor", "Security
 log = logging.getLogger(__name__)
 
 OPEN_METHODS = ("/grpc.health.v1.Health/",)
+REFLECTION_METHODS = "/grpc.reflection."
+HEALTH_PACKAGE = "grpc.health.v1."
+HEALTH_FILE = "grpc/health/v1/health.proto"
+UNAUTHENTICATED = "missing or invalid token: send 'authorization: Bearer TOKEN'"
 MAX_TOKEN = 4096
 
 
@@ -114,8 +121,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         self._tokens = tokens
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          "missing or invalid token: send 'authorization: Bearer TOKEN'")
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
 
         self._deny_unary: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(deny)
         self._deny_stream: grpc.RpcMethodHandler[Any, Any] = grpc.unary_stream_rpc_method_handler(deny)
@@ -137,9 +143,44 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         if method.startswith(OPEN_METHODS) or self._valid(handler_call_details.invocation_metadata):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
+        if method.startswith(REFLECTION_METHODS):
+            # None: a reflection version this server lacks answers UNIMPLEMENTED, so clients
+            # (grpcurl) fall back to the one it has
+            return handler and _health_only_reflection(handler)
         if handler is not None and handler.response_streaming:
             return self._deny_stream
         return self._deny_unary
+
+
+def _resolves_health_only(request: Any) -> bool:
+    """Whether a ``ServerReflectionRequest`` asks only about the health service's file."""
+    kind = request.WhichOneof("message_request")
+    if kind == "file_by_filename":
+        return bool(request.file_by_filename == HEALTH_FILE)
+    if kind in ("file_containing_symbol", "all_extension_numbers_of_type"):
+        return bool(getattr(request, kind).startswith(HEALTH_PACKAGE))
+    if kind == "file_containing_extension":
+        return bool(request.file_containing_extension.containing_type.startswith(HEALTH_PACKAGE))
+    return False  # list_services and anything newer
+
+
+def _health_only_reflection(handler: Any) -> Any:
+    """The reflection stream, ended with UNAUTHENTICATED at the first request that asks about
+    anything but the health service."""
+    def checked(requests: Any, context: grpc.ServicerContext) -> Any:
+        for request in requests:
+            if not _resolves_health_only(request):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                              f"{UNAUTHENTICATED}; without one, reflection resolves only "
+                              "grpc.health.v1.Health")
+            yield request
+
+    def behaviour(requests: Any, context: grpc.ServicerContext) -> Any:
+        return handler.stream_stream(checked(requests, context), context)
+
+    return grpc.stream_stream_rpc_method_handler(
+        behaviour, request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""python -m trainer_service --port P [--host H] [--data-dir D] [--device auto|cpu|cuda] [--slots N]"""
+"""python -m trainer_service --port P [--host H] [--data-dir D] [--device auto|cpu|cuda|cuda:N|
+cuda:any|cuda:all] [--slots N]"""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import logging
 import os
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from protos import trainer_pb2, trainer_pb2_grpc
@@ -14,25 +19,48 @@ from protos import trainer_pb2, trainer_pb2_grpc
 from nasrl import rpc
 from nasrl.security import SecurityError
 from nasrl.table import TableError
+from trainer_service import gpus
 from trainer_service.config import TrainerConfig, parse_args
 from trainer_service.servicer import TrainerServicer
-from trainer_service.train import resolve_device
+from trainer_service.train import resolve_device, warm_up
 from trainer_service.weights import WeightStore
+
+if TYPE_CHECKING:
+    from nasrl.metrics import Metrics
 
 log = logging.getLogger("trainer_service")
 
 SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 
 
+def devices(config: TrainerConfig) -> torch.device | list[torch.device] | None:
+    """What the slots train on; None for ``cuda:any``, whose GPU is claimed once serving."""
+    if config.device in (gpus.ANY, gpus.ALL):
+        if config.simulate is not None or config.table is not None:
+            return torch.device("cpu")  # benchmark modes train nothing
+        if not torch.cuda.is_available() or torch.cuda.device_count() == 0:
+            raise ValueError(f"--device {config.device} was asked for, but torch sees no CUDA "
+                             "device")
+        if config.device == gpus.ANY:
+            return None
+        return [torch.device(d) for d in gpus.spread(config.slots, torch.cuda.device_count())]
+    return resolve_device(config.device)
+
+
 def serve(config: TrainerConfig) -> int:
     try:
-        device = resolve_device(config.device)
+        device = devices(config)
     except (ValueError, RuntimeError) as exc:
         log.error("%s", exc)
         return 2
-    if device.type == "cpu":
+    if isinstance(device, torch.device) and device.type == "cpu":
         # Several slots share the cores instead of oversubscribing them.
         torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // config.slots))
+    if config.simulate is None and config.table is None:
+        began = time.perf_counter()
+        warm_up(torch.device("cpu"))
+        log.info("warm-up: torch's FLOP counter ready in %.2f s (charged to no child)",
+                 time.perf_counter() - began)
     with tempfile.TemporaryDirectory(prefix="nasrl-weights-") as tmp:
         try:
             weights = WeightStore(config.weights_dir or Path(tmp),
@@ -48,28 +76,91 @@ def serve(config: TrainerConfig) -> int:
         return _serve(config, device, servicer)
 
 
-def _serve(config: TrainerConfig, device: torch.device, servicer: TrainerServicer) -> int:
+def claim_gpu_then_serve(handle: rpc.ServerHandle, servicer: TrainerServicer,
+                         config: TrainerConfig, count: int, stop: threading.Event,
+                         poll: float = 1.0, waiting: threading.Event | None = None
+                         ) -> gpus.GpuClaim | None:
+    """``cuda:any``: claim a free GPU (waiting, health NOT_SERVING, while every one is
+    claimed), then train on it and turn SERVING. The claim lasts until the process ends."""
+    def on_wait() -> None:
+        log.warning("no free GPU: all %d GPU(s) of this host are claimed by other trainers "
+                    "(locks in %s); health stays NOT_SERVING until one is released", count,
+                    config.gpu_lock_dir)
+        if waiting is not None:
+            waiting.set()
+
+    try:
+        claim = gpus.wait_for_gpu(config.gpu_lock_dir, count, stop, poll, on_wait)
+    except gpus.GpuLockError as exc:
+        log.error("%s; this trainer stays NOT_SERVING", exc)
+        return None
+    if claim is None:
+        return None
+    servicer.use_devices(torch.device(claim.device))
+    log.info("claimed GPU %d (lock %s); serving", claim.index, claim.path)
+    if not stop.is_set():
+        handle.set_serving(True)
+    return claim
+
+
+def _serve(config: TrainerConfig, device: torch.device | Sequence[torch.device] | None,
+           servicer: TrainerServicer) -> int:
     try:
         handle = rpc.start_server(
             config.host, config.port,
             lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),
             [SERVICE_NAME], max_workers=config.slots + 8, security=config.security,
+            metrics_port=config.metrics_port,
         )
     except (OSError, SecurityError) as exc:
         log.error("%s", exc)
         return 2
-    handle.set_serving(True)
+    if handle.metrics is not None:
+        add_trainer_gauges(handle.metrics, servicer)
+    stop_claiming = threading.Event()
+    if device is None:
+        try:
+            gpus.prepare_lock_dir(config.gpu_lock_dir)  # usable, or say why now
+        except gpus.GpuLockError as exc:
+            log.error("%s", exc)
+            handle.stop(None)
+            return 2
+        threading.Thread(target=claim_gpu_then_serve, name="gpu-claim", daemon=True,
+                         args=(handle, servicer, config, torch.cuda.device_count(),
+                               stop_claiming)).start()
+    else:
+        handle.set_serving(True)
     # Always printed, whatever the log level: nasrl.local and scripts read the port from it.
     if config.table is not None:
         mode = f"TABLE {config.table}, time scale {config.time_scale:g}"
     elif config.simulate is not None:
         mode = f"SIMULATION, {config.simulate:g}s per child"
+    elif device is None:
+        mode = f"device {gpus.ANY}, one free GPU claimed in {config.gpu_lock_dir}"
     else:
-        mode = f"device {device}"
+        mode = f"device {', '.join(sorted({str(d) for d in _listed(device)}))}"
     print(f"trainer listening on {config.host}:{handle.port} ({mode}, {config.slots} slot(s))",
           file=sys.stderr, flush=True)
-    rpc.wait_for_termination(handle, config.grace, on_stop=servicer.close)
+
+    def on_stop() -> None:
+        stop_claiming.set()
+        servicer.close()
+
+    rpc.wait_for_termination(handle, config.grace, on_stop=on_stop)
     return 0
+
+
+def add_trainer_gauges(metrics: Metrics, servicer: TrainerServicer) -> None:
+    metrics.gauge("nasrl_trainer_slots", "children this trainer trains at once (--slots)",
+                  lambda: servicer.config.slots)
+    metrics.gauge("nasrl_trainer_slots_busy", "slots training a child now",
+                  servicer.busy_slots)
+    metrics.gauge("nasrl_trainer_ready", "1 once the trainer has its device(s); 0 while "
+                  "waiting for a free GPU (--device cuda:any)", lambda: float(servicer.ready))
+
+
+def _listed(device: torch.device | Sequence[torch.device]) -> list[torch.device]:
+    return [device] if isinstance(device, torch.device) else list(device)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nasrl import rpc
 from nasrl.security import ServerSecurity, add_server_flags, server_security
 from nasrl.shapes import Limits
 
-__all__ = ["TrainerConfig", "parse_args"]
+__all__ = ["TrainerConfig", "parse_args", "DEFAULT_GPU_LOCK_DIR"]
+
+DEFAULT_GPU_LOCK_DIR = Path("/var/lock/nasrl-gpus")
+DEVICE = re.compile(r"auto|cpu|mps|cuda|cuda:(\d+|any|all)")
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class TrainerConfig:
     time_scale: float = 0.0  # table mode: sleep the recorded seconds times this
     weights_dir: Path | None = None  # None: a temporary folder removed at exit
     weights_max_mb: float = 1024.0  # trained weights kept for GetWeights; 0 keeps none
+    gpu_lock_dir: Path = DEFAULT_GPU_LOCK_DIR  # cuda:any: one flock file per GPU, host-wide
+    metrics_port: int | None = None  # Prometheus /metrics; None = off, 0 = a free port
     limits: Limits = field(default_factory=Limits)
     security: ServerSecurity = field(default_factory=ServerSecurity)
 
@@ -49,7 +56,13 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
     p.add_argument("--data-dir", type=Path, default=_env("DATA_DIR", None),
                    help="folder with torchvision datasets (mnist, cifar10, ...) [NASRL_DATA_DIR]")
     p.add_argument("--device", default=_env("DEVICE", "auto"),
-                   help="auto, cpu, cuda or cuda:N [NASRL_DEVICE]")
+                   help="auto, cpu, cuda, cuda:N; cuda:any claims one free GPU of the host for "
+                   "this trainer's life (waiting, NOT_SERVING, while all are claimed); cuda:all "
+                   "spreads the slots over every GPU [NASRL_DEVICE]")
+    p.add_argument("--gpu-lock-dir", type=Path,
+                   default=_env("GPU_LOCK_DIR", str(DEFAULT_GPU_LOCK_DIR)),
+                   help="with --device cuda:any: the folder, shared by every trainer of the host, "
+                   "that holds one lock file per GPU (default %(default)s) [NASRL_GPU_LOCK_DIR]")
     p.add_argument("--slots", type=int, default=int(_env("SLOTS", "1") or 1),
                    help="children trained at once; more calls get RESOURCE_EXHAUSTED [NASRL_SLOTS]")
     p.add_argument("--grace", type=float, default=float(_env("GRACE", "30") or 30),
@@ -76,7 +89,9 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
                    help="megabytes of trained weights kept, oldest evicted first; 0 keeps none "
                    "[NASRL_WEIGHTS_MAX_MB]")
     add_server_flags(p)
+    rpc.add_metrics_flag(p)
     args = p.parse_args(argv)
+    rpc.check_metrics_port(p, args.metrics_port)
     if not 0 <= args.weights_max_mb <= 1e7:
         p.error(f"--weights-max-mb must be between 0 and 10000000, got {args.weights_max_mb}")
     if args.weights_dir is not None and Path(args.weights_dir).exists() \
@@ -95,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         p.error(f"--simulate must be between 0 and 86400 seconds, got {args.simulate}")
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be between 0 and 65535, got {args.port}")
+    if not DEVICE.fullmatch(args.device):
+        p.error(f"--device must be auto, cpu, cuda, cuda:N, cuda:any or cuda:all, got "
+                f"{args.device!r}")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         p.error(f"--data-dir {args.data_dir} is not a folder")
     return TrainerConfig(
@@ -111,5 +129,7 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         time_scale=float(args.time_scale),
         weights_dir=Path(args.weights_dir) if args.weights_dir else None,
         weights_max_mb=float(args.weights_max_mb),
+        gpu_lock_dir=Path(args.gpu_lock_dir),
+        metrics_port=args.metrics_port,
         security=server_security(args),
     )

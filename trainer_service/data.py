@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,6 +173,8 @@ def load(name: str, data_dir: Path | None = None) -> Dataset:
     key = (name, data_dir)
     with _lock:
         if key not in _cache:
-            log.info("loading dataset %s", name)
+            began = time.perf_counter()
             _cache[key] = DATASETS[name](data_dir)
+            log.info("loaded dataset %s in %.2f s (once per process; not in any child's "
+                     "seconds)", name, time.perf_counter() - began)
         return _cache[key]

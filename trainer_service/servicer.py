@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import grpc
@@ -33,16 +33,54 @@ CHUNK = 1 << 20  # GetWeights chunk size: far below the 16 MiB message limit
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
-    def __init__(self, config: TrainerConfig, device: torch.device,
+    def __init__(self, config: TrainerConfig,
+                 device: torch.device | Sequence[torch.device] | None,
                  weights: WeightStore | None = None) -> None:
+        """``device``: one for every slot, or one per slot (``cuda:all``), or None while the
+        trainer waits for a GPU (``cuda:any``): calls get UNAVAILABLE until ``use_devices``."""
         self.config = config
-        self.device = device
         self.weights = weights
         self.table: Table | None = read_table(config.table) if config.table else None
         self._slots = threading.BoundedSemaphore(config.slots)
+        self._free_devices: list[torch.device] = []  # one per free slot
+        self._devices_lock = threading.Lock()
+        self._ready = threading.Event()
         self._closing = threading.Event()
         self._finish: dict[str, threading.Event] = {}  # run_id -> FinishEarly asked
         self._finish_lock = threading.Lock()
+        if device is not None:
+            self.use_devices(device)
+
+    def use_devices(self, device: torch.device | Sequence[torch.device]) -> None:
+        """Train on ``device`` (every slot) or on ``device[i]`` in slot i."""
+        devices = [device] * self.config.slots if isinstance(device, torch.device) \
+            else list(device)
+        if len(devices) != self.config.slots:
+            raise ValueError(f"{len(devices)} devices for {self.config.slots} slots")
+        with self._devices_lock:
+            self._free_devices = devices
+        self._ready.set()
+
+    def busy_slots(self) -> int:
+        """Slots training a child now (for metrics)."""
+        if not self._ready.is_set():
+            return 0
+        with self._devices_lock:
+            return self.config.slots - len(self._free_devices)
+
+    @property
+    def ready(self) -> bool:
+        """False while waiting for a GPU (``cuda:any``)."""
+        return self._ready.is_set()
+
+    def _take_device(self) -> torch.device:
+        with self._devices_lock:  # a slot is held, so a device is free
+            return self._free_devices.pop()
+
+    def _free_slot(self, device: torch.device) -> None:
+        with self._devices_lock:
+            self._free_devices.append(device)
+        self._slots.release()
 
     def close(self) -> None:
         """Refuse new calls; running ones go on until the server's grace ends."""
@@ -54,12 +92,17 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         if self._closing.is_set():
             rpc.abort(context, grpc.StatusCode.UNAVAILABLE,
                       "the trainer is shutting down; retry on another")
+        if not self._ready.is_set():
+            rpc.abort(context, grpc.StatusCode.UNAVAILABLE,
+                      "this trainer is waiting for a free GPU (every GPU of its host is claimed "
+                      "by another trainer, --device cuda:any); retry on another trainer")
         arch, settings, shape = self._validate(request, context)
         if not self._slots.acquire(blocking=False):
             rpc.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
                       f"all {self.config.slots} training slot(s) of this trainer are busy; "
                       "retry later or on another trainer")
         held = True
+        device = self._take_device()
         finish = self._register(request.run_id)
         try:
             log.info("training %s on %s", format_arch(arch), request.dataset)
@@ -74,7 +117,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                                   finish.is_set)
             else:
                 dataset = data.load(request.dataset, self.config.data_dir)  # cached
-                events = train(arch, dataset, settings, self.device, self.config.limits,
+                events = train(arch, dataset, settings, device, self.config.limits,
                                should_stop=stop, max_seconds=self.config.max_seconds,
                                on_weights=kept.append if self._keeping else None,
                                should_finish=finish.is_set)
@@ -86,19 +129,19 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                         event = self._keep(event, request.dataset, settings, kept[0])
                     # Free the slot before the caller sees the result, so that its next call
                     # finds the slot free.
-                    self._slots.release()
+                    self._free_slot(device)
                     held = False
                     yield trainer_pb2.TrainEvent(result=codec.outcome_to_proto(event))
         except Cancelled:
             log.info("training cancelled by the caller: %s", format_arch(arch))
         except torch.OutOfMemoryError:
             rpc.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                      f"{format_arch(arch)} ran out of memory on {self.device}; "
+                      f"{format_arch(arch)} ran out of memory on {device}; "
                       "try a smaller batch size or a smaller network")
         finally:
             self._unregister(request.run_id, finish)
             if held:
-                self._slots.release()
+                self._free_slot(device)
 
     def _register(self, run_id: str) -> threading.Event:
         event = threading.Event()

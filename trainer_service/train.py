@@ -28,7 +28,7 @@ from nasrl.shapes import Limits
 from nasrl.builder import ChildNet, build, count_params
 from trainer_service.data import Dataset
 
-__all__ = ["train", "Cancelled", "resolve_device"]
+__all__ = ["train", "Cancelled", "resolve_device", "warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,18 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
     return device
+
+
+def warm_up(device: torch.device) -> int:
+    """Count the FLOPs of a tiny network once. torch's FLOP counter spends about a second on
+    its first use in a process; a trainer calls this at start-up so that the first child's
+    ``seconds`` are not charged for it. Returns the tiny network's FLOPs."""
+    from nasrl.arch import parse
+    from nasrl.shapes import InputShape
+
+    shape = InputShape(1, 8, 8, 10)
+    model = build(parse("C(4,3,1) P(2,2) FC(4) GAP"), shape).to(device)
+    return count_flops(model, torch.zeros((1, 1, 8, 8), device=device))
 
 
 def count_flops(model: nn.Module, image: torch.Tensor) -> int:

@@ -158,11 +158,18 @@ def test_compose_structure() -> None:
     assert controller["restart"] == "unless-stopped"
     assert flag_value(argv("controller"), "--db") == "/data/nasrl.db"
 
-    # trainer: scalable (no host port), one GPU each, read-only datasets.
+    # trainer: scalable (no host port), read-only datasets, every GPU visible to each replica,
+    # which claims one of them through locks in a volume all replicas share.
     assert "ports" not in trainer
     assert [str(p) for p in trainer["expose"]] == ["50052"]
     devices = trainer["deploy"]["resources"]["reservations"]["devices"]
-    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]
+    assert flag_value(argv("trainer"), "--device") == "cuda:any"
+    lock_dir = flag_value(argv("trainer"), "--gpu-lock-dir")
+    locks = [str(v) for v in trainer["volumes"] if str(v).endswith(f":{lock_dir}")]
+    assert len(locks) == 1 and locks[0].split(":")[0] in data["volumes"]  # a named volume
+    assert f"chown nasrl:nasrl /datasets {lock_dir}" in \
+        (DEPLOY / "Dockerfile.trainer").read_text()
     datasets = [str(v) for v in trainer["volumes"] if ":/datasets" in str(v)]
     assert len(datasets) == 1 and datasets[0].endswith(":ro")
     assert flag_value(argv("trainer"), "--data-dir") == "/datasets"
@@ -216,7 +223,8 @@ def test_compose_structure() -> None:
     pod = find("trainer.yaml", "Deployment")["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert container["readinessProbe"]["exec"]["command"] == ["nasrl", "health", "127.0.0.1:50052"]
+    assert container["readinessProbe"]["grpc"] == {"port": 50052}  # native gRPC probes
+    assert container["livenessProbe"]["grpc"] == {"port": 50052}
 
     controller_dep = find("controller.yaml", "Deployment")
     assert controller_dep["spec"]["replicas"] == 1
@@ -224,6 +232,7 @@ def test_compose_structure() -> None:
     cpod = controller_dep["spec"]["template"]["spec"]
     assert [v["persistentVolumeClaim"]["claimName"] for v in cpod["volumes"]] == [claim]
     assert cpod["containers"][0]["volumeMounts"][0]["mountPath"] == "/data"
+    assert cpod["containers"][0]["readinessProbe"]["grpc"] == {"port": 50051}
     assert find("controller.yaml", "Service")["metadata"]["name"] == "controller"
 
     job = find("search-job.yaml", "Job")["spec"]["template"]["spec"]
@@ -246,6 +255,10 @@ def local_service(name: str, tmp_path: Path) -> LocalService:
     rest = set_flag(set_flag(rest, "--host", "127.0.0.1"), "--port", "0")
     if flag_value(rest, "--db") is not None:
         rest = set_flag(rest, "--db", str(tmp_path / "controller.db"))
+    if flag_value(rest, "--device") is not None:  # no GPU here: the same trainer on the CPU
+        rest = set_flag(rest, "--device", "cpu")
+    if flag_value(rest, "--gpu-lock-dir") is not None:
+        rest = set_flag(rest, "--gpu-lock-dir", str(tmp_path / "gpu-locks"))
     data_dir = flag_value(rest, "--data-dir")
     if data_dir is not None:
         rest = set_flag(rest, "--data-dir", host_folder(name, data_dir))

@@ -26,6 +26,7 @@ from nasrl.client import ControllerClient, NasrlError, TrainerClient, wait_until
 from nasrl.local import LocalService
 from nasrl.results import TrainSettings
 from nasrl.security import ClientSecurity, ServerSecurity
+from tests.pki import make_ca, make_cert, need_openssl
 from trainer_service.config import TrainerConfig
 from trainer_service.servicer import TrainerServicer
 
@@ -33,29 +34,9 @@ TOKEN = "s3cret-token-for-tests"
 SMALL = "C(8,3,1) GAP"
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_ca(d: Path, name: str) -> None:
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
-            "-subj", f"/CN={name}", cwd=d)
-
-
-def make_cert(d: Path, name: str, ca: str, ext: str) -> None:
-    (d / f"{name}.ext").write_text(ext)
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
-            cwd=d)
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not shutil.which("openssl"):
-        pytest.skip("openssl is needed to make test certificates (apt-get install openssl)")
+    need_openssl()
     d = tmp_path_factory.mktemp("pki")
     make_ca(d, "ca")
     make_ca(d, "wrongca")

@@ -284,3 +284,10 @@ def test_most_random_graphs_are_valid(image: InputShape) -> None:
     assert share < 1.0, "the sample never exercises the invalid branch"
     assert sum(any(len(ins) > 1 for ins in a.inputs) for a in valid) >= len(valid) // 4
     assert sum(len(a.classifier_inputs) > 1 for a in valid) >= len(valid) // 4
+
+
+def test_warm_up_runs_the_flop_counter_on_a_tiny_network() -> None:
+    from trainer_service.train import warm_up
+
+    # C(4,3,1) on 1x8x8: 4*8*8*9*2 = 4,608; FC(4) on 4x4x4: 64*4*2 = 512; the classifier 4*10*2
+    assert warm_up(torch.device("cpu")) == 4608 + 512 + 80

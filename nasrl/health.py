@@ -1,0 +1,70 @@
+"""``nasrl health HOST:PORT``: the probe that containers and orchestrators run every few
+seconds. It imports grpc, the health stubs and nasrl's channel/TLS helpers only, never the rest
+of the CLI (torch, matplotlib, rich): ``tests/integration/test_health_probe.py`` guards that."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from nasrl import rpc
+from nasrl.errors import NasrlError
+from nasrl.security import ClientSecurity, add_client_flags, client_security
+
+__all__ = ["wait_until_serving", "add_health_command", "main"]
+
+
+def wait_until_serving(target: str, timeout: float = 30.0,
+                       security: ClientSecurity | None = None) -> None:
+    """Block until the service at ``target`` reports SERVING on the health service."""
+    with rpc.channel(target, security) as ch:
+        try:
+            grpc.channel_ready_future(ch).result(timeout=timeout)
+            stub = health_pb2_grpc.HealthStub(ch)
+            reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout,
+                               wait_for_ready=True)
+        except grpc.FutureTimeoutError as exc:
+            raise NasrlError(grpc.StatusCode.UNAVAILABLE,
+                             f"{target} did not come up within {timeout:g} s") from exc
+        except grpc.RpcError as exc:
+            raise NasrlError.from_rpc(exc, target) from exc
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            raise NasrlError(grpc.StatusCode.UNAVAILABLE, f"{target} is not serving")
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the service at TARGET reports SERVING (for container health checks)."""
+    wait_until_serving(args.target, timeout=args.timeout, security=client_security(args))
+    print(f"{args.target}: SERVING")
+    return 0
+
+
+def add_health_command(sub: Any) -> None:
+    h = sub.add_parser("health", help="check a service's gRPC health (exit 0 if SERVING)")
+    h.add_argument("target", help="HOST:PORT")
+    h.add_argument("--timeout", type=float, default=5.0)
+    add_client_flags(h)
+    h.set_defaults(func=cmd_health)
+
+
+def main(argv: Sequence[str]) -> int:
+    """``nasrl health …`` (``argv`` starts with ``health``), with the CLI's exit codes."""
+    parser = argparse.ArgumentParser(prog="nasrl")
+    add_health_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return cmd_health(args)
+    except ValueError as exc:  # an unreadable certificate or token file
+        print(f"nasrl: error: {exc}", file=sys.stderr)
+        return 2
+    except NasrlError as exc:
+        print(f"nasrl: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nasrl: interrupted", file=sys.stderr)
+        return 130
