@@ -348,7 +348,10 @@ class TrainResult(_message.Message):
     flops: _builtins.int
     """Floating-point operations of one forward pass of one image (torch.utils.flop_counter)."""
     seconds: _builtins.float
-    """Wall-clock seconds of the whole call (data, build, training, evaluation)."""
+    """Wall-clock seconds of this child: building, training and evaluating it. One-off costs of a
+    fresh trainer (loading a dataset the first time, warming the FLOP counter) are not in it;
+    the trainer logs them.
+    """
     device: _builtins.str
     """The device trained on, e.g. "cpu" or "cuda:0"."""
     architecture: _builtins.str
