@@ -47,6 +47,7 @@ MAX_FAILURE_TEXT = 2000
 MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
 MAX_REUSED = 100_000  # results of an earlier search a warm start reuses
 TRAINING = ("leased", "done", "failed")  # statuses that spend budget
+_UNSAVED = object()
 
 
 class SearchNotFound(LookupError):
@@ -141,6 +142,7 @@ class Searches:
         self._agents: dict[str, Agent] = {}
         self._rules: dict[str, StoppingRule] = {}  # rebuilt from the stored reports
         self._priors_done: dict[str, int] = {}  # warm-start networks already handed out
+        self._saved_weights: dict[str, object] = {}  # weights_version() in the database
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ helpers
@@ -158,8 +160,18 @@ class Searches:
             state = self.store.load_agent(search_id)
             if state is not None:
                 agent.load_state_dict(state)
+                self._saved_weights[search_id] = agent.weights_version()
             self._agents[search_id] = agent
         return agent
+
+    def _save(self, search_id: str, agent: Agent) -> None:
+        """Write the agent's state in the current transaction: its light part always, its
+        weights only when they changed since they were last written."""
+        version = agent.weights_version()
+        saved = self._saved_weights.get(search_id, _UNSAVED)
+        heavy = None if saved == version else agent.heavy_state()
+        self.store.save_agent(search_id, agent.light_state(), heavy)
+        self._saved_weights[search_id] = version
 
     @contextmanager
     def _transaction(self, search_id: str) -> Iterator[None]:
@@ -172,6 +184,7 @@ class Searches:
             self._agents.pop(search_id, None)
             self._rules.pop(search_id, None)
             self._priors_done.pop(search_id, None)
+            self._saved_weights.pop(search_id, None)
             raise
 
     # ------------------------------------------------------------------ create / read
@@ -184,7 +197,7 @@ class Searches:
             agent = self._agent(search_id, spec)
             if spec.warm_start.active:
                 self._warm_start(search_id, spec, agent)
-            self.store.save_agent(search_id, agent.state_dict())
+            self._save(search_id, agent)
         log.info("created search %s: %s on %s, budget %d", search_id, spec.agent,
                  spec.dataset, spec.budget)
         return self.view(search_id)
@@ -331,7 +344,7 @@ class Searches:
                     if request_id:
                         self.store.set_request(search_id, handout.id, request_id)
                     out.append(handout)
-            self.store.save_agent(search_id, agent.state_dict())
+            self._save(search_id, agent)
             done = self._settle(search_id, spec)
             return out, done
 
@@ -501,7 +514,7 @@ class Searches:
             spec = SearchSpec.from_json(row.spec)
             agent = self._agent(search_id, spec)
             reward = self._record(search_id, spec, agent, c, report)
-            self.store.save_agent(search_id, agent.state_dict())
+            self._save(search_id, agent)
             state = "done" if row.state == "running" and self._settle(search_id, spec) else row.state
             return UpdateAck(True, reward, state)
 

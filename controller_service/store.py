@@ -78,6 +78,10 @@ CREATE TABLE IF NOT EXISTS agent_state (
     search_id TEXT PRIMARY KEY REFERENCES searches(id),
     state BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS agent_weights (
+    search_id TEXT PRIMARY KEY REFERENCES searches(id),
+    state BLOB NOT NULL
+);
 """
 
 
@@ -347,21 +351,32 @@ class Store:
 
     # ------------------------------------------------------------------ agent state
 
-    def save_agent(self, search_id: str, state: dict[str, Any]) -> None:
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        self._exec(
-            "INSERT INTO agent_state (search_id, state) VALUES (?, ?) "
-            "ON CONFLICT (search_id) DO UPDATE SET state = excluded.state",
-            (search_id, buf.getvalue()),
-        )
+    def save_agent(self, search_id: str, state: dict[str, Any],
+                   heavy: dict[str, Any] | None = None) -> None:
+        """Save an agent's state: ``state`` every call; ``heavy`` (weights, optimiser) only
+        when it changed — the last one saved stays and is merged in by ``load_agent``."""
+        for table, part in (("agent_state", state), ("agent_weights", heavy)):
+            if part is None:
+                continue
+            buf = io.BytesIO()
+            torch.save(part, buf)
+            self._exec(
+                f"INSERT INTO {table} (search_id, state) VALUES (?, ?) "
+                "ON CONFLICT (search_id) DO UPDATE SET state = excluded.state",
+                (search_id, buf.getvalue()),
+            )
 
     def load_agent(self, search_id: str) -> dict[str, Any] | None:
+        """The saved state, its heavy part merged in."""
         row = self._exec("SELECT state FROM agent_state WHERE search_id = ?",
                          (search_id,)).fetchone()
         if row is None:
             return None
         state: dict[str, Any] = torch.load(io.BytesIO(row["state"]), weights_only=True)
+        weights = self._exec("SELECT state FROM agent_weights WHERE search_id = ?",
+                             (search_id,)).fetchone()
+        if weights is not None:
+            state.update(torch.load(io.BytesIO(weights["state"]), weights_only=True))
         return state
 
     def integrity_check(self) -> str:

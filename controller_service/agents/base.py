@@ -12,7 +12,8 @@ Call sequence (the controller holds a lock per search around every call):
 4. Optionally, once before the first sample: ``agent.pretrain(priors, steps, learning_rate)``
    with the decisions of known-good networks (a warm start); their results then arrive
    through ``update`` like any other.
-5. ``agent.state_dict()`` after each call: everything needed to continue exactly (weights,
+5. ``agent.state_dict()`` after each call (the controller saves it as ``light_state()``
+   each call and ``heavy_state()`` only when ``weights_version()`` changed): everything needed to continue exactly (weights,
    optimiser, RNG, counters), made of tensors, numbers, strings, lists and dicts only so that
    it loads with ``torch.load(weights_only=True)``.
 """
@@ -72,6 +73,22 @@ class Agent(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a ``state_dict``."""
+
+    def light_state(self) -> dict[str, Any]:
+        """The part of ``state_dict()`` that changes on every call (RNG states, counters,
+        queued results): everything but ``heavy_state()``. Agents with large weights
+        override both so that neither copies what it does not return."""
+        return self.state_dict()
+
+    def heavy_state(self) -> dict[str, Any]:
+        """The large part of the state (network weights, optimiser moments), which changes
+        only when ``weights_version()`` does; ``light_state() | heavy_state()`` is a whole
+        ``state_dict()``. The returned tensors may be live views: serialise them at once."""
+        return {}
+
+    def weights_version(self) -> object:
+        """A value that changes whenever ``heavy_state()`` changes."""
+        return 0
 
     def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
         """Start from known-good networks (``priors``: their decisions, as

@@ -253,9 +253,16 @@ class ReinforceAgent(Agent):
     def state_dict(self) -> dict[str, Any]:
         """A snapshot (copies, not views) that loads with ``torch.load(weights_only=True)``."""
         return {
-            "format": _STATE_FORMAT,
+            **self.light_state(),
             "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
+
+    def light_state(self) -> dict[str, Any]:
+        """Everything but the policy and optimiser: a few kilobytes (the generator state and
+        the results waiting for their batch)."""
+        return {
+            "format": _STATE_FORMAT,
             "generator": self.generator.get_state(),
             "baseline": self.baseline,
             "samples": self.samples,
@@ -264,6 +271,14 @@ class ReinforceAgent(Agent):
             "pretrained": self.pretrained,
             "pending": copy.deepcopy(self.pending),
         }
+
+    def heavy_state(self) -> dict[str, Any]:
+        """The policy's and optimiser's live state (no copies: serialise it at once)."""
+        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def weights_version(self) -> object:
+        """The weights change only in a policy-gradient step or pre-training."""
+        return (self.steps, self.pretrained)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != _STATE_FORMAT:

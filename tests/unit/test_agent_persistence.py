@@ -1,0 +1,44 @@
+"""The controller writes an agent's weights only when they change (REINFORCE: once per
+policy-gradient step), its small state on every call — and a restart continues exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller_service.searches import Searches
+from controller_service.spec import SearchSpec
+from controller_service.store import Store
+from nasrl.results import TrainOutcome
+from tests.helpers import same_state
+
+
+def _weights(store: Store, search_id: str) -> bytes:
+    row = store._exec("SELECT state FROM agent_weights WHERE search_id = ?",
+                      (search_id,)).fetchone()
+    return bytes(row["state"])
+
+
+def _outcome(text: str, accuracy: float) -> dict[str, object]:
+    data = TrainOutcome(accuracy, accuracy, accuracy, 10, 10, 1.0, "cpu", text).to_json()
+    data.pop("accuracy", None)
+    return data
+
+
+def test_reinforce_weights_are_written_once_per_step(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    searches = Searches(store)
+    sid = searches.create(SearchSpec(agent="reinforce", agent_settings={"batch": 4},
+                                     budget=20)).id
+    written = [_weights(store, sid)]
+    handouts, _ = searches.sample(sid, 8)
+    assert _weights(store, sid) == written[0]  # sampling never changes the weights
+    for i, h in enumerate(handouts, start=1):
+        searches.update(sid, h.id, _outcome(h.text, 0.1 * i), None)
+        if _weights(store, sid) != written[-1]:
+            written.append(_weights(store, sid))
+    assert len(written) == 3  # the initial weights, then one write per step of 4 results
+    # a fresh controller on the same database has the same agent, weights included
+    again = Searches(Store(tmp_path / "c.db"))
+    before = searches._agents[sid].state_dict()
+    spec = searches.spec(sid)
+    assert same_state(again._agent(sid, spec).state_dict(), before)
