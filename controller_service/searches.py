@@ -170,7 +170,7 @@ class Searches:
         version = agent.weights_version()
         saved = self._saved_weights.get(search_id, _UNSAVED)
         heavy = None if saved == version else agent.heavy_state()
-        self.store.save_agent(search_id, agent.light_state(), heavy)
+        self.store.save_agent(search_id, agent.light_state(), heavy, agent.progress())
         self._saved_weights[search_id] = version
 
     @contextmanager
@@ -262,9 +262,14 @@ class Searches:
             row = self._row(search_id)
             spec = SearchSpec.from_json(row.spec)
             top = self.store.top_results(search_id, 1)
+            agent = self._agents.get(search_id)
+            progress = agent.progress() if agent is not None else (
+                self.store.agent_progress(search_id))
+            if progress is None:  # saved before progress was stored with the agent
+                progress = self._agent(search_id, spec).progress()
             return SearchView(
                 row.id, row.name, row.created, spec, row.state, self.store.counts(search_id),
-                self._agent(search_id, spec).progress(), top[0] if top else None,
+                progress, top[0] if top else None,
             )
 
     def spec(self, search_id: str) -> SearchSpec:

@@ -78,6 +78,10 @@ CREATE TABLE IF NOT EXISTS agent_state (
     search_id TEXT PRIMARY KEY REFERENCES searches(id),
     state BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS agent_progress (
+    search_id TEXT PRIMARY KEY REFERENCES searches(id),
+    progress TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS agent_weights (
     search_id TEXT PRIMARY KEY REFERENCES searches(id),
     state BLOB NOT NULL
@@ -352,9 +356,17 @@ class Store:
     # ------------------------------------------------------------------ agent state
 
     def save_agent(self, search_id: str, state: dict[str, Any],
-                   heavy: dict[str, Any] | None = None) -> None:
+                   heavy: dict[str, Any] | None = None,
+                   progress: dict[str, float] | None = None) -> None:
         """Save an agent's state: ``state`` every call; ``heavy`` (weights, optimiser) only
-        when it changed — the last one saved stays and is merged in by ``load_agent``."""
+        when it changed — the last one saved stays and is merged in by ``load_agent``;
+        ``progress`` (what views show) so that a view never needs to load the agent."""
+        if progress is not None:
+            self._exec(
+                "INSERT INTO agent_progress (search_id, progress) VALUES (?, ?) "
+                "ON CONFLICT (search_id) DO UPDATE SET progress = excluded.progress",
+                (search_id, json.dumps(progress, sort_keys=True)),
+            )
         for table, part in (("agent_state", state), ("agent_weights", heavy)):
             if part is None:
                 continue
@@ -365,6 +377,13 @@ class Store:
                 "ON CONFLICT (search_id) DO UPDATE SET state = excluded.state",
                 (search_id, buf.getvalue()),
             )
+
+    def agent_progress(self, search_id: str) -> dict[str, float] | None:
+        """The progress saved with the agent's last state (None if none was saved)."""
+        row = self._exec("SELECT progress FROM agent_progress WHERE search_id = ?",
+                         (search_id,)).fetchone()
+        return None if row is None else {k: float(v) for k, v in
+                                         json.loads(row["progress"]).items()}
 
     def load_agent(self, search_id: str) -> dict[str, Any] | None:
         """The saved state, its heavy part merged in."""

@@ -42,3 +42,17 @@ def test_reinforce_weights_are_written_once_per_step(tmp_path: Path) -> None:
     before = searches._agents[sid].state_dict()
     spec = searches.spec(sid)
     assert same_state(again._agent(sid, spec).state_dict(), before)
+
+
+def test_views_after_a_restart_do_not_load_agents(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    searches = Searches(store)
+    ids = [searches.create(SearchSpec(agent=a, budget=5)).id
+           for a in ("reinforce", "qlearning", "evolution")]
+    for sid in ids:
+        searches.sample(sid, 2)
+    progress = {v.id: v.progress for v in searches.all()}
+    again = Searches(Store(tmp_path / "c.db"))
+    views = again.all()
+    assert not again._agents  # listed from the stored progress alone
+    assert {v.id: v.progress for v in views} == progress
