@@ -19,6 +19,7 @@ from nasrl.security import SecurityError, add_server_flags, server_security
 
 log = logging.getLogger("controller_service")
 
+RESERVED = 4  # threads never taken by Controller calls (health, reflection)
 SERVICE_NAME = controller_pb2.DESCRIPTOR.services_by_name["Controller"].full_name
 
 
@@ -37,15 +38,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grace", type=float, default=float(env("NASRL_GRACE", "10")),
                    help="seconds running calls may finish after SIGTERM [NASRL_GRACE]")
     p.add_argument("--workers", type=int, default=int(env("NASRL_CONTROLLER_WORKERS", "32")),
-                   help="threads serving calls [NASRL_CONTROLLER_WORKERS]")
+                   help="threads serving calls; all but 4 may serve Controller calls at once, "
+                   "more are refused with RESOURCE_EXHAUSTED [NASRL_CONTROLLER_WORKERS]")
     add_server_flags(p)
     rpc.add_metrics_flag(p)
     args = p.parse_args(argv)
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be between 0 and 65535, got {args.port}")
     rpc.check_metrics_port(p, args.metrics_port)
-    if not 1 <= args.workers <= 1024:
-        p.error(f"--workers must be between 1 and 1024, got {args.workers}")
+    if not RESERVED + 1 <= args.workers <= 1024:
+        p.error(f"--workers must be between {RESERVED + 1} and 1024, got {args.workers}")
     return args
 
 
@@ -63,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         log.error("%s", exc)
         return 2
-    servicer = ControllerServicer(Searches(store))
+    # Keep threads free for health checks and reflection: a burst beyond this is refused
+    # with RESOURCE_EXHAUSTED at once instead of queueing ahead of the probes.
+    servicer = ControllerServicer(Searches(store), max_active=max(1, args.workers - RESERVED))
     try:
         handle = rpc.start_server(
             args.host, args.port,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -32,7 +34,13 @@ MAX_ID = 64
 MAX_TOP = 1000
 
 
+class Busy(RuntimeError):
+    """More Controller calls are in progress than the controller admits at once."""
+
+
 def _status(exc: Exception) -> grpc.StatusCode | None:
+    if isinstance(exc, Busy):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(exc, (SearchNotFound, CandidateNotFound)):
         return grpc.StatusCode.NOT_FOUND
     if isinstance(exc, (SpecError, SettingsError, BadReport)):
@@ -45,12 +53,13 @@ def _status(exc: Exception) -> grpc.StatusCode | None:
 
 
 def rpc_errors(method: Callable[..., R]) -> Callable[..., R]:
-    """Map domain errors to status codes with the error's sentence."""
+    """Admission control, then domain errors to status codes with the error's sentence."""
 
     @functools.wraps(method)
     def wrapper(self: ControllerServicer, request: Any, context: grpc.ServicerContext) -> R:
         try:
-            return method(self, request, context)
+            with self.admit():
+                return method(self, request, context)
         except Exception as exc:
             code = _status(exc)
             if code is None:
@@ -70,8 +79,27 @@ def _search_id(value: str) -> str:
 
 
 class ControllerServicer(controller_pb2_grpc.ControllerServicer):
-    def __init__(self, searches: Searches) -> None:
+    """``max_active`` bounds the Controller calls served at once; one more is refused at once
+    with RESOURCE_EXHAUSTED instead of waiting for a thread, so that a burst never queues
+    ahead of health checks (which the same server answers on threads left free)."""
+
+    def __init__(self, searches: Searches, max_active: int | None = None) -> None:
         self.searches = searches
+        self.max_active = max_active
+        self._slots = threading.BoundedSemaphore(max_active) if max_active else None
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        if self._slots is None:
+            yield
+            return
+        if not self._slots.acquire(blocking=False):
+            raise Busy(f"the controller is serving {self.max_active} calls already; retry "
+                       "with backoff (nasrl's runner does)")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def _search(self, search_id: str) -> cpb.Search:
         view = self.searches.view(search_id)

@@ -38,7 +38,8 @@ __all__ = ["Runner", "RunnerEvents", "TrainerPool", "parse_trainers"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RETRYABLE_CONTROLLER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+RETRYABLE_CONTROLLER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                        grpc.StatusCode.RESOURCE_EXHAUSTED)  # busy: refused at once, retry
 PERMANENT_TRAINER = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
                      grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED)
 
@@ -213,7 +214,8 @@ class Runner:
                     raise
                 if self.stop_event.is_set():
                     raise
-                log.warning("%s: controller unavailable, retrying in %.1fs (%s)", what, delay, exc)
+                log.warning("%s: controller unavailable or busy, retrying in %.1fs (%s)", what,
+                            delay, exc)
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, 5.0)
 
