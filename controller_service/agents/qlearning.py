@@ -167,14 +167,23 @@ class QLearningAgent(Agent):
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
+        return {**self.light_state(), **self.heavy_state()}
+
+    def light_state(self) -> dict[str, Any]:
         return {
-            "q": dict(self.q),
-            "memory": [[list(p), r] for p, r in self.memory],
             "rng": rng_state(self.rng),
             "samples": self.samples,
             "results": self.results,
             "trajectory_updates": self.trajectory_updates,
         }
+
+    def heavy_state(self) -> dict[str, Any]:
+        """The Q-table and the replay memory: they grow with the unique models seen and
+        change only with a result, so a Sample does not rewrite them."""
+        return {"q": dict(self.q), "memory": [[list(p), r] for p, r in self.memory]}
+
+    def weights_version(self) -> object:
+        return self.trajectory_updates
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q = {str(k): float(v) for k, v in state["q"].items()}
