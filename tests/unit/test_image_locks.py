@@ -165,3 +165,12 @@ def test_dockerfiles_install_only_from_the_locks(image: str, locks: list[str]) -
         assert offline_self or "-r deploy/requirements/" in part, f"{path}: {part}"
         assert offline_self or "--only-binary=:all:" in part, f"{path}: {part}"
     assert "pip check" in text
+
+
+def test_pyproject_without_exact_torch_pins_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "pyproject.toml"
+    bad.write_text('[project]\nname = "x"\ndependencies = ["torch>=2", "torchvision==0.29.1"]\n')
+    with pytest.raises(LOCK["LockError"], match="must pin torch with =="):
+        LOCK["torch_versions"](bad)
+    assert LOCK["torch_versions"]() == {"torch": runtime_pins()["torch"],
+                                        "torchvision": runtime_pins()["torchvision"]}
