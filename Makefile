@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint protos clean compose-tool
+.PHONY: demo test bench lint protos clean compose-tool lock-images pin-base-images
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ lint: $(STAMP)
 
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py
+
+# The images' hash-locked requirements (deploy/requirements/*.txt) from pyproject.toml, with uv;
+# needs PyPI and, for torch-cpu.txt's hashes, the PyTorch CPU index (README "Reproducible images").
+lock-images: $(STAMP)
+	$(PY) scripts/lock_images.py
+
+# FROM python:3.11-slim -> FROM python:3.11-slim@sha256:... in deploy/Dockerfile.*, the digest
+# asked from Docker Hub's registry (or DIGEST=sha256:... given: make pin-base-images DIGEST=...).
+pin-base-images: $(STAMP)
+	$(PY) scripts/pin_base_images.py $(if $(DIGEST),--digest $(DIGEST))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis
