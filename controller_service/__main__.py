@@ -12,7 +12,7 @@ import torch
 from protos import controller_pb2, controller_pb2_grpc
 
 from controller_service.searches import Searches
-from controller_service.servicer import ControllerServicer
+from controller_service.servicer import REQUEST_LIMITS, ControllerServicer
 from controller_service.store import Store, StoreError
 from nasrl import rpc
 from nasrl.security import SecurityError, add_server_flags, server_security
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             args.host, args.port,
             lambda s: controller_pb2_grpc.add_ControllerServicer_to_server(servicer, s),
             [SERVICE_NAME], max_workers=args.workers, security=server_security(args),
-            metrics_port=args.metrics_port,
+            metrics_port=args.metrics_port, request_limits=REQUEST_LIMITS,
         )
     except (OSError, SecurityError) as exc:
         log.error("%s", exc)

@@ -25,11 +25,21 @@ from nasrl import codec as nasrl_codec
 from nasrl import rpc
 from nasrl.results import SettingsError
 
-__all__ = ["ControllerServicer"]
+__all__ = ["ControllerServicer", "REQUEST_LIMITS"]
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
+_SERVICE = "/nasrl.v1.Controller/"
+KIB = 1024
+#: request sizes each RPC needs (results are small: a 1,000-epoch curve is ~40 KB); bigger
+#: requests are refused before they are parsed
+REQUEST_LIMITS = {
+    _SERVICE + "CreateSearch": 4096 * KIB,  # up to 1,000 warm-start networks in text
+    _SERVICE + "Update": 1024 * KIB,
+    **{_SERVICE + m: 64 * KIB for m in ("Sample", "Report", "GetSearch", "ListSearches",
+                                        "Leaderboard", "StopSearch", "ExportQTable")},
+}
 MAX_ID = 64
 MAX_TOP = 1000
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
+    "RequestLimits",
     "abort",
     "ServerHandle",
     "start_server",
@@ -63,6 +64,51 @@ def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) ->
         message = message[:MAX_DETAILS - 3] + "..."
     context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort raises
+
+
+class _Oversized:
+    """Stands for a request whose bytes were over its method's limit (never parsed)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+class RequestLimits(grpc.ServerInterceptor):
+    """Per-method request size limits (full method name → bytes), checked on the raw bytes
+    before they are parsed, so an oversized request costs no parsing and gets
+    INVALID_ARGUMENT with a sentence instead of the server-wide 16 MiB limit's
+    RESOURCE_EXHAUSTED (which means "retry later")."""
+
+    def __init__(self, limits: dict[str, int]) -> None:
+        self.limits = dict(limits)
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = continuation(details)
+        limit = self.limits.get(details.method)
+        if handler is None or limit is None or handler.request_streaming:
+            return handler
+        parse = handler.request_deserializer
+        name = details.method.rsplit("/", 1)[-1]
+
+        def deserialize(data: bytes) -> Any:
+            if len(data) > limit:
+                return _Oversized(len(data))
+            return parse(data) if parse is not None else data
+
+        def guard(inner: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+                if isinstance(request, _Oversized):
+                    abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                          f"{name} request of {request.size:,} bytes is over this method's "
+                          f"limit of {limit:,} bytes")
+                return inner(request, context)
+            return behaviour
+
+        if handler.unary_unary is not None:
+            return handler._replace(request_deserializer=deserialize,
+                                    unary_unary=guard(handler.unary_unary))
+        return handler._replace(request_deserializer=deserialize,
+                                unary_stream=guard(handler.unary_stream))
 
 
 class ServerHandle:
@@ -104,11 +150,13 @@ def start_server(
     max_workers: int = 16,
     security: ServerSecurity | None = None,
     metrics_port: int | None = None,
+    request_limits: dict[str, int] | None = None,
 ) -> ServerHandle:
     """Create, register, add health + reflection, bind and start a server. ``port`` 0 picks a
     free port; the handle says which. Health starts NOT_SERVING: call ``set_serving(True)``
     once the service is ready. ``security``: TLS / mutual TLS / bearer tokens.
-    ``metrics_port``: serve Prometheus metrics there (0: a free port; ``handle.metrics.port``)."""
+    ``metrics_port``: serve Prometheus metrics there (0: a free port; ``handle.metrics.port``).
+    ``request_limits``: per-method request sizes (see ``RequestLimits``)."""
     security = security or ServerSecurity()
     credentials = security.credentials()
     quiet_undecodable_requests()
@@ -127,7 +175,8 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS,
         # metrics first: it also counts the calls the token check refuses
-        interceptors=[*([metrics] if metrics else []), *security.interceptors()],
+        interceptors=[*([metrics] if metrics else []), *security.interceptors(),
+                      *([RequestLimits(request_limits)] if request_limits else [])],
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

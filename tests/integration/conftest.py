@@ -49,7 +49,7 @@ def start_controller(db: str) -> tuple[rpc.ServerHandle, "Searches"]:
     from protos import controller_pb2, controller_pb2_grpc
 
     from controller_service.searches import Searches
-    from controller_service.servicer import ControllerServicer
+    from controller_service.servicer import REQUEST_LIMITS, ControllerServicer
     from controller_service.store import Store
 
     searches = Searches(Store(db))
@@ -58,6 +58,7 @@ def start_controller(db: str) -> tuple[rpc.ServerHandle, "Searches"]:
         "127.0.0.1", 0,
         lambda s: controller_pb2_grpc.add_ControllerServicer_to_server(servicer, s),
         [controller_pb2.DESCRIPTOR.services_by_name["Controller"].full_name], max_workers=32,
+        request_limits=REQUEST_LIMITS,
     )
     handle.set_serving(True)
     return handle, searches

@@ -51,3 +51,23 @@ def test_a_burst_is_refused_not_queued_and_health_answers(tmp_path: Path) -> Non
     assert set(outcomes) <= {"OK", "RESOURCE_EXHAUSTED"}, outcomes
     assert outcomes["RESOURCE_EXHAUSTED"] > 0 and outcomes["OK"] > 0, outcomes
     assert max(waits) < 3.0, waits  # generous: the target (1 s) is measured in the benchmark
+
+
+def test_oversized_requests_are_refused_before_parsing(controller: str) -> None:
+    """Each RPC has a request size that fits it: a 2 MB Update (a result is a few KB) or a
+    100 KB Sample is refused with INVALID_ARGUMENT naming the limit, and the controller
+    serves the next call."""
+    with ControllerClient(controller) as c:
+        sid = c.create_search(agent=cpb.AgentSpec(name="random"), budget=5).search_id
+        cand = c.sample(sid, 1).candidates[0]
+        stub = c._stub
+        big = cpb.UpdateRequest(search_id=sid, candidate_id=cand.id, failure="x" * 2_000_000)
+        for call, request in ((stub.Update, big),
+                              (stub.Sample, cpb.SampleRequest(search_id="s" * 100_000))):
+            try:
+                call(request, timeout=30)
+                raise AssertionError("an oversized request was accepted")
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "over this method's limit" in exc.details()
+        assert c.sample(sid, 1).candidates
