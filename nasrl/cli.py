@@ -18,6 +18,7 @@ from rich.table import Table
 from nasrl.arch import ArchError, parse
 from nasrl.client import NasrlError, TrainerClient, wait_until_serving
 from nasrl.demo import add_demo_command
+from nasrl.export_cmd import add_export_command
 from nasrl.security import add_client_flags, client_security
 from nasrl.search_cmd import add_search_commands
 from nasrl.results import OPTIMIZERS, SCHEDULES, EpochRecord, SettingsError, TrainOutcome, TrainSettings
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     add_search_commands(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
+    add_export_command(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
 
     h = sub.add_parser("health", help="check a service's gRPC health (exit 0 if SERVING)")
     h.add_argument("target", help="HOST:PORT")

@@ -160,12 +160,10 @@ def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, se
                     f"search {search_id}: {s.spec.agent.name} on {s.spec.dataset}")
     exported = None
     if args.export_best and entries:
-        from nasrl.trained_export import export_trained
+        from nasrl.export_cmd import export_entry
 
-        exported = export_trained(
-            pool.clients(), entries[0].architecture, s.spec.dataset,
-            codec.settings_from_proto(s.spec.training), args.export_best,
-            title=f"best of search {search_id} ({entries[0].accuracy:.4f} val acc)")
+        exported = export_entry(pool.clients(), s, entries[0], 1, args.export_best,
+                                args.export_format)
         err.print(f"exported {exported.module}: {exported.note}", markup=False)
     summary = {
         "search_id": search_id,
@@ -176,6 +174,7 @@ def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, se
         "budget": s.spec.budget,
         "exported": None if exported is None else {
             "module": str(exported.module),
+            "format": exported.format,
             "weights": None if exported.weights is None else str(exported.weights),
             "retrained_on": exported.retrained_on,
         },
@@ -203,6 +202,10 @@ def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, se
 
 def cmd_search(args: argparse.Namespace) -> int:
     began = time.perf_counter()
+    if args.export_best:  # a bad name or a missing package fails now, not after the search
+        from nasrl.export_cmd import check_export_target
+
+        args.export_format = check_export_target(args.export_best, args.export_format)
     security = client_security(args)
     pool = TrainerPool(args.trainers, args.slots_per_trainer, security=security)
     with ControllerClient(args.controller, timeout=args.timeout, security=security) as c:
@@ -309,9 +312,12 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
     s.add_argument("--resume", metavar="SEARCH_ID", help="continue this search")
     s.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     s.add_argument("--plot", metavar="FILE.png", help="accuracy per child and best so far")
-    s.add_argument("--export-best", metavar="FILE.py",
-                   help="the best network as a standalone PyTorch module file, with its trained "
-                   "weights beside it as FILE.pt (retrained if no trainer still holds them)")
+    s.add_argument("--export-best", metavar="FILE",
+                   help="the best network with its trained weights (retrained if no trainer "
+                   "still holds them): FILE.py, a standalone PyTorch module with FILE.pt beside "
+                   "it; FILE.onnx; or FILE.pt/.ts, TorchScript (see nasrl export)")
+    s.add_argument("--export-format", choices=("python", "onnx", "torchscript"),
+                   help="the format of --export-best (default: from its suffix)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--timeout", type=float, default=30.0, help="deadline of controller calls")
     add_client_flags(s)
