@@ -266,7 +266,7 @@ class Searches:
         """The ``k`` most accurate results or, with ``pareto`` ("params" or "flops"), the
         first ``k`` of the accuracy/cost Pareto front, cheapest first."""
         if pareto not in ("", *COST_METRICS):
-            raise BadReport(f"pareto must be one of {COST_METRICS} (or empty), got {pareto!r}")
+            raise BadReport(f"pareto must be {' or '.join(COST_METRICS)} (or empty), got {pareto!r}")
         with self._lock:
             self._row(search_id)
             if not pareto:

@@ -44,7 +44,7 @@ def named_space(name: str) -> Space:
     try:
         return SPACES[name]()
     except KeyError:
-        raise SpecError(f"unknown search space {name!r}; choose one of {sorted(SPACES)}") from None
+        raise SpecError(f"unknown search space {name!r}; choose {' or '.join(sorted(SPACES))}") from None
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class Constraints:
                 raise SpecError(f"constraints.{name} must be 0 (no limit) or positive, "
                                 f"got {value}")
         if self.cost_metric not in ("", *COST_METRICS):
-            raise SpecError(f"constraints.cost_metric must be one of {COST_METRICS} (or empty "
+            raise SpecError(f"constraints.cost_metric must be one of {', '.join(COST_METRICS)} (or empty "
                             f"for no cost term), got {self.cost_metric!r}")
         if self.cost_metric:
             if not (math.isfinite(self.cost_target) and self.cost_target > 0):
@@ -140,7 +140,7 @@ class Screening:
 
     def validate(self) -> Screening:
         if self.score not in ("", *SCREENING_SCORES):
-            raise SpecError(f"screening.score must be one of {SCREENING_SCORES} (or empty for "
+            raise SpecError(f"screening.score must be one of {', '.join(SCREENING_SCORES)} (or empty for "
                             f"no screening), got {self.score!r}")
         if not 2 <= self.factor <= 64:
             raise SpecError(f"screening.factor must be between 2 and 64, got {self.factor}")
@@ -196,7 +196,7 @@ class SearchSpec:
             raise SpecError(str(exc)) from exc
         reward = self.reward or cls.default_reward
         if reward not in REWARDS:
-            raise SpecError(f"reward must be one of {REWARDS}, got {reward!r}")
+            raise SpecError(f"reward must be ZOPH or ACCURACY, got {reward!r}")
         if not 1 <= self.budget <= MAX_BUDGET:
             raise SpecError(f"budget must be between 1 and {MAX_BUDGET:,}, got {self.budget}")
         if not (math.isfinite(self.lease_seconds) and 1 <= self.lease_seconds <= 7 * 86400):

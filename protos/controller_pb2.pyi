@@ -505,11 +505,13 @@ class CreateSearchRequest(_message.Message):
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
     SCREENING_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
-    """The dataset children are trained on (validated against the trainer's list)."""
+    """The dataset children are trained on (validated against the trainer's list; "" means
+    "digits").
+    """
     reward: Global___Reward.ValueType
     """The reward definition."""
     budget: _builtins.int
-    """Number of children to train (cached results do not count), 1 .. 1,000,000."""
+    """Number of children to train (cached results do not count), 1 .. 1,000,000; 0 means 100."""
     seed: _builtins.int
     """Seed of the agent's random choices (0 is a valid seed)."""
     lease_seconds: _builtins.float
@@ -1020,7 +1022,7 @@ class SampleRequest(_message.Message):
     search_id: _builtins.str
     """The search."""
     count: _builtins.int
-    """How many candidates, 1 .. 1,000."""
+    """How many candidates, 1 .. 1,000; 0 means 1."""
     request_id: _builtins.str
     """Optional caller-chosen id (at most 64 characters) that makes Sample safe to retry: a
     repeated request with the same id returns the candidates of the first one, not new ones.

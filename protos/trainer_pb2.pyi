@@ -201,7 +201,7 @@ class TrainRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """Dataset name: digits, mnist5k (embedded) or mnist, fashion_mnist, cifar10, cifar100, svhn
-    (read from the trainer's --data-dir).
+    (read from the trainer's --data-dir); required.
     """
     run_id: _builtins.str
     """Optional name of this run (at most 128 characters), for FinishEarly."""
