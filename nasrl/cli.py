@@ -18,6 +18,7 @@ from rich.table import Table
 from nasrl.arch import ArchError, parse
 from nasrl.client import NasrlError, TrainerClient, wait_until_serving
 from nasrl.demo import add_demo_command
+from nasrl.datasets_cmd import add_datasets_command
 from nasrl.export_cmd import add_export_command
 from nasrl.security import add_client_flags, client_security
 from nasrl.search_cmd import add_search_commands
@@ -32,7 +33,8 @@ out = Console(highlight=False)
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
     d = TrainSettings()
     p.add_argument("--dataset", default="digits", help="digits, mnist5k, mnist, fashion_mnist, "
-                   "cifar10, cifar100 or svhn (default digits)")
+                   "cifar10, cifar100, svhn or a user's dataset in the trainer's --data-dir "
+                   "(nasrl datasets lists them; default digits)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_search_commands(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
     add_export_command(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
+    add_datasets_command(sub, os.environ.get("NASRL_TRAINER", "127.0.0.1:50052"))
 
     h = sub.add_parser("health", help="check a service's gRPC health (exit 0 if SERVING)")
     h.add_argument("target", help="HOST:PORT")

@@ -31,6 +31,9 @@ FORMATS = ("python", "onnx", "torchscript")  # nasrl.export_formats.FORMATS (imp
 
 def search_image(search: cpb.Search) -> InputShape:
     """The input shape and classes the search's children take."""
+    s = search.spec.dataset_shape
+    if s.classes:  # filled in by the controller (required for a user's dataset)
+        return InputShape(s.channels, s.height, s.width, s.classes)
     return input_shape(search.spec.dataset)
 
 

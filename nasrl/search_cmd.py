@@ -18,6 +18,7 @@ from rich.table import Table
 
 from nasrl import codec
 from nasrl.client import Candidate, ControllerClient
+from nasrl.datasets_cmd import dataset_shape
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.security import add_client_flags, client_security
@@ -40,7 +41,7 @@ def _from_table(path: str) -> tuple[cpb.SearchSpace, str, TrainSettings]:
     return space, table.dataset, TrainSettings(**table.header["training"])
 
 
-def _create(c: ControllerClient, args: argparse.Namespace) -> str:
+def _create(c: ControllerClient, args: argparse.Namespace, pool: TrainerPool) -> str:
     dataset = args.dataset
     space = cpb.SearchSpace(name=args.space) if args.space else cpb.SearchSpace()
     settings = TrainSettings(epochs=3 if args.epochs is None else args.epochs, seed=args.seed)
@@ -57,6 +58,7 @@ def _create(c: ControllerClient, args: argparse.Namespace) -> str:
         early_stopping=cpb.EarlyStopping(rule=args.early_stopping, eta=args.eta),
         warm_start=_warm_start(args), constraints=_constraints(args),
         screening=cpb.Screening(score=args.screen or "", factor=args.screen_factor),
+        dataset_shape=dataset_shape(pool.clients(), dataset),
     )
     return search.search_id
 
@@ -209,7 +211,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     security = client_security(args)
     pool = TrainerPool(args.trainers, args.slots_per_trainer, security=security)
     with ControllerClient(args.controller, timeout=args.timeout, security=security) as c:
-        search_id = args.resume or _create(c, args)
+        search_id = args.resume or _create(c, args, pool)
         s = c.get_search(search_id)
         display = SearchDisplay(c, search_id, s.spec.budget, args.quiet or args.json)
         stopping = s.spec.early_stopping.rule not in ("", "none")

@@ -47,7 +47,8 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
     p.add_argument("--port", type=int, default=int(_env("TRAINER_PORT", "50052") or 0),
                    help="port to bind; 0 picks a free one and logs it [NASRL_TRAINER_PORT]")
     p.add_argument("--data-dir", type=Path, default=_env("DATA_DIR", None),
-                   help="folder with torchvision datasets (mnist, cifar10, ...) [NASRL_DATA_DIR]")
+                   help="folder with torchvision datasets (mnist, cifar10, ...) and users' "
+                   "datasets: NAME.npz or NAME/train/CLASS/*.png [NASRL_DATA_DIR]")
     p.add_argument("--device", default=_env("DEVICE", "auto"),
                    help="auto, cpu, cuda or cuda:N [NASRL_DEVICE]")
     p.add_argument("--slots", type=int, default=int(_env("SLOTS", "1") or 1),
