@@ -83,9 +83,19 @@ def cmd_train(args: argparse.Namespace) -> int:
                               on_epoch=None if args.quiet else _print_epoch)
     if args.json:
         print(json.dumps(result.to_json()))
+    elif args.katib:
+        _print_katib(result)
     else:
         _print_result(result)
     return 0
+
+
+def _print_katib(r: TrainOutcome) -> None:
+    """``name=value`` lines, what Katib's StdOut metrics collector reads from a trial."""
+    for name, value in (("accuracy", r.validation_accuracy),
+                        ("test_accuracy", r.test_accuracy), ("params", r.params),
+                        ("flops", r.flops), ("seconds", round(r.seconds, 3))):
+        print(f"{name}={value}")
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -108,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_flags(t)
     t.add_argument("--timeout", type=float, default=3600.0, help="deadline of the call, seconds")
     t.add_argument("--json", action="store_true", help="print one JSON object with the result")
+    t.add_argument("--katib", action="store_true",
+                   help="print the result as Katib metrics lines (accuracy=..., test_accuracy=..., "
+                   "params=..., flops=..., seconds=...): the trial command of deploy/katib")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     add_client_flags(t)
     t.set_defaults(func=cmd_train)
