@@ -29,6 +29,8 @@ def adapter(controller: str, tmp_path) -> Iterator[LocalService]:
     service = LocalService("katib_adapter", ["--controller", controller], log_dir=tmp_path)
     with service:
         yield service
+        if service.process is not None and service.process.poll() is not None:
+            print(f"the adapter exited with {service.process.returncode}:\n{service.log()}")
 
 
 def _accuracy(text: str) -> float:
