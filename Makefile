@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,onnx]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,7 +37,7 @@ compose-tool:
 # Quick versions of every benchmark (about 15-20 minutes on 2 cores); reports land in
 # bench/results/ (JSON + PNG). Each script takes flags for the full version (--help).
 bench: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,onnx,bench]'
 	$(PY) bench/controller_latency.py --rounds 200 --seconds 5
 	$(PY) bench/fleet.py --sizes 8,64,256,800 --child-seconds 5 --window 20
 	$(PY) bench/trainer_throughput.py --quick

@@ -20,6 +20,7 @@ from controller_service.store import ResultRow
 from nasrl import codec
 from nasrl.arch import parse
 from nasrl.results import TrainOutcome
+from nasrl.shapes import InputShape
 
 __all__ = ["spec_from_proto", "space_from_proto", "spec_to_proto", "search_to_proto", "handout_to_proto",
            "entry_to_proto", "outcome_json", "state_to_proto"]
@@ -120,7 +121,12 @@ def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
         constraints=_constraints_from_proto(req.constraints),
         screening=Screening(score=req.screening.score,
                             factor=req.screening.factor or Screening().factor),
+        input=_shape_from_proto(req.dataset_shape) if req.HasField("dataset_shape") else None,
     )
+
+
+def _shape_from_proto(m: cpb.DatasetShape) -> InputShape:
+    return InputShape(channels=m.channels, height=m.height, width=m.width, classes=m.classes)
 
 
 def _warm_from_proto(m: cpb.WarmStart) -> WarmStart:
@@ -166,6 +172,7 @@ def spec_to_proto(spec: SearchSpec, defaults: dict[str, Any]) -> cpb.CreateSearc
         warm_start=cpb.WarmStart(**asdict(spec.warm_start)),
         constraints=cpb.Constraints(**asdict(spec.constraints)),
         screening=cpb.Screening(**asdict(spec.screening)),
+        dataset_shape=cpb.DatasetShape(**asdict(spec.image())),
     )
 
 

@@ -29,7 +29,6 @@ from controller_service.spec import COST_METRICS, SearchSpec, SpecError, reward_
 from controller_service.stopping import Decision, StoppingRule, make_rule
 from controller_service.store import CandidateRow, ResultRow, SearchRow, Store
 from nasrl.arch import ArchError, arch_hash, canonical, format_arch, parse
-from nasrl.datasets import input_shape
 from nasrl.scoring import score as screen_score
 from nasrl.shapes import analyze
 
@@ -284,7 +283,7 @@ class Searches:
         """The ``k`` most accurate results or, with ``pareto`` ("params" or "flops"), the
         first ``k`` of the accuracy/cost Pareto front, cheapest first."""
         if pareto not in ("", *COST_METRICS):
-            raise BadReport(f"pareto must be one of {COST_METRICS} (or empty), got {pareto!r}")
+            raise BadReport(f"pareto must be {' or '.join(COST_METRICS)} (or empty), got {pareto!r}")
         with self._lock:
             self._row(search_id)
             if not pareto:
@@ -387,7 +386,7 @@ class Searches:
         text = format_arch(canonical(p.arch))
         digest = arch_hash(p.arch)
         try:
-            size = analyze(p.arch, input_shape(spec.dataset))
+            size = analyze(p.arch, spec.image())
         except ArchError as exc:  # the space allows it, the dataset's input does not
             self.store.add_candidate(search_id, text, digest, p.decisions, "invalid", None)
             agent.update(p.decisions, None)
@@ -421,7 +420,7 @@ class Searches:
         handed out); of the new ones only the best-scoring is handed out, the others are
         recorded with their score and not learnt from."""
         screening = spec.screening
-        image = input_shape(spec.dataset)
+        image = spec.image()
         fresh: dict[str, tuple[Proposal, float]] = {}
         for p in agent.sample(screening.factor):
             digest = arch_hash(p.arch)
@@ -444,7 +443,7 @@ class Searches:
     def _is_new(self, search_id: str, spec: SearchSpec, p: Proposal, digest: str) -> bool:
         """Valid, within the constraints, never evaluated and not in flight."""
         try:
-            size = analyze(p.arch, input_shape(spec.dataset))
+            size = analyze(p.arch, spec.image())
         except ArchError:
             return False
         return (spec.constraints.violation(size.params, size.flops) is None

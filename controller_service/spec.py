@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -12,8 +13,8 @@ from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import SpaceError, ZophSpace
 from controller_service.stopping import StoppingSettings
 from nasrl.arch import ArchError, canonical, format_arch, parse
-from nasrl.datasets import DATASET_SHAPES, input_shape
-from nasrl.shapes import analyze
+from nasrl.datasets import DATASET_SHAPES
+from nasrl.shapes import InputShape, analyze
 from nasrl.results import TrainSettings
 
 __all__ = [
@@ -44,7 +45,7 @@ def named_space(name: str) -> Space:
     try:
         return SPACES[name]()
     except KeyError:
-        raise SpecError(f"unknown search space {name!r}; choose one of {sorted(SPACES)}") from None
+        raise SpecError(f"unknown search space {name!r}; choose {' or '.join(sorted(SPACES))}") from None
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Constraints:
                 raise SpecError(f"constraints.{name} must be 0 (no limit) or positive, "
                                 f"got {value}")
         if self.cost_metric not in ("", *COST_METRICS):
-            raise SpecError(f"constraints.cost_metric must be one of {COST_METRICS} (or empty "
+            raise SpecError(f"constraints.cost_metric must be one of {', '.join(COST_METRICS)} (or empty "
                             f"for no cost term), got {self.cost_metric!r}")
         if self.cost_metric:
             if not (math.isfinite(self.cost_target) and self.cost_target > 0):
@@ -140,7 +141,7 @@ class Screening:
 
     def validate(self) -> Screening:
         if self.score not in ("", *SCREENING_SCORES):
-            raise SpecError(f"screening.score must be one of {SCREENING_SCORES} (or empty for "
+            raise SpecError(f"screening.score must be one of {', '.join(SCREENING_SCORES)} (or empty for "
                             f"no screening), got {self.score!r}")
         if not 2 <= self.factor <= 64:
             raise SpecError(f"screening.factor must be between 2 and 64, got {self.factor}")
@@ -178,12 +179,16 @@ class SearchSpec:
     warm_start: WarmStart = field(default_factory=WarmStart)
     constraints: Constraints = field(default_factory=Constraints)
     screening: Screening = field(default_factory=Screening)
+    # the input and classes of a user's dataset (None: the built-in dataset's)
+    input: InputShape | None = None
+
+    def image(self) -> InputShape:
+        """The input shape and classes every proposal is checked against."""
+        return self.input or DATASET_SHAPES[self.dataset]
 
     def validate(self) -> SearchSpec:
         """Check everything and fill the defaults in; raises SpecError naming the setting."""
-        if self.dataset not in DATASET_SHAPES:
-            raise SpecError(f"unknown dataset {self.dataset!r}; choose one of "
-                            f"{', '.join(sorted(DATASET_SHAPES))}")
+        self = replace(self, input=check_dataset(self.dataset, self.input))
         try:
             cls = agent_class(self.agent)
             space = self.space or named_space(DEFAULT_SPACE[self.agent])
@@ -196,7 +201,7 @@ class SearchSpec:
             raise SpecError(str(exc)) from exc
         reward = self.reward or cls.default_reward
         if reward not in REWARDS:
-            raise SpecError(f"reward must be one of {REWARDS}, got {reward!r}")
+            raise SpecError(f"reward must be ZOPH or ACCURACY, got {reward!r}")
         if not 1 <= self.budget <= MAX_BUDGET:
             raise SpecError(f"budget must be between 1 and {MAX_BUDGET:,}, got {self.budget}")
         if not (math.isfinite(self.lease_seconds) and 1 <= self.lease_seconds <= 7 * 86400):
@@ -219,7 +224,7 @@ class SearchSpec:
         try:
             arch = parse(text)
             encode(self.bound_space(), arch)
-            size = analyze(arch, input_shape(self.dataset))
+            size = analyze(arch, self.image())
         except (ArchError, ValueError) as exc:
             raise SpecError(f"{where} ({text[:100]!r}) cannot be used: {exc}") from exc
         why = self.constraints.violation(size.params, size.flops)
@@ -230,7 +235,7 @@ class SearchSpec:
     def bound_space(self) -> Space:
         """The space for this search's dataset (MetaQNN's sizes depend on the input)."""
         space = self.space or named_space(DEFAULT_SPACE[self.agent])
-        return space.bind(input_shape(self.dataset))
+        return space.bind(self.image())
 
     def make_agent(self) -> Agent:
         """A fresh agent for this search."""
@@ -263,7 +268,44 @@ class SearchSpec:
             warm_start=_warm_from_json(data.get("warm_start")),
             constraints=Constraints(**data.get("constraints", {})),
             screening=Screening(**data.get("screening", {})),
+            # searches stored before users' datasets existed used a built-in one
+            input=InputShape(**data["input"]) if data.get("input") else None,
         )
+
+
+_DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_SHAPE_LIMITS = (("channels", 1, 64), ("height", 1, 4096), ("width", 1, 4096),
+                 ("classes", 2, 100_000))
+
+
+def check_dataset(dataset: str, shape: InputShape | None) -> InputShape | None:
+    """``shape`` checked for ``dataset``: None for a built-in dataset (whose shape is known;
+    a given one must match), required and within limits for a user's dataset."""
+    if dataset in DATASET_SHAPES:
+        if shape is not None and shape != DATASET_SHAPES[dataset]:
+            known = DATASET_SHAPES[dataset]
+            raise SpecError(
+                f"dataset_shape {_shape_text(shape)} does not match the built-in dataset "
+                f"{dataset!r} ({_shape_text(known)}); leave it empty for built-in datasets")
+        return None
+    if not _DATASET_NAME.match(dataset):
+        raise SpecError(f"dataset {dataset[:100]!r} is not a dataset name (letters, digits, "
+                        f"'_', '.', '-'; at most 100); built in: {', '.join(DATASET_SHAPES)}")
+    if shape is None:
+        raise SpecError(
+            f"unknown dataset {dataset!r}: it is not built in ({', '.join(DATASET_SHAPES)}); "
+            "for a user's dataset give its dataset_shape {channels, height, width, classes}, "
+            "which the trainer's ListDatasets reports (nasrl search reads it from there)")
+    for name, low, high in _SHAPE_LIMITS:
+        value = getattr(shape, name)
+        if not low <= value <= high:
+            raise SpecError(f"dataset_shape.{name} must be between {low:,} and {high:,}, "
+                            f"got {value}")
+    return shape
+
+
+def _shape_text(s: InputShape) -> str:
+    return f"{s.channels}x{s.height}x{s.width}, {s.classes} classes"
 
 
 def _warm_from_json(data: dict[str, Any] | None) -> WarmStart:

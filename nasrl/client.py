@@ -84,6 +84,19 @@ class TrainerClient:
             raise NasrlError.from_rpc(exc, self.target) from exc
         return bool(reply.found)
 
+    def list_datasets(self, name: str = "", timeout: float = 120.0
+                      ) -> list[trainer_pb2.DatasetInfo]:
+        """The datasets this trainer can train on (just ``name`` when given; [] when it has
+        no such dataset), with shape, classes, sizes, normalisation and any ``error``."""
+        try:
+            reply = self._stub.ListDatasets(trainer_pb2.ListDatasetsRequest(name=name),
+                                            timeout=timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return []
+            raise NasrlError.from_rpc(exc, self.target) from exc
+        return list(reply.datasets)
+
     def fetch_weights(self, weights_id: str, timeout: float = 300.0) -> bytes | None:
         """The torch.save bytes of a trained child's weights (``TrainOutcome.weights_id``), or
         None when this trainer does not hold them."""

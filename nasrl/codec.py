@@ -3,7 +3,8 @@ of the core that imports generated code, so domain code never has to."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from protos import architecture_pb2 as apb
 from protos import trainer_pb2 as tpb
@@ -92,13 +93,18 @@ def settings_to_proto(s: TrainSettings) -> tpb.TrainingConfig:
     )
 
 
-def _enum_name(table: Mapping[str, int], value: int, field: str, default: str) -> str:
+def _enum_name(table: Mapping[str, int], value: int, field: str, default: str,
+               spelled: Callable[[Any], str]) -> str:
+    """The settings name of enum ``value``; an unknown number is answered with the enum's
+    names as the proto spells them (``SGD_NESTEROV``, ``ADAM``)."""
     if value == 0:
         return default
     for name, number in table.items():
         if number == value:
             return name
-    raise SettingsError(f"unknown {field} value {value}; choose one of {sorted(table)}")
+    *rest, last = [spelled(number) for number in table.values()]
+    names = f"{', '.join(rest)} or {last}" if rest else last
+    raise SettingsError(f"unknown {field} {value}; use {names}")
 
 
 def _zero_default(value: float, default: float) -> float:
@@ -111,7 +117,8 @@ def _zero_default(value: float, default: float) -> float:
 def settings_from_proto(msg: tpb.TrainingConfig) -> TrainSettings:
     """Zero fields take the defaults; raises SettingsError (a ValueError) naming a bad field."""
     d = TrainSettings()
-    optimizer = _enum_name(_OPTIMIZERS, msg.optimizer, "optimizer", d.optimizer)
+    optimizer = _enum_name(_OPTIMIZERS, msg.optimizer, "optimizer", d.optimizer,
+                           tpb.Optimizer.Name)
     return TrainSettings(
         epochs=msg.epochs or d.epochs,
         batch_size=msg.batch_size or d.batch_size,
@@ -119,7 +126,8 @@ def settings_from_proto(msg: tpb.TrainingConfig) -> TrainSettings:
         learning_rate=msg.learning_rate or None,
         momentum=_zero_default(msg.momentum, d.momentum),
         weight_decay=_zero_default(msg.weight_decay, d.weight_decay),
-        schedule=_enum_name(_SCHEDULES, msg.schedule, "schedule", d.schedule),
+        schedule=_enum_name(_SCHEDULES, msg.schedule, "schedule", d.schedule,
+                            tpb.Schedule.Name),
         seed=msg.seed,
         max_seconds=msg.max_seconds or None,
         grad_clip=_zero_default(msg.grad_clip_norm, d.grad_clip),

@@ -20,6 +20,8 @@ from nasrl.client import NasrlError, TrainerClient
 from nasrl.demo import add_demo_command
 from nasrl.health import add_health_command
 from nasrl.security import add_client_flags, client_security
+from nasrl.datasets_cmd import add_datasets_command
+from nasrl.export_cmd import add_export_command
 from nasrl.search_cmd import add_search_commands
 from nasrl.results import OPTIMIZERS, SCHEDULES, EpochRecord, SettingsError, TrainOutcome, TrainSettings
 
@@ -32,7 +34,8 @@ out = Console(highlight=False)
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
     d = TrainSettings()
     p.add_argument("--dataset", default="digits", help="digits, mnist5k, mnist, fashion_mnist, "
-                   "cifar10, cifar100 or svhn (default digits)")
+                   "cifar10, cifar100, svhn or a user's dataset in the trainer's --data-dir "
+                   "(nasrl datasets lists them; default digits)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
@@ -81,9 +84,19 @@ def cmd_train(args: argparse.Namespace) -> int:
                               on_epoch=None if args.quiet else _print_epoch)
     if args.json:
         print(json.dumps(result.to_json()))
+    elif args.katib:
+        _print_katib(result)
     else:
         _print_result(result)
     return 0
+
+
+def _print_katib(r: TrainOutcome) -> None:
+    """``name=value`` lines, what Katib's StdOut metrics collector reads from a trial."""
+    for name, value in (("accuracy", r.validation_accuracy),
+                        ("test_accuracy", r.test_accuracy), ("params", r.params),
+                        ("flops", r.flops), ("seconds", round(r.seconds, 3))):
+        print(f"{name}={value}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,11 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_flags(t)
     t.add_argument("--timeout", type=float, default=3600.0, help="deadline of the call, seconds")
     t.add_argument("--json", action="store_true", help="print one JSON object with the result")
+    t.add_argument("--katib", action="store_true",
+                   help="print the result as Katib metrics lines (accuracy=..., test_accuracy=..., "
+                   "params=..., flops=..., seconds=...): the trial command of deploy/katib")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     add_client_flags(t)
     t.set_defaults(func=cmd_train)
 
     add_search_commands(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
+    add_export_command(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
+    add_datasets_command(sub, os.environ.get("NASRL_TRAINER", "127.0.0.1:50052"))
 
     add_health_command(sub)
 

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from nasrl import codec
 from nasrl.client import Candidate, ControllerClient
+from nasrl.datasets_cmd import dataset_shape
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.security import add_client_flags, client_security
@@ -43,7 +44,7 @@ def _from_table(path: str) -> tuple[cpb.SearchSpace, str, TrainSettings]:
     return space, table.dataset, TrainSettings(**table.header["training"])
 
 
-def _create(c: ControllerClient, args: argparse.Namespace) -> str:
+def _create(c: ControllerClient, args: argparse.Namespace, pool: TrainerPool) -> str:
     dataset = args.dataset
     space = cpb.SearchSpace(name=args.space) if args.space else cpb.SearchSpace()
     settings = TrainSettings(epochs=3 if args.epochs is None else args.epochs, seed=args.seed)
@@ -60,6 +61,7 @@ def _create(c: ControllerClient, args: argparse.Namespace) -> str:
         early_stopping=cpb.EarlyStopping(rule=args.early_stopping, eta=args.eta),
         warm_start=_warm_start(args), constraints=_constraints(args),
         screening=cpb.Screening(score=args.screen or "", factor=args.screen_factor),
+        dataset_shape=dataset_shape(pool.clients(), dataset),
     )
     return search.search_id
 
@@ -181,12 +183,10 @@ def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, se
                     f"search {search_id}: {s.spec.agent.name} on {s.spec.dataset}")
     exported = None
     if args.export_best and entries:
-        from nasrl.trained_export import export_trained
+        from nasrl.export_cmd import export_entry
 
-        exported = export_trained(
-            pool.clients(), entries[0].architecture, s.spec.dataset,
-            codec.settings_from_proto(s.spec.training), args.export_best,
-            title=f"best of search {search_id} ({entries[0].accuracy:.4f} val acc)")
+        exported = export_entry(pool.clients(), s, entries[0], 1, args.export_best,
+                                args.export_format)
         err.print(f"exported {exported.module}: {exported.note}", markup=False)
     summary = {
         "search_id": search_id,
@@ -197,6 +197,7 @@ def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, se
         "budget": s.spec.budget,
         "exported": None if exported is None else {
             "module": str(exported.module),
+            "format": exported.format,
             "weights": None if exported.weights is None else str(exported.weights),
             "retrained_on": exported.retrained_on,
         },
@@ -232,10 +233,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not 0.0 <= args.max_failure_fraction <= 1.0:
         raise ValueError(f"--max-failure-fraction must be between 0 and 1, not "
                          f"{args.max_failure_fraction:g}")
+    if args.export_best:  # a bad name or a missing package fails now, not after the search
+        from nasrl.export_cmd import check_export_target
+
+        args.export_format = check_export_target(args.export_best, args.export_format)
     security = client_security(args)
     pool = TrainerPool(args.trainers, args.slots_per_trainer, security=security)
     with ControllerClient(args.controller, timeout=args.timeout, security=security) as c:
-        search_id = args.resume or _create(c, args)
+        search_id = args.resume or _create(c, args, pool)
         s = c.get_search(search_id)
         display = SearchDisplay(c, search_id, s.spec.budget, args.quiet or args.json)
         stopping = s.spec.early_stopping.rule not in ("", "none")
@@ -341,9 +346,12 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
     s.add_argument("--resume", metavar="SEARCH_ID", help="continue this search")
     s.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     s.add_argument("--plot", metavar="FILE.png", help="accuracy per child and best so far")
-    s.add_argument("--export-best", metavar="FILE.py",
-                   help="the best network as a standalone PyTorch module file, with its trained "
-                   "weights beside it as FILE.pt (retrained if no trainer still holds them)")
+    s.add_argument("--export-best", metavar="FILE",
+                   help="the best network with its trained weights (retrained if no trainer "
+                   "still holds them): FILE.py, a standalone PyTorch module with FILE.pt beside "
+                   "it; FILE.onnx; or FILE.pt/.ts, TorchScript (see nasrl export)")
+    s.add_argument("--export-format", choices=("python", "onnx", "torchscript"),
+                   help="the format of --export-best (default: from its suffix)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--timeout", type=float, default=30.0, help="deadline of controller calls")
     add_client_flags(s)

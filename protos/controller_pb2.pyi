@@ -504,12 +504,15 @@ class CreateSearchRequest(_message.Message):
     WARM_START_FIELD_NUMBER: _builtins.int
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
     SCREENING_FIELD_NUMBER: _builtins.int
+    DATASET_SHAPE_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
-    """The dataset children are trained on (validated against the trainer's list)."""
+    """The dataset children are trained on (validated against the trainer's list; "" means
+    "digits").
+    """
     reward: Global___Reward.ValueType
     """The reward definition."""
     budget: _builtins.int
-    """Number of children to train (cached results do not count), 1 .. 1,000,000."""
+    """Number of children to train (cached results do not count), 1 .. 1,000,000; 0 means 100."""
     seed: _builtins.int
     """Seed of the agent's random choices (0 is a valid seed)."""
     lease_seconds: _builtins.float
@@ -544,6 +547,14 @@ class CreateSearchRequest(_message.Message):
     def screening(self) -> Global___Screening:
         """Training-free screening of proposals (default: none)."""
 
+    @_builtins.property
+    def dataset_shape(self) -> Global___DatasetShape:
+        """The input shape and classes of `dataset`: required for a user's dataset (one a trainer
+        serves from its --data-dir; `nasrl search` reads it from the trainers' ListDatasets), so
+        that every proposal is checked against the input before it is trained. Optional for a
+        built-in dataset, where it must match. GetSearch returns it filled in.
+        """
+
     def __init__(
         self,
         *,
@@ -560,14 +571,49 @@ class CreateSearchRequest(_message.Message):
         warm_start: Global___WarmStart | None = ...,
         constraints: Global___Constraints | None = ...,
         screening: Global___Screening | None = ...,
+        dataset_shape: Global___DatasetShape | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "constraints", b"constraints", "early_stopping", b"early_stopping", "screening", b"screening", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "constraints", b"constraints", "dataset_shape", b"dataset_shape", "early_stopping", b"early_stopping", "screening", b"screening", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "constraints", b"constraints", "dataset", b"dataset", "early_stopping", b"early_stopping", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "screening", b"screening", "seed", b"seed", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "constraints", b"constraints", "dataset", b"dataset", "dataset_shape", b"dataset_shape", "early_stopping", b"early_stopping", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "screening", b"screening", "seed", b"seed", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateSearchRequest: _TypeAlias = CreateSearchRequest  # noqa: Y015
+
+@_typing.final
+class DatasetShape(_message.Message):
+    """The shape of one input image and the number of classes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    CLASSES_FIELD_NUMBER: _builtins.int
+    channels: _builtins.int
+    """Channels, 1 .. 64."""
+    height: _builtins.int
+    """Height in pixels, 1 .. 4096."""
+    width: _builtins.int
+    """Width in pixels, 1 .. 4096."""
+    classes: _builtins.int
+    """Classes, 2 .. 100,000."""
+    def __init__(
+        self,
+        *,
+        channels: _builtins.int = ...,
+        height: _builtins.int = ...,
+        width: _builtins.int = ...,
+        classes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "classes", b"classes", "height", b"height", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetShape: _TypeAlias = DatasetShape  # noqa: Y015
 
 @_typing.final
 class Screening(_message.Message):
@@ -1020,7 +1066,7 @@ class SampleRequest(_message.Message):
     search_id: _builtins.str
     """The search."""
     count: _builtins.int
-    """How many candidates, 1 .. 1,000."""
+    """How many candidates, 1 .. 1,000; 0 means 1."""
     request_id: _builtins.str
     """Optional caller-chosen id (at most 64 characters) that makes Sample safe to retry: a
     repeated request with the same id returns the candidates of the first one, not new ones.

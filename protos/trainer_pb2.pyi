@@ -75,6 +75,140 @@ CONSTANT: Schedule.ValueType  # 3
 Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
 
 @_typing.final
+class ListDatasetsRequest(_message.Message):
+    """Which datasets to describe."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Only this dataset ("" = every dataset)."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDatasetsRequest: _TypeAlias = ListDatasetsRequest  # noqa: Y015
+
+@_typing.final
+class DatasetInfo(_message.Message):
+    """One dataset a trainer can train on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    CHANNELS_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    CLASSES_FIELD_NUMBER: _builtins.int
+    TRAIN_EXAMPLES_FIELD_NUMBER: _builtins.int
+    VALIDATION_EXAMPLES_FIELD_NUMBER: _builtins.int
+    TEST_EXAMPLES_FIELD_NUMBER: _builtins.int
+    MEAN_FIELD_NUMBER: _builtins.int
+    STD_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    LAYOUT_FIELD_NUMBER: _builtins.int
+    CLASS_NAMES_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The name TrainRequest.dataset and CreateSearchRequest.dataset use (a user dataset's file
+    or folder stem).
+    """
+    source: _builtins.str
+    """"embedded", "torchvision", "npz" or "image_folder"."""
+    channels: _builtins.int
+    """Input channels (1 grayscale, 3 RGB, ...)."""
+    height: _builtins.int
+    """Input height in pixels."""
+    width: _builtins.int
+    """Input width in pixels."""
+    classes: _builtins.int
+    """Number of classes (labels 0 .. classes-1)."""
+    train_examples: _builtins.int
+    """Training examples after the validation split (0 for a built-in dataset not loaded yet)."""
+    validation_examples: _builtins.int
+    """Validation examples, carved from the training split with a fixed seed."""
+    test_examples: _builtins.int
+    """Test examples (the file's test split, or a fixed-seed 20 % held out when it has none)."""
+    path: _builtins.str
+    """The user's file or folder on the trainer."""
+    layout: _builtins.str
+    """How the images were given: "NCHW", "NHWC", "NHW" (.npz) or "image files"."""
+    error: _builtins.str
+    """Set when the dataset cannot be used: which file is wrong and how."""
+    @_builtins.property
+    def mean(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Per-channel mean of the training split, subtracted before training (0..1 scale for
+        uint8 images).
+        """
+
+    @_builtins.property
+    def std(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """Per-channel standard deviation of the training split, divided by after the mean."""
+
+    @_builtins.property
+    def class_names(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Class names in label order (an image folder's class folders; "0", "1", ... for .npz)."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        source: _builtins.str = ...,
+        channels: _builtins.int = ...,
+        height: _builtins.int = ...,
+        width: _builtins.int = ...,
+        classes: _builtins.int = ...,
+        train_examples: _builtins.int = ...,
+        validation_examples: _builtins.int = ...,
+        test_examples: _builtins.int = ...,
+        mean: _abc.Iterable[_builtins.float] | None = ...,
+        std: _abc.Iterable[_builtins.float] | None = ...,
+        path: _builtins.str = ...,
+        layout: _builtins.str = ...,
+        class_names: _abc.Iterable[_builtins.str] | None = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "class_names", b"class_names", "classes", b"classes", "error", b"error", "height", b"height", "layout", b"layout", "mean", b"mean", "name", b"name", "path", b"path", "source", b"source", "std", b"std", "test_examples", b"test_examples", "train_examples", b"train_examples", "validation_examples", b"validation_examples", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetInfo: _TypeAlias = DatasetInfo  # noqa: Y015
+
+@_typing.final
+class ListDatasetsResponse(_message.Message):
+    """The datasets a trainer can train on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATASETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datasets(self) -> _containers.RepeatedCompositeFieldContainer[Global___DatasetInfo]:
+        """Built-in datasets first, then users' datasets by name."""
+
+    def __init__(
+        self,
+        *,
+        datasets: _abc.Iterable[Global___DatasetInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datasets", b"datasets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDatasetsResponse: _TypeAlias = ListDatasetsResponse  # noqa: Y015
+
+@_typing.final
 class GetWeightsRequest(_message.Message):
     """The request for a trained child's weights."""
 
@@ -201,7 +335,8 @@ class TrainRequest(_message.Message):
     RUN_ID_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """Dataset name: digits, mnist5k (embedded) or mnist, fashion_mnist, cifar10, cifar100, svhn
-    (read from the trainer's --data-dir).
+    (read from the trainer's --data-dir), or a user's dataset there (NAME.npz or
+    NAME/train/CLASS/*.png; see ListDatasets); required.
     """
     run_id: _builtins.str
     """Optional name of this run (at most 128 characters), for FinishEarly."""

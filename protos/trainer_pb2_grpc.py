@@ -52,6 +52,11 @@ class TrainerStub:
                 request_serializer=protos_dot_trainer__pb2.FinishEarlyRequest.SerializeToString,
                 response_deserializer=protos_dot_trainer__pb2.FinishEarlyResponse.FromString,
                 _registered_method=True)
+        self.ListDatasets = channel.unary_unary(
+                '/nasrl.v1.Trainer/ListDatasets',
+                request_serializer=protos_dot_trainer__pb2.ListDatasetsRequest.SerializeToString,
+                response_deserializer=protos_dot_trainer__pb2.ListDatasetsResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServicer:
@@ -92,6 +97,17 @@ class TrainerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDatasets(self, request, context):
+        """The datasets this trainer can train on, with their input shape, classes, sizes and
+        normalisation: the built-in ones (shapes only) and every user dataset in --data-dir
+        (NAME.npz or NAME/train/CLASS/*.png, read to infer all of it). A user dataset that cannot
+        be used is listed with `error` saying which file is wrong and how; Train answers it with
+        FAILED_PRECONDITION and the same sentence.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +125,11 @@ def add_TrainerServicer_to_server(servicer, server):
                     servicer.FinishEarly,
                     request_deserializer=protos_dot_trainer__pb2.FinishEarlyRequest.FromString,
                     response_serializer=protos_dot_trainer__pb2.FinishEarlyResponse.SerializeToString,
+            ),
+            'ListDatasets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasets,
+                    request_deserializer=protos_dot_trainer__pb2.ListDatasetsRequest.FromString,
+                    response_serializer=protos_dot_trainer__pb2.ListDatasetsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -195,6 +216,33 @@ class Trainer:
             '/nasrl.v1.Trainer/FinishEarly',
             protos_dot_trainer__pb2.FinishEarlyRequest.SerializeToString,
             protos_dot_trainer__pb2.FinishEarlyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasrl.v1.Trainer/ListDatasets',
+            protos_dot_trainer__pb2.ListDatasetsRequest.SerializeToString,
+            protos_dot_trainer__pb2.ListDatasetsResponse.FromString,
             options,
             channel_credentials,
             insecure,

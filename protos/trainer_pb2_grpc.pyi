@@ -56,6 +56,13 @@ class TrainerStub:
     finished epochs (best-validation weights, their test accuracy, stopped_early = true).
     Idempotent; `found` is false when no child with that run_id is training here.
     """
+    ListDatasets: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ListDatasetsRequest, _trainer_pb2.ListDatasetsResponse]
+    """The datasets this trainer can train on, with their input shape, classes, sizes and
+    normalisation: the built-in ones (shapes only) and every user dataset in --data-dir
+    (NAME.npz or NAME/train/CLASS/*.png, read to infer all of it). A user dataset that cannot
+    be used is listed with `error` saying which file is wrong and how; Train answers it with
+    FAILED_PRECONDITION and the same sentence.
+    """
 
 @_typing.type_check_only
 class TrainerAsyncStub(TrainerStub):
@@ -84,6 +91,13 @@ class TrainerAsyncStub(TrainerStub):
     epoch in progress is dropped, and its Train stream ends normally with a result over the
     finished epochs (best-validation weights, their test accuracy, stopped_early = true).
     Idempotent; `found` is false when no child with that run_id is training here.
+    """
+    ListDatasets: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ListDatasetsRequest, _trainer_pb2.ListDatasetsResponse]  # type: ignore[assignment]
+    """The datasets this trainer can train on, with their input shape, classes, sizes and
+    normalisation: the built-in ones (shapes only) and every user dataset in --data-dir
+    (NAME.npz or NAME/train/CLASS/*.png, read to infer all of it). A user dataset that cannot
+    be used is listed with `error` saying which file is wrong and how; Train answers it with
+    FAILED_PRECONDITION and the same sentence.
     """
 
 class TrainerServicer(metaclass=_abc_1.ABCMeta):
@@ -128,6 +142,19 @@ class TrainerServicer(metaclass=_abc_1.ABCMeta):
         epoch in progress is dropped, and its Train stream ends normally with a result over the
         finished epochs (best-validation weights, their test accuracy, stopped_early = true).
         Idempotent; `found` is false when no child with that run_id is training here.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDatasets(
+        self,
+        request: _trainer_pb2.ListDatasetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trainer_pb2.ListDatasetsResponse, _abc.Awaitable[_trainer_pb2.ListDatasetsResponse]]:
+        """The datasets this trainer can train on, with their input shape, classes, sizes and
+        normalisation: the built-in ones (shapes only) and every user dataset in --data-dir
+        (NAME.npz or NAME/train/CLASS/*.png, read to infer all of it). A user dataset that cannot
+        be used is listed with `error` saying which file is wrong and how; Train answers it with
+        FAILED_PRECONDITION and the same sentence.
         """
 
 def add_TrainerServicer_to_server(servicer: TrainerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

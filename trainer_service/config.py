@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
     p.add_argument("--port", type=int, default=int(_env("TRAINER_PORT", "50052") or 0),
                    help="port to bind; 0 picks a free one and logs it [NASRL_TRAINER_PORT]")
     p.add_argument("--data-dir", type=Path, default=_env("DATA_DIR", None),
-                   help="folder with torchvision datasets (mnist, cifar10, ...) [NASRL_DATA_DIR]")
+                   help="folder with torchvision datasets (mnist, cifar10, ...) and users' "
+                   "datasets: NAME.npz or NAME/train/CLASS/*.png [NASRL_DATA_DIR]")
     p.add_argument("--device", default=_env("DEVICE", "auto"),
                    help="auto, cpu, cuda, cuda:N; cuda:any claims one free GPU of the host for "
                    "this trainer's life (waiting, NOT_SERVING, while all are claimed); cuda:all "

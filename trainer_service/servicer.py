@@ -226,6 +226,18 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except KeyError as exc:  # input_shape: unknown dataset
             rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc.args[0]))
-        except data.DatasetMissing as exc:
+        except (data.DatasetMissing, data.DatasetInvalid) as exc:
             rpc.abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return arch, settings, shape
+
+    def ListDatasets(self, request: trainer_pb2.ListDatasetsRequest,
+                     context: grpc.ServicerContext) -> trainer_pb2.ListDatasetsResponse:
+        from trainer_service.listing import describe
+
+        datasets = describe(self.config.data_dir, request.name)
+        if request.name and not datasets:
+            rpc.abort(context, grpc.StatusCode.NOT_FOUND,
+                      f"this trainer has no dataset {request.name[:100]!r}: put "
+                      f"{request.name[:100]}.npz or {request.name[:100]}/train/CLASS/*.png in "
+                      f"its --data-dir ({self.config.data_dir or 'not set'})")
+        return trainer_pb2.ListDatasetsResponse(datasets=datasets)

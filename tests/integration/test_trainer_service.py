@@ -99,8 +99,11 @@ BAD_REQUESTS = {
     "huge epochs": (_request(codec.arch_to_proto(parse(REFERENCE)), epochs=10**6), "epochs"),
     "nan lr": (_request(codec.arch_to_proto(parse(REFERENCE)), learning_rate=float("nan")),
                "learning_rate"),
+    # choices spelled as the enums are, not as Python lists
     "unknown optimizer": (_request(codec.arch_to_proto(parse(REFERENCE)), optimizer=7),
-                          "optimizer"),
+                          "unknown optimizer 7; use SGD_NESTEROV or ADAM"),
+    "unknown schedule": (_request(codec.arch_to_proto(parse(REFERENCE)), schedule=9),
+                         "unknown schedule 9; use COSINE, STEP or CONSTANT"),
 }
 
 
