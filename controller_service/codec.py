@@ -6,28 +6,35 @@ from dataclasses import asdict
 from typing import Any
 
 from google.protobuf.message import Message
-from protos import controller_pb2 as cpb
 
 from controller_service.agents.space_ops import Space
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
 from controller_service.searches import Handout, SearchView
 from controller_service.spec import (
-    Constraints, Screening, SearchSpec, SpecError, WarmStart, named_space,
+    Constraints,
+    Screening,
+    SearchSpec,
+    SpecError,
+    WarmStart,
+    named_space,
 )
+from controller_service.states import SearchState, Status
 from controller_service.stopping import StoppingSettings
 from controller_service.store import ResultRow
 from nasrl import codec
 from nasrl.arch import parse
 from nasrl.results import TrainOutcome
 from nasrl.shapes import InputShape
+from protos import controller_pb2 as cpb
 
 __all__ = ["spec_from_proto", "space_from_proto", "spec_to_proto", "search_to_proto", "handout_to_proto",
            "entry_to_proto", "outcome_json", "state_to_proto"]
 
 _REWARDS: dict[str, cpb.Reward.ValueType] = {"zoph": cpb.ZOPH, "accuracy": cpb.ACCURACY}
 _STATES: dict[str, cpb.SearchState.ValueType] = {
-    "running": cpb.RUNNING, "done": cpb.DONE, "stopped": cpb.STOPPED,
+    SearchState.RUNNING: cpb.RUNNING, SearchState.DONE: cpb.DONE,
+    SearchState.STOPPED: cpb.STOPPED,
 }
 _NEGATIVE_MEANS_ZERO = ("discount", "replay")
 
@@ -194,9 +201,11 @@ def search_to_proto(v: SearchView, defaults: dict[str, Any]) -> cpb.Search:
         search_id=v.id, name=v.name, spec=spec_to_proto(v.spec, defaults),
         state=state_to_proto(v.state), created=v.created, progress=v.progress,
         counts=cpb.SearchCounts(
-            sampled=sum(n for k, n in c.items() if k not in ("reissued", "invalid", "waiting")),
-            in_flight=c.get("leased", 0), evaluated=c.get("done", 0), cached=c.get("cached", 0),
-            failed=c.get("failed", 0), reissued=c.get("reissued", 0),
+            sampled=sum(n for k, n in c.items()
+                        if k not in ("reissued", Status.INVALID, Status.WAITING)),
+            in_flight=c.get(Status.LEASED, 0), evaluated=c.get(Status.DONE, 0),
+            cached=c.get(Status.CACHED, 0), failed=c.get(Status.FAILED, 0),
+            reissued=c.get("reissued", 0),
         ),
     )
     if v.best is not None:

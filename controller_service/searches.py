@@ -26,6 +26,7 @@ from controller_service.agents import Agent, Proposal
 from controller_service.agents.qlearning import QLearningAgent
 from controller_service.agents.space_ops import encode
 from controller_service.spec import COST_METRICS, SearchSpec, SpecError, reward_of
+from controller_service.states import TRAINING, SearchState, Status
 from controller_service.stopping import Decision, StoppingRule, make_rule
 from controller_service.store import CandidateRow, ResultRow, SearchRow, Store
 from nasrl.arch import ArchError, arch_hash, canonical, format_arch, parse
@@ -45,7 +46,6 @@ MAX_SAMPLE_SECONDS = 5.0
 MAX_FAILURE_TEXT = 2000
 MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
 MAX_REUSED = 100_000  # results of an earlier search a warm start reuses
-TRAINING = ("leased", "done", "failed")  # statuses that spend budget
 _UNSAVED = object()
 
 
@@ -242,8 +242,8 @@ class Searches:
                     or self.store.has_hash(search_id, digest)):
                 continue
             reward = reward_of(spec.reward, r.outcome, spec.constraints)
-            cid = self.store.add_candidate(search_id, r.arch, digest, decisions, "cached", None)
-            self.store.finish_candidate(search_id, cid, "cached", {"result": r.outcome}, reward)
+            cid = self.store.add_candidate(search_id, r.arch, digest, decisions, Status.CACHED, None)
+            self.store.finish_candidate(search_id, cid, Status.CACHED, {"result": r.outcome}, reward)
             self.store.add_result(search_id, digest, ResultRow(
                 cid, r.arch, r.accuracy, r.test_accuracy, r.params, r.flops, r.seconds, reward,
                 r.outcome))
@@ -303,8 +303,8 @@ class Searches:
 
     def stop(self, search_id: str) -> SearchView:
         with self._lock, self.store.transaction():
-            if self._row(search_id).state == "running":
-                self.store.set_search_state(search_id, "stopped")
+            if self._row(search_id).state == SearchState.RUNNING:
+                self.store.set_search_state(search_id, SearchState.STOPPED)
         return self.view(search_id)
 
     # ------------------------------------------------------------------ sample
@@ -324,8 +324,8 @@ class Searches:
         with self._lock, self._transaction(search_id):
             row = self._row(search_id)
             if request_id and (earlier := self.store.by_request(search_id, request_id)):
-                return [self._handout(c) for c in earlier], row.state != "running"
-            if row.state != "running":
+                return [self._handout(c) for c in earlier], row.state != SearchState.RUNNING
+            if row.state != SearchState.RUNNING:
                 return [], True
             spec = SearchSpec.from_json(row.spec)
             now = time.time()
@@ -354,7 +354,7 @@ class Searches:
 
     @staticmethod
     def _handout(c: CandidateRow) -> Handout:
-        cached = c.report.get("result") if c.status == "cached" and c.report else None
+        cached = c.report.get("result") if c.status == Status.CACHED and c.report else None
         return Handout(c.id, c.arch, c.lease_deadline or 0.0, cached)
 
     def _reissue(self, search_id: str, c: CandidateRow, deadline: float,
@@ -388,29 +388,29 @@ class Searches:
         try:
             size = analyze(p.arch, spec.image())
         except ArchError as exc:  # the space allows it, the dataset's input does not
-            self.store.add_candidate(search_id, text, digest, p.decisions, "invalid", None)
+            self.store.add_candidate(search_id, text, digest, p.decisions, Status.INVALID, None)
             agent.update(p.decisions, None)
             log.info("search %s: agent proposed an invalid network: %s", search_id, exc)
             return None
         why = spec.constraints.violation(size.params, size.flops)
         if why is not None:  # rejected before training: no budget, learnt as a failure
-            cid = self.store.add_candidate(search_id, text, digest, p.decisions, "invalid", None)
-            self.store.finish_candidate(search_id, cid, "invalid", {"rejected": why}, None)
+            cid = self.store.add_candidate(search_id, text, digest, p.decisions, Status.INVALID, None)
+            self.store.finish_candidate(search_id, cid, Status.INVALID, {"rejected": why}, None)
             agent.update(p.decisions, None)
             return None
         known = self.store.result(search_id, digest)
         if known is not None:
-            cid = self.store.add_candidate(search_id, text, digest, p.decisions, "cached", None)
-            self.store.finish_candidate(search_id, cid, "cached", {"result": known.outcome},
+            cid = self.store.add_candidate(search_id, text, digest, p.decisions, Status.CACHED, None)
+            self.store.finish_candidate(search_id, cid, Status.CACHED, {"result": known.outcome},
                                         known.reward)
             agent.update(p.decisions, known.reward)
             return Handout(cid, text, 0.0, known.outcome)
         twin = self.store.in_flight_with_hash(search_id, digest)
         if twin is not None:
-            self.store.add_candidate(search_id, text, digest, p.decisions, "waiting", None, twin.id)
+            self.store.add_candidate(search_id, text, digest, p.decisions, Status.WAITING, None, twin.id)
             return None
         deadline = now + spec.lease_seconds
-        cid = self.store.add_candidate(search_id, text, digest, p.decisions, "leased", deadline)
+        cid = self.store.add_candidate(search_id, text, digest, p.decisions, Status.LEASED, deadline)
         return Handout(cid, text, deadline, None)
 
     def _screened(self, search_id: str, spec: SearchSpec, agent: Agent,
@@ -435,8 +435,8 @@ class Searches:
         for digest, (p, value) in fresh.items():
             if digest != best:
                 cid = self.store.add_candidate(search_id, format_arch(canonical(p.arch)),
-                                               digest, p.decisions, "invalid", None)
-                self.store.finish_candidate(search_id, cid, "invalid",
+                                               digest, p.decisions, Status.INVALID, None)
+                self.store.finish_candidate(search_id, cid, Status.INVALID,
                                             {"screened": {screening.score: value}}, None)
         return self._propose(search_id, spec, agent, fresh[best][0], now)
 
@@ -453,8 +453,8 @@ class Searches:
     def _settle(self, search_id: str, spec: SearchSpec) -> bool:
         """Mark the search done when nothing is in flight and no more may be proposed."""
         counts = self.store.counts(search_id)
-        if counts.get("leased", 0) == 0 and not self._may_propose(search_id, spec):
-            self.store.set_search_state(search_id, "done")
+        if counts.get(Status.LEASED, 0) == 0 and not self._may_propose(search_id, spec):
+            self.store.set_search_state(search_id, SearchState.DONE)
             return True
         return False
 
@@ -475,7 +475,7 @@ class Searches:
             stored = self.store.epoch_report(search_id, cid, epoch)
             if stored is not None:
                 return Decision(stored)
-            if c.status != "leased":
+            if c.status != Status.LEASED:
                 raise ReportConflict(f"candidate {cid} is not out for training ({c.status}); "
                                      "only a running child reports epochs")
             if not 1 <= epoch <= spec.training.epochs:
@@ -513,17 +513,18 @@ class Searches:
             c = self.store.candidate(search_id, cid)
             if c is None:
                 raise CandidateNotFound(f"search {search_id} has no candidate {cid}")
-            if c.status != "leased":
+            if c.status != Status.LEASED:
                 return self._repeat(c, report, row.state)
             spec = SearchSpec.from_json(row.spec)
             agent = self._agent(search_id, spec)
             reward = self._record(search_id, spec, agent, c, report)
             self._save(search_id, agent)
-            state = "done" if row.state == "running" and self._settle(search_id, spec) else row.state
+            state = (SearchState.DONE if row.state == SearchState.RUNNING
+                     and self._settle(search_id, spec) else row.state)
             return UpdateAck(True, reward, state)
 
     def _repeat(self, c: CandidateRow, report: dict[str, Any], state: str) -> UpdateAck:
-        if c.status in ("waiting", "invalid"):
+        if c.status in (Status.WAITING, Status.INVALID):
             raise ReportConflict(f"candidate {c.id} was never handed out for training")
         if c.report == report:
             return UpdateAck(False, c.reward, state)
@@ -537,7 +538,7 @@ class Searches:
         outcome = report.get("result")
         reward = (reward_of(spec.reward, outcome, spec.constraints) if outcome is not None
                   else None)
-        status = "done" if outcome is not None else "failed"
+        status = Status.DONE if outcome is not None else Status.FAILED
         self.store.finish_candidate(search_id, c.id, status, report, reward)
         if outcome is not None and self.store.result(search_id, c.arch_hash) is None:
             self.store.add_result(search_id, c.arch_hash, ResultRow(
@@ -548,6 +549,6 @@ class Searches:
         agent.update(c.decisions, reward)
         for twin in self.store.waiting_twins(search_id, c.id):
             # Answered without training, whether the twin succeeded or failed.
-            self.store.finish_candidate(search_id, twin.id, "cached", report, reward)
+            self.store.finish_candidate(search_id, twin.id, Status.CACHED, report, reward)
             agent.update(twin.decisions, reward)
         return reward

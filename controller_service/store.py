@@ -22,9 +22,12 @@ from typing import Any
 
 import torch
 
+from controller_service.states import Status, sql_in
+from controller_service.stopping import Decision
+
 __all__ = ["Store", "StoreError", "CandidateRow", "ResultRow", "SearchRow"]
 
-SCHEMA = """
+SCHEMA_TEMPLATE = """
 CREATE TABLE IF NOT EXISTS searches (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -38,7 +41,7 @@ CREATE TABLE IF NOT EXISTS candidates (
     arch TEXT NOT NULL,
     arch_hash TEXT NOT NULL,
     decisions TEXT NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('leased', 'done', 'failed', 'cached', 'waiting', 'invalid')),
+    status TEXT NOT NULL {STATUS_CHECK},
     lease_deadline REAL,
     twin INTEGER,
     request_id TEXT,
@@ -71,7 +74,7 @@ CREATE TABLE IF NOT EXISTS epoch_reports (
     candidate_id INTEGER NOT NULL,
     epoch INTEGER NOT NULL,
     accuracy REAL NOT NULL,
-    decision TEXT NOT NULL CHECK (decision IN ('continue', 'stop')),
+    decision TEXT NOT NULL {DECISION_CHECK},
     PRIMARY KEY (search_id, candidate_id, epoch)
 );
 CREATE TABLE IF NOT EXISTS agent_state (
@@ -87,6 +90,8 @@ CREATE TABLE IF NOT EXISTS agent_weights (
     state BLOB NOT NULL
 );
 """
+SCHEMA = SCHEMA_TEMPLATE.replace("{STATUS_CHECK}", sql_in("status", Status)).replace(
+    "{DECISION_CHECK}", sql_in("decision", Decision))
 
 
 class StoreError(RuntimeError):
