@@ -33,7 +33,7 @@ from typing import Any
 import grpc
 from protos import controller_pb2 as cpb
 
-from nasrl.client import ControllerClient, wait_until_serving
+from nasrl.client import ControllerClient, NasrlError, wait_until_serving
 from nasrl.local import LocalService
 from nasrl.results import TrainOutcome
 
@@ -121,12 +121,25 @@ def concurrent(target: str, agent: str, clients: int, seconds: float) -> float:
     stop = threading.Event()
     counts = [0] * clients
 
+    def retrying(call: Any) -> Any:
+        """A call the controller refuses as busy (RESOURCE_EXHAUSTED) is retried with
+        backoff, as nasrl's runner does."""
+        delay = 0.01
+        while True:
+            try:
+                return call()
+            except NasrlError as exc:
+                if exc.code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 0.5)
+
     def worker(i: int) -> None:
         with ControllerClient(target, timeout=120) as w:
             while not stop.is_set():
-                for cand in w.sample(sid, 1).candidates:
+                for cand in retrying(lambda: w.sample(sid, 1)).candidates:
                     if cand.cached is None:
-                        w.update(sid, cand.id, result_for(cand.text))
+                        retrying(lambda: w.update(sid, cand.id, result_for(cand.text)))
                         counts[i] += 1
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
