@@ -159,7 +159,8 @@ class Searches:
             state = self.store.load_agent(search_id)
             if state is not None:
                 agent.load_state_dict(state)
-                self._saved_weights[search_id] = agent.weights_version()
+                if self.store.has_agent_weights(search_id):  # else: written whole at next save
+                    self._saved_weights[search_id] = agent.weights_version()
             self._agents[search_id] = agent
         return agent
 

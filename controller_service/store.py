@@ -383,6 +383,12 @@ class Store:
                 (search_id, buf.getvalue()),
             )
 
+    def has_agent_weights(self, search_id: str) -> bool:
+        """Whether the agent's heavy part is stored apart (databases written before the split
+        keep the whole state in agent_state)."""
+        return self._exec("SELECT 1 FROM agent_weights WHERE search_id = ?",
+                          (search_id,)).fetchone() is not None
+
     def agent_progress(self, search_id: str) -> dict[str, float] | None:
         """The progress saved with the agent's last state (None if none was saved)."""
         row = self._exec("SELECT progress FROM agent_progress WHERE search_id = ?",

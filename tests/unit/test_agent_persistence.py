@@ -56,3 +56,20 @@ def test_views_after_a_restart_do_not_load_agents(tmp_path: Path) -> None:
     views = again.all()
     assert not again._agents  # listed from the stored progress alone
     assert {v.id: v.progress for v in views} == progress
+
+
+def test_a_database_written_before_the_split_keeps_its_weights(tmp_path: Path) -> None:
+    """An agent saved whole in agent_state (as before weights were stored apart) loads, and
+    its weights are written to agent_weights at the next save, not lost."""
+    store = Store(tmp_path / "c.db")
+    searches = Searches(store)
+    sid = searches.create(SearchSpec(agent="reinforce", budget=20)).id
+    whole = searches._agents[sid].state_dict()
+    with store.transaction():
+        store.save_agent(sid, whole)  # the old layout: everything in one row
+        store._exec("DELETE FROM agent_weights WHERE search_id = ?", (sid,))
+    old = Searches(Store(tmp_path / "c.db"))
+    old.sample(sid, 2)
+    expected = old._agents[sid].state_dict()
+    again = Searches(Store(tmp_path / "c.db"))
+    assert same_state(again._agent(sid, again.spec(sid)).state_dict(), expected)
