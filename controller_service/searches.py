@@ -49,6 +49,13 @@ MAX_REUSED = 100_000  # results of an earlier search a warm start reuses
 _UNSAVED = object()
 
 
+class _New:
+    """What ``Searches._unless_new`` returns for a proposal that needs training."""
+
+
+_NEW = _New()
+
+
 class SearchNotFound(LookupError):
     pass
 
@@ -233,9 +240,10 @@ class Searches:
         space = spec.bound_space()
         usable: list[tuple[dict[str, Any], float]] = []
         for r in self.store.top_results(source_id, MAX_REUSED):
-            digest = arch_hash(parse(r.arch))
+            arch = parse(r.arch)
+            digest = arch_hash(arch)
             try:
-                decisions = {**encode(space, parse(r.arch)), "prior": True}
+                decisions = {**encode(space, arch), "prior": True}
             except ValueError:
                 continue  # not in this search's space
             if (spec.constraints.violation(r.params, r.flops)
@@ -384,6 +392,16 @@ class Searches:
 
     def _propose(self, search_id: str, spec: SearchSpec, agent: Agent, p: Proposal,
                  now: float) -> Handout | None:
+        """Record a proposal: a new network is leased out for training."""
+        outcome = self._unless_new(search_id, spec, agent, p)
+        return self._lease(search_id, spec, p, now) if isinstance(outcome, _New) else outcome
+
+    def _unless_new(self, search_id: str, spec: SearchSpec, agent: Agent,
+                    p: Proposal) -> Handout | _New | None:
+        """Record a proposal that needs no training — invalid, over the limits (both learnt
+        as failures), already evaluated (cached, learnt from its reward) or equal to one in
+        flight (waiting) — and return its handout (or None); ``_NEW`` for a new network,
+        which is not recorded."""
         text = format_arch(canonical(p.arch))
         digest = arch_hash(p.arch)
         try:
@@ -410,8 +428,13 @@ class Searches:
         if twin is not None:
             self.store.add_candidate(search_id, text, digest, p.decisions, Status.WAITING, None, twin.id)
             return None
+        return _NEW
+
+    def _lease(self, search_id: str, spec: SearchSpec, p: Proposal, now: float) -> Handout:
+        text = format_arch(canonical(p.arch))
         deadline = now + spec.lease_seconds
-        cid = self.store.add_candidate(search_id, text, digest, p.decisions, Status.LEASED, deadline)
+        cid = self.store.add_candidate(search_id, text, arch_hash(p.arch), p.decisions,
+                                       Status.LEASED, deadline)
         return Handout(cid, text, deadline, None)
 
     def _screened(self, search_id: str, spec: SearchSpec, agent: Agent,
@@ -425,9 +448,8 @@ class Searches:
         fresh: dict[str, tuple[Proposal, float]] = {}
         for p in agent.sample(screening.factor):
             digest = arch_hash(p.arch)
-            if digest in fresh or not self._is_new(search_id, spec, p, digest):
-                if digest not in fresh:
-                    self._propose(search_id, spec, agent, p, now)
+            if digest in fresh or not isinstance(self._unless_new(search_id, spec, agent, p),
+                                                 _New):
                 continue
             fresh[digest] = (p, screen_score(screening.score, p.arch, image))
         if not fresh:
@@ -439,17 +461,7 @@ class Searches:
                                                digest, p.decisions, Status.INVALID, None)
                 self.store.finish_candidate(search_id, cid, Status.INVALID,
                                             {"screened": {screening.score: value}}, None)
-        return self._propose(search_id, spec, agent, fresh[best][0], now)
-
-    def _is_new(self, search_id: str, spec: SearchSpec, p: Proposal, digest: str) -> bool:
-        """Valid, within the constraints, never evaluated and not in flight."""
-        try:
-            size = analyze(p.arch, spec.image())
-        except ArchError:
-            return False
-        return (spec.constraints.violation(size.params, size.flops) is None
-                and self.store.result(search_id, digest) is None
-                and self.store.in_flight_with_hash(search_id, digest) is None)
+        return self._lease(search_id, spec, fresh[best][0], now)
 
     def _settle(self, search_id: str, spec: SearchSpec) -> bool:
         """Mark the search done when nothing is in flight and no more may be proposed."""
