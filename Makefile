@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint protos clean compose-tool lock-images pin-base-images
+.PHONY: demo test bench lint format protos clean compose-tool lock-images pin-base-images
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,8 @@ demo: $(STAMP)
 	$(VENV)/bin/nasrl demo
 
 test: $(STAMP) compose-tool
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 	$(PY) -m mypy
 
@@ -44,7 +46,14 @@ bench: $(STAMP)
 	$(PY) bench/search_efficiency.py --quick
 
 lint: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
 	$(PY) -m mypy
+
+# rewrites the tree in the project's format (ruff) and import order
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix --select I .
+	$(VENV)/bin/ruff format .
 
 protos: $(STAMP)
 	$(PY) scripts/gen_protos.py

@@ -38,7 +38,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from google.protobuf import json_format  # noqa: E402
-from protos import controller_pb2 as cpb  # noqa: E402
 
 from controller_service.codec import space_from_proto  # noqa: E402
 from controller_service.metaqnn_space import MetaQNNSpace  # noqa: E402
@@ -47,6 +46,7 @@ from nasrl.arch import canonical, format_arch  # noqa: E402
 from nasrl.datasets import input_shape  # noqa: E402
 from nasrl.results import TrainOutcome, TrainSettings  # noqa: E402
 from nasrl.table import TableRow, append_rows, read_table, write_header  # noqa: E402
+from protos import controller_pb2 as cpb  # noqa: E402
 
 TABLES = ROOT / "bench" / "tables"
 DATASETS = {"tiny": "digits", "zoph": "mnist5k", "zoph_digits": "digits", "metaqnn": "mnist5k"}
@@ -54,17 +54,25 @@ NOISE_SEED = 1
 
 SPACES: dict[str, cpb.SearchSpace] = {
     # 32 networks on digits: what the tests build and replay
-    "tiny": cpb.SearchSpace(zoph=cpb.ZophSpace(
-        filter_sizes=[1, 3], strides=[1], filters=[4], max_layers=2)),
-    "zoph": cpb.SearchSpace(zoph=cpb.ZophSpace(
-        filter_sizes=[1, 3], strides=[1, 2], filters=[8, 16], max_layers=2)),
+    "tiny": cpb.SearchSpace(
+        zoph=cpb.ZophSpace(filter_sizes=[1, 3], strides=[1], filters=[4], max_layers=2)
+    ),
+    "zoph": cpb.SearchSpace(
+        zoph=cpb.ZophSpace(filter_sizes=[1, 3], strides=[1, 2], filters=[8, 16], max_layers=2)
+    ),
     # the zoph space on digits (8x8): a cheap proxy task to warm-start searches of the zoph table
-    "zoph_digits": cpb.SearchSpace(zoph=cpb.ZophSpace(
-        filter_sizes=[1, 3], strides=[1, 2], filters=[8, 16], max_layers=2)),
-    "metaqnn": cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(
-        conv_sizes=[1, 3], conv_filters=[4, 8],
-        pools=[cpb.PoolChoice(size=5, stride=3), cpb.PoolChoice(size=2, stride=2)],
-        fc_units=[32], max_depth=4)),
+    "zoph_digits": cpb.SearchSpace(
+        zoph=cpb.ZophSpace(filter_sizes=[1, 3], strides=[1, 2], filters=[8, 16], max_layers=2)
+    ),
+    "metaqnn": cpb.SearchSpace(
+        metaqnn=cpb.MetaQNNSpace(
+            conv_sizes=[1, 3],
+            conv_filters=[4, 8],
+            pools=[cpb.PoolChoice(size=5, stride=3), cpb.PoolChoice(size=2, stride=2)],
+            fc_units=[32],
+            max_depth=4,
+        )
+    ),
 }
 
 
@@ -76,8 +84,10 @@ def _zoph_archs(space: ZophSpace) -> list[str]:
     out = []
     for tokens in itertools.product(per_layer, repeat=layers):
         for skips in itertools.product(*skip_rows):
-            arch = space.decode([list(t) for t in tokens],
-                                [list(s) for s in skips] if space.skip_connections else None)
+            arch = space.decode(
+                [list(t) for t in tokens],
+                [list(s) for s in skips] if space.skip_connections else None,
+            )
             out.append(format_arch(canonical(arch)))
     return out
 
@@ -120,38 +130,48 @@ def _train(job: tuple[str, str, int, dict[str, Any]]) -> TrainOutcome:
     torch.set_num_threads(1)
     arch, dataset, seed, settings = job
     outcome = None
-    for event in train(parse(arch), data.load(dataset), TrainSettings(**settings),
-                       torch.device("cpu")):
+    for event in train(
+        parse(arch), data.load(dataset), TrainSettings(**settings), torch.device("cpu")
+    ):
         if isinstance(event, TrainOutcome):
             outcome = event
     assert outcome is not None
     return outcome
 
 
-def _header(name: str, archs: list[str], settings: TrainSettings,
-            noise_fraction: float) -> dict[str, Any]:
+def _header(
+    name: str, archs: list[str], settings: TrainSettings, noise_fraction: float
+) -> dict[str, Any]:
     import torch
 
-    noise = archs[:math.ceil(noise_fraction * len(archs))]
+    noise = archs[: math.ceil(noise_fraction * len(archs))]
     return {
-        "name": name, "dataset": DATASETS[name],
+        "name": name,
+        "dataset": DATASETS[name],
         "space": json_format.MessageToDict(SPACES[name]),
-        "training": asdict(settings), "architectures": len(archs),
-        "noise_seed": NOISE_SEED, "noise_fraction": noise_fraction, "noise_subset": noise,
-        "torch": torch.__version__, "threads_per_child": 1,
+        "training": asdict(settings),
+        "architectures": len(archs),
+        "noise_seed": NOISE_SEED,
+        "noise_fraction": noise_fraction,
+        "noise_subset": noise,
+        "torch": torch.__version__,
+        "threads_per_child": 1,
         "command": "python bench/build_table.py " + " ".join(sys.argv[1:]),
     }
 
 
-def build(name: str, out: Path, workers: int, epochs: int, noise_fraction: float,
-          limit: int | None) -> int:
+def build(
+    name: str, out: Path, workers: int, epochs: int, noise_fraction: float, limit: int | None
+) -> int:
     archs = enumerate_space(name)[:limit]
     settings = TrainSettings(epochs=epochs).validate()
     if out.exists():
         table = read_table(out, repair=True)
         if table.header.get("noise_subset") is None or table.header["architectures"] != len(archs):
-            print(f"{out} was built for another space or limit; remove it to start again",
-                  file=sys.stderr)
+            print(
+                f"{out} was built for another space or limit; remove it to start again",
+                file=sys.stderr,
+            )
             return 2
         noise = table.header["noise_subset"]
     else:
@@ -164,8 +184,11 @@ def build(name: str, out: Path, workers: int, epochs: int, noise_fraction: float
     todo = [(a, s) for a, s in jobs if (a, s) not in table.rows]
     before = table.build_seconds()
     began = time.monotonic()
-    print(f"{name}: {len(archs)} architectures, {len(jobs)} trainings, {len(todo)} to go "
-          f"({workers} workers); {before:.0f}s spent before", flush=True)
+    print(
+        f"{name}: {len(archs)} architectures, {len(jobs)} trainings, {len(todo)} to go "
+        f"({workers} workers); {before:.0f}s spent before",
+        flush=True,
+    )
     training = asdict(settings)
     with ProcessPoolExecutor(workers) as pool:
         pending: dict[Future[TrainOutcome], int] = {}
@@ -196,7 +219,9 @@ def build(name: str, out: Path, workers: int, epochs: int, noise_fraction: float
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("space", choices=sorted(SPACES))
-    p.add_argument("--out", type=Path, help="table file (default bench/tables/SPACE_mnist5k.jsonl.gz)")
+    p.add_argument(
+        "--out", type=Path, help="table file (default bench/tables/SPACE_mnist5k.jsonl.gz)"
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--noise-fraction", type=float, default=0.1)

@@ -52,8 +52,13 @@ def _train(job: tuple[str, str, dict[str, Any], int, int]) -> dict[str, Any]:
         if isinstance(event, TrainOutcome):
             outcome = event
     assert outcome is not None
-    return {"arch": arch, "seed": seed, "validation_accuracy": outcome.validation_accuracy,
-            "test_accuracy": outcome.test_accuracy, "seconds": outcome.seconds}
+    return {
+        "arch": arch,
+        "seed": seed,
+        "validation_accuracy": outcome.validation_accuracy,
+        "test_accuracy": outcome.test_accuracy,
+        "seconds": outcome.seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,28 +71,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args(argv)
     children = [line.strip() for line in CHILDREN.read_text().splitlines() if line.strip()]
-    report: dict[str, Any] = {"children": len(children), "seeds": args.seeds,
-                              "epochs": args.epochs, "dataset": args.dataset, "variants": {}}
-    print(f"{len(children)} demo children x {args.seeds} seeds, {args.epochs} epochs on "
-          f"{args.dataset}; reference {REFERENCE} 3 epochs seed 0")
-    print(f"{'variant':34s} {'collapsed':>10s} {'mean val':>9s} {'mean test':>9s} "
-          f"{'reference val':>13s}")
+    report: dict[str, Any] = {
+        "children": len(children),
+        "seeds": args.seeds,
+        "epochs": args.epochs,
+        "dataset": args.dataset,
+        "variants": {},
+    }
+    print(
+        f"{len(children)} demo children x {args.seeds} seeds, {args.epochs} epochs on "
+        f"{args.dataset}; reference {REFERENCE} 3 epochs seed 0"
+    )
+    print(
+        f"{'variant':34s} {'collapsed':>10s} {'mean val':>9s} {'mean test':>9s} "
+        f"{'reference val':>13s}"
+    )
     with ProcessPoolExecutor(args.workers) as pool:
         for name, overrides in VARIANTS.items():
-            jobs = [(a, args.dataset, overrides, s, args.epochs)
-                    for a in children for s in range(args.seeds)]
+            jobs = [
+                (a, args.dataset, overrides, s, args.epochs)
+                for a in children
+                for s in range(args.seeds)
+            ]
             runs = list(pool.map(_train, jobs))
             ref = _train((REFERENCE, args.dataset, overrides, 0, 3))
             collapsed = [r for r in runs if r["validation_accuracy"] <= args.chance]
-            row = {"collapsed": len(collapsed), "runs": len(runs),
-                   "mean_validation": statistics.fmean(r["validation_accuracy"] for r in runs),
-                   "mean_test": statistics.fmean(r["test_accuracy"] for r in runs),
-                   "reference_validation": ref["validation_accuracy"],
-                   "collapsed_children": sorted({r["arch"] for r in collapsed}), "runs_detail": runs}
+            row = {
+                "collapsed": len(collapsed),
+                "runs": len(runs),
+                "mean_validation": statistics.fmean(r["validation_accuracy"] for r in runs),
+                "mean_test": statistics.fmean(r["test_accuracy"] for r in runs),
+                "reference_validation": ref["validation_accuracy"],
+                "collapsed_children": sorted({r["arch"] for r in collapsed}),
+                "runs_detail": runs,
+            }
             report["variants"][name] = row
-            print(f"{name:34s} {len(collapsed):>4d}/{len(runs):<5d} "
-                  f"{row['mean_validation']:9.4f} {row['mean_test']:9.4f} "
-                  f"{row['reference_validation']:13.4f}", flush=True)
+            print(
+                f"{name:34s} {len(collapsed):>4d}/{len(runs):<5d} "
+                f"{row['mean_validation']:9.4f} {row['mean_test']:9.4f} "
+                f"{row['reference_validation']:13.4f}",
+                flush=True,
+            )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "child_health.json").write_text(json.dumps(report, indent=1))
     return 0

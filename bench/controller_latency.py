@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from protos import controller_pb2 as cpb
 
 from nasrl.client import ControllerClient, NasrlError, wait_until_serving
 from nasrl.local import LocalService
 from nasrl.results import TrainOutcome
+from protos import controller_pb2 as cpb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPACES = {"qlearning": cpb.SearchSpace(name="metaqnn")}
@@ -69,8 +69,9 @@ def result_for(text: str) -> TrainOutcome:
 
 
 def create(c: ControllerClient, agent: str) -> str:
-    return c.create_search(agent=cpb.AgentSpec(name=agent), dataset="digits",
-                           budget=1_000_000, space=SPACES.get(agent)).search_id
+    return c.create_search(
+        agent=cpb.AgentSpec(name=agent), dataset="digits", budget=1_000_000, space=SPACES.get(agent)
+    ).search_id
 
 
 def sequential(target: str, agent: str, rounds: int) -> dict[str, Any]:
@@ -89,14 +90,18 @@ def sequential(target: str, agent: str, rounds: int) -> dict[str, Any]:
                     t1 = time.perf_counter()
                     c.update(sid, cand.candidate_id, result_for(cand.text))
                     update_ms.append((time.perf_counter() - t1) * 1000)
-    return {"sample_p50_ms": pct(sample_ms, 0.5), "sample_p99_ms": pct(sample_ms, 0.99),
-            "update_p50_ms": pct(update_ms, 0.5), "update_p99_ms": pct(update_ms, 0.99),
-            "sample_reply_bytes": int(statistics.median(sizes)), "rounds": rounds}
+    return {
+        "sample_p50_ms": pct(sample_ms, 0.5),
+        "sample_p99_ms": pct(sample_ms, 0.99),
+        "update_p50_ms": pct(update_ms, 0.5),
+        "update_p99_ms": pct(update_ms, 0.99),
+        "sample_reply_bytes": int(statistics.median(sizes)),
+        "rounds": rounds,
+    }
 
 
 def echo_floor(rounds: int, sizes: list[int]) -> dict[str, Any]:
-    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER], stdout=subprocess.PIPE, text=True)
     try:
         port = int(proc.stdout.readline())  # type: ignore[union-attr]
         out: dict[str, Any] = {}
@@ -163,29 +168,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--agents", default="reinforce,qlearning,random,evolution")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    report: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
-                              "agents": {}}
+    report: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "agents": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
-        with LocalService("controller_service", ["--db", f"{tmp}/bench.db", "--workers", "64"],
-                          log_dir=Path(tmp), env={"NASRL_LOG_LEVEL": "WARNING"}) as ctl:
+        with LocalService(
+            "controller_service",
+            ["--db", f"{tmp}/bench.db", "--workers", "64"],
+            log_dir=Path(tmp),
+            env={"NASRL_LOG_LEVEL": "WARNING"},
+        ) as ctl:
             wait_until_serving(ctl.target)
             for agent in args.agents.split(","):
                 row = sequential(ctl.target, agent, args.rounds)
                 row["results_per_second"] = {
                     n: concurrent(ctl.target, agent, int(n), args.seconds)
-                    for n in args.clients.split(",")}
+                    for n in args.clients.split(",")
+                }
                 report["agents"][agent] = row
     sample_bytes = max(r["sample_reply_bytes"] for r in report["agents"].values())
     report["echo_floor"] = echo_floor(args.rounds, [sample_bytes, 400])
     floor = report["echo_floor"][f"{sample_bytes}B"]["p50_ms"]
-    print(f"echo floor (no-op gRPC, {sample_bytes} B): p50 {floor} ms  p99 "
-          f"{report['echo_floor'][f'{sample_bytes}B']['p99_ms']} ms")
+    print(
+        f"echo floor (no-op gRPC, {sample_bytes} B): p50 {floor} ms  p99 "
+        f"{report['echo_floor'][f'{sample_bytes}B']['p99_ms']} ms"
+    )
     for agent, r in report["agents"].items():
         r["sample_p50_vs_echo"] = round(r["sample_p50_ms"] / floor, 1)
-        print(f"{agent:10s} Sample p50 {r['sample_p50_ms']:7.2f} ms p99 {r['sample_p99_ms']:7.2f}"
-              f" | Update p50 {r['update_p50_ms']:7.2f} ms p99 {r['update_p99_ms']:7.2f} | "
-              f"Sample/echo {r['sample_p50_vs_echo']}x | results/s "
-              + " ".join(f"{n} clients: {v}" for n, v in r["results_per_second"].items()))
+        print(
+            f"{agent:10s} Sample p50 {r['sample_p50_ms']:7.2f} ms p99 {r['sample_p99_ms']:7.2f}"
+            f" | Update p50 {r['update_p50_ms']:7.2f} ms p99 {r['update_p99_ms']:7.2f} | "
+            f"Sample/echo {r['sample_p50_vs_echo']}x | results/s "
+            + " ".join(f"{n} clients: {v}" for n, v in r["results_per_second"].items())
+        )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "controller_latency.json").write_text(json.dumps(report, indent=2))
     return report

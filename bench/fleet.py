@@ -25,17 +25,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from protos import controller_pb2 as cpb
-
 from nasrl.client import Candidate, ControllerClient, wait_until_serving
 from nasrl.local import LocalService
 from nasrl.results import TrainOutcome
 from nasrl.runner import Runner, RunnerEvents, TrainerPool
+from protos import controller_pb2 as cpb
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SLOTS_PER_PROCESS = 200
-SPACE = cpb.SearchSpace(zoph=cpb.ZophSpace(filter_sizes=[1, 3, 5], strides=[1, 2],
-                                           filters=[8, 16, 24], max_layers=4))
+SPACE = cpb.SearchSpace(
+    zoph=cpb.ZophSpace(filter_sizes=[1, 3, 5], strides=[1, 2], filters=[8, 16, 24], max_layers=4)
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -48,11 +48,21 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
     procs = math.ceil(n / SLOTS_PER_PROCESS)
     slots = math.ceil(n / procs)
     quiet = {"NASRL_LOG_LEVEL": "WARNING"}
-    controller = LocalService("controller_service", ["--db", str(tmp / f"{agent}-{n}.db"),
-                                                     "--workers", "64"], log_dir=tmp, env=quiet)
-    trainers = [LocalService("trainer_service", ["--simulate", str(child_seconds),
-                                                 "--slots", str(slots)], log_dir=tmp, env=quiet)
-                for _ in range(procs)]
+    controller = LocalService(
+        "controller_service",
+        ["--db", str(tmp / f"{agent}-{n}.db"), "--workers", "64"],
+        log_dir=tmp,
+        env=quiet,
+    )
+    trainers = [
+        LocalService(
+            "trainer_service",
+            ["--simulate", str(child_seconds), "--slots", str(slots)],
+            log_dir=tmp,
+            env=quiet,
+        )
+        for _ in range(procs)
+    ]
     finished: list[float] = []
     lock = threading.Lock()
 
@@ -66,13 +76,16 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
             s.start()
             wait_until_serving(s.target, timeout=60)
         with ControllerClient(controller.target, timeout=60) as c:
-            sid = c.create_search(agent=cpb.AgentSpec(name=agent), dataset="digits",
-                                  budget=1_000_000, space=SPACE).search_id
+            sid = c.create_search(
+                agent=cpb.AgentSpec(name=agent), dataset="digits", budget=1_000_000, space=SPACE
+            ).search_id
             pool = TrainerPool(",".join(t.target for t in trainers), slots_per_trainer=slots)
             runner = Runner(c, pool, sid, RunnerEvents(on_result=on_result))
             thread = threading.Thread(target=runner.run, daemon=True)
-            pids = {"controller": [controller.process.pid],  # type: ignore[union-attr]
-                    "trainers": [t.process.pid for t in trainers]}  # type: ignore[union-attr]
+            pids = {
+                "controller": [controller.process.pid],  # type: ignore[union-attr]
+                "trainers": [t.process.pid for t in trainers],
+            }  # type: ignore[union-attr]
             began = time.monotonic()
             thread.start()
             warm = began + child_seconds + 2.0  # the first wave has started and ended
@@ -90,8 +103,11 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
             done = [t for t in finished if warm <= t <= end]
         span = end - warm
         return {
-            "trainers": n, "agent": agent, "child_seconds": child_seconds,
-            "trainer_processes": procs, "window_seconds": round(span, 2),
+            "trainers": n,
+            "agent": agent,
+            "child_seconds": child_seconds,
+            "trainer_processes": procs,
+            "window_seconds": round(span, 2),
             "children_in_window": len(done),
             "utilisation": round(len(done) * child_seconds / (n * span), 4),
             "results_per_second": round(len(done) / span, 2),
@@ -115,8 +131,9 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax = fig.add_subplot()
     for agent in sorted({r["agent"] for r in rows}):
         mine = [r for r in rows if r["agent"] == agent]
-        ax.plot([r["trainers"] for r in mine], [100 * r["utilisation"] for r in mine], "o-",
-                label=agent)
+        ax.plot(
+            [r["trainers"] for r in mine], [100 * r["utilisation"] for r in mine], "o-", label=agent
+        )
     ax.axhline(95, color="grey", linestyle="--", label="target 95 %")
     ax.set_xscale("log")
     ax.set_xlabel("simulated trainers")
@@ -142,13 +159,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 row = run_one(n, agent, args.child_seconds, args.window, Path(tmp))
                 rows.append(row)
                 cpu = row["cpu_percent"]
-                print(f"SIMULATION {agent:9s} {n:4d} trainers: utilisation "
-                      f"{100 * row['utilisation']:5.1f} %  {row['results_per_second']:6.1f} "
-                      f"results/s  cpu% controller {cpu['controller']:5.1f} runner "
-                      f"{cpu['runner']:5.1f} trainers {cpu['trainers']:5.1f}", flush=True)
+                print(
+                    f"SIMULATION {agent:9s} {n:4d} trainers: utilisation "
+                    f"{100 * row['utilisation']:5.1f} %  {row['results_per_second']:6.1f} "
+                    f"results/s  cpu% controller {cpu['controller']:5.1f} runner "
+                    f"{cpu['runner']:5.1f} trainers {cpu['trainers']:5.1f}",
+                    flush=True,
+                )
     args.out.mkdir(parents=True, exist_ok=True)
-    report = {"simulation": True, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
-              "rows": rows}
+    report = {
+        "simulation": True,
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "rows": rows,
+    }
     (args.out / "fleet.json").write_text(json.dumps(report, indent=2))
     plot(rows, args.out / "fleet.png")
     return report

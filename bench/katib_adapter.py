@@ -23,10 +23,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from protos import katib_api_pb2 as kpb  # noqa: E402
-
 from bench.katib_client import Katib, experiment  # noqa: E402
 from nasrl.local import LocalService  # noqa: E402
+from protos import katib_api_pb2 as kpb  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -58,10 +57,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="nasrl-katib-bench-"))
-    with LocalService("controller_service", ["--db", str(folder / "c.db")], folder) as c, \
-            LocalService("katib_adapter", ["--controller", c.target], folder) as adapter:
-        katib = Katib(adapter.target, experiment(
-            "bench", 1_000_000, 3, {"agent": args.agent, "dataset": "digits"}))
+    with (
+        LocalService("controller_service", ["--db", str(folder / "c.db")], folder) as c,
+        LocalService("katib_adapter", ["--controller", c.target], folder) as adapter,
+    ):
+        katib = Katib(
+            adapter.target,
+            experiment("bench", 1_000_000, 3, {"agent": args.agent, "dataset": "digits"}),
+        )
         began = time.perf_counter()
         while len(katib.trials) < args.trials:
             katib.suggest(min(100, args.trials - len(katib.trials)))
@@ -73,10 +76,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cold = _timed(katib, 3)
         after = [_timed(katib, 3) for _ in range(20)]
     report = {
-        "agent": args.agent, "trials_at_start": args.trials, "calls": args.calls,
-        "trials_at_end": len(katib.trials), "build_seconds": round(build, 1),
-        "get_suggestions_ms": {"p50": pct(warm, 0.5), "p99": pct(warm, 0.99),
-                               "max": pct(warm, 1.0)},
+        "agent": args.agent,
+        "trials_at_start": args.trials,
+        "calls": args.calls,
+        "trials_at_end": len(katib.trials),
+        "build_seconds": round(build, 1),
+        "get_suggestions_ms": {
+            "p50": pct(warm, 0.5),
+            "p99": pct(warm, 0.99),
+            "max": pct(warm, 1.0),
+        },
         "after_kill_9_first_call_ms": round(cold * 1000, 1),
         "after_kill_9_next_20_ms": {"p50": pct(after, 0.5), "max": pct(after, 1.0)},
     }

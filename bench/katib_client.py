@@ -7,25 +7,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nasrl import rpc
 from protos import katib_api_pb2 as kpb
 from protos import katib_api_pb2_grpc as kpb_grpc
-
-from nasrl import rpc
 
 ARCH = "nasrl_architecture"
 
 
-def experiment(name: str, max_trials: int = 12, parallel: int = 3,
-               settings: dict[str, str] | None = None,
-               nas: kpb.NasConfig | None = None) -> kpb.Experiment:
+def experiment(
+    name: str,
+    max_trials: int = 12,
+    parallel: int = 3,
+    settings: dict[str, str] | None = None,
+    nas: kpb.NasConfig | None = None,
+) -> kpb.Experiment:
     spec = kpb.ExperimentSpec(
         objective=kpb.ObjectiveSpec(type=kpb.MAXIMIZE, objective_metric_name="accuracy"),
-        algorithm=kpb.AlgorithmSpec(algorithm_name="nasrl", algorithm_settings=[
-            kpb.AlgorithmSetting(name=k, value=v) for k, v in (settings or {}).items()]),
-        parallel_trial_count=parallel, max_trial_count=max_trials)
+        algorithm=kpb.AlgorithmSpec(
+            algorithm_name="nasrl",
+            algorithm_settings=[
+                kpb.AlgorithmSetting(name=k, value=v) for k, v in (settings or {}).items()
+            ],
+        ),
+        parallel_trial_count=parallel,
+        max_trial_count=max_trials,
+    )
     spec.parameter_specs.parameters.add(
-        name=ARCH, parameter_type=kpb.CATEGORICAL,
-        feasible_space=kpb.FeasibleSpace(list=["nasrl"]))
+        name=ARCH, parameter_type=kpb.CATEGORICAL, feasible_space=kpb.FeasibleSpace(list=["nasrl"])
+    )
     if nas is not None:
         spec.nas_config.CopyFrom(nas)
     return kpb.Experiment(name=name, spec=spec)
@@ -42,9 +51,12 @@ class Katib:
         return kpb_grpc.SuggestionStub(rpc.channel(self.target))
 
     def request(self, n: int) -> kpb.GetSuggestionsRequest:
-        return kpb.GetSuggestionsRequest(experiment=self.exp, trials=self.trials,
-                                         current_request_number=n,
-                                         total_request_number=self.total + n)
+        return kpb.GetSuggestionsRequest(
+            experiment=self.exp,
+            trials=self.trials,
+            current_request_number=n,
+            total_request_number=self.total + n,
+        )
 
     def suggest(self, n: int) -> list[kpb.Trial]:
         """Ask for ``n`` trials and create them, as Katib does."""
@@ -71,5 +83,4 @@ class Katib:
 
     @staticmethod
     def assigned(trial: kpb.Trial, name: str = ARCH) -> str:
-        return next(a.value for a in trial.spec.parameter_assignments.assignments
-                    if a.name == name)
+        return next(a.value for a in trial.spec.parameter_assignments.assignments if a.name == name)

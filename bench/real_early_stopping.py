@@ -32,22 +32,49 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def run(rule: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    services = [LocalService("controller_service", ["--db", str(folder / f"{rule}.db")],
-                             log_dir=folder)]
-    services += [LocalService("trainer_service", ["--slots", "1"], log_dir=folder)
-                 for _ in range(args.trainers)]
+    services = [
+        LocalService("controller_service", ["--db", str(folder / f"{rule}.db")], log_dir=folder)
+    ]
+    services += [
+        LocalService("trainer_service", ["--slots", "1"], log_dir=folder)
+        for _ in range(args.trainers)
+    ]
     try:
         for s in services:
             s.start()
         controller, trainers = services[0].target, [s.target for s in services[1:]]
         began = time.perf_counter()
         r = subprocess.run(
-            [sys.executable, "-m", "nasrl.cli", "search", "--controller", controller,
-             "--trainers", ",".join(trainers), "--agent", "random", "--dataset", "mnist5k",
-             "--space-from-table", str(ROOT / "bench" / "tables" / "zoph_mnist5k.jsonl.gz"),
-             "--epochs", str(args.epochs), "--budget", str(args.budget), "--seed",
-             str(args.seed), "--early-stopping", rule, "--json", "--quiet"],
-            capture_output=True, text=True, check=False)
+            [
+                sys.executable,
+                "-m",
+                "nasrl.cli",
+                "search",
+                "--controller",
+                controller,
+                "--trainers",
+                ",".join(trainers),
+                "--agent",
+                "random",
+                "--dataset",
+                "mnist5k",
+                "--space-from-table",
+                str(ROOT / "bench" / "tables" / "zoph_mnist5k.jsonl.gz"),
+                "--epochs",
+                str(args.epochs),
+                "--budget",
+                str(args.budget),
+                "--seed",
+                str(args.seed),
+                "--early-stopping",
+                rule,
+                "--json",
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         wall = time.perf_counter() - began
     finally:
         for s in services:
@@ -71,20 +98,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="nasrl-real-es-"))
     runs = {rule: run(rule, args, folder) for rule in args.rules.split(",")}
     base = runs.get("none")
-    print(f"random search on mnist5k, {args.budget} children of {args.epochs} epochs, "
-          f"{args.trainers} trainers with one slot each")
-    print(f"{'rule':8s} {'trainer-s':>10s} {'vs none':>8s} {'wall s':>7s} {'stopped':>8s} "
-          f"{'best val':>9s} {'its test':>9s}  best network")
+    print(
+        f"random search on mnist5k, {args.budget} children of {args.epochs} epochs, "
+        f"{args.trainers} trainers with one slot each"
+    )
+    print(
+        f"{'rule':8s} {'trainer-s':>10s} {'vs none':>8s} {'wall s':>7s} {'stopped':>8s} "
+        f"{'best val':>9s} {'its test':>9s}  best network"
+    )
     for rule, s in runs.items():
         ratio = s["trainer_seconds_this_run"] / base["trainer_seconds_this_run"] if base else 1.0
         best = s["best"]
-        print(f"{rule:8s} {s['trainer_seconds_this_run']:10.0f} {ratio:7.2f}x "
-              f"{s['wall_seconds']:7.0f} {s['stopped_early_this_run']:8d} "
-              f"{best['accuracy']:9.4f} {best['test_accuracy']:9.4f}  {best['arch']}")
-    report = {"budget": args.budget, "epochs": args.epochs, "trainers": args.trainers,
-              "seed": args.seed, "runs": runs,
-              "command": "python bench/real_early_stopping.py " + " ".join(
-                  argv if argv is not None else sys.argv[1:])}
+        print(
+            f"{rule:8s} {s['trainer_seconds_this_run']:10.0f} {ratio:7.2f}x "
+            f"{s['wall_seconds']:7.0f} {s['stopped_early_this_run']:8d} "
+            f"{best['accuracy']:9.4f} {best['test_accuracy']:9.4f}  {best['arch']}"
+        )
+    report = {
+        "budget": args.budget,
+        "epochs": args.epochs,
+        "trainers": args.trainers,
+        "seed": args.seed,
+        "runs": runs,
+        "command": "python bench/real_early_stopping.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "real_early_stopping.json").write_text(json.dumps(report, indent=1))
     return report

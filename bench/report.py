@@ -12,8 +12,24 @@ from typing import Any
 __all__ = ["mean_std", "fmt", "draw_band", "first_reaching", "T95"]
 
 # two-sided 95 % Student-t quantiles by degrees of freedom (n - 1); 1.96 beyond the table
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-       9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+T95 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    15: 2.131,
+    20: 2.086,
+    30: 2.042,
+    40: 2.021,
+    60: 2.000,
+    120: 1.980,
+}
 
 
 def _t95(df: int) -> float:
@@ -31,8 +47,14 @@ def mean_std(values: Sequence[float | None]) -> dict[str, float | int | None]:
         return {"mean": None, "std": None, "ci95": None, "min": None, "max": None, "n": 0}
     std = statistics.stdev(vals) if len(vals) > 1 else 0.0
     ci = _t95(len(vals) - 1) * std / math.sqrt(len(vals)) if len(vals) > 1 else 0.0
-    return {"mean": statistics.fmean(vals), "std": std, "ci95": ci,
-            "min": min(vals), "max": max(vals), "n": len(vals)}
+    return {
+        "mean": statistics.fmean(vals),
+        "std": std,
+        "ci95": ci,
+        "min": min(vals),
+        "max": max(vals),
+        "n": len(vals),
+    }
 
 
 def fmt(stat: dict[str, Any], digits: int = 4, spread: str = "std") -> str:
@@ -42,8 +64,9 @@ def fmt(stat: dict[str, Any], digits: int = 4, spread: str = "std") -> str:
     return f"{stat['mean']:.{digits}f} ± {stat[spread]:.{digits}f}"
 
 
-def first_reaching(xs: Sequence[float], best_so_far: Sequence[float],
-                   target: float) -> float | None:
+def first_reaching(
+    xs: Sequence[float], best_so_far: Sequence[float], target: float
+) -> float | None:
     """The first x whose best-so-far is at least ``target`` (None: never)."""
     for x, v in zip(xs, best_so_far):
         if v >= target:
@@ -51,8 +74,14 @@ def first_reaching(xs: Sequence[float], best_so_far: Sequence[float],
     return None
 
 
-def draw_band(ax: Any, xs: Sequence[float], mean: Sequence[float | None],
-              low: Sequence[float | None], high: Sequence[float | None], label: str) -> None:
+def draw_band(
+    ax: Any,
+    xs: Sequence[float],
+    mean: Sequence[float | None],
+    low: Sequence[float | None],
+    high: Sequence[float | None],
+    label: str,
+) -> None:
     """A step line of ``mean`` with the band [low, high] shaded in its colour, and a dot at
     the end so that a curve that starts late stays visible."""
     nan = float("nan")
@@ -62,5 +91,4 @@ def draw_band(ax: Any, xs: Sequence[float], mean: Sequence[float | None],
     (line,) = ax.plot(xs, m, drawstyle="steps-post", label=label, linewidth=1.6)
     ax.fill_between(xs, lo, hi, step="post", alpha=0.15, color=line.get_color())
     if m and math.isfinite(m[-1]):
-        ax.plot([xs[-1]], [m[-1]], marker="o", markersize=4, color=line.get_color(),
-                clip_on=False)
+        ax.plot([xs[-1]], [m[-1]], marker="o", markersize=4, color=line.get_color(), clip_on=False)

@@ -49,8 +49,13 @@ def compute(table: Path, kinds: list[str], batch: int) -> dict[str, Any]:
     images = dataset.x_train[pick[:batch]]
     archs = sorted(lookup.rows)
     accuracy = [lookup.rows[a][0] for a in archs]
-    report: dict[str, Any] = {"table": lookup.table.name, "networks": len(archs),
-                              "batch": batch, "scores": {}, "values": {}}
+    report: dict[str, Any] = {
+        "table": lookup.table.name,
+        "networks": len(archs),
+        "batch": batch,
+        "scores": {},
+        "values": {},
+    }
     for kind in kinds:
         began = time.perf_counter()
         values = [score(kind, parse(a), dataset.shape, images) for a in archs]
@@ -74,8 +79,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     report = compute(args.table, args.scores.split(","), args.batch)
-    print(f"{report['table']}: {report['networks']} networks; rank correlation of each "
-          "training-free score with the trained best validation accuracy")
+    print(
+        f"{report['table']}: {report['networks']} networks; rank correlation of each "
+        "training-free score with the trained best validation accuracy"
+    )
     print(f"{'score':10s} {'Spearman':>9s} {'Kendall':>8s} {'ms/network':>11s}")
     for kind, s in report["scores"].items():
         print(f"{kind:10s} {s['spearman']:9.3f} {s['kendall']:8.3f} {s['ms_per_network']:11.2f}")

@@ -53,16 +53,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
+
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
-from protos import controller_pb2 as cpb
-
 from nasrl import codec
 from nasrl.arch import Architecture, arch_hash
 from nasrl.client import ControllerClient, NasrlError, TrainerClient, wait_until_serving
 from nasrl.datasets import input_shape
 from nasrl.local import LocalService
 from nasrl.results import TrainOutcome, TrainSettings
+from protos import controller_pb2 as cpb
 
 if TYPE_CHECKING:
     import optuna
@@ -88,15 +88,24 @@ METAQNN = MetaQNNSpace(conv_filters=(8, 16, 24), fc_units=(64, 32), max_depth=5)
 
 
 def zoph_proto() -> cpb.SearchSpace:
-    return cpb.SearchSpace(zoph=cpb.ZophSpace(
-        filter_sizes=list(ZOPH.filter_sizes), strides=list(ZOPH.strides),
-        filters=list(ZOPH.filters), max_layers=ZOPH.max_layers))
+    return cpb.SearchSpace(
+        zoph=cpb.ZophSpace(
+            filter_sizes=list(ZOPH.filter_sizes),
+            strides=list(ZOPH.strides),
+            filters=list(ZOPH.filters),
+            max_layers=ZOPH.max_layers,
+        )
+    )
 
 
 def metaqnn_proto() -> cpb.SearchSpace:
-    return cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(
-        conv_filters=list(METAQNN.conv_filters), fc_units=list(METAQNN.fc_units),
-        max_depth=METAQNN.max_depth))
+    return cpb.SearchSpace(
+        metaqnn=cpb.MetaQNNSpace(
+            conv_filters=list(METAQNN.conv_filters),
+            fc_units=list(METAQNN.fc_units),
+            max_depth=METAQNN.max_depth,
+        )
+    )
 
 
 def space_of(agent: str) -> str:
@@ -209,8 +218,9 @@ class RunLog:
         return next((s for s, v, _ in self.trajectory if v >= target and s <= self.budget), None)
 
 
-def _train(trainer: TrainerClient, arch: Architecture, dataset: str, settings: TrainSettings,
-           log: RunLog) -> TrainOutcome | str | None:
+def _train(
+    trainer: TrainerClient, arch: Architecture, dataset: str, settings: TrainSettings, log: RunLog
+) -> TrainOutcome | str | None:
     """Train and record; a failure is recorded with its wall time and returned as a reason;
     None: cancelled because the budget ran out meanwhile (not recorded, not to be reported)."""
     began = time.perf_counter()
@@ -258,23 +268,33 @@ def agent_spec(agent: str, qlearning_scale: float) -> cpb.AgentSpec:
     if agent == "random":
         return cpb.AgentSpec(name=agent, random=cpb.RandomSettings(layers=ZOPH.max_layers))
     if agent == "evolution":
-        return cpb.AgentSpec(name=agent, evolution=cpb.EvolutionSettings(
-            population=8, sample_size=3, layers=ZOPH.max_layers))
+        return cpb.AgentSpec(
+            name=agent,
+            evolution=cpb.EvolutionSettings(population=8, sample_size=3, layers=ZOPH.max_layers),
+        )
     if agent == "qlearning":
-        return cpb.AgentSpec(name=agent, qlearning=cpb.QLearningSettings(
-            schedule_scale=qlearning_scale))
+        return cpb.AgentSpec(
+            name=agent, qlearning=cpb.QLearningSettings(schedule_scale=qlearning_scale)
+        )
     return cpb.AgentSpec(name=agent)
 
 
-def run_nasrl(controller: str, trainers: list[TrainerClient], log: RunLog,
-              settings: TrainSettings, qlearning_scale: float) -> dict[str, Any]:
+def run_nasrl(
+    controller: str,
+    trainers: list[TrainerClient],
+    log: RunLog,
+    settings: TrainSettings,
+    qlearning_scale: float,
+) -> dict[str, Any]:
     """One search of a nasrl agent, two workers, until the trainer-second budget is spent."""
     with ControllerClient(controller) as ctl:
         sid = ctl.create_search(
             agent=agent_spec(log.agent, qlearning_scale),
             space=metaqnn_proto() if log.agent == "qlearning" else zoph_proto(),
-            dataset=log.dataset, training=codec.settings_to_proto(settings),
-            budget=CHILD_BUDGET, seed=log.seed,
+            dataset=log.dataset,
+            training=codec.settings_to_proto(settings),
+            budget=CHILD_BUDGET,
+            seed=log.seed,
             name=f"bench {log.agent} {log.dataset} seed {log.seed}",
         ).search_id
 
@@ -302,8 +322,10 @@ def run_nasrl(controller: str, trainers: list[TrainerClient], log: RunLog,
         search = ctl.stop_search(sid)
         return {
             "search_id": sid,
-            "counts": {k: int(getattr(search.counts, k))
-                       for k in ("sampled", "evaluated", "cached", "failed", "reissued")},
+            "counts": {
+                k: int(getattr(search.counts, k))
+                for k in ("sampled", "evaluated", "cached", "failed", "reissued")
+            },
             "progress": dict(search.progress),
         }
 
@@ -313,11 +335,17 @@ def zoph_trial(trial: optuna.trial.Trial, space: ZophSpace) -> Architecture:
     tokens: list[list[int]] = []
     skips: list[list[int]] = []
     for i in range(space.max_layers):
-        tokens.append([
-            int(trial.suggest_categorical(f"l{i + 1}_{d}", list(range(len(space.choices(d))))))
-            for d in ZOPH_DECISIONS])
-        skips.append([int(trial.suggest_categorical(f"l{i + 1}_skip{j + 1}", [0, 1]))
-                      for j in range(i)] if space.skip_connections else [])
+        tokens.append(
+            [
+                int(trial.suggest_categorical(f"l{i + 1}_{d}", list(range(len(space.choices(d))))))
+                for d in ZOPH_DECISIONS
+            ]
+        )
+        skips.append(
+            [int(trial.suggest_categorical(f"l{i + 1}_skip{j + 1}", [0, 1])) for j in range(i)]
+            if space.skip_connections
+            else []
+        )
     return space.decode(tokens, skips if space.skip_connections else None)
 
 
@@ -326,8 +354,9 @@ def run_tpe(trainers: list[TrainerClient], log: RunLog, settings: TrainSettings)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=log.seed))
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=log.seed)
+    )
     lock = threading.Lock()
     known: dict[str, TrainOutcome] = {}
     in_flight: dict[str, threading.Event] = {}
@@ -373,22 +402,22 @@ def run_tpe(trainers: list[TrainerClient], log: RunLog, settings: TrainSettings)
 # ---------------------------------------------------------------------------------- warm-up
 
 
-def warm_up(trainers: list[TrainerClient], dataset: str, settings: TrainSettings,
-            metaqnn_samples: int) -> float | None:
+def warm_up(
+    trainers: list[TrainerClient], dataset: str, settings: TrainSettings, metaqnn_samples: int
+) -> float | None:
     """Train once on every trainer (the first child of a dataset pays one-off costs that no
     agent should be charged for); with ``metaqnn_samples``, also train that many random MetaQNN
     networks per trainer and return their mean seconds (for qlearning's epsilon schedule)."""
     rng = random.Random(12345)
     space = METAQNN.bind(input_shape(dataset))
-    paths = [space.decode(space.random_path(rng))
-             for _ in range(metaqnn_samples * len(trainers))]
+    paths = [space.decode(space.random_path(rng)) for _ in range(metaqnn_samples * len(trainers))]
     decisions = ZOPH.random_decisions(rng, ZOPH.max_layers)
     first = ZOPH.decode(decisions["tokens"], decisions["skips"])
     seconds: list[float] = []
 
     def work(index: int) -> None:
         trainers[index].train(first, dataset, settings)
-        for arch in paths[index::len(trainers)]:
+        for arch in paths[index :: len(trainers)]:
             try:
                 seconds.append(trainers[index].train(arch, dataset, settings).seconds)
             except NasrlError:
@@ -440,7 +469,8 @@ def summarize(runs: Sequence[RunLog], target: float | None) -> dict[str, Any]:
         "seconds_to_find_best": mean_std([f[2] for f in finals if f[2] is not None]),
         "seconds_to_random_best": {
             **mean_std([s for s in reach if s is not None]),
-            "reached": sum(s is not None for s in reach), "runs": len(runs),
+            "reached": sum(s is not None for s in reach),
+            "runs": len(runs),
             "per_seed": reach,
         },
         "dedup_saved_seconds": mean_std([r.saved_seconds for r in runs]),
@@ -452,13 +482,18 @@ def summarize(runs: Sequence[RunLog], target: float | None) -> dict[str, Any]:
     }
 
 
-def print_table(dataset: str, budget: float, target: float | None,
-                summary: dict[str, dict[str, Any]]) -> None:
-    head = (f"{'agent':10s} {'space':8s} {'best val acc':>17s} {'its test acc':>17s} "
-            f"{'t→random best (s)':>22s} {'dedup saved (s)':>15s} {'cached':>7s} "
-            f"{'trained':>8s}")
-    print(f"\n{dataset}: budget {budget:g} trainer-seconds per run; random's final best "
-          f"(mean over seeds) = {f'{target:.4f}' if target is not None else 'n/a'}")
+def print_table(
+    dataset: str, budget: float, target: float | None, summary: dict[str, dict[str, Any]]
+) -> None:
+    head = (
+        f"{'agent':10s} {'space':8s} {'best val acc':>17s} {'its test acc':>17s} "
+        f"{'t→random best (s)':>22s} {'dedup saved (s)':>15s} {'cached':>7s} "
+        f"{'trained':>8s}"
+    )
+    print(
+        f"\n{dataset}: budget {budget:g} trainer-seconds per run; random's final best "
+        f"(mean over seeds) = {f'{target:.4f}' if target is not None else 'n/a'}"
+    )
     print(head)
     print("-" * len(head))
     for agent, s in summary.items():
@@ -469,10 +504,12 @@ def print_table(dataset: str, budget: float, target: float | None,
             reached = f"not reached 0/{reach['runs']}"
         else:
             reached = f"{fmt(reach, 1)} {reach['reached']}/{reach['runs']}"
-        print(f"{agent:10s} {space_of(agent):8s} {fmt(s['best_validation_accuracy']):>17s} "
-              f"{fmt(s['test_accuracy_of_best']):>17s} {reached:>22s} "
-              f"{fmt(s['dedup_saved_seconds'], 1):>15s} {s['cached_hits']['mean']:7.1f} "
-              f"{s['children_trained']['mean']:8.1f}")
+        print(
+            f"{agent:10s} {space_of(agent):8s} {fmt(s['best_validation_accuracy']):>17s} "
+            f"{fmt(s['test_accuracy_of_best']):>17s} {reached:>22s} "
+            f"{fmt(s['dedup_saved_seconds'], 1):>15s} {s['cached_hits']['mean']:7.1f} "
+            f"{s['children_trained']['mean']:8.1f}"
+        )
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -492,10 +529,15 @@ def plot(report: dict[str, Any], path: Path) -> None:
             xs = c["seconds"]
             label = f"{agent} ({space_of(agent)})" if agent == "qlearning" else agent
             draw_band(ax, xs, c["mean"], c["min"], c["max"], label)
-            lows += [v for v in c["mean"][len(xs) // 4:] if v is not None]
+            lows += [v for v in c["mean"][len(xs) // 4 :] if v is not None]
         if d["random_target"] is not None:
-            ax.axhline(d["random_target"], color="grey", linestyle=":", linewidth=1,
-                       label="random's final best")
+            ax.axhline(
+                d["random_target"],
+                color="grey",
+                linestyle=":",
+                linewidth=1,
+                label="random's final best",
+            )
         if lows:
             bottom = min(lows)
             ax.set_ylim(max(0.0, bottom - 0.15 * (1.0 - bottom)), None)
@@ -530,16 +572,23 @@ def parse_budgets(text: str | None, datasets: Sequence[str], quick: bool) -> dic
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description="Search efficiency of nasrl's agents and Optuna's TPE at equal "
-                    "trainer-seconds, with real training.")
+        "trainer-seconds, with real training."
+    )
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--agents", default=",".join(AGENTS))
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per agent (default 3)")
-    p.add_argument("--trainer-seconds", default=None,
-                   help="budget per run: one number, or DATASET=S,...; default "
-                        f"{FULL_SECONDS} ({QUICK_SECONDS} with --quick)")
+    p.add_argument(
+        "--trainer-seconds",
+        default=None,
+        help="budget per run: one number, or DATASET=S,...; default "
+        f"{FULL_SECONDS} ({QUICK_SECONDS} with --quick)",
+    )
     p.add_argument("--epochs", type=int, default=1, help="epochs per child (default 1)")
-    p.add_argument("--quick", action="store_true",
-                   help="the settings `make bench` uses: a few minutes on 2 cores")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the settings `make bench` uses: a few minutes on 2 cores",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help=f"output folder (default {RESULTS})")
     return p
 
@@ -561,8 +610,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         try:
             import optuna  # noqa: F401
         except ImportError:
-            skipped["tpe"] = ("optuna is not installed (pip install -e '.[bench]'); "
-                              "the tpe agent is skipped")
+            skipped["tpe"] = (
+                "optuna is not installed (pip install -e '.[bench]'); the tpe agent is skipped"
+            )
             print(f"note: {skipped['tpe']}", file=sys.stderr)
             agents.remove("tpe")
     budgets = parse_budgets(args.trainer_seconds, datasets, args.quick)
@@ -572,21 +622,38 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
 
     report: dict[str, Any] = {
-        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(
+            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
+        ),
         "settings": {
-            "datasets": datasets, "agents": agents, "skipped": skipped, "seeds": seeds,
-            "epochs": args.epochs, "budgets_trainer_seconds": budgets, "quick": args.quick,
-            "workers": 2, "trainer_threads": 1, "training": dataclasses.asdict(settings),
-            "zoph_space": {"filter_sizes": ZOPH.filter_sizes, "strides": ZOPH.strides,
-                           "filters": ZOPH.filters, "layers": ZOPH.max_layers,
-                           "skip_connections": ZOPH.skip_connections},
-            "metaqnn_space": {"conv_sizes": METAQNN.conv_sizes,
-                              "conv_filters": METAQNN.conv_filters, "pools": METAQNN.pools,
-                              "fc_units": METAQNN.fc_units, "max_depth": METAQNN.max_depth},
+            "datasets": datasets,
+            "agents": agents,
+            "skipped": skipped,
+            "seeds": seeds,
+            "epochs": args.epochs,
+            "budgets_trainer_seconds": budgets,
+            "quick": args.quick,
+            "workers": 2,
+            "trainer_threads": 1,
+            "training": dataclasses.asdict(settings),
+            "zoph_space": {
+                "filter_sizes": ZOPH.filter_sizes,
+                "strides": ZOPH.strides,
+                "filters": ZOPH.filters,
+                "layers": ZOPH.max_layers,
+                "skip_connections": ZOPH.skip_connections,
+            },
+            "metaqnn_space": {
+                "conv_sizes": METAQNN.conv_sizes,
+                "conv_filters": METAQNN.conv_filters,
+                "pools": METAQNN.pools,
+                "fc_units": METAQNN.fc_units,
+                "max_depth": METAQNN.max_depth,
+            },
             "agent_settings": {
                 "reinforce": "defaults (depth curriculum capped at 4 layers)",
-                "random": {"layers": 4}, "evolution": {"population": 8, "sample_size": 3,
-                                                       "layers": 4},
+                "random": {"layers": 4},
+                "evolution": {"population": 8, "sample_size": 3, "layers": 4},
                 "qlearning": "defaults, schedule_scale fitted to the expected children",
                 "tpe": "optuna.samplers.TPESampler(seed=seed), library defaults",
             },
@@ -607,10 +674,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nasrl-bench-") as tmp:
         folder = Path(tmp)
         quiet = {"NASRL_LOG_LEVEL": "WARNING"}
-        controller = LocalService("controller_service", ["--db", str(folder / "bench.db")],
-                                  log_dir=folder, env=quiet)
-        services = [LocalService("trainer_service", ["--device", "cpu", "--threads", "1"],
-                                 log_dir=folder, env=quiet) for _ in range(2)]
+        controller = LocalService(
+            "controller_service", ["--db", str(folder / "bench.db")], log_dir=folder, env=quiet
+        )
+        services = [
+            LocalService(
+                "trainer_service", ["--device", "cpu", "--threads", "1"], log_dir=folder, env=quiet
+            )
+            for _ in range(2)
+        ]
         with controller:
             try:
                 for s in services:
@@ -620,8 +692,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 trainers = [TrainerClient(s.target) for s in services]
                 for dataset in datasets:
                     report["datasets"][dataset] = bench_dataset(
-                        controller.target, trainers, dataset, agents, seeds, budgets[dataset],
-                        settings)
+                        controller.target,
+                        trainers,
+                        dataset,
+                        agents,
+                        seeds,
+                        budgets[dataset],
+                        settings,
+                    )
                 for t in trainers:
                     t.close()
             finally:
@@ -634,22 +712,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for name in skipped.values():
         print(f"note: {name}")
     if "qlearning" in agents:
-        print("note: qlearning searches the MetaQNN space (it cannot search the Zoph space); "
-              "the others search the same Zoph space.")
+        print(
+            "note: qlearning searches the MetaQNN space (it cannot search the Zoph space); "
+            "the others search the same Zoph space."
+        )
     print(f"\nwrote {json_path} and {png_path} in {report['wall_seconds']:.0f}s wall")
     return report
 
 
-def bench_dataset(controller: str, trainers: list[TrainerClient], dataset: str,
-                  agents: list[str], seeds: list[int], budget: float,
-                  settings: TrainSettings) -> dict[str, Any]:
+def bench_dataset(
+    controller: str,
+    trainers: list[TrainerClient],
+    dataset: str,
+    agents: list[str],
+    seeds: list[int],
+    budget: float,
+    settings: TrainSettings,
+) -> dict[str, Any]:
     began = time.perf_counter()
     q_seconds = warm_up(trainers, dataset, settings, 2 if "qlearning" in agents else 0)
     expected = budget / q_seconds if q_seconds else None
     q_scale = max(1e-4, min(1.0, expected / 2700)) if expected else 0.0
     if q_seconds:
-        print(f"{dataset}: warm-up done; random MetaQNN children take {q_seconds:.2f}s → "
-              f"qlearning's schedule fitted to ~{expected:.0f} children (scale {q_scale:.4f})")
+        print(
+            f"{dataset}: warm-up done; random MetaQNN children take {q_seconds:.2f}s → "
+            f"qlearning's schedule fitted to ~{expected:.0f} children (scale {q_scale:.4f})"
+        )
     runs: dict[str, list[RunLog]] = {a: [] for a in agents}
     extra: dict[str, list[dict[str, Any]]] = {a: [] for a in agents}
     for seed in seeds:  # seed-major: load drift on a shared machine hits every agent alike
@@ -661,10 +749,13 @@ def bench_dataset(controller: str, trainers: list[TrainerClient], dataset: str,
             else:
                 info = run_nasrl(controller, trainers, log, settings, q_scale)
             val, test, _ = log.at_budget()
-            print(f"{dataset} {agent:9s} seed {seed}: best val {val:.4f} (test {test:.4f}), "
-                  f"{log.trained} trained, {log.cached} cached ({log.saved_seconds:.1f}s saved)"
-                  f", {log.spent:.1f} trainer-s in {time.perf_counter() - t0:.0f}s wall"
-                  + (" [stalled]" if log.stalled else ""), flush=True)
+            print(
+                f"{dataset} {agent:9s} seed {seed}: best val {val:.4f} (test {test:.4f}), "
+                f"{log.trained} trained, {log.cached} cached ({log.saved_seconds:.1f}s saved)"
+                f", {log.spent:.1f} trainer-s in {time.perf_counter() - t0:.0f}s wall"
+                + (" [stalled]" if log.stalled else ""),
+                flush=True,
+            )
             runs[agent].append(log)
             extra[agent].append(info)
     target = None
@@ -675,20 +766,39 @@ def bench_dataset(controller: str, trainers: list[TrainerClient], dataset: str,
     summary = {a: summarize(rs, target) for a, rs in runs.items()}
     print_table(dataset, budget, target, summary)
     return {
-        "budget_trainer_seconds": budget, "epochs": settings.epochs, "seeds": len(seeds),
+        "budget_trainer_seconds": budget,
+        "epochs": settings.epochs,
+        "seeds": len(seeds),
         "random_target": target,
-        "qlearning_schedule": {"metaqnn_child_seconds": q_seconds, "expected_children": expected,
-                               "schedule_scale": q_scale},
+        "qlearning_schedule": {
+            "metaqnn_child_seconds": q_seconds,
+            "expected_children": expected,
+            "schedule_scale": q_scale,
+        },
         "summary": summary,
         "curves": {a: curves(rs, budget) for a, rs in runs.items()},
-        "runs": {a: [{
-            "seed": r.seed, "space": space_of(a), "trained": r.trained,
-            "trained_within_budget": r.trained_within(), "abandoned": r.abandoned,
-            "cached": r.cached,
-            "dedup_saved_seconds": r.saved_seconds, "failed": r.failed, "stalled": r.stalled,
-            "trainer_seconds": r.spent, "best_at_budget": list(r.at_budget()),
-            "best_architecture": r.best_arch(), "trajectory": r.trajectory, **info,
-        } for r, info in zip(rs, extra[a])] for a, rs in runs.items()},
+        "runs": {
+            a: [
+                {
+                    "seed": r.seed,
+                    "space": space_of(a),
+                    "trained": r.trained,
+                    "trained_within_budget": r.trained_within(),
+                    "abandoned": r.abandoned,
+                    "cached": r.cached,
+                    "dedup_saved_seconds": r.saved_seconds,
+                    "failed": r.failed,
+                    "stalled": r.stalled,
+                    "trainer_seconds": r.spent,
+                    "best_at_budget": list(r.at_budget()),
+                    "best_architecture": r.best_arch(),
+                    "trajectory": r.trajectory,
+                    **info,
+                }
+                for r, info in zip(rs, extra[a])
+            ]
+            for a, rs in runs.items()
+        },
         "wall_seconds": time.perf_counter() - began,
     }
 

@@ -34,38 +34,72 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--slots", type=int, default=16)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args(argv)
-    results: dict[str, object] = {"table": str(args.table), "budget": args.budget,
-                                  "slots": args.slots, "agents": {}}
+    results: dict[str, object] = {
+        "table": str(args.table),
+        "budget": args.budget,
+        "slots": args.slots,
+        "agents": {},
+    }
     with tempfile.TemporaryDirectory(prefix="nasrl-table-stack-") as tmp:
         folder = Path(tmp)
-        controller = LocalService("controller_service", ["--db", str(folder / "c.db")],
-                                  log_dir=folder)
-        trainer = LocalService("trainer_service", ["--table", str(args.table), "--slots",
-                                                   str(args.slots)], log_dir=folder)
+        controller = LocalService(
+            "controller_service", ["--db", str(folder / "c.db")], log_dir=folder
+        )
+        trainer = LocalService(
+            "trainer_service",
+            ["--table", str(args.table), "--slots", str(args.slots)],
+            log_dir=folder,
+        )
         with controller, trainer:
             for service in (controller, trainer):
                 wait_until_serving(service.target, timeout=120)
             for agent in args.agents.split(","):
                 began = time.perf_counter()
                 r = subprocess.run(
-                    [sys.executable, "-m", "nasrl.cli", "search", "--controller",
-                     controller.target, "--trainers", trainer.target, "--slots-per-trainer",
-                     str(args.slots), "--agent", agent, "--space-from-table", str(args.table),
-                     "--budget", str(args.budget), "--json", "--quiet"],
-                    capture_output=True, text=True, timeout=3600)
+                    [
+                        sys.executable,
+                        "-m",
+                        "nasrl.cli",
+                        "search",
+                        "--controller",
+                        controller.target,
+                        "--trainers",
+                        trainer.target,
+                        "--slots-per-trainer",
+                        str(args.slots),
+                        "--agent",
+                        agent,
+                        "--space-from-table",
+                        str(args.table),
+                        "--budget",
+                        str(args.budget),
+                        "--json",
+                        "--quiet",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=3600,
+                )
                 wall = time.perf_counter() - began
                 if r.returncode != 0:
                     raise SystemExit(f"{agent}: nasrl search failed: {r.stderr[-2000:]}")
                 summary = json.loads(r.stdout)
-                row = {"wall_seconds": round(wall, 2), "evaluated": summary["evaluated"],
-                       "cached": summary["cached"], "failed": summary["failed"],
-                       "evaluations_per_second": round(summary["evaluated"] / wall, 1),
-                       "best": summary["best"]}
+                row = {
+                    "wall_seconds": round(wall, 2),
+                    "evaluated": summary["evaluated"],
+                    "cached": summary["cached"],
+                    "failed": summary["failed"],
+                    "evaluations_per_second": round(summary["evaluated"] / wall, 1),
+                    "best": summary["best"],
+                }
                 results["agents"][agent] = row  # type: ignore[index]
-                print(f"{agent:10s} {summary['evaluated']:5d} evaluations "
-                      f"({summary['cached']} cached, {summary['failed']} failed) in {wall:6.1f}s "
-                      f"= {row['evaluations_per_second']}/s; best "
-                      f"{summary['best']['accuracy']:.4f} {summary['best']['arch']}", flush=True)
+                print(
+                    f"{agent:10s} {summary['evaluated']:5d} evaluations "
+                    f"({summary['cached']} cached, {summary['failed']} failed) in {wall:6.1f}s "
+                    f"= {row['evaluations_per_second']}/s; best "
+                    f"{summary['best']['accuracy']:.4f} {summary['best']['arch']}",
+                    flush=True,
+                )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "table_stack.json").write_text(json.dumps(results, indent=1))
     return results

@@ -83,10 +83,18 @@ class Run:
         return self.best[n - 1], self.test[n - 1]
 
     def to_json(self) -> dict[str, Any]:
-        return {"agent": self.agent, "seed": self.seed, "best": self.best, "test": self.test,
-                "seconds": self.seconds, "cached": self.cached, "proposals": self.proposals,
-                "stopped": self.stopped, "stalled": self.stalled,
-                "proxy_seconds": self.proxy_seconds}
+        return {
+            "agent": self.agent,
+            "seed": self.seed,
+            "best": self.best,
+            "test": self.test,
+            "seconds": self.seconds,
+            "cached": self.cached,
+            "proposals": self.proposals,
+            "stopped": self.stopped,
+            "stalled": self.stalled,
+            "proxy_seconds": self.proxy_seconds,
+        }
 
 
 # ------------------------------------------------------------------------ the replay itself
@@ -97,18 +105,20 @@ class Lookup:
 
     def __init__(self, path: Path) -> None:
         from google.protobuf import json_format
-        from protos import controller_pb2 as cpb
 
         from controller_service.codec import space_from_proto
         from nasrl.datasets import input_shape
         from nasrl.table import read_table
+        from protos import controller_pb2 as cpb
 
         self.table = read_table(path)
         space = space_from_proto(json_format.ParseDict(self.table.space, cpb.SearchSpace()))
         assert space is not None
         self.space = space.bind(input_shape(self.table.dataset))
-        self.rows = {a: (r.best_validation, max(r.validation[-5:]), r.test_accuracy, r.seconds)
-                     for a, r in self.table.primary().items()}
+        self.rows = {
+            a: (r.best_validation, max(r.validation[-5:]), r.test_accuracy, r.seconds)
+            for a, r in self.table.primary().items()
+        }
         self.primary = self.table.primary()
         self.optimum = max(v[0] for v in self.rows.values())
 
@@ -139,8 +149,15 @@ class Evaluator:
     its test accuracy is unknown (NaN). The run ends at ``evaluations`` distinct networks or at
     ``budget_seconds`` trainer-seconds, whichever comes first."""
 
-    def __init__(self, lookup: Lookup, run: Run, evaluations: int, stopping: str,
-                 budget_seconds: float | None, stall: int = 4) -> None:
+    def __init__(
+        self,
+        lookup: Lookup,
+        run: Run,
+        evaluations: int,
+        stopping: str,
+        budget_seconds: float | None,
+        stall: int = 4,
+    ) -> None:
         from controller_service.stopping import StoppingSettings, make_rule
 
         self.lookup, self.run = lookup, run
@@ -204,12 +221,18 @@ def proxy_priors(proxy: Lookup, seed: int, evaluations: int, top: int) -> tuple[
     return sorted(found, key=lambda a: -found[a])[:top], seconds
 
 
-def replay_agent(lookup: Lookup, agent_name: str, seed: int, evaluations: int,
-                 variant: str = "paper", stopping: str = "none",
-                 budget_seconds: float | None = None,
-                 warm: tuple[str, int, int] | None = None,
-                 screen: tuple[str, int, str] | None = None,
-                 extras: dict[str, Any] | None = None) -> Run:
+def replay_agent(
+    lookup: Lookup,
+    agent_name: str,
+    seed: int,
+    evaluations: int,
+    variant: str = "paper",
+    stopping: str = "none",
+    budget_seconds: float | None = None,
+    warm: tuple[str, int, int] | None = None,
+    screen: tuple[str, int, str] | None = None,
+    extras: dict[str, Any] | None = None,
+) -> Run:
     """One search by a nasrl agent against the table, with the controller's dedup. ``warm``
     = (proxy table, proxy evaluations, top): the search starts as the controller's warm
     start does — the agent pre-trains on the priors, which are evaluated first. ``screen`` =
@@ -227,8 +250,7 @@ def replay_agent(lookup: Lookup, agent_name: str, seed: int, evaluations: int,
 
     torch.set_num_threads(1)
     cls = agent_class(agent_name)
-    agent = cls(lookup.space, _agent_settings(agent_name, variant, evaluations), seed,
-                evaluations)
+    agent = cls(lookup.space, _agent_settings(agent_name, variant, evaluations), seed, evaluations)
     zoph_reward = cls.default_reward == "zoph"
     run = Run(agent_name, seed)
     evaluate = Evaluator(lookup, run, evaluations, stopping, budget_seconds)
@@ -241,7 +263,7 @@ def replay_agent(lookup: Lookup, agent_name: str, seed: int, evaluations: int,
             if evaluate.done():
                 break
             validation, last5 = evaluate(parse(text))
-            agent.update(prior, last5 ** 3 if zoph_reward else validation)
+            agent.update(prior, last5**3 if zoph_reward else validation)
     scores = _scores(screen[2])[screen[0]] if screen else {}
     max_params = (extras or {}).get("max_params", 0)
     while not evaluate.done():
@@ -264,7 +286,7 @@ def replay_agent(lookup: Lookup, agent_name: str, seed: int, evaluations: int,
                 agent.update(proposal.decisions, None)
                 continue
             validation, last5 = evaluate(proposal.arch)
-            agent.update(proposal.decisions, last5 ** 3 if zoph_reward else validation)
+            agent.update(proposal.decisions, last5**3 if zoph_reward else validation)
             if evaluate.done():
                 break
     return run
@@ -279,16 +301,20 @@ def _scores(path: str) -> dict[str, dict[str, float]]:
     return _SCORE_FILES[path]
 
 
-def replay_tpe(lookup: Lookup, seed: int, evaluations: int, stopping: str = "none",
-               budget_seconds: float | None = None) -> Run:
+def replay_tpe(
+    lookup: Lookup,
+    seed: int,
+    evaluations: int,
+    stopping: str = "none",
+    budget_seconds: float | None = None,
+) -> Run:
     """Optuna TPE over the Zoph decisions against the table, with the same dedup."""
     import optuna
 
     from bench.search_efficiency import zoph_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     run = Run("tpe", seed)
     evaluate = Evaluator(lookup, run, evaluations, stopping, budget_seconds)
     while not evaluate.done():
@@ -311,8 +337,18 @@ def _one(job: Job) -> dict[str, Any]:
         run = replay_tpe(lookup, seed, evaluations, stopping, budget)
     else:
         settings = variant if variant in ("paper", "budget") else "paper"
-        run = replay_agent(lookup, agent, seed, evaluations, settings, stopping, budget,
-                           extras.get("warm"), extras.get("screen"), extras)
+        run = replay_agent(
+            lookup,
+            agent,
+            seed,
+            evaluations,
+            settings,
+            stopping,
+            budget,
+            extras.get("warm"),
+            extras.get("screen"),
+            extras,
+        )
     return run.to_json()
 
 
@@ -338,12 +374,17 @@ def table_stats(lookup: Lookup, path: Path) -> dict[str, Any]:
     from scipy.stats import spearmanr
 
     table = lookup.table
-    pairs = [(r.best_validation, table.rows[(a, 1)].best_validation)
-             for (a, s), r in table.rows.items() if s == 0 and (a, 1) in table.rows]
+    pairs = [
+        (r.best_validation, table.rows[(a, 1)].best_validation)
+        for (a, s), r in table.rows.items()
+        if s == 0 and (a, 1) in table.rows
+    ]
     vals = sorted(v[0] for v in lookup.rows.values())
     out: dict[str, Any] = {
-        "architectures": len(lookup.rows), "rows": len(table.rows),
-        "epochs": table.header["training"]["epochs"], "bytes": path.stat().st_size,
+        "architectures": len(lookup.rows),
+        "rows": len(table.rows),
+        "epochs": table.header["training"]["epochs"],
+        "bytes": path.stat().st_size,
         "build_seconds": round(table.build_seconds(), 1),
         "validation": {"min": vals[0], "median": statistics.median(vals), "max": vals[-1]},
         "best_network": max(lookup.rows, key=lambda a: lookup.rows[a][0]),
@@ -359,12 +400,20 @@ def table_stats(lookup: Lookup, path: Path) -> dict[str, Any]:
     return out
 
 
-def summarize(runs: list[dict[str, Any]], evaluations: int, target: float | None,
-              optimum: float, seconds_per_evaluation: float = 0.0) -> dict[str, Any]:
+def summarize(
+    runs: list[dict[str, Any]],
+    evaluations: int,
+    target: float | None,
+    optimum: float,
+    seconds_per_evaluation: float = 0.0,
+) -> dict[str, Any]:
     checkpoints = sorted({c for c in CHECKPOINTS if c <= evaluations} | {evaluations})
-    out: dict[str, Any] = {"runs": len(runs), "stalled": sum(r["stalled"] for r in runs),
-                           "cached": mean_std([float(r["cached"]) for r in runs]),
-                           "at": {}}
+    out: dict[str, Any] = {
+        "runs": len(runs),
+        "stalled": sum(r["stalled"] for r in runs),
+        "cached": mean_std([float(r["cached"]) for r in runs]),
+        "at": {},
+    }
     for n in checkpoints:
         vals = [_at(r, "best", n) for r in runs]
         tests = [_at(r, "test", n) for r in runs]
@@ -376,20 +425,28 @@ def summarize(runs: list[dict[str, Any]], evaluations: int, target: float | None
         evals = [first_reaching(range(1, len(r["best"]) + 1), r["best"], target) for r in runs]
         secs = [first_reaching(r["seconds"], r["best"], target) for r in runs]
         # a warm start's proxy search is part of what reaching the target cost
-        secs = [None if s is None else s + r.get("proxy_seconds", 0.0)
-                for s, r in zip(secs, runs)]
+        secs = [None if s is None else s + r.get("proxy_seconds", 0.0) for s, r in zip(secs, runs)]
         out["proxy_seconds"] = mean_std([r.get("proxy_seconds", 0.0) for r in runs])
         out["to_random_best"] = {
-            "reached": sum(e is not None for e in evals), "runs": len(runs),
+            "reached": sum(e is not None for e in evals),
+            "runs": len(runs),
             # runs that never reach it count as the whole budget of evaluations and its
             # expected trainer-seconds (a lower bound; a stalled run too)
-            "evaluations": mean_std([float(e) if e is not None else float(evaluations)
-                                     for e in evals]),
-            "trainer_seconds": mean_std([
-                s if s is not None else max(r["seconds"][-1] if r["seconds"] else 0.0,
-                                            evaluations * seconds_per_evaluation)
-                + r.get("proxy_seconds", 0.0)
-                for s, r in zip(secs, runs)]),
+            "evaluations": mean_std(
+                [float(e) if e is not None else float(evaluations) for e in evals]
+            ),
+            "trainer_seconds": mean_std(
+                [
+                    s
+                    if s is not None
+                    else max(
+                        r["seconds"][-1] if r["seconds"] else 0.0,
+                        evaluations * seconds_per_evaluation,
+                    )
+                    + r.get("proxy_seconds", 0.0)
+                    for s, r in zip(secs, runs)
+                ]
+            ),
         }
     return out
 
@@ -437,57 +494,73 @@ def seconds_grid(runs: list[dict[str, Any]], budget: float, points: int = 100) -
     return {"seconds": xs, "mean": mean, "low": low, "high": high}
 
 
-def stopping_summary(runs: list[dict[str, Any]], budget: float,
-                     target: float | None) -> dict[str, Any]:
+def stopping_summary(
+    runs: list[dict[str, Any]], budget: float, target: float | None
+) -> dict[str, Any]:
     def best_at(r: dict[str, Any]) -> float | None:
         k = sum(1 for t in r["seconds"] if t <= budget)
         return r["best"][k - 1] if k else None
 
     out: dict[str, Any] = {
-        "runs": len(runs), "best_at_budget": mean_std([best_at(r) for r in runs]),
+        "runs": len(runs),
+        "best_at_budget": mean_std([best_at(r) for r in runs]),
         "children": mean_std([float(len(r["best"])) for r in runs]),
         "stopped": mean_std([float(r["stopped"]) for r in runs]),
     }
     if target is not None:
         secs = [first_reaching(r["seconds"], r["best"], target) for r in runs]
-        out["to_target"] = {"reached": sum(x is not None for x in secs), "runs": len(runs),
-                            "trainer_seconds": mean_std([x if x is not None else budget
-                                                         for x in secs])}
+        out["to_target"] = {
+            "reached": sum(x is not None for x in secs),
+            "runs": len(runs),
+            "trainer_seconds": mean_std([x if x is not None else budget for x in secs]),
+        }
     return out
 
 
 def print_stopping(report: dict[str, Any]) -> None:
     es = report["early_stopping"]
-    print(f"\nearly stopping at an equal budget of {es['budget_seconds']:.0f} trainer-seconds "
-          f"per run (= {report['evaluations']} fully trained children); target: random "
-          f"search's mean best without early stopping, {es['target']:.4f}")
-    head = (f"{'arm':18s} {'best at budget':>17s} {'children':>9s} {'stopped':>8s} "
-            f"{'trainer-s to target':>22s} {'reached':>8s} {'vs random':>10s}")
+    print(
+        f"\nearly stopping at an equal budget of {es['budget_seconds']:.0f} trainer-seconds "
+        f"per run (= {report['evaluations']} fully trained children); target: random "
+        f"search's mean best without early stopping, {es['target']:.4f}"
+    )
+    head = (
+        f"{'arm':18s} {'best at budget':>17s} {'children':>9s} {'stopped':>8s} "
+        f"{'trainer-s to target':>22s} {'reached':>8s} {'vs random':>10s}"
+    )
     print(head)
     print("-" * len(head))
     base = es["arms"]["random"]["to_target"]["trainer_seconds"]["mean"]
     for arm, s in es["arms"].items():
         t = s["to_target"]
         ratio = t["trainer_seconds"]["mean"] / base if base else float("nan")
-        print(f"{arm:18s} {fmt(s['best_at_budget'], 4, 'ci95'):>17s} "
-              f"{s['children']['mean']:9.1f} {s['stopped']['mean']:8.1f} "
-              f"{fmt(t['trainer_seconds'], 0, 'ci95'):>22s} {t['reached']:>4d}/{t['runs']:<3d} "
-              f"{ratio:9.2f}x")
+        print(
+            f"{arm:18s} {fmt(s['best_at_budget'], 4, 'ci95'):>17s} "
+            f"{s['children']['mean']:9.1f} {s['stopped']['mean']:8.1f} "
+            f"{fmt(t['trainer_seconds'], 0, 'ci95'):>22s} {t['reached']:>4d}/{t['runs']:<3d} "
+            f"{ratio:9.2f}x"
+        )
 
 
 def print_report(report: dict[str, Any]) -> None:
     t = report["table_stats"]
-    print(f"table {report['table']}: {t['architectures']} networks, {t['rows']} rows, "
-          f"{t['epochs']} epochs each, {t['bytes'] / 1e6:.2f} MB, built in "
-          f"{t['build_seconds'] / 3600:.2f} h; validation {t['validation']['min']:.3f} .. "
-          f"{t['validation']['max']:.3f} (median {t['validation']['median']:.3f})")
+    print(
+        f"table {report['table']}: {t['architectures']} networks, {t['rows']} rows, "
+        f"{t['epochs']} epochs each, {t['bytes'] / 1e6:.2f} MB, built in "
+        f"{t['build_seconds'] / 3600:.2f} h; validation {t['validation']['min']:.3f} .. "
+        f"{t['validation']['max']:.3f} (median {t['validation']['median']:.3f})"
+    )
     if "seed_std" in t:
-        print(f"noise over {t['noise_pairs']} networks trained with two seeds: seed-to-seed std "
-              f"{t['seed_std']:.4f}, mean |difference| {t['mean_abs_seed_difference']:.4f}, "
-              f"Spearman {t['spearman']:.3f}")
-    print(f"\n{report['table']}: {report['architectures']} networks, optimum "
-          f"{report['optimum']:.4f}, {report['seeds']} seeds, {report['evaluations']} "
-          f"evaluations per run; random's mean final best {report['random_target']:.4f}")
+        print(
+            f"noise over {t['noise_pairs']} networks trained with two seeds: seed-to-seed std "
+            f"{t['seed_std']:.4f}, mean |difference| {t['mean_abs_seed_difference']:.4f}, "
+            f"Spearman {t['spearman']:.3f}"
+        )
+    print(
+        f"\n{report['table']}: {report['architectures']} networks, optimum "
+        f"{report['optimum']:.4f}, {report['seeds']} seeds, {report['evaluations']} "
+        f"evaluations per run; random's mean final best {report['random_target']:.4f}"
+    )
     for variant, agents in report["variants"].items():
         checkpoints = list(next(iter(agents.values()))["at"])
         head = f"{variant:11s} {'agent':10s} " + " ".join(f"{'val@' + c:>17s}" for c in checkpoints)
@@ -496,15 +569,21 @@ def print_report(report: dict[str, Any]) -> None:
         print(head)
         print("-" * len(head))
         for agent, s in agents.items():
-            cells = " ".join(f"{fmt(s['at'][c]['validation'], 4, 'ci95'):>17s}"
-                             for c in checkpoints)
+            cells = " ".join(
+                f"{fmt(s['at'][c]['validation'], 4, 'ci95'):>17s}" for c in checkpoints
+            )
             reach = s.get("to_random_best")
-            ev = f"{fmt(reach['evaluations'], 0, 'ci95')} {reach['reached']}/{reach['runs']}" \
-                if reach else "-"
+            ev = (
+                f"{fmt(reach['evaluations'], 0, 'ci95')} {reach['reached']}/{reach['runs']}"
+                if reach
+                else "-"
+            )
             ts = fmt(reach["trainer_seconds"], 0, "ci95") if reach else "-"
-            print(f"{variant:11s} {agent:10s} {cells} "
-                  f"{fmt(s['at'][checkpoints[-1]]['test'], 4, 'ci95'):>17s} {ev:>16s} "
-                  f"{ts:>18s} {fmt(s['final_regret'], 4, 'ci95'):>17s}")
+            print(
+                f"{variant:11s} {agent:10s} {cells} "
+                f"{fmt(s['at'][checkpoints[-1]]['test'], 4, 'ci95'):>17s} {ev:>16s} "
+                f"{ts:>18s} {fmt(s['final_regret'], 4, 'ci95'):>17s}"
+            )
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -520,17 +599,24 @@ def plot(report: dict[str, Any], path: Path) -> None:
         for agent, c in report["curves"][variant].items():
             xs = list(range(1, len(c["mean"]) + 1))
             draw_band(ax, xs, c["mean"], c["low"], c["high"], agent)
-            lows += [v for v in c["mean"][len(xs) // 10:] if v is not None]
-        ax.axhline(report["optimum"], color="black", linestyle="--", linewidth=1,
-                   label="table optimum")
-        ax.axhline(report["random_target"], color="grey", linestyle=":", linewidth=1,
-                   label="random's final best")
+            lows += [v for v in c["mean"][len(xs) // 10 :] if v is not None]
+        ax.axhline(
+            report["optimum"], color="black", linestyle="--", linewidth=1, label="table optimum"
+        )
+        ax.axhline(
+            report["random_target"],
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label="random's final best",
+        )
         if lows:
             bottom = min(lows)
             ax.set_ylim(bottom - 0.1 * (report["optimum"] - bottom), None)
         ax.set_xscale("log")
-        ax.set_title(f"{report['table']} ({variant} settings): {report['seeds']} seeds, "
-                     "mean ± 95 % CI")
+        ax.set_title(
+            f"{report['table']} ({variant} settings): {report['seeds']} seeds, mean ± 95 % CI"
+        )
         ax.set_xlabel("distinct networks evaluated")
         ax.set_ylabel("best validation accuracy so far")
         ax.grid(alpha=0.3)
@@ -550,35 +636,56 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seeds", type=int, default=50)
     p.add_argument("--evaluations", type=int, help="default: a quarter of the table")
     p.add_argument("--variant", choices=("paper", "budget", "both"), default="both")
-    p.add_argument("--early-stopping", default="",
-                   help="comma-separated rules (none,median,asha): run every agent under each "
-                   "rule to the same trainer-second budget instead of the evaluation study")
-    p.add_argument("--warm-start", metavar="PROXY_TABLE", type=Path,
-                   help="also run every agent warm-started (variant 'warm'): priors are the "
-                   "best --warm-top networks a random search of --proxy-evaluations finds on "
-                   "this proxy table (the same space on a cheaper dataset); its trainer-seconds "
-                   "are added to the warm runs' cost")
+    p.add_argument(
+        "--early-stopping",
+        default="",
+        help="comma-separated rules (none,median,asha): run every agent under each "
+        "rule to the same trainer-second budget instead of the evaluation study",
+    )
+    p.add_argument(
+        "--warm-start",
+        metavar="PROXY_TABLE",
+        type=Path,
+        help="also run every agent warm-started (variant 'warm'): priors are the "
+        "best --warm-top networks a random search of --proxy-evaluations finds on "
+        "this proxy table (the same space on a cheaper dataset); its trainer-seconds "
+        "are added to the warm runs' cost",
+    )
     p.add_argument("--proxy-evaluations", type=int, default=100)
     p.add_argument("--warm-top", type=int, default=10)
-    p.add_argument("--warm-stopping", default="none",
-                   help="comma-separated early-stopping rules for the warm runs (variant "
-                   "'warm+RULE' for each rule other than none)")
-    p.add_argument("--screen", choices=("synflow", "params", "flops", "naswot"),
-                   help="also run every agent with training-free screening by this score "
-                   "(variant SCOREx<factor>; scores from bench/screening.py)")
-    p.add_argument("--screen-factor", default="4",
-                   help="comma-separated proposals per evaluated child (default 4)")
-    p.add_argument("--max-params", type=int, default=0,
-                   help="also run every agent with this parameter limit (variant 'max_params "
-                   "N'): proposals over it are rejected before training and learnt as failures")
+    p.add_argument(
+        "--warm-stopping",
+        default="none",
+        help="comma-separated early-stopping rules for the warm runs (variant "
+        "'warm+RULE' for each rule other than none)",
+    )
+    p.add_argument(
+        "--screen",
+        choices=("synflow", "params", "flops", "naswot"),
+        help="also run every agent with training-free screening by this score "
+        "(variant SCOREx<factor>; scores from bench/screening.py)",
+    )
+    p.add_argument(
+        "--screen-factor",
+        default="4",
+        help="comma-separated proposals per evaluated child (default 4)",
+    )
+    p.add_argument(
+        "--max-params",
+        type=int,
+        default=0,
+        help="also run every agent with this parameter limit (variant 'max_params "
+        "N'): proposals over it are rejected before training and learnt as failures",
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     began = time.perf_counter()
     lookup = _lookup(str(args.table))
     is_zoph = "zoph" in lookup.table.space
-    agents = args.agents.split(",") if args.agents else list(
-        ZOPH_AGENTS if is_zoph else METAQNN_AGENTS)
+    agents = (
+        args.agents.split(",") if args.agents else list(ZOPH_AGENTS if is_zoph else METAQNN_AGENTS)
+    )
     if "tpe" in agents and not is_zoph:
         raise SystemExit("tpe runs on Zoph tables only")
     evaluations = args.evaluations or len(lookup.rows) // 4
@@ -589,31 +696,69 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     variants = ["paper", "budget"] if args.variant == "both" else [args.variant]
     # random search with the paper's (its only) settings is every variant's reference
     paper = agents if "paper" in variants else ["random"]
-    jobs: list[Job] = [(str(args.table), a, s, evaluations, "paper", "none", None, None)
-                       for a in paper for s in range(args.seeds)]
-    jobs += [(str(args.table), a, s, evaluations, "budget", "none", None, None) for a in agents
-             if "budget" in variants and a in BUDGET_SETTINGS for s in range(args.seeds)]
+    jobs: list[Job] = [
+        (str(args.table), a, s, evaluations, "paper", "none", None, None)
+        for a in paper
+        for s in range(args.seeds)
+    ]
+    jobs += [
+        (str(args.table), a, s, evaluations, "budget", "none", None, None)
+        for a in agents
+        if "budget" in variants and a in BUDGET_SETTINGS
+        for s in range(args.seeds)
+    ]
     if args.warm_start:
         warm = {"warm": (str(args.warm_start), args.proxy_evaluations, args.warm_top)}
         for rule in args.warm_stopping.split(","):
             name = "warm" if rule == "none" else f"warm+{rule}"
-            jobs += [(str(args.table), a, s, evaluations, name, rule, None, warm)
-                     for a in agents if a != "tpe" for s in range(args.seeds)]
+            jobs += [
+                (str(args.table), a, s, evaluations, name, rule, None, warm)
+                for a in agents
+                if a != "tpe"
+                for s in range(args.seeds)
+            ]
     if args.max_params:
         limit = {"max_params": args.max_params}
-        jobs += [(str(args.table), a, s, evaluations, f"max_params {args.max_params:,}", "none",
-                  None, limit) for a in agents if a != "tpe" for s in range(args.seeds)]
+        jobs += [
+            (
+                str(args.table),
+                a,
+                s,
+                evaluations,
+                f"max_params {args.max_params:,}",
+                "none",
+                None,
+                limit,
+            )
+            for a in agents
+            if a != "tpe"
+            for s in range(args.seeds)
+        ]
     if args.screen:
         from bench.screening import scores_path
 
         scores = scores_path(args.table, args.out)
         if not scores.exists():
-            raise SystemExit(f"{scores} is missing: run python bench/screening.py --table "
-                             f"{args.table} first")
+            raise SystemExit(
+                f"{scores} is missing: run python bench/screening.py --table {args.table} first"
+            )
         for factor in (int(f) for f in args.screen_factor.split(",")):
             screen = {"screen": (args.screen, factor, str(scores))}
-            jobs += [(str(args.table), a, s, evaluations, f"{args.screen}x{factor}", "none",
-                      None, screen) for a in agents if a != "tpe" for s in range(args.seeds)]
+            jobs += [
+                (
+                    str(args.table),
+                    a,
+                    s,
+                    evaluations,
+                    f"{args.screen}x{factor}",
+                    "none",
+                    None,
+                    screen,
+                )
+                for a in agents
+                if a != "tpe"
+                for s in range(args.seeds)
+            ]
     with ProcessPoolExecutor(max(1, args.workers)) as pool:
         results = list(pool.map(_one, jobs, chunksize=4))
     by: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -622,29 +767,54 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     random_runs = by.get("paper", {}).get("random", [])
     target = mean_std([r["best"][-1] for r in random_runs])["mean"] if random_runs else None
     report: dict[str, Any] = {
-        "table": lookup.table.name, "dataset": lookup.table.dataset,
-        "architectures": len(lookup.rows), "optimum": lookup.optimum,
+        "table": lookup.table.name,
+        "dataset": lookup.table.dataset,
+        "architectures": len(lookup.rows),
+        "optimum": lookup.optimum,
         "table_stats": table_stats(lookup, args.table),
-        "seeds": args.seeds, "evaluations": evaluations, "random_target": target,
-        "variants": {v: {a: summarize(runs, evaluations, target, lookup.optimum,
-                                      statistics.fmean(r[3] for r in lookup.rows.values()))
-                         for a, runs in agents_runs.items()} for v, agents_runs in by.items()},
-        "curves": {v: {a: curves(runs, evaluations) for a, runs in agents_runs.items()}
-                   for v, agents_runs in by.items()},
+        "seeds": args.seeds,
+        "evaluations": evaluations,
+        "random_target": target,
+        "variants": {
+            v: {
+                a: summarize(
+                    runs,
+                    evaluations,
+                    target,
+                    lookup.optimum,
+                    statistics.fmean(r[3] for r in lookup.rows.values()),
+                )
+                for a, runs in agents_runs.items()
+            }
+            for v, agents_runs in by.items()
+        },
+        "curves": {
+            v: {a: curves(runs, evaluations) for a, runs in agents_runs.items()}
+            for v, agents_runs in by.items()
+        },
         "settings": {a: _agent_settings(a, "budget", evaluations) for a in BUDGET_SETTINGS},
-        "warm_start": None if not args.warm_start else {
-            "proxy_table": str(args.warm_start), "proxy_evaluations": args.proxy_evaluations,
-            "top": args.warm_top, "stopping": args.warm_stopping},
+        "warm_start": None
+        if not args.warm_start
+        else {
+            "proxy_table": str(args.warm_start),
+            "proxy_evaluations": args.proxy_evaluations,
+            "top": args.warm_top,
+            "stopping": args.warm_stopping,
+        },
         "wall_seconds": round(time.perf_counter() - began, 1),
         "machine": f"{platform.machine()}, {args.workers} worker process(es)",
-        "command": "python bench/tabular.py " + " ".join(argv if argv is not None
-                                                          else sys.argv[1:]),
+        "command": "python bench/tabular.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
     }
     if target is not None:
         print_report(report)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"tabular_{lookup.table.name}" + ("_warm" if args.warm_start else "") + (
-        f"_{args.screen}" if args.screen else "") + ("_max_params" if args.max_params else "")
+    stem = (
+        f"tabular_{lookup.table.name}"
+        + ("_warm" if args.warm_start else "")
+        + (f"_{args.screen}" if args.screen else "")
+        + ("_max_params" if args.max_params else "")
+    )
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1))
     if target is not None:
         plot(report, args.out / f"{stem}.png")
@@ -652,8 +822,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
-def early_stopping_study(args: argparse.Namespace, lookup: Lookup, agents: list[str],
-                         evaluations: int, began: float) -> dict[str, Any]:
+def early_stopping_study(
+    args: argparse.Namespace, lookup: Lookup, agents: list[str], evaluations: int, began: float
+) -> dict[str, Any]:
     """Every agent under every rule, each run to the trainer-seconds that ``evaluations``
     fully trained children cost on average in this table."""
     import statistics
@@ -662,8 +833,12 @@ def early_stopping_study(args: argparse.Namespace, lookup: Lookup, agents: list[
     if "none" not in rules:
         rules.insert(0, "none")
     budget = evaluations * statistics.fmean(r.seconds for r in lookup.primary.values())
-    jobs: list[Job] = [(str(args.table), a, s, len(lookup.rows), "paper", rule, budget, None)
-                       for a in agents for rule in rules for s in range(args.seeds)]
+    jobs: list[Job] = [
+        (str(args.table), a, s, len(lookup.rows), "paper", rule, budget, None)
+        for a in agents
+        for rule in rules
+        for s in range(args.seeds)
+    ]
     with ProcessPoolExecutor(max(1, args.workers)) as pool:
         results = list(pool.map(_one, jobs, chunksize=4))
     arms: dict[str, list[dict[str, Any]]] = {}
@@ -673,9 +848,13 @@ def early_stopping_study(args: argparse.Namespace, lookup: Lookup, agents: list[
     if "random" in arms:
         target = stopping_summary(arms["random"], budget, None)["best_at_budget"]["mean"]
     report: dict[str, Any] = {
-        "table": lookup.table.name, "seeds": args.seeds, "evaluations": evaluations,
+        "table": lookup.table.name,
+        "seeds": args.seeds,
+        "evaluations": evaluations,
         "early_stopping": {
-            "budget_seconds": budget, "target": target, "rules": rules,
+            "budget_seconds": budget,
+            "target": target,
+            "rules": rules,
             "arms": {a: stopping_summary(runs, budget, target) for a, runs in arms.items()},
             "curves": {a: seconds_grid(runs, budget) for a, runs in arms.items()},
         },
@@ -703,8 +882,13 @@ def _plot_stopping(report: dict[str, Any], path: Path) -> None:
     for arm, c in es["curves"].items():
         draw_band(ax, c["seconds"], c["mean"], c["low"], c["high"], arm)
     if es["target"] is not None:
-        ax.axhline(es["target"], color="grey", linestyle=":", linewidth=1,
-                   label="random's best (no early stopping)")
+        ax.axhline(
+            es["target"],
+            color="grey",
+            linestyle=":",
+            linewidth=1,
+            label="random's best (no early stopping)",
+        )
     ax.set_title(f"{report['table']}: early stopping, {report['seeds']} seeds, mean ± 95 % CI")
     ax.set_xlabel("trainer-seconds")
     ax.set_ylabel("best validation accuracy so far")

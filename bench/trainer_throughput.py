@@ -52,11 +52,11 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from nasrl.arch import parse
+from nasrl.builder import ChildNet, build
 from nasrl.client import TrainerClient, wait_until_serving
 from nasrl.local import LocalService
 from nasrl.results import EpochRecord, TrainSettings
 from trainer_service import data as datasets
-from nasrl.builder import ChildNet, build
 from trainer_service.train import EVAL_BATCH, _lr_factor, _make_optimizer, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,8 +95,9 @@ def run_nasrl(arch: str, data: datasets.Dataset, s: TrainSettings, device: torch
 
 
 @torch.no_grad()
-def _accuracy(model: ChildNet, loader: DataLoader[tuple[torch.Tensor, ...]],
-              device: torch.device) -> float:
+def _accuracy(
+    model: ChildNet, loader: DataLoader[tuple[torch.Tensor, ...]], device: torch.device
+) -> float:
     model.eval()
     correct = total = 0
     for x, y in loader:
@@ -114,11 +115,17 @@ def run_plain(arch: str, data: datasets.Dataset, s: TrainSettings, device: torch
     pin = device.type == "cuda"
     n = len(data.y_train)
     # nasrl drops a lone last sample too: batch-norm cannot train on one.
-    train_loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=s.batch_size,
-                              shuffle=True, pin_memory=pin, drop_last=n % s.batch_size == 1,
-                              generator=torch.Generator().manual_seed(s.seed))
-    val_loader = DataLoader(TensorDataset(data.x_val, data.y_val), batch_size=EVAL_BATCH,
-                            pin_memory=pin)
+    train_loader = DataLoader(
+        TensorDataset(data.x_train, data.y_train),
+        batch_size=s.batch_size,
+        shuffle=True,
+        pin_memory=pin,
+        drop_last=n % s.batch_size == 1,
+        generator=torch.Generator().manual_seed(s.seed),
+    )
+    val_loader = DataLoader(
+        TensorDataset(data.x_val, data.y_val), batch_size=EVAL_BATCH, pin_memory=pin
+    )
     optimizer = _make_optimizer(model, s)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(s, len(train_loader)))
     val_acc = 0.0
@@ -136,13 +143,20 @@ def run_plain(arch: str, data: datasets.Dataset, s: TrainSettings, device: torch
 
 
 def _subset(data: datasets.Dataset, n: int) -> datasets.Dataset:
-    return replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n],
-                   x_val=data.x_val[:n], y_val=data.y_val[:n],
-                   x_test=data.x_test[:n], y_test=data.y_test[:n])
+    return replace(
+        data,
+        x_train=data.x_train[:n],
+        y_train=data.y_train[:n],
+        x_val=data.x_val[:n],
+        y_val=data.y_val[:n],
+        x_test=data.x_test[:n],
+        y_test=data.y_test[:n],
+    )
 
 
-def compare_loops(data: datasets.Dataset, device: torch.device, epochs: int,
-                  repeats: int) -> list[dict[str, Any]]:
+def compare_loops(
+    data: datasets.Dataset, device: torch.device, epochs: int, repeats: int
+) -> list[dict[str, Any]]:
     s = TrainSettings(epochs=epochs).validate()
     loops = {"nasrl": run_nasrl, "plain": run_plain}
     small = _subset(data, 64 if repeats == 1 else 256)
@@ -167,13 +181,15 @@ def _summarise(name: str, arch: str, runs: dict[str, list[Run]], n_val: int) -> 
         row[loop] = {
             "images_per_s": statistics.median(r.images_per_s for r in rs),
             "validation_accuracy": mean,  # mean over seeds 0..repeats-1
-            "runs": [asdict(r) | {"images_per_s": r.images_per_s, "seed": i}
-                     for i, r in enumerate(rs)],
+            "runs": [
+                asdict(r) | {"images_per_s": r.images_per_s, "seed": i} for i, r in enumerate(rs)
+            ],
         }
         seed_var = statistics.variance(accs) if len(accs) > 1 else 0.0
         variance += (seed_var + mean * (1 - mean) / max(1, n_val)) / len(accs)
     row["ratio"] = statistics.median(
-        a.images_per_s / b.images_per_s for a, b in zip(runs["nasrl"], runs["plain"]))
+        a.images_per_s / b.images_per_s for a, b in zip(runs["nasrl"], runs["plain"])
+    )
     gap = row["nasrl"]["validation_accuracy"] - row["plain"]["validation_accuracy"]
     row["accuracy_gap"] = gap
     # standard error of the gap: seed-to-seed spread plus binomial noise of the split
@@ -185,44 +201,65 @@ def _summarise(name: str, arch: str, runs: dict[str, list[Run]], n_val: int) -> 
 def _train_children(target: str, dataset: str, count: int, epochs: int, slot: int) -> None:
     with TrainerClient(target) as client:
         for i in range(count):
-            client.train(ARCHS["small"], dataset,
-                         TrainSettings(epochs=epochs, seed=1000 * slot + i))
+            client.train(
+                ARCHS["small"], dataset, TrainSettings(epochs=epochs, seed=1000 * slot + i)
+            )
 
 
-def slot_throughput(dataset: str, device: str, slots: int, children: int,
-                    epochs: int) -> dict[str, Any]:
+def slot_throughput(
+    dataset: str, device: str, slots: int, children: int, epochs: int
+) -> dict[str, Any]:
     """Children per hour of one trainer process with ``slots`` slots, kept full."""
-    with tempfile.TemporaryDirectory(prefix="nasrl-bench-") as tmp, LocalService(
-        "trainer_service", ["--slots", str(slots), "--device", device], log_dir=Path(tmp),
-        env={"NASRL_LOG_LEVEL": "WARNING"},
-    ) as service:
+    with (
+        tempfile.TemporaryDirectory(prefix="nasrl-bench-") as tmp,
+        LocalService(
+            "trainer_service",
+            ["--slots", str(slots), "--device", device],
+            log_dir=Path(tmp),
+            env={"NASRL_LOG_LEVEL": "WARNING"},
+        ) as service,
+    ):
         wait_until_serving(service.target)
         with TrainerClient(service.target) as client:  # loads the dataset; untimed
             client.train(WARMUP_ARCH, dataset, TrainSettings(epochs=1))
         began = time.perf_counter()
         with ThreadPoolExecutor(slots) as pool:
-            futures = [pool.submit(_train_children, service.target, dataset, children, epochs, k)
-                       for k in range(slots)]
+            futures = [
+                pool.submit(_train_children, service.target, dataset, children, epochs, k)
+                for k in range(slots)
+            ]
             for future in futures:
                 future.result()
         seconds = time.perf_counter() - began
     total = slots * children
     threads = max(1, (os.cpu_count() or 1) // slots) if device == "cpu" else None
-    return {"slots": slots, "children": total, "seconds": seconds, "threads_per_slot": threads,
-            "children_per_hour": total / seconds * 3600}
+    return {
+        "slots": slots,
+        "children": total,
+        "seconds": seconds,
+        "threads_per_slot": threads,
+        "children_per_hour": total / seconds * 3600,
+    }
 
 
-def compare_slots(dataset: str, device: str, slot_counts: list[int], children: int,
-                  epochs: int, repeats: int) -> list[dict[str, Any]]:
+def compare_slots(
+    dataset: str, device: str, slot_counts: list[int], children: int, epochs: int, repeats: int
+) -> list[dict[str, Any]]:
     measured: dict[int, list[dict[str, Any]]] = {k: [] for k in slot_counts}
     for r in range(repeats):
         for k in slot_counts if r % 2 == 0 else slot_counts[::-1]:
             measured[k].append(slot_throughput(dataset, device, k, children, epochs))
-    rows = [{"slots": k, "children": ms[0]["children"],
-             "seconds": statistics.median(m["seconds"] for m in ms),
-             "children_per_hour": statistics.median(m["children_per_hour"] for m in ms),
-             "threads_per_slot": ms[0]["threads_per_slot"], "runs": ms}
-            for k, ms in measured.items()]
+    rows = [
+        {
+            "slots": k,
+            "children": ms[0]["children"],
+            "seconds": statistics.median(m["seconds"] for m in ms),
+            "children_per_hour": statistics.median(m["children_per_hour"] for m in ms),
+            "threads_per_slot": ms[0]["threads_per_slot"],
+            "runs": ms,
+        }
+        for k, ms in measured.items()
+    ]
     base = next((r["children_per_hour"] for r in rows if r["slots"] == 1), None)
     for row in rows:
         row["ratio_vs_1"] = row["children_per_hour"] / base if base else None
@@ -240,15 +277,21 @@ def choose_devices(name: str) -> tuple[list[torch.device], str | None]:
         return [torch.device(name)], None
     if name != "auto":
         raise SystemExit(f"--device must be auto, cpu or cuda, got {name!r}")
-    return ([torch.device("cpu"), torch.device("cuda")], None) if has_cuda else (
-        [torch.device("cpu")], NO_CUDA)
+    return (
+        ([torch.device("cpu"), torch.device("cuda")], None)
+        if has_cuda
+        else ([torch.device("cpu")], NO_CUDA)
+    )
 
 
 def machine_info(devices: list[torch.device], threads: int) -> dict[str, Any]:
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
         "devices": [str(d) for d in devices],
         "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "load_average_at_start": list(os.getloadavg()),
@@ -257,23 +300,31 @@ def machine_info(devices: list[torch.device], threads: int) -> dict[str, Any]:
 
 def print_loops(device: str, rows: list[dict[str, Any]], header: str) -> None:
     print(f"[{device}] loop comparison: {header}")
-    print(f"[{device}] {'arch':7s} {'nasrl img/s':>12s} {'plain img/s':>12s} {'ratio':>6s} "
-          f"{'val nasrl':>9s} {'val plain':>9s}")
+    print(
+        f"[{device}] {'arch':7s} {'nasrl img/s':>12s} {'plain img/s':>12s} {'ratio':>6s} "
+        f"{'val nasrl':>9s} {'val plain':>9s}"
+    )
     for r in rows:
-        print(f"[{device}] {r['arch']:7s} {r['nasrl']['images_per_s']:12.0f} "
-              f"{r['plain']['images_per_s']:12.0f} {r['ratio']:5.2f}x "
-              f"{r['nasrl']['validation_accuracy']:9.4f} {r['plain']['validation_accuracy']:9.4f}"
-              + ("" if r["accuracy_within_noise"] else "  (accuracy gap beyond 2 standard errors)"))
+        print(
+            f"[{device}] {r['arch']:7s} {r['nasrl']['images_per_s']:12.0f} "
+            f"{r['plain']['images_per_s']:12.0f} {r['ratio']:5.2f}x "
+            f"{r['nasrl']['validation_accuracy']:9.4f} {r['plain']['validation_accuracy']:9.4f}"
+            + ("" if r["accuracy_within_noise"] else "  (accuracy gap beyond 2 standard errors)")
+        )
 
 
 def print_slots(device: str, rows: list[dict[str, Any]], header: str) -> None:
     print(f"[{device}] slots: {header}")
-    print(f"[{device}] {'slots':>5s} {'children':>8s} {'seconds':>8s} {'children/h':>10s} "
-          f"{'vs 1':>6s}")
+    print(
+        f"[{device}] {'slots':>5s} {'children':>8s} {'seconds':>8s} {'children/h':>10s} "
+        f"{'vs 1':>6s}"
+    )
     for r in rows:
         ratio = f"{r['ratio_vs_1']:5.2f}x" if r["ratio_vs_1"] else "     -"
-        print(f"[{device}] {r['slots']:5d} {r['children']:8d} {r['seconds']:8.1f} "
-              f"{r['children_per_hour']:10.0f} {ratio}")
+        print(
+            f"[{device}] {r['slots']:5d} {r['children']:8d} {r['seconds']:8.1f} "
+            f"{r['children_per_hour']:10.0f} {ratio}"
+        )
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
@@ -281,20 +332,26 @@ def plot(report: dict[str, Any], path: Path) -> None:
     FigureCanvasAgg(figure)
     bars, lines = figure.subplots(1, 2)
     labels, width = [], 0.38
-    for i, (device, row) in enumerate(
-            (d, r) for d, rows in report["loops"].items() for r in rows):
+    for i, (device, row) in enumerate((d, r) for d, rows in report["loops"].items() for r in rows):
         labels.append(f"{row['arch']}\n{device}")
         for j, loop in enumerate(("nasrl", "plain")):
-            bars.bar(i + (j - 0.5) * width, row[loop]["images_per_s"], width,
-                     color=("tab:orange", "tab:blue")[j], label=loop if i == 0 else None)
+            bars.bar(
+                i + (j - 0.5) * width,
+                row[loop]["images_per_s"],
+                width,
+                color=("tab:orange", "tab:blue")[j],
+                label=loop if i == 0 else None,
+            )
         top = max(row["nasrl"]["images_per_s"], row["plain"]["images_per_s"])
         bars.annotate(f"{row['ratio']:.2f}x", (i, top), ha="center", va="bottom")
     bars.set_xticks(range(len(labels)), labels)
     if len(report["loops"]) > 1:  # a GPU's bars would flatten the CPU's
         bars.set_yscale("log")
     bars.set_ylabel("training images / s")
-    bars.set_title(f"nasrl loop vs plain DataLoader loop ({report['settings']['dataset']}, "
-                   f"{report['settings']['epochs']} epochs)")
+    bars.set_title(
+        f"nasrl loop vs plain DataLoader loop ({report['settings']['dataset']}, "
+        f"{report['settings']['epochs']} epochs)"
+    )
     bars.legend(loc="best")
     for device, rows in report["slots"].items():
         xs = [r["slots"] for r in rows]
@@ -344,36 +401,61 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "benchmark": "trainer_throughput",
         "machine": machine_info(devices, threads),
-        "settings": {"dataset": args.dataset, "epochs": args.epochs, "batch_size": 32,
-                     "repeats": repeats, "children_per_slot": args.children,
-                     "train_images": len(data.y_train), "validation_images": len(data.y_val),
-                     "timed": "model build to last validation accuracy; per-epoch validation "
-                              "in both loops; dataset loading excluded"},
-        "gpu_skipped": skipped, "loops": {}, "slots": {},
+        "settings": {
+            "dataset": args.dataset,
+            "epochs": args.epochs,
+            "batch_size": 32,
+            "repeats": repeats,
+            "children_per_slot": args.children,
+            "train_images": len(data.y_train),
+            "validation_images": len(data.y_val),
+            "timed": "model build to last validation accuracy; per-epoch validation "
+            "in both loops; dataset loading excluded",
+        },
+        "gpu_skipped": skipped,
+        "loops": {},
+        "slots": {},
     }
     if skipped:
         print(skipped)
     load = report["machine"]["load_average_at_start"][0]
     if load > 0.5:
-        print(f"[cpu] note: load average {load:.1f} on {os.cpu_count()} cores before the run; "
-              "other processes share the CPU, so absolute numbers are noisy (ratios are paired)")
+        print(
+            f"[cpu] note: load average {load:.1f} on {os.cpu_count()} cores before the run; "
+            "other processes share the CPU, so absolute numbers are noisy (ratios are paired)"
+        )
     for device in devices:
         rows = compare_loops(data, device, args.epochs, repeats)
         report["loops"][str(device)] = rows
-        print_loops(str(device), rows, f"{args.dataset}, {args.epochs} epochs, batch 32, "
-                    f"{threads} torch threads, {repeats} repeat(s), seeds 0..{repeats - 1}")
+        print_loops(
+            str(device),
+            rows,
+            f"{args.dataset}, {args.epochs} epochs, batch 32, "
+            f"{threads} torch threads, {repeats} repeat(s), seeds 0..{repeats - 1}",
+        )
     for device in devices:
-        rows = compare_slots(args.dataset, str(device), slot_counts, args.children, args.epochs,
-                             1 if args.quick else 2)
+        rows = compare_slots(
+            args.dataset,
+            str(device),
+            slot_counts,
+            args.children,
+            args.epochs,
+            1 if args.quick else 2,
+        )
         report["slots"][str(device)] = rows
-        print_slots(str(device), rows, f"{args.children} small children per slot, "
-                    f"{args.epochs} epochs on {args.dataset}")
+        print_slots(
+            str(device),
+            rows,
+            f"{args.children} small children per slot, {args.epochs} epochs on {args.dataset}",
+        )
     report["machine"]["load_average_at_end"] = list(os.getloadavg())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "trainer_throughput.json").write_text(json.dumps(report, indent=2))
     plot(report, args.out / "trainer_throughput.png")
-    print(f"[{' + '.join(report['loops'])}] wrote {args.out / 'trainer_throughput.json'} "
-          f"and {args.out / 'trainer_throughput.png'}")
+    print(
+        f"[{' + '.join(report['loops'])}] wrote {args.out / 'trainer_throughput.json'} "
+        f"and {args.out / 'trainer_throughput.png'}"
+    )
     return 0
 
 

@@ -9,13 +9,12 @@ import sys
 
 import torch
 
-from protos import controller_pb2, controller_pb2_grpc
-
 from controller_service.searches import Searches
 from controller_service.servicer import REQUEST_LIMITS, ControllerServicer
 from controller_service.store import Store, StoreError
 from nasrl import rpc
 from nasrl.security import SecurityError, add_server_flags, server_security
+from protos import controller_pb2, controller_pb2_grpc
 
 log = logging.getLogger("controller_service")
 
@@ -29,17 +28,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m controller_service",
         description="nasrl controller: searches and their agents over gRPC (nasrl.v1.Controller).",
     )
-    p.add_argument("--host", default=env("NASRL_CONTROLLER_HOST", "127.0.0.1"),
-                   help="address to bind [NASRL_CONTROLLER_HOST]")
-    p.add_argument("--port", type=int, default=int(env("NASRL_CONTROLLER_PORT", "50051")),
-                   help="port to bind; 0 picks a free one and logs it [NASRL_CONTROLLER_PORT]")
-    p.add_argument("--db", default=env("NASRL_DB", "nasrl.db"),
-                   help="SQLite database file; created if missing [NASRL_DB]")
-    p.add_argument("--grace", type=float, default=float(env("NASRL_GRACE", "10")),
-                   help="seconds running calls may finish after SIGTERM [NASRL_GRACE]")
-    p.add_argument("--workers", type=int, default=int(env("NASRL_CONTROLLER_WORKERS", "32")),
-                   help="threads serving calls; all but 4 may serve Controller calls at once, "
-                   "more are refused with RESOURCE_EXHAUSTED [NASRL_CONTROLLER_WORKERS]")
+    p.add_argument(
+        "--host",
+        default=env("NASRL_CONTROLLER_HOST", "127.0.0.1"),
+        help="address to bind [NASRL_CONTROLLER_HOST]",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(env("NASRL_CONTROLLER_PORT", "50051")),
+        help="port to bind; 0 picks a free one and logs it [NASRL_CONTROLLER_PORT]",
+    )
+    p.add_argument(
+        "--db",
+        default=env("NASRL_DB", "nasrl.db"),
+        help="SQLite database file; created if missing [NASRL_DB]",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=float(env("NASRL_GRACE", "10")),
+        help="seconds running calls may finish after SIGTERM [NASRL_GRACE]",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(env("NASRL_CONTROLLER_WORKERS", "32")),
+        help="threads serving calls; all but 4 may serve Controller calls at once, "
+        "more are refused with RESOURCE_EXHAUSTED [NASRL_CONTROLLER_WORKERS]",
+    )
     add_server_flags(p)
     rpc.add_metrics_flag(p)
     args = p.parse_args(argv)
@@ -70,18 +87,25 @@ def main(argv: list[str] | None = None) -> int:
     servicer = ControllerServicer(Searches(store), max_active=max(1, args.workers - RESERVED))
     try:
         handle = rpc.start_server(
-            args.host, args.port,
+            args.host,
+            args.port,
             lambda s: controller_pb2_grpc.add_ControllerServicer_to_server(servicer, s),
-            [SERVICE_NAME], max_workers=args.workers, security=server_security(args),
-            metrics_port=args.metrics_port, request_limits=REQUEST_LIMITS,
+            [SERVICE_NAME],
+            max_workers=args.workers,
+            security=server_security(args),
+            metrics_port=args.metrics_port,
+            request_limits=REQUEST_LIMITS,
         )
     except (OSError, SecurityError) as exc:
         log.error("%s", exc)
         return 2
     handle.set_serving(True)
     # Always printed, whatever the log level: nasrl.local and scripts read the port from it.
-    print(f"controller listening on {args.host}:{handle.port} (database {args.db})",
-          file=sys.stderr, flush=True)
+    print(
+        f"controller listening on {args.host}:{handle.port} (database {args.db})",
+        file=sys.stderr,
+        flush=True,
+    )
     rpc.wait_for_termination(handle, args.grace)
     store.close()
     return 0

@@ -28,12 +28,21 @@ from nasrl.results import TrainOutcome
 from nasrl.shapes import InputShape
 from protos import controller_pb2 as cpb
 
-__all__ = ["spec_from_proto", "space_from_proto", "spec_to_proto", "search_to_proto", "handout_to_proto",
-           "entry_to_proto", "outcome_json", "state_to_proto"]
+__all__ = [
+    "spec_from_proto",
+    "space_from_proto",
+    "spec_to_proto",
+    "search_to_proto",
+    "handout_to_proto",
+    "entry_to_proto",
+    "outcome_json",
+    "state_to_proto",
+]
 
 _REWARDS: dict[str, cpb.Reward.ValueType] = {"zoph": cpb.ZOPH, "accuracy": cpb.ACCURACY}
 _STATES: dict[str, cpb.SearchState.ValueType] = {
-    SearchState.RUNNING: cpb.RUNNING, SearchState.DONE: cpb.DONE,
+    SearchState.RUNNING: cpb.RUNNING,
+    SearchState.DONE: cpb.DONE,
     SearchState.STOPPED: cpb.STOPPED,
 }
 _NEGATIVE_MEANS_ZERO = ("discount", "replay")
@@ -89,16 +98,27 @@ def space_from_proto(msg: cpb.SearchSpace) -> Space | None:
 
 def _space_to_proto(space: Space) -> cpb.SearchSpace:
     if isinstance(space, MetaQNNSpace):
-        return cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(
-            conv_sizes=space.conv_sizes, conv_filters=space.conv_filters,
-            pools=[cpb.PoolChoice(size=k, stride=st) for k, st in space.pools],
-            fc_units=space.fc_units, max_depth=space.max_depth, max_fc=space.max_fc,
-            fc_max_size=space.fc_max_size, pool_first=space.pool_first,
-        ))
-    return cpb.SearchSpace(zoph=cpb.ZophSpace(
-        filter_sizes=space.filter_sizes, strides=space.strides, filters=space.filters,
-        max_layers=space.max_layers, no_skip_connections=not space.skip_connections,
-    ))
+        return cpb.SearchSpace(
+            metaqnn=cpb.MetaQNNSpace(
+                conv_sizes=space.conv_sizes,
+                conv_filters=space.conv_filters,
+                pools=[cpb.PoolChoice(size=k, stride=st) for k, st in space.pools],
+                fc_units=space.fc_units,
+                max_depth=space.max_depth,
+                max_fc=space.max_fc,
+                fc_max_size=space.fc_max_size,
+                pool_first=space.pool_first,
+            )
+        )
+    return cpb.SearchSpace(
+        zoph=cpb.ZophSpace(
+            filter_sizes=space.filter_sizes,
+            strides=space.strides,
+            filters=space.filters,
+            max_layers=space.max_layers,
+            no_skip_connections=not space.skip_connections,
+        )
+    )
 
 
 def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
@@ -126,8 +146,9 @@ def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
         early_stopping=_stopping_from_proto(req.early_stopping),
         warm_start=_warm_from_proto(req.warm_start),
         constraints=_constraints_from_proto(req.constraints),
-        screening=Screening(score=req.screening.score,
-                            factor=req.screening.factor or Screening().factor),
+        screening=Screening(
+            score=req.screening.score, factor=req.screening.factor or Screening().factor
+        ),
         input=_shape_from_proto(req.dataset_shape) if req.HasField("dataset_shape") else None,
     )
 
@@ -139,7 +160,8 @@ def _shape_from_proto(m: cpb.DatasetShape) -> InputShape:
 def _warm_from_proto(m: cpb.WarmStart) -> WarmStart:
     d = WarmStart()
     return WarmStart(
-        architectures=tuple(m.architectures), search_id=m.search_id,
+        architectures=tuple(m.architectures),
+        search_id=m.search_id,
         top=m.top if m.HasField("top") else d.top,
         pretrain_steps=m.pretrain_steps if m.HasField("pretrain_steps") else d.pretrain_steps,
         pretrain_learning_rate=m.pretrain_learning_rate or d.pretrain_learning_rate,
@@ -149,7 +171,9 @@ def _warm_from_proto(m: cpb.WarmStart) -> WarmStart:
 def _constraints_from_proto(m: cpb.Constraints) -> Constraints:
     d = Constraints()
     return Constraints(
-        max_params=m.max_params, max_flops=m.max_flops, cost_metric=m.cost_metric,
+        max_params=m.max_params,
+        max_flops=m.max_flops,
+        cost_metric=m.cost_metric,
         cost_target=m.cost_target,
         cost_weight=m.cost_weight if m.HasField("cost_weight") else d.cost_weight,
     )
@@ -157,9 +181,13 @@ def _constraints_from_proto(m: cpb.Constraints) -> Constraints:
 
 def _stopping_from_proto(m: cpb.EarlyStopping) -> StoppingSettings:
     d = StoppingSettings()
-    return StoppingSettings(rule=m.rule or d.rule, eta=m.eta or d.eta,
-                            min_epochs=m.min_epochs or d.min_epochs, grace=m.grace or d.grace,
-                            min_children=m.min_children or d.min_children)
+    return StoppingSettings(
+        rule=m.rule or d.rule,
+        eta=m.eta or d.eta,
+        min_epochs=m.min_epochs or d.min_epochs,
+        grace=m.grace or d.grace,
+        min_children=m.min_children or d.min_children,
+    )
 
 
 def spec_to_proto(spec: SearchSpec, defaults: dict[str, Any]) -> cpb.CreateSearchRequest:
@@ -172,9 +200,15 @@ def spec_to_proto(spec: SearchSpec, defaults: dict[str, Any]) -> cpb.CreateSearc
             if key in settings.DESCRIPTOR.fields_by_name:
                 setattr(settings, key, value)
     return cpb.CreateSearchRequest(
-        agent=agent, space=_space_to_proto(spec.bound_space()), dataset=spec.dataset,
-        training=codec.settings_to_proto(spec.training), reward=_REWARDS[spec.reward],
-        budget=spec.budget, seed=spec.seed, lease_seconds=spec.lease_seconds, name=spec.name,
+        agent=agent,
+        space=_space_to_proto(spec.bound_space()),
+        dataset=spec.dataset,
+        training=codec.settings_to_proto(spec.training),
+        reward=_REWARDS[spec.reward],
+        budget=spec.budget,
+        seed=spec.seed,
+        lease_seconds=spec.lease_seconds,
+        name=spec.name,
         early_stopping=cpb.EarlyStopping(**asdict(spec.early_stopping)),
         warm_start=cpb.WarmStart(**asdict(spec.warm_start)),
         constraints=cpb.Constraints(**asdict(spec.constraints)),
@@ -189,8 +223,13 @@ def state_to_proto(state: str) -> cpb.SearchState.ValueType:
 
 def entry_to_proto(r: ResultRow) -> cpb.LeaderboardEntry:
     return cpb.LeaderboardEntry(
-        candidate_id=r.candidate_id, architecture=r.arch, accuracy=r.accuracy,
-        test_accuracy=r.test_accuracy, params=r.params, flops=r.flops, seconds=r.seconds,
+        candidate_id=r.candidate_id,
+        architecture=r.arch,
+        accuracy=r.accuracy,
+        test_accuracy=r.test_accuracy,
+        params=r.params,
+        flops=r.flops,
+        seconds=r.seconds,
         reward=r.reward,
     )
 
@@ -198,13 +237,20 @@ def entry_to_proto(r: ResultRow) -> cpb.LeaderboardEntry:
 def search_to_proto(v: SearchView, defaults: dict[str, Any]) -> cpb.Search:
     c = v.counts
     msg = cpb.Search(
-        search_id=v.id, name=v.name, spec=spec_to_proto(v.spec, defaults),
-        state=state_to_proto(v.state), created=v.created, progress=v.progress,
+        search_id=v.id,
+        name=v.name,
+        spec=spec_to_proto(v.spec, defaults),
+        state=state_to_proto(v.state),
+        created=v.created,
+        progress=v.progress,
         counts=cpb.SearchCounts(
-            sampled=sum(n for k, n in c.items()
-                        if k not in ("reissued", Status.INVALID, Status.WAITING)),
-            in_flight=c.get(Status.LEASED, 0), evaluated=c.get(Status.DONE, 0),
-            cached=c.get(Status.CACHED, 0), failed=c.get(Status.FAILED, 0),
+            sampled=sum(
+                n for k, n in c.items() if k not in ("reissued", Status.INVALID, Status.WAITING)
+            ),
+            in_flight=c.get(Status.LEASED, 0),
+            evaluated=c.get(Status.DONE, 0),
+            cached=c.get(Status.CACHED, 0),
+            failed=c.get(Status.FAILED, 0),
             reissued=c.get("reissued", 0),
         ),
     )
@@ -215,7 +261,9 @@ def search_to_proto(v: SearchView, defaults: dict[str, Any]) -> cpb.Search:
 
 def handout_to_proto(h: Handout) -> cpb.Candidate:
     msg = cpb.Candidate(
-        candidate_id=h.id, architecture=codec.arch_to_proto(parse(h.text)), text=h.text,
+        candidate_id=h.id,
+        architecture=codec.arch_to_proto(parse(h.text)),
+        text=h.text,
         lease_deadline=h.lease_deadline,
     )
     if h.cached is not None:

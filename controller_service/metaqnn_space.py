@@ -115,9 +115,11 @@ class MetaQNNSpace:
         for size, stride in self.pools:
             if not (1 <= size <= 15 and 1 <= stride <= 8):
                 raise SpaceError(f"pool ({size},{stride}) needs size 1..15 and stride 1..8")
-        for name, value, low, high in (("max_depth", self.max_depth, 1, 64),
-                                       ("max_fc", self.max_fc, 0, 8),
-                                       ("fc_max_size", self.fc_max_size, 1, 4096)):
+        for name, value, low, high in (
+            ("max_depth", self.max_depth, 1, 64),
+            ("max_fc", self.max_fc, 0, 8),
+            ("fc_max_size", self.fc_max_size, 1, 4096),
+        ):
             if not low <= value <= high:
                 raise SpaceError(f"{name} must be between {low} and {high}, got {value}")
         return self
@@ -143,11 +145,18 @@ class MetaQNNSpace:
         out: list[QState] = []
         if s.depth < self.max_depth:
             if s.kind != "FC":
-                out += [QState("C", d, s.size, k, f) for k in self.conv_sizes if k <= s.size
-                        for f in self.conv_filters]
+                out += [
+                    QState("C", d, s.size, k, f)
+                    for k in self.conv_sizes
+                    if k <= s.size
+                    for f in self.conv_filters
+                ]
                 if s.kind != "P" and (s.kind != START or self.pool_first):
-                    out += [QState("P", d, (s.size - k) // st + 1, k, st)
-                            for k, st in self.pools if k <= s.size]
+                    out += [
+                        QState("P", d, (s.size - k) // st + 1, k, st)
+                        for k, st in self.pools
+                        if k <= s.size
+                    ]
             run = s.fc_run + 1 if s.kind == "FC" else 1  # the FC run the new layer makes
             if s.size <= self.fc_max_size and run <= self.max_fc:
                 limit = s.a if s.kind == "FC" else max(self.fc_units)
@@ -199,8 +208,10 @@ class MetaQNNSpace:
                 raise ValueError(f"layer {i} has skip connections; MetaQNN networks are chains")
             match = [a for a in self.actions(s) if _same_op(a, layer.op)]
             if not match:
-                raise ValueError(f"layer {i} ({type(layer.op).__name__}) is not allowed after "
-                                 f"{s.key} in this space")
+                raise ValueError(
+                    f"layer {i} ({type(layer.op).__name__}) is not allowed after "
+                    f"{s.key} in this space"
+                )
             s = match[0]
             path.append(s.action)
         if not s.terminal:
@@ -230,7 +241,7 @@ class MetaQNNSpace:
             return list(path)
         s = rng.choice(options)
         out = path[:i] + [s.action]
-        for step in path[i + 1:]:
+        for step in path[i + 1 :]:
             if s.terminal:
                 break
             nxt = {a.action: a for a in self.actions(s)}.get(step)
@@ -248,8 +259,12 @@ class MetaQNNSpace:
 def _same_op(s: QState, op: Op) -> bool:
     """Whether state ``s`` builds the layer ``op`` (see ``MetaQNNSpace.decode``)."""
     if isinstance(op, Conv):
-        return (s.kind == "C" and op.kernel_h == op.kernel_w == s.a and op.filters == s.b
-                and op.stride_h == op.stride_w == 1)
+        return (
+            s.kind == "C"
+            and op.kernel_h == op.kernel_w == s.a
+            and op.filters == s.b
+            and op.stride_h == op.stride_w == 1
+        )
     if isinstance(op, Pool):
         return s.kind == "P" and (op.kernel, op.stride) == (s.a, s.b)
     if isinstance(op, FC):

@@ -65,8 +65,9 @@ class ZophSpace:
     def random_decisions(self, rng: random.Random, layers: int) -> dict[str, Any]:
         """Every decision uniform: five tokens per layer and, with skip connections, a fair
         coin per earlier layer."""
-        tokens = [[rng.randrange(len(self.choices(d))) for d in ZOPH_DECISIONS]
-                  for _ in range(layers)]
+        tokens = [
+            [rng.randrange(len(self.choices(d))) for d in ZOPH_DECISIONS] for _ in range(layers)
+        ]
         skips = [[rng.randrange(2) for _ in range(i)] for i in range(layers)]
         return {"tokens": tokens, "skips": skips if self.skip_connections else None}
 
@@ -75,8 +76,12 @@ class ZophSpace:
         tokens = [list(t) for t in decisions["tokens"]]
         skips = [list(b) for b in decisions["skips"]] if decisions.get("skips") else None
         n_bits = sum(len(b) for b in skips) if skips else 0
-        options = [(i, j) for i in range(len(tokens)) for j in range(len(ZOPH_DECISIONS))
-                   if len(self.choices(ZOPH_DECISIONS[j])) > 1]
+        options = [
+            (i, j)
+            for i in range(len(tokens))
+            for j in range(len(ZOPH_DECISIONS))
+            if len(self.choices(ZOPH_DECISIONS[j])) > 1
+        ]
         pick = rng.randrange(len(options) + n_bits) if options or n_bits else -1
         if 0 <= pick < len(options):
             i, j = options[pick]
@@ -122,8 +127,7 @@ class ZophSpace:
         priors given as networks; ValueError names the layer that is not in this space."""
         arch = canonical(arch)
         if not 1 <= len(arch.layers) <= self.max_layers:
-            raise ValueError(f"{len(arch.layers)} layers; this space has 1 to "
-                             f"{self.max_layers}")
+            raise ValueError(f"{len(arch.layers)} layers; this space has 1 to {self.max_layers}")
         tokens: list[list[int]] = []
         skips: list[list[int]] = []
         for i, layer in enumerate(arch.layers, start=1):
@@ -135,19 +139,21 @@ class ZophSpace:
             for decision, value in zip(ZOPH_DECISIONS, values):
                 options = self.choices(decision)
                 if value not in options:
-                    raise ValueError(f"layer {i}: {decision} {value} is not one of "
-                                     f"{list(options)}")
+                    raise ValueError(f"layer {i}: {decision} {value} is not one of {list(options)}")
                 row.append(options.index(value))
             tokens.append(row)
             inputs = layer.inputs or (i - 1,)
             if not self.skip_connections:
                 if inputs != (i - 1,):
-                    raise ValueError(f"layer {i} reads {list(inputs)}; this space has no "
-                                     "skip connections")
+                    raise ValueError(
+                        f"layer {i} reads {list(inputs)}; this space has no skip connections"
+                    )
                 continue
             if 0 in inputs and inputs != (0,):
-                raise ValueError(f"layer {i} reads the image and earlier layers; this space "
-                                 "reads the image only when a layer chose no other input")
+                raise ValueError(
+                    f"layer {i} reads the image and earlier layers; this space "
+                    "reads the image only when a layer chose no other input"
+                )
             skips.append([int(j + 1 in inputs) for j in range(i - 1)])
         decisions = {"tokens": tokens, "skips": skips if self.skip_connections else None}
         if arch_hash(self.decode(tokens, decisions["skips"])) != arch_hash(arch):

@@ -34,8 +34,17 @@ from nasrl.scoring import score as screen_score
 from nasrl.shapes import analyze
 
 __all__ = [
-    "Searches", "SearchNotFound", "CandidateNotFound", "ReportConflict", "BadReport", "NoQTable",
-    "Handout", "SearchView", "UpdateAck", "MAX_SAMPLE", "pareto_front",
+    "Searches",
+    "SearchNotFound",
+    "CandidateNotFound",
+    "ReportConflict",
+    "BadReport",
+    "NoQTable",
+    "Handout",
+    "SearchView",
+    "UpdateAck",
+    "MAX_SAMPLE",
+    "pareto_front",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,6 +139,7 @@ def _check_outcome(outcome: dict[str, Any]) -> None:
 def pareto_front(rows: list[ResultRow], metric: str) -> list[ResultRow]:
     """The results no other result beats on both accuracy and ``metric`` (params or flops),
     cheapest first; of equal cost only the most accurate."""
+
     def cost(r: ResultRow) -> int:
         return r.params if metric == "params" else r.flops
 
@@ -205,8 +215,13 @@ class Searches:
             if spec.warm_start.active:
                 self._warm_start(search_id, spec, agent)
             self._save(search_id, agent)
-        log.info("created search %s: %s on %s, budget %d", search_id, spec.agent,
-                 spec.dataset, spec.budget)
+        log.info(
+            "created search %s: %s on %s, budget %d",
+            search_id,
+            spec.agent,
+            spec.dataset,
+            spec.budget,
+        )
         return self.view(search_id)
 
     def _warm_start(self, search_id: str, spec: SearchSpec, agent: Agent) -> None:
@@ -223,13 +238,15 @@ class Searches:
         agent.pretrain(priors, warm.pretrain_steps, warm.pretrain_learning_rate)
         log.info("search %s: warm start from %d prior network(s)", search_id, len(priors))
 
-    def _reuse(self, search_id: str, spec: SearchSpec,
-               agent: Agent) -> list[tuple[dict[str, Any], float]]:
+    def _reuse(
+        self, search_id: str, spec: SearchSpec, agent: Agent
+    ) -> list[tuple[dict[str, Any], float]]:
         source_id = spec.warm_start.search_id
         source = self.store.search(source_id)
         if source is None:
-            raise SpecError(f"warm_start.search_id: no search with id {source_id!r}; "
-                            "ListSearches shows them")
+            raise SpecError(
+                f"warm_start.search_id: no search with id {source_id!r}; ListSearches shows them"
+            )
         earlier = SearchSpec.from_json(source.spec)
         if earlier.dataset != spec.dataset or earlier.training != spec.training:
             raise SpecError(
@@ -246,23 +263,43 @@ class Searches:
                 decisions = {**encode(space, arch), "prior": True}
             except ValueError:
                 continue  # not in this search's space
-            if (spec.constraints.violation(r.params, r.flops)
-                    or r.outcome.get("stopped_early")  # a partial result stands for nothing
-                    or self.store.has_hash(search_id, digest)):
+            if (
+                spec.constraints.violation(r.params, r.flops)
+                or r.outcome.get("stopped_early")  # a partial result stands for nothing
+                or self.store.has_hash(search_id, digest)
+            ):
                 continue
             reward = reward_of(spec.reward, r.outcome, spec.constraints)
-            cid = self.store.add_candidate(search_id, r.arch, digest, decisions, Status.CACHED, None)
-            self.store.finish_candidate(search_id, cid, Status.CACHED, {"result": r.outcome}, reward)
-            self.store.add_result(search_id, digest, ResultRow(
-                cid, r.arch, r.accuracy, r.test_accuracy, r.params, r.flops, r.seconds, reward,
-                r.outcome))
+            cid = self.store.add_candidate(
+                search_id, r.arch, digest, decisions, Status.CACHED, None
+            )
+            self.store.finish_candidate(
+                search_id, cid, Status.CACHED, {"result": r.outcome}, reward
+            )
+            self.store.add_result(
+                search_id,
+                digest,
+                ResultRow(
+                    cid,
+                    r.arch,
+                    r.accuracy,
+                    r.test_accuracy,
+                    r.params,
+                    r.flops,
+                    r.seconds,
+                    reward,
+                    r.outcome,
+                ),
+            )
             usable.append((decisions, reward))
-        best = sorted(usable, key=lambda item: item[1])[-spec.warm_start.top:] \
-            if spec.warm_start.top else []
+        best = (
+            sorted(usable, key=lambda item: item[1])[-spec.warm_start.top :]
+            if spec.warm_start.top
+            else []
+        )
         for decisions, reward in best:
             agent.update(decisions, reward)
-        log.info("search %s: reused %d result(s) of search %s", search_id, len(usable),
-                 source_id)
+        log.info("search %s: reused %d result(s) of search %s", search_id, len(usable), source_id)
         return best
 
     def view(self, search_id: str) -> SearchView:
@@ -271,13 +308,20 @@ class Searches:
             spec = SearchSpec.from_json(row.spec)
             top = self.store.top_results(search_id, 1)
             agent = self._agents.get(search_id)
-            progress = agent.progress() if agent is not None else (
-                self.store.agent_progress(search_id))
+            progress = (
+                agent.progress() if agent is not None else (self.store.agent_progress(search_id))
+            )
             if progress is None:  # saved before progress was stored with the agent
                 progress = self._agent(search_id, spec).progress()
             return SearchView(
-                row.id, row.name, row.created, spec, row.state, self.store.counts(search_id),
-                progress, top[0] if top else None,
+                row.id,
+                row.name,
+                row.created,
+                spec,
+                row.state,
+                self.store.counts(search_id),
+                progress,
+                top[0] if top else None,
             )
 
     def spec(self, search_id: str) -> SearchSpec:
@@ -292,7 +336,9 @@ class Searches:
         """The ``k`` most accurate results or, with ``pareto`` ("params" or "flops"), the
         first ``k`` of the accuracy/cost Pareto front, cheapest first."""
         if pareto not in ("", *COST_METRICS):
-            raise BadReport(f"pareto must be {' or '.join(COST_METRICS)} (or empty), got {pareto!r}")
+            raise BadReport(
+                f"pareto must be {' or '.join(COST_METRICS)} (or empty), got {pareto!r}"
+            )
         with self._lock:
             self._row(search_id)
             if not pareto:
@@ -306,8 +352,10 @@ class Searches:
             spec = SearchSpec.from_json(self._row(search_id).spec)
             agent = self._agent(search_id, spec)
             if not isinstance(agent, QLearningAgent):
-                raise NoQTable(f"search {search_id} uses agent {spec.agent!r}, which has no "
-                               "Q-table; only qlearning searches do")
+                raise NoQTable(
+                    f"search {search_id} uses agent {spec.agent!r}, which has no "
+                    "Q-table; only qlearning searches do"
+                )
             return agent.export_q(), agent.q_init
 
     def stop(self, search_id: str) -> SearchView:
@@ -318,9 +366,14 @@ class Searches:
 
     # ------------------------------------------------------------------ sample
 
-    def sample(self, search_id: str, count: int, request_id: str = "",
-               reclaim: bool = False, time_budget: float | None = None,
-               ) -> tuple[list[Handout], bool]:
+    def sample(
+        self,
+        search_id: str,
+        count: int,
+        request_id: str = "",
+        reclaim: bool = False,
+        time_budget: float | None = None,
+    ) -> tuple[list[Handout], bool]:
         """Up to ``count`` candidates and whether the search hands out nothing more. A repeated
         ``request_id`` returns the first answer; ``reclaim`` re-hands live leases first. New
         proposals stop after ``time_budget`` seconds (at most MAX_SAMPLE_SECONDS): a huge space
@@ -340,12 +393,18 @@ class Searches:
             now = time.time()
             deadline = now + spec.lease_seconds
             before = math.inf if reclaim else now
-            out = [self._reissue(search_id, c, deadline, request_id or None)
-                   for c in self.store.expired_leases(search_id, before, count)]
+            out = [
+                self._reissue(search_id, c, deadline, request_id or None)
+                for c in self.store.expired_leases(search_id, before, count)
+            ]
             agent = self._agent(search_id, spec)
             attempts = 0
-            while (len(out) < count and attempts < 4 * count and time.monotonic() < stop_at
-                   and self._may_propose(search_id, spec)):
+            while (
+                len(out) < count
+                and attempts < 4 * count
+                and time.monotonic() < stop_at
+                and self._may_propose(search_id, spec)
+            ):
                 attempts += 1
                 prior = self._next_prior(search_id, spec)
                 if prior is None and spec.screening.score:
@@ -366,8 +425,9 @@ class Searches:
         cached = c.report.get("result") if c.status == Status.CACHED and c.report else None
         return Handout(c.id, c.arch, c.lease_deadline or 0.0, cached)
 
-    def _reissue(self, search_id: str, c: CandidateRow, deadline: float,
-                 request_id: str | None) -> Handout:
+    def _reissue(
+        self, search_id: str, c: CandidateRow, deadline: float, request_id: str | None
+    ) -> Handout:
         self.store.renew_lease(search_id, c.id, deadline, request_id)
         log.info("search %s: handing candidate %d out again", search_id, c.id)
         return Handout(c.id, c.arch, deadline, None)
@@ -390,14 +450,16 @@ class Searches:
         arch = parse(priors[done])
         return Proposal(arch, {**encode(spec.bound_space(), arch), "prior": True})
 
-    def _propose(self, search_id: str, spec: SearchSpec, agent: Agent, p: Proposal,
-                 now: float) -> Handout | None:
+    def _propose(
+        self, search_id: str, spec: SearchSpec, agent: Agent, p: Proposal, now: float
+    ) -> Handout | None:
         """Record a proposal: a new network is leased out for training."""
         outcome = self._unless_new(search_id, spec, agent, p)
         return self._lease(search_id, spec, p, now) if isinstance(outcome, _New) else outcome
 
-    def _unless_new(self, search_id: str, spec: SearchSpec, agent: Agent,
-                    p: Proposal) -> Handout | _New | None:
+    def _unless_new(
+        self, search_id: str, spec: SearchSpec, agent: Agent, p: Proposal
+    ) -> Handout | _New | None:
         """Record a proposal that needs no training — invalid, over the limits (both learnt
         as failures), already evaluated (cached, learnt from its reward) or equal to one in
         flight (waiting) — and return its handout (or None); ``_NEW`` for a new network,
@@ -413,32 +475,41 @@ class Searches:
             return None
         why = spec.constraints.violation(size.params, size.flops)
         if why is not None:  # rejected before training: no budget, learnt as a failure
-            cid = self.store.add_candidate(search_id, text, digest, p.decisions, Status.INVALID, None)
+            cid = self.store.add_candidate(
+                search_id, text, digest, p.decisions, Status.INVALID, None
+            )
             self.store.finish_candidate(search_id, cid, Status.INVALID, {"rejected": why}, None)
             agent.update(p.decisions, None)
             return None
         known = self.store.result(search_id, digest)
         if known is not None:
-            cid = self.store.add_candidate(search_id, text, digest, p.decisions, Status.CACHED, None)
-            self.store.finish_candidate(search_id, cid, Status.CACHED, {"result": known.outcome},
-                                        known.reward)
+            cid = self.store.add_candidate(
+                search_id, text, digest, p.decisions, Status.CACHED, None
+            )
+            self.store.finish_candidate(
+                search_id, cid, Status.CACHED, {"result": known.outcome}, known.reward
+            )
             agent.update(p.decisions, known.reward)
             return Handout(cid, text, 0.0, known.outcome)
         twin = self.store.in_flight_with_hash(search_id, digest)
         if twin is not None:
-            self.store.add_candidate(search_id, text, digest, p.decisions, Status.WAITING, None, twin.id)
+            self.store.add_candidate(
+                search_id, text, digest, p.decisions, Status.WAITING, None, twin.id
+            )
             return None
         return _NEW
 
     def _lease(self, search_id: str, spec: SearchSpec, p: Proposal, now: float) -> Handout:
         text = format_arch(canonical(p.arch))
         deadline = now + spec.lease_seconds
-        cid = self.store.add_candidate(search_id, text, arch_hash(p.arch), p.decisions,
-                                       Status.LEASED, deadline)
+        cid = self.store.add_candidate(
+            search_id, text, arch_hash(p.arch), p.decisions, Status.LEASED, deadline
+        )
         return Handout(cid, text, deadline, None)
 
-    def _screened(self, search_id: str, spec: SearchSpec, agent: Agent,
-                  now: float) -> Handout | None:
+    def _screened(
+        self, search_id: str, spec: SearchSpec, agent: Agent, now: float
+    ) -> Handout | None:
         """One child by screening: ``factor`` proposals; those that are invalid, known or in
         flight are handled as always (a known one is recorded as cached and learnt, but not
         handed out); of the new ones only the best-scoring is handed out, the others are
@@ -448,8 +519,7 @@ class Searches:
         fresh: dict[str, tuple[Proposal, float]] = {}
         for p in agent.sample(screening.factor):
             digest = arch_hash(p.arch)
-            if digest in fresh or not isinstance(self._unless_new(search_id, spec, agent, p),
-                                                 _New):
+            if digest in fresh or not isinstance(self._unless_new(search_id, spec, agent, p), _New):
                 continue
             fresh[digest] = (p, screen_score(screening.score, p.arch, image))
         if not fresh:
@@ -457,10 +527,17 @@ class Searches:
         best = max(fresh, key=lambda d: fresh[d][1])
         for digest, (p, value) in fresh.items():
             if digest != best:
-                cid = self.store.add_candidate(search_id, format_arch(canonical(p.arch)),
-                                               digest, p.decisions, Status.INVALID, None)
-                self.store.finish_candidate(search_id, cid, Status.INVALID,
-                                            {"screened": {screening.score: value}}, None)
+                cid = self.store.add_candidate(
+                    search_id,
+                    format_arch(canonical(p.arch)),
+                    digest,
+                    p.decisions,
+                    Status.INVALID,
+                    None,
+                )
+                self.store.finish_candidate(
+                    search_id, cid, Status.INVALID, {"screened": {screening.score: value}}, None
+                )
         return self._lease(search_id, spec, fresh[best][0], now)
 
     def _settle(self, search_id: str, spec: SearchSpec) -> bool:
@@ -477,8 +554,9 @@ class Searches:
         """Record one finished epoch of a running child and decide whether it goes on. The
         decision is stored with the report: the same (candidate, epoch) reported again (a
         retry, a child handed out again) gets the first decision."""
-        if not (isinstance(accuracy, (int, float)) and math.isfinite(accuracy)
-                and 0 <= accuracy <= 1):
+        if not (
+            isinstance(accuracy, (int, float)) and math.isfinite(accuracy) and 0 <= accuracy <= 1
+        ):
             raise BadReport(f"validation_accuracy must be between 0 and 1, got {accuracy!r}")
         with self._lock, self._transaction(search_id):
             spec = SearchSpec.from_json(self._row(search_id).spec)
@@ -489,11 +567,15 @@ class Searches:
             if stored is not None:
                 return Decision(stored)
             if c.status != Status.LEASED:
-                raise ReportConflict(f"candidate {cid} is not out for training ({c.status}); "
-                                     "only a running child reports epochs")
+                raise ReportConflict(
+                    f"candidate {cid} is not out for training ({c.status}); "
+                    "only a running child reports epochs"
+                )
             if not 1 <= epoch <= spec.training.epochs:
-                raise BadReport(f"epoch must be between 1 and the search's "
-                                f"{spec.training.epochs} epochs, got {epoch}")
+                raise BadReport(
+                    f"epoch must be between 1 and the search's "
+                    f"{spec.training.epochs} epochs, got {epoch}"
+                )
             rule = self._rule(search_id, spec)
             try:
                 decision = rule.decide(cid, epoch, float(accuracy))
@@ -512,8 +594,9 @@ class Searches:
 
     # ------------------------------------------------------------------ update
 
-    def update(self, search_id: str, cid: int, outcome: dict[str, Any] | None,
-               failure: str | None) -> UpdateAck:
+    def update(
+        self, search_id: str, cid: int, outcome: dict[str, Any] | None, failure: str | None
+    ) -> UpdateAck:
         """Record a result (``outcome``: TrainOutcome fields) or a ``failure`` reason."""
         if outcome is not None:
             _check_outcome(outcome)
@@ -532,8 +615,11 @@ class Searches:
             agent = self._agent(search_id, spec)
             reward = self._record(search_id, spec, agent, c, report)
             self._save(search_id, agent)
-            state = (SearchState.DONE if row.state == SearchState.RUNNING
-                     and self._settle(search_id, spec) else row.state)
+            state = (
+                SearchState.DONE
+                if row.state == SearchState.RUNNING and self._settle(search_id, spec)
+                else row.state
+            )
             return UpdateAck(True, reward, state)
 
     def _repeat(self, c: CandidateRow, report: dict[str, Any], state: str) -> UpdateAck:
@@ -546,19 +632,34 @@ class Searches:
             "a candidate is reported once"
         )
 
-    def _record(self, search_id: str, spec: SearchSpec, agent: Agent, c: CandidateRow,
-                report: dict[str, Any]) -> float | None:
+    def _record(
+        self,
+        search_id: str,
+        spec: SearchSpec,
+        agent: Agent,
+        c: CandidateRow,
+        report: dict[str, Any],
+    ) -> float | None:
         outcome = report.get("result")
-        reward = (reward_of(spec.reward, outcome, spec.constraints) if outcome is not None
-                  else None)
+        reward = reward_of(spec.reward, outcome, spec.constraints) if outcome is not None else None
         status = Status.DONE if outcome is not None else Status.FAILED
         self.store.finish_candidate(search_id, c.id, status, report, reward)
         if outcome is not None and self.store.result(search_id, c.arch_hash) is None:
-            self.store.add_result(search_id, c.arch_hash, ResultRow(
-                c.id, c.arch, float(outcome["validation_accuracy"]),
-                float(outcome["test_accuracy"]), int(outcome["params"]),
-                int(outcome["flops"]), float(outcome["seconds"]), float(reward or 0.0), outcome,
-            ))
+            self.store.add_result(
+                search_id,
+                c.arch_hash,
+                ResultRow(
+                    c.id,
+                    c.arch,
+                    float(outcome["validation_accuracy"]),
+                    float(outcome["test_accuracy"]),
+                    int(outcome["params"]),
+                    int(outcome["flops"]),
+                    float(outcome["seconds"]),
+                    float(reward or 0.0),
+                    outcome,
+                ),
+            )
         agent.update(c.decisions, reward)
         for twin in self.store.waiting_twins(search_id, c.id):
             # Answered without training, whether the twin succeeded or failed.

@@ -10,13 +10,16 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
-from protos import controller_pb2 as cpb
-from protos import controller_pb2_grpc
 
 from controller_service import codec
 from controller_service.agents import agent_class
 from controller_service.searches import (
-    BadReport, CandidateNotFound, NoQTable, ReportConflict, SearchNotFound, Searches,
+    BadReport,
+    CandidateNotFound,
+    NoQTable,
+    ReportConflict,
+    Searches,
+    SearchNotFound,
 )
 from controller_service.spec import SpecError
 from controller_service.stopping import Decision
@@ -24,6 +27,8 @@ from controller_service.store import StoreError
 from nasrl import codec as nasrl_codec
 from nasrl import rpc
 from nasrl.results import SettingsError
+from protos import controller_pb2 as cpb
+from protos import controller_pb2_grpc
 
 __all__ = ["ControllerServicer", "REQUEST_LIMITS"]
 
@@ -37,8 +42,18 @@ KIB = 1024
 REQUEST_LIMITS = {
     _SERVICE + "CreateSearch": 4096 * KIB,  # up to 1,000 warm-start networks in text
     _SERVICE + "Update": 1024 * KIB,
-    **{_SERVICE + m: 64 * KIB for m in ("Sample", "Report", "GetSearch", "ListSearches",
-                                        "Leaderboard", "StopSearch", "ExportQTable")},
+    **{
+        _SERVICE + m: 64 * KIB
+        for m in (
+            "Sample",
+            "Report",
+            "GetSearch",
+            "ListSearches",
+            "Leaderboard",
+            "StopSearch",
+            "ExportQTable",
+        )
+    },
 }
 MAX_ID = 64
 MAX_TOP = 1000
@@ -104,8 +119,10 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
             yield
             return
         if not self._slots.acquire(blocking=False):
-            raise Busy(f"the controller is serving {self.max_active} calls already; retry "
-                       "with backoff (nasrl's runner does)")
+            raise Busy(
+                f"the controller is serving {self.max_active} calls already; retry "
+                "with backoff (nasrl's runner does)"
+            )
         try:
             yield
         finally:
@@ -116,57 +133,77 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         return codec.search_to_proto(view, agent_class(view.spec.agent).defaults)
 
     @rpc_errors
-    def CreateSearch(self, request: cpb.CreateSearchRequest,
-                     context: grpc.ServicerContext) -> cpb.Search:
+    def CreateSearch(
+        self, request: cpb.CreateSearchRequest, context: grpc.ServicerContext
+    ) -> cpb.Search:
         view = self.searches.create(codec.spec_from_proto(request))
         return codec.search_to_proto(view, agent_class(view.spec.agent).defaults)
 
     @rpc_errors
-    def Sample(self, request: cpb.SampleRequest, context: grpc.ServicerContext) -> cpb.SampleResponse:
+    def Sample(
+        self, request: cpb.SampleRequest, context: grpc.ServicerContext
+    ) -> cpb.SampleResponse:
         search_id = _search_id(request.search_id)
         left = context.time_remaining()
         budget = None if left is None else max(0.1, left - 0.5)  # answer within the deadline
-        handouts, done = self.searches.sample(search_id, request.count or 1,
-                                              request.request_id, request.reclaim, budget)
+        handouts, done = self.searches.sample(
+            search_id, request.count or 1, request.request_id, request.reclaim, budget
+        )
         spec = self.searches.spec(search_id)  # dataset and training, not the whole view
         return cpb.SampleResponse(
-            candidates=[codec.handout_to_proto(h) for h in handouts], done=done,
-            dataset=spec.dataset, training=nasrl_codec.settings_to_proto(spec.training),
+            candidates=[codec.handout_to_proto(h) for h in handouts],
+            done=done,
+            dataset=spec.dataset,
+            training=nasrl_codec.settings_to_proto(spec.training),
         )
 
     @rpc_errors
-    def Report(self, request: cpb.ReportRequest, context: grpc.ServicerContext) -> cpb.ReportResponse:
-        decision = self.searches.report(_search_id(request.search_id), request.candidate_id,
-                                        request.epoch, request.validation_accuracy)
+    def Report(
+        self, request: cpb.ReportRequest, context: grpc.ServicerContext
+    ) -> cpb.ReportResponse:
+        decision = self.searches.report(
+            _search_id(request.search_id),
+            request.candidate_id,
+            request.epoch,
+            request.validation_accuracy,
+        )
         return cpb.ReportResponse(decision=cpb.STOP if decision is Decision.STOP else cpb.CONTINUE)
 
     @rpc_errors
-    def Update(self, request: cpb.UpdateRequest, context: grpc.ServicerContext) -> cpb.UpdateResponse:
+    def Update(
+        self, request: cpb.UpdateRequest, context: grpc.ServicerContext
+    ) -> cpb.UpdateResponse:
         search_id = _search_id(request.search_id)
         kind = request.WhichOneof("outcome")
         if kind is None:
             raise BadReport("an Update needs either result or failure")
         outcome = codec.outcome_json(request.result) if kind == "result" else None
-        ack = self.searches.update(search_id, request.candidate_id, outcome,
-                                   request.failure if kind == "failure" else None)
-        return cpb.UpdateResponse(accepted=ack.accepted, reward=ack.reward or 0.0,
-                                  state=codec.state_to_proto(ack.state))
+        ack = self.searches.update(
+            search_id, request.candidate_id, outcome, request.failure if kind == "failure" else None
+        )
+        return cpb.UpdateResponse(
+            accepted=ack.accepted, reward=ack.reward or 0.0, state=codec.state_to_proto(ack.state)
+        )
 
     @rpc_errors
     def GetSearch(self, request: cpb.GetSearchRequest, context: grpc.ServicerContext) -> cpb.Search:
         return self._search(_search_id(request.search_id))
 
     @rpc_errors
-    def ListSearches(self, request: cpb.ListSearchesRequest,
-                     context: grpc.ServicerContext) -> cpb.ListSearchesResponse:
-        return cpb.ListSearchesResponse(searches=[
-            codec.search_to_proto(v, agent_class(v.spec.agent).defaults)
-            for v in self.searches.all()
-        ])
+    def ListSearches(
+        self, request: cpb.ListSearchesRequest, context: grpc.ServicerContext
+    ) -> cpb.ListSearchesResponse:
+        return cpb.ListSearchesResponse(
+            searches=[
+                codec.search_to_proto(v, agent_class(v.spec.agent).defaults)
+                for v in self.searches.all()
+            ]
+        )
 
     @rpc_errors
-    def Leaderboard(self, request: cpb.LeaderboardRequest,
-                    context: grpc.ServicerContext) -> cpb.LeaderboardResponse:
+    def Leaderboard(
+        self, request: cpb.LeaderboardRequest, context: grpc.ServicerContext
+    ) -> cpb.LeaderboardResponse:
         top = request.top or 10
         if not 1 <= top <= MAX_TOP:
             raise BadReport(f"top must be between 1 and {MAX_TOP}, got {top}")
@@ -174,14 +211,17 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         return cpb.LeaderboardResponse(entries=[codec.entry_to_proto(r) for r in rows])
 
     @rpc_errors
-    def ExportQTable(self, request: cpb.ExportQTableRequest,
-                     context: grpc.ServicerContext) -> cpb.QTable:
+    def ExportQTable(
+        self, request: cpb.ExportQTableRequest, context: grpc.ServicerContext
+    ) -> cpb.QTable:
         rows, q_init = self.searches.q_table(_search_id(request.search_id))
         return cpb.QTable(
             values=[cpb.QValue(state=s, action=a, value=v) for s, a, v in rows], q_init=q_init
         )
 
     @rpc_errors
-    def StopSearch(self, request: cpb.StopSearchRequest, context: grpc.ServicerContext) -> cpb.Search:
+    def StopSearch(
+        self, request: cpb.StopSearchRequest, context: grpc.ServicerContext
+    ) -> cpb.Search:
         view = self.searches.stop(_search_id(request.search_id))
         return codec.search_to_proto(view, agent_class(view.spec.agent).defaults)

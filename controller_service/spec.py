@@ -14,12 +14,19 @@ from controller_service.search_space import SpaceError, ZophSpace
 from controller_service.stopping import StoppingSettings
 from nasrl.arch import ArchError, canonical, format_arch, parse
 from nasrl.datasets import DATASET_SHAPES
-from nasrl.shapes import InputShape, analyze
 from nasrl.results import TrainSettings
+from nasrl.shapes import InputShape, analyze
 
 __all__ = [
-    "SearchSpec", "SpecError", "REWARDS", "reward_of", "named_space", "WarmStart", "Constraints",
-    "COST_METRICS", "Screening",
+    "SearchSpec",
+    "SpecError",
+    "REWARDS",
+    "reward_of",
+    "named_space",
+    "WarmStart",
+    "Constraints",
+    "COST_METRICS",
+    "Screening",
 ]
 
 REWARDS = ("zoph", "accuracy")
@@ -36,7 +43,8 @@ class SpecError(ValueError):
 
 
 SPACES: dict[str, type[ZophSpace] | type[MetaQNNSpace]] = {
-    "zoph": ZophSpace, "metaqnn": MetaQNNSpace,
+    "zoph": ZophSpace,
+    "metaqnn": MetaQNNSpace,
 }
 
 
@@ -45,7 +53,9 @@ def named_space(name: str) -> Space:
     try:
         return SPACES[name]()
     except KeyError:
-        raise SpecError(f"unknown search space {name!r}; choose {' or '.join(sorted(SPACES))}") from None
+        raise SpecError(
+            f"unknown search space {name!r}; choose {' or '.join(sorted(SPACES))}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -64,17 +74,24 @@ class WarmStart:
 
     def validate(self) -> WarmStart:
         if len(self.architectures) > MAX_PRIORS:
-            raise SpecError(f"warm_start.architectures lists {len(self.architectures)} "
-                            f"networks; at most {MAX_PRIORS}")
+            raise SpecError(
+                f"warm_start.architectures lists {len(self.architectures)} "
+                f"networks; at most {MAX_PRIORS}"
+            )
         if not 0 <= self.top <= MAX_PRIORS:
             raise SpecError(f"warm_start.top must be between 0 and {MAX_PRIORS}, got {self.top}")
         if not 0 <= self.pretrain_steps <= MAX_PRETRAIN_STEPS:
-            raise SpecError(f"warm_start.pretrain_steps must be between 0 and "
-                            f"{MAX_PRETRAIN_STEPS}, got {self.pretrain_steps}")
-        if not (math.isfinite(self.pretrain_learning_rate)
-                and 0 < self.pretrain_learning_rate <= 1):
-            raise SpecError("warm_start.pretrain_learning_rate must be in (0, 1], got "
-                            f"{self.pretrain_learning_rate}")
+            raise SpecError(
+                f"warm_start.pretrain_steps must be between 0 and "
+                f"{MAX_PRETRAIN_STEPS}, got {self.pretrain_steps}"
+            )
+        if not (
+            math.isfinite(self.pretrain_learning_rate) and 0 < self.pretrain_learning_rate <= 1
+        ):
+            raise SpecError(
+                "warm_start.pretrain_learning_rate must be in (0, 1], got "
+                f"{self.pretrain_learning_rate}"
+            )
         return self
 
     @property
@@ -100,19 +117,24 @@ class Constraints:
     def validate(self) -> Constraints:
         for name, value in (("max_params", self.max_params), ("max_flops", self.max_flops)):
             if not 0 <= value < 2**63:
-                raise SpecError(f"constraints.{name} must be 0 (no limit) or positive, "
-                                f"got {value}")
+                raise SpecError(f"constraints.{name} must be 0 (no limit) or positive, got {value}")
         if self.cost_metric not in ("", *COST_METRICS):
-            raise SpecError(f"constraints.cost_metric must be one of {', '.join(COST_METRICS)} (or empty "
-                            f"for no cost term), got {self.cost_metric!r}")
+            raise SpecError(
+                f"constraints.cost_metric must be one of {', '.join(COST_METRICS)} (or empty "
+                f"for no cost term), got {self.cost_metric!r}"
+            )
         if self.cost_metric:
             if not (math.isfinite(self.cost_target) and self.cost_target > 0):
-                raise SpecError("constraints.cost_target must be a positive number of "
-                                f"{self.cost_metric} when cost_metric is set, "
-                                f"got {self.cost_target}")
+                raise SpecError(
+                    "constraints.cost_target must be a positive number of "
+                    f"{self.cost_metric} when cost_metric is set, "
+                    f"got {self.cost_target}"
+                )
             if not (math.isfinite(self.cost_weight) and -10 <= self.cost_weight <= 0):
-                raise SpecError("constraints.cost_weight must be between -10 and 0 "
-                                f"(MnasNet uses -0.07), got {self.cost_weight}")
+                raise SpecError(
+                    "constraints.cost_weight must be between -10 and 0 "
+                    f"(MnasNet uses -0.07), got {self.cost_weight}"
+                )
         return self
 
     def violation(self, params: int, flops: int) -> str | None:
@@ -141,15 +163,16 @@ class Screening:
 
     def validate(self) -> Screening:
         if self.score not in ("", *SCREENING_SCORES):
-            raise SpecError(f"screening.score must be one of {', '.join(SCREENING_SCORES)} (or empty for "
-                            f"no screening), got {self.score!r}")
+            raise SpecError(
+                f"screening.score must be one of {', '.join(SCREENING_SCORES)} (or empty for "
+                f"no screening), got {self.score!r}"
+            )
         if not 2 <= self.factor <= 64:
             raise SpecError(f"screening.factor must be between 2 and 64, got {self.factor}")
         return self
 
 
-def reward_of(kind: str, outcome: dict[str, Any],
-              constraints: Constraints | None = None) -> float:
+def reward_of(kind: str, outcome: dict[str, Any], constraints: Constraints | None = None) -> float:
     """The reward of a training outcome: ``zoph`` = (max validation accuracy of the last 5
     epochs)^3 (Zoph & Le), ``accuracy`` = best validation accuracy; times the cost factor of
     ``constraints`` when it has a cost term."""
@@ -159,8 +182,9 @@ def reward_of(kind: str, outcome: dict[str, Any],
         base = float(outcome["validation_accuracy"])
     if constraints is None:
         return base
-    return base * constraints.cost_factor(int(outcome.get("params", 0)),
-                                          int(outcome.get("flops", 0)))
+    return base * constraints.cost_factor(
+        int(outcome.get("params", 0)), int(outcome.get("flops", 0))
+    )
 
 
 @dataclass(frozen=True)
@@ -212,9 +236,12 @@ class SearchSpec:
             raise SpecError(f"name must be at most {MAX_NAME} characters, got {len(self.name)}")
         self.constraints.validate()
         self.screening.validate()
-        warm = replace(self.warm_start.validate(),
-                       architectures=tuple(self._prior_text(i, text) for i, text
-                                           in enumerate(self.warm_start.architectures)))
+        warm = replace(
+            self.warm_start.validate(),
+            architectures=tuple(
+                self._prior_text(i, text) for i, text in enumerate(self.warm_start.architectures)
+            ),
+        )
         return replace(self, reward=reward, warm_start=warm)
 
     def _prior_text(self, index: int, text: str) -> str:
@@ -239,8 +266,9 @@ class SearchSpec:
 
     def make_agent(self) -> Agent:
         """A fresh agent for this search."""
-        return agent_class(self.agent)(self.bound_space(), self.agent_settings, self.seed,
-                                       self.budget)
+        return agent_class(self.agent)(
+            self.bound_space(), self.agent_settings, self.seed, self.budget
+        )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -274,8 +302,12 @@ class SearchSpec:
 
 
 _DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_SHAPE_LIMITS = (("channels", 1, 64), ("height", 1, 4096), ("width", 1, 4096),
-                 ("classes", 2, 100_000))
+_SHAPE_LIMITS = (
+    ("channels", 1, 64),
+    ("height", 1, 4096),
+    ("width", 1, 4096),
+    ("classes", 2, 100_000),
+)
 
 
 def check_dataset(dataset: str, shape: InputShape | None) -> InputShape | None:
@@ -286,21 +318,26 @@ def check_dataset(dataset: str, shape: InputShape | None) -> InputShape | None:
             known = DATASET_SHAPES[dataset]
             raise SpecError(
                 f"dataset_shape {_shape_text(shape)} does not match the built-in dataset "
-                f"{dataset!r} ({_shape_text(known)}); leave it empty for built-in datasets")
+                f"{dataset!r} ({_shape_text(known)}); leave it empty for built-in datasets"
+            )
         return None
     if not _DATASET_NAME.match(dataset):
-        raise SpecError(f"dataset {dataset[:100]!r} is not a dataset name (letters, digits, "
-                        f"'_', '.', '-'; at most 100); built in: {', '.join(DATASET_SHAPES)}")
+        raise SpecError(
+            f"dataset {dataset[:100]!r} is not a dataset name (letters, digits, "
+            f"'_', '.', '-'; at most 100); built in: {', '.join(DATASET_SHAPES)}"
+        )
     if shape is None:
         raise SpecError(
             f"unknown dataset {dataset!r}: it is not built in ({', '.join(DATASET_SHAPES)}); "
             "for a user's dataset give its dataset_shape {channels, height, width, classes}, "
-            "which the trainer's ListDatasets reports (nasrl search reads it from there)")
+            "which the trainer's ListDatasets reports (nasrl search reads it from there)"
+        )
     for name, low, high in _SHAPE_LIMITS:
         value = getattr(shape, name)
         if not low <= value <= high:
-            raise SpecError(f"dataset_shape.{name} must be between {low:,} and {high:,}, "
-                            f"got {value}")
+            raise SpecError(
+                f"dataset_shape.{name} must be between {low:,} and {high:,}, got {value}"
+            )
     return shape
 
 

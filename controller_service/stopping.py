@@ -42,14 +42,17 @@ class StoppingSettings:
 
     def validate(self) -> StoppingSettings:
         if self.rule not in RULES:
-            raise ValueError(f"early_stopping must be one of {', '.join(RULES)}, "
-                             f"got {self.rule!r}")
-        for name, value, low in (("eta", self.eta, 2), ("min_epochs", self.min_epochs, 1),
-                                 ("grace", self.grace, 1),
-                                 ("min_children", self.min_children, 1)):
+            raise ValueError(f"early_stopping must be one of {', '.join(RULES)}, got {self.rule!r}")
+        for name, value, low in (
+            ("eta", self.eta, 2),
+            ("min_epochs", self.min_epochs, 1),
+            ("grace", self.grace, 1),
+            ("min_children", self.min_children, 1),
+        ):
             if not low <= value <= 1000:
-                raise ValueError(f"early stopping {name} must be between {low} and 1000, "
-                                 f"got {value}")
+                raise ValueError(
+                    f"early stopping {name} must be between {low} and 1000, got {value}"
+                )
         return self
 
 
@@ -96,8 +99,11 @@ class StoppingRule:
         s = self.settings
         if epoch < s.grace:
             return Decision.CONTINUE
-        means = [statistics.fmean(c[:epoch]) for k, c in self.curves.items()
-                 if k != child and len(c) >= epoch]
+        means = [
+            statistics.fmean(c[:epoch])
+            for k, c in self.curves.items()
+            if k != child and len(c) >= epoch
+        ]
         if len(means) < s.min_children:
             return Decision.CONTINUE
         best = max(self.curves[child])

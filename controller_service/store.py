@@ -91,7 +91,8 @@ CREATE TABLE IF NOT EXISTS agent_weights (
 );
 """
 SCHEMA = SCHEMA_TEMPLATE.replace("{STATUS_CHECK}", sql_in("status", Status)).replace(
-    "{DECISION_CHECK}", sql_in("decision", Decision))
+    "{DECISION_CHECK}", sql_in("decision", Decision)
+)
 
 
 class StoreError(RuntimeError):
@@ -137,16 +138,31 @@ class ResultRow:
 
 def _candidate(row: sqlite3.Row) -> CandidateRow:
     return CandidateRow(
-        row["search_id"], row["id"], row["arch"], row["arch_hash"],
-        json.loads(row["decisions"]), row["status"], row["lease_deadline"], row["twin"],
-        row["reissued"], json.loads(row["report"]) if row["report"] else None, row["reward"],
+        row["search_id"],
+        row["id"],
+        row["arch"],
+        row["arch_hash"],
+        json.loads(row["decisions"]),
+        row["status"],
+        row["lease_deadline"],
+        row["twin"],
+        row["reissued"],
+        json.loads(row["report"]) if row["report"] else None,
+        row["reward"],
     )
 
 
 def _result(row: sqlite3.Row) -> ResultRow:
     return ResultRow(
-        row["candidate_id"], row["arch"], row["accuracy"], row["test_accuracy"], row["params"],
-        row["flops"], row["seconds"], row["reward"], json.loads(row["outcome"]),
+        row["candidate_id"],
+        row["arch"],
+        row["accuracy"],
+        row["test_accuracy"],
+        row["params"],
+        row["flops"],
+        row["seconds"],
+        row["reward"],
+        json.loads(row["outcome"]),
     )
 
 
@@ -218,8 +234,9 @@ class Store:
         row = self._exec("SELECT * FROM searches WHERE id = ?", (search_id,)).fetchone()
         if row is None:
             return None
-        return SearchRow(row["id"], row["name"], row["created"], json.loads(row["spec"]),
-                         row["state"])
+        return SearchRow(
+            row["id"], row["name"], row["created"], json.loads(row["spec"]), row["state"]
+        )
 
     def search_ids(self) -> list[str]:
         rows = self._exec("SELECT id FROM searches ORDER BY created DESC, id").fetchall()
@@ -230,9 +247,16 @@ class Store:
 
     # ------------------------------------------------------------------ candidates
 
-    def add_candidate(self, search_id: str, arch: str, arch_hash: str,
-                      decisions: dict[str, Any], status: str, lease_deadline: float | None,
-                      twin: int | None = None) -> int:
+    def add_candidate(
+        self,
+        search_id: str,
+        arch: str,
+        arch_hash: str,
+        decisions: dict[str, Any],
+        status: str,
+        lease_deadline: float | None,
+        twin: int | None = None,
+    ) -> int:
         row = self._exec(
             "SELECT COALESCE(MAX(id), 0) + 1 AS next FROM candidates WHERE search_id = ?",
             (search_id,),
@@ -241,34 +265,49 @@ class Store:
         self._exec(
             "INSERT INTO candidates (search_id, id, arch, arch_hash, decisions, status, "
             "lease_deadline, twin, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (search_id, cid, arch, arch_hash, json.dumps(decisions), status, lease_deadline,
-             twin, time.time()),
+            (
+                search_id,
+                cid,
+                arch,
+                arch_hash,
+                json.dumps(decisions),
+                status,
+                lease_deadline,
+                twin,
+                time.time(),
+            ),
         )
         return cid
 
     def candidate(self, search_id: str, cid: int) -> CandidateRow | None:
-        row = self._exec("SELECT * FROM candidates WHERE search_id = ? AND id = ?",
-                         (search_id, cid)).fetchone()
+        row = self._exec(
+            "SELECT * FROM candidates WHERE search_id = ? AND id = ?", (search_id, cid)
+        ).fetchone()
         return _candidate(row) if row else None
 
     def expired_leases(self, search_id: str, before: float, limit: int) -> list[CandidateRow]:
         """Leased candidates whose lease ends before ``before`` (all of them: ``inf``)."""
         rows = self._exec(
             "SELECT * FROM candidates WHERE search_id = ? AND status = 'leased' "
-            "AND lease_deadline < ? ORDER BY id LIMIT ?", (search_id, before, limit),
+            "AND lease_deadline < ? ORDER BY id LIMIT ?",
+            (search_id, before, limit),
         ).fetchall()
         return [_candidate(r) for r in rows]
 
-    def renew_lease(self, search_id: str, cid: int, deadline: float,
-                    request_id: str | None) -> None:
+    def renew_lease(
+        self, search_id: str, cid: int, deadline: float, request_id: str | None
+    ) -> None:
         self._exec(
             "UPDATE candidates SET lease_deadline = ?, reissued = reissued + 1, request_id = ? "
-            "WHERE search_id = ? AND id = ?", (deadline, request_id, search_id, cid),
+            "WHERE search_id = ? AND id = ?",
+            (deadline, request_id, search_id, cid),
         )
 
     def set_request(self, search_id: str, cid: int, request_id: str | None) -> None:
-        self._exec("UPDATE candidates SET request_id = ? WHERE search_id = ? AND id = ?",
-                   (request_id, search_id, cid))
+        self._exec(
+            "UPDATE candidates SET request_id = ? WHERE search_id = ? AND id = ?",
+            (request_id, search_id, cid),
+        )
 
     def by_request(self, search_id: str, request_id: str) -> list[CandidateRow]:
         rows = self._exec(
@@ -281,35 +320,54 @@ class Store:
     def in_flight_with_hash(self, search_id: str, arch_hash: str) -> CandidateRow | None:
         row = self._exec(
             "SELECT * FROM candidates WHERE search_id = ? AND arch_hash = ? AND status = 'leased' "
-            "ORDER BY id LIMIT 1", (search_id, arch_hash),
+            "ORDER BY id LIMIT 1",
+            (search_id, arch_hash),
         ).fetchone()
         return _candidate(row) if row else None
 
     def has_hash(self, search_id: str, arch_hash: str) -> bool:
         """Whether any candidate of the search is this network."""
-        return self._exec("SELECT 1 FROM candidates WHERE search_id = ? AND arch_hash = ? "
-                          "LIMIT 1", (search_id, arch_hash)).fetchone() is not None
+        return (
+            self._exec(
+                "SELECT 1 FROM candidates WHERE search_id = ? AND arch_hash = ? LIMIT 1",
+                (search_id, arch_hash),
+            ).fetchone()
+            is not None
+        )
 
     def waiting_twins(self, search_id: str, cid: int) -> list[CandidateRow]:
         rows = self._exec(
             "SELECT * FROM candidates WHERE search_id = ? AND twin = ? AND status = 'waiting' "
-            "ORDER BY id", (search_id, cid),
+            "ORDER BY id",
+            (search_id, cid),
         ).fetchall()
         return [_candidate(r) for r in rows]
 
-    def finish_candidate(self, search_id: str, cid: int, status: str,
-                         report: dict[str, Any] | None, reward: float | None) -> None:
+    def finish_candidate(
+        self,
+        search_id: str,
+        cid: int,
+        status: str,
+        report: dict[str, Any] | None,
+        reward: float | None,
+    ) -> None:
         self._exec(
             "UPDATE candidates SET status = ?, report = ?, reward = ?, lease_deadline = NULL "
             "WHERE search_id = ? AND id = ?",
-            (status, json.dumps(report, sort_keys=True) if report is not None else None, reward,
-             search_id, cid),
+            (
+                status,
+                json.dumps(report, sort_keys=True) if report is not None else None,
+                reward,
+                search_id,
+                cid,
+            ),
         )
 
     def counts(self, search_id: str) -> dict[str, int]:
         rows = self._exec(
             "SELECT status, COUNT(*) AS n, SUM(reissued) AS r FROM candidates "
-            "WHERE search_id = ? GROUP BY status", (search_id,),
+            "WHERE search_id = ? GROUP BY status",
+            (search_id,),
         ).fetchall()
         counts = {r["status"]: int(r["n"]) for r in rows}
         counts["reissued"] = sum(int(r["r"] or 0) for r in rows)
@@ -317,21 +375,31 @@ class Store:
 
     # ------------------------------------------------------------------ epoch reports
 
-    def add_epoch_report(self, search_id: str, cid: int, epoch: int, accuracy: float,
-                         decision: str) -> None:
-        self._exec("INSERT INTO epoch_reports (search_id, candidate_id, epoch, accuracy, "
-                   "decision) VALUES (?, ?, ?, ?, ?)", (search_id, cid, epoch, accuracy, decision))
+    def add_epoch_report(
+        self, search_id: str, cid: int, epoch: int, accuracy: float, decision: str
+    ) -> None:
+        self._exec(
+            "INSERT INTO epoch_reports (search_id, candidate_id, epoch, accuracy, "
+            "decision) VALUES (?, ?, ?, ?, ?)",
+            (search_id, cid, epoch, accuracy, decision),
+        )
 
     def epoch_report(self, search_id: str, cid: int, epoch: int) -> str | None:
         """The decision stored for one (candidate, epoch), or None."""
-        row = self._exec("SELECT decision FROM epoch_reports WHERE search_id = ? AND "
-                         "candidate_id = ? AND epoch = ?", (search_id, cid, epoch)).fetchone()
+        row = self._exec(
+            "SELECT decision FROM epoch_reports WHERE search_id = ? AND "
+            "candidate_id = ? AND epoch = ?",
+            (search_id, cid, epoch),
+        ).fetchone()
         return None if row is None else str(row["decision"])
 
     def epoch_reports(self, search_id: str) -> list[tuple[int, int, float]]:
         """Every (candidate, epoch, accuracy) of a search in the order they were reported."""
-        rows = self._exec("SELECT candidate_id, epoch, accuracy FROM epoch_reports "
-                          "WHERE search_id = ? ORDER BY rowid", (search_id,)).fetchall()
+        rows = self._exec(
+            "SELECT candidate_id, epoch, accuracy FROM epoch_reports "
+            "WHERE search_id = ? ORDER BY rowid",
+            (search_id,),
+        ).fetchall()
         return [(int(r[0]), int(r[1]), float(r[2])) for r in rows]
 
     # ------------------------------------------------------------------ results
@@ -341,28 +409,44 @@ class Store:
             "INSERT INTO results (search_id, arch_hash, candidate_id, arch, accuracy, "
             "test_accuracy, params, flops, seconds, reward, outcome) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (search_id, arch_hash, row.candidate_id, row.arch, row.accuracy, row.test_accuracy,
-             row.params, row.flops, row.seconds, row.reward,
-             json.dumps(row.outcome, sort_keys=True)),
+            (
+                search_id,
+                arch_hash,
+                row.candidate_id,
+                row.arch,
+                row.accuracy,
+                row.test_accuracy,
+                row.params,
+                row.flops,
+                row.seconds,
+                row.reward,
+                json.dumps(row.outcome, sort_keys=True),
+            ),
         )
 
     def result(self, search_id: str, arch_hash: str) -> ResultRow | None:
-        row = self._exec("SELECT * FROM results WHERE search_id = ? AND arch_hash = ?",
-                         (search_id, arch_hash)).fetchone()
+        row = self._exec(
+            "SELECT * FROM results WHERE search_id = ? AND arch_hash = ?", (search_id, arch_hash)
+        ).fetchone()
         return _result(row) if row else None
 
     def top_results(self, search_id: str, k: int) -> list[ResultRow]:
         rows = self._exec(
             "SELECT * FROM results WHERE search_id = ? ORDER BY accuracy DESC, candidate_id "
-            "LIMIT ?", (search_id, k),
+            "LIMIT ?",
+            (search_id, k),
         ).fetchall()
         return [_result(r) for r in rows]
 
     # ------------------------------------------------------------------ agent state
 
-    def save_agent(self, search_id: str, state: dict[str, Any],
-                   heavy: dict[str, Any] | None = None,
-                   progress: dict[str, float] | None = None) -> None:
+    def save_agent(
+        self,
+        search_id: str,
+        state: dict[str, Any],
+        heavy: dict[str, Any] | None = None,
+        progress: dict[str, float] | None = None,
+    ) -> None:
         """Save an agent's state: ``state`` every call; ``heavy`` (weights, optimiser) only
         when it changed — the last one saved stays and is merged in by ``load_agent``;
         ``progress`` (what views show) so that a view never needs to load the agent."""
@@ -386,25 +470,31 @@ class Store:
     def has_agent_weights(self, search_id: str) -> bool:
         """Whether the agent's heavy part is stored apart (databases written before the split
         keep the whole state in agent_state)."""
-        return self._exec("SELECT 1 FROM agent_weights WHERE search_id = ?",
-                          (search_id,)).fetchone() is not None
+        return (
+            self._exec("SELECT 1 FROM agent_weights WHERE search_id = ?", (search_id,)).fetchone()
+            is not None
+        )
 
     def agent_progress(self, search_id: str) -> dict[str, float] | None:
         """The progress saved with the agent's last state (None if none was saved)."""
-        row = self._exec("SELECT progress FROM agent_progress WHERE search_id = ?",
-                         (search_id,)).fetchone()
-        return None if row is None else {k: float(v) for k, v in
-                                         json.loads(row["progress"]).items()}
+        row = self._exec(
+            "SELECT progress FROM agent_progress WHERE search_id = ?", (search_id,)
+        ).fetchone()
+        return (
+            None if row is None else {k: float(v) for k, v in json.loads(row["progress"]).items()}
+        )
 
     def load_agent(self, search_id: str) -> dict[str, Any] | None:
         """The saved state, its heavy part merged in."""
-        row = self._exec("SELECT state FROM agent_state WHERE search_id = ?",
-                         (search_id,)).fetchone()
+        row = self._exec(
+            "SELECT state FROM agent_state WHERE search_id = ?", (search_id,)
+        ).fetchone()
         if row is None:
             return None
         state: dict[str, Any] = torch.load(io.BytesIO(row["state"]), weights_only=True)
-        weights = self._exec("SELECT state FROM agent_weights WHERE search_id = ?",
-                             (search_id,)).fetchone()
+        weights = self._exec(
+            "SELECT state FROM agent_weights WHERE search_id = ?", (search_id,)
+        ).fetchone()
         if weights is not None:
             state.update(torch.load(io.BytesIO(weights["state"]), weights_only=True))
         return state

@@ -14,9 +14,8 @@ import itertools
 import json
 from typing import Any
 
-from protos import controller_pb2 as cpb
-
 from nasrl.arch import Conv, parse
+from protos import controller_pb2 as cpb
 
 __all__ = ["assignments"]
 
@@ -27,21 +26,31 @@ def _size(h: int, w: int) -> str:
 
 def _embedding(space: cpb.ZophSpace) -> dict[tuple[int, int, int, int, int], int]:
     """Every (kernel_h, kernel_w, stride_h, stride_w, filters) of the space, numbered."""
-    combos = itertools.product(space.filter_sizes, space.filter_sizes, space.strides,
-                               space.strides, space.filters)
+    combos = itertools.product(
+        space.filter_sizes, space.filter_sizes, space.strides, space.strides, space.filters
+    )
     return {combo: i for i, combo in enumerate(combos)}
 
 
 def nn_config(space: cpb.ZophSpace, shape: cpb.DatasetShape) -> dict[str, Any]:
     embedding = {
-        str(i): {"opt_id": i, "opt_type": "convolution",
-                 "opt_params": {"filter_size": _size(kh, kw), "num_filter": str(f),
-                                "stride": _size(sh, sw)}}
+        str(i): {
+            "opt_id": i,
+            "opt_type": "convolution",
+            "opt_params": {
+                "filter_size": _size(kh, kw),
+                "num_filter": str(f),
+                "stride": _size(sh, sw),
+            },
+        }
         for (kh, kw, sh, sw, f), i in _embedding(space).items()
     }
-    return {"num_layers": space.max_layers,
-            "input_sizes": [shape.height, shape.width, shape.channels],
-            "output_sizes": [shape.classes], "embedding": embedding}
+    return {
+        "num_layers": space.max_layers,
+        "input_sizes": [shape.height, shape.width, shape.channels],
+        "output_sizes": [shape.classes],
+        "embedding": embedding,
+    }
 
 
 def architecture(text: str, space: cpb.ZophSpace) -> list[list[int]]:
@@ -52,12 +61,13 @@ def architecture(text: str, space: cpb.ZophSpace) -> list[list[int]]:
         if not isinstance(op, Conv):
             raise ValueError(f"layer {i + 1} of {text} is not a convolution")
         skips = [1 if j + 1 in layer.inputs else 0 for j in range(i)]
-        rows.append([ids[(op.kernel_h, op.kernel_w, op.stride_h, op.stride_w, op.filters)],
-                     *skips])
+        rows.append([ids[(op.kernel_h, op.kernel_w, op.stride_h, op.stride_w, op.filters)], *skips])
     return rows
 
 
 def assignments(text: str, space: cpb.ZophSpace, shape: cpb.DatasetShape) -> dict[str, str]:
     """Katib's ``architecture`` and ``nn_config`` assignments (JSON text) for ``text``."""
-    return {"architecture": json.dumps(architecture(text, space)),
-            "nn_config": json.dumps(nn_config(space, shape))}
+    return {
+        "architecture": json.dumps(architecture(text, space)),
+        "nn_config": json.dumps(nn_config(space, shape)),
+    }

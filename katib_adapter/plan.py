@@ -15,11 +15,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from nasrl.datasets import DATASET_SHAPES
 from protos import controller_pb2 as cpb
 from protos import katib_api_pb2 as kpb
 from protos import trainer_pb2 as tpb
-
-from nasrl.datasets import DATASET_SHAPES
 
 __all__ = ["ALGORITHM", "ARCH_PARAM", "KatibError", "Plan", "plan", "search_name"]
 
@@ -27,8 +26,7 @@ ALGORITHM = "nasrl"
 ARCH_PARAM = "nasrl_architecture"  # the assignment with nasrl's text form
 ENAS_PARAMS = ("architecture", "nn_config")
 AGENTS = ("reinforce", "qlearning", "random", "evolution")
-SETTINGS = ("agent", "space", "dataset", "epochs", "seed", "max_layers", "input_shape",
-            "classes")
+SETTINGS = ("agent", "space", "dataset", "epochs", "seed", "max_layers", "input_shape", "classes")
 LEASE_SECONDS = 7 * 86400.0  # Katib reports every trial; a lease never needs to expire
 DEFAULT_BUDGET = 1000
 
@@ -60,13 +58,16 @@ def request_id(experiment: str, total: int, attempt: int) -> str:
 
 def _settings(spec: kpb.AlgorithmSpec) -> dict[str, str]:
     if spec.algorithm_name != ALGORITHM:
-        raise KatibError(f"algorithm {spec.algorithm_name!r} is not served here: set "
-                         f"algorithm.algorithmName: {ALGORITHM}")
+        raise KatibError(
+            f"algorithm {spec.algorithm_name!r} is not served here: set "
+            f"algorithm.algorithmName: {ALGORITHM}"
+        )
     out: dict[str, str] = {}
     for s in spec.algorithm_settings:
         if s.name not in SETTINGS:
-            raise KatibError(f"unknown algorithm setting {s.name!r}; nasrl takes "
-                             f"{', '.join(SETTINGS)}")
+            raise KatibError(
+                f"unknown algorithm setting {s.name!r}; nasrl takes {', '.join(SETTINGS)}"
+            )
         out[s.name] = s.value.strip()
     agent = out.get("agent", "reinforce")
     if agent not in AGENTS:
@@ -85,8 +86,7 @@ def _int(settings: dict[str, str], name: str, default: int, low: int, high: int)
     except ValueError:
         raise KatibError(f"algorithm setting {name}={text!r} is not a whole number") from None
     if not low <= value <= high:
-        raise KatibError(f"algorithm setting {name} must be between {low} and {high}, "
-                         f"got {value}")
+        raise KatibError(f"algorithm setting {name} must be between {low} and {high}, got {value}")
     return value
 
 
@@ -95,15 +95,18 @@ def _shape(settings: dict[str, str], dataset: str) -> cpb.DatasetShape | None:
     if text is None:
         if dataset in DATASET_SHAPES:
             return None
-        raise KatibError(f"dataset {dataset!r} is not built in: give the algorithm settings "
-                         "input_shape (C,H,W) and classes, or a nasConfig with input_sizes "
-                         "and output_sizes")
+        raise KatibError(
+            f"dataset {dataset!r} is not built in: give the algorithm settings "
+            "input_shape (C,H,W) and classes, or a nasConfig with input_sizes "
+            "and output_sizes"
+        )
     try:
         c, h, w = (int(v) for v in text.split(","))
     except ValueError:
         raise KatibError(f"algorithm setting input_shape={text!r} is not C,H,W") from None
-    return cpb.DatasetShape(channels=c, height=h, width=w,
-                            classes=_int(settings, "classes", 0, 2, 100_000))
+    return cpb.DatasetShape(
+        channels=c, height=h, width=w, classes=_int(settings, "classes", 0, 2, 100_000)
+    )
 
 
 def _ints(spec: kpb.ParameterSpec) -> list[int]:
@@ -123,24 +126,31 @@ def _nas_space(nas: kpb.NasConfig) -> tuple[cpb.ZophSpace, cpb.DatasetShape]:
         raise KatibError(
             "nasrl's Zoph space is made of convolutions: nasConfig.operations may only be "
             f"operationType: convolution (got {', '.join(other) or 'none'}); pooling and "
-            "skip connections are chosen by the agent")
+            "skip connections are chosen by the agent"
+        )
     values: dict[str, set[int]] = {"filter_size": set(), "num_filter": set(), "stride": set()}
     for op in ops:
         for p in op.parameter_specs.parameters:
             if p.name not in values:
-                raise KatibError(f"convolution parameter {p.name!r} is not one nasrl knows; "
-                                 "use filter_size, num_filter and stride")
+                raise KatibError(
+                    f"convolution parameter {p.name!r} is not one nasrl knows; "
+                    "use filter_size, num_filter and stride"
+                )
             values[p.name] |= set(_ints(p))
     graph = nas.graph_config
     if len(graph.input_sizes) != 3 or len(graph.output_sizes) != 1:
-        raise KatibError("nasConfig.graphConfig needs inputSizes [height, width, channels] and "
-                         "outputSizes [classes]")
+        raise KatibError(
+            "nasConfig.graphConfig needs inputSizes [height, width, channels] and "
+            "outputSizes [classes]"
+        )
     h, w, c = graph.input_sizes
-    space = cpb.ZophSpace(filter_sizes=sorted(values["filter_size"]),
-                          strides=sorted(values["stride"]),
-                          filters=sorted(values["num_filter"]), max_layers=graph.num_layers)
-    return space, cpb.DatasetShape(channels=c, height=h, width=w,
-                                   classes=graph.output_sizes[0])
+    space = cpb.ZophSpace(
+        filter_sizes=sorted(values["filter_size"]),
+        strides=sorted(values["stride"]),
+        filters=sorted(values["num_filter"]),
+        max_layers=graph.num_layers,
+    )
+    return space, cpb.DatasetShape(channels=c, height=h, width=w, classes=graph.output_sizes[0])
 
 
 def _check_parameters(spec: kpb.ExperimentSpec, nas: bool) -> None:
@@ -148,12 +158,16 @@ def _check_parameters(spec: kpb.ExperimentSpec, nas: bool) -> None:
     allowed = {ARCH_PARAM, *(ENAS_PARAMS if nas else ())}
     extra = sorted(names - allowed)
     if extra:
-        raise KatibError(f"nasrl proposes architectures only: parameter(s) {', '.join(extra)} "
-                         f"cannot be assigned; declare {ARCH_PARAM} (a categorical parameter "
-                         "whose list is ignored) and use it in the trial template")
+        raise KatibError(
+            f"nasrl proposes architectures only: parameter(s) {', '.join(extra)} "
+            f"cannot be assigned; declare {ARCH_PARAM} (a categorical parameter "
+            "whose list is ignored) and use it in the trial template"
+        )
     if not nas and ARCH_PARAM not in names:
-        raise KatibError(f"declare a parameter {ARCH_PARAM!r} (categorical, list ['nasrl']): "
-                         "each trial gets its architecture in it")
+        raise KatibError(
+            f"declare a parameter {ARCH_PARAM!r} (categorical, list ['nasrl']): "
+            "each trial gets its architecture in it"
+        )
 
 
 def plan(experiment: kpb.Experiment) -> Plan:
@@ -162,8 +176,10 @@ def plan(experiment: kpb.Experiment) -> Plan:
     if not experiment.name:
         raise KatibError("the experiment has no name")
     if spec.objective.type == kpb.MINIMIZE:
-        raise KatibError("nasrl maximises the objective (a validation accuracy in [0, 1]); "
-                         "set objective.type: maximize")
+        raise KatibError(
+            "nasrl maximises the objective (a validation accuracy in [0, 1]); "
+            "set objective.type: maximize"
+        )
     if not spec.objective.objective_metric_name:
         raise KatibError("objective.objectiveMetricName is empty")
     settings = _settings(spec.algorithm)
@@ -171,10 +187,14 @@ def plan(experiment: kpb.Experiment) -> Plan:
     _check_parameters(spec, nas)
     dataset = settings.get("dataset", "digits")
     request = cpb.CreateSearchRequest(
-        agent=cpb.AgentSpec(name=settings.get("agent", "reinforce")), dataset=dataset,
+        agent=cpb.AgentSpec(name=settings.get("agent", "reinforce")),
+        dataset=dataset,
         training=tpb.TrainingConfig(epochs=_int(settings, "epochs", 3, 1, 1000)),
-        budget=spec.max_trial_count or DEFAULT_BUDGET, seed=_int(settings, "seed", 0, 0, 2**62),
-        lease_seconds=LEASE_SECONDS, name=search_name(experiment.name))
+        budget=spec.max_trial_count or DEFAULT_BUDGET,
+        seed=_int(settings, "seed", 0, 0, 2**62),
+        lease_seconds=LEASE_SECONDS,
+        name=search_name(experiment.name),
+    )
     if nas:
         space, shape = _nas_space(spec.nas_config)
         request.space.zoph.CopyFrom(space)
@@ -194,5 +214,4 @@ def plan(experiment: kpb.Experiment) -> Plan:
 
 def _builtin(dataset: str) -> cpb.DatasetShape:
     s = DATASET_SHAPES[dataset]
-    return cpb.DatasetShape(channels=s.channels, height=s.height, width=s.width,
-                            classes=s.classes)
+    return cpb.DatasetShape(channels=s.channels, height=s.height, width=s.width, classes=s.classes)

@@ -15,26 +15,31 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NoReturn
 
 import grpc
-from protos import controller_pb2 as cpb
-from protos import katib_api_pb2 as kpb
-from protos import katib_api_pb2_grpc as kpb_grpc
 
 from katib_adapter import enas
 from katib_adapter.plan import ARCH_PARAM, KatibError, Plan, plan, request_id
 from katib_adapter.trials import CANDIDATE_LABEL, candidate_of, update_for
 from nasrl import codec
 from nasrl.client import ControllerClient, NasrlError
+from protos import controller_pb2 as cpb
+from protos import katib_api_pb2 as kpb
+from protos import katib_api_pb2_grpc as kpb_grpc
 
 __all__ = ["SuggestionServicer"]
 
 log = logging.getLogger(__name__)
 
 MAX_SAMPLES = 200  # Sample calls per GetSuggestions before answering with fewer
-_PASS_ON = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
-            grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
-            grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAUTHENTICATED,
-            grpc.StatusCode.PERMISSION_DENIED,
-            grpc.StatusCode.RESOURCE_EXHAUSTED)  # a busy controller: Katib retries the call
+_PASS_ON = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)  # a busy controller: Katib retries the call
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
@@ -43,8 +48,9 @@ def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -
 
 
 class SuggestionServicer(kpb_grpc.SuggestionServicer):
-    def __init__(self, controller: ControllerClient, answer_within: float = 50.0,
-                 update_threads: int = 8) -> None:
+    def __init__(
+        self, controller: ControllerClient, answer_within: float = 50.0, update_threads: int = 8
+    ) -> None:
         self.c = controller
         self.answer_within = answer_within  # Katib gives GetSuggestions 60 s
         self._pool = ThreadPoolExecutor(update_threads, thread_name_prefix="update")
@@ -56,17 +62,18 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def ValidateAlgorithmSettings(self, request: kpb.ValidateAlgorithmSettingsRequest,
-                                  context: grpc.ServicerContext
-                                  ) -> kpb.ValidateAlgorithmSettingsReply:
+    def ValidateAlgorithmSettings(
+        self, request: kpb.ValidateAlgorithmSettingsRequest, context: grpc.ServicerContext
+    ) -> kpb.ValidateAlgorithmSettingsReply:
         try:
             plan(request.experiment)
         except KatibError as exc:
             _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return kpb.ValidateAlgorithmSettingsReply()
 
-    def GetSuggestions(self, request: kpb.GetSuggestionsRequest,
-                       context: grpc.ServicerContext) -> kpb.GetSuggestionsReply:
+    def GetSuggestions(
+        self, request: kpb.GetSuggestionsRequest, context: grpc.ServicerContext
+    ) -> kpb.GetSuggestionsReply:
         began = time.monotonic()
         try:
             p = plan(request.experiment)
@@ -80,8 +87,13 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
         except NasrlError as exc:
             code = exc.code if exc.code in _PASS_ON else grpc.StatusCode.INTERNAL
             _abort(context, code, f"nasrl controller {self.c.target}: {exc.args[0]}")
-        log.info("%s: %d trial(s) in, %d suggestion(s) out in %.3fs", request.experiment.name,
-                 len(request.trials), len(reply.parameter_assignments), time.monotonic() - began)
+        log.info(
+            "%s: %d trial(s) in, %d suggestion(s) out in %.3fs",
+            request.experiment.name,
+            len(request.trials),
+            len(reply.parameter_assignments),
+            time.monotonic() - began,
+        )
         return reply
 
     def _lock(self, experiment: str) -> threading.Lock:
@@ -104,13 +116,20 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
     def _report(self, search_id: str, trials: Iterable[kpb.Trial], metric: str) -> None:
         """Update every finished trial not reported yet (in parallel)."""
         done = self._reported.setdefault(search_id, set())
-        todo = [(cid, u) for t in trials
-                if (cid := candidate_of(t)) is not None and cid not in done
-                and (u := update_for(t, search_id, metric)) is not None]
-        for cid, error in zip([cid for cid, _ in todo],
-                              self._pool.map(self._update, [u for _, u in todo])):
-            if error is not None and error.code in (grpc.StatusCode.UNAVAILABLE,
-                                                    grpc.StatusCode.DEADLINE_EXCEEDED):
+        todo = [
+            (cid, u)
+            for t in trials
+            if (cid := candidate_of(t)) is not None
+            and cid not in done
+            and (u := update_for(t, search_id, metric)) is not None
+        ]
+        for cid, error in zip(
+            [cid for cid, _ in todo], self._pool.map(self._update, [u for _, u in todo])
+        ):
+            if error is not None and error.code in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ):
                 raise error  # the controller is away: Katib calls again
             if error is not None:  # a report the controller refuses will not improve
                 log.warning("trial of candidate %d not reported: %s", cid, error)
@@ -119,16 +138,20 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
     def _update(self, request: cpb.UpdateRequest) -> NasrlError | None:
         try:
             if request.HasField("result"):
-                self.c.update(request.search_id, request.candidate_id,
-                              result=codec.outcome_from_proto(request.result))
+                self.c.update(
+                    request.search_id,
+                    request.candidate_id,
+                    result=codec.outcome_from_proto(request.result),
+                )
             else:
                 self.c.update(request.search_id, request.candidate_id, failure=request.failure)
         except NasrlError as exc:
             return exc
         return None
 
-    def _suggest(self, search: cpb.Search, p: Plan, request: kpb.GetSuggestionsRequest,
-                 began: float) -> kpb.GetSuggestionsReply:
+    def _suggest(
+        self, search: cpb.Search, p: Plan, request: kpb.GetSuggestionsRequest, began: float
+    ) -> kpb.GetSuggestionsReply:
         """``current_request_number`` new networks: candidates the search already trained
         (cached) are skipped, so Katib never runs an architecture twice."""
         need = request.current_request_number  # 0: only report the trials
@@ -137,26 +160,35 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
             if len(reply.parameter_assignments) >= need:
                 break
             if time.monotonic() - began > self.answer_within:
-                log.warning("answering with %d of %d suggestions to stay within Katib's "
-                            "deadline", len(reply.parameter_assignments), need)
+                log.warning(
+                    "answering with %d of %d suggestions to stay within Katib's deadline",
+                    len(reply.parameter_assignments),
+                    need,
+                )
                 break
-            batch = self.c.sample(search.search_id, need - len(reply.parameter_assignments),
-                                  request_id=request_id(request.experiment.name,
-                                                        request.total_request_number, attempt))
+            batch = self.c.sample(
+                search.search_id,
+                need - len(reply.parameter_assignments),
+                request_id=request_id(
+                    request.experiment.name, request.total_request_number, attempt
+                ),
+            )
             for cand in batch.candidates:
                 if cand.cached is None:
-                    reply.parameter_assignments.append(self._assignment(search, p, cand.id,
-                                                                        cand.text))
+                    reply.parameter_assignments.append(
+                        self._assignment(search, p, cand.id, cand.text)
+                    )
             if batch.done:
                 break
         return reply
 
-    def _assignment(self, search: cpb.Search, p: Plan, candidate: int,
-                    text: str) -> kpb.GetSuggestionsReply.ParameterAssignments:
+    def _assignment(
+        self, search: cpb.Search, p: Plan, candidate: int, text: str
+    ) -> kpb.GetSuggestionsReply.ParameterAssignments:
         values = {ARCH_PARAM: text}
         if p.nas:
-            values.update(enas.assignments(text, search.spec.space.zoph,
-                                           search.spec.dataset_shape))
+            values.update(enas.assignments(text, search.spec.space.zoph, search.spec.dataset_shape))
         return kpb.GetSuggestionsReply.ParameterAssignments(
             assignments=[kpb.ParameterAssignment(name=k, value=v) for k, v in values.items()],
-            labels={CANDIDATE_LABEL: str(candidate), "nasrl-search": search.search_id})
+            labels={CANDIDATE_LABEL: str(candidate), "nasrl-search": search.search_id},
+        )

@@ -12,8 +12,11 @@ from protos import trainer_pb2 as tpb
 __all__ = ["CANDIDATE_LABEL", "candidate_of", "update_for"]
 
 CANDIDATE_LABEL = "nasrl-candidate"
-_FAILED = {kpb.TrialStatus.FAILED: "failed", kpb.TrialStatus.KILLED: "was killed",
-           kpb.TrialStatus.METRICSUNAVAILABLE: "finished without metrics"}
+_FAILED = {
+    kpb.TrialStatus.FAILED: "failed",
+    kpb.TrialStatus.KILLED: "was killed",
+    kpb.TrialStatus.METRICSUNAVAILABLE: "finished without metrics",
+}
 # extra metrics a trial may report (nasrl's trial command prints them): the largest value
 _EXTRA = {"test_accuracy": 1.0, "params": 2.0**62, "flops": 2.0**62, "seconds": 1e9}
 
@@ -37,8 +40,12 @@ def _number(text: str | None, high: float) -> float | None:
 
 
 def _result(trial: kpb.Trial, value: float, stopped: bool) -> tpb.TrainResult:
-    result = tpb.TrainResult(validation_accuracy=value, validation_accuracy_last5=value,
-                             stopped_early=stopped, device=f"katib trial {trial.name}"[:200])
+    result = tpb.TrainResult(
+        validation_accuracy=value,
+        validation_accuracy_last5=value,
+        stopped_early=stopped,
+        device=f"katib trial {trial.name}"[:200],
+    )
     metrics = _metrics(trial)
     for name, high in _EXTRA.items():
         number = _number(metrics.get(name), high)
@@ -51,8 +58,11 @@ def update_for(trial: kpb.Trial, search_id: str, metric: str) -> cpb.UpdateReque
     """The Update a finished trial reports, or None while it runs (or is not nasrl's)."""
     candidate = candidate_of(trial)
     condition = trial.status.condition
-    if candidate is None or condition not in (*_FAILED, kpb.TrialStatus.SUCCEEDED,
-                                              kpb.TrialStatus.EARLYSTOPPED):
+    if candidate is None or condition not in (
+        *_FAILED,
+        kpb.TrialStatus.SUCCEEDED,
+        kpb.TrialStatus.EARLYSTOPPED,
+    ):
         return None
     request = cpb.UpdateRequest(search_id=search_id, candidate_id=candidate)
     if condition in _FAILED:
@@ -62,8 +72,10 @@ def update_for(trial: kpb.Trial, search_id: str, metric: str) -> cpb.UpdateReque
     value = _number(text, 1.0)
     if value is None:
         what = "reported no" if text is None else f"reported {text[:50]!r} as its"
-        request.failure = (f"Katib trial {trial.name} {what} objective {metric!r}; nasrl needs "
-                           "a validation accuracy in [0, 1]")[:2000]
+        request.failure = (
+            f"Katib trial {trial.name} {what} objective {metric!r}; nasrl needs "
+            "a validation accuracy in [0, 1]"
+        )[:2000]
         return request
     stopped = condition == kpb.TrialStatus.EARLYSTOPPED
     request.result.CopyFrom(_result(trial, value, stopped))

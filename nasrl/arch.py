@@ -112,7 +112,9 @@ def _pair(a: int, b: int) -> str:
 
 def format_op(op: Op) -> str:
     if isinstance(op, Conv):
-        return f"C({op.filters},{_pair(op.kernel_h, op.kernel_w)},{_pair(op.stride_h, op.stride_w)})"
+        return (
+            f"C({op.filters},{_pair(op.kernel_h, op.kernel_w)},{_pair(op.stride_h, op.stride_w)})"
+        )
     if isinstance(op, Pool):
         return f"P({op.kernel},{op.stride})"
     if isinstance(op, FC):
@@ -182,9 +184,7 @@ def _match_token(text: str, pos: int) -> tuple[str, re.Match[str]]:
     for kind in ("FC", "C", "P", "SM"):  # longest prefixes first: FC before C
         if text.startswith(kind + "(", pos) or (kind != "C" and text.startswith(kind, pos)):
             raise ArchSyntaxError(f"malformed {kind} layer, expected {_HINTS[kind]}", text, pos)
-    raise ArchSyntaxError(
-        "expected a layer (C(...), P(...), FC(...), GAP) or SM(...)", text, pos
-    )
+    raise ArchSyntaxError("expected a layer (C(...), P(...), FC(...), GAP) or SM(...)", text, pos)
 
 
 def _parse_inputs(text: str, pos: int) -> tuple[tuple[int, ...], int]:

@@ -33,7 +33,10 @@ def _conv_block(op: Conv, x: Shape) -> nn.Module:
     return nn.Sequential(
         nn.ZeroPad2d((left, right, top, bottom)),
         nn.Conv2d(
-            x.channels, op.filters, (op.kernel_h, op.kernel_w), (op.stride_h, op.stride_w),
+            x.channels,
+            op.filters,
+            (op.kernel_h, op.kernel_w),
+            (op.stride_h, op.stride_w),
             bias=False,
         ),
         nn.BatchNorm2d(op.filters),

@@ -11,8 +11,6 @@ from types import TracebackType
 from typing import Any
 
 import grpc
-from protos import controller_pb2 as cpb
-from protos import controller_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 
 from nasrl import codec, rpc
 from nasrl.arch import Architecture, parse
@@ -20,9 +18,15 @@ from nasrl.errors import NasrlError
 from nasrl.health import wait_until_serving
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.security import ClientSecurity
+from protos import controller_pb2 as cpb
+from protos import controller_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 
 __all__ = [
-    "NasrlError", "TrainerClient", "ControllerClient", "Candidate", "SampleBatch",
+    "NasrlError",
+    "TrainerClient",
+    "ControllerClient",
+    "Candidate",
+    "SampleBatch",
     "wait_until_serving",
 ]
 
@@ -30,8 +34,13 @@ __all__ = [
 class TrainerClient:
     """Trains architectures on one trainer (or a DNS name of many)."""
 
-    def __init__(self, target: str, timeout: float = 3600.0,
-                 security: ClientSecurity | None = None, server_name: str | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 3600.0,
+        security: ClientSecurity | None = None,
+        server_name: str | None = None,
+    ) -> None:
         """``server_name``: the DNS ``NAME:PORT`` that ``target`` was resolved from; with TLS
         the certificate must name it (not the IP)."""
         self.target = target
@@ -71,26 +80,30 @@ class TrainerClient:
                     return codec.outcome_from_proto(event.result)
         except grpc.RpcError as exc:
             raise NasrlError.from_rpc(exc, self.target) from exc
-        raise NasrlError(grpc.StatusCode.ABORTED,
-                         f"{self.target} ended the Train stream without a result")
+        raise NasrlError(
+            grpc.StatusCode.ABORTED, f"{self.target} ended the Train stream without a result"
+        )
 
     def finish_early(self, run_id: str, timeout: float = 30.0) -> bool:
         """Ask the trainer to end the child ``run_id`` now (early stopping): its ``train``
         call returns the result of the finished epochs. False when it is not training here."""
         try:
-            reply = self._stub.FinishEarly(trainer_pb2.FinishEarlyRequest(run_id=run_id),
-                                           timeout=timeout)
+            reply = self._stub.FinishEarly(
+                trainer_pb2.FinishEarlyRequest(run_id=run_id), timeout=timeout
+            )
         except grpc.RpcError as exc:
             raise NasrlError.from_rpc(exc, self.target) from exc
         return bool(reply.found)
 
-    def list_datasets(self, name: str = "", timeout: float = 120.0
-                      ) -> list[trainer_pb2.DatasetInfo]:
+    def list_datasets(
+        self, name: str = "", timeout: float = 120.0
+    ) -> list[trainer_pb2.DatasetInfo]:
         """The datasets this trainer can train on (just ``name`` when given; [] when it has
         no such dataset), with shape, classes, sizes, normalisation and any ``error``."""
         try:
-            reply = self._stub.ListDatasets(trainer_pb2.ListDatasetsRequest(name=name),
-                                            timeout=timeout)
+            reply = self._stub.ListDatasets(
+                trainer_pb2.ListDatasetsRequest(name=name), timeout=timeout
+            )
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return []
@@ -103,11 +116,14 @@ class TrainerClient:
         data = bytearray()
         try:
             for chunk in self._stub.GetWeights(
-                    trainer_pb2.GetWeightsRequest(weights_id=weights_id), timeout=timeout):
+                trainer_pb2.GetWeightsRequest(weights_id=weights_id), timeout=timeout
+            ):
                 data += chunk.data
                 if len(data) > chunk.total_bytes:
-                    raise NasrlError(grpc.StatusCode.DATA_LOSS,
-                                     f"{self.target} sent more weight bytes than announced")
+                    raise NasrlError(
+                        grpc.StatusCode.DATA_LOSS,
+                        f"{self.target} sent more weight bytes than announced",
+                    )
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
@@ -120,8 +136,12 @@ class TrainerClient:
     def __enter__(self) -> TrainerClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
 
@@ -148,8 +168,9 @@ class ControllerClient:
     """Ask/tell access to the controller. Search-level calls return the typed ``nasrl.v1``
     messages (``Search``, ``LeaderboardEntry``); Sample returns plain dataclasses."""
 
-    def __init__(self, target: str, timeout: float = 30.0,
-                 security: ClientSecurity | None = None) -> None:
+    def __init__(
+        self, target: str, timeout: float = 30.0, security: ClientSecurity | None = None
+    ) -> None:
         self.target = target
         self.timeout = timeout
         self._channel = rpc.channel(target, security)
@@ -161,40 +182,64 @@ class ControllerClient:
         except grpc.RpcError as exc:
             raise NasrlError.from_rpc(exc, self.target) from exc
 
-    def create_search(self, request: cpb.CreateSearchRequest | None = None,
-                      **fields: Any) -> cpb.Search:
+    def create_search(
+        self, request: cpb.CreateSearchRequest | None = None, **fields: Any
+    ) -> cpb.Search:
         """``create_search(agent=cpb.AgentSpec(name="reinforce"), dataset="digits", budget=6)``
         or with a ready ``CreateSearchRequest``."""
-        result: cpb.Search = self._call("CreateSearch", request or cpb.CreateSearchRequest(**fields))
+        result: cpb.Search = self._call(
+            "CreateSearch", request or cpb.CreateSearchRequest(**fields)
+        )
         return result
 
-    def sample(self, search_id: str, count: int = 1, request_id: str = "",
-               reclaim: bool = False) -> SampleBatch:
+    def sample(
+        self, search_id: str, count: int = 1, request_id: str = "", reclaim: bool = False
+    ) -> SampleBatch:
         """Candidates to train. Retrying with the same ``request_id`` returns the same ones;
         ``reclaim`` first re-hands candidates still leased to a crashed earlier client."""
-        reply = self._call("Sample", cpb.SampleRequest(
-            search_id=search_id, count=count, request_id=request_id, reclaim=reclaim))
+        reply = self._call(
+            "Sample",
+            cpb.SampleRequest(
+                search_id=search_id, count=count, request_id=request_id, reclaim=reclaim
+            ),
+        )
         candidates = [
             Candidate(
-                c.candidate_id, codec.arch_from_proto(c.architecture), c.text, c.lease_deadline,
+                c.candidate_id,
+                codec.arch_from_proto(c.architecture),
+                c.text,
+                c.lease_deadline,
                 codec.outcome_from_proto(c.cached_result) if c.HasField("cached_result") else None,
             )
             for c in reply.candidates
         ]
-        return SampleBatch(candidates, reply.done, reply.dataset,
-                           codec.settings_from_proto(reply.training))
+        return SampleBatch(
+            candidates, reply.done, reply.dataset, codec.settings_from_proto(reply.training)
+        )
 
-    def report(self, search_id: str, candidate_id: int, epoch: int,
-               validation_accuracy: float) -> bool:
+    def report(
+        self, search_id: str, candidate_id: int, epoch: int, validation_accuracy: float
+    ) -> bool:
         """Report one finished epoch of a running child; True to go on, False when the
         search's early-stopping rule says STOP."""
-        reply = self._call("Report", cpb.ReportRequest(
-            search_id=search_id, candidate_id=candidate_id, epoch=epoch,
-            validation_accuracy=validation_accuracy))
+        reply = self._call(
+            "Report",
+            cpb.ReportRequest(
+                search_id=search_id,
+                candidate_id=candidate_id,
+                epoch=epoch,
+                validation_accuracy=validation_accuracy,
+            ),
+        )
         return bool(reply.decision != cpb.STOP)
 
-    def update(self, search_id: str, candidate_id: int, result: TrainOutcome | None = None,
-               failure: str | None = None) -> cpb.UpdateResponse:
+    def update(
+        self,
+        search_id: str,
+        candidate_id: int,
+        result: TrainOutcome | None = None,
+        failure: str | None = None,
+    ) -> cpb.UpdateResponse:
         """Report a result, or a failure reason; exactly one of them."""
         if (result is None) == (failure is None):
             raise ValueError("give exactly one of result and failure")
@@ -213,12 +258,14 @@ class ControllerClient:
     def list_searches(self) -> list[cpb.Search]:
         return list(self._call("ListSearches", cpb.ListSearchesRequest()).searches)
 
-    def leaderboard(self, search_id: str, top: int = 10,
-                    pareto: str = "") -> list[cpb.LeaderboardEntry]:
+    def leaderboard(
+        self, search_id: str, top: int = 10, pareto: str = ""
+    ) -> list[cpb.LeaderboardEntry]:
         """The ``top`` most accurate results, or with ``pareto`` ("params"/"flops") the
         accuracy/cost Pareto front, cheapest first."""
-        reply = self._call("Leaderboard", cpb.LeaderboardRequest(search_id=search_id, top=top,
-                                                                 pareto=pareto))
+        reply = self._call(
+            "Leaderboard", cpb.LeaderboardRequest(search_id=search_id, top=top, pareto=pareto)
+        )
         return list(reply.entries)
 
     def stop_search(self, search_id: str) -> cpb.Search:
@@ -231,6 +278,10 @@ class ControllerClient:
     def __enter__(self) -> ControllerClient:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()

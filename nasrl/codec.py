@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from protos import architecture_pb2 as apb
-from protos import trainer_pb2 as tpb
-
 from nasrl.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool
 from nasrl.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings
+from protos import architecture_pb2 as apb
+from protos import trainer_pb2 as tpb
 
 __all__ = [
     "arch_to_proto",
@@ -24,14 +23,23 @@ __all__ = [
 ]
 
 _OPTIMIZERS: dict[str, tpb.Optimizer.ValueType] = {"sgd": tpb.SGD_NESTEROV, "adam": tpb.ADAM}
-_SCHEDULES: dict[str, tpb.Schedule.ValueType] = {"cosine": tpb.COSINE, "step": tpb.STEP, "constant": tpb.CONSTANT}
+_SCHEDULES: dict[str, tpb.Schedule.ValueType] = {
+    "cosine": tpb.COSINE,
+    "step": tpb.STEP,
+    "constant": tpb.CONSTANT,
+}
 
 
 def _op_to_proto(op: Op, layer: apb.Layer) -> None:
     if isinstance(op, Conv):
         layer.conv.CopyFrom(
-            apb.Conv(filters=op.filters, kernel_h=op.kernel_h, kernel_w=op.kernel_w,
-                     stride_h=op.stride_h, stride_w=op.stride_w)
+            apb.Conv(
+                filters=op.filters,
+                kernel_h=op.kernel_h,
+                kernel_w=op.kernel_w,
+                stride_h=op.stride_h,
+                stride_w=op.stride_w,
+            )
         )
     elif isinstance(op, Pool):
         layer.pool.CopyFrom(apb.Pool(kernel=op.kernel, stride=op.stride))
@@ -93,8 +101,9 @@ def settings_to_proto(s: TrainSettings) -> tpb.TrainingConfig:
     )
 
 
-def _enum_name(table: Mapping[str, int], value: int, field: str, default: str,
-               spelled: Callable[[Any], str]) -> str:
+def _enum_name(
+    table: Mapping[str, int], value: int, field: str, default: str, spelled: Callable[[Any], str]
+) -> str:
     """The settings name of enum ``value``; an unknown number is answered with the enum's
     names as the proto spells them (``SGD_NESTEROV``, ``ADAM``)."""
     if value == 0:
@@ -117,8 +126,7 @@ def _zero_default(value: float, default: float) -> float:
 def settings_from_proto(msg: tpb.TrainingConfig) -> TrainSettings:
     """Zero fields take the defaults; raises SettingsError (a ValueError) naming a bad field."""
     d = TrainSettings()
-    optimizer = _enum_name(_OPTIMIZERS, msg.optimizer, "optimizer", d.optimizer,
-                           tpb.Optimizer.Name)
+    optimizer = _enum_name(_OPTIMIZERS, msg.optimizer, "optimizer", d.optimizer, tpb.Optimizer.Name)
     return TrainSettings(
         epochs=msg.epochs or d.epochs,
         batch_size=msg.batch_size or d.batch_size,
@@ -126,8 +134,7 @@ def settings_from_proto(msg: tpb.TrainingConfig) -> TrainSettings:
         learning_rate=msg.learning_rate or None,
         momentum=_zero_default(msg.momentum, d.momentum),
         weight_decay=_zero_default(msg.weight_decay, d.weight_decay),
-        schedule=_enum_name(_SCHEDULES, msg.schedule, "schedule", d.schedule,
-                            tpb.Schedule.Name),
+        schedule=_enum_name(_SCHEDULES, msg.schedule, "schedule", d.schedule, tpb.Schedule.Name),
         seed=msg.seed,
         max_seconds=msg.max_seconds or None,
         grad_clip=_zero_default(msg.grad_clip_norm, d.grad_clip),
@@ -136,8 +143,11 @@ def settings_from_proto(msg: tpb.TrainingConfig) -> TrainSettings:
 
 def epoch_to_proto(e: EpochRecord) -> tpb.EpochProgress:
     return tpb.EpochProgress(
-        epoch=e.epoch, epochs=e.epochs, train_loss=e.train_loss,
-        train_accuracy=e.train_accuracy, validation_accuracy=e.validation_accuracy,
+        epoch=e.epoch,
+        epochs=e.epochs,
+        train_loss=e.train_loss,
+        train_accuracy=e.train_accuracy,
+        validation_accuracy=e.validation_accuracy,
         seconds=e.seconds,
     )
 

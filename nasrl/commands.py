@@ -1,7 +1,7 @@
 """Every ``nasrl`` command but ``health`` (see ``nasrl.cli``, which dispatches here).
 
-    nasrl train "C(32,3,1) P(2,2) C(64,3,1) GAP SM(10)" --trainer HOST:PORT --dataset digits
-    nasrl demo
+nasrl train "C(32,3,1) P(2,2) C(64,3,1) GAP SM(10)" --trainer HOST:PORT --dataset digits
+nasrl demo
 """
 
 from __future__ import annotations
@@ -17,13 +17,20 @@ from rich.table import Table
 
 from nasrl.arch import ArchError, parse
 from nasrl.client import NasrlError, TrainerClient
-from nasrl.demo import add_demo_command
-from nasrl.health import add_health_command
-from nasrl.security import add_client_flags, client_security
 from nasrl.datasets_cmd import add_datasets_command
+from nasrl.demo import add_demo_command
 from nasrl.export_cmd import add_export_command
+from nasrl.health import add_health_command
+from nasrl.results import (
+    OPTIMIZERS,
+    SCHEDULES,
+    EpochRecord,
+    SettingsError,
+    TrainOutcome,
+    TrainSettings,
+)
 from nasrl.search_cmd import add_search_commands
-from nasrl.results import OPTIMIZERS, SCHEDULES, EpochRecord, SettingsError, TrainOutcome, TrainSettings
+from nasrl.security import add_client_flags, client_security
 
 __all__ = ["main"]
 
@@ -33,9 +40,13 @@ out = Console(highlight=False)
 
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
     d = TrainSettings()
-    p.add_argument("--dataset", default="digits", help="digits, mnist5k, mnist, fashion_mnist, "
-                   "cifar10, cifar100, svhn or a user's dataset in the trainer's --data-dir "
-                   "(nasrl datasets lists them; default digits)")
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        help="digits, mnist5k, mnist, fashion_mnist, "
+        "cifar10, cifar100, svhn or a user's dataset in the trainer's --data-dir "
+        "(nasrl datasets lists them; default digits)",
+    )
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer)
@@ -47,8 +58,12 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> TrainSettings:
     return TrainSettings(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-        learning_rate=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
         seed=args.seed,
     ).validate()
 
@@ -78,10 +93,12 @@ def _print_result(r: TrainOutcome) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     arch = parse(args.arch)
-    with TrainerClient(args.trainer, timeout=args.timeout,
-                       security=client_security(args)) as client:
-        result = client.train(arch, args.dataset, _settings(args),
-                              on_epoch=None if args.quiet else _print_epoch)
+    with TrainerClient(
+        args.trainer, timeout=args.timeout, security=client_security(args)
+    ) as client:
+        result = client.train(
+            arch, args.dataset, _settings(args), on_epoch=None if args.quiet else _print_epoch
+        )
     if args.json:
         print(json.dumps(result.to_json()))
     elif args.katib:
@@ -93,9 +110,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _print_katib(r: TrainOutcome) -> None:
     """``name=value`` lines, what Katib's StdOut metrics collector reads from a trial."""
-    for name, value in (("accuracy", r.validation_accuracy),
-                        ("test_accuracy", r.test_accuracy), ("params", r.params),
-                        ("flops", r.flops), ("seconds", round(r.seconds, 3))):
+    for name, value in (
+        ("accuracy", r.validation_accuracy),
+        ("test_accuracy", r.test_accuracy),
+        ("params", r.params),
+        ("flops", r.flops),
+        ("seconds", round(r.seconds, 3)),
+    ):
         print(f"{name}={value}")
 
 
@@ -107,14 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one architecture on a trainer")
     t.add_argument("arch", help='architecture text, e.g. "C(32,3,1) P(2,2) C(64,3,1) GAP SM(10)"')
-    t.add_argument("--trainer", default=os.environ.get("NASRL_TRAINER", "127.0.0.1:50052"),
-                   help="trainer address HOST:PORT [NASRL_TRAINER]")
+    t.add_argument(
+        "--trainer",
+        default=os.environ.get("NASRL_TRAINER", "127.0.0.1:50052"),
+        help="trainer address HOST:PORT [NASRL_TRAINER]",
+    )
     _add_training_flags(t)
     t.add_argument("--timeout", type=float, default=3600.0, help="deadline of the call, seconds")
     t.add_argument("--json", action="store_true", help="print one JSON object with the result")
-    t.add_argument("--katib", action="store_true",
-                   help="print the result as Katib metrics lines (accuracy=..., test_accuracy=..., "
-                   "params=..., flops=..., seconds=...): the trial command of deploy/katib")
+    t.add_argument(
+        "--katib",
+        action="store_true",
+        help="print the result as Katib metrics lines (accuracy=..., test_accuracy=..., "
+        "params=..., flops=..., seconds=...): the trial command of deploy/katib",
+    )
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     add_client_flags(t)
     t.set_defaults(func=cmd_train)

@@ -10,14 +10,14 @@ from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from protos import controller_pb2 as cpb
-from protos import trainer_pb2
 from rich.console import Console
 from rich.table import Table
 
 from nasrl.client import NasrlError, TrainerClient
 from nasrl.datasets import DATASET_SHAPES
 from nasrl.security import add_client_flags, client_security
+from protos import controller_pb2 as cpb
+from protos import trainer_pb2
 
 __all__ = ["add_datasets_command", "dataset_shape"]
 
@@ -38,31 +38,39 @@ def dataset_shape(clients: list[TrainerClient], name: str) -> cpb.DatasetShape |
             if info.error:
                 broken = f"{client.target}: {info.error}"
                 continue
-            return cpb.DatasetShape(channels=info.channels, height=info.height,
-                                    width=info.width, classes=info.classes)
+            return cpb.DatasetShape(
+                channels=info.channels, height=info.height, width=info.width, classes=info.classes
+            )
     if broken:
         raise NasrlError(grpc.StatusCode.FAILED_PRECONDITION, broken)
-    raise NasrlError(grpc.StatusCode.NOT_FOUND,
-                     f"dataset {name!r} is not built in ({', '.join(DATASET_SHAPES)}) and no "
-                     f"trainer in --trainers serves it: put {name}.npz or "
-                     f"{name}/train/CLASS/*.png in a trainer's --data-dir")
+    raise NasrlError(
+        grpc.StatusCode.NOT_FOUND,
+        f"dataset {name!r} is not built in ({', '.join(DATASET_SHAPES)}) and no "
+        f"trainer in --trainers serves it: put {name}.npz or "
+        f"{name}/train/CLASS/*.png in a trainer's --data-dir",
+    )
 
 
 def _row(d: trainer_pb2.DatasetInfo) -> list[str]:
     shape = f"{d.channels}x{d.height}x{d.width}" if d.channels else "-"
-    sizes = (f"{d.train_examples:,}/{d.validation_examples:,}/{d.test_examples:,}"
-             if d.train_examples else "-")
+    sizes = (
+        f"{d.train_examples:,}/{d.validation_examples:,}/{d.test_examples:,}"
+        if d.train_examples
+        else "-"
+    )
     norm = ", ".join(f"{m:.3f}±{s:.3f}" for m, s in zip(d.mean, d.std)) or "-"
-    return [d.name, d.source, shape, str(d.classes or "-"), sizes, norm,
-            d.error or d.path or ""]
+    return [d.name, d.source, shape, str(d.classes or "-"), sizes, norm, d.error or d.path or ""]
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     with TrainerClient(args.trainer, security=client_security(args)) as client:
         datasets = client.list_datasets()
     if args.json:
-        print(json.dumps([json_format.MessageToDict(d, preserving_proto_field_name=True)
-                          for d in datasets]))
+        print(
+            json.dumps(
+                [json_format.MessageToDict(d, preserving_proto_field_name=True) for d in datasets]
+            )
+        )
         return 0
     table = Table(title=f"datasets on {args.trainer}")
     for col in ("name", "source", "C×H×W", "classes", "train/val/test", "mean±std", "path / error"):
@@ -74,8 +82,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def add_datasets_command(sub: Any, trainer_default: str) -> None:
-    d = sub.add_parser("datasets", help="the datasets a trainer can train on: built-in ones and "
-                       "users' .npz files and image folders in its --data-dir")
+    d = sub.add_parser(
+        "datasets",
+        help="the datasets a trainer can train on: built-in ones and "
+        "users' .npz files and image folders in its --data-dir",
+    )
     d.add_argument("--trainer", default=trainer_default, help="HOST:PORT [NASRL_TRAINER]")
     d.add_argument("--json", action="store_true", help="print a JSON list")
     add_client_flags(d)

@@ -13,17 +13,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from protos import controller_pb2 as cpb
 from rich.console import Console
 
 from nasrl import codec
 from nasrl.client import ControllerClient, wait_until_serving
-from nasrl.trained_export import export_trained
 from nasrl.local import LocalService
 from nasrl.plot import plot_search
 from nasrl.results import TrainSettings
 from nasrl.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.search_cmd import SearchDisplay, leaderboard_table
+from nasrl.trained_export import export_trained
+from protos import controller_pb2 as cpb
 
 __all__ = ["run_demo", "DEMO_SPACES"]
 
@@ -31,20 +31,27 @@ console = Console(highlight=False)
 
 #: small spaces so that a CPU-only demo finishes in minutes
 DEMO_SPACES = {
-    "zoph": cpb.SearchSpace(zoph=cpb.ZophSpace(
-        filter_sizes=[1, 3, 5], strides=[1, 2], filters=[8, 16, 24], max_layers=4)),
-    "metaqnn": cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(
-        conv_filters=[8, 16, 32], fc_units=[64, 32], max_depth=6)),
+    "zoph": cpb.SearchSpace(
+        zoph=cpb.ZophSpace(
+            filter_sizes=[1, 3, 5], strides=[1, 2], filters=[8, 16, 24], max_layers=4
+        )
+    ),
+    "metaqnn": cpb.SearchSpace(
+        metaqnn=cpb.MetaQNNSpace(conv_filters=[8, 16, 32], fc_units=[64, 32], max_depth=6)
+    ),
 }
 
 
 def _services(folder: Path) -> tuple[LocalService, list[LocalService]]:
-    controller = LocalService("controller_service", ["--db", str(folder / "demo.db")],
-                              log_dir=folder)
+    controller = LocalService(
+        "controller_service", ["--db", str(folder / "demo.db")], log_dir=folder
+    )
     # Two trainers share the cores (one thread each) instead of fighting over them.
     threads = str(max(1, (os.cpu_count() or 2) // 2))
-    trainers = [LocalService("trainer_service", ["--device", "cpu", "--threads", threads],
-                             log_dir=folder) for _ in range(2)]
+    trainers = [
+        LocalService("trainer_service", ["--device", "cpu", "--threads", threads], log_dir=folder)
+        for _ in range(2)
+    ]
     return controller, trainers
 
 
@@ -62,24 +69,37 @@ def run_demo(args: argparse.Namespace) -> int:
             try:
                 for service in (controller, *trainers):
                     wait_until_serving(service.target, timeout=60)
-                return _search(args, controller.target, [t.target for t in trainers],
-                               space_name, out, began)
+                return _search(
+                    args, controller.target, [t.target for t in trainers], space_name, out, began
+                )
             finally:
                 for t in trainers:
                     t.stop()
 
 
-def _search(args: argparse.Namespace, controller: str, trainers: list[str], space_name: str,
-            out: Path, began: float) -> int:
-    console.print(f"controller {controller}, trainers {', '.join(trainers)}; searching with "
-                  f"[bold]{args.agent}[/] on {args.dataset}: {args.budget} children, "
-                  f"{args.epochs} epoch(s) each")
+def _search(
+    args: argparse.Namespace,
+    controller: str,
+    trainers: list[str],
+    space_name: str,
+    out: Path,
+    began: float,
+) -> int:
+    console.print(
+        f"controller {controller}, trainers {', '.join(trainers)}; searching with "
+        f"[bold]{args.agent}[/] on {args.dataset}: {args.budget} children, "
+        f"{args.epochs} epoch(s) each"
+    )
     settings = TrainSettings(epochs=args.epochs)
     with ControllerClient(controller) as c:
         sid = c.create_search(
-            agent=cpb.AgentSpec(name=args.agent), space=DEMO_SPACES[space_name],
-            dataset=args.dataset, training=codec.settings_to_proto(settings),
-            budget=args.budget, seed=args.seed, name="nasrl demo",
+            agent=cpb.AgentSpec(name=args.agent),
+            space=DEMO_SPACES[space_name],
+            dataset=args.dataset,
+            training=codec.settings_to_proto(settings),
+            budget=args.budget,
+            seed=args.seed,
+            name="nasrl demo",
         ).search_id
         pool = TrainerPool(",".join(trainers))
         display = SearchDisplay(c, sid, args.budget, quiet=False)
@@ -90,8 +110,13 @@ def _search(args: argparse.Namespace, controller: str, trainers: list[str], spac
             entries = c.leaderboard(sid, top=1000)
             best = out / "best.py"
             exported = export_trained(
-                pool.clients(), entries[0].architecture, args.dataset, settings, best,
-                title=f"best of the nasrl demo ({entries[0].accuracy:.4f} val acc)")
+                pool.clients(),
+                entries[0].architecture,
+                args.dataset,
+                settings,
+                best,
+                title=f"best of the nasrl demo ({entries[0].accuracy:.4f} val acc)",
+            )
         except KeyboardInterrupt:
             runner.stop()
             console.print("interrupted")
@@ -101,8 +126,11 @@ def _search(args: argparse.Namespace, controller: str, trainers: list[str], spac
     console.print(leaderboard_table(entries[:10], f"nasrl demo — top 10 of {len(entries)}"))
     ordered = sorted(entries, key=lambda e: e.candidate_id)
     plot = out / "search.png"
-    plot_search([(i, e.accuracy) for i, e in enumerate(ordered, start=1)], plot,
-                f"nasrl demo: {args.agent} on {args.dataset}")
+    plot_search(
+        [(i, e.accuracy) for i, e in enumerate(ordered, start=1)],
+        plot,
+        f"nasrl demo: {args.agent} on {args.dataset}",
+    )
     console.print(
         f"trained {stats.trained} children ({stats.trainer_seconds:.0f} trainer-seconds; split "
         f"{dict(stats.per_trainer)}) in {time.perf_counter() - began:.0f}s wall.\n"
@@ -120,12 +148,16 @@ def _search(args: argparse.Namespace, controller: str, trainers: list[str], spac
 
 def add_demo_command(sub: object) -> None:
     d = sub.add_parser("demo", help="a whole search on this machine: controller + 2 trainers")  # type: ignore[attr-defined]
-    d.add_argument("--agent", default="reinforce",
-                   choices=("reinforce", "qlearning", "random", "evolution"))
+    d.add_argument(
+        "--agent", default="reinforce", choices=("reinforce", "qlearning", "random", "evolution")
+    )
     d.add_argument("--dataset", default="mnist5k")
     d.add_argument("--budget", type=int, default=20)
     d.add_argument("--epochs", type=int, default=2)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--output", default=os.environ.get("NASRL_DEMO_OUTPUT", "demo-output"),
-                   help="folder for the plot and the best network (default demo-output)")
+    d.add_argument(
+        "--output",
+        default=os.environ.get("NASRL_DEMO_OUTPUT", "demo-output"),
+        help="folder for the plot and the best network (default demo-output)",
+    )
     d.set_defaults(func=run_demo)

@@ -122,8 +122,9 @@ def load_trained(path: str | None = None) -> Net:
 '''
 
 
-def _docstring(text: str, image: InputShape, analysis: Analysis, title: str,
-               weights: str | None) -> str:
+def _docstring(
+    text: str, image: InputShape, analysis: Analysis, title: str, weights: str | None
+) -> str:
     about = _TRAINED.format(weights=weights) if weights else _FRESH
     return f'''"""{_one_line(title) or "A child network found by nasrl's architecture search."}
 
@@ -142,8 +143,9 @@ def _indent(lines: list[str], depth: int) -> str:
     return "\n".join(" " * 4 * depth + line for line in lines)
 
 
-def export_source(arch: Architecture, image: InputShape, *, title: str = "",
-                  weights: str | None = None) -> str:
+def export_source(
+    arch: Architecture, image: InputShape, *, title: str = "", weights: str | None = None
+) -> str:
     """Source of a standalone module defining ``Net`` for ``arch`` on ``image`` (and
     ``load_trained()`` when ``weights`` names the file of its trained weights); raises
     ArchError, like the builder, when the architecture would not build."""
@@ -175,8 +177,13 @@ class Net(nn.Module):
 {loader}"""
 
 
-def write_export(path: str | Path, arch: Architecture, image: InputShape, title: str = "",
-                 state_dict: dict[str, Any] | None = None) -> Path | None:
+def write_export(
+    path: str | Path,
+    arch: Architecture,
+    image: InputShape,
+    title: str = "",
+    state_dict: dict[str, Any] | None = None,
+) -> Path | None:
     """Write ``export_source(arch, image, title=title)`` to ``path``; with ``state_dict``
     (the trained weights) also ``torch.save`` it beside, as the same name with ``.pt``, and
     return that path."""

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from protos import controller_pb2 as cpb
 from rich.console import Console
 
 from nasrl import codec
@@ -19,6 +18,7 @@ from nasrl.datasets import input_shape
 from nasrl.runner import parse_trainers
 from nasrl.security import ClientSecurity, add_client_flags, client_security
 from nasrl.shapes import InputShape
+from protos import controller_pb2 as cpb
 
 if TYPE_CHECKING:
     from nasrl.trained_export import ExportReport
@@ -48,17 +48,32 @@ def check_export_target(path: str, fmt: str | None) -> str:
     return chosen
 
 
-def export_entry(clients: list[TrainerClient], search: cpb.Search, entry: cpb.LeaderboardEntry,
-                 rank: int, path: str | Path, fmt: str) -> ExportReport:
+def export_entry(
+    clients: list[TrainerClient],
+    search: cpb.Search,
+    entry: cpb.LeaderboardEntry,
+    rank: int,
+    path: str | Path,
+    fmt: str,
+) -> ExportReport:
     """Write leaderboard ``entry`` of ``search`` to ``path`` in ``fmt`` with its weights."""
     from nasrl.trained_export import UntrainedExport, export_trained
 
-    title = (f"rank {rank} of search {search.search_id} ({entry.accuracy:.4f} val acc, "
-             f"{entry.test_accuracy:.4f} test acc)")
+    title = (
+        f"rank {rank} of search {search.search_id} ({entry.accuracy:.4f} val acc, "
+        f"{entry.test_accuracy:.4f} test acc)"
+    )
     try:
-        return export_trained(clients, entry.architecture, search.spec.dataset,
-                              codec.settings_from_proto(search.spec.training), path, title,
-                              fmt=fmt, image=search_image(search))
+        return export_trained(
+            clients,
+            entry.architecture,
+            search.spec.dataset,
+            codec.settings_from_proto(search.spec.training),
+            path,
+            title,
+            fmt=fmt,
+            image=search_image(search),
+        )
     except UntrainedExport as exc:
         raise NasrlError(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from exc
 
@@ -80,9 +95,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         search = c.get_search(args.search_id)
         entries = c.leaderboard(args.search_id, top=min(args.rank, 1000))
     if len(entries) < args.rank:
-        raise NasrlError(grpc.StatusCode.FAILED_PRECONDITION,
-                         f"search {args.search_id} has {len(entries)} result(s), so there is no "
-                         f"rank {args.rank}; see nasrl leaderboard {args.search_id}")
+        raise NasrlError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            f"search {args.search_id} has {len(entries)} result(s), so there is no "
+            f"rank {args.rank}; see nasrl leaderboard {args.search_id}",
+        )
     clients = _clients(args.trainers, security)
     try:
         report = export_entry(clients, search, entries[args.rank - 1], args.rank, output, fmt)
@@ -97,24 +114,42 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _report_json(report: ExportReport, entry: cpb.LeaderboardEntry) -> dict[str, Any]:
-    return {"path": str(report.module), "format": report.format,
-            "weights": None if report.weights is None else str(report.weights),
-            "retrained_on": report.retrained_on, "architecture": entry.architecture,
-            "accuracy": entry.accuracy, "test_accuracy": entry.test_accuracy}
+    return {
+        "path": str(report.module),
+        "format": report.format,
+        "weights": None if report.weights is None else str(report.weights),
+        "retrained_on": report.retrained_on,
+        "architecture": entry.architecture,
+        "accuracy": entry.accuracy,
+        "test_accuracy": entry.test_accuracy,
+    }
 
 
 def add_export_command(sub: Any, controller_default: str) -> None:
-    e = sub.add_parser("export", help="write a search's best network with its trained weights "
-                       "as ONNX, TorchScript or a Python module")
+    e = sub.add_parser(
+        "export",
+        help="write a search's best network with its trained weights "
+        "as ONNX, TorchScript or a Python module",
+    )
     e.add_argument("search_id")
-    e.add_argument("--format", choices=FORMATS, default="python",
-                   help="python (a module + .pt weights), onnx or torchscript (default python)")
+    e.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="python",
+        help="python (a module + .pt weights), onnx or torchscript (default python)",
+    )
     e.add_argument("--rank", type=int, default=1, help="1 = the best (default), 2 = the runner-up…")
-    e.add_argument("--output", metavar="FILE",
-                   help="default search-ID-rankN.py / .onnx / .ts in the current folder")
+    e.add_argument(
+        "--output",
+        metavar="FILE",
+        help="default search-ID-rankN.py / .onnx / .ts in the current folder",
+    )
     e.add_argument("--controller", default=controller_default, help="HOST:PORT [NASRL_CONTROLLER]")
-    e.add_argument("--trainers", default="127.0.0.1:50052",
-                   help="trainers to fetch the weights from (or retrain on): HOST:PORT[,...]")
+    e.add_argument(
+        "--trainers",
+        default="127.0.0.1:50052",
+        help="trainers to fetch the weights from (or retrain on): HOST:PORT[,...]",
+    )
     e.add_argument("--json", action="store_true", help="print one JSON object about the file")
     e.add_argument("--timeout", type=float, default=30.0, help="deadline of controller calls")
     add_client_flags(e)

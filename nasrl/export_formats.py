@@ -21,12 +21,25 @@ from nasrl.arch import Architecture
 from nasrl.builder import build
 from nasrl.shapes import InputShape
 
-__all__ = ["FORMATS", "ExportFormatError", "format_for_path", "default_suffix", "trained_net",
-           "write_onnx", "write_torchscript", "require_onnx"]
+__all__ = [
+    "FORMATS",
+    "ExportFormatError",
+    "format_for_path",
+    "default_suffix",
+    "trained_net",
+    "write_onnx",
+    "write_torchscript",
+    "require_onnx",
+]
 
 FORMATS = ("python", "onnx", "torchscript")
-_SUFFIXES = {".py": "python", ".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript",
-             ".torchscript": "torchscript"}
+_SUFFIXES = {
+    ".py": "python",
+    ".onnx": "onnx",
+    ".pt": "torchscript",
+    ".ts": "torchscript",
+    ".torchscript": "torchscript",
+}
 
 
 class ExportFormatError(ValueError):
@@ -37,14 +50,16 @@ def format_for_path(path: str | Path, given: str | None = None) -> str:
     """The format ``given``, or the one the file's suffix names (.py, .onnx, .pt/.ts)."""
     if given:
         if given not in FORMATS:
-            raise ExportFormatError(f"unknown export format {given!r}; choose one of "
-                                    f"{', '.join(FORMATS)}")
+            raise ExportFormatError(
+                f"unknown export format {given!r}; choose one of {', '.join(FORMATS)}"
+            )
         return given
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
         raise ExportFormatError(
             f"cannot tell the export format from {str(path)!r}: name the file .py (python), "
-            ".onnx (onnx) or .pt/.ts (torchscript), or give --export-format")
+            ".onnx (onnx) or .pt/.ts (torchscript), or give --export-format"
+        )
     return _SUFFIXES[suffix]
 
 
@@ -52,8 +67,9 @@ def default_suffix(fmt: str) -> str:
     return {"python": ".py", "onnx": ".onnx", "torchscript": ".ts"}[fmt]
 
 
-def trained_net(arch: Architecture, image: InputShape,
-                state_dict: dict[str, Any]) -> torch.nn.Module:
+def trained_net(
+    arch: Architecture, image: InputShape, state_dict: dict[str, Any]
+) -> torch.nn.Module:
     """The trainer's ChildNet for ``arch`` with ``state_dict`` loaded, in eval mode."""
     net = build(arch, image)
     net.load_state_dict(state_dict)
@@ -61,8 +77,9 @@ def trained_net(arch: Architecture, image: InputShape,
 
 
 def _example(image: InputShape, batch: int = 2) -> torch.Tensor:
-    return torch.randn(batch, image.channels, image.height, image.width,
-                       generator=torch.Generator().manual_seed(0))
+    return torch.randn(
+        batch, image.channels, image.height, image.width, generator=torch.Generator().manual_seed(0)
+    )
 
 
 def write_torchscript(net: torch.nn.Module, image: InputShape, path: str | Path) -> Path:
@@ -84,7 +101,8 @@ def require_onnx() -> Any:
     except ImportError as exc:
         raise ExportFormatError(
             f"ONNX export needs the onnx extra ({exc.name} is not installed): "
-            "pip install 'nasrl[onnx]'") from exc
+            "pip install 'nasrl[onnx]'"
+        ) from exc
     return onnx
 
 
@@ -104,9 +122,15 @@ def write_onnx(net: torch.nn.Module, image: InputShape, path: str | Path) -> Pat
     try:
         with contextlib.redirect_stdout(quiet), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(net, (_example(image),), dynamo=True,
-                                        input_names=["images"], output_names=["logits"],
-                                        dynamic_shapes=({0: batch},), verbose=False)
+            program = torch.onnx.export(
+                net,
+                (_example(image),),
+                dynamo=True,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes=({0: batch},),
+                verbose=False,
+            )
         if program is None:  # pragma: no cover - dynamo=True always returns the program
             raise ExportFormatError("torch.onnx.export returned no program")
         program.save(str(path))

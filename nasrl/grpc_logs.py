@@ -22,8 +22,7 @@ class UndecodableRequests(logging.Filter):
     """Logger filter on ``grpc._common``: rewrites grpcio's deserialization ERROR into a
     rate-limited WARNING; every other record passes untouched."""
 
-    def __init__(self, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.interval = interval
         self.clock = clock
@@ -42,10 +41,15 @@ class UndecodableRequests(logging.Filter):
             suppressed, self._suppressed, self._last = self._suppressed, 0, now
         error = record.exc_info[1] if record.exc_info else None
         why = f" ({type(error).__name__}: {str(error)[:200]})" if error is not None else ""
-        more = (f"; {suppressed} more since the last such line (at most one per "
-                f"{self.interval:g} s)" if suppressed else "")
-        record.msg = (f"undecodable request bytes answered INTERNAL 'Exception deserializing "
-                      f"request!'{why}{more}")
+        more = (
+            f"; {suppressed} more since the last such line (at most one per {self.interval:g} s)"
+            if suppressed
+            else ""
+        )
+        record.msg = (
+            f"undecodable request bytes answered INTERNAL 'Exception deserializing "
+            f"request!'{why}{more}"
+        )
         record.args = None
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info, record.exc_text = None, None

@@ -19,18 +19,21 @@ from nasrl.security import ClientSecurity, add_client_flags, client_security
 __all__ = ["wait_until_serving", "add_health_command", "main"]
 
 
-def wait_until_serving(target: str, timeout: float = 30.0,
-                       security: ClientSecurity | None = None) -> None:
+def wait_until_serving(
+    target: str, timeout: float = 30.0, security: ClientSecurity | None = None
+) -> None:
     """Block until the service at ``target`` reports SERVING on the health service."""
     with rpc.channel(target, security) as ch:
         try:
             grpc.channel_ready_future(ch).result(timeout=timeout)
             stub = health_pb2_grpc.HealthStub(ch)
-            reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=timeout,
-                               wait_for_ready=True)
+            reply = stub.Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True
+            )
         except grpc.FutureTimeoutError as exc:
-            raise NasrlError(grpc.StatusCode.UNAVAILABLE,
-                             f"{target} did not come up within {timeout:g} s") from exc
+            raise NasrlError(
+                grpc.StatusCode.UNAVAILABLE, f"{target} did not come up within {timeout:g} s"
+            ) from exc
         except grpc.RpcError as exc:
             raise NasrlError.from_rpc(exc, target) from exc
         if reply.status != health_pb2.HealthCheckResponse.SERVING:

@@ -27,8 +27,13 @@ class ServiceFailed(RuntimeError):
 class LocalService:
     """``python -m MODULE ARGS --port 0`` as a child process, logging to a file."""
 
-    def __init__(self, module: str, args: list[str], log_dir: Path | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        module: str,
+        args: list[str],
+        log_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.module = module
         self.args = list(args)
         folder = Path(log_dir or tempfile.mkdtemp(prefix="nasrl-"))
@@ -45,9 +50,20 @@ class LocalService:
     def start(self, timeout: float = 60.0) -> LocalService:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module, "--host", "127.0.0.1", *self.args,
-                 "--port", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    self.module,
+                    "--host",
+                    "127.0.0.1",
+                    *self.args,
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -56,12 +72,14 @@ class LocalService:
                 self.port = int(match.group(2))
                 return self
             if self.process.poll() is not None:
-                raise ServiceFailed(f"{self.module} exited with {self.process.returncode}:\n"
-                                    f"{self.log()[-2000:]}")
+                raise ServiceFailed(
+                    f"{self.module} exited with {self.process.returncode}:\n{self.log()[-2000:]}"
+                )
             time.sleep(0.05)
         self.kill()
-        raise ServiceFailed(f"{self.module} did not start within {timeout:.0f}s:\n"
-                            f"{self.log()[-2000:]}")
+        raise ServiceFailed(
+            f"{self.module} did not start within {timeout:.0f}s:\n{self.log()[-2000:]}"
+        )
 
     def restart(self, timeout: float = 60.0) -> LocalService:
         """Start again on the same port (after ``kill`` or ``stop``)."""
@@ -93,6 +111,10 @@ class LocalService:
     def __enter__(self) -> LocalService:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()

@@ -14,8 +14,14 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pool
-from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
-                               start_http_server)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 
 __all__ = ["Metrics", "known_methods", "UNKNOWN_METHOD"]
 
@@ -48,13 +54,24 @@ class Metrics(grpc.ServerInterceptor):
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, resident memory
         self.requests = Counter(
-            "nasrl_grpc_requests", "RPCs handled, by method and status code",
-            ["method", "code"], registry=self.registry)
+            "nasrl_grpc_requests",
+            "RPCs handled, by method and status code",
+            ["method", "code"],
+            registry=self.registry,
+        )
         self.seconds = Histogram(
-            "nasrl_grpc_request_seconds", "RPC duration (streams: until the last message)",
-            ["method"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.in_flight = Gauge("nasrl_grpc_requests_in_flight", "RPCs being handled",
-                               ["method"], registry=self.registry)
+            "nasrl_grpc_request_seconds",
+            "RPC duration (streams: until the last message)",
+            ["method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "nasrl_grpc_requests_in_flight",
+            "RPCs being handled",
+            ["method"],
+            registry=self.registry,
+        )
         self._http: Any = None
         self.port: int | None = None
 
@@ -62,11 +79,11 @@ class Metrics(grpc.ServerInterceptor):
         """A gauge whose value is ``read()`` at each scrape."""
         Gauge(name, documentation, registry=self.registry).set_function(read)
 
-    def serve(self, host: str, port: int, cert: str | None = None,
-              key: str | None = None) -> int:
+    def serve(self, host: str, port: int, cert: str | None = None, key: str | None = None) -> int:
         """Serve ``/metrics`` on host:port (0: a free port); returns the port."""
-        self._http, _thread = start_http_server(port, addr=host, registry=self.registry,
-                                                certfile=cert, keyfile=key)
+        self._http, _thread = start_http_server(
+            port, addr=host, registry=self.registry, certfile=cert, keyfile=key
+        )
         self.port = int(self._http.server_port)
         return self.port
 
@@ -78,8 +95,9 @@ class Metrics(grpc.ServerInterceptor):
 
     # ------------------------------------------------------------------ interceptor
 
-    def _record(self, method: str, context: grpc.ServicerContext, began: float,
-                failed: bool) -> None:
+    def _record(
+        self, method: str, context: grpc.ServicerContext, began: float, failed: bool
+    ) -> None:
         code = context.code() if hasattr(context, "code") else None
         if code is None:
             code = grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK
@@ -97,6 +115,7 @@ class Metrics(grpc.ServerInterceptor):
                 return reply
             finally:
                 self._record(method, context, began, failed)
+
         return measured
 
     def _stream(self, method: str, behaviour: Callable[..., Any]) -> Callable[..., Any]:
@@ -108,10 +127,12 @@ class Metrics(grpc.ServerInterceptor):
                 failed = False
             finally:
                 self._record(method, context, began, failed)
+
         return measured
 
-    def intercept_service(self, continuation: Callable[[Any], Any],
-                          handler_call_details: Any) -> Any:
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -126,6 +147,8 @@ class Metrics(grpc.ServerInterceptor):
             (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
         }
         attribute, make = kinds[(handler.request_streaming, handler.response_streaming)]
-        return make(wrap(method, getattr(handler, attribute)),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer)
+        return make(
+            wrap(method, getattr(handler, attribute)),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

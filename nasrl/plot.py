@@ -43,11 +43,19 @@ def plot_search(points: Sequence[tuple[int, float]], path: str | Path, title: st
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     axes.scatter(
-        evaluations, [a for _, a in points], s=16, alpha=0.6, color="tab:blue",
+        evaluations,
+        [a for _, a in points],
+        s=16,
+        alpha=0.6,
+        color="tab:blue",
         label="child network",
     )
     axes.step(
-        evaluations, best_so_far(points), where="post", linewidth=2, color="tab:orange",
+        evaluations,
+        best_so_far(points),
+        where="post",
+        linewidth=2,
+        color="tab:orange",
         label="best so far",
     )
     axes.set_xlabel("evaluation")

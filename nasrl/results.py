@@ -44,7 +44,9 @@ class TrainSettings:
         _within("epochs", self.epochs, 1, 1000)
         _within("batch_size", self.batch_size, 2, 4096)
         if self.optimizer not in OPTIMIZERS:
-            raise SettingsError(f"optimizer must be {' or '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+            raise SettingsError(
+                f"optimizer must be {' or '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
         if self.schedule not in SCHEDULES:
             raise SettingsError(f"schedule must be {', '.join(SCHEDULES)}, got {self.schedule!r}")
         _within("learning_rate", self.lr, 1e-8, 10.0)

@@ -61,7 +61,7 @@ def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) ->
     is escaped first (grpc percent-encodes it, up to nine bytes a character)."""
     message = message.encode("ascii", "backslashreplace").decode("ascii")
     if len(message) > MAX_DETAILS:
-        message = message[:MAX_DETAILS - 3] + "..."
+        message = message[: MAX_DETAILS - 3] + "..."
     context.abort(code, message)
     raise AssertionError("unreachable")  # context.abort raises
 
@@ -98,24 +98,36 @@ class RequestLimits(grpc.ServerInterceptor):
         def guard(inner: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
             def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
                 if isinstance(request, _Oversized):
-                    abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                          f"{name} request of {request.size:,} bytes is over this method's "
-                          f"limit of {limit:,} bytes")
+                    abort(
+                        context,
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"{name} request of {request.size:,} bytes is over this method's "
+                        f"limit of {limit:,} bytes",
+                    )
                 return inner(request, context)
+
             return behaviour
 
         if handler.unary_unary is not None:
-            return handler._replace(request_deserializer=deserialize,
-                                    unary_unary=guard(handler.unary_unary))
-        return handler._replace(request_deserializer=deserialize,
-                                unary_stream=guard(handler.unary_stream))
+            return handler._replace(
+                request_deserializer=deserialize, unary_unary=guard(handler.unary_unary)
+            )
+        return handler._replace(
+            request_deserializer=deserialize, unary_stream=guard(handler.unary_stream)
+        )
 
 
 class ServerHandle:
     """A started server with its health servicer and bound port."""
 
-    def __init__(self, server: grpc.Server, health_servicer: health.HealthServicer, port: int,
-                 services: tuple[str, ...], metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        server: grpc.Server,
+        health_servicer: health.HealthServicer,
+        port: int,
+        services: tuple[str, ...],
+        metrics: Metrics | None = None,
+    ) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
@@ -161,22 +173,31 @@ def start_server(
     credentials = security.credentials()
     quiet_undecodable_requests()
     if credentials is None and host not in LOOPBACK:
-        log.warning("serving on %s without TLS: anyone who can reach this port can use it "
-                    "and read the traffic; give --tls-cert/--tls-key (and --auth-token-file)",
-                    host)
+        log.warning(
+            "serving on %s without TLS: anyone who can reach this port can use it "
+            "and read the traffic; give --tls-cert/--tls-key (and --auth-token-file)",
+            host,
+        )
     names = tuple(service_names)
-    served = (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-              reflection.SERVICE_NAME)
+    served = (
+        *names,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
     metrics = None
     if metrics_port is not None:
         from nasrl.metrics import Metrics  # only servers that want metrics load prometheus
 
         metrics = Metrics(served)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers), options=SERVER_OPTIONS,
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        options=SERVER_OPTIONS,
         # metrics first: it also counts the calls the token check refuses
-        interceptors=[*([metrics] if metrics else []), *security.interceptors(),
-                      *([RequestLimits(request_limits)] if request_limits else [])],
+        interceptors=[
+            *([metrics] if metrics else []),
+            *security.interceptors(),
+            *([RequestLimits(request_limits)] if request_limits else []),
+        ],
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -194,8 +215,9 @@ def start_server(
             metrics.serve(host, metrics_port, security.cert, security.key)
         except OSError as exc:
             raise OSError(f"could not serve metrics on {host}:{metrics_port}: {exc}") from exc
-        log.info("metrics on http%s://%s:%d/metrics", "s" if security.tls else "", host,
-                 metrics.port)
+        log.info(
+            "metrics on http%s://%s:%d/metrics", "s" if security.tls else "", host, metrics.port
+        )
     server.start()
     handle = ServerHandle(server, health_servicer, bound, names, metrics)
     handle.set_serving(False)
@@ -205,10 +227,14 @@ def start_server(
 def add_metrics_flag(p: Any) -> None:
     """``--metrics-port`` (argparse), defaulting to NASRL_METRICS_PORT; unset means off."""
     default = os.environ.get("NASRL_METRICS_PORT") or None
-    p.add_argument("--metrics-port", type=int, default=None if default is None else int(default),
-                   help="serve Prometheus metrics at http://HOST:PORT/metrics (https with "
-                   "--tls-cert); 0 picks a free port and logs it; default off "
-                   "[NASRL_METRICS_PORT]")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None if default is None else int(default),
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (https with "
+        "--tls-cert); 0 picks a free port and logs it; default off "
+        "[NASRL_METRICS_PORT]",
+    )
 
 
 def check_metrics_port(p: Any, port: int | None) -> None:
@@ -216,8 +242,9 @@ def check_metrics_port(p: Any, port: int | None) -> None:
         p.error(f"--metrics-port must be between 0 and 65535, got {port}")
 
 
-def wait_for_termination(handle: ServerHandle, grace: float,
-                         on_stop: Callable[[], None] | None = None) -> None:
+def wait_for_termination(
+    handle: ServerHandle, grace: float, on_stop: Callable[[], None] | None = None
+) -> None:
     """Block until SIGTERM or SIGINT, then stop gracefully (health NOT_SERVING first)."""
     stop = threading.Event()
 
@@ -234,8 +261,12 @@ def wait_for_termination(handle: ServerHandle, grace: float,
     log.info("stopped")
 
 
-class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-                grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+class _Metadata(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
     """Adds fixed metadata (the bearer token) to every call, of every kind (server reflection
     is a bidirectional stream)."""
 
@@ -258,8 +289,9 @@ class _Metadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientIntercep
         return continuation(self._details(details), requests)
 
 
-def channel(target: str, security: ClientSecurity | None = None,
-            server_name: str | None = None) -> grpc.Channel:
+def channel(
+    target: str, security: ClientSecurity | None = None, server_name: str | None = None
+) -> grpc.Channel:
     """A client channel with nasrl's message limits, round-robin over every address a name
     resolves to (``dns:///trainer:50052`` reaches every replica), and TLS / token from
     ``security`` (default: the NASRL_* environment).
@@ -275,8 +307,10 @@ def channel(target: str, security: ClientSecurity | None = None,
         options = list(CHANNEL_OPTIONS)
         if server_name:
             host = server_name.rpartition(":")[0] or server_name
-            options += [("grpc.ssl_target_name_override", host.strip("[]")),
-                        ("grpc.default_authority", server_name)]
+            options += [
+                ("grpc.ssl_target_name_override", host.strip("[]")),
+                ("grpc.default_authority", server_name),
+            ]
         ch = grpc.secure_channel(target, credentials, options=options)
     metadata = security.metadata()
     return grpc.intercept_channel(ch, _Metadata(metadata)) if metadata else ch

@@ -38,10 +38,17 @@ __all__ = ["Runner", "RunnerEvents", "TrainerPool", "parse_trainers"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RETRYABLE_CONTROLLER = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                        grpc.StatusCode.RESOURCE_EXHAUSTED)  # busy: refused at once, retry
-PERMANENT_TRAINER = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
-                     grpc.StatusCode.OUT_OF_RANGE, grpc.StatusCode.UNIMPLEMENTED)
+RETRYABLE_CONTROLLER = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)  # busy: refused at once, retry
+PERMANENT_TRAINER = (
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.UNIMPLEMENTED,
+)
 
 
 Resolver = Callable[[str], list[str]]
@@ -64,7 +71,7 @@ def parse_trainers(spec: str, resolve: Resolver | None = None) -> tuple[list[str
 
 def dns_name(spec: str) -> tuple[str, str]:
     """(NAME, PORT) of a ``dns:///NAME:PORT`` target."""
-    hostport = spec.split("///", 1)[-1] if "///" in spec else spec[len("dns:"):]
+    hostport = spec.split("///", 1)[-1] if "///" in spec else spec[len("dns:") :]
     host, _, port = hostport.rpartition(":")
     if not host or not port.isdigit():
         raise ValueError(f"{spec!r} is not dns:///NAME:PORT")
@@ -89,9 +96,15 @@ class TrainerPool:
     ``NAME:PORT`` as the server name: with TLS the certificates name the service, not every
     replica's IP. ``resolve`` maps the spec to addresses (default: the system resolver)."""
 
-    def __init__(self, spec: str, slots_per_trainer: int = 1, resolve_every: float = 30.0,
-                 timeout: float = 24 * 3600.0, security: ClientSecurity | None = None,
-                 resolve: Resolver | None = None) -> None:
+    def __init__(
+        self,
+        spec: str,
+        slots_per_trainer: int = 1,
+        resolve_every: float = 30.0,
+        timeout: float = 24 * 3600.0,
+        security: ClientSecurity | None = None,
+        resolve: Resolver | None = None,
+    ) -> None:
         self.security = security
         self._resolve = resolve or resolve_dns
         targets, self.dns = parse_trainers(spec, self._resolve)
@@ -110,8 +123,9 @@ class TrainerPool:
         for t in targets:
             if t not in self._free:
                 self._free[t] = self.slots_per_trainer
-                self._clients[t] = TrainerClient(t, timeout=self.timeout, security=self.security,
-                                                 server_name=self.server_name)
+                self._clients[t] = TrainerClient(
+                    t, timeout=self.timeout, security=self.security, server_name=self.server_name
+                )
                 log.info("trainer %s joined (%d slot(s))", t, self.slots_per_trainer)
 
     def total_slots(self) -> int:
@@ -129,8 +143,9 @@ class TrainerPool:
         with self._cond:
             while not stop.is_set():
                 now = time.monotonic()
-                ready = [t for t, n in self._free.items()
-                         if n > 0 and self._cooling.get(t, 0.0) <= now]
+                ready = [
+                    t for t, n in self._free.items() if n > 0 and self._cooling.get(t, 0.0) <= now
+                ]
                 if ready:
                     fresh = [t for t in ready if t not in avoid]
                     choice = max(fresh or ready, key=lambda t: self._free[t])
@@ -164,7 +179,9 @@ class RunnerEvents:
     """Callbacks for a user interface; all optional, called from worker threads."""
 
     on_epoch: Callable[[Candidate, str, EpochRecord], None] | None = None
-    on_result: Callable[[Candidate, str | None, TrainOutcome | None, str | None], None] | None = None
+    on_result: Callable[[Candidate, str | None, TrainOutcome | None, str | None], None] | None = (
+        None
+    )
 
 
 @dataclass
@@ -181,9 +198,16 @@ class RunStats:
 class Runner:
     """Drives one search to its end over a pool of trainers."""
 
-    def __init__(self, controller: ControllerClient, pool: TrainerPool, search_id: str,
-                 events: RunnerEvents | None = None, retries: int = 3,
-                 controller_wait: float = 600.0, early_stopping: bool = False) -> None:
+    def __init__(
+        self,
+        controller: ControllerClient,
+        pool: TrainerPool,
+        search_id: str,
+        events: RunnerEvents | None = None,
+        retries: int = 3,
+        controller_wait: float = 600.0,
+        early_stopping: bool = False,
+    ) -> None:
         self.controller = controller
         self.early_stopping = early_stopping  # report every epoch; end children on STOP
         self.pool = pool
@@ -214,16 +238,19 @@ class Runner:
                     raise
                 if self.stop_event.is_set():
                     raise
-                log.warning("%s: controller unavailable or busy, retrying in %.1fs (%s)", what,
-                            delay, exc)
+                log.warning(
+                    "%s: controller unavailable or busy, retrying in %.1fs (%s)", what, delay, exc
+                )
                 self.stop_event.wait(delay)
                 delay = min(delay * 2, 5.0)
 
     def reclaim(self, count: int) -> None:
         """Take back the candidates a crashed earlier runner held (``--resume``)."""
         rid = uuid.uuid4().hex
-        batch = self._ctl("reclaim", lambda: self.controller.sample(
-            self.search_id, count, request_id=rid, reclaim=True))
+        batch = self._ctl(
+            "reclaim",
+            lambda: self.controller.sample(self.search_id, count, request_id=rid, reclaim=True),
+        )
         for cand in batch.candidates:
             self._pending.put((cand, batch.dataset, batch.training))
 
@@ -233,8 +260,9 @@ class Runner:
         except queue.Empty:
             pass
         rid = uuid.uuid4().hex  # the same id on every retry: never a second candidate
-        batch = self._ctl("sample", lambda: self.controller.sample(self.search_id, 1,
-                                                                   request_id=rid))
+        batch = self._ctl(
+            "sample", lambda: self.controller.sample(self.search_id, 1, request_id=rid)
+        )
         if batch.done:
             self.done.set()
             return None
@@ -247,14 +275,19 @@ class Runner:
     def _go_on(self, cand: Candidate, e: EpochRecord) -> bool:
         """The controller's early-stopping decision on one epoch (go on if it cannot say)."""
         try:
-            return self._ctl("report", lambda: self.controller.report(
-                self.search_id, cand.id, e.epoch, e.validation_accuracy))
+            return self._ctl(
+                "report",
+                lambda: self.controller.report(
+                    self.search_id, cand.id, e.epoch, e.validation_accuracy
+                ),
+            )
         except NasrlError as exc:
             log.warning("child %d: no early-stopping decision (%s); training on", cand.id, exc)
             return True
 
-    def _train_once(self, target: str, cand: Candidate, dataset: str,
-                    training: TrainSettings) -> TrainOutcome:
+    def _train_once(
+        self, target: str, cand: Candidate, dataset: str, training: TrainSettings
+    ) -> TrainOutcome:
         holder: list[Any] = []
 
         def register(call: Any) -> None:
@@ -278,14 +311,16 @@ class Runner:
                     log.warning("child %d: %s did not take the stop: %s", cand.id, target, exc)
 
         try:
-            return client.train(cand.arch, dataset, training, on_epoch=epoch,
-                                on_call=register, run_id=run_id)
+            return client.train(
+                cand.arch, dataset, training, on_epoch=epoch, on_call=register, run_id=run_id
+            )
         finally:
             with self._lock:
                 self._calls.difference_update(holder)
 
-    def _train(self, cand: Candidate, dataset: str,
-               training: TrainSettings) -> tuple[TrainOutcome | None, str | None, str | None]:
+    def _train(
+        self, cand: Candidate, dataset: str, training: TrainSettings
+    ) -> tuple[TrainOutcome | None, str | None, str | None]:
         """(result, failure reason, trainer); (None, None, None) when stopped."""
         tried: set[str] = set()
         reason = "no trainer could be reached"
@@ -306,19 +341,28 @@ class Runner:
                 cool = 1.0 if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED else 5.0
                 self.pool.release(target, cool_off=cool)
                 reason = f"{target}: {exc}"
-                log.warning("child %d failed on %s, trying another trainer: %s",
-                            cand.id, target, exc)
+                log.warning(
+                    "child %d failed on %s, trying another trainer: %s", cand.id, target, exc
+                )
                 continue
             self.pool.release(target)
             return result, None, target
-        return None, f"failed on {len(tried)} trainer(s) after {self.retries} tries; last: " \
-                     f"{reason}", None
+        return (
+            None,
+            f"failed on {len(tried)} trainer(s) after {self.retries} tries; last: {reason}",
+            None,
+        )
 
-    def _report(self, cand: Candidate, result: TrainOutcome | None, failure: str | None,
-                target: str | None) -> None:
+    def _report(
+        self, cand: Candidate, result: TrainOutcome | None, failure: str | None, target: str | None
+    ) -> None:
         try:
-            self._ctl("update", lambda: self.controller.update(
-                self.search_id, cand.id, result=result, failure=failure))
+            self._ctl(
+                "update",
+                lambda: self.controller.update(
+                    self.search_id, cand.id, result=result, failure=failure
+                ),
+            )
         except NasrlError as exc:
             if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
                 raise

@@ -40,8 +40,9 @@ def synflow(model: nn.Module, image: InputShape) -> float:
     model.zero_grad()
     x = torch.ones((1, image.channels, image.height, image.width), dtype=torch.float64)
     torch.autograd.backward(model(x).sum())
-    total = sum(float((p.detach() * p.grad).abs().sum()) for p in model.parameters()
-                if p.grad is not None)
+    total = sum(
+        float((p.detach() * p.grad).abs().sum()) for p in model.parameters() if p.grad is not None
+    )
     return math.log(total) if total > 0 else -math.inf
 
 
@@ -67,8 +68,13 @@ def naswot(model: nn.Module, images: torch.Tensor) -> float:
     return float(logdet) if float(sign) > 0 else -math.inf
 
 
-def score(kind: str, arch: Architecture, image: InputShape, images: torch.Tensor | None = None,
-          seed: int = 0) -> float:
+def score(
+    kind: str,
+    arch: Architecture,
+    image: InputShape,
+    images: torch.Tensor | None = None,
+    seed: int = 0,
+) -> float:
     """One training-free score (see the module docstring); ``images`` for ``naswot``."""
     if kind not in SCORES:
         raise ValueError(f"unknown score {kind!r}; choose one of {', '.join(SCORES)}")

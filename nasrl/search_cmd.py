@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from protos import controller_pb2 as cpb
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -23,6 +22,7 @@ from nasrl.datasets_cmd import dataset_shape
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.security import add_client_flags, client_security
+from protos import controller_pb2 as cpb
 
 __all__ = ["add_search_commands", "failure_verdict", "SEARCH_FAILED"]
 
@@ -55,11 +55,17 @@ def _create(c: ControllerClient, args: argparse.Namespace, pool: TrainerPool) ->
         settings = replace(built, epochs=built.epochs if args.epochs is None else args.epochs)
     settings = settings.validate()
     search = c.create_search(
-        agent=cpb.AgentSpec(name=args.agent), space=space, dataset=dataset,
-        training=codec.settings_to_proto(settings), budget=args.budget, seed=args.seed,
-        name=args.name or f"{args.agent} on {dataset}", lease_seconds=args.lease,
+        agent=cpb.AgentSpec(name=args.agent),
+        space=space,
+        dataset=dataset,
+        training=codec.settings_to_proto(settings),
+        budget=args.budget,
+        seed=args.seed,
+        name=args.name or f"{args.agent} on {dataset}",
+        lease_seconds=args.lease,
         early_stopping=cpb.EarlyStopping(rule=args.early_stopping, eta=args.eta),
-        warm_start=_warm_start(args), constraints=_constraints(args),
+        warm_start=_warm_start(args),
+        constraints=_constraints(args),
         screening=cpb.Screening(score=args.screen or "", factor=args.screen_factor),
         dataset_shape=dataset_shape(pool.clients(), dataset),
     )
@@ -84,8 +90,9 @@ def _warm_start(args: argparse.Namespace) -> cpb.WarmStart:
         if not warm.architectures:
             raise ValueError(f"--warm-start {source}: the file lists no network")
     elif "/" in source or "." in source:
-        raise ValueError(f"--warm-start {source}: no such file (give a file of networks or a "
-                         "search id)")
+        raise ValueError(
+            f"--warm-start {source}: no such file (give a file of networks or a search id)"
+        )
     else:
         warm.search_id = source
     return warm
@@ -106,8 +113,15 @@ def leaderboard_table(entries: list[cpb.LeaderboardEntry], title: str) -> Table:
     for col in ("#", "architecture", "val acc", "test acc", "params", "MFLOPs", "seconds"):
         table.add_column(col, justify="left" if col == "architecture" else "right")
     for rank, e in enumerate(entries, start=1):
-        table.add_row(str(rank), e.architecture, f"{e.accuracy:.4f}", f"{e.test_accuracy:.4f}",
-                      f"{e.params:,}", f"{e.flops / 1e6:.1f}", f"{e.seconds:.1f}")
+        table.add_row(
+            str(rank),
+            e.architecture,
+            f"{e.accuracy:.4f}",
+            f"{e.test_accuracy:.4f}",
+            f"{e.params:,}",
+            f"{e.flops / 1e6:.1f}",
+            f"{e.seconds:.1f}",
+        )
     return table
 
 
@@ -117,23 +131,34 @@ class SearchDisplay:
     def __init__(self, c: ControllerClient, search_id: str, budget: int, quiet: bool) -> None:
         self.c, self.search_id = c, search_id
         self.progress = Progress(
-            TextColumn("[bold]search {task.fields[sid]}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("best {task.fields[best]}"), TextColumn("{task.fields[tsec]} trainer-s"),
-            TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
-            console=err, disable=quiet, transient=False,
+            TextColumn("[bold]search {task.fields[sid]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}"),
+            TextColumn("{task.fields[tsec]} trainer-s"),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            console=err,
+            disable=quiet,
+            transient=False,
         )
-        self.task = self.progress.add_task("search", total=budget, sid=search_id, best="-",
-                                           tsec="0", note="")
+        self.task = self.progress.add_task(
+            "search", total=budget, sid=search_id, best="-", tsec="0", note=""
+        )
         self.trainer_seconds = 0.0
         self._last_poll = 0.0
         self._lock = threading.Lock()
 
     def on_epoch(self, cand: Candidate, target: str, e: EpochRecord) -> None:
-        self.progress.update(self.task, note=f"child {cand.id} on {target}: epoch "
-                             f"{e.epoch}/{e.epochs} val {e.validation_accuracy:.3f}")
+        self.progress.update(
+            self.task,
+            note=f"child {cand.id} on {target}: epoch "
+            f"{e.epoch}/{e.epochs} val {e.validation_accuracy:.3f}",
+        )
 
-    def on_result(self, cand: Candidate, target: str | None, r: TrainOutcome | None,
-                  failure: str | None) -> None:
+    def on_result(
+        self, cand: Candidate, target: str | None, r: TrainOutcome | None, failure: str | None
+    ) -> None:
         with self._lock:
             if r is not None and target is not None:
                 self.trainer_seconds += r.seconds
@@ -149,8 +174,12 @@ class SearchDisplay:
         except Exception:  # noqa: BLE001 - the display waits for the controller like the runner
             return
         best = f"{s.best.accuracy:.4f}" if s.HasField("best") else "-"
-        self.progress.update(self.task, completed=s.counts.evaluated + s.counts.failed,
-                             best=best, tsec=f"{self.trainer_seconds:.0f}")
+        self.progress.update(
+            self.task,
+            completed=s.counts.evaluated + s.counts.failed,
+            best=best,
+            tsec=f"{self.trainer_seconds:.0f}",
+        )
 
 
 def failure_verdict(evaluated: int, failed: int, max_fraction: float) -> str | None:
@@ -158,35 +187,46 @@ def failure_verdict(evaluated: int, failed: int, max_fraction: float) -> str | N
     more than ``max_fraction`` of the trained-or-failed children failed."""
     done = evaluated + failed
     if evaluated == 0:
-        return (f"all {failed} children failed" if failed
-                else "no child was trained")
+        return f"all {failed} children failed" if failed else "no child was trained"
     if failed / done > max_fraction:
-        return (f"{failed} of {done} children failed ({failed / done:.0%}, more than "
-                f"--max-failure-fraction {max_fraction:g})")
+        return (
+            f"{failed} of {done} children failed ({failed / done:.0%}, more than "
+            f"--max-failure-fraction {max_fraction:g})"
+        )
     return None
 
 
 def _one_line(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, search_id: str,
-            stats: Any, began: float) -> int:
+def _finish(
+    c: ControllerClient,
+    pool: TrainerPool,
+    args: argparse.Namespace,
+    search_id: str,
+    stats: Any,
+    began: float,
+) -> int:
     s = c.get_search(search_id)
     entries = c.leaderboard(search_id, top=1000)
     if args.plot and entries:
         from nasrl.plot import plot_search
 
         ordered = sorted(entries, key=lambda e: e.candidate_id)
-        plot_search([(i, e.accuracy) for i, e in enumerate(ordered, start=1)], args.plot,
-                    f"search {search_id}: {s.spec.agent.name} on {s.spec.dataset}")
+        plot_search(
+            [(i, e.accuracy) for i, e in enumerate(ordered, start=1)],
+            args.plot,
+            f"search {search_id}: {s.spec.agent.name} on {s.spec.dataset}",
+        )
     exported = None
     if args.export_best and entries:
         from nasrl.export_cmd import export_entry
 
-        exported = export_entry(pool.clients(), s, entries[0], 1, args.export_best,
-                                args.export_format)
+        exported = export_entry(
+            pool.clients(), s, entries[0], 1, args.export_best, args.export_format
+        )
         err.print(f"exported {exported.module}: {exported.note}", markup=False)
     summary = {
         "search_id": search_id,
@@ -195,15 +235,21 @@ def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, se
         "failed": s.counts.failed,
         "cached": s.counts.cached,
         "budget": s.spec.budget,
-        "exported": None if exported is None else {
+        "exported": None
+        if exported is None
+        else {
             "module": str(exported.module),
             "format": exported.format,
             "weights": None if exported.weights is None else str(exported.weights),
             "retrained_on": exported.retrained_on,
         },
-        "best": None if not entries else {
-            "arch": entries[0].architecture, "accuracy": entries[0].accuracy,
-            "test_accuracy": entries[0].test_accuracy, "params": entries[0].params,
+        "best": None
+        if not entries
+        else {
+            "arch": entries[0].architecture,
+            "accuracy": entries[0].accuracy,
+            "test_accuracy": entries[0].test_accuracy,
+            "params": entries[0].params,
             "flops": entries[0].flops,
         },
         "trained_this_run": stats.trained,
@@ -215,11 +261,12 @@ def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, se
     if args.json:
         print(json.dumps(summary))
     else:
-        out.print(leaderboard_table(entries[:10], f"search {search_id} — top 10 of "
-                                                  f"{len(entries)}"))
-        out.print(f"evaluated {s.counts.evaluated}, failed {s.counts.failed}, cached "
-                  f"{s.counts.cached}; trainer split {dict(stats.per_trainer)}; "
-                  f"{summary['wall_seconds']:.0f}s")
+        out.print(leaderboard_table(entries[:10], f"search {search_id} — top 10 of {len(entries)}"))
+        out.print(
+            f"evaluated {s.counts.evaluated}, failed {s.counts.failed}, cached "
+            f"{s.counts.cached}; trainer split {dict(stats.per_trainer)}; "
+            f"{summary['wall_seconds']:.0f}s"
+        )
     verdict = failure_verdict(s.counts.evaluated, s.counts.failed, args.max_failure_fraction)
     if verdict is None:
         return 0
@@ -231,8 +278,9 @@ def _finish(c: ControllerClient, pool: TrainerPool, args: argparse.Namespace, se
 def cmd_search(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     if not 0.0 <= args.max_failure_fraction <= 1.0:
-        raise ValueError(f"--max-failure-fraction must be between 0 and 1, not "
-                         f"{args.max_failure_fraction:g}")
+        raise ValueError(
+            f"--max-failure-fraction must be between 0 and 1, not {args.max_failure_fraction:g}"
+        )
     if args.export_best:  # a bad name or a missing package fails now, not after the search
         from nasrl.export_cmd import check_export_target
 
@@ -244,10 +292,15 @@ def cmd_search(args: argparse.Namespace) -> int:
         s = c.get_search(search_id)
         display = SearchDisplay(c, search_id, s.spec.budget, args.quiet or args.json)
         stopping = s.spec.early_stopping.rule not in ("", "none")
-        runner = Runner(c, pool, search_id,
-                        RunnerEvents(on_epoch=display.on_epoch, on_result=display.on_result),
-                        retries=args.retries, controller_wait=args.controller_wait,
-                        early_stopping=stopping)
+        runner = Runner(
+            c,
+            pool,
+            search_id,
+            RunnerEvents(on_epoch=display.on_epoch, on_result=display.on_result),
+            retries=args.retries,
+            controller_wait=args.controller_wait,
+            early_stopping=stopping,
+        )
         if args.resume:
             runner.reclaim(max(pool.total_slots(), s.counts.in_flight))
         try:
@@ -256,38 +309,62 @@ def cmd_search(args: argparse.Namespace) -> int:
             return _finish(c, pool, args, search_id, stats, began)
         except KeyboardInterrupt:
             runner.stop()
-            err.print(f"interrupted: running children were cancelled and nothing half-written; "
-                      f"continue with --resume {search_id}")
+            err.print(
+                f"interrupted: running children were cancelled and nothing half-written; "
+                f"continue with --resume {search_id}"
+            )
             return 130
         finally:
             pool.close()
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    with ControllerClient(args.controller, timeout=args.timeout,
-                          security=client_security(args)) as c:
+    with ControllerClient(
+        args.controller, timeout=args.timeout, security=client_security(args)
+    ) as c:
         entries = c.leaderboard(args.search_id, top=args.top, pareto=args.pareto or "")
     if args.json:
-        print(json.dumps([{"candidate_id": e.candidate_id, "arch": e.architecture,
-                           "accuracy": e.accuracy, "test_accuracy": e.test_accuracy,
-                           "params": e.params, "flops": e.flops, "seconds": e.seconds}
-                          for e in entries]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "candidate_id": e.candidate_id,
+                        "arch": e.architecture,
+                        "accuracy": e.accuracy,
+                        "test_accuracy": e.test_accuracy,
+                        "params": e.params,
+                        "flops": e.flops,
+                        "seconds": e.seconds,
+                    }
+                    for e in entries
+                ]
+            )
+        )
     else:
         out.print(leaderboard_table(entries, f"search {args.search_id}"))
     return 0
 
 
 def cmd_searches(args: argparse.Namespace) -> int:
-    with ControllerClient(args.controller, timeout=args.timeout,
-                          security=client_security(args)) as c:
+    with ControllerClient(
+        args.controller, timeout=args.timeout, security=client_security(args)
+    ) as c:
         searches = c.list_searches()
     table = Table(title=f"searches on {args.controller}")
     for col in ("id", "name", "agent", "dataset", "state", "evaluated", "budget", "best"):
         table.add_column(col)
     for s in searches:
         best = f"{s.best.accuracy:.4f}" if s.HasField("best") else "-"
-        table.add_row(s.search_id, s.name, s.spec.agent.name, s.spec.dataset,
-                      STATES.get(s.state, "?"), str(s.counts.evaluated), str(s.spec.budget), best)
+        table.add_row(
+            s.search_id,
+            s.name,
+            s.spec.agent.name,
+            s.spec.dataset,
+            STATES.get(s.state, "?"),
+            str(s.counts.evaluated),
+            str(s.spec.budget),
+            best,
+        )
     out.print(table)
     return 0
 
@@ -295,63 +372,127 @@ def cmd_searches(args: argparse.Namespace) -> int:
 def add_search_commands(sub: Any, controller_default: str) -> None:
     s = sub.add_parser("search", help="run a whole search over a controller and trainers")
     s.add_argument("--controller", default=controller_default, help="HOST:PORT [NASRL_CONTROLLER]")
-    s.add_argument("--trainers", default="127.0.0.1:50052",
-                   help="HOST:PORT[,HOST:PORT...] or dns:///NAME:PORT (every address it resolves to)")
-    s.add_argument("--agent", default="reinforce",
-                   choices=("reinforce", "qlearning", "random", "evolution"))
-    s.add_argument("--space", choices=("zoph", "metaqnn"), default=None,
-                   help="search space (default: the agent's own)")
-    s.add_argument("--space-from-table", metavar="TABLE",
-                   help="search the space of a tabular benchmark (bench/build_table.py) on its "
-                   "dataset with its training settings; pair with trainers started with --table")
+    s.add_argument(
+        "--trainers",
+        default="127.0.0.1:50052",
+        help="HOST:PORT[,HOST:PORT...] or dns:///NAME:PORT (every address it resolves to)",
+    )
+    s.add_argument(
+        "--agent", default="reinforce", choices=("reinforce", "qlearning", "random", "evolution")
+    )
+    s.add_argument(
+        "--space",
+        choices=("zoph", "metaqnn"),
+        default=None,
+        help="search space (default: the agent's own)",
+    )
+    s.add_argument(
+        "--space-from-table",
+        metavar="TABLE",
+        help="search the space of a tabular benchmark (bench/build_table.py) on its "
+        "dataset with its training settings; pair with trainers started with --table",
+    )
     s.add_argument("--dataset", default="digits")
     s.add_argument("--budget", type=int, default=20, help="children to train")
-    s.add_argument("--epochs", type=int, default=None,
-                   help="epochs per child (default 3, or the table's)")
+    s.add_argument(
+        "--epochs", type=int, default=None, help="epochs per child (default 3, or the table's)"
+    )
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--early-stopping", choices=("none", "median", "asha"), default="none",
-                   help="stop children early by the controller's rule (default none, as the "
-                   "papers); each epoch is reported with Report and a STOP ends the child")
+    s.add_argument(
+        "--early-stopping",
+        choices=("none", "median", "asha"),
+        default="none",
+        help="stop children early by the controller's rule (default none, as the "
+        "papers); each epoch is reported with Report and a STOP ends the child",
+    )
     s.add_argument("--eta", type=int, default=3, help="asha's reduction factor (default 3)")
-    s.add_argument("--warm-start", metavar="SEARCH_ID|FILE",
-                   help="start from an earlier search (its results are reused, its best are "
-                   "priors) or from a file of networks, one per line (trained first)")
-    s.add_argument("--warm-top", type=int, default=10,
-                   help="how many of the earlier search's best become priors (default 10)")
-    s.add_argument("--pretrain-steps", type=int, default=50,
-                   help="reinforce: likelihood steps on the priors (default 50)")
-    s.add_argument("--max-params", type=int, default=0,
-                   help="reject networks with more parameters before training (no budget spent)")
+    s.add_argument(
+        "--warm-start",
+        metavar="SEARCH_ID|FILE",
+        help="start from an earlier search (its results are reused, its best are "
+        "priors) or from a file of networks, one per line (trained first)",
+    )
+    s.add_argument(
+        "--warm-top",
+        type=int,
+        default=10,
+        help="how many of the earlier search's best become priors (default 10)",
+    )
+    s.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=50,
+        help="reinforce: likelihood steps on the priors (default 50)",
+    )
+    s.add_argument(
+        "--max-params",
+        type=int,
+        default=0,
+        help="reject networks with more parameters before training (no budget spent)",
+    )
     s.add_argument("--max-flops", type=int, default=0, help="the same for FLOPs")
-    s.add_argument("--cost", choices=("params", "flops"),
-                   help="cost-aware reward: reward x (cost / --cost-target)^--cost-weight")
+    s.add_argument(
+        "--cost",
+        choices=("params", "flops"),
+        help="cost-aware reward: reward x (cost / --cost-target)^--cost-weight",
+    )
     s.add_argument("--cost-target", type=float, default=None)
-    s.add_argument("--cost-weight", type=float, default=-0.07,
-                   help="exponent of the cost term (default -0.07, MnasNet)")
-    s.add_argument("--screen", choices=("synflow", "params", "flops"),
-                   help="training-free screening: of --screen-factor proposals per child, "
-                   "train only the best by this score at initialisation")
-    s.add_argument("--screen-factor", type=int, default=4,
-                   help="proposals scored per child trained (default 4)")
+    s.add_argument(
+        "--cost-weight",
+        type=float,
+        default=-0.07,
+        help="exponent of the cost term (default -0.07, MnasNet)",
+    )
+    s.add_argument(
+        "--screen",
+        choices=("synflow", "params", "flops"),
+        help="training-free screening: of --screen-factor proposals per child, "
+        "train only the best by this score at initialisation",
+    )
+    s.add_argument(
+        "--screen-factor",
+        type=int,
+        default=4,
+        help="proposals scored per child trained (default 4)",
+    )
     s.add_argument("--name", default="")
-    s.add_argument("--lease", type=float, default=3600.0,
-                   help="seconds before an unreported child is handed out again")
+    s.add_argument(
+        "--lease",
+        type=float,
+        default=3600.0,
+        help="seconds before an unreported child is handed out again",
+    )
     s.add_argument("--slots-per-trainer", type=int, default=1)
     s.add_argument("--retries", type=int, default=3, help="trainers to try per child")
-    s.add_argument("--max-failure-fraction", type=float, default=0.5, metavar="F",
-                   help="exit with code 3 when more than this fraction of the children failed, "
-                   "or when every child failed (default 0.5)")
-    s.add_argument("--controller-wait", type=float, default=600.0,
-                   help="seconds to wait for an unreachable controller before giving up")
+    s.add_argument(
+        "--max-failure-fraction",
+        type=float,
+        default=0.5,
+        metavar="F",
+        help="exit with code 3 when more than this fraction of the children failed, "
+        "or when every child failed (default 0.5)",
+    )
+    s.add_argument(
+        "--controller-wait",
+        type=float,
+        default=600.0,
+        help="seconds to wait for an unreachable controller before giving up",
+    )
     s.add_argument("--resume", metavar="SEARCH_ID", help="continue this search")
     s.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
     s.add_argument("--plot", metavar="FILE.png", help="accuracy per child and best so far")
-    s.add_argument("--export-best", metavar="FILE",
-                   help="the best network with its trained weights (retrained if no trainer "
-                   "still holds them): FILE.py, a standalone PyTorch module with FILE.pt beside "
-                   "it; FILE.onnx; or FILE.pt/.ts, TorchScript (see nasrl export)")
-    s.add_argument("--export-format", choices=("python", "onnx", "torchscript"),
-                   help="the format of --export-best (default: from its suffix)")
+    s.add_argument(
+        "--export-best",
+        metavar="FILE",
+        help="the best network with its trained weights (retrained if no trainer "
+        "still holds them): FILE.py, a standalone PyTorch module with FILE.pt beside "
+        "it; FILE.onnx; or FILE.pt/.ts, TorchScript (see nasrl export)",
+    )
+    s.add_argument(
+        "--export-format",
+        choices=("python", "onnx", "torchscript"),
+        help="the format of --export-best (default: from its suffix)",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--timeout", type=float, default=30.0, help="deadline of controller calls")
     add_client_flags(s)
@@ -361,8 +502,11 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
     lb.add_argument("search_id")
     lb.add_argument("--controller", default=controller_default)
     lb.add_argument("--top", type=int, default=10)
-    lb.add_argument("--pareto", choices=("params", "flops"),
-                    help="the accuracy/cost Pareto front instead of the most accurate")
+    lb.add_argument(
+        "--pareto",
+        choices=("params", "flops"),
+        help="the accuracy/cost Pareto front instead of the most accurate",
+    )
     lb.add_argument("--json", action="store_true")
     lb.add_argument("--timeout", type=float, default=30.0)
     add_client_flags(lb)

@@ -71,8 +71,12 @@ class ServerSecurity:
     @classmethod
     def from_env(cls) -> ServerSecurity:
         env = os.environ.get
-        return cls(env("NASRL_TLS_CERT"), env("NASRL_TLS_KEY"), env("NASRL_TLS_CLIENT_CA"),
-                   env("NASRL_AUTH_TOKEN_FILE"))
+        return cls(
+            env("NASRL_TLS_CERT"),
+            env("NASRL_TLS_KEY"),
+            env("NASRL_TLS_CLIENT_CA"),
+            env("NASRL_AUTH_TOKEN_FILE"),
+        )
 
     @property
     def tls(self) -> bool:
@@ -88,8 +92,9 @@ class ServerSecurity:
         key, cert = _read(self.key, "TLS key"), _read(self.cert, "TLS certificate")
         assert key is not None and cert is not None
         ca = _read(self.client_ca, "client CA")
-        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
-                                           require_client_auth=ca is not None)
+        return grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+        )
 
     def interceptors(self) -> list[grpc.ServerInterceptor]:
         return [TokenAuthInterceptor(read_tokens(self.token_file))] if self.token_file else []
@@ -98,16 +103,25 @@ class ServerSecurity:
 def add_server_flags(p: Any) -> None:
     """The server-side security flags (argparse), defaulting to NASRL_* variables."""
     env = os.environ.get
-    p.add_argument("--tls-cert", default=env("NASRL_TLS_CERT"),
-                   help="server certificate (PEM) [NASRL_TLS_CERT]")
-    p.add_argument("--tls-key", default=env("NASRL_TLS_KEY"),
-                   help="server private key (PEM) [NASRL_TLS_KEY]")
-    p.add_argument("--tls-client-ca", default=env("NASRL_TLS_CLIENT_CA"),
-                   help="require client certificates signed by this CA: mutual TLS "
-                   "[NASRL_TLS_CLIENT_CA]")
-    p.add_argument("--auth-token-file", default=env("NASRL_AUTH_TOKEN_FILE"),
-                   help="require 'authorization: Bearer TOKEN' with a token from this file "
-                   "(one per line) [NASRL_AUTH_TOKEN_FILE]")
+    p.add_argument(
+        "--tls-cert",
+        default=env("NASRL_TLS_CERT"),
+        help="server certificate (PEM) [NASRL_TLS_CERT]",
+    )
+    p.add_argument(
+        "--tls-key", default=env("NASRL_TLS_KEY"), help="server private key (PEM) [NASRL_TLS_KEY]"
+    )
+    p.add_argument(
+        "--tls-client-ca",
+        default=env("NASRL_TLS_CLIENT_CA"),
+        help="require client certificates signed by this CA: mutual TLS [NASRL_TLS_CLIENT_CA]",
+    )
+    p.add_argument(
+        "--auth-token-file",
+        default=env("NASRL_AUTH_TOKEN_FILE"),
+        help="require 'authorization: Bearer TOKEN' with a token from this file "
+        "(one per line) [NASRL_AUTH_TOKEN_FILE]",
+    )
 
 
 def server_security(args: Any) -> ServerSecurity:
@@ -123,8 +137,12 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
 
-        self._deny_unary: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(deny)
-        self._deny_stream: grpc.RpcMethodHandler[Any, Any] = grpc.unary_stream_rpc_method_handler(deny)
+        self._deny_unary: grpc.RpcMethodHandler[Any, Any] = grpc.unary_unary_rpc_method_handler(
+            deny
+        )
+        self._deny_stream: grpc.RpcMethodHandler[Any, Any] = grpc.unary_stream_rpc_method_handler(
+            deny
+        )
 
     def _valid(self, metadata: tuple[tuple[str, str | bytes], ...] | None) -> bool:
         for key, value in metadata or ():
@@ -132,13 +150,14 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
                 raw = value.encode() if isinstance(value, str) else value
                 if not raw.startswith(b"Bearer "):
                     return False
-                given = raw[len(b"Bearer "):].strip()
+                given = raw[len(b"Bearer ") :].strip()
                 # compare with every token so the time taken does not say which one matched
                 return sum(hmac.compare_digest(given, t) for t in self._tokens) > 0
         return False
 
-    def intercept_service(self, continuation: Callable[[Any], Any],
-                          handler_call_details: Any) -> Any:
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
         method = handler_call_details.method or ""
         if method.startswith(OPEN_METHODS) or self._valid(handler_call_details.invocation_metadata):
             return continuation(handler_call_details)
@@ -167,20 +186,25 @@ def _resolves_health_only(request: Any) -> bool:
 def _health_only_reflection(handler: Any) -> Any:
     """The reflection stream, ended with UNAUTHENTICATED at the first request that asks about
     anything but the health service."""
+
     def checked(requests: Any, context: grpc.ServicerContext) -> Any:
         for request in requests:
             if not _resolves_health_only(request):
-                context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                              f"{UNAUTHENTICATED}; without one, reflection resolves only "
-                              "grpc.health.v1.Health")
+                context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    f"{UNAUTHENTICATED}; without one, reflection resolves only "
+                    "grpc.health.v1.Health",
+                )
             yield request
 
     def behaviour(requests: Any, context: grpc.ServicerContext) -> Any:
         return handler.stream_stream(checked(requests, context), context)
 
     return grpc.stream_stream_rpc_method_handler(
-        behaviour, request_deserializer=handler.request_deserializer,
-        response_serializer=handler.response_serializer)
+        behaviour,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
 
 
 @dataclass(frozen=True)
@@ -196,8 +220,9 @@ class ClientSecurity:
         token = env("NASRL_TOKEN")
         if not token and env("NASRL_TOKEN_FILE"):
             token = read_tokens(env("NASRL_TOKEN_FILE", ""))[0].decode()
-        return cls(env("NASRL_TLS_CA"), env("NASRL_TLS_CLIENT_CERT"), env("NASRL_TLS_CLIENT_KEY"),
-                   token)
+        return cls(
+            env("NASRL_TLS_CA"), env("NASRL_TLS_CLIENT_CERT"), env("NASRL_TLS_CLIENT_KEY"), token
+        )
 
     @property
     def tls(self) -> bool:
@@ -221,20 +246,36 @@ class ClientSecurity:
 def add_client_flags(p: Any) -> None:
     """The client-side security flags (argparse), defaulting to NASRL_* variables."""
     env = os.environ.get
-    p.add_argument("--tls-ca", default=env("NASRL_TLS_CA"),
-                   help="use TLS and trust servers signed by this CA (PEM) [NASRL_TLS_CA]")
-    p.add_argument("--tls-cert", default=env("NASRL_TLS_CLIENT_CERT"),
-                   help="client certificate for mutual TLS [NASRL_TLS_CLIENT_CERT]")
-    p.add_argument("--tls-key", default=env("NASRL_TLS_CLIENT_KEY"),
-                   help="client key for mutual TLS [NASRL_TLS_CLIENT_KEY]")
-    p.add_argument("--token-file", default=env("NASRL_TOKEN_FILE"),
-                   help="send the token in this file as 'authorization: Bearer …' "
-                   "[NASRL_TOKEN_FILE, or the token itself in NASRL_TOKEN]")
+    p.add_argument(
+        "--tls-ca",
+        default=env("NASRL_TLS_CA"),
+        help="use TLS and trust servers signed by this CA (PEM) [NASRL_TLS_CA]",
+    )
+    p.add_argument(
+        "--tls-cert",
+        default=env("NASRL_TLS_CLIENT_CERT"),
+        help="client certificate for mutual TLS [NASRL_TLS_CLIENT_CERT]",
+    )
+    p.add_argument(
+        "--tls-key",
+        default=env("NASRL_TLS_CLIENT_KEY"),
+        help="client key for mutual TLS [NASRL_TLS_CLIENT_KEY]",
+    )
+    p.add_argument(
+        "--token-file",
+        default=env("NASRL_TOKEN_FILE"),
+        help="send the token in this file as 'authorization: Bearer …' "
+        "[NASRL_TOKEN_FILE, or the token itself in NASRL_TOKEN]",
+    )
 
 
 def client_security(args: Any) -> ClientSecurity:
     token = os.environ.get("NASRL_TOKEN") or None
     if getattr(args, "token_file", None):
         token = read_tokens(args.token_file)[0].decode()
-    return ClientSecurity(getattr(args, "tls_ca", None), getattr(args, "tls_cert", None),
-                          getattr(args, "tls_key", None), token)
+    return ClientSecurity(
+        getattr(args, "tls_ca", None),
+        getattr(args, "tls_cert", None),
+        getattr(args, "tls_key", None),
+        token,
+    )

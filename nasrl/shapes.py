@@ -168,9 +168,7 @@ def analyze(arch: Architecture, image: InputShape, limits: Limits | None = None)
     if not arch.layers:
         raise ArchError("an architecture needs at least one layer")
     if len(arch.layers) > limits.max_layers:
-        raise ArchError(
-            f"{len(arch.layers)} layers exceed the limit of {limits.max_layers} layers"
-        )
+        raise ArchError(f"{len(arch.layers)} layers exceed the limit of {limits.max_layers} layers")
     if arch.classes is not None and arch.classes != image.classes:
         raise ArchError(
             f"SM({arch.classes}) does not match the dataset, which has {image.classes} classes"
@@ -192,6 +190,4 @@ def analyze(arch: Architecture, image: InputShape, limits: Limits | None = None)
     params += features * image.classes + image.classes
     flops += 2 * features * image.classes
     _check_totals(params, flops, limits, "classifier")
-    return Analysis(
-        tuple(shapes), tuple(resolved), heads, features, image.classes, params, flops
-    )
+    return Analysis(tuple(shapes), tuple(resolved), heads, features, image.classes, params, flops)

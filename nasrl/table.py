@@ -51,32 +51,51 @@ class TableRow:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TableRow:
-        return cls(arch=str(d["arch"]), seed=int(d["seed"]),
-                   validation=tuple(float(v) for v in d["validation"]),
-                   train_loss=tuple(float(v) for v in d["train_loss"]),
-                   train_accuracy=tuple(float(v) for v in d["train_accuracy"]),
-                   epoch_seconds=tuple(float(v) for v in d["epoch_seconds"]),
-                   test_accuracy=float(d["test_accuracy"]), params=int(d["params"]),
-                   flops=int(d["flops"]), seconds=float(d["seconds"]),
-                   build_elapsed=float(d.get("build_elapsed", 0.0)))
+        return cls(
+            arch=str(d["arch"]),
+            seed=int(d["seed"]),
+            validation=tuple(float(v) for v in d["validation"]),
+            train_loss=tuple(float(v) for v in d["train_loss"]),
+            train_accuracy=tuple(float(v) for v in d["train_accuracy"]),
+            epoch_seconds=tuple(float(v) for v in d["epoch_seconds"]),
+            test_accuracy=float(d["test_accuracy"]),
+            params=int(d["params"]),
+            flops=int(d["flops"]),
+            seconds=float(d["seconds"]),
+            build_elapsed=float(d.get("build_elapsed", 0.0)),
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"arch": self.arch, "seed": self.seed, "validation": list(self.validation),
-                "train_loss": list(self.train_loss),
-                "train_accuracy": list(self.train_accuracy), "epoch_seconds": list(self.epoch_seconds),
-                "test_accuracy": self.test_accuracy, "params": self.params, "flops": self.flops,
-                "seconds": self.seconds, "build_elapsed": round(self.build_elapsed, 3)}
+        return {
+            "arch": self.arch,
+            "seed": self.seed,
+            "validation": list(self.validation),
+            "train_loss": list(self.train_loss),
+            "train_accuracy": list(self.train_accuracy),
+            "epoch_seconds": list(self.epoch_seconds),
+            "test_accuracy": self.test_accuracy,
+            "params": self.params,
+            "flops": self.flops,
+            "seconds": self.seconds,
+            "build_elapsed": round(self.build_elapsed, 3),
+        }
 
     @classmethod
     def from_outcome(cls, o: TrainOutcome, seed: int, elapsed: float) -> TableRow:
         ends = [e.seconds for e in o.curve]
-        return cls(arch=o.architecture, seed=seed,
-                   validation=tuple(e.validation_accuracy for e in o.curve),
-                   train_loss=tuple(e.train_loss for e in o.curve),
-                   train_accuracy=tuple(e.train_accuracy for e in o.curve),
-                   epoch_seconds=tuple(b - a for a, b in zip([0.0, *ends], ends)),
-                   test_accuracy=o.test_accuracy, params=o.params, flops=o.flops,
-                   seconds=o.seconds, build_elapsed=elapsed)
+        return cls(
+            arch=o.architecture,
+            seed=seed,
+            validation=tuple(e.validation_accuracy for e in o.curve),
+            train_loss=tuple(e.train_loss for e in o.curve),
+            train_accuracy=tuple(e.train_accuracy for e in o.curve),
+            epoch_seconds=tuple(b - a for a, b in zip([0.0, *ends], ends)),
+            test_accuracy=o.test_accuracy,
+            params=o.params,
+            flops=o.flops,
+            seconds=o.seconds,
+            build_elapsed=elapsed,
+        )
 
     @property
     def best_validation(self) -> float:
@@ -87,20 +106,36 @@ class TableRow:
         seconds are the recorded epoch times plus the recorded overhead, pro rata."""
         n = len(self.validation) if epochs is None else epochs
         if not 1 <= n <= len(self.validation):
-            raise TableError(f"the table has {len(self.validation)} epochs per child; "
-                             f"{n} were asked for")
+            raise TableError(
+                f"the table has {len(self.validation)} epochs per child; {n} were asked for"
+            )
         curve, elapsed = [], 0.0
         overhead = max(0.0, self.seconds - sum(self.epoch_seconds))
         for i in range(n):
             elapsed += self.epoch_seconds[i]
-            curve.append(EpochRecord(i + 1, n, self.train_loss[i], self.train_accuracy[i],
-                                     self.validation[i], elapsed))
+            curve.append(
+                EpochRecord(
+                    i + 1,
+                    n,
+                    self.train_loss[i],
+                    self.train_accuracy[i],
+                    self.validation[i],
+                    elapsed,
+                )
+            )
         vals = self.validation[:n]
         return TrainOutcome(
-            validation_accuracy=max(vals), validation_accuracy_last5=max(vals[-5:]),
-            test_accuracy=self.test_accuracy, params=self.params, flops=self.flops,
-            seconds=elapsed + overhead * n / len(self.validation), device="table",
-            architecture=self.arch, curve=tuple(curve), stopped_early=False)
+            validation_accuracy=max(vals),
+            validation_accuracy_last5=max(vals[-5:]),
+            test_accuracy=self.test_accuracy,
+            params=self.params,
+            flops=self.flops,
+            seconds=elapsed + overhead * n / len(self.validation),
+            device="table",
+            architecture=self.arch,
+            curve=tuple(curve),
+            stopped_early=False,
+        )
 
 
 @dataclass

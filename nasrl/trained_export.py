@@ -49,8 +49,9 @@ def _fetch(clients: list[TrainerClient], wid: str) -> bytes | None:
     return None
 
 
-def _retrain(clients: list[TrainerClient], text: str, dataset: str,
-             settings: TrainSettings) -> tuple[bytes | None, str | None]:
+def _retrain(
+    clients: list[TrainerClient], text: str, dataset: str, settings: TrainSettings
+) -> tuple[bytes | None, str | None]:
     for client in clients:
         try:
             outcome = client.train(text, dataset, settings)
@@ -62,8 +63,9 @@ def _retrain(clients: list[TrainerClient], text: str, dataset: str,
     return None, None
 
 
-def fetch_state(clients: list[TrainerClient], text: str, dataset: str,
-                settings: TrainSettings) -> tuple[dict[str, Any] | None, str | None]:
+def fetch_state(
+    clients: list[TrainerClient], text: str, dataset: str, settings: TrainSettings
+) -> tuple[dict[str, Any] | None, str | None]:
     """The trained state dict of the canonical network ``text`` (None when no trainer holds it
     and none could train it again) and the trainer that retrained it, if one had to."""
     import torch
@@ -78,9 +80,17 @@ def fetch_state(clients: list[TrainerClient], text: str, dataset: str,
     return dict(saved["state_dict"]), retrained_on
 
 
-def export_trained(clients: list[TrainerClient], architecture: str, dataset: str,
-                   settings: TrainSettings, path: str | Path, title: str, *,
-                   fmt: str = "python", image: InputShape | None = None) -> ExportReport:
+def export_trained(
+    clients: list[TrainerClient],
+    architecture: str,
+    dataset: str,
+    settings: TrainSettings,
+    path: str | Path,
+    title: str,
+    *,
+    fmt: str = "python",
+    image: InputShape | None = None,
+) -> ExportReport:
     """Write ``architecture`` trained on ``dataset`` with ``settings`` to ``path`` in ``fmt``
     (python: the module and its ``.pt``; onnx; torchscript); retrains it on the first trainer
     that can when no trainer still holds its weights. ``image`` is the dataset's input shape
@@ -89,30 +99,46 @@ def export_trained(clients: list[TrainerClient], architecture: str, dataset: str
     image = image or input_shape(dataset)
     state, retrained_on = fetch_state(clients, text, dataset, settings)
     path = Path(path)
-    again = (f"no trainer still held this child's weights, so {retrained_on} trained it "
-             "again with the search's settings; ") if retrained_on else ""
+    again = (
+        (
+            f"no trainer still held this child's weights, so {retrained_on} trained it "
+            "again with the search's settings; "
+        )
+        if retrained_on
+        else ""
+    )
     if fmt == "python":
         weights = write_export(path, parse(text), image, title=title, state_dict=state)
         if weights is None:
-            note = ("no trainer holds this child's weights and none could train it again: "
-                    f"{path} is the architecture with untrained weights")
+            note = (
+                "no trainer holds this child's weights and none could train it again: "
+                f"{path} is the architecture with untrained weights"
+            )
         else:
-            note = again + (f"weights in {weights}" if again else
-                            f"trained weights in {weights} (load_trained() in {path.name})")
+            note = again + (
+                f"weights in {weights}"
+                if again
+                else f"trained weights in {weights} (load_trained() in {path.name})"
+            )
         return ExportReport(path, weights, retrained_on, note, fmt)
     if state is None:
         raise UntrainedExport(
             f"no trainer holds the weights of {text} and none could train it again; start a "
-            f"trainer that can read dataset {dataset!r} (--trainers) and export again")
+            f"trainer that can read dataset {dataset!r} (--trainers) and export again"
+        )
     from nasrl.export_formats import trained_net, write_onnx, write_torchscript
 
     net = trained_net(parse(text), image, state)
     if fmt == "onnx":
         write_onnx(net, image, path)
-        note = (f"ONNX (checked with onnx.checker): input 'images' N x {image.channels} x "
-                f"{image.height} x {image.width}, output 'logits' N x {image.classes}")
+        note = (
+            f"ONNX (checked with onnx.checker): input 'images' N x {image.channels} x "
+            f"{image.height} x {image.width}, output 'logits' N x {image.classes}"
+        )
     else:
         write_torchscript(net, image, path)
-        note = (f"TorchScript: torch.jit.load({str(path)!r}) maps N x {image.channels} x "
-                f"{image.height} x {image.width} images to N x {image.classes} logits")
+        note = (
+            f"TorchScript: torch.jit.load({str(path)!r}) maps N x {image.channels} x "
+            f"{image.height} x {image.width} images to N x {image.classes} logits"
+        )
     return ExportReport(path, None, retrained_on, again + note, fmt)

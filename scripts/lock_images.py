@@ -77,8 +77,11 @@ def parse_lock(text: str) -> tuple[str, list[Block]]:
         match = _PIN.match(chunk[0])
         if match is None:
             raise LockError(f"not an exact pin in the lock: {chunk[0]!r}")
-        blocks.append(Block(normalize(match.group(1)), match.group(2), _via(chunk[1:]),
-                            "\n".join(chunk) + "\n"))
+        blocks.append(
+            Block(
+                normalize(match.group(1)), match.group(2), _via(chunk[1:]), "\n".join(chunk) + "\n"
+            )
+        )
     return "\n".join(header) + "\n" if header else "", blocks
 
 
@@ -88,7 +91,7 @@ def _via(lines: list[str]) -> frozenset[str]:
     in_via = False
     for line in (raw.strip() for raw in lines):
         if line.startswith("# via"):
-            rest = line[len("# via"):].strip()
+            rest = line[len("# via") :].strip()
             if rest:
                 names.add(rest if rest.startswith("-r ") else normalize(rest.split()[0]))
             in_via = True
@@ -111,8 +114,10 @@ def controller_lock(trainer_text: str) -> str:
                 dropped.add(b.name)
                 cuda.add(b.name)
                 changed = True
-    note = (f"# Derived from trainer.txt by `{COMMAND}`: the same pins less torch, torchvision and\n"
-            "# the CUDA packages (torch and torchvision come from torch-cpu.txt, CPU builds).\n")
+    note = (
+        f"# Derived from trainer.txt by `{COMMAND}`: the same pins less torch, torchvision and\n"
+        "# the CUDA packages (torch and torchvision come from torch-cpu.txt, CPU builds).\n"
+    )
     return header + note + "".join(b.text for b in blocks if b.name not in dropped)
 
 
@@ -139,15 +144,29 @@ def _uv() -> str:
 
 
 def _compile(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([_uv(), "pip", "compile", "--quiet", *args], cwd=ROOT,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [_uv(), "pip", "compile", "--quiet", *args], cwd=ROOT, capture_output=True, text=True
+    )
 
 
 def lock_trainer(index_url: str) -> str:
     out = REQUIREMENTS / "trainer.txt"
-    result = _compile(["pyproject.toml", "deploy/requirements/build.in", *TARGET,
-                       "--only-binary", ":all:", "--generate-hashes", "--index-url", index_url,
-                       "--custom-compile-command", COMMAND, "-o", str(out.relative_to(ROOT))])
+    result = _compile(
+        [
+            "pyproject.toml",
+            "deploy/requirements/build.in",
+            *TARGET,
+            "--only-binary",
+            ":all:",
+            "--generate-hashes",
+            "--index-url",
+            index_url,
+            "--custom-compile-command",
+            COMMAND,
+            "-o",
+            str(out.relative_to(ROOT)),
+        ]
+    )
     if result.returncode != 0:
         raise LockError(f"uv could not lock the trainer's requirements:\n{result.stderr.strip()}")
     return out.read_text()
@@ -160,10 +179,23 @@ def lock_torch_cpu(versions: dict[str, str]) -> bool:
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "torch-cpu.in"
         spec.write_text("\n".join(pins) + "\n")
-        result = _compile([str(spec), *TARGET, "--no-deps", "--only-binary", ":all:",
-                           "--generate-hashes", "--index-url", TORCH_CPU_INDEX, "--no-header"])
-    head = (f"# Written by `{COMMAND}`: the CPU builds of torch and torchvision for the controller\n"
-            f"# image, installed with --no-deps from {TORCH_CPU_INDEX} after controller.txt.\n")
+        result = _compile(
+            [
+                str(spec),
+                *TARGET,
+                "--no-deps",
+                "--only-binary",
+                ":all:",
+                "--generate-hashes",
+                "--index-url",
+                TORCH_CPU_INDEX,
+                "--no-header",
+            ]
+        )
+    head = (
+        f"# Written by `{COMMAND}`: the CPU builds of torch and torchvision for the controller\n"
+        f"# image, installed with --no-deps from {TORCH_CPU_INDEX} after controller.txt.\n"
+    )
     if result.returncode == 0:
         out.write_text(head + result.stdout)
         return True
@@ -174,16 +206,23 @@ def lock_torch_cpu(versions: dict[str, str]) -> bool:
         f"# ({reason}),\n# so these pins carry no --hash and pip installs them by exact version"
         f" only.\n# Run `{COMMAND}` where that index is reachable to add the hashes; pip then\n"
         "# checks them (hash-checking mode turns on by itself once a line has a --hash).\n"
-        + "".join(f"{pin}\n" for pin in pins))
-    print(f"warning: {TORCH_CPU_INDEX} unreachable ({reason}); {out.relative_to(ROOT)} has "
-          "exact versions but no hashes", file=sys.stderr)
+        + "".join(f"{pin}\n" for pin in pins)
+    )
+    print(
+        f"warning: {TORCH_CPU_INDEX} unreachable ({reason}); {out.relative_to(ROOT)} has "
+        "exact versions but no hashes",
+        file=sys.stderr,
+    )
     return False
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--index-url", default=PYPI,
-                        help=f"the index for everything but the CPU torch builds (default {PYPI})")
+    parser.add_argument(
+        "--index-url",
+        default=PYPI,
+        help=f"the index for everything but the CPU torch builds (default {PYPI})",
+    )
     args = parser.parse_args(argv)
     try:
         versions = torch_versions()
@@ -193,8 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     except LockError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    names = ", ".join(f"deploy/requirements/{n}"
-                      for n in ("trainer.txt", "controller.txt", "torch-cpu.txt"))
+    names = ", ".join(
+        f"deploy/requirements/{n}" for n in ("trainer.txt", "controller.txt", "torch-cpu.txt")
+    )
     print(f"wrote {names}" + ("" if hashed else " (torch-cpu.txt without hashes, see above)"))
     return 0 if hashed else 1
 

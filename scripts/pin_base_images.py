@@ -29,16 +29,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY = "https://registry-1.docker.io"
 AUTH = "https://auth.docker.io/token"
-MANIFEST_TYPES = ", ".join([
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-])
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
 UNPINNED = "# UNPINNED"
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_FROM = re.compile(r"^(?P<lead>FROM\s+(?:--platform=\S+\s+)?)(?P<image>[^\s@]+)"
-                   r"(?P<digest>@sha256:[0-9a-f]{64})?(?P<rest>(?:\s+AS\s+\S+)?\s*)$", re.IGNORECASE)
+_FROM = re.compile(
+    r"^(?P<lead>FROM\s+(?:--platform=\S+\s+)?)(?P<image>[^\s@]+)"
+    r"(?P<digest>@sha256:[0-9a-f]{64})?(?P<rest>(?:\s+AS\s+\S+)?\s*)$",
+    re.IGNORECASE,
+)
 TIMEOUT = 20.0
 
 
@@ -89,22 +94,26 @@ def _fetch(request: urllib.request.Request | str) -> tuple[bytes, Message]:
         reason = getattr(err, "reason", err)
         raise PinError(
             f"cannot reach {url} ({reason}): run this where Docker Hub is reachable, or pass "
-            "--digest sha256:... as printed by `docker buildx imagetools inspect IMAGE`") from None
+            "--digest sha256:... as printed by `docker buildx imagetools inspect IMAGE`"
+        ) from None
 
 
 def resolve(image: str, registry: str = REGISTRY, auth: str = AUTH) -> str:
     """The digest the registry serves for ``image``'s tag now."""
     repo, tag = repository(image)
-    query = urllib.parse.urlencode({"service": "registry.docker.io",
-                                    "scope": f"repository:{repo}:pull"})
+    query = urllib.parse.urlencode(
+        {"service": "registry.docker.io", "scope": f"repository:{repo}:pull"}
+    )
     body, _ = _fetch(f"{auth}?{query}")
     try:
         token = str(json.loads(body)["token"])
     except (ValueError, KeyError, TypeError):
         raise PinError(f"{auth} did not answer a token") from None
     request = urllib.request.Request(
-        f"{registry}/v2/{repo}/manifests/{urllib.parse.quote(tag)}", method="HEAD",
-        headers={"Authorization": f"Bearer {token}", "Accept": MANIFEST_TYPES})
+        f"{registry}/v2/{repo}/manifests/{urllib.parse.quote(tag)}",
+        method="HEAD",
+        headers={"Authorization": f"Bearer {token}", "Accept": MANIFEST_TYPES},
+    )
     _, headers = _fetch(request)
     digest = headers.get("Docker-Content-Digest", "")
     if not DIGEST.match(digest):
@@ -121,8 +130,10 @@ def rewrite(path: Path, digests: dict[str, str]) -> bool:
         if match and match.group("image") in digests:
             if out and out[-1].startswith(UNPINNED):
                 out.pop()
-            line = (f"{match.group('lead')}{match.group('image')}@{digests[match.group('image')]}"
-                    f"{match.group('rest')}\n")
+            line = (
+                f"{match.group('lead')}{match.group('image')}@{digests[match.group('image')]}"
+                f"{match.group('rest')}\n"
+            )
         out.append(line)
     text = "".join(out)
     changed = text != "".join(lines)
@@ -133,11 +144,15 @@ def rewrite(path: Path, digests: dict[str, str]) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Pin the Dockerfiles' base images by digest.")
-    parser.add_argument("dockerfiles", nargs="*", type=Path,
-                        default=sorted((ROOT / "deploy").glob("Dockerfile.*")))
+    parser.add_argument(
+        "dockerfiles", nargs="*", type=Path, default=sorted((ROOT / "deploy").glob("Dockerfile.*"))
+    )
     parser.add_argument("--digest", help="write this sha256:HEX instead of asking the registry")
-    parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 while a FROM is not pinned by digest")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 while a FROM is not pinned by digest",
+    )
     parser.add_argument("--registry", default=REGISTRY, help=argparse.SUPPRESS)
     parser.add_argument("--auth", default=AUTH, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -18,11 +18,15 @@ def same_state(a: object, b: object) -> bool:
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and torch.equal(a, b)
     if isinstance(a, dict):
-        return isinstance(b, dict) and a.keys() == b.keys() and all(
-            same_state(a[k], b[k]) for k in a)
+        return (
+            isinstance(b, dict) and a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+        )
     if isinstance(a, (list, tuple)):
-        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(
-            same_state(x, y) for x, y in zip(a, b))
+        return (
+            isinstance(b, (list, tuple))
+            and len(a) == len(b)
+            and all(same_state(x, y) for x, y in zip(a, b))
+        )
     return a == b
 
 
@@ -46,5 +50,6 @@ def load_module(path: Path) -> ModuleType:
 
 def nasrl_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run ``nasrl ARGS`` as a user would (a separate process), capturing its output."""
-    return subprocess.run([sys.executable, "-m", "nasrl.cli", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "nasrl.cli", *args], capture_output=True, text=True, timeout=timeout
+    )

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from protos import trainer_pb2, trainer_pb2_grpc
 
 from nasrl import rpc
 from nasrl.security import SecurityError
 from nasrl.table import TableError
+from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import gpus
 from trainer_service.config import TrainerConfig, parse_args
 from trainer_service.servicer import TrainerServicer
@@ -39,8 +39,9 @@ def devices(config: TrainerConfig) -> torch.device | list[torch.device] | None:
         if config.simulate is not None or config.table is not None:
             return torch.device("cpu")  # benchmark modes train nothing
         if not torch.cuda.is_available() or torch.cuda.device_count() == 0:
-            raise ValueError(f"--device {config.device} was asked for, but torch sees no CUDA "
-                             "device")
+            raise ValueError(
+                f"--device {config.device} was asked for, but torch sees no CUDA device"
+            )
         if config.device == gpus.ANY:
             return None
         return [torch.device(d) for d in gpus.spread(config.slots, torch.cuda.device_count())]
@@ -59,12 +60,15 @@ def serve(config: TrainerConfig) -> int:
     if config.simulate is None and config.table is None:
         began = time.perf_counter()
         warm_up(torch.device("cpu"))
-        log.info("warm-up: torch's FLOP counter ready in %.2f s (charged to no child)",
-                 time.perf_counter() - began)
+        log.info(
+            "warm-up: torch's FLOP counter ready in %.2f s (charged to no child)",
+            time.perf_counter() - began,
+        )
     with tempfile.TemporaryDirectory(prefix="nasrl-weights-") as tmp:
         try:
-            weights = WeightStore(config.weights_dir or Path(tmp),
-                                  int(config.weights_max_mb * 1024 * 1024))
+            weights = WeightStore(
+                config.weights_dir or Path(tmp), int(config.weights_max_mb * 1024 * 1024)
+            )
         except OSError as exc:
             log.error("cannot use --weights-dir %s: %s", config.weights_dir, exc)
             return 2
@@ -76,16 +80,25 @@ def serve(config: TrainerConfig) -> int:
         return _serve(config, device, servicer)
 
 
-def claim_gpu_then_serve(handle: rpc.ServerHandle, servicer: TrainerServicer,
-                         config: TrainerConfig, count: int, stop: threading.Event,
-                         poll: float = 1.0, waiting: threading.Event | None = None
-                         ) -> gpus.GpuClaim | None:
+def claim_gpu_then_serve(
+    handle: rpc.ServerHandle,
+    servicer: TrainerServicer,
+    config: TrainerConfig,
+    count: int,
+    stop: threading.Event,
+    poll: float = 1.0,
+    waiting: threading.Event | None = None,
+) -> gpus.GpuClaim | None:
     """``cuda:any``: claim a free GPU (waiting, health NOT_SERVING, while every one is
     claimed), then train on it and turn SERVING. The claim lasts until the process ends."""
+
     def on_wait() -> None:
-        log.warning("no free GPU: all %d GPU(s) of this host are claimed by other trainers "
-                    "(locks in %s); health stays NOT_SERVING until one is released", count,
-                    config.gpu_lock_dir)
+        log.warning(
+            "no free GPU: all %d GPU(s) of this host are claimed by other trainers "
+            "(locks in %s); health stays NOT_SERVING until one is released",
+            count,
+            config.gpu_lock_dir,
+        )
         if waiting is not None:
             waiting.set()
 
@@ -103,13 +116,19 @@ def claim_gpu_then_serve(handle: rpc.ServerHandle, servicer: TrainerServicer,
     return claim
 
 
-def _serve(config: TrainerConfig, device: torch.device | Sequence[torch.device] | None,
-           servicer: TrainerServicer) -> int:
+def _serve(
+    config: TrainerConfig,
+    device: torch.device | Sequence[torch.device] | None,
+    servicer: TrainerServicer,
+) -> int:
     try:
         handle = rpc.start_server(
-            config.host, config.port,
+            config.host,
+            config.port,
             lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),
-            [SERVICE_NAME], max_workers=config.slots + 8, security=config.security,
+            [SERVICE_NAME],
+            max_workers=config.slots + 8,
+            security=config.security,
             metrics_port=config.metrics_port,
         )
     except (OSError, SecurityError) as exc:
@@ -125,9 +144,12 @@ def _serve(config: TrainerConfig, device: torch.device | Sequence[torch.device] 
             log.error("%s", exc)
             handle.stop(None)
             return 2
-        threading.Thread(target=claim_gpu_then_serve, name="gpu-claim", daemon=True,
-                         args=(handle, servicer, config, torch.cuda.device_count(),
-                               stop_claiming)).start()
+        threading.Thread(
+            target=claim_gpu_then_serve,
+            name="gpu-claim",
+            daemon=True,
+            args=(handle, servicer, config, torch.cuda.device_count(), stop_claiming),
+        ).start()
     else:
         handle.set_serving(True)
     # Always printed, whatever the log level: nasrl.local and scripts read the port from it.
@@ -139,8 +161,11 @@ def _serve(config: TrainerConfig, device: torch.device | Sequence[torch.device] 
         mode = f"device {gpus.ANY}, one free GPU claimed in {config.gpu_lock_dir}"
     else:
         mode = f"device {', '.join(sorted({str(d) for d in _listed(device)}))}"
-    print(f"trainer listening on {config.host}:{handle.port} ({mode}, {config.slots} slot(s))",
-          file=sys.stderr, flush=True)
+    print(
+        f"trainer listening on {config.host}:{handle.port} ({mode}, {config.slots} slot(s))",
+        file=sys.stderr,
+        flush=True,
+    )
 
     def on_stop() -> None:
         stop_claiming.set()
@@ -151,12 +176,17 @@ def _serve(config: TrainerConfig, device: torch.device | Sequence[torch.device] 
 
 
 def add_trainer_gauges(metrics: Metrics, servicer: TrainerServicer) -> None:
-    metrics.gauge("nasrl_trainer_slots", "children this trainer trains at once (--slots)",
-                  lambda: servicer.config.slots)
-    metrics.gauge("nasrl_trainer_slots_busy", "slots training a child now",
-                  servicer.busy_slots)
-    metrics.gauge("nasrl_trainer_ready", "1 once the trainer has its device(s); 0 while "
-                  "waiting for a free GPU (--device cuda:any)", lambda: float(servicer.ready))
+    metrics.gauge(
+        "nasrl_trainer_slots",
+        "children this trainer trains at once (--slots)",
+        lambda: servicer.config.slots,
+    )
+    metrics.gauge("nasrl_trainer_slots_busy", "slots training a child now", servicer.busy_slots)
+    metrics.gauge(
+        "nasrl_trainer_ready",
+        "1 once the trainer has its device(s); 0 while waiting for a free GPU (--device cuda:any)",
+        lambda: float(servicer.ready),
+    )
 
 
 def _listed(device: torch.device | Sequence[torch.device]) -> list[torch.device]:

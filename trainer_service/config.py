@@ -49,54 +49,110 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         prog="python -m trainer_service",
         description="nasrl trainer: trains child networks sent over gRPC (nasrl.v1.Trainer).",
     )
-    p.add_argument("--host", default=_env("TRAINER_HOST", "127.0.0.1"),
-                   help="address to bind (0.0.0.0 in a container) [NASRL_TRAINER_HOST]")
-    p.add_argument("--port", type=int, default=int(_env("TRAINER_PORT", "50052") or 0),
-                   help="port to bind; 0 picks a free one and logs it [NASRL_TRAINER_PORT]")
-    p.add_argument("--data-dir", type=Path, default=_env("DATA_DIR", None),
-                   help="folder with torchvision datasets (mnist, cifar10, ...) and users' "
-                   "datasets: NAME.npz or NAME/train/CLASS/*.png [NASRL_DATA_DIR]")
-    p.add_argument("--device", default=_env("DEVICE", "auto"),
-                   help="auto, cpu, cuda, cuda:N; cuda:any claims one free GPU of the host for "
-                   "this trainer's life (waiting, NOT_SERVING, while all are claimed); cuda:all "
-                   "spreads the slots over every GPU [NASRL_DEVICE]")
-    p.add_argument("--gpu-lock-dir", type=Path,
-                   default=_env("GPU_LOCK_DIR", str(DEFAULT_GPU_LOCK_DIR)),
-                   help="with --device cuda:any: the folder, shared by every trainer of the host, "
-                   "that holds one lock file per GPU (default %(default)s) [NASRL_GPU_LOCK_DIR]")
-    p.add_argument("--slots", type=int, default=int(_env("SLOTS", "1") or 1),
-                   help="children trained at once; more calls get RESOURCE_EXHAUSTED [NASRL_SLOTS]")
-    p.add_argument("--grace", type=float, default=float(_env("GRACE", "30") or 30),
-                   help="seconds running trainings may finish after SIGTERM [NASRL_GRACE]")
-    p.add_argument("--max-seconds", type=float, default=_env("MAX_SECONDS", None),
-                   help="wall-clock limit per child; training stops after the epoch that "
-                   "crosses it [NASRL_MAX_SECONDS]")
-    p.add_argument("--threads", type=int, default=int(_env("THREADS", "0") or 0),
-                   help="CPU threads for training; 0 = cores / slots [NASRL_THREADS]")
-    p.add_argument("--simulate", type=float, metavar="SECONDS", default=_env("SIMULATE", None),
-                   help="benchmark mode: do not train; sleep SECONDS per child and return a "
-                   "deterministic surrogate accuracy (device 'simulated') [NASRL_SIMULATE]")
-    p.add_argument("--table", type=Path, default=_env("TABLE", None),
-                   help="benchmark mode: answer Train from this tabular benchmark "
-                   "(bench/build_table.py) instead of training; device 'table' [NASRL_TABLE]")
-    p.add_argument("--time-scale", type=float, default=float(_env("TIME_SCALE", "0") or 0),
-                   help="with --table: sleep each recorded epoch's seconds times this "
-                   "(default 0: answer at once) [NASRL_TIME_SCALE]")
-    p.add_argument("--weights-dir", type=Path, default=_env("WEIGHTS_DIR", None),
-                   help="folder for the trained weights of recent children, served by "
-                   "GetWeights (default: a temporary folder removed at exit) [NASRL_WEIGHTS_DIR]")
-    p.add_argument("--weights-max-mb", type=float,
-                   default=float(_env("WEIGHTS_MAX_MB", "1024") or 1024),
-                   help="megabytes of trained weights kept, oldest evicted first; 0 keeps none "
-                   "[NASRL_WEIGHTS_MAX_MB]")
+    p.add_argument(
+        "--host",
+        default=_env("TRAINER_HOST", "127.0.0.1"),
+        help="address to bind (0.0.0.0 in a container) [NASRL_TRAINER_HOST]",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("TRAINER_PORT", "50052") or 0),
+        help="port to bind; 0 picks a free one and logs it [NASRL_TRAINER_PORT]",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=_env("DATA_DIR", None),
+        help="folder with torchvision datasets (mnist, cifar10, ...) and users' "
+        "datasets: NAME.npz or NAME/train/CLASS/*.png [NASRL_DATA_DIR]",
+    )
+    p.add_argument(
+        "--device",
+        default=_env("DEVICE", "auto"),
+        help="auto, cpu, cuda, cuda:N; cuda:any claims one free GPU of the host for "
+        "this trainer's life (waiting, NOT_SERVING, while all are claimed); cuda:all "
+        "spreads the slots over every GPU [NASRL_DEVICE]",
+    )
+    p.add_argument(
+        "--gpu-lock-dir",
+        type=Path,
+        default=_env("GPU_LOCK_DIR", str(DEFAULT_GPU_LOCK_DIR)),
+        help="with --device cuda:any: the folder, shared by every trainer of the host, "
+        "that holds one lock file per GPU (default %(default)s) [NASRL_GPU_LOCK_DIR]",
+    )
+    p.add_argument(
+        "--slots",
+        type=int,
+        default=int(_env("SLOTS", "1") or 1),
+        help="children trained at once; more calls get RESOURCE_EXHAUSTED [NASRL_SLOTS]",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=float(_env("GRACE", "30") or 30),
+        help="seconds running trainings may finish after SIGTERM [NASRL_GRACE]",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=_env("MAX_SECONDS", None),
+        help="wall-clock limit per child; training stops after the epoch that "
+        "crosses it [NASRL_MAX_SECONDS]",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(_env("THREADS", "0") or 0),
+        help="CPU threads for training; 0 = cores / slots [NASRL_THREADS]",
+    )
+    p.add_argument(
+        "--simulate",
+        type=float,
+        metavar="SECONDS",
+        default=_env("SIMULATE", None),
+        help="benchmark mode: do not train; sleep SECONDS per child and return a "
+        "deterministic surrogate accuracy (device 'simulated') [NASRL_SIMULATE]",
+    )
+    p.add_argument(
+        "--table",
+        type=Path,
+        default=_env("TABLE", None),
+        help="benchmark mode: answer Train from this tabular benchmark "
+        "(bench/build_table.py) instead of training; device 'table' [NASRL_TABLE]",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=float(_env("TIME_SCALE", "0") or 0),
+        help="with --table: sleep each recorded epoch's seconds times this "
+        "(default 0: answer at once) [NASRL_TIME_SCALE]",
+    )
+    p.add_argument(
+        "--weights-dir",
+        type=Path,
+        default=_env("WEIGHTS_DIR", None),
+        help="folder for the trained weights of recent children, served by "
+        "GetWeights (default: a temporary folder removed at exit) [NASRL_WEIGHTS_DIR]",
+    )
+    p.add_argument(
+        "--weights-max-mb",
+        type=float,
+        default=float(_env("WEIGHTS_MAX_MB", "1024") or 1024),
+        help="megabytes of trained weights kept, oldest evicted first; 0 keeps none "
+        "[NASRL_WEIGHTS_MAX_MB]",
+    )
     add_server_flags(p)
     rpc.add_metrics_flag(p)
     args = p.parse_args(argv)
     rpc.check_metrics_port(p, args.metrics_port)
     if not 0 <= args.weights_max_mb <= 1e7:
         p.error(f"--weights-max-mb must be between 0 and 10000000, got {args.weights_max_mb}")
-    if args.weights_dir is not None and Path(args.weights_dir).exists() \
-            and not Path(args.weights_dir).is_dir():
+    if (
+        args.weights_dir is not None
+        and Path(args.weights_dir).exists()
+        and not Path(args.weights_dir).is_dir()
+    ):
         p.error(f"--weights-dir {args.weights_dir} exists and is not a folder")
     max_slots = 4096 if args.simulate is not None or args.table else 64
     if args.table is not None and args.simulate is not None:
@@ -112,8 +168,9 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
     if not 0 <= args.port <= 65535:
         p.error(f"--port must be between 0 and 65535, got {args.port}")
     if not DEVICE.fullmatch(args.device):
-        p.error(f"--device must be auto, cpu, cuda, cuda:N, cuda:any or cuda:all, got "
-                f"{args.device!r}")
+        p.error(
+            f"--device must be auto, cpu, cuda, cuda:N, cuda:any or cuda:all, got {args.device!r}"
+        )
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         p.error(f"--data-dir {args.data_dir} is not a folder")
     return TrainerConfig(

@@ -26,8 +26,15 @@ from nasrl.shapes import InputShape
 from trainer_service import user_data
 from trainer_service.user_data import DatasetInvalid
 
-__all__ = ["Dataset", "DatasetError", "DatasetMissing", "DatasetInvalid", "load", "DATASETS",
-           "SPLIT_SEED"]
+__all__ = [
+    "Dataset",
+    "DatasetError",
+    "DatasetMissing",
+    "DatasetInvalid",
+    "load",
+    "DATASETS",
+    "SPLIT_SEED",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +102,14 @@ def _assemble(
     return Dataset(
         name,
         InputShape(c, h, w, classes),
-        norm(train), labels(y_tr[keep]),
-        norm(x_tr[val]), labels(y_tr[val]),
-        norm(x_te), labels(y_te),
-        mean=tuple(float(m) for m in mean.ravel()), std=tuple(float(s) for s in std.ravel()),
+        norm(train),
+        labels(y_tr[keep]),
+        norm(x_tr[val]),
+        labels(y_tr[val]),
+        norm(x_te),
+        labels(y_te),
+        mean=tuple(float(m) for m in mean.ravel()),
+        std=tuple(float(s) for s in std.ravel()),
     )
 
 
@@ -149,8 +160,9 @@ def _torchvision(name: str, cls_name: str, folder: str) -> Callable[[Path | None
                 f"there (e.g. torchvision.datasets.{cls_name}({str(root)!r}, download=True) on a "
                 f"machine with internet access) ({exc})"
             ) from exc
-        return replace(_assemble(name, x_tr / 255.0, y_tr, x_te / 255.0, y_te),
-                       source="torchvision")
+        return replace(
+            _assemble(name, x_tr / 255.0, y_tr, x_te / 255.0, y_te), source="torchvision"
+        )
 
     return load_tv
 
@@ -173,19 +185,28 @@ DATASETS: dict[str, Callable[[Path | None], Dataset]] = {
     "svhn": _torchvision("svhn", "SVHN", "svhn"),
 }
 
+
 def _user(name: str, path: Path) -> Dataset:
     arrays = user_data.read(path)
     if len(arrays.x_train) < 10:
-        raise DatasetInvalid(f"{path} has {len(arrays.x_train)} training images; at least 10 "
-                             "are needed to carve a validation split")
+        raise DatasetInvalid(
+            f"{path} has {len(arrays.x_train)} training images; at least 10 "
+            "are needed to carve a validation split"
+        )
     if arrays.x_test is None or arrays.y_test is None:
         dataset = _embedded(name, arrays.x_train, arrays.y_train)
     else:
         dataset = _assemble(name, arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test)
     classes = max(dataset.shape.classes, len(arrays.class_names))
     shape = replace(dataset.shape, classes=classes)
-    return replace(dataset, shape=shape, source=arrays.source, origin=str(path),
-                   layout=arrays.layout, class_names=arrays.class_names)
+    return replace(
+        dataset,
+        shape=shape,
+        source=arrays.source,
+        origin=str(path),
+        layout=arrays.layout,
+        class_names=arrays.class_names,
+    )
 
 
 _cache: dict[tuple[str, Path | None, int], Dataset] = {}
@@ -198,17 +219,23 @@ def load(name: str, data_dir: Path | None = None) -> Dataset:
     Raises DatasetError (unknown name), DatasetMissing or DatasetInvalid (a bad file)."""
     path = None if name in DATASETS else user_data.find(data_dir, name)
     if name not in DATASETS and path is None:
-        where = (f"put {name}.npz or {name}/train/CLASS/*.png in the trainer's --data-dir "
-                 f"({data_dir})" if data_dir else
-                 "or start the trainer with --data-dir DIR holding NAME.npz or "
-                 "NAME/train/CLASS/*.png")
-        raise DatasetError(f"unknown dataset {name!r}; choose one of "
-                           f"{', '.join(sorted(DATASETS))}, {where}")
+        where = (
+            f"put {name}.npz or {name}/train/CLASS/*.png in the trainer's --data-dir ({data_dir})"
+            if data_dir
+            else "or start the trainer with --data-dir DIR holding NAME.npz or "
+            "NAME/train/CLASS/*.png"
+        )
+        raise DatasetError(
+            f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}, {where}"
+        )
     key = (name, data_dir, path.stat().st_mtime_ns if path is not None else 0)
     with _lock:
         if key not in _cache:
             began = time.perf_counter()
             _cache[key] = DATASETS[name](data_dir) if path is None else _user(name, path)
-            log.info("loaded dataset %s in %.2f s (once per process; not in any child's "
-                     "seconds)", name, time.perf_counter() - began)
+            log.info(
+                "loaded dataset %s in %.2f s (once per process; not in any child's seconds)",
+                name,
+                time.perf_counter() - began,
+            )
         return _cache[key]

@@ -21,8 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GpuClaim", "GpuLockError", "prepare_lock_dir", "try_claim", "wait_for_gpu", "spread",
-           "ANY", "ALL"]
+__all__ = [
+    "GpuClaim",
+    "GpuLockError",
+    "prepare_lock_dir",
+    "try_claim",
+    "wait_for_gpu",
+    "spread",
+    "ANY",
+    "ALL",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +66,9 @@ def prepare_lock_dir(lock_dir: Path) -> Path:
     try:
         lock_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise GpuLockError(f"cannot create the GPU lock folder {lock_dir}: {exc.strerror}; "
-                           f"{hint}") from exc
+        raise GpuLockError(
+            f"cannot create the GPU lock folder {lock_dir}: {exc.strerror}; {hint}"
+        ) from exc
     if not os.access(lock_dir, os.W_OK | os.X_OK):
         raise GpuLockError(f"the GPU lock folder {lock_dir} is not writable; {hint}")
     return lock_dir
@@ -96,8 +105,13 @@ def try_claim(lock_dir: Path, count: int) -> GpuClaim | None:
     return None
 
 
-def wait_for_gpu(lock_dir: Path, count: int, stop: threading.Event, poll: float = 1.0,
-                 on_wait: Callable[[], None] | None = None) -> GpuClaim | None:
+def wait_for_gpu(
+    lock_dir: Path,
+    count: int,
+    stop: threading.Event,
+    poll: float = 1.0,
+    on_wait: Callable[[], None] | None = None,
+) -> GpuClaim | None:
     """Claim a free GPU, waiting while all ``count`` are claimed; None once ``stop`` is set.
     ``on_wait`` is called once, the first time no GPU is free."""
     waited = False

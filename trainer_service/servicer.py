@@ -10,14 +10,14 @@ from dataclasses import replace
 
 import grpc
 import torch
-from protos import trainer_pb2, trainer_pb2_grpc
 
 from nasrl import codec, rpc
 from nasrl.arch import ArchError, Architecture, format_arch
-from nasrl.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings, weights_id
 from nasrl.datasets import input_shape
+from nasrl.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings, weights_id
 from nasrl.shapes import InputShape, analyze
 from nasrl.table import Table, TableError, read_table
+from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import data
 from trainer_service.config import TrainerConfig
 from trainer_service.simulate import simulate
@@ -33,9 +33,12 @@ CHUNK = 1 << 20  # GetWeights chunk size: far below the 16 MiB message limit
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
-    def __init__(self, config: TrainerConfig,
-                 device: torch.device | Sequence[torch.device] | None,
-                 weights: WeightStore | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainerConfig,
+        device: torch.device | Sequence[torch.device] | None,
+        weights: WeightStore | None = None,
+    ) -> None:
         """``device``: one for every slot, or one per slot (``cuda:all``), or None while the
         trainer waits for a GPU (``cuda:any``): calls get UNAVAILABLE until ``use_devices``."""
         self.config = config
@@ -53,8 +56,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
 
     def use_devices(self, device: torch.device | Sequence[torch.device]) -> None:
         """Train on ``device`` (every slot) or on ``device[i]`` in slot i."""
-        devices = [device] * self.config.slots if isinstance(device, torch.device) \
-            else list(device)
+        devices = [device] * self.config.slots if isinstance(device, torch.device) else list(device)
         if len(devices) != self.config.slots:
             raise ValueError(f"{len(devices)} devices for {self.config.slots} slots")
         with self._devices_lock:
@@ -90,17 +92,26 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext
     ) -> Iterator[trainer_pb2.TrainEvent]:
         if self._closing.is_set():
-            rpc.abort(context, grpc.StatusCode.UNAVAILABLE,
-                      "the trainer is shutting down; retry on another")
+            rpc.abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "the trainer is shutting down; retry on another",
+            )
         if not self._ready.is_set():
-            rpc.abort(context, grpc.StatusCode.UNAVAILABLE,
-                      "this trainer is waiting for a free GPU (every GPU of its host is claimed "
-                      "by another trainer, --device cuda:any); retry on another trainer")
+            rpc.abort(
+                context,
+                grpc.StatusCode.UNAVAILABLE,
+                "this trainer is waiting for a free GPU (every GPU of its host is claimed "
+                "by another trainer, --device cuda:any); retry on another trainer",
+            )
         arch, settings, shape = self._validate(request, context)
         if not self._slots.acquire(blocking=False):
-            rpc.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                      f"all {self.config.slots} training slot(s) of this trainer are busy; "
-                      "retry later or on another trainer")
+            rpc.abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"all {self.config.slots} training slot(s) of this trainer are busy; "
+                "retry later or on another trainer",
+            )
         held = True
         device = self._take_device()
         finish = self._register(request.run_id)
@@ -110,17 +121,30 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             kept: list[dict[str, torch.Tensor]] = []  # filled by real training only
             if self.table is not None:
                 text, seed = table_row_for(self.table, arch, request.dataset, settings)
-                events = replay(self.table, text, seed, settings.epochs, self.config.time_scale,
-                                stop, finish.is_set)
+                events = replay(
+                    self.table,
+                    text,
+                    seed,
+                    settings.epochs,
+                    self.config.time_scale,
+                    stop,
+                    finish.is_set,
+                )
             elif self.config.simulate is not None:
-                events = simulate(arch, shape, settings, self.config.simulate, stop,
-                                  finish.is_set)
+                events = simulate(arch, shape, settings, self.config.simulate, stop, finish.is_set)
             else:
                 dataset = data.load(request.dataset, self.config.data_dir)  # cached
-                events = train(arch, dataset, settings, device, self.config.limits,
-                               should_stop=stop, max_seconds=self.config.max_seconds,
-                               on_weights=kept.append if self._keeping else None,
-                               should_finish=finish.is_set)
+                events = train(
+                    arch,
+                    dataset,
+                    settings,
+                    device,
+                    self.config.limits,
+                    should_stop=stop,
+                    max_seconds=self.config.max_seconds,
+                    on_weights=kept.append if self._keeping else None,
+                    should_finish=finish.is_set,
+                )
             for event in events:
                 if isinstance(event, EpochRecord):
                     yield trainer_pb2.TrainEvent(progress=codec.epoch_to_proto(event))
@@ -135,9 +159,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         except Cancelled:
             log.info("training cancelled by the caller: %s", format_arch(arch))
         except torch.OutOfMemoryError:
-            rpc.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                      f"{format_arch(arch)} ran out of memory on {device}; "
-                      "try a smaller batch size or a smaller network")
+            rpc.abort(
+                context,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{format_arch(arch)} ran out of memory on {device}; "
+                "try a smaller batch size or a smaller network",
+            )
         finally:
             self._unregister(request.run_id, finish)
             if held:
@@ -155,8 +182,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             if self._finish.get(run_id) is event:
                 del self._finish[run_id]
 
-    def FinishEarly(self, request: trainer_pb2.FinishEarlyRequest,
-                    context: grpc.ServicerContext) -> trainer_pb2.FinishEarlyResponse:
+    def FinishEarly(
+        self, request: trainer_pb2.FinishEarlyRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.FinishEarlyResponse:
         with self._finish_lock:
             event = self._finish.get(request.run_id) if request.run_id else None
         if event is not None:
@@ -167,8 +195,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     def _keeping(self) -> bool:
         return self.weights is not None and self.weights.enabled
 
-    def _keep(self, outcome: TrainOutcome, dataset: str, settings: TrainSettings,
-              state: dict[str, torch.Tensor]) -> TrainOutcome:
+    def _keep(
+        self,
+        outcome: TrainOutcome,
+        dataset: str,
+        settings: TrainSettings,
+        state: dict[str, torch.Tensor],
+    ) -> TrainOutcome:
         """The outcome with its weights id once the weights are in the store."""
         assert self.weights is not None
         wid = weights_id(outcome.architecture, dataset, settings)
@@ -184,18 +217,25 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self, request: trainer_pb2.GetWeightsRequest, context: grpc.ServicerContext
     ) -> Iterator[trainer_pb2.WeightsChunk]:
         if not valid_id(request.weights_id):
-            rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT,
-                      "weights_id must be the 32 hex digits of a TrainResult.weights_id, got "
-                      f"{request.weights_id[:80]!r}")
+            rpc.abort(
+                context,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "weights_id must be the 32 hex digits of a TrainResult.weights_id, got "
+                f"{request.weights_id[:80]!r}",
+            )
         blob = self.weights.get(request.weights_id) if self.weights is not None else None
         if blob is None:
-            rpc.abort(context, grpc.StatusCode.NOT_FOUND,
-                      f"this trainer holds no weights {request.weights_id}: it did not train "
-                      "that child, or evicted its weights (--weights-max-mb); train it again")
+            rpc.abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"this trainer holds no weights {request.weights_id}: it did not train "
+                "that child, or evicted its weights (--weights-max-mb); train it again",
+            )
         arch = self._architecture_of(blob)
         for start in range(0, len(blob), CHUNK):
-            yield trainer_pb2.WeightsChunk(data=blob[start:start + CHUNK],
-                                           total_bytes=len(blob), architecture=arch)
+            yield trainer_pb2.WeightsChunk(
+                data=blob[start : start + CHUNK], total_bytes=len(blob), architecture=arch
+            )
 
     @staticmethod
     def _architecture_of(blob: bytes) -> str:
@@ -218,8 +258,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             analyze(arch, shape, self.config.limits)
             settings = codec.settings_from_proto(request.config)
             if len(request.run_id) > 128:
-                raise SettingsError(f"run_id must be at most 128 characters, got "
-                                    f"{len(request.run_id)}")
+                raise SettingsError(
+                    f"run_id must be at most 128 characters, got {len(request.run_id)}"
+                )
             if self.table is not None:
                 table_row_for(self.table, arch, request.dataset, settings)
         except (ArchError, SettingsError, data.DatasetError, TableError) as exc:
@@ -230,14 +271,18 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             rpc.abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return arch, settings, shape
 
-    def ListDatasets(self, request: trainer_pb2.ListDatasetsRequest,
-                     context: grpc.ServicerContext) -> trainer_pb2.ListDatasetsResponse:
+    def ListDatasets(
+        self, request: trainer_pb2.ListDatasetsRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.ListDatasetsResponse:
         from trainer_service.listing import describe
 
         datasets = describe(self.config.data_dir, request.name)
         if request.name and not datasets:
-            rpc.abort(context, grpc.StatusCode.NOT_FOUND,
-                      f"this trainer has no dataset {request.name[:100]!r}: put "
-                      f"{request.name[:100]}.npz or {request.name[:100]}/train/CLASS/*.png in "
-                      f"its --data-dir ({self.config.data_dir or 'not set'})")
+            rpc.abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"this trainer has no dataset {request.name[:100]!r}: put "
+                f"{request.name[:100]}.npz or {request.name[:100]}/train/CLASS/*.png in "
+                f"its --data-dir ({self.config.data_dir or 'not set'})",
+            )
         return trainer_pb2.ListDatasetsResponse(datasets=datasets)

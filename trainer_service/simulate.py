@@ -34,10 +34,14 @@ def surrogate_accuracy(arch: Architecture, image: InputShape) -> float:
     return min(0.99, max(0.05, 0.55 + 0.35 * capacity + depth + noise))
 
 
-def simulate(arch: Architecture, image: InputShape, settings: TrainSettings, seconds: float,
-             should_stop: Callable[[], bool],
-             should_finish: Callable[[], bool] = lambda: False,
-             ) -> Iterator[EpochRecord | TrainOutcome]:
+def simulate(
+    arch: Architecture,
+    image: InputShape,
+    settings: TrainSettings,
+    seconds: float,
+    should_stop: Callable[[], bool],
+    should_finish: Callable[[], bool] = lambda: False,
+) -> Iterator[EpochRecord | TrainOutcome]:
     """Sleep ``seconds`` in total (split over the epochs, checking ``should_stop`` every
     50 ms) and yield the surrogate learning curve and result; ``should_finish`` ends it after
     the epochs finished so far."""
@@ -59,9 +63,10 @@ def simulate(arch: Architecture, image: InputShape, settings: TrainSettings, sec
             time.sleep(min(0.05, left))
         if curve and should_finish():
             break
-        acc = final * (1 - 0.5 ** epoch) / (1 - 0.5 ** settings.epochs)
-        record = EpochRecord(epoch, settings.epochs, 1.0 - acc, acc, acc,
-                             time.perf_counter() - began)
+        acc = final * (1 - 0.5**epoch) / (1 - 0.5**settings.epochs)
+        record = EpochRecord(
+            epoch, settings.epochs, 1.0 - acc, acc, acc, time.perf_counter() - began
+        )
         curve.append(record)
         yield record
     yield TrainOutcome(

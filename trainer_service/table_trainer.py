@@ -24,27 +24,40 @@ from nasrl.table import Table, TableError
 __all__ = ["table_row_for", "replay"]
 
 
-def table_row_for(table: Table, arch: Architecture, dataset: str,
-                  settings: TrainSettings) -> tuple[str, int]:
+def table_row_for(
+    table: Table, arch: Architecture, dataset: str, settings: TrainSettings
+) -> tuple[str, int]:
     """(canonical text, seed) of the row that answers this request; TableError says why none
     does (wrong dataset, not in the space, too many epochs)."""
     if dataset != table.dataset:
-        raise TableError(f"this trainer answers from the table {table.name!r} of dataset "
-                         f"{table.dataset!r}; it cannot train on {dataset!r}")
+        raise TableError(
+            f"this trainer answers from the table {table.name!r} of dataset "
+            f"{table.dataset!r}; it cannot train on {dataset!r}"
+        )
     text = format_arch(canonical(arch))
     row = table.row(text, 0)
     if row is None:
-        raise TableError(f"{text} is not in the table {table.name!r}, which holds the "
-                         f"{len(table.primary())} networks of the space {table.space}")
+        raise TableError(
+            f"{text} is not in the table {table.name!r}, which holds the "
+            f"{len(table.primary())} networks of the space {table.space}"
+        )
     if settings.epochs > len(row.validation):
-        raise TableError(f"the table {table.name!r} recorded {len(row.validation)} epochs per "
-                         f"network; {settings.epochs} were asked for")
+        raise TableError(
+            f"the table {table.name!r} recorded {len(row.validation)} epochs per "
+            f"network; {settings.epochs} were asked for"
+        )
     return text, 0
 
 
-def replay(table: Table, text: str, seed: int, epochs: int, time_scale: float,
-           should_stop: Callable[[], bool], should_finish: Callable[[], bool] = lambda: False,
-           ) -> Iterator[EpochRecord | TrainOutcome]:
+def replay(
+    table: Table,
+    text: str,
+    seed: int,
+    epochs: int,
+    time_scale: float,
+    should_stop: Callable[[], bool],
+    should_finish: Callable[[], bool] = lambda: False,
+) -> Iterator[EpochRecord | TrainOutcome]:
     """The recorded run, one EpochRecord per epoch and then the TrainOutcome; when
     ``should_finish`` turns true the outcome covers the epochs sent so far (with
     ``stopped_early``; its test accuracy is still the full run's, the only one recorded)."""

@@ -23,9 +23,9 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from nasrl.arch import Architecture, canonical, format_arch
+from nasrl.builder import ChildNet, build, count_params
 from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.shapes import Limits
-from nasrl.builder import ChildNet, build, count_params
 from trainer_service.data import Dataset
 
 __all__ = ["train", "Cancelled", "resolve_device", "warm_up"]
@@ -79,7 +79,10 @@ def _make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer
     if s.optimizer == "adam":
         return torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
     return torch.optim.SGD(
-        model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+        model.parameters(),
+        lr=s.lr,
+        momentum=s.momentum,
+        weight_decay=s.weight_decay,
         nesterov=s.momentum > 0,
     )
 
@@ -90,14 +93,14 @@ def _lr_factor(s: TrainSettings, steps_per_epoch: int) -> Callable[[int], float]
     throw off in the first steps."""
     total = max(1, s.epochs * steps_per_epoch)
     warmup = max(1, min(steps_per_epoch, int(0.3 * total)))
-    if s.schedule == "cosine":
-        decay: Callable[[int], float] = lambda step: 0.5 * (
-            1.0 + math.cos(math.pi * min(step, total) / total)
-        )
-    elif s.schedule == "step":
-        decay = lambda step: 0.1 ** sum(step >= total * m for m in (0.5, 0.75))
-    else:
-        decay = lambda step: 1.0
+
+    def decay(step: int) -> float:
+        if s.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        if s.schedule == "step":
+            return float(0.1 ** sum(step >= total * m for m in (0.5, 0.75)))
+        return 1.0
+
     return lambda step: decay(step) * min(1.0, (step + 1) / warmup)
 
 
@@ -130,8 +133,9 @@ class _Run:
     def _input(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.cuda else x
 
-    def epoch(self, should_stop: Callable[[], bool],
-              should_finish: Callable[[], bool] = lambda: False) -> tuple[float, float]:
+    def epoch(
+        self, should_stop: Callable[[], bool], should_finish: Callable[[], bool] = lambda: False
+    ) -> tuple[float, float]:
         self.model.train()
         order = torch.randperm(len(self.data.y_train), generator=self.generator).to(self.device)
         loss_sum = torch.zeros((), device=self.device)
@@ -226,8 +230,9 @@ def train(
         run.model.load_state_dict(best_state)
     test_acc = run.accuracy(run.data.x_test, run.data.y_test)
     if on_weights is not None:
-        on_weights({k: v.detach().to("cpu").contiguous()
-                    for k, v in run.model.state_dict().items()})
+        on_weights(
+            {k: v.detach().to("cpu").contiguous() for k, v in run.model.state_dict().items()}
+        )
     yield TrainOutcome(
         validation_accuracy=best_acc,
         validation_accuracy_last5=max(r.validation_accuracy for r in curve[-5:]),

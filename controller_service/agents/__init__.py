@@ -15,8 +15,7 @@ AGENTS: dict[str, type[Agent]] = {
     cls.name: cls for cls in (ReinforceAgent, QLearningAgent, RandomAgent, EvolutionAgent)
 }
 #: the space an agent searches when the search names none
-DEFAULT_SPACE = {"reinforce": "zoph", "qlearning": "metaqnn", "random": "zoph",
-                 "evolution": "zoph"}
+DEFAULT_SPACE = {"reinforce": "zoph", "qlearning": "metaqnn", "random": "zoph", "evolution": "zoph"}
 
 
 def agent_class(name: str) -> type[Agent]:

@@ -51,8 +51,13 @@ class Agent(ABC):
     default_reward: ClassVar[str] = "accuracy"
 
     @abstractmethod
-    def __init__(self, space: Any, settings: dict[str, Any] | None = None, seed: int = 0,
-                 budget: int | None = None) -> None:
+    def __init__(
+        self,
+        space: Any,
+        settings: dict[str, Any] | None = None,
+        seed: int = 0,
+        budget: int | None = None,
+    ) -> None:
         """``space`` is a search space (ZophSpace or MetaQNNSpace, bound to the dataset);
         ``settings`` override ``defaults``; ``budget`` is the search's number of children,
         for agents whose schedule depends on it. Raises AgentSettingsError naming a bad

@@ -42,8 +42,14 @@ class ControllerLSTM(nn.Module):
     """Embedding -> stacked LSTMCells -> one softmax decoder per decision, plus the anchor
     attention for skip connections. Every weight is uniform in ±``init_range``."""
 
-    def __init__(self, space: ZophSpace, hidden: int, lstm_layers: int, init_range: float,
-                 generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        space: ZophSpace,
+        hidden: int,
+        lstm_layers: int,
+        init_range: float,
+        generator: torch.Generator,
+    ) -> None:
         super().__init__()
         # built on "meta" and initialised below from ``generator``: torch's global RNG is
         # never touched
@@ -63,8 +69,9 @@ class ControllerLSTM(nn.Module):
             for p in self.parameters():
                 p.uniform_(-init_range, init_range, generator=generator)
 
-    def rollout(self, source: torch.Generator | Trajectory, layers: int, skips: bool
-                ) -> tuple[Trajectory, Tensor, Tensor]:
+    def rollout(
+        self, source: torch.Generator | Trajectory, layers: int, skips: bool
+    ) -> tuple[Trajectory, Tensor, Tensor]:
         """Emit ``layers`` layers, sampling from ``source`` when it is a generator and
         replaying it (teacher forcing) when it is a trajectory. Returns the trajectory, its
         log-probability and the summed entropy of every decision's distribution."""
@@ -90,8 +97,7 @@ class ControllerLSTM(nn.Module):
         walk.state = new_state
         return x
 
-    def _layer_tokens(self, walk: _Walk, i: int, source: torch.Generator | Trajectory
-                      ) -> list[int]:
+    def _layer_tokens(self, walk: _Walk, i: int, source: torch.Generator | Trajectory) -> list[int]:
         out = []
         for k, name in enumerate(ZOPH_DECISIONS):
             log_p = F.log_softmax(self.decoders[name](self._advance(walk)), dim=-1)[0]
@@ -105,8 +111,7 @@ class ControllerLSTM(nn.Module):
             out.append(token)
         return out
 
-    def _layer_skips(self, walk: _Walk, i: int, source: torch.Generator | Trajectory
-                     ) -> list[int]:
+    def _layer_skips(self, walk: _Walk, i: int, source: torch.Generator | Trajectory) -> list[int]:
         """The anchor step of layer i+1: one Bernoulli per earlier layer."""
         h = self._advance(walk)
         chosen: list[int] = []

@@ -17,7 +17,13 @@ from collections import deque
 from typing import Any, ClassVar
 
 from controller_service.agents.base import (
-    Agent, AgentSettingsError, Decisions, Proposal, resolve_settings, rng_state, set_rng_state,
+    Agent,
+    AgentSettingsError,
+    Decisions,
+    Proposal,
+    resolve_settings,
+    rng_state,
+    set_rng_state,
 )
 from controller_service.agents.space_ops import Space, check_space, mutate_proposal, random_proposal
 from controller_service.metaqnn_space import MetaQNNSpace
@@ -36,16 +42,25 @@ class EvolutionAgent(Agent):
         "failure_reward": 0.0,
     }
 
-    def __init__(self, space: Space, settings: dict[str, Any] | None = None, seed: int = 0,
-                 budget: int | None = None) -> None:
+    def __init__(
+        self,
+        space: Space,
+        settings: dict[str, Any] | None = None,
+        seed: int = 0,
+        budget: int | None = None,
+    ) -> None:
         check_space(self.name, space, (ZophSpace, MetaQNNSpace))
         self.space = space
         s = resolve_settings(type(self), settings or {})
-        for key, low, high in (("population", 2, 100_000), ("sample_size", 1, 100_000),
-                               ("layers", 0, 64)):
+        for key, low, high in (
+            ("population", 2, 100_000),
+            ("sample_size", 1, 100_000),
+            ("layers", 0, 64),
+        ):
             if isinstance(s[key], bool) or not isinstance(s[key], int) or not low <= s[key] <= high:
-                raise AgentSettingsError(f"{key} must be an integer between {low} and {high}, "
-                                         f"got {s[key]!r}")
+                raise AgentSettingsError(
+                    f"{key} must be an integer between {low} and {high}, got {s[key]!r}"
+                )
         if s["sample_size"] > s["population"]:
             raise AgentSettingsError(
                 f"sample_size ({s['sample_size']}) must not exceed population ({s['population']})"

@@ -23,7 +23,13 @@ import random
 from typing import Any, ClassVar
 
 from controller_service.agents.base import (
-    Agent, AgentSettingsError, Decisions, Proposal, resolve_settings, rng_state, set_rng_state,
+    Agent,
+    AgentSettingsError,
+    Decisions,
+    Proposal,
+    resolve_settings,
+    rng_state,
+    set_rng_state,
 )
 from controller_service.agents.space_ops import check_space
 from controller_service.metaqnn_space import MetaQNNSpace, QState
@@ -31,8 +37,16 @@ from controller_service.metaqnn_space import MetaQNNSpace, QState
 __all__ = ["QLearningAgent", "PAPER_SCHEDULE", "epsilon_schedule"]
 
 PAPER_SCHEDULE: tuple[tuple[float, int], ...] = (
-    (1.0, 1500), (0.9, 100), (0.8, 100), (0.7, 100),
-    (0.6, 150), (0.5, 150), (0.4, 150), (0.3, 150), (0.2, 150), (0.1, 150),
+    (1.0, 1500),
+    (0.9, 100),
+    (0.8, 100),
+    (0.7, 100),
+    (0.6, 150),
+    (0.5, 150),
+    (0.4, 150),
+    (0.3, 150),
+    (0.2, 150),
+    (0.1, 150),
 )
 PAPER_MODELS = sum(n for _, n in PAPER_SCHEDULE)  # 2,700
 
@@ -44,8 +58,10 @@ def epsilon_schedule(scale: float) -> list[tuple[float, int]]:
 
 def _number(settings: dict[str, Any], name: str, low: float, high: float) -> float:
     value = settings[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-        math.isfinite(value) and low <= value <= high
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and low <= value <= high)
     ):
         raise AgentSettingsError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
     return float(value)
@@ -63,8 +79,13 @@ class QLearningAgent(Agent):
         "failure_reward": 0.0,
     }
 
-    def __init__(self, space: MetaQNNSpace, settings: dict[str, Any] | None = None,
-                 seed: int = 0, budget: int | None = None) -> None:
+    def __init__(
+        self,
+        space: MetaQNNSpace,
+        settings: dict[str, Any] | None = None,
+        seed: int = 0,
+        budget: int | None = None,
+    ) -> None:
         check_space(self.name, space, (MetaQNNSpace,))
         self.space = space
         s = resolve_settings(type(self), settings or {})

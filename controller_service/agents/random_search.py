@@ -7,7 +7,13 @@ import random
 from typing import Any, ClassVar
 
 from controller_service.agents.base import (
-    Agent, AgentSettingsError, Decisions, Proposal, resolve_settings, rng_state, set_rng_state,
+    Agent,
+    AgentSettingsError,
+    Decisions,
+    Proposal,
+    resolve_settings,
+    rng_state,
+    set_rng_state,
 )
 from controller_service.agents.space_ops import Space, check_space, random_proposal
 from controller_service.metaqnn_space import MetaQNNSpace
@@ -21,8 +27,13 @@ class RandomAgent(Agent):
     defaults: ClassVar[dict[str, Any]] = {"layers": 0}  # Zoph space: 0 = its max_layers
     default_reward = "accuracy"
 
-    def __init__(self, space: Space, settings: dict[str, Any] | None = None,
-                 seed: int = 0, budget: int | None = None) -> None:
+    def __init__(
+        self,
+        space: Space,
+        settings: dict[str, Any] | None = None,
+        seed: int = 0,
+        budget: int | None = None,
+    ) -> None:
         check_space(self.name, space, (ZophSpace, MetaQNNSpace))
         self.space = space
         self.settings = resolve_settings(type(self), settings or {})

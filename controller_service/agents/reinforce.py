@@ -62,8 +62,15 @@ def _integer(s: dict[str, Any], name: str, low: int, high: int | None = None) ->
     return value
 
 
-def _real(s: dict[str, Any], name: str, low: float, high: float, *, open_low: bool = False,
-          open_high: bool = False) -> float:
+def _real(
+    s: dict[str, Any],
+    name: str,
+    low: float,
+    high: float,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
     value = s[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
         raise AgentSettingsError(f"{name} must be a number, got {value!r}")
@@ -109,8 +116,9 @@ class ReinforceSettings:
             layers_step=_integer(s, "layers_step", 0),
             step_every=_integer(s, "step_every", 1),
             skip_connections=s["skip_connections"],
-            failure_reward=_real(s, "failure_reward", -math.inf, math.inf,
-                                 open_low=True, open_high=True),
+            failure_reward=_real(
+                s, "failure_reward", -math.inf, math.inf, open_low=True, open_high=True
+            ),
         )
 
 
@@ -134,8 +142,13 @@ class ReinforceAgent(Agent):
         "failure_reward": 0.0,
     }
 
-    def __init__(self, space: ZophSpace, settings: dict[str, Any] | None = None,
-                 seed: int = 0, budget: int | None = None) -> None:
+    def __init__(
+        self,
+        space: ZophSpace,
+        settings: dict[str, Any] | None = None,
+        seed: int = 0,
+        budget: int | None = None,
+    ) -> None:
         if not isinstance(space, ZophSpace):
             name = getattr(space, "name", type(space).__name__)
             raise AgentSettingsError(f"agent 'reinforce' cannot search the {name!r} space")
@@ -168,8 +181,12 @@ class ReinforceAgent(Agent):
         layers = self.curriculum_layers()
         trajectory, log_prob, _ = self.policy.rollout(self.generator, layers, self.skips)
         self.samples += 1
-        decisions = {"tokens": trajectory.tokens, "skips": trajectory.skips,
-                     "layers": layers, "logp": float(log_prob)}
+        decisions = {
+            "tokens": trajectory.tokens,
+            "skips": trajectory.skips,
+            "layers": layers,
+            "logp": float(log_prob),
+        }
         return Proposal(self.space.decode(trajectory.tokens, trajectory.skips), decisions)
 
     def log_prob(self, decisions: Decisions) -> Tensor:
@@ -177,9 +194,7 @@ class ReinforceAgent(Agent):
         return self._evaluate(self._trajectory(decisions))[0]
 
     def _evaluate(self, trajectory: Trajectory) -> tuple[Tensor, Tensor]:
-        _, log_prob, entropy = self.policy.rollout(
-            trajectory, len(trajectory.tokens), self.skips
-        )
+        _, log_prob, entropy = self.policy.rollout(trajectory, len(trajectory.tokens), self.skips)
         return log_prob, entropy
 
     def update(self, decisions: Decisions, reward: float | None) -> None:
@@ -194,8 +209,9 @@ class ReinforceAgent(Agent):
         baseline = r if self.baseline is None else self.baseline
         decay = self.settings.baseline_decay
         self.baseline = decay * baseline + (1 - decay) * r
-        self.pending.append({"tokens": trajectory.tokens, "skips": trajectory.skips,
-                             "advantage": r - baseline})
+        self.pending.append(
+            {"tokens": trajectory.tokens, "skips": trajectory.skips, "advantage": r - baseline}
+        )
         self.updates += 1
         if len(self.pending) >= self.settings.batch:
             self._step()
@@ -205,8 +221,7 @@ class ReinforceAgent(Agent):
         losses = []
         for item in self.pending:
             log_prob, entropy = self._evaluate(Trajectory(item["tokens"], item["skips"]))
-            losses.append(-item["advantage"] * log_prob
-                          - self.settings.entropy_weight * entropy)
+            losses.append(-item["advantage"] * log_prob - self.settings.entropy_weight * entropy)
         torch.autograd.backward(torch.stack(losses).mean())
         self.optimizer.step()
         self.pending = []
@@ -237,10 +252,15 @@ class ReinforceAgent(Agent):
             raise ValueError("decisions need a non-empty 'tokens' list")
         sizes = [len(self.space.choices(d)) for d in ZOPH_DECISIONS]
         for i, row in enumerate(tokens):
-            if (not isinstance(row, list) or len(row) != len(sizes)
-                    or not all(isinstance(t, int) and 0 <= t < n for t, n in zip(row, sizes))):
-                raise ValueError(f"decisions: tokens[{i}] must be {len(sizes)} indices "
-                                 f"below {sizes}, got {row!r}")
+            if (
+                not isinstance(row, list)
+                or len(row) != len(sizes)
+                or not all(isinstance(t, int) and 0 <= t < n for t, n in zip(row, sizes))
+            ):
+                raise ValueError(
+                    f"decisions: tokens[{i}] must be {len(sizes)} indices "
+                    f"below {sizes}, got {row!r}"
+                )
         if not self.skips:
             return Trajectory([list(r) for r in tokens], None)
         if not isinstance(skips, list) or len(skips) != len(tokens):
@@ -295,9 +315,12 @@ class ReinforceAgent(Agent):
         self.pending = copy.deepcopy(list(state["pending"]))
 
     def progress(self) -> dict[str, float]:
-        out = {"curriculum_layers": float(self.curriculum_layers()),
-               "samples": float(self.samples), "updates": float(self.updates),
-               "steps": float(self.steps)}
+        out = {
+            "curriculum_layers": float(self.curriculum_layers()),
+            "samples": float(self.samples),
+            "updates": float(self.updates),
+            "steps": float(self.steps),
+        }
         if self.pretrained:
             out["pretrained_on"] = float(self.pretrained)
         if self.baseline is not None:

@@ -47,8 +47,22 @@ def test_run_log_measures_at_the_budget() -> None:
 @pytest.mark.timeout(300)
 def test_tiny_run_writes_json_and_png(tmp_path: Path) -> None:
     agents = ["random", "qlearning", "tpe"]
-    report = bench.main(["--datasets", "digits", "--agents", ",".join(agents), "--seeds", "1",
-                         "--trainer-seconds", "5", "--epochs", "1", "--out", str(tmp_path)])
+    report = bench.main(
+        [
+            "--datasets",
+            "digits",
+            "--agents",
+            ",".join(agents),
+            "--seeds",
+            "1",
+            "--trainer-seconds",
+            "5",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     ran = agents if HAVE_OPTUNA else ["random", "qlearning"]
     data = json.loads((tmp_path / "search_efficiency.json").read_text())
     assert data == json.loads(json.dumps(report))

@@ -21,8 +21,19 @@ def load(name: str) -> ModuleType:
 
 def test_controller_latency_smoke(tmp_path: Path) -> None:
     report = load("controller_latency").main(
-        ["--rounds", "10", "--clients", "2", "--seconds", "1", "--agents", "random,reinforce",
-         "--out", str(tmp_path)])
+        [
+            "--rounds",
+            "10",
+            "--clients",
+            "2",
+            "--seconds",
+            "1",
+            "--agents",
+            "random,reinforce",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     saved = json.loads((tmp_path / "controller_latency.json").read_text())
     assert saved == json.loads(json.dumps(report))
     for agent in ("random", "reinforce"):
@@ -33,8 +44,20 @@ def test_controller_latency_smoke(tmp_path: Path) -> None:
 
 
 def test_fleet_smoke(tmp_path: Path) -> None:
-    report = load("fleet").main(["--sizes", "4", "--agents", "random", "--child-seconds", "0.5",
-                                 "--window", "2", "--out", str(tmp_path)])
+    report = load("fleet").main(
+        [
+            "--sizes",
+            "4",
+            "--agents",
+            "random",
+            "--child-seconds",
+            "0.5",
+            "--window",
+            "2",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     (row,) = report["rows"]
     assert report["simulation"] is True
     assert row["trainers"] == 4 and row["children_in_window"] > 0

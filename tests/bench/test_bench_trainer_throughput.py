@@ -14,10 +14,25 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_quick_run_writes_json_and_png(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "trainer_throughput.py"), "--quick",
-         "--dataset", "digits", "--epochs", "1", "--slots", "1,2", "--children", "1",
-         "--out", str(tmp_path)],
-        cwd=ROOT, capture_output=True, text=True, timeout=540,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "trainer_throughput.py"),
+            "--quick",
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--slots",
+            "1,2",
+            "--children",
+            "1",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=540,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((tmp_path / "trainer_throughput.json").read_text())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
@@ -13,15 +12,16 @@ from controller_service.searches import ReportConflict, Searches
 from controller_service.spec import SearchSpec
 from controller_service.store import Store
 from nasrl.arch import Conv
+from nasrl.builder import build
 from nasrl.datasets import input_shape
 from nasrl.results import TrainOutcome, TrainSettings
 from nasrl.shapes import analyze
-from nasrl.builder import build
 from tests.helpers import same_state, through_bytes
 
 ZOPH = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=5)
 METAQNN = MetaQNNSpace(conv_filters=(8, 16), fc_units=(64, 32), max_depth=6).bind(
-    input_shape("digits"))
+    input_shape("digits")
+)
 
 
 def _supports(name: str, space: object) -> bool:
@@ -33,8 +33,12 @@ def _supports(name: str, space: object) -> bool:
 
 
 #: every agent with every space it can search
-COMBOS = [pytest.param(name, space, id=f"{name}-{space.name}")
-          for name in sorted(AGENTS) for space in (ZOPH, METAQNN) if _supports(name, space)]
+COMBOS = [
+    pytest.param(name, space, id=f"{name}-{space.name}")
+    for name in sorted(AGENTS)
+    for space in (ZOPH, METAQNN)
+    if _supports(name, space)
+]
 
 
 def make(name: str, seed: int = 3, space: object = ZOPH) -> Agent:
@@ -76,6 +80,8 @@ def test_samples_are_valid_architectures_of_the_space(name: str, space: object) 
     for p in proposals + agent.sample(20):
         check_in_space(p, space)
         analyze(p.arch, input_shape("digits"))
+
+
 @pytest.mark.parametrize(("name", "space"), COMBOS)
 def test_fixed_seed_reproduces_samples(name: str, space: object) -> None:
     a, b, c = make(name, 11, space), make(name, 11, space), make(name, 12, space)
@@ -107,11 +113,11 @@ def test_updates_in_any_order_and_failures_are_accepted(name: str, space: object
 
 
 @pytest.mark.parametrize(("name", "space"), COMBOS)
-def test_update_is_idempotent_through_the_controller(name: str, space: object,
-                                                      tmp_path) -> None:
+def test_update_is_idempotent_through_the_controller(name: str, space: object, tmp_path) -> None:
     searches = Searches(Store(tmp_path / "c.db"))
-    view = searches.create(SearchSpec(agent=name, space=space, budget=5,
-                                      training=TrainSettings(epochs=1)))
+    view = searches.create(
+        SearchSpec(agent=name, space=space, budget=5, training=TrainSettings(epochs=1))
+    )
     handouts, _ = searches.sample(view.id, 2)
     h = handouts[0]
     result = TrainOutcome(0.7, 0.7, 0.6, 100, 100, 1.0, "cpu", h.text).to_json()
@@ -131,9 +137,11 @@ def test_update_is_idempotent_through_the_controller(name: str, space: object,
 def test_skip_connections_are_sampled_and_every_sample_builds(name: str) -> None:
     agent = make(name, space=ZophSpace(filters=(8, 16), max_layers=6))
     proposals = agent.sample(30)
-    with_skips = [p for p in proposals
-                  if any(layer.inputs and layer.inputs != (i,)
-                         for i, layer in enumerate(p.arch.layers))]
+    with_skips = [
+        p
+        for p in proposals
+        if any(layer.inputs and layer.inputs != (i,) for i, layer in enumerate(p.arch.layers))
+    ]
     assert len(with_skips) >= 5, "skip connections are (almost) never sampled"
     for dataset in ("digits", "mnist5k"):
         shape = input_shape(dataset)

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from protos import trainer_pb2, trainer_pb2_grpc
 
 from nasrl import codec, rpc
 from nasrl.arch import canonical, format_arch, parse
@@ -18,6 +17,7 @@ from nasrl.datasets import input_shape
 from nasrl.results import TrainSettings
 from nasrl.shapes import analyze
 from nasrl.table import read_table
+from protos import trainer_pb2, trainer_pb2_grpc
 from tests.integration.conftest import start_trainer
 
 TABLE = Path(__file__).resolve().parents[1] / "data" / "tiny_digits.jsonl.gz"
@@ -37,11 +37,15 @@ def trainer(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
     handle.stop(None)
 
 
-def _request(arch: str, epochs: int = 2, dataset: str = "digits",
-             **config: object) -> trainer_pb2.TrainRequest:
+def _request(
+    arch: str, epochs: int = 2, dataset: str = "digits", **config: object
+) -> trainer_pb2.TrainRequest:
     return trainer_pb2.TrainRequest(
-        architecture=codec.arch_to_proto(parse(arch)), dataset=dataset,
-        config=codec.settings_to_proto(TrainSettings(epochs=epochs)), **config)
+        architecture=codec.arch_to_proto(parse(arch)),
+        dataset=dataset,
+        config=codec.settings_to_proto(TrainSettings(epochs=epochs)),
+        **config,
+    )
 
 
 def _events(target: str, request: trainer_pb2.TrainRequest) -> list[trainer_pb2.TrainEvent]:
@@ -55,8 +59,12 @@ def test_stream_is_one_progress_per_epoch_then_the_result(trainer: tuple[str, st
     assert [e.WhichOneof("event") for e in events] == ["progress", "progress", "result"]
     progress = [e.progress for e in events[:-1]]
     assert [(p.epoch, p.epochs) for p in progress] == [(1, 2), (2, 2)]
-    assert all(0 <= p.validation_accuracy <= 1 and 0 <= p.train_accuracy <= 1
-               and math.isfinite(p.train_loss) for p in progress)
+    assert all(
+        0 <= p.validation_accuracy <= 1
+        and 0 <= p.train_accuracy <= 1
+        and math.isfinite(p.train_loss)
+        for p in progress
+    )
     assert progress[0].seconds <= progress[1].seconds
     r = events[-1].result
     assert list(r.curve) == progress
@@ -77,7 +85,8 @@ def test_table_answers_what_the_build_recorded(trainer: tuple[str, str]) -> None
     assert row is not None
     r = _events(target, _request(IN_TABLE, epochs=3))[-1].result
     assert [round(c.validation_accuracy, 6) for c in r.curve] == [
-        round(v, 6) for v in row.validation]
+        round(v, 6) for v in row.validation
+    ]
     assert r.test_accuracy == pytest.approx(row.test_accuracy)
     assert r.seconds == pytest.approx(row.seconds, rel=1e-5)
     # fewer epochs replay the start of the curve
@@ -85,15 +94,25 @@ def test_table_answers_what_the_build_recorded(trainer: tuple[str, str]) -> None
     assert len(short.curve) == 1 and short.validation_accuracy == pytest.approx(row.validation[0])
 
 
-@pytest.mark.parametrize(("arch", "dataset", "words"), [
-    ("C(4,3,1) C(4,3,1) C(4,3,1)", "digits", {"real": "", "table": "not in the table",
-                                             "simulated": ""}),
-    (IN_TABLE, "nonexistent", {"real": "nonexistent", "table": "nonexistent",
-                               "simulated": "nonexistent"}),
-    ("C(4,9,1) P(9,9)", "digits", {"real": "pool", "table": "pool", "simulated": "pool"}),
-])
-def test_bad_requests_are_invalid_argument(trainer: tuple[str, str], arch: str, dataset: str,
-                                           words: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("arch", "dataset", "words"),
+    [
+        (
+            "C(4,3,1) C(4,3,1) C(4,3,1)",
+            "digits",
+            {"real": "", "table": "not in the table", "simulated": ""},
+        ),
+        (
+            IN_TABLE,
+            "nonexistent",
+            {"real": "nonexistent", "table": "nonexistent", "simulated": "nonexistent"},
+        ),
+        ("C(4,9,1) P(9,9)", "digits", {"real": "pool", "table": "pool", "simulated": "pool"}),
+    ],
+)
+def test_bad_requests_are_invalid_argument(
+    trainer: tuple[str, str], arch: str, dataset: str, words: dict[str, str]
+) -> None:
     kind, target = trainer
     if kind != "table" and not words[kind]:
         pytest.skip("a valid request for this trainer")
@@ -104,12 +123,15 @@ def test_bad_requests_are_invalid_argument(trainer: tuple[str, str], arch: str, 
 
 
 def test_table_refuses_other_datasets_and_more_epochs_than_it_recorded(
-        trainer: tuple[str, str]) -> None:
+    trainer: tuple[str, str],
+) -> None:
     kind, target = trainer
     if kind != "table":
         pytest.skip("table limits")
-    for request, words in ((_request(IN_TABLE, dataset="mnist5k"), "digits"),
-                           (_request(IN_TABLE, epochs=4), "recorded 3 epochs")):
+    for request, words in (
+        (_request(IN_TABLE, dataset="mnist5k"), "digits"),
+        (_request(IN_TABLE, epochs=4), "recorded 3 epochs"),
+    ):
         with pytest.raises(grpc.RpcError) as err:
             _events(target, request)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -154,13 +176,17 @@ def test_time_scale_makes_the_table_trainer_cancellable() -> None:
         handle.stop(None)
 
 
-@pytest.mark.parametrize(("kind", "config", "epochs"), [
-    ("real", {}, 200),  # digits epochs are short: plenty left when the stop arrives
-    ("table", {"table": TABLE, "time_scale": 3.0}, 3),  # recorded epochs take ~1 s
-    ("simulated", {"simulate": 9.0}, 3),
-])
+@pytest.mark.parametrize(
+    ("kind", "config", "epochs"),
+    [
+        ("real", {}, 200),  # digits epochs are short: plenty left when the stop arrives
+        ("table", {"table": TABLE, "time_scale": 3.0}, 3),  # recorded epochs take ~1 s
+        ("simulated", {"simulate": 9.0}, 3),
+    ],
+)
 def test_finish_early_ends_the_stream_with_the_finished_epochs(
-        kind: str, config: dict[str, object], epochs: int) -> None:
+    kind: str, config: dict[str, object], epochs: int
+) -> None:
     """FinishEarly (an early-stopping STOP) after the first epoch: the stream ends normally
     with a result over the finished epochs, stopped_early set, the slot free again."""
     handle, servicer = start_trainer(**config)
@@ -170,14 +196,16 @@ def test_finish_early_ends_the_stream_with_the_finished_epochs(
     try:
         with rpc.channel(target) as ch:
             stub = trainer_pb2_grpc.TrainerStub(ch)
-            assert not stub.FinishEarly(trainer_pb2.FinishEarlyRequest(run_id="nobody"),
-                                        timeout=10).found
+            assert not stub.FinishEarly(
+                trainer_pb2.FinishEarlyRequest(run_id="nobody"), timeout=10
+            ).found
             events = []
             for event in stub.Train(request, timeout=120):
                 events.append(event)
                 if len(events) == 1:
-                    assert stub.FinishEarly(trainer_pb2.FinishEarlyRequest(
-                        run_id=request.run_id), timeout=10).found
+                    assert stub.FinishEarly(
+                        trainer_pb2.FinishEarlyRequest(run_id=request.run_id), timeout=10
+                    ).found
         result = events[-1].result
         assert events[-1].WhichOneof("event") == "result"
         assert result.stopped_early

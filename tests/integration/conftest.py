@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
-from protos import trainer_pb2, trainer_pb2_grpc
 
 from nasrl import rpc
+from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service.config import TrainerConfig
 from trainer_service.servicer import TrainerServicer
 from trainer_service.weights import WeightStore
@@ -20,18 +20,22 @@ if TYPE_CHECKING:
 SERVICE = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 
 
-def start_trainer(slots: int = 1, weights: WeightStore | None = None,
-                  **config: object) -> tuple[rpc.ServerHandle, TrainerServicer]:
+def start_trainer(
+    slots: int = 1, weights: WeightStore | None = None, **config: object
+) -> tuple[rpc.ServerHandle, TrainerServicer]:
     """A real trainer gRPC server on 127.0.0.1:0 in this process; it keeps trained weights in
     ``weights`` (default: a fresh temporary folder, 64 MB)."""
     if weights is None:
         weights = WeightStore(Path(tempfile.mkdtemp(prefix="nasrl-test-weights-")), 64 << 20)
-    servicer = TrainerServicer(TrainerConfig(port=0, slots=slots, **config), torch.device("cpu"),
-                               weights)
+    servicer = TrainerServicer(
+        TrainerConfig(port=0, slots=slots, **config), torch.device("cpu"), weights
+    )
     handle = rpc.start_server(
-        "127.0.0.1", 0,
+        "127.0.0.1",
+        0,
         lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),
-        [SERVICE], max_workers=slots + 4,
+        [SERVICE],
+        max_workers=slots + 4,
     )
     handle.set_serving(True)
     return handle, servicer
@@ -46,18 +50,19 @@ def trainer() -> Iterator[str]:
 
 def start_controller(db: str) -> tuple[rpc.ServerHandle, "Searches"]:
     """A real controller gRPC server on 127.0.0.1:0 in this process, on database ``db``."""
-    from protos import controller_pb2, controller_pb2_grpc
-
     from controller_service.searches import Searches
     from controller_service.servicer import REQUEST_LIMITS, ControllerServicer
     from controller_service.store import Store
+    from protos import controller_pb2, controller_pb2_grpc
 
     searches = Searches(Store(db))
     servicer = ControllerServicer(searches)
     handle = rpc.start_server(
-        "127.0.0.1", 0,
+        "127.0.0.1",
+        0,
         lambda s: controller_pb2_grpc.add_ControllerServicer_to_server(servicer, s),
-        [controller_pb2.DESCRIPTOR.services_by_name["Controller"].full_name], max_workers=32,
+        [controller_pb2.DESCRIPTOR.services_by_name["Controller"].full_name],
+        max_workers=32,
         request_limits=REQUEST_LIMITS,
     )
     handle.set_serving(True)

@@ -10,13 +10,15 @@ REFERENCE = "C(32,3,1) P(2,2) C(64,3,1) GAP SM(10)"
 
 
 def nasrl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nasrl.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nasrl.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_train_json(trainer: str) -> None:
-    r = nasrl("train", REFERENCE, "--trainer", trainer, "--dataset", "digits", "--epochs", "2",
-              "--json")
+    r = nasrl(
+        "train", REFERENCE, "--trainer", trainer, "--dataset", "digits", "--epochs", "2", "--json"
+    )
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout)
     for key in ("accuracy", "test_accuracy", "params", "flops", "seconds"):

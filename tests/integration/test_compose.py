@@ -119,16 +119,21 @@ def dockerfile_cmd(path: Path) -> list[str]:
 def test_compose_config_is_valid() -> None:
     tool = shutil.which("docker-compose")
     if tool is None:
-        pytest.skip("docker-compose is not installed: `make compose-tool` (as root) or "
-                    "`sudo apt-get install docker-compose` installs Debian's 1.29 to validate "
-                    "docker-compose.yml")
+        pytest.skip(
+            "docker-compose is not installed: `make compose-tool` (as root) or "
+            "`sudo apt-get install docker-compose` installs Debian's 1.29 to validate "
+            "docker-compose.yml"
+        )
     help_text = subprocess.run([tool, "--help"], capture_output=True, text=True).stdout
     # --profile is a global option from 1.28 on; 1.29's `config` prints every service anyway.
     profile = ["--profile", "search"] if "--profile" in help_text else []
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NASRL_", "COMPOSE_"))}
     result = subprocess.run(
         [tool, *profile, "-f", str(COMPOSE), "--project-directory", str(ROOT), "config"],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     normalized = yaml.safe_load(result.stdout)
@@ -168,8 +173,7 @@ def test_compose_structure() -> None:
     lock_dir = flag_value(argv("trainer"), "--gpu-lock-dir")
     locks = [str(v) for v in trainer["volumes"] if str(v).endswith(f":{lock_dir}")]
     assert len(locks) == 1 and locks[0].split(":")[0] in data["volumes"]  # a named volume
-    assert f"chown nasrl:nasrl /datasets {lock_dir}" in \
-        (DEPLOY / "Dockerfile.trainer").read_text()
+    assert f"chown nasrl:nasrl /datasets {lock_dir}" in (DEPLOY / "Dockerfile.trainer").read_text()
     datasets = [str(v) for v in trainer["volumes"] if ":/datasets" in str(v)]
     assert len(datasets) == 1 and datasets[0].endswith(":ro")
     assert flag_value(argv("trainer"), "--data-dir") == "/datasets"
@@ -202,7 +206,7 @@ def test_compose_structure() -> None:
         assert "python:3.11-slim" in text
         assert "pip install --no-deps --no-build-isolation --no-index ." in text
         cmd = dockerfile_cmd(path)
-        assert argv(name)[:len(cmd)] == cmd, f"{path}: CMD differs from docker-compose.yml"
+        assert argv(name)[: len(cmd)] == cmd, f"{path}: CMD differs from docker-compose.yml"
     assert "download.pytorch.org/whl/cpu" in (DEPLOY / "Dockerfile.controller").read_text()
 
     ignored = (ROOT / ".dockerignore").read_text().split()
@@ -280,10 +284,15 @@ def search_argv(controller: str, trainers: list[str], tmp_path: Path) -> list[st
     args = argv("search")
     assert args[0] == "nasrl"
     args = [sys.executable, "-m", "nasrl.cli", *args[1:]]
-    for flag, value in (("--controller", controller), ("--trainers", ",".join(trainers)),
-                        ("--dataset", "digits"), ("--budget", "4"), ("--epochs", "1"),
-                        ("--plot", str(tmp_path / "search.png")),
-                        ("--export-best", str(tmp_path / "best.py"))):
+    for flag, value in (
+        ("--controller", controller),
+        ("--trainers", ",".join(trainers)),
+        ("--dataset", "digits"),
+        ("--budget", "4"),
+        ("--epochs", "1"),
+        ("--plot", str(tmp_path / "search.png")),
+        ("--export-best", str(tmp_path / "best.py")),
+    ):
         assert flag_value(args, flag) is not None, f"search command lacks {flag}"
         args = set_flag(args, flag, value)
     return [*args, "--json"]
@@ -301,8 +310,6 @@ def services(tmp_path: Path) -> Iterator[list[LocalService]]:
             svc.stop(timeout=30)
 
 
-
-
 def _last_json(stdout: str) -> dict[str, Any]:
     for line in reversed(stdout.strip().splitlines()):
         try:
@@ -317,14 +324,25 @@ def _last_json(stdout: str) -> dict[str, Any]:
 def test_compose_commands_run_locally(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     controller, *trainers = request.getfixturevalue("services")
     env = {**os.environ, **environment("search")}
-    result = subprocess.run(search_argv(controller.target, [t.target for t in trainers], tmp_path),
-                            capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
-    logs = "\n".join(f"--- {s.module} {s.target}\n{s.log()[-1500:]}" for s in (controller, *trainers))
+    result = subprocess.run(
+        search_argv(controller.target, [t.target for t in trainers], tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    logs = "\n".join(
+        f"--- {s.module} {s.target}\n{s.log()[-1500:]}" for s in (controller, *trainers)
+    )
     assert result.returncode == 0, f"{result.stderr[-3000:]}\n{logs}"
     summary = _last_json(result.stdout)
     assert summary["evaluated"] == 4, summary
-    for trainer in trainers:  # both replicas got work (the servicer logs "training ARCH on DATASET")
-        assert re.search(r"training .+ on digits", trainer.log()), \
+    for (
+        trainer
+    ) in trainers:  # both replicas got work (the servicer logs "training ARCH on DATASET")
+        assert re.search(r"training .+ on digits", trainer.log()), (
             f"trainer {trainer.target} trained nothing:\n{logs}"
+        )
     assert (tmp_path / "search.png").stat().st_size > 0
     assert (tmp_path / "best.py").stat().st_size > 0

@@ -7,18 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from protos import controller_pb2 as cpb
 
 from controller_service.store import Store
 from nasrl.client import ControllerClient, wait_until_serving
 from nasrl.local import LocalService
 from nasrl.results import TrainOutcome
+from protos import controller_pb2 as cpb
 from tests.helpers import same_state
 
 ROUNDS = 8
 ZOPH = cpb.SearchSpace(zoph=cpb.ZophSpace(max_layers=4, filters=[8, 16]))
-METAQNN = cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(conv_filters=[8, 16], fc_units=[32],
-                                                   max_depth=5))
+METAQNN = cpb.SearchSpace(
+    metaqnn=cpb.MetaQNNSpace(conv_filters=[8, 16], fc_units=[32], max_depth=5)
+)
 SPACES = {"reinforce": ZOPH, "random": ZOPH, "qlearning": METAQNN, "evolution": METAQNN}
 
 
@@ -36,9 +37,13 @@ def run(tmp: Path, agent: str, kill_at: set[tuple[int, int]]) -> tuple[list[str]
         wait_until_serving(controller.target)
         with ControllerClient(controller.target) as c:
             sid = c.create_search(
-                agent=cpb.AgentSpec(name=agent), dataset="digits", budget=100, seed=7,
+                agent=cpb.AgentSpec(name=agent),
+                dataset="digits",
+                budget=100,
+                seed=7,
                 space=SPACES[agent],
             ).search_id
+
         def crash_point(r: int, n: int) -> None:
             if (r, n) in kill_at:
                 controller.kill()  # kill -9
@@ -54,12 +59,15 @@ def run(tmp: Path, agent: str, kill_at: set[tuple[int, int]]) -> tuple[list[str]
                 if cand.cached is None:
                     acc = synthetic_accuracy(cand.text)
                     with ControllerClient(controller.target) as c:
-                        c.update(sid, cand.id,
-                                 TrainOutcome(acc, acc, acc, 10, 10, 1.0, "cpu", cand.text))
+                        c.update(
+                            sid, cand.id, TrainOutcome(acc, acc, acc, 10, 10, 1.0, "cpu", cand.text)
+                        )
                 crash_point(r, n)
         with ControllerClient(controller.target) as c:
-            board = [(e.architecture, round(e.accuracy, 6), round(e.reward, 6))
-                     for e in c.leaderboard(sid, top=100)]
+            board = [
+                (e.architecture, round(e.accuracy, 6), round(e.reward, 6))
+                for e in c.leaderboard(sid, top=100)
+            ]
     finally:
         controller.kill()
     store = Store(db)

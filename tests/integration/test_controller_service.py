@@ -8,11 +8,11 @@ import time
 
 import grpc
 import pytest
-from protos import controller_pb2 as cpb
-from protos import trainer_pb2 as tpb
 
 from nasrl.client import ControllerClient, NasrlError, TrainerClient
 from nasrl.results import TrainOutcome, TrainSettings
+from protos import controller_pb2 as cpb
+from protos import trainer_pb2 as tpb
 
 SMALL = cpb.SearchSpace(zoph=cpb.ZophSpace(max_layers=3, filters=[8, 16]))
 
@@ -22,8 +22,13 @@ def outcome(text: str, acc: float = 0.5) -> TrainOutcome:
 
 
 def create(c: ControllerClient, agent: str = "random", budget: int = 10, **kw: object) -> str:
-    search = c.create_search(agent=cpb.AgentSpec(name=agent), dataset="digits", budget=budget,
-                             space=kw.pop("space", SMALL), **kw)
+    search = c.create_search(
+        agent=cpb.AgentSpec(name=agent),
+        dataset="digits",
+        budget=budget,
+        space=kw.pop("space", SMALL),
+        **kw,
+    )
     return search.search_id
 
 
@@ -77,6 +82,7 @@ def test_failure_reports_count_and_repeat(controller: str) -> None:
 
 def test_errors_name_the_problem(controller: str) -> None:
     with ControllerClient(controller) as c:
+
         def code_of(fn, *args, **kw) -> tuple[grpc.StatusCode, str]:
             with pytest.raises(NasrlError) as info:
                 fn(*args, **kw)
@@ -86,18 +92,21 @@ def test_errors_name_the_problem(controller: str) -> None:
         assert code_of(c.sample, "nope", 1)[0] == grpc.StatusCode.NOT_FOUND
         code, msg = code_of(c.create_search, agent=cpb.AgentSpec(name="genetic"))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "unknown agent 'genetic'" in msg
-        code, msg = code_of(c.create_search, agent=cpb.AgentSpec(
-            name="reinforce", reinforce=cpb.ReinforceSettings(hidden=-4)))
+        code, msg = code_of(
+            c.create_search,
+            agent=cpb.AgentSpec(name="reinforce", reinforce=cpb.ReinforceSettings(hidden=-4)),
+        )
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "hidden" in msg
-        code, msg = code_of(c.create_search, agent=cpb.AgentSpec(
-            name="random", reinforce=cpb.ReinforceSettings(hidden=4)))
+        code, msg = code_of(
+            c.create_search,
+            agent=cpb.AgentSpec(name="random", reinforce=cpb.ReinforceSettings(hidden=4)),
+        )
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "agent.reinforce" in msg
         code, msg = code_of(c.create_search, dataset="imagenet")
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "unknown dataset" in msg
         code, msg = code_of(c.create_search, budget=-1)
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "budget" in msg
-        code, msg = code_of(c.create_search, space=cpb.SearchSpace(
-            zoph=cpb.ZophSpace(strides=[0])))
+        code, msg = code_of(c.create_search, space=cpb.SearchSpace(zoph=cpb.ZophSpace(strides=[0])))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "strides" in msg
         code, msg = code_of(c.create_search, training=tpb.TrainingConfig(epochs=99999))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "epochs" in msg
@@ -114,8 +123,9 @@ def test_errors_name_the_problem(controller: str) -> None:
 
 def test_dedup_returns_stored_result_and_spends_no_budget(controller: str) -> None:
     # A space with exactly one network: every sample after the first is a duplicate.
-    one = cpb.SearchSpace(zoph=cpb.ZophSpace(filter_sizes=[3], strides=[1], filters=[8],
-                                             max_layers=1))
+    one = cpb.SearchSpace(
+        zoph=cpb.ZophSpace(filter_sizes=[3], strides=[1], filters=[8], max_layers=1)
+    )
     with ControllerClient(controller) as c:
         sid = create(c, "random", budget=3, space=one)
         first = c.sample(sid, 1).candidates
@@ -202,7 +212,9 @@ def test_searches_are_isolated(controller: str) -> None:
 def test_end_to_end_reinforce_on_digits(controller: str, trainer: str) -> None:
     with ControllerClient(controller) as c, TrainerClient(trainer) as t:
         sid = c.create_search(
-            agent=cpb.AgentSpec(name="reinforce"), dataset="digits", budget=6,
+            agent=cpb.AgentSpec(name="reinforce"),
+            dataset="digits",
+            budget=6,
             training=tpb.TrainingConfig(epochs=1),
             space=cpb.SearchSpace(zoph=cpb.ZophSpace(filters=[8, 16])),
         ).search_id

@@ -61,8 +61,10 @@ def schema_versions() -> list[str]:
     except ImportError:
         return []
     folder = Path(kubernetes_validate.__file__).parent / "kubernetes-json-schema"
-    versions = sorted({p.name.split("-")[0].lstrip("v") for p in folder.glob("v*-local")},
-                      key=lambda v: tuple(int(x) for x in v.split(".")))
+    versions = sorted(
+        {p.name.split("-")[0].lstrip("v") for p in folder.glob("v*-local")},
+        key=lambda v: tuple(int(x) for x in v.split(".")),
+    )
     return [versions[0], versions[-1]] if versions else []
 
 
@@ -74,8 +76,9 @@ def test_manifests_pass_kubernetes_validate_strict(version: str) -> None:
     result = run(validate, "--strict", "-k", version, *map(str, MANIFESTS))
     assert result.returncode == 0, result.stdout + result.stderr
     # Every resource of every file was checked.
-    resources = sum(p.read_text().count("\nkind: ") + p.read_text().startswith("kind: ")
-                    for p in MANIFESTS)
+    resources = sum(
+        p.read_text().count("\nkind: ") + p.read_text().startswith("kind: ") for p in MANIFESTS
+    )
     assert result.stdout.count(" passed for resource ") == resources, result.stdout
 
 
@@ -86,8 +89,11 @@ def test_kubernetes_validate_rejects_a_broken_manifest(tmp_path: Path) -> None:
     broken = tmp_path / "trainer.yaml"
     broken.write_text(trainer.replace("containerPort: 50052", "containerPort: fifty"))
     typo = tmp_path / "typo.yaml"
-    typo.write_text(trainer.replace("containerPort: 50052", "containerPort: 50052\n"
-                                    "              protocoll: TCP", 1))
+    typo.write_text(
+        trainer.replace(
+            "containerPort: 50052", "containerPort: 50052\n              protocoll: TCP", 1
+        )
+    )
     for path in (broken, typo):
         result = run(validate, "--strict", str(path))
         assert result.returncode != 0, f"{path.name}: {result.stdout}"

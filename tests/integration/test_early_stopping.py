@@ -28,18 +28,33 @@ def _create(c: ControllerClient, rule: str, budget: int = 20) -> str:
     from nasrl import codec
 
     return c.create_search(
-        agent=cpb.AgentSpec(name="random"), dataset="digits", budget=budget, space=SMALL,
+        agent=cpb.AgentSpec(name="random"),
+        dataset="digits",
+        budget=budget,
+        space=SMALL,
         training=codec.settings_to_proto(settings),
-        early_stopping=cpb.EarlyStopping(rule=rule)).search_id
+        early_stopping=cpb.EarlyStopping(rule=rule),
+    ).search_id
 
 
 def _outcome(text: str, curve: list[float]) -> TrainOutcome:
     from nasrl.results import EpochRecord
 
-    records = tuple(EpochRecord(i + 1, EPOCHS, 1.0, v, v, float(i + 1))
-                    for i, v in enumerate(curve))
-    return TrainOutcome(max(curve), max(curve[-5:]), 0.5, 100, 1000, float(len(curve)), "cpu",
-                        text, records, stopped_early=len(curve) < EPOCHS)
+    records = tuple(
+        EpochRecord(i + 1, EPOCHS, 1.0, v, v, float(i + 1)) for i, v in enumerate(curve)
+    )
+    return TrainOutcome(
+        max(curve),
+        max(curve[-5:]),
+        0.5,
+        100,
+        1000,
+        float(len(curve)),
+        "cpu",
+        text,
+        records,
+        stopped_early=len(curve) < EPOCHS,
+    )
 
 
 def test_asha_decisions_over_grpc(controller: str) -> None:
@@ -59,14 +74,18 @@ def test_asha_decisions_over_grpc(controller: str) -> None:
         assert board[b.id].accuracy == pytest.approx(0.40)
 
 
-@pytest.mark.parametrize(("epoch", "accuracy", "code", "words"), [
-    (3, 0.5, grpc.StatusCode.INVALID_ARGUMENT, "epoch 3 reported after 0"),
-    (10, 0.5, grpc.StatusCode.INVALID_ARGUMENT, "between 1 and the search's 9"),
-    (1, 1.5, grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
-    (1, float("nan"), grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
-])
-def test_bad_reports_are_refused(controller: str, epoch: int, accuracy: float,
-                                 code: grpc.StatusCode, words: str) -> None:
+@pytest.mark.parametrize(
+    ("epoch", "accuracy", "code", "words"),
+    [
+        (3, 0.5, grpc.StatusCode.INVALID_ARGUMENT, "epoch 3 reported after 0"),
+        (10, 0.5, grpc.StatusCode.INVALID_ARGUMENT, "between 1 and the search's 9"),
+        (1, 1.5, grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
+        (1, float("nan"), grpc.StatusCode.INVALID_ARGUMENT, "between 0 and 1"),
+    ],
+)
+def test_bad_reports_are_refused(
+    controller: str, epoch: int, accuracy: float, code: grpc.StatusCode, words: str
+) -> None:
     with ControllerClient(controller) as c:
         sid = _create(c, "asha")
         cand = c.sample(sid, 1).candidates[0]
@@ -143,10 +162,25 @@ def test_search_with_asha_ends_children_early(controller: str) -> None:
     and the search still spends its budget."""
     handle, _ = start_trainer(slots=2, table=TABLE, time_scale=3.0)
     try:
-        r = nasrl_cli("search", "--controller", controller, "--trainers",
-                      f"127.0.0.1:{handle.port}", "--slots-per-trainer", "2", "--agent", "random",
-                      "--space-from-table", str(TABLE), "--budget", "8", "--early-stopping",
-                      "asha", "--json", "--quiet")
+        r = nasrl_cli(
+            "search",
+            "--controller",
+            controller,
+            "--trainers",
+            f"127.0.0.1:{handle.port}",
+            "--slots-per-trainer",
+            "2",
+            "--agent",
+            "random",
+            "--space-from-table",
+            str(TABLE),
+            "--budget",
+            "8",
+            "--early-stopping",
+            "asha",
+            "--json",
+            "--quiet",
+        )
     finally:
         handle.stop(None)
     assert r.returncode == 0, r.stderr

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from nasrl.client import ControllerClient
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2 as tpb
-
-from nasrl.client import ControllerClient
 from tests.helpers import load_module, nasrl_cli
 from trainer_service import data
 
@@ -27,17 +26,35 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
     folder = tmp_path_factory.mktemp("export")
     trainer, _ = start_trainer()
     controller, searches = start_controller(str(folder / "c.db"))
-    env = {"controller": f"127.0.0.1:{controller.port}", "trainer": f"127.0.0.1:{trainer.port}",
-           "folder": folder}
+    env = {
+        "controller": f"127.0.0.1:{controller.port}",
+        "trainer": f"127.0.0.1:{trainer.port}",
+        "folder": folder,
+    }
     with ControllerClient(str(env["controller"])) as c:  # a small space: small children
         sid = c.create_search(
-            agent=cpb.AgentSpec(name="random"), dataset="digits", budget=3, seed=1,
-            space=cpb.SearchSpace(zoph=cpb.ZophSpace(filter_sizes=[3], strides=[1, 2],
-                                                     filters=[8, 16], max_layers=2)),
-            training=tpb.TrainingConfig(epochs=1)).search_id
-    run = nasrl_cli("search", "--resume", sid, "--controller", str(env["controller"]),
-                    "--trainers", str(env["trainer"]), "--json", "--quiet",
-                    "--export-best", str(folder / "best.onnx"))
+            agent=cpb.AgentSpec(name="random"),
+            dataset="digits",
+            budget=3,
+            seed=1,
+            space=cpb.SearchSpace(
+                zoph=cpb.ZophSpace(filter_sizes=[3], strides=[1, 2], filters=[8, 16], max_layers=2)
+            ),
+            training=tpb.TrainingConfig(epochs=1),
+        ).search_id
+    run = nasrl_cli(
+        "search",
+        "--resume",
+        sid,
+        "--controller",
+        str(env["controller"]),
+        "--trainers",
+        str(env["trainer"]),
+        "--json",
+        "--quiet",
+        "--export-best",
+        str(folder / "best.onnx"),
+    )
     assert run.returncode == 0, run.stderr
     env["summary"] = json.loads(run.stdout)
     with ControllerClient(str(env["controller"])) as c:
@@ -50,8 +67,16 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, obj
 
 def _export(env: dict[str, object], *args: str) -> dict[str, object]:
     sid = env["summary"]["search_id"]  # type: ignore[index]
-    run = nasrl_cli("export", sid, "--controller", str(env["controller"]), "--trainers",
-                    str(env["trainer"]), "--json", *args)
+    run = nasrl_cli(
+        "export",
+        sid,
+        "--controller",
+        str(env["controller"]),
+        "--trainers",
+        str(env["trainer"]),
+        "--json",
+        *args,
+    )
     assert run.returncode == 0, run.stderr
     out: dict[str, object] = json.loads(run.stdout)
     return out
@@ -63,8 +88,15 @@ def _accuracy(logits: np.ndarray) -> float:
 
 def _reference(env: dict[str, object], rank: int) -> torch.nn.Module:
     """The trained network as the python export loads it (nasrl's own state dict)."""
-    out = _export(env, "--format", "python", "--rank", str(rank), "--output",
-                  str(Path(str(env["folder"])) / f"ref{rank}.py"))
+    out = _export(
+        env,
+        "--format",
+        "python",
+        "--rank",
+        str(rank),
+        "--output",
+        str(Path(str(env["folder"])) / f"ref{rank}.py"),
+    )
     return load_module(Path(str(out["path"]))).load_trained()
 
 
@@ -96,7 +128,8 @@ def test_export_best_writes_onnx_by_its_suffix(finished: dict[str, object]) -> N
 
 
 def test_torchscript_loads_without_nasrl_and_gives_the_same_logits(
-        finished: dict[str, object]) -> None:
+    finished: dict[str, object],
+) -> None:
     path = Path(str(finished["folder"])) / "net.ts"
     out = _export(finished, "--format", "torchscript", "--output", str(path), "--rank", "2")
     assert out["format"] == "torchscript"
@@ -110,8 +143,7 @@ def test_torchscript_loads_without_nasrl_and_gives_the_same_logits(
     assert _accuracy(logits) == pytest.approx(second.test_accuracy, abs=1e-6)
 
 
-def test_python_export_is_the_default_format(finished: dict[str, object],
-                                             tmp_path: Path) -> None:
+def test_python_export_is_the_default_format(finished: dict[str, object], tmp_path: Path) -> None:
     out = _export(finished, "--output", str(tmp_path / "m.py"))
     assert out["format"] == "python" and out["weights"] == str(tmp_path / "m.pt")
     assert "class Net(nn.Module)" in (tmp_path / "m.py").read_text()
@@ -125,11 +157,15 @@ def test_a_rank_past_the_results_is_one_line_exit_1(finished: dict[str, object])
     assert "Traceback" not in run.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("--export-best", "best.txt"), "cannot tell the export format from 'best.txt'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--export-best", "best.txt"), "cannot tell the export format from 'best.txt'"),
+    ],
+)
 def test_an_export_name_without_a_format_fails_before_the_search(
-        args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    args: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
     run = nasrl_cli("search", "--controller", "127.0.0.1:1", "--trainers", "127.0.0.1:1", *args)
     assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr
 

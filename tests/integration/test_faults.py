@@ -13,12 +13,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from protos import controller_pb2 as cpb
 
 from controller_service.store import Store
 from nasrl.client import ControllerClient, NasrlError, wait_until_serving
 from nasrl.local import LocalService
 from nasrl.results import EpochRecord, TrainOutcome
+from protos import controller_pb2 as cpb
 
 from .conftest import start_controller
 
@@ -32,8 +32,9 @@ def outcome(text: str, acc: float = 0.6) -> TrainOutcome:
 def db_state(db: Path, sid: str) -> tuple[dict[str, int], int, str]:
     store = Store(db)
     try:
-        results = store._exec("SELECT COUNT(*) FROM results WHERE search_id = ?",
-                              (sid,)).fetchone()[0]
+        results = store._exec(
+            "SELECT COUNT(*) FROM results WHERE search_id = ?", (sid,)
+        ).fetchone()[0]
         return store.counts(sid), int(results), store.integrity_check()
     finally:
         store.close()
@@ -45,8 +46,9 @@ def test_kill_9_during_a_burst_of_updates(tmp_path: Path) -> None:
     try:
         wait_until_serving(controller.target)
         with ControllerClient(controller.target) as c:
-            sid = c.create_search(agent=cpb.AgentSpec(name="reinforce"), dataset="digits",
-                                  budget=CLIENTS * 4).search_id
+            sid = c.create_search(
+                agent=cpb.AgentSpec(name="reinforce"), dataset="digits", budget=CLIENTS * 4
+            ).search_id
             batch = c.sample(sid, CLIENTS * 4).candidates
         assert len(batch) == CLIENTS * 4
         acknowledged: list[int] = []
@@ -64,12 +66,15 @@ def test_kill_9_during_a_burst_of_updates(tmp_path: Path) -> None:
                                 acknowledged.append(cand.id)
                             break
                         except NasrlError as exc:
-                            assert exc.code in (grpc.StatusCode.UNAVAILABLE,
-                                                grpc.StatusCode.DEADLINE_EXCEEDED), exc
+                            assert exc.code in (
+                                grpc.StatusCode.UNAVAILABLE,
+                                grpc.StatusCode.DEADLINE_EXCEEDED,
+                            ), exc
                             time.sleep(0.1)
 
-        threads = [threading.Thread(target=report, args=(batch[i::CLIENTS],))
-                   for i in range(CLIENTS)]
+        threads = [
+            threading.Thread(target=report, args=(batch[i::CLIENTS],)) for i in range(CLIENTS)
+        ]
         for t in threads:
             t.start()
         go.set()
@@ -93,16 +98,18 @@ def test_kill_9_during_a_burst_of_updates(tmp_path: Path) -> None:
 
 def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
-    controller = LocalService("controller_service", ["--db", str(db), "--grace", "2"],
-                              log_dir=tmp_path).start()
+    controller = LocalService(
+        "controller_service", ["--db", str(db), "--grace", "2"], log_dir=tmp_path
+    ).start()
     acknowledged: set[int] = set()
     lock = threading.Lock()
     stop = threading.Event()
     try:
         wait_until_serving(controller.target)
         with ControllerClient(controller.target) as c:
-            sid = c.create_search(agent=cpb.AgentSpec(name="random"), dataset="digits",
-                                  budget=100_000).search_id
+            sid = c.create_search(
+                agent=cpb.AgentSpec(name="random"), dataset="digits", budget=100_000
+            ).search_id
 
         def load() -> None:
             with ControllerClient(controller.target, timeout=5) as w:
@@ -126,8 +133,12 @@ def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
             t.join(30)
         assert "received SIGTERM" in controller.log()
         store = Store(db)
-        done = {r[0] for r in store._exec(
-            "SELECT id FROM candidates WHERE search_id = ? AND status = 'done'", (sid,))}
+        done = {
+            r[0]
+            for r in store._exec(
+                "SELECT id FROM candidates WHERE search_id = ? AND status = 'done'", (sid,)
+            )
+        }
         assert store.integrity_check() == "ok"
         store.close()
         assert acknowledged and acknowledged <= done  # every acknowledged Update is stored
@@ -143,16 +154,21 @@ def test_unwritable_database_is_unavailable_and_recovers(tmp_path: Path, fault: 
     store = searches.store
     try:
         with ControllerClient(target) as c:
-            sid = c.create_search(agent=cpb.AgentSpec(name="reinforce"), dataset="digits",
-                                  budget=10).search_id
+            sid = c.create_search(
+                agent=cpb.AgentSpec(name="reinforce"), dataset="digits", budget=10
+            ).search_id
             first = c.sample(sid, 2).candidates
             c.update(sid, first[0].id, outcome(first[0].text))
             before = store.counts(sid)
             pages = store._exec("PRAGMA page_count").fetchone()[0]
             if fault == "disk full":  # SQLite sees a full disk: no page can be added
                 store._exec(f"PRAGMA max_page_count = {pages}")
-                big = replace(outcome(first[1].text), curve=tuple(  # ~150 kB: needs new pages
-                    EpochRecord(e, 1000, 0.5, 0.5, 0.5, float(e)) for e in range(1, 1001)))
+                big = replace(
+                    outcome(first[1].text),
+                    curve=tuple(  # ~150 kB: needs new pages
+                        EpochRecord(e, 1000, 0.5, 0.5, 0.5, float(e)) for e in range(1, 1001)
+                    ),
+                )
                 with pytest.raises(NasrlError) as info:
                     c.update(sid, first[1].id, big)
             else:

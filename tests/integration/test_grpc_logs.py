@@ -44,8 +44,9 @@ def clock(controller: str, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return fake
 
 
-def test_garbage_bytes_give_one_warning_line(controller: str, clock: FakeClock,
-                                             caplog: pytest.LogCaptureFixture) -> None:
+def test_garbage_bytes_give_one_warning_line(
+    controller: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG, logger="grpc"):
         error = send_garbage(controller)
     assert error.code() == grpc.StatusCode.INTERNAL
@@ -56,8 +57,9 @@ def test_garbage_bytes_give_one_warning_line(controller: str, clock: FakeClock,
     assert "DecodeError" in text and "\n" not in text
 
 
-def test_a_flood_is_rate_limited_with_a_count(controller: str, clock: FakeClock,
-                                              caplog: pytest.LogCaptureFixture) -> None:
+def test_a_flood_is_rate_limited_with_a_count(
+    controller: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG, logger="grpc"):
         for _ in range(5):
             send_garbage(controller)
@@ -73,7 +75,8 @@ def test_a_flood_is_rate_limited_with_a_count(controller: str, clock: FakeClock,
 
 def test_other_grpc_records_pass_untouched() -> None:
     quiet = UndecodableRequests(clock=FakeClock())
-    other = logging.LogRecord(GRPC_LOGGER, logging.ERROR, __file__, 1,
-                              "Exception serializing message!", None, None)
+    other = logging.LogRecord(
+        GRPC_LOGGER, logging.ERROR, __file__, 1, "Exception serializing message!", None, None
+    )
     assert quiet.filter(other) and other.levelno == logging.ERROR
     assert other.getMessage() == "Exception serializing message!"

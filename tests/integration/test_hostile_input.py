@@ -33,11 +33,11 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
 from protos import architecture_pb2 as apb
 from protos import controller_pb2 as cpb
-from protos import controller_pb2_grpc
+from protos import controller_pb2_grpc, trainer_pb2_grpc
 from protos import trainer_pb2 as tpb
-from protos import trainer_pb2_grpc
 
 from .conftest import start_controller, start_trainer
 
@@ -97,7 +97,8 @@ TRACEBACK = re.compile(r"Traceback|File \"[^\"]+\", line \d+")
 # grpc's own sentences when the server's status never reached the client intact
 TRANSPORT_ERRORS = re.compile(
     r"metadata size exceeds|Stream removed|Socket closed|Connection reset|failed to connect|"
-    r"Sent message larger than max", re.I
+    r"Sent message larger than max",
+    re.I,
 )
 
 
@@ -117,8 +118,7 @@ def _summary(msg: Message) -> str:
         if f.message_type is not None and f.message_type.GetOptions().map_entry:
             parts.append(f"{f.name}: {{{len(value)} entries}}")
         elif f.is_repeated:
-            items = [_summary(v) if f.message_type is not None else _scalar(v)
-                     for v in value[:3]]
+            items = [_summary(v) if f.message_type is not None else _scalar(v) for v in value[:3]]
             more = f" +{len(value) - 3:,} more" if len(value) > 3 else ""
             parts.append(f"{f.name}: [{', '.join(items)}{more}]")
         elif f.message_type is not None:
@@ -144,8 +144,9 @@ class Shown:
         return f"<{type(self.msg).__name__} {show(self.msg)}>"
 
 
-def check_status(code: grpc.StatusCode, details: str | None, what: str, *,
-                 raw: bool = False) -> None:
+def check_status(
+    code: grpc.StatusCode, details: str | None, what: str, *, raw: bool = False
+) -> None:
     """An error status a client can act on, with a sentence from the server."""
     details = details or ""
     where = f"{what}: got {code.name} {_short(details)!r}"
@@ -169,8 +170,15 @@ def _elapsed_ok(began: float, timeout: float, what: str, kind: str) -> None:
     assert took < timeout + 2.0, f"{what}: took {took:.1f}s with a {timeout:.0f}s deadline"
 
 
-def unary(method: Callable[..., Any], request: Any, what: str, *, timeout: float = DEADLINE,
-          raw: bool = False, kind: str = "") -> tuple[grpc.StatusCode, Any]:
+def unary(
+    method: Callable[..., Any],
+    request: Any,
+    what: str,
+    *,
+    timeout: float = DEADLINE,
+    raw: bool = False,
+    kind: str = "",
+) -> tuple[grpc.StatusCode, Any]:
     """Call a unary method; returns (code, response or None) after checking the status."""
     kind = kind or what.split(" ")[0]
     began = time.monotonic()
@@ -184,8 +192,15 @@ def unary(method: Callable[..., Any], request: Any, what: str, *, timeout: float
     return grpc.StatusCode.OK, response
 
 
-def stream(method: Callable[..., Any], request: Any, what: str, *, timeout: float = DEADLINE,
-           raw: bool = False, kind: str = "") -> tuple[grpc.StatusCode, list[Any]]:
+def stream(
+    method: Callable[..., Any],
+    request: Any,
+    what: str,
+    *,
+    timeout: float = DEADLINE,
+    raw: bool = False,
+    kind: str = "",
+) -> tuple[grpc.StatusCode, list[Any]]:
     """Call a server-streaming method to its end; returns (code, messages received)."""
     kind = kind or what.split(" ")[0]
     began = time.monotonic()
@@ -209,17 +224,21 @@ CHANNEL_OPTIONS = [
 ]
 
 SMALL_ZOPH = cpb.SearchSpace(zoph=cpb.ZophSpace(max_layers=3, filters=[4, 8], strides=[1]))
-SMALL_METAQNN = cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(
-    conv_sizes=[1, 3], conv_filters=[4, 8], fc_units=[16], max_depth=3))
-TINY_ARCH = apb.Architecture(layers=[
-    apb.Layer(conv=apb.Conv(filters=4, kernel_h=3, kernel_w=3, stride_h=1, stride_w=1)),
-    apb.Layer(gap=apb.GAP()),
-])
+SMALL_METAQNN = cpb.SearchSpace(
+    metaqnn=cpb.MetaQNNSpace(conv_sizes=[1, 3], conv_filters=[4, 8], fc_units=[16], max_depth=3)
+)
+TINY_ARCH = apb.Architecture(
+    layers=[
+        apb.Layer(conv=apb.Conv(filters=4, kernel_h=3, kernel_w=3, stride_h=1, stride_w=1)),
+        apb.Layer(gap=apb.GAP()),
+    ]
+)
 
 
 class Controller:
-    def __init__(self, tmp: str, agents: tuple[str, ...] = ("random", "reinforce", "evolution",
-                                                            "qlearning")) -> None:
+    def __init__(
+        self, tmp: str, agents: tuple[str, ...] = ("random", "reinforce", "evolution", "qlearning")
+    ) -> None:
         self.handle, self.searches = start_controller(os.path.join(tmp, "controller.db"))
         self.target = f"127.0.0.1:{self.handle.port}"
         self.channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
@@ -229,25 +248,36 @@ class Controller:
         self.sid: dict[str, str] = {}
         for agent in agents:
             space = SMALL_METAQNN if agent == "qlearning" else SMALL_ZOPH
-            self.sid[agent] = self.stub.CreateSearch(cpb.CreateSearchRequest(
-                agent=cpb.AgentSpec(name=agent), space=space, dataset="digits", budget=1_000_000,
-                training=tpb.TrainingConfig(epochs=1), name=f"hostile {agent}",
-            ), timeout=DEADLINE).search_id
+            self.sid[agent] = self.stub.CreateSearch(
+                cpb.CreateSearchRequest(
+                    agent=cpb.AgentSpec(name=agent),
+                    space=space,
+                    dataset="digits",
+                    budget=1_000_000,
+                    training=tpb.TrainingConfig(epochs=1),
+                    name=f"hostile {agent}",
+                ),
+                timeout=DEADLINE,
+            ).search_id
 
     def raw(self, method: str) -> Callable[..., Any]:
-        return self.channel.unary_unary(f"/nasrl.v1.Controller/{method}",
-                                        request_serializer=None, response_deserializer=None)
+        return self.channel.unary_unary(
+            f"/nasrl.v1.Controller/{method}", request_serializer=None, response_deserializer=None
+        )
 
     def assert_serving(self, what: str = "") -> None:
         """Health SERVING, a valid request answered, the database intact."""
-        check = self.health.Check(health_pb2.HealthCheckRequest(service="nasrl.v1.Controller"),
-                                  timeout=DEADLINE)
+        check = self.health.Check(
+            health_pb2.HealthCheckRequest(service="nasrl.v1.Controller"), timeout=DEADLINE
+        )
         assert check.status == health_pb2.HealthCheckResponse.SERVING, what
-        search = self.stub.GetSearch(cpb.GetSearchRequest(search_id=self.sid["random"]),
-                                     timeout=DEADLINE)
+        search = self.stub.GetSearch(
+            cpb.GetSearchRequest(search_id=self.sid["random"]), timeout=DEADLINE
+        )
         assert search.search_id == self.sid["random"], what
-        fresh = self.stub.Sample(cpb.SampleRequest(search_id=self.sid["random"], count=1),
-                                 timeout=DEADLINE)
+        fresh = self.stub.Sample(
+            cpb.SampleRequest(search_id=self.sid["random"], count=1), timeout=DEADLINE
+        )
         assert len(fresh.candidates) == 1 or fresh.done, what
         assert self.searches.store.integrity_check() == "ok", f"database corrupt after {what}"
 
@@ -264,17 +294,23 @@ class Trainer:
         self.channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
         self.stub = trainer_pb2_grpc.TrainerStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
-        self.train_raw = self.channel.unary_stream("/nasrl.v1.Trainer/Train",
-                                                   request_serializer=None,
-                                                   response_deserializer=None)
+        self.train_raw = self.channel.unary_stream(
+            "/nasrl.v1.Trainer/Train", request_serializer=None, response_deserializer=None
+        )
 
     def assert_serving(self, what: str = "") -> None:
-        check = self.health.Check(health_pb2.HealthCheckRequest(service="nasrl.v1.Trainer"),
-                                  timeout=DEADLINE)
+        check = self.health.Check(
+            health_pb2.HealthCheckRequest(service="nasrl.v1.Trainer"), timeout=DEADLINE
+        )
         assert check.status == health_pb2.HealthCheckResponse.SERVING, what
-        events = list(self.stub.Train(tpb.TrainRequest(
-            architecture=TINY_ARCH, dataset="digits", config=tpb.TrainingConfig(epochs=1)),
-            timeout=60))
+        events = list(
+            self.stub.Train(
+                tpb.TrainRequest(
+                    architecture=TINY_ARCH, dataset="digits", config=tpb.TrainingConfig(epochs=1)
+                ),
+                timeout=60,
+            )
+        )
         assert events and events[-1].WhichOneof("event") == "result", what
 
     def close(self) -> None:
@@ -329,8 +365,7 @@ def closing_note(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     total = sum(TRIED.values())
     parts = ", ".join(f"{k} {v} ({SECONDS[k]:.1f}s)" for k, v in sorted(TRIED.items()))
-    line = (f"hostile input: {total:,} inputs tried in {time.monotonic() - began:.0f}s "
-            f"({parts})")
+    line = f"hostile input: {total:,} inputs tried in {time.monotonic() - began:.0f}s ({parts})"
     plugins = request.config.pluginmanager
     reporter = plugins.get_plugin("terminalreporter")
     capture = plugins.get_plugin("capturemanager")
@@ -344,16 +379,58 @@ def closing_note(request: pytest.FixtureRequest) -> Iterator[None]:
 
 # ----------------------------------------------------------------------------- strategies
 
-INT32 = (-2**31, 2**31 - 1)
-INT64 = (-2**63, 2**63 - 1)
-EDGE_INT32 = [0, 1, -1, 2, 3, 7, 8, 15, 16, 63, 64, 65, 1000, 2048, 2049, 16384, 16385,
-              2**31 - 1, -2**31, 2**30, -2**30]
-EDGE_INT64 = [*EDGE_INT32, 2**63 - 1, -2**63, 2**53 + 1, 2**32, -2**32]
-EDGE_FLOAT = [math.nan, math.inf, -math.inf, -0.0, 0.0, -1.0, 1.0, 1.0000001, 0.9999999, 2.0,
-              1e-45, 5e-324, 1e38, 3.4028234663852886e38, 1.7976931348623157e308, -1e308]
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+EDGE_INT32 = [
+    0,
+    1,
+    -1,
+    2,
+    3,
+    7,
+    8,
+    15,
+    16,
+    63,
+    64,
+    65,
+    1000,
+    2048,
+    2049,
+    16384,
+    16385,
+    2**31 - 1,
+    -(2**31),
+    2**30,
+    -(2**30),
+]
+EDGE_INT64 = [*EDGE_INT32, 2**63 - 1, -(2**63), 2**53 + 1, 2**32, -(2**32)]
+EDGE_FLOAT = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    -0.0,
+    0.0,
+    -1.0,
+    1.0,
+    1.0000001,
+    0.9999999,
+    2.0,
+    1e-45,
+    5e-324,
+    1e38,
+    3.4028234663852886e38,
+    1.7976931348623157e308,
+    -1e308,
+]
 MB = 1024 * 1024
-HUGE_TEXT = ["x" * MB, "é" * (MB // 2), "\U0001F600" * (MB // 4), "\x00" * 20_000,
-             "digits" + " " * 100_000]
+HUGE_TEXT = [
+    "x" * MB,
+    "é" * (MB // 2),
+    "\U0001f600" * (MB // 4),
+    "\x00" * 20_000,
+    "digits" + " " * 100_000,
+]
 
 
 def int32s() -> st.SearchStrategy[int]:
@@ -366,18 +443,35 @@ def int64s() -> st.SearchStrategy[int]:
 
 def floats(width: Literal[32, 64] = 64) -> st.SearchStrategy[float]:
     edge = [x for x in EDGE_FLOAT if width == 64 or not math.isfinite(x) or abs(x) < 3.5e38]
-    return st.one_of(st.sampled_from(edge), st.floats(width=width),
-                     st.floats(-2, 2, width=width))
+    return st.one_of(st.sampled_from(edge), st.floats(width=width), st.floats(-2, 2, width=width))
 
 
 def texts(names: tuple[str, ...] = ()) -> st.SearchStrategy[str]:
     """Names a service knows, unicode, control characters, empty, long and 1 MB strings."""
     parts: list[st.SearchStrategy[str]] = [
         st.text(st.characters(codec="utf-8"), max_size=40),
-        st.text(st.characters(codec="utf-8", categories=("Lo", "So", "Mn", "Zs", "Cc", "Cf")),
-                min_size=1, max_size=20),
-        st.sampled_from(["", " ", "\x00", "\u202e", "\ufeff", "NaN", "-1", "'; DROP TABLE x;--",
-                         "%s%n", "../../etc/passwd", "DIGITS", "digits\x00", "zoph\n"]),
+        st.text(
+            st.characters(codec="utf-8", categories=("Lo", "So", "Mn", "Zs", "Cc", "Cf")),
+            min_size=1,
+            max_size=20,
+        ),
+        st.sampled_from(
+            [
+                "",
+                " ",
+                "\x00",
+                "\u202e",
+                "\ufeff",
+                "NaN",
+                "-1",
+                "'; DROP TABLE x;--",
+                "%s%n",
+                "../../etc/passwd",
+                "DIGITS",
+                "digits\x00",
+                "zoph\n",
+            ]
+        ),
         st.integers(65, 5000).map(lambda n: "a" * n),
         st.sampled_from(HUGE_TEXT),
     ]
@@ -393,7 +487,9 @@ AGENTS = ("reinforce", "qlearning", "random", "evolution")
 
 def enums(valid: int) -> st.SearchStrategy[int]:
     """Valid values 0..valid and unknown ones (open proto3 enums take any int32)."""
-    return st.one_of(st.integers(0, valid), st.sampled_from([-1, valid + 1, 99, 2**31 - 1, -2**31]))
+    return st.one_of(
+        st.integers(0, valid), st.sampled_from([-1, valid + 1, 99, 2**31 - 1, -(2**31)])
+    )
 
 
 def int_lists(max_size: int = 30) -> st.SearchStrategy[list[int]]:
@@ -410,30 +506,45 @@ def layers(draw: st.DrawFn, index: int = 1, huge_inputs: bool = True) -> apb.Lay
     layer = apb.Layer()
     op = draw(st.sampled_from(["conv", "pool", "fc", "gap", None]))
     if op == "conv":
-        layer.conv.CopyFrom(apb.Conv(filters=draw(int32s()), kernel_h=draw(int32s()),
-                                     kernel_w=draw(int32s()), stride_h=draw(int32s()),
-                                     stride_w=draw(int32s())))
+        layer.conv.CopyFrom(
+            apb.Conv(
+                filters=draw(int32s()),
+                kernel_h=draw(int32s()),
+                kernel_w=draw(int32s()),
+                stride_h=draw(int32s()),
+                stride_w=draw(int32s()),
+            )
+        )
     elif op == "pool":
         layer.pool.CopyFrom(apb.Pool(kernel=draw(int32s()), stride=draw(int32s())))
     elif op == "fc":
         layer.fc.CopyFrom(apb.FC(units=draw(int32s())))
     elif op == "gap":
         layer.gap.SetInParent()
-    kinds = [st.just([]), st.lists(st.integers(-2, index + 2), max_size=8),
-             st.lists(int32s(), max_size=8)]
+    kinds = [
+        st.just([]),
+        st.lists(st.integers(-2, index + 2), max_size=8),
+        st.lists(int32s(), max_size=8),
+    ]
     if huge_inputs:
-        kinds += [st.integers(0, 10_000).map(lambda n: list(range(n))),
-                  st.integers(0, 10_000).map(lambda n: [0] * n),
-                  st.sampled_from([[2**31 - 1] * 10_000, [-2**31] * 10_000,
-                                   list(range(-5_000, 5_000))])]
+        kinds += [
+            st.integers(0, 10_000).map(lambda n: list(range(n))),
+            st.integers(0, 10_000).map(lambda n: [0] * n),
+            st.sampled_from(
+                [[2**31 - 1] * 10_000, [-(2**31)] * 10_000, list(range(-5_000, 5_000))]
+            ),
+        ]
     layer.inputs.extend(draw(st.one_of(*kinds)))
     return layer
 
 
 @st.composite
 def architectures(draw: st.DrawFn, max_layers: int = 300) -> apb.Architecture:
-    n = draw(st.one_of(st.integers(0, 6), st.integers(0, max_layers),
-                       st.sampled_from([64, 65, max_layers])))
+    n = draw(
+        st.one_of(
+            st.integers(0, 6), st.integers(0, max_layers), st.sampled_from([64, 65, max_layers])
+        )
+    )
     arch = apb.Architecture(classes=draw(st.one_of(st.sampled_from([0, 10, 2]), int32s())))
     if n > 12:
         # Many layers: a few drawn ones repeated (drawing 300 layers each is slow).
@@ -450,13 +561,19 @@ def sane_layers(draw: st.DrawFn, index: int) -> apb.Layer:
     layer = apb.Layer()
     op = draw(st.sampled_from(["conv", "conv", "pool", "fc", "gap"]))
     if op == "conv":
-        layer.conv.CopyFrom(apb.Conv(filters=draw(st.integers(1, 8)),
-                                     kernel_h=draw(st.integers(1, 5)),
-                                     kernel_w=draw(st.integers(1, 5)),
-                                     stride_h=draw(st.integers(1, 3)),
-                                     stride_w=draw(st.integers(1, 3))))
+        layer.conv.CopyFrom(
+            apb.Conv(
+                filters=draw(st.integers(1, 8)),
+                kernel_h=draw(st.integers(1, 5)),
+                kernel_w=draw(st.integers(1, 5)),
+                stride_h=draw(st.integers(1, 3)),
+                stride_w=draw(st.integers(1, 3)),
+            )
+        )
     elif op == "pool":
-        layer.pool.CopyFrom(apb.Pool(kernel=draw(st.integers(1, 3)), stride=draw(st.integers(1, 3))))
+        layer.pool.CopyFrom(
+            apb.Pool(kernel=draw(st.integers(1, 3)), stride=draw(st.integers(1, 3)))
+        )
     elif op == "fc":
         layer.fc.CopyFrom(apb.FC(units=draw(st.integers(1, 16))))
     else:
@@ -473,16 +590,27 @@ def sane_architectures(draw: st.DrawFn) -> apb.Architecture:
 
 
 @st.composite
-def training_configs(draw: st.DrawFn, epochs: st.SearchStrategy[int] | None = None
-                     ) -> tpb.TrainingConfig:
+def training_configs(
+    draw: st.DrawFn, epochs: st.SearchStrategy[int] | None = None
+) -> tpb.TrainingConfig:
     cfg = tpb.TrainingConfig()
-    for name in ("epochs", "batch_size", "seed", "optimizer", "schedule", "learning_rate",
-                 "momentum", "weight_decay", "max_seconds"):
+    for name in (
+        "epochs",
+        "batch_size",
+        "seed",
+        "optimizer",
+        "schedule",
+        "learning_rate",
+        "momentum",
+        "weight_decay",
+        "max_seconds",
+    ):
         if not draw(st.booleans()):
             continue
         if name == "epochs":
-            cfg.epochs = draw(epochs if epochs is not None else st.one_of(
-                int32s(), st.sampled_from([1000, 1001])))
+            cfg.epochs = draw(
+                epochs if epochs is not None else st.one_of(int32s(), st.sampled_from([1000, 1001]))
+            )
         elif name == "batch_size":
             cfg.batch_size = draw(st.one_of(int32s(), st.sampled_from([1, 2, 4096, 4097])))
         elif name == "seed":
@@ -505,6 +633,7 @@ def train_requests(draw: st.DrawFn) -> tpb.TrainRequest:
 
 
 # ----------------------------------------------------------------------------- wire format
+
 
 def varint(n: int) -> bytes:
     n &= (1 << 64) - 1
@@ -529,22 +658,37 @@ def wire_fields(draw: st.DrawFn, depth: int = 0) -> bytes:
     """One protobuf field, well-formed or not: known and unknown numbers, every wire type,
     values that overflow the declared type, overlong varints, lying length prefixes, nested
     messages and groups."""
-    field = draw(st.one_of(st.integers(1, 13), st.sampled_from([0, 19000, 2**29 - 1]),
-                           st.integers(14, 2**29 - 1)))
+    field = draw(
+        st.one_of(
+            st.integers(1, 13), st.sampled_from([0, 19000, 2**29 - 1]), st.integers(14, 2**29 - 1)
+        )
+    )
     wire = draw(st.sampled_from([0, 0, 1, 2, 2, 2, 3, 5, 6, 7]))
     if wire == 0:
-        value = draw(st.one_of(st.integers(0, 2**64 - 1), st.sampled_from(
-            [2**32, 2**31, 2**63, 2**64 - 1, 2**40 + 5])))
+        value = draw(
+            st.one_of(
+                st.integers(0, 2**64 - 1),
+                st.sampled_from([2**32, 2**31, 2**63, 2**64 - 1, 2**40 + 5]),
+            )
+        )
         body = varint(value)
         if draw(st.integers(0, 5)) == 0:  # overlong / unterminated varint
-            body = b"\xff" * draw(st.integers(1, 12)) + draw(st.sampled_from([b"", b"\x00", b"\x01"]))
+            body = b"\xff" * draw(st.integers(1, 12)) + draw(
+                st.sampled_from([b"", b"\x00", b"\x01"])
+            )
         return tag(field, 0) + body
     if wire == 1:
-        return tag(field, 1) + draw(st.one_of(
-            st.floats().map(lambda x: struct.pack("<d", x)), st.binary(min_size=0, max_size=8)))
+        return tag(field, 1) + draw(
+            st.one_of(
+                st.floats().map(lambda x: struct.pack("<d", x)), st.binary(min_size=0, max_size=8)
+            )
+        )
     if wire == 5:
-        return tag(field, 5) + draw(st.one_of(
-            st.floats(width=32).map(lambda x: struct.pack("<f", x)), st.binary(max_size=4)))
+        return tag(field, 5) + draw(
+            st.one_of(
+                st.floats(width=32).map(lambda x: struct.pack("<f", x)), st.binary(max_size=4)
+            )
+        )
     if wire == 3:  # a group, nested deeply or left open
         n = draw(st.sampled_from([1, 5, 50, 99, 100, 101, 5000]))
         close = draw(st.booleans())
@@ -553,11 +697,13 @@ def wire_fields(draw: st.DrawFn, depth: int = 0) -> bytes:
         if depth < 3 and draw(st.booleans()):
             payload = b"".join(draw(st.lists(wire_fields(depth + 1), max_size=4)))
         else:
-            payload = draw(st.one_of(
-                st.binary(max_size=64),
-                st.text(max_size=20).map(lambda s: s.encode()),
-                st.sampled_from([b"\xff\xfe", b"\xc0\x80", b"\xed\xa0\x80", b"digits"]),
-            ))
+            payload = draw(
+                st.one_of(
+                    st.binary(max_size=64),
+                    st.text(max_size=20).map(lambda s: s.encode()),
+                    st.sampled_from([b"\xff\xfe", b"\xc0\x80", b"\xed\xa0\x80", b"digits"]),
+                )
+            )
         length = len(payload)
         lie = draw(st.sampled_from([0, 0, 0, 1, -1, 2**31, 2**63]))
         return tag(field, 2) + varint(max(0, length + lie)) + payload
@@ -575,12 +721,30 @@ def deep_nesting(depth: int) -> bytes:
 RAW_MESSAGES = st.one_of(
     st.binary(max_size=512),
     st.lists(wire_fields(), max_size=12).map(b"".join),
-    st.sampled_from([b"", b"\x00", b"\xff" * 11, b"\x0a\xff\xff\xff\xff\x0f", deep_nesting(200),
-                     deep_nesting(10_000), b"\x0b" * 10_000, b"\x08" + b"\x80" * 9 + b"\x02"]),
+    st.sampled_from(
+        [
+            b"",
+            b"\x00",
+            b"\xff" * 11,
+            b"\x0a\xff\xff\xff\xff\x0f",
+            deep_nesting(200),
+            deep_nesting(10_000),
+            b"\x0b" * 10_000,
+            b"\x08" + b"\x80" * 9 + b"\x02",
+        ]
+    ),
 )
 
-CONTROLLER_METHODS = ("CreateSearch", "Sample", "Update", "GetSearch", "ListSearches",
-                      "Leaderboard", "StopSearch", "ExportQTable")
+CONTROLLER_METHODS = (
+    "CreateSearch",
+    "Sample",
+    "Update",
+    "GetSearch",
+    "ListSearches",
+    "Leaderboard",
+    "StopSearch",
+    "ExportQTable",
+)
 
 
 # ----------------------------------------------------------------------------- cost of a call
@@ -608,30 +772,51 @@ def own_ctl(tmp_path: Any) -> Iterator[Controller]:
     c.handle.stop(None)  # the store stays open: a handler may still be using it
 
 
-LARGEST_METAQNN = cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(
-    conv_sizes=range(1, 16), conv_filters=range(1, 2049), fc_units=range(1, 16385),
-    pools=[cpb.PoolChoice(size=k, stride=s) for k in range(1, 16) for s in range(1, 9)],
-    max_depth=64, max_fc=8, fc_max_size=4096))
-LARGEST_ZOPH = cpb.SearchSpace(zoph=cpb.ZophSpace(
-    filter_sizes=range(1, 16), strides=range(1, 9), filters=range(1, 2049), max_layers=64))
+LARGEST_METAQNN = cpb.SearchSpace(
+    metaqnn=cpb.MetaQNNSpace(
+        conv_sizes=range(1, 16),
+        conv_filters=range(1, 2049),
+        fc_units=range(1, 16385),
+        pools=[cpb.PoolChoice(size=k, stride=s) for k in range(1, 16) for s in range(1, 9)],
+        max_depth=64,
+        max_fc=8,
+        fc_max_size=4096,
+    )
+)
+LARGEST_ZOPH = cpb.SearchSpace(
+    zoph=cpb.ZophSpace(
+        filter_sizes=range(1, 16), strides=range(1, 9), filters=range(1, 2049), max_layers=64
+    )
+)
 
 
-def _sample_while_reading(ctl: Controller, create: cpb.CreateSearchRequest, count: int,
-                          deadline: float) -> list[str]:
+def _sample_while_reading(
+    ctl: Controller, create: cpb.CreateSearchRequest, count: int, deadline: float
+) -> list[str]:
     """CreateSearch; if it is accepted, Sample(count) on it and meanwhile GetSearch on another
     search. The failures (none when the space is refused clearly, or both calls are answered
     within their deadlines)."""
     label = f"{create.agent.name} on {create.dataset}, space of {create.space.ByteSize():,} bytes"
-    code, search = unary(ctl.stub.CreateSearch, create, f"CreateSearch {label}",
-                         timeout=LARGE_DEADLINE, kind="Sample (big)")
+    code, search = unary(
+        ctl.stub.CreateSearch,
+        create,
+        f"CreateSearch {label}",
+        timeout=LARGE_DEADLINE,
+        kind="Sample (big)",
+    )
     if code != grpc.StatusCode.OK:
         return []  # refused with a clear status: a bounded space is a fix too
     failures: list[str] = []
 
     def big() -> None:
         try:
-            unary(ctl.stub.Sample, cpb.SampleRequest(search_id=search.search_id, count=count),
-                  f"Sample(count={count}) {label}", timeout=deadline, kind="Sample (big)")
+            unary(
+                ctl.stub.Sample,
+                cpb.SampleRequest(search_id=search.search_id, count=count),
+                f"Sample(count={count}) {label}",
+                timeout=deadline,
+                kind="Sample (big)",
+            )
         except AssertionError as exc:
             failures.append(str(exc))
 
@@ -642,8 +827,10 @@ def _sample_while_reading(ctl: Controller, create: cpb.CreateSearchRequest, coun
     try:
         ctl.stub.GetSearch(cpb.GetSearchRequest(search_id=ctl.sid["random"]), timeout=DEADLINE)
     except grpc.RpcError as err:
-        failures.append(f"GetSearch of another search while Sample(count={count}) {label} "
-                        f"runs: {err.code().name} after {time.monotonic() - began:.1f}s")
+        failures.append(
+            f"GetSearch of another search while Sample(count={count}) {label} "
+            f"runs: {err.code().name} after {time.monotonic() - began:.1f}s"
+        )
     tried("Sample (big)", seconds=time.monotonic() - began)
     thread.join()
     return failures
@@ -656,9 +843,17 @@ def test_sample_on_the_largest_accepted_space_answers_in_time(own_ctl: Controlle
     The largest MetaQNN space CreateSearch accepts (every allowed value in every list,
     depth 64) with the random agent on cifar10: Sample(count=30) is answered within its
     deadline, and a GetSearch of another search is answered meanwhile."""
-    failures = _sample_while_reading(own_ctl, cpb.CreateSearchRequest(
-        agent=cpb.AgentSpec(name="random"), space=LARGEST_METAQNN, dataset="cifar10",
-        budget=1_000_000), 30, DEADLINE)
+    failures = _sample_while_reading(
+        own_ctl,
+        cpb.CreateSearchRequest(
+            agent=cpb.AgentSpec(name="random"),
+            space=LARGEST_METAQNN,
+            dataset="cifar10",
+            budget=1_000_000,
+        ),
+        30,
+        DEADLINE,
+    )
     assert not failures, "\n".join(failures)
 
 
@@ -669,40 +864,65 @@ def test_sample_on_the_largest_accepted_space_answers_in_time(own_ctl: Controlle
 @given(method=st.sampled_from(CONTROLLER_METHODS), data=RAW_MESSAGES)
 def test_controller_raw_bytes(serving_ctl: Controller, method: str, data: bytes) -> None:
     """Random and malformed protobuf bytes as the request of every Controller method."""
-    unary(serving_ctl.raw(method), data, f"{method} raw {_short(repr(data), 80)}", raw=True,
-          kind="raw bytes")
+    unary(
+        serving_ctl.raw(method),
+        data,
+        f"{method} raw {_short(repr(data), 80)}",
+        raw=True,
+        kind="raw bytes",
+    )
 
 
 @fuzz(30)
 @given(data=RAW_MESSAGES)
 def test_trainer_raw_bytes(serving_sim: Trainer, data: bytes) -> None:
     """Random and malformed protobuf bytes as a Train request."""
-    stream(serving_sim.train_raw, data, f"Train raw {_short(repr(data), 80)}", raw=True,
-           kind="raw bytes")
+    stream(
+        serving_sim.train_raw,
+        data,
+        f"Train raw {_short(repr(data), 80)}",
+        raw=True,
+        kind="raw bytes",
+    )
 
 
 def test_raw_bytes_for_unknown_methods(serving_ctl: Controller, serving_sim: Trainer) -> None:
-    for channel, name in ((serving_ctl.channel, "/nasrl.v1.Controller/Nope"),
-                          (serving_sim.channel, "/nasrl.v1.Trainer/Nope"),
-                          (serving_ctl.channel, "/nasrl.v1.Nope/Train")):
+    for channel, name in (
+        (serving_ctl.channel, "/nasrl.v1.Controller/Nope"),
+        (serving_sim.channel, "/nasrl.v1.Trainer/Nope"),
+        (serving_ctl.channel, "/nasrl.v1.Nope/Train"),
+    ):
         tried("raw bytes")
         with pytest.raises(grpc.RpcError) as err:
-            channel.unary_unary(name, request_serializer=None,
-                                response_deserializer=None)(b"\x08\x01", timeout=DEADLINE)
+            channel.unary_unary(name, request_serializer=None, response_deserializer=None)(
+                b"\x08\x01", timeout=DEADLINE
+            )
         assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_messages_over_16_mib_are_refused_by_grpc(serving_ctl: Controller,
-                                                  serving_sim: Trainer) -> None:
+def test_messages_over_16_mib_are_refused_by_grpc(
+    serving_ctl: Controller, serving_sim: Trainer
+) -> None:
     """Over the servers' 16 MiB limit grpc itself answers RESOURCE_EXHAUSTED."""
     big = ld(9, b"n" * (16 * MB + 1))  # CreateSearchRequest.name
-    code, _ = unary(serving_ctl.raw("CreateSearch"), big, "CreateSearch 16 MiB name",
-                    timeout=LARGE_DEADLINE, raw=True, kind="16 MiB")
+    code, _ = unary(
+        serving_ctl.raw("CreateSearch"),
+        big,
+        "CreateSearch 16 MiB name",
+        timeout=LARGE_DEADLINE,
+        raw=True,
+        kind="16 MiB",
+    )
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     arch = apb.Architecture(layers=[apb.Layer(gap=apb.GAP(), inputs=[-1] * 1_700_000)])
     assert arch.ByteSize() > 16 * MB
-    code, _ = stream(serving_sim.stub.Train, tpb.TrainRequest(architecture=arch, dataset="digits"),
-                     "Train 16 MiB skip list", timeout=LARGE_DEADLINE, kind="16 MiB")
+    code, _ = stream(
+        serving_sim.stub.Train,
+        tpb.TrainRequest(architecture=arch, dataset="digits"),
+        "Train 16 MiB skip list",
+        timeout=LARGE_DEADLINE,
+        kind="16 MiB",
+    )
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
@@ -723,33 +943,63 @@ def _timeout(msg: Message) -> float:
 
 @fuzz(100)
 @given(req=train_requests().map(Shown))
-@example(req=Shown(tpb.TrainRequest(dataset="digits", config=tpb.TrainingConfig(
-    optimizer=99, schedule=-1), architecture=TINY_ARCH)))  # unknown enum values
-@example(req=Shown(tpb.TrainRequest(dataset="digits", config=tpb.TrainingConfig(
-    learning_rate=math.nan, momentum=math.inf, weight_decay=-math.inf, max_seconds=math.nan,
-    epochs=-2**31, batch_size=2**31 - 1, seed=-1), architecture=TINY_ARCH)))
-@example(req=Shown(tpb.TrainRequest(dataset="digits", architecture=apb.Architecture(
-    layers=[TINY_ARCH.layers[0]] * 300))))
+@example(
+    req=Shown(
+        tpb.TrainRequest(
+            dataset="digits",
+            config=tpb.TrainingConfig(optimizer=99, schedule=-1),
+            architecture=TINY_ARCH,
+        )
+    )
+)  # unknown enum values
+@example(
+    req=Shown(
+        tpb.TrainRequest(
+            dataset="digits",
+            config=tpb.TrainingConfig(
+                learning_rate=math.nan,
+                momentum=math.inf,
+                weight_decay=-math.inf,
+                max_seconds=math.nan,
+                epochs=-(2**31),
+                batch_size=2**31 - 1,
+                seed=-1,
+            ),
+            architecture=TINY_ARCH,
+        )
+    )
+)
+@example(
+    req=Shown(
+        tpb.TrainRequest(
+            dataset="digits", architecture=apb.Architecture(layers=[TINY_ARCH.layers[0]] * 300)
+        )
+    )
+)
 def test_trainer_train_messages(serving_sim: Trainer, req: Shown) -> None:
     """Hypothesis-built TrainRequests against a simulating trainer (same validation)."""
     what = f"Train {show(req.msg)}"
-    code, events = stream(serving_sim.stub.Train, req.msg, what, timeout=_timeout(req.msg),
-                          kind="Train")
+    code, events = stream(
+        serving_sim.stub.Train, req.msg, what, timeout=_timeout(req.msg), kind="Train"
+    )
     if code == grpc.StatusCode.OK:
         check_train_ok(events, what)
 
 
 @fuzz(12)
-@given(arch=st.one_of(sane_architectures(), architectures(max_layers=8)),
-       cfg=training_configs(epochs=st.just(1)),
-       dataset=st.sampled_from(["digits", "digits", "digits", "mnist", "cifar10", ""]))
-def test_real_trainer_train_messages(serving_real: Trainer, arch: apb.Architecture,
-                                     cfg: tpb.TrainingConfig, dataset: str) -> None:
+@given(
+    arch=st.one_of(sane_architectures(), architectures(max_layers=8)),
+    cfg=training_configs(epochs=st.just(1)),
+    dataset=st.sampled_from(["digits", "digits", "digits", "mnist", "cifar10", ""]),
+)
+def test_real_trainer_train_messages(
+    serving_real: Trainer, arch: apb.Architecture, cfg: tpb.TrainingConfig, dataset: str
+) -> None:
     """The same against a trainer that really trains: one epoch, tiny networks, hostile
     hyper-parameters (NaN, inf, negative, unknown enums)."""
     cfg.epochs = 1
     if 2 <= cfg.batch_size < 32:  # valid but slow to train for real; the simulated trainer
-        cfg.batch_size = 32       # takes them
+        cfg.batch_size = 32  # takes them
     req = tpb.TrainRequest(architecture=arch, dataset=dataset, config=cfg)
     what = f"real Train {show(req)}"
     code, events = stream(serving_real.stub.Train, req, what, timeout=60, kind="Train (real)")
@@ -777,11 +1027,16 @@ def pool_lists(draw: st.DrawFn) -> list[cpb.PoolChoice]:
     if kind == 0:
         return []
     if kind == 1:
-        return [cpb.PoolChoice(size=draw(int32s()), stride=draw(int32s()))
-                for _ in range(draw(st.integers(1, 5)))]
+        return [
+            cpb.PoolChoice(size=draw(int32s()), stride=draw(int32s()))
+            for _ in range(draw(st.integers(1, 5)))
+        ]
     n = draw(st.sampled_from([1_000, 100_000]))
-    return [cpb.PoolChoice(size=draw(st.sampled_from([0, -1, 16])),
-                           stride=draw(st.sampled_from([2, 0, 2**31 - 1])))] * n
+    return [
+        cpb.PoolChoice(
+            size=draw(st.sampled_from([0, -1, 16])), stride=draw(st.sampled_from([2, 0, 2**31 - 1]))
+        )
+    ] * n
 
 
 @st.composite
@@ -820,8 +1075,11 @@ def agent_specs(draw: st.DrawFn) -> cpb.AgentSpec:
         settings_msg.SetInParent()
         for f in settings_msg.DESCRIPTOR.fields:
             if draw(st.booleans()):
-                value = draw(floats(32 if f.type == f.TYPE_FLOAT else 64)
-                             if f.type in (f.TYPE_FLOAT, f.TYPE_DOUBLE) else int32s())
+                value = draw(
+                    floats(32 if f.type == f.TYPE_FLOAT else 64)
+                    if f.type in (f.TYPE_FLOAT, f.TYPE_DOUBLE)
+                    else int32s()
+                )
                 setattr(settings_msg, f.name, value)
     return spec
 
@@ -829,10 +1087,14 @@ def agent_specs(draw: st.DrawFn) -> cpb.AgentSpec:
 @st.composite
 def create_requests(draw: st.DrawFn) -> cpb.CreateSearchRequest:
     req = cpb.CreateSearchRequest(
-        agent=draw(agent_specs()), space=draw(search_spaces()),
-        dataset=draw(texts(DATASETS)), reward=draw(enums(2)),
+        agent=draw(agent_specs()),
+        space=draw(search_spaces()),
+        dataset=draw(texts(DATASETS)),
+        reward=draw(enums(2)),
         budget=draw(st.one_of(st.sampled_from([0, 1, 5, 1_000_000, 1_000_001]), int32s())),
-        seed=draw(int64s()), lease_seconds=draw(floats()), name=draw(texts()),
+        seed=draw(int64s()),
+        lease_seconds=draw(floats()),
+        name=draw(texts()),
     )
     if draw(st.booleans()):
         req.training.CopyFrom(draw(training_configs()))
@@ -841,30 +1103,75 @@ def create_requests(draw: st.DrawFn) -> cpb.CreateSearchRequest:
 
 @fuzz(80)
 @given(req=create_requests().map(Shown))
-@example(req=Shown(cpb.CreateSearchRequest(agent=cpb.AgentSpec(name="qlearning"), budget=3,
-                                           space=cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(
-                                               pools=[cpb.PoolChoice(size=2, stride=2)] * 100_000)))))
-@example(req=Shown(cpb.CreateSearchRequest(space=cpb.SearchSpace(zoph=cpb.ZophSpace(
-    filters=list(range(1, 100_001)))))))
-@example(req=Shown(cpb.CreateSearchRequest(lease_seconds=math.nan, seed=-1, budget=-2**31)))
-@example(req=Shown(cpb.CreateSearchRequest(agent=cpb.AgentSpec(
-    name="qlearning", qlearning=cpb.QLearningSettings(discount=math.nan, replay=2**31 - 1)))))
-@example(req=Shown(cpb.CreateSearchRequest(agent=cpb.AgentSpec(
-    name="reinforce", reinforce=cpb.ReinforceSettings(hidden=2**31 - 1, lstm_layers=2**31 - 1)))))
+@example(
+    req=Shown(
+        cpb.CreateSearchRequest(
+            agent=cpb.AgentSpec(name="qlearning"),
+            budget=3,
+            space=cpb.SearchSpace(
+                metaqnn=cpb.MetaQNNSpace(pools=[cpb.PoolChoice(size=2, stride=2)] * 100_000)
+            ),
+        )
+    )
+)
+@example(
+    req=Shown(
+        cpb.CreateSearchRequest(
+            space=cpb.SearchSpace(zoph=cpb.ZophSpace(filters=list(range(1, 100_001))))
+        )
+    )
+)
+@example(req=Shown(cpb.CreateSearchRequest(lease_seconds=math.nan, seed=-1, budget=-(2**31))))
+@example(
+    req=Shown(
+        cpb.CreateSearchRequest(
+            agent=cpb.AgentSpec(
+                name="qlearning",
+                qlearning=cpb.QLearningSettings(discount=math.nan, replay=2**31 - 1),
+            )
+        )
+    )
+)
+@example(
+    req=Shown(
+        cpb.CreateSearchRequest(
+            agent=cpb.AgentSpec(
+                name="reinforce",
+                reinforce=cpb.ReinforceSettings(hidden=2**31 - 1, lstm_layers=2**31 - 1),
+            )
+        )
+    )
+)
 def test_create_search_messages(serving_ctl: Controller, req: Shown) -> None:
     """Hypothesis-built CreateSearch requests; a search that is created must then work."""
     what = f"CreateSearch {show(req.msg)}"
     timeout = _timeout(req.msg)
-    code, search = unary(serving_ctl.stub.CreateSearch, req.msg, what, timeout=timeout,
-                         kind="CreateSearch")
+    code, search = unary(
+        serving_ctl.stub.CreateSearch, req.msg, what, timeout=timeout, kind="CreateSearch"
+    )
     if code == grpc.StatusCode.OK:
         assert search.search_id and search.state == cpb.RUNNING, what
-        unary(serving_ctl.stub.GetSearch, cpb.GetSearchRequest(search_id=search.search_id),
-              f"GetSearch after {what}", timeout=timeout, kind="GetSearch")
-        unary(serving_ctl.stub.Sample, cpb.SampleRequest(search_id=search.search_id, count=2),
-              f"Sample after {what}", timeout=timeout, kind="Sample")
-        unary(serving_ctl.stub.StopSearch, cpb.StopSearchRequest(search_id=search.search_id),
-              f"StopSearch after {what}", timeout=timeout, kind="StopSearch")
+        unary(
+            serving_ctl.stub.GetSearch,
+            cpb.GetSearchRequest(search_id=search.search_id),
+            f"GetSearch after {what}",
+            timeout=timeout,
+            kind="GetSearch",
+        )
+        unary(
+            serving_ctl.stub.Sample,
+            cpb.SampleRequest(search_id=search.search_id, count=2),
+            f"Sample after {what}",
+            timeout=timeout,
+            kind="Sample",
+        )
+        unary(
+            serving_ctl.stub.StopSearch,
+            cpb.StopSearchRequest(search_id=search.search_id),
+            f"StopSearch after {what}",
+            timeout=timeout,
+            kind="StopSearch",
+        )
 
 
 def search_ids(sids: list[str]) -> st.SearchStrategy[str]:
@@ -885,30 +1192,51 @@ def search_ids(sids: list[str]) -> st.SearchStrategy[str]:
 def train_results(draw: st.DrawFn) -> tpb.TrainResult:
     acc = st.one_of(st.floats(0, 1, width=32), floats(32))
     result = tpb.TrainResult(
-        validation_accuracy=draw(acc), validation_accuracy_last5=draw(acc),
-        test_accuracy=draw(acc), params=draw(int64s()), flops=draw(int64s()),
-        seconds=draw(floats()), device=draw(texts()), architecture=draw(texts()),
-        stopped_early=draw(st.booleans()), train_examples=draw(int32s()),
-        validation_examples=draw(int32s()), test_examples=draw(int32s()),
+        validation_accuracy=draw(acc),
+        validation_accuracy_last5=draw(acc),
+        test_accuracy=draw(acc),
+        params=draw(int64s()),
+        flops=draw(int64s()),
+        seconds=draw(floats()),
+        device=draw(texts()),
+        architecture=draw(texts()),
+        stopped_early=draw(st.booleans()),
+        train_examples=draw(int32s()),
+        validation_examples=draw(int32s()),
+        test_examples=draw(int32s()),
     )
     curve = draw(st.sampled_from(["none", "none", "short", "short", "short", "huge"]))
     if curve == "short":
         result.curve.extend(
-            tpb.EpochProgress(epoch=draw(int32s()), epochs=draw(int32s()),
-                              train_loss=draw(floats(32)), train_accuracy=draw(floats(32)),
-                              validation_accuracy=draw(floats(32)), seconds=draw(floats()))
-            for _ in range(draw(st.integers(1, 5))))
+            tpb.EpochProgress(
+                epoch=draw(int32s()),
+                epochs=draw(int32s()),
+                train_loss=draw(floats(32)),
+                train_accuracy=draw(floats(32)),
+                validation_accuracy=draw(floats(32)),
+                seconds=draw(floats()),
+            )
+            for _ in range(draw(st.integers(1, 5)))
+        )
     elif curve == "huge":  # 100,000 epochs
-        e = tpb.EpochProgress(epoch=1, epochs=100_000, train_loss=math.nan,
-                              train_accuracy=0.5, validation_accuracy=0.5, seconds=1.0)
+        e = tpb.EpochProgress(
+            epoch=1,
+            epochs=100_000,
+            train_loss=math.nan,
+            train_accuracy=0.5,
+            validation_accuracy=0.5,
+            seconds=1.0,
+        )
         result.curve.extend([e] * 100_000)
     return result
 
 
 @st.composite
 def update_requests(draw: st.DrawFn, sids: list[str]) -> cpb.UpdateRequest:
-    req = cpb.UpdateRequest(search_id=draw(search_ids(sids)),
-                            candidate_id=draw(st.one_of(st.integers(-2, 50), int64s())))
+    req = cpb.UpdateRequest(
+        search_id=draw(search_ids(sids)),
+        candidate_id=draw(st.one_of(st.integers(-2, 50), int64s())),
+    )
     outcome = draw(st.sampled_from(["result", "failure", "none"]))
     if outcome == "result":
         req.result.CopyFrom(draw(train_results()))
@@ -924,15 +1252,26 @@ def _ctl_requests(ctl: Controller) -> st.SearchStrategy[tuple[str, Shown]]:
     sids = list(ctl.sid.values())
     sid = search_ids(sids)
     requests: st.SearchStrategy[tuple[str, Message]] = st.one_of(
-        st.tuples(st.just("Sample"), st.builds(
-            cpb.SampleRequest, search_id=sid,
-            count=st.one_of(st.sampled_from([0, 1, 2, 1000, 1001, -1]), int32s()),
-            request_id=texts(), reclaim=st.booleans())),
+        st.tuples(
+            st.just("Sample"),
+            st.builds(
+                cpb.SampleRequest,
+                search_id=sid,
+                count=st.one_of(st.sampled_from([0, 1, 2, 1000, 1001, -1]), int32s()),
+                request_id=texts(),
+                reclaim=st.booleans(),
+            ),
+        ),
         st.tuples(st.just("Update"), update_requests(sids)),
         st.tuples(st.just("GetSearch"), st.builds(cpb.GetSearchRequest, search_id=sid)),
-        st.tuples(st.just("Leaderboard"), st.builds(
-            cpb.LeaderboardRequest, search_id=sid,
-            top=st.one_of(st.sampled_from([0, 1, -1, 1000, 1001]), int32s()))),
+        st.tuples(
+            st.just("Leaderboard"),
+            st.builds(
+                cpb.LeaderboardRequest,
+                search_id=sid,
+                top=st.one_of(st.sampled_from([0, 1, -1, 1000, 1001]), int32s()),
+            ),
+        ),
         st.tuples(st.just("ExportQTable"), st.builds(cpb.ExportQTableRequest, search_id=sid)),
         st.tuples(st.just("ListSearches"), st.just(cpb.ListSearchesRequest())),
         # StopSearch on anything but the shared searches (they must keep running).
@@ -952,8 +1291,9 @@ def test_controller_messages(serving_ctl: Controller, data: st.DataObject) -> No
     if method == "StopSearch" and req.search_id in serving_ctl.sid.values():
         req.search_id += "-x"
     what = f"{method} {show(req)}"
-    code, response = unary(getattr(serving_ctl.stub, method), req, what,
-                           timeout=_timeout(req), kind=method)
+    code, response = unary(
+        getattr(serving_ctl.stub, method), req, what, timeout=_timeout(req), kind=method
+    )
     if code == grpc.StatusCode.OK and method == "Leaderboard":
         assert len(response.entries) <= (req.top or 10), what
 
@@ -961,21 +1301,38 @@ def test_controller_messages(serving_ctl: Controller, data: st.DataObject) -> No
 def test_sample_with_the_largest_count(serving_ctl: Controller) -> None:
     """count 1,000 (the maximum) with a 64-character unicode request id, twice."""
     for agent, space in (("random", SMALL_ZOPH), ("qlearning", SMALL_METAQNN)):
-        code, search = unary(serving_ctl.stub.CreateSearch, cpb.CreateSearchRequest(
-            agent=cpb.AgentSpec(name=agent), space=space, budget=1_000, seed=2**63 - 1,
-            name="\U0001F600" * 200), f"CreateSearch {agent}", kind="CreateSearch")
+        code, search = unary(
+            serving_ctl.stub.CreateSearch,
+            cpb.CreateSearchRequest(
+                agent=cpb.AgentSpec(name=agent),
+                space=space,
+                budget=1_000,
+                seed=2**63 - 1,
+                name="\U0001f600" * 200,
+            ),
+            f"CreateSearch {agent}",
+            kind="CreateSearch",
+        )
         assert code == grpc.StatusCode.OK
         first = None
         for _ in range(2):
-            code, batch = unary(serving_ctl.stub.Sample, cpb.SampleRequest(
-                search_id=search.search_id, count=1000, request_id="é" * 64),
-                f"Sample 1000 {agent}", timeout=LARGE_DEADLINE, kind="Sample")
+            code, batch = unary(
+                serving_ctl.stub.Sample,
+                cpb.SampleRequest(search_id=search.search_id, count=1000, request_id="é" * 64),
+                f"Sample 1000 {agent}",
+                timeout=LARGE_DEADLINE,
+                kind="Sample",
+            )
             assert code == grpc.StatusCode.OK
             ids = [c.candidate_id for c in batch.candidates]
             assert first is None or ids == first, "a retried request id handed out new candidates"
             first = ids
-        unary(serving_ctl.stub.StopSearch, cpb.StopSearchRequest(search_id=search.search_id),
-              f"StopSearch {agent}", kind="StopSearch")
+        unary(
+            serving_ctl.stub.StopSearch,
+            cpb.StopSearchRequest(search_id=search.search_id),
+            f"StopSearch {agent}",
+            kind="StopSearch",
+        )
 
 
 # ----------------------------------------------------------------------------- mutation
@@ -985,8 +1342,9 @@ def _is_repeated(f: _descriptor.FieldDescriptor) -> bool:
     return bool(f.is_repeated)
 
 
-def field_paths(desc: _descriptor.Descriptor, prefix: tuple[str, ...] = (),
-                depth: int = 0) -> list[tuple[str, ...]]:
+def field_paths(
+    desc: _descriptor.Descriptor, prefix: tuple[str, ...] = (), depth: int = 0
+) -> list[tuple[str, ...]]:
     """Every field of a message type, nested messages included (three levels)."""
     out = []
     for f in desc.fields:
@@ -1047,11 +1405,14 @@ def mutated(draw: st.DrawFn, base: Message) -> tuple[Message, str]:
             getattr(parent, f.name).SetInParent()
         return msg, f"{where} {action}"
     if _is_repeated(f):
-        values = draw(st.one_of(
-            st.lists(scalar_values(f), max_size=20),
-            st.tuples(scalar_values(f), st.sampled_from([10_000, 100_000])).map(
-                lambda t: [t[0]] * t[1]),
-        ))
+        values = draw(
+            st.one_of(
+                st.lists(scalar_values(f), max_size=20),
+                st.tuples(scalar_values(f), st.sampled_from([10_000, 100_000])).map(
+                    lambda t: [t[0]] * t[1]
+                ),
+            )
+        )
         container = getattr(parent, f.name)
         del container[:]
         container.extend(values)
@@ -1066,14 +1427,28 @@ def mutation(base: Message) -> st.SearchStrategy[tuple[Shown, str]]:
 
 
 VALID_CREATE = cpb.CreateSearchRequest(
-    agent=cpb.AgentSpec(name="random", random=cpb.RandomSettings(layers=2)), space=SMALL_ZOPH,
-    dataset="digits", training=tpb.TrainingConfig(epochs=1, batch_size=32), reward=cpb.ACCURACY,
-    budget=20, seed=7, lease_seconds=60.0, name="mutation base",
+    agent=cpb.AgentSpec(name="random", random=cpb.RandomSettings(layers=2)),
+    space=SMALL_ZOPH,
+    dataset="digits",
+    training=tpb.TrainingConfig(epochs=1, batch_size=32),
+    reward=cpb.ACCURACY,
+    budget=20,
+    seed=7,
+    lease_seconds=60.0,
+    name="mutation base",
 )
 VALID_CREATE_Q = cpb.CreateSearchRequest(
-    agent=cpb.AgentSpec(name="qlearning", qlearning=cpb.QLearningSettings(
-        learning_rate=0.1, discount=0.9, q_init=0.5, replay=5, schedule_scale=0.01)),
-    space=SMALL_METAQNN, dataset="digits", budget=20, seed=3, lease_seconds=60.0,
+    agent=cpb.AgentSpec(
+        name="qlearning",
+        qlearning=cpb.QLearningSettings(
+            learning_rate=0.1, discount=0.9, q_init=0.5, replay=5, schedule_scale=0.01
+        ),
+    ),
+    space=SMALL_METAQNN,
+    dataset="digits",
+    budget=20,
+    seed=3,
+    lease_seconds=60.0,
 )
 
 
@@ -1085,28 +1460,55 @@ def test_mutated_create_search(serving_ctl: Controller, data: st.DataObject) -> 
     shown, change = data.draw(mutation(base), label="mutation")
     req = shown.msg
     timeout = _timeout(req)
-    code, search = unary(serving_ctl.stub.CreateSearch, req, f"CreateSearch with {change}",
-                         timeout=timeout, kind="mutated")
+    code, search = unary(
+        serving_ctl.stub.CreateSearch,
+        req,
+        f"CreateSearch with {change}",
+        timeout=timeout,
+        kind="mutated",
+    )
     if code == grpc.StatusCode.OK:
-        unary(serving_ctl.stub.Sample, cpb.SampleRequest(search_id=search.search_id, count=3),
-              f"Sample after CreateSearch with {change}", timeout=timeout, kind="mutated")
+        unary(
+            serving_ctl.stub.Sample,
+            cpb.SampleRequest(search_id=search.search_id, count=3),
+            f"Sample after CreateSearch with {change}",
+            timeout=timeout,
+            kind="mutated",
+        )
 
 
 def _valid_round(ctl: Controller) -> tuple[str, cpb.SampleResponse]:
     search = ctl.stub.CreateSearch(VALID_CREATE, timeout=DEADLINE)
-    batch = ctl.stub.Sample(cpb.SampleRequest(search_id=search.search_id, count=2,
-                                              request_id="first"), timeout=DEADLINE)
+    batch = ctl.stub.Sample(
+        cpb.SampleRequest(search_id=search.search_id, count=2, request_id="first"), timeout=DEADLINE
+    )
     assert len(batch.candidates) == 2
     return search.search_id, batch
 
 
 def _valid_result(text: str, acc: float = 0.5) -> tpb.TrainResult:
     return tpb.TrainResult(
-        validation_accuracy=acc, validation_accuracy_last5=acc, test_accuracy=acc - 0.01,
-        params=1000, flops=20_000, seconds=1.5, device="cpu", architecture=text,
-        curve=[tpb.EpochProgress(epoch=1, epochs=1, train_loss=1.0, train_accuracy=acc,
-                                 validation_accuracy=acc, seconds=1.0)],
-        train_examples=100, validation_examples=20, test_examples=20,
+        validation_accuracy=acc,
+        validation_accuracy_last5=acc,
+        test_accuracy=acc - 0.01,
+        params=1000,
+        flops=20_000,
+        seconds=1.5,
+        device="cpu",
+        architecture=text,
+        curve=[
+            tpb.EpochProgress(
+                epoch=1,
+                epochs=1,
+                train_loss=1.0,
+                train_accuracy=acc,
+                validation_accuracy=acc,
+                seconds=1.0,
+            )
+        ],
+        train_examples=100,
+        validation_examples=20,
+        test_examples=20,
     )
 
 
@@ -1118,17 +1520,31 @@ def test_mutated_sample_update_round(serving_ctl: Controller, data: st.DataObjec
     report and its leaderboard holds only sane values."""
     sid, batch = _valid_round(serving_ctl)
     cand = batch.candidates[0]
-    which = data.draw(st.sampled_from(["Sample", "Update", "UpdateFailure", "Leaderboard",
-                                       "GetSearch", "StopSearch", "ExportQTable"]), label="rpc")
+    which = data.draw(
+        st.sampled_from(
+            [
+                "Sample",
+                "Update",
+                "UpdateFailure",
+                "Leaderboard",
+                "GetSearch",
+                "StopSearch",
+                "ExportQTable",
+            ]
+        ),
+        label="rpc",
+    )
     base: Message
     if which == "Sample":
         base = cpb.SampleRequest(search_id=sid, count=1, request_id="second")
     elif which == "Update":
-        base = cpb.UpdateRequest(search_id=sid, candidate_id=cand.candidate_id,
-                                 result=_valid_result(cand.text))
+        base = cpb.UpdateRequest(
+            search_id=sid, candidate_id=cand.candidate_id, result=_valid_result(cand.text)
+        )
     elif which == "UpdateFailure":
-        base = cpb.UpdateRequest(search_id=sid, candidate_id=cand.candidate_id,
-                                 failure="out of memory")
+        base = cpb.UpdateRequest(
+            search_id=sid, candidate_id=cand.candidate_id, failure="out of memory"
+        )
     elif which == "Leaderboard":
         base = cpb.LeaderboardRequest(search_id=sid, top=5)
     elif which == "GetSearch":
@@ -1143,16 +1559,25 @@ def test_mutated_sample_update_round(serving_ctl: Controller, data: st.DataObjec
     timeout = _timeout(req)
     what = f"{which} with {change}"
     for attempt in ("", "repeated ") if method in ("Update", "Sample") else ("",):
-        unary(getattr(serving_ctl.stub, method), req, attempt + what, timeout=timeout,
-              kind="mutated")
+        unary(
+            getattr(serving_ctl.stub, method), req, attempt + what, timeout=timeout, kind="mutated"
+        )
     other = batch.candidates[1]
-    code, ack = unary(serving_ctl.stub.Update, cpb.UpdateRequest(
-        search_id=sid, candidate_id=other.candidate_id, result=_valid_result(other.text, 0.7)),
-        f"valid Update after {what}", kind="mutated")
+    code, ack = unary(
+        serving_ctl.stub.Update,
+        cpb.UpdateRequest(
+            search_id=sid, candidate_id=other.candidate_id, result=_valid_result(other.text, 0.7)
+        ),
+        f"valid Update after {what}",
+        kind="mutated",
+    )
     assert code == grpc.StatusCode.OK and ack.accepted, f"valid Update after {what}: {code}"
-    code, board = unary(serving_ctl.stub.Leaderboard,
-                        cpb.LeaderboardRequest(search_id=sid, top=10),
-                        f"Leaderboard after {what}", kind="mutated")
+    code, board = unary(
+        serving_ctl.stub.Leaderboard,
+        cpb.LeaderboardRequest(search_id=sid, top=10),
+        f"Leaderboard after {what}",
+        kind="mutated",
+    )
     assert code == grpc.StatusCode.OK and board.entries
     for entry in board.entries:
         assert 0 <= entry.accuracy <= 1 and math.isfinite(entry.reward), what
@@ -1162,14 +1587,24 @@ def test_mutated_sample_update_round(serving_ctl: Controller, data: st.DataObjec
 @given(data=st.data())
 def test_mutated_train_request(serving_sim: Trainer, data: st.DataObject) -> None:
     """A valid TrainRequest with one field (or nested field) made hostile."""
-    base = tpb.TrainRequest(architecture=TINY_ARCH, dataset="digits",
-                            config=tpb.TrainingConfig(epochs=2, batch_size=16, optimizer=tpb.ADAM,
-                                                      learning_rate=0.01, schedule=tpb.STEP,
-                                                      seed=5, max_seconds=30))
+    base = tpb.TrainRequest(
+        architecture=TINY_ARCH,
+        dataset="digits",
+        config=tpb.TrainingConfig(
+            epochs=2,
+            batch_size=16,
+            optimizer=tpb.ADAM,
+            learning_rate=0.01,
+            schedule=tpb.STEP,
+            seed=5,
+            max_seconds=30,
+        ),
+    )
     shown, change = data.draw(mutation(base), label="mutation")
     what = f"Train with {change}"
-    code, events = stream(serving_sim.stub.Train, shown.msg, what, timeout=_timeout(shown.msg),
-                          kind="mutated")
+    code, events = stream(
+        serving_sim.stub.Train, shown.msg, what, timeout=_timeout(shown.msg), kind="mutated"
+    )
     if code == grpc.StatusCode.OK:
         check_train_ok(events, what)
 
@@ -1180,47 +1615,86 @@ def test_mutated_train_request(serving_sim: Trainer, data: st.DataObject) -> Non
 ECHOED = {
     # id: (service, method, request) with a field whose value an error sentence may quote
     "dataset-1MB": ("controller", "CreateSearch", cpb.CreateSearchRequest(dataset="x" * MB)),
-    "dataset-5000-emoji": ("controller", "CreateSearch",
-                           cpb.CreateSearchRequest(dataset="\U0001F600" * 5000)),
-    "agent-1MB": ("controller", "CreateSearch",
-                  cpb.CreateSearchRequest(agent=cpb.AgentSpec(name="a" * MB))),
-    "space-name-20k": ("controller", "CreateSearch",
-                       cpb.CreateSearchRequest(space=cpb.SearchSpace(name="z" * 20_000))),
-    "zoph-filters-10k": ("controller", "CreateSearch", cpb.CreateSearchRequest(
-        space=cpb.SearchSpace(zoph=cpb.ZophSpace(filters=[1] * 10_000)))),
+    "dataset-5000-emoji": (
+        "controller",
+        "CreateSearch",
+        cpb.CreateSearchRequest(dataset="\U0001f600" * 5000),
+    ),
+    "agent-1MB": (
+        "controller",
+        "CreateSearch",
+        cpb.CreateSearchRequest(agent=cpb.AgentSpec(name="a" * MB)),
+    ),
+    "space-name-20k": (
+        "controller",
+        "CreateSearch",
+        cpb.CreateSearchRequest(space=cpb.SearchSpace(name="z" * 20_000)),
+    ),
+    "zoph-filters-10k": (
+        "controller",
+        "CreateSearch",
+        cpb.CreateSearchRequest(space=cpb.SearchSpace(zoph=cpb.ZophSpace(filters=[1] * 10_000))),
+    ),
     "name-1MB": ("controller", "CreateSearch", cpb.CreateSearchRequest(name="n" * MB)),
     "sample-id-1MB": ("controller", "Sample", cpb.SampleRequest(search_id="s" * MB, count=1)),
-    "request-id-1MB": ("controller", "Sample",
-                       cpb.SampleRequest(search_id="abc", count=1, request_id="r" * MB)),
-    "update-id-1MB": ("controller", "Update",
-                      cpb.UpdateRequest(search_id="u" * MB, candidate_id=1, failure="f")),
-    "leaderboard-id-1MB": ("controller", "Leaderboard",
-                           cpb.LeaderboardRequest(search_id="l" * MB)),
-    "train-dataset-1MB": ("trainer", "Train",
-                          tpb.TrainRequest(dataset="x" * MB, architecture=TINY_ARCH)),
-    "train-10k-inputs": ("trainer", "Train", tpb.TrainRequest(
-        dataset="digits", architecture=apb.Architecture(
-            layers=[apb.Layer(gap=apb.GAP(), inputs=list(range(10_000)))]))),
-    "train-3k-duplicate-inputs": ("trainer", "Train", tpb.TrainRequest(
-        dataset="digits", architecture=apb.Architecture(
-            layers=[apb.Layer(gap=apb.GAP(), inputs=[0] * 3_000)]))),
+    "request-id-1MB": (
+        "controller",
+        "Sample",
+        cpb.SampleRequest(search_id="abc", count=1, request_id="r" * MB),
+    ),
+    "update-id-1MB": (
+        "controller",
+        "Update",
+        cpb.UpdateRequest(search_id="u" * MB, candidate_id=1, failure="f"),
+    ),
+    "leaderboard-id-1MB": ("controller", "Leaderboard", cpb.LeaderboardRequest(search_id="l" * MB)),
+    "train-dataset-1MB": (
+        "trainer",
+        "Train",
+        tpb.TrainRequest(dataset="x" * MB, architecture=TINY_ARCH),
+    ),
+    "train-10k-inputs": (
+        "trainer",
+        "Train",
+        tpb.TrainRequest(
+            dataset="digits",
+            architecture=apb.Architecture(
+                layers=[apb.Layer(gap=apb.GAP(), inputs=list(range(10_000)))]
+            ),
+        ),
+    ),
+    "train-3k-duplicate-inputs": (
+        "trainer",
+        "Train",
+        tpb.TrainRequest(
+            dataset="digits",
+            architecture=apb.Architecture(layers=[apb.Layer(gap=apb.GAP(), inputs=[0] * 3_000)]),
+        ),
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(ECHOED))
-def test_long_values_get_the_servers_own_status(serving_ctl: Controller, serving_sim: Trainer,
-                                                case: str) -> None:
+def test_long_values_get_the_servers_own_status(
+    serving_ctl: Controller, serving_sim: Trainer, case: str
+) -> None:
     """A long or repeated value the error sentence quotes: the caller still gets the server's
     status and sentence, not grpc's 'metadata size exceeds hard limit' (which also turns
     INVALID_ARGUMENT into RESOURCE_EXHAUSTED, the code for 'retry later')."""
     service, method, request_msg = ECHOED[case]
     what = f"{method} {show(request_msg, 100)}"
     if service == "trainer":
-        code, _ = stream(serving_sim.stub.Train, request_msg, what, timeout=LARGE_DEADLINE,
-                         kind="long values")
+        code, _ = stream(
+            serving_sim.stub.Train, request_msg, what, timeout=LARGE_DEADLINE, kind="long values"
+        )
     else:
-        code, _ = unary(getattr(serving_ctl.stub, method), request_msg, what,
-                        timeout=LARGE_DEADLINE, kind="long values")
+        code, _ = unary(
+            getattr(serving_ctl.stub, method),
+            request_msg,
+            what,
+            timeout=LARGE_DEADLINE,
+            kind="long values",
+        )
     assert code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), what
 
 
@@ -1233,11 +1707,11 @@ def test_identical_hostile_reports_stay_idempotent(serving_ctl: Controller) -> N
     result.curve[0].train_loss = math.nan
     result.curve[0].seconds = math.inf
     req = cpb.UpdateRequest(search_id=sid, candidate_id=cand.candidate_id, result=result)
-    code, first = unary(serving_ctl.stub.Update, req, "Update with NaN loss in the curve",
-                        kind="semantics")
+    code, first = unary(
+        serving_ctl.stub.Update, req, "Update with NaN loss in the curve", kind="semantics"
+    )
     assert code == grpc.StatusCode.OK and first.accepted
-    code, again = unary(serving_ctl.stub.Update, req, "the same Update repeated",
-                        kind="semantics")
+    code, again = unary(serving_ctl.stub.Update, req, "the same Update repeated", kind="semantics")
     assert code == grpc.StatusCode.OK, f"a verbatim repeat was refused with {code.name}"
     assert not again.accepted
 
@@ -1253,9 +1727,14 @@ def test_duplicate_choices_are_refused_in_every_list(serving_ctl: Controller) ->
         ("fc_units", cpb.MetaQNNSpace(fc_units=[16, 16])),
         ("pools", cpb.MetaQNNSpace(pools=[pool, pool])),
     ):
-        code, _ = unary(serving_ctl.stub.CreateSearch, cpb.CreateSearchRequest(
-            agent=cpb.AgentSpec(name="qlearning"), space=cpb.SearchSpace(metaqnn=space)),
-            f"CreateSearch with duplicate {field}", kind="semantics")
+        code, _ = unary(
+            serving_ctl.stub.CreateSearch,
+            cpb.CreateSearchRequest(
+                agent=cpb.AgentSpec(name="qlearning"), space=cpb.SearchSpace(metaqnn=space)
+            ),
+            f"CreateSearch with duplicate {field}",
+            kind="semantics",
+        )
         assert code == grpc.StatusCode.INVALID_ARGUMENT, f"duplicate {field}: {code.name}"
 
 
@@ -1263,39 +1742,62 @@ def test_an_oversized_result_does_not_break_later_samples(serving_ctl: Controlle
     """A result whose strings hold megabytes (a request under 16 MiB) is refused, or it is
     kept in a way that later Samples can still send: a network already evaluated is handed
     out again with its stored result, so each cached copy carries it."""
-    one_network = cpb.SearchSpace(zoph=cpb.ZophSpace(max_layers=1, filter_sizes=[1],
-                                                     strides=[1], filters=[4]))
-    search = serving_ctl.stub.CreateSearch(cpb.CreateSearchRequest(
-        agent=cpb.AgentSpec(name="random"), space=one_network, budget=10), timeout=DEADLINE)
-    cand = serving_ctl.stub.Sample(cpb.SampleRequest(search_id=search.search_id, count=1),
-                                   timeout=DEADLINE).candidates[0]
+    one_network = cpb.SearchSpace(
+        zoph=cpb.ZophSpace(max_layers=1, filter_sizes=[1], strides=[1], filters=[4])
+    )
+    search = serving_ctl.stub.CreateSearch(
+        cpb.CreateSearchRequest(agent=cpb.AgentSpec(name="random"), space=one_network, budget=10),
+        timeout=DEADLINE,
+    )
+    cand = serving_ctl.stub.Sample(
+        cpb.SampleRequest(search_id=search.search_id, count=1), timeout=DEADLINE
+    ).candidates[0]
     result = _valid_result(cand.text)
     result.device = "d" * (5 * MB)
-    code, _ = unary(serving_ctl.stub.Update, cpb.UpdateRequest(
-        search_id=search.search_id, candidate_id=cand.candidate_id, result=result),
-        "Update with a 5 MB device name", timeout=LARGE_DEADLINE, kind="oversized result")
+    code, _ = unary(
+        serving_ctl.stub.Update,
+        cpb.UpdateRequest(
+            search_id=search.search_id, candidate_id=cand.candidate_id, result=result
+        ),
+        "Update with a 5 MB device name",
+        timeout=LARGE_DEADLINE,
+        kind="oversized result",
+    )
     if code != grpc.StatusCode.OK:
         return  # refused clearly
-    code, batch = unary(serving_ctl.stub.Sample, cpb.SampleRequest(
-        search_id=search.search_id, count=4, request_id="after a 5 MB result"),
-        "Sample(count=4) after a 5 MB result", timeout=LARGE_DEADLINE, kind="oversized result")
+    code, batch = unary(
+        serving_ctl.stub.Sample,
+        cpb.SampleRequest(search_id=search.search_id, count=4, request_id="after a 5 MB result"),
+        "Sample(count=4) after a 5 MB result",
+        timeout=LARGE_DEADLINE,
+        kind="oversized result",
+    )
     assert code == grpc.StatusCode.OK, f"Sample after a 5 MB result: {code.name}"
     assert batch.candidates
 
 
 @pytest.mark.skipif(not HEAVY, reason="heavy: NASRL_HOSTILE_EXAMPLES=N enables it")
-@pytest.mark.parametrize("agent, space, dataset, count", [
-    ("reinforce", None, "digits", 1000),  # the default search, the documented maximum count
-    ("qlearning", LARGEST_METAQNN, "cifar10", 5),
-    ("evolution", LARGEST_METAQNN, "cifar10", 50),
-    ("reinforce", LARGEST_ZOPH, "cifar10", 20),
-], ids=["reinforce-default-1000", "qlearning-largest-metaqnn-5", "evolution-largest-metaqnn-50",
-        "reinforce-largest-zoph-20"])
-def test_heavy_samples_answer_in_time(own_ctl: Controller, agent: str,
-                                      space: cpb.SearchSpace | None, dataset: str,
-                                      count: int) -> None:
-    create = cpb.CreateSearchRequest(agent=cpb.AgentSpec(name=agent), dataset=dataset,
-                                     budget=1_000_000)
+@pytest.mark.parametrize(
+    "agent, space, dataset, count",
+    [
+        ("reinforce", None, "digits", 1000),  # the default search, the documented maximum count
+        ("qlearning", LARGEST_METAQNN, "cifar10", 5),
+        ("evolution", LARGEST_METAQNN, "cifar10", 50),
+        ("reinforce", LARGEST_ZOPH, "cifar10", 20),
+    ],
+    ids=[
+        "reinforce-default-1000",
+        "qlearning-largest-metaqnn-5",
+        "evolution-largest-metaqnn-50",
+        "reinforce-largest-zoph-20",
+    ],
+)
+def test_heavy_samples_answer_in_time(
+    own_ctl: Controller, agent: str, space: cpb.SearchSpace | None, dataset: str, count: int
+) -> None:
+    create = cpb.CreateSearchRequest(
+        agent=cpb.AgentSpec(name=agent), dataset=dataset, budget=1_000_000
+    )
     if space is not None:
         create.space.CopyFrom(space)
     failures = _sample_while_reading(own_ctl, create, count, LARGE_DEADLINE)
@@ -1308,14 +1810,24 @@ def test_heavy_samples_answer_in_time(own_ctl: Controller, agent: str,
 def test_list_searches_survives_searches_with_huge_spaces(serving_ctl: Controller) -> None:
     """Four searches whose MetaQNN space lists 1,000,000 pool choices each (6 MB requests,
     under the 16 MiB limit): ListSearches must still answer."""
-    space = cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(
-        pools=[cpb.PoolChoice(size=2, stride=2)] * 1_000_000))
+    space = cpb.SearchSpace(
+        metaqnn=cpb.MetaQNNSpace(pools=[cpb.PoolChoice(size=2, stride=2)] * 1_000_000)
+    )
     for _ in range(4):
-        unary(serving_ctl.stub.CreateSearch, cpb.CreateSearchRequest(
-            agent=cpb.AgentSpec(name="random"), space=space, budget=5),
-            "CreateSearch with 1,000,000 pools", timeout=120, kind="huge spaces")
-    code, _ = unary(serving_ctl.stub.ListSearches, cpb.ListSearchesRequest(),
-                    "ListSearches after huge spaces", timeout=120, kind="huge spaces")
+        unary(
+            serving_ctl.stub.CreateSearch,
+            cpb.CreateSearchRequest(agent=cpb.AgentSpec(name="random"), space=space, budget=5),
+            "CreateSearch with 1,000,000 pools",
+            timeout=120,
+            kind="huge spaces",
+        )
+    code, _ = unary(
+        serving_ctl.stub.ListSearches,
+        cpb.ListSearchesRequest(),
+        "ListSearches after huge spaces",
+        timeout=120,
+        kind="huge spaces",
+    )
     assert code == grpc.StatusCode.OK
 
 
@@ -1330,8 +1842,15 @@ def test_concurrent_hostile_calls(serving_ctl: Controller, serving_sim: Trainer)
         ("ExportQTable", cpb.ExportQTableRequest(search_id=sids[0])),
         ("GetSearch", cpb.GetSearchRequest(search_id="\u202e" * 64)),
         ("StopSearch", cpb.StopSearchRequest(search_id="nope")),
-        ("Train", tpb.TrainRequest(dataset="digits", architecture=apb.Architecture(
-            layers=[apb.Layer(pool=apb.Pool(kernel=-1, stride=2**31 - 1))]))),
+        (
+            "Train",
+            tpb.TrainRequest(
+                dataset="digits",
+                architecture=apb.Architecture(
+                    layers=[apb.Layer(pool=apb.Pool(kernel=-1, stride=2**31 - 1))]
+                ),
+            ),
+        ),
     ]
     errors: list[str] = []
 
@@ -1342,8 +1861,12 @@ def test_concurrent_hostile_calls(serving_ctl: Controller, serving_sim: Trainer)
                 if method == "Train":
                     stream(serving_sim.stub.Train, req, "concurrent Train", kind="concurrent")
                 else:
-                    unary(getattr(serving_ctl.stub, method), req, f"concurrent {method}",
-                          kind="concurrent")
+                    unary(
+                        getattr(serving_ctl.stub, method),
+                        req,
+                        f"concurrent {method}",
+                        kind="concurrent",
+                    )
             except AssertionError as exc:
                 errors.append(str(exc))
 

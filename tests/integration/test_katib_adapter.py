@@ -12,14 +12,13 @@ from collections.abc import Iterator
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from protos import katib_api_pb2 as kpb
 
+from bench.katib_client import Katib, experiment
 from nasrl import rpc
 from nasrl.arch import parse
 from nasrl.client import ControllerClient
 from nasrl.local import LocalService
-
-from bench.katib_client import Katib, experiment
+from protos import katib_api_pb2 as kpb
 
 SETTINGS = {"agent": "reinforce", "dataset": "digits", "max_layers": "3", "epochs": "1"}
 
@@ -48,11 +47,13 @@ def _run_trial(katib: Katib, i: int, trial: kpb.Trial) -> None:
         katib.finish(trial, kpb.TrialStatus.SUCCEEDED, accuracy=acc, test_accuracy=acc - 0.01)
 
 
-def test_twelve_trials_three_parallel_across_a_kill_9(adapter: LocalService,
-                                                      controller: str) -> None:
+def test_twelve_trials_three_parallel_across_a_kill_9(
+    adapter: LocalService, controller: str
+) -> None:
     katib = Katib(adapter.target, experiment("nas-digits", 12, 3, SETTINGS))
     katib.stub().ValidateAlgorithmSettings(
-        kpb.ValidateAlgorithmSettingsRequest(experiment=katib.exp), timeout=30)
+        kpb.ValidateAlgorithmSettingsRequest(experiment=katib.exp), timeout=30
+    )
     finished = 0
     replayed = None
     while finished < 12:
@@ -89,15 +90,21 @@ def test_twelve_trials_three_parallel_across_a_kill_9(adapter: LocalService,
             assert board[text].accuracy == pytest.approx(expected, abs=1e-6)
 
 
-def test_nas_config_gets_enas_style_json_beside_the_text_form(adapter: LocalService,
-                                                              controller: str) -> None:
-    nas = kpb.NasConfig(graph_config=kpb.GraphConfig(num_layers=4, input_sizes=[8, 8, 1],
-                                                     output_sizes=[10]))
+def test_nas_config_gets_enas_style_json_beside_the_text_form(
+    adapter: LocalService, controller: str
+) -> None:
+    nas = kpb.NasConfig(
+        graph_config=kpb.GraphConfig(num_layers=4, input_sizes=[8, 8, 1], output_sizes=[10])
+    )
     op = nas.operations.operation.add(operation_type="convolution")
-    for name, values in (("filter_size", ["3", "5"]), ("num_filter", ["16", "32"]),
-                         ("stride", ["1", "2"])):
-        op.parameter_specs.parameters.add(name=name, parameter_type=kpb.CATEGORICAL,
-                                          feasible_space=kpb.FeasibleSpace(list=values))
+    for name, values in (
+        ("filter_size", ["3", "5"]),
+        ("num_filter", ["16", "32"]),
+        ("stride", ["1", "2"]),
+    ):
+        op.parameter_specs.parameters.add(
+            name=name, parameter_type=kpb.CATEGORICAL, feasible_space=kpb.FeasibleSpace(list=values)
+        )
     exp = experiment("enas-style", 4, 2, {"agent": "random", "dataset": "digits"}, nas)
     exp.spec.parameter_specs.parameters.add(name="architecture")
     exp.spec.parameter_specs.parameters.add(name="nn_config")
@@ -116,24 +123,36 @@ def test_nas_config_gets_enas_style_json_beside_the_text_form(adapter: LocalServ
         assert len(row) == 1 + i
 
 
-@pytest.mark.parametrize(("change", "fragment"), [
-    (lambda e: setattr(e.spec.objective, "type", kpb.MINIMIZE), "set objective.type: maximize"),
-    (lambda e: e.spec.algorithm.algorithm_settings.add(name="agent", value="genetic"),
-     "agent='genetic'; use one of reinforce, qlearning, random, evolution"),
-    (lambda e: e.spec.algorithm.algorithm_settings.add(name="lr", value="1"),
-     "unknown algorithm setting 'lr'"),
-    (lambda e: setattr(e.spec.algorithm, "algorithm_name", "enas"), "algorithmName: nasrl"),
-    (lambda e: e.spec.parameter_specs.parameters.add(name="lr"), "parameter(s) lr cannot be"),
-    (lambda e: e.spec.nas_config.operations.operation.add(operation_type="reduction"),
-     "may only be operationType: convolution (got reduction)"),
-])
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (lambda e: setattr(e.spec.objective, "type", kpb.MINIMIZE), "set objective.type: maximize"),
+        (
+            lambda e: e.spec.algorithm.algorithm_settings.add(name="agent", value="genetic"),
+            "agent='genetic'; use one of reinforce, qlearning, random, evolution",
+        ),
+        (
+            lambda e: e.spec.algorithm.algorithm_settings.add(name="lr", value="1"),
+            "unknown algorithm setting 'lr'",
+        ),
+        (lambda e: setattr(e.spec.algorithm, "algorithm_name", "enas"), "algorithmName: nasrl"),
+        (lambda e: e.spec.parameter_specs.parameters.add(name="lr"), "parameter(s) lr cannot be"),
+        (
+            lambda e: e.spec.nas_config.operations.operation.add(operation_type="reduction"),
+            "may only be operationType: convolution (got reduction)",
+        ),
+    ],
+)
 def test_bad_settings_are_invalid_argument(adapter: LocalService, change, fragment: str) -> None:
     exp = experiment("bad", 4, 1, {})
     change(exp)
     katib = Katib(adapter.target, exp)
-    for call in (lambda: katib.stub().ValidateAlgorithmSettings(
-            kpb.ValidateAlgorithmSettingsRequest(experiment=exp), timeout=30),
-                 lambda: katib.suggest(1)):
+    for call in (
+        lambda: katib.stub().ValidateAlgorithmSettings(
+            kpb.ValidateAlgorithmSettingsRequest(experiment=exp), timeout=30
+        ),
+        lambda: katib.suggest(1),
+    ):
         with pytest.raises(grpc.RpcError) as err:
             call()
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -164,12 +183,12 @@ def test_the_trial_command_prints_what_katib_collects(trainer: str) -> None:
     from katib_adapter.trials import update_for
     from tests.helpers import nasrl_cli
 
-    run = nasrl_cli("train", "C(8,3,1) GAP", "--trainer", trainer, "--epochs", "1", "--quiet",
-                    "--katib")
+    run = nasrl_cli(
+        "train", "C(8,3,1) GAP", "--trainer", trainer, "--epochs", "1", "--quiet", "--katib"
+    )
     assert run.returncode == 0, run.stderr
     # Katib's default metrics-collector format
-    metrics = dict(re.findall(r"([\w|-]+)\s*=\s*([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)",
-                              run.stdout))
+    metrics = dict(re.findall(r"([\w|-]+)\s*=\s*([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)", run.stdout))
     assert set(metrics) == {"accuracy", "test_accuracy", "params", "flops", "seconds"}
     trial = kpb.Trial(name="t")
     trial.spec.labels["nasrl-candidate"] = "7"
@@ -183,9 +202,12 @@ def test_the_trial_command_prints_what_katib_collects(trainer: str) -> None:
 def _experiment_from_yaml(doc: dict) -> kpb.Experiment:  # type: ignore[type-arg]
     """deploy/katib's Experiment YAML as Katib's manager sends it over gRPC."""
     spec = doc["spec"]
-    exp = experiment(doc["metadata"]["name"], spec["maxTrialCount"],
-                     spec["parallelTrialCount"],
-                     {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]})
+    exp = experiment(
+        doc["metadata"]["name"],
+        spec["maxTrialCount"],
+        spec["parallelTrialCount"],
+        {s["name"]: s["value"] for s in spec["algorithm"]["algorithmSettings"]},
+    )
     del exp.spec.parameter_specs.parameters[:]
     for p in spec.get("parameters", []):
         exp.spec.parameter_specs.parameters.add(name=p["name"])
@@ -194,20 +216,27 @@ def _experiment_from_yaml(doc: dict) -> kpb.Experiment:  # type: ignore[type-arg
             exp.spec.parameter_specs.parameters.add(name=p["reference"])
     if "nasConfig" in spec:
         graph = spec["nasConfig"]["graphConfig"]
-        exp.spec.nas_config.graph_config.CopyFrom(kpb.GraphConfig(
-            num_layers=graph["numLayers"], input_sizes=graph["inputSizes"],
-            output_sizes=graph["outputSizes"]))
+        exp.spec.nas_config.graph_config.CopyFrom(
+            kpb.GraphConfig(
+                num_layers=graph["numLayers"],
+                input_sizes=graph["inputSizes"],
+                output_sizes=graph["outputSizes"],
+            )
+        )
         for op in spec["nasConfig"]["operations"]:
             o = exp.spec.nas_config.operations.operation.add(operation_type=op["operationType"])
             for p in op["parameters"]:
-                o.parameter_specs.parameters.add(name=p["name"], feasible_space=kpb.FeasibleSpace(
-                    list=p["feasibleSpace"]["list"]))
+                o.parameter_specs.parameters.add(
+                    name=p["name"],
+                    feasible_space=kpb.FeasibleSpace(list=p["feasibleSpace"]["list"]),
+                )
     return exp
 
 
 @pytest.mark.parametrize("name", ["experiment.yaml", "experiment-nas-config.yaml"])
 def test_the_example_experiments_are_valid_and_their_trials_run_nasrl_train(
-        adapter: LocalService, name: str) -> None:
+    adapter: LocalService, name: str
+) -> None:
     from pathlib import Path
 
     import yaml
@@ -216,9 +245,11 @@ def test_the_example_experiments_are_valid_and_their_trials_run_nasrl_train(
     exp = _experiment_from_yaml(doc)
     katib = Katib(adapter.target, exp)
     katib.stub().ValidateAlgorithmSettings(
-        kpb.ValidateAlgorithmSettingsRequest(experiment=exp), timeout=30)
+        kpb.ValidateAlgorithmSettingsRequest(experiment=exp), timeout=30
+    )
     (trial,) = katib.suggest(1)
     parse(katib.assigned(trial))
-    container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"][
-        "containers"][0]
+    container = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][
+        0
+    ]
     assert container["command"][:2] == ["nasrl", "train"] and "--katib" in container["command"]

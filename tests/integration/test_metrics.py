@@ -13,7 +13,6 @@ import grpc
 import pytest
 import torch
 from prometheus_client.parser import text_string_to_metric_families
-from protos import controller_pb2_grpc, trainer_pb2_grpc
 
 from controller_service.searches import Searches
 from controller_service.servicer import ControllerServicer
@@ -21,6 +20,7 @@ from controller_service.store import Store
 from nasrl import rpc
 from nasrl.client import ControllerClient, NasrlError
 from nasrl.security import ClientSecurity, ServerSecurity
+from protos import controller_pb2_grpc, trainer_pb2_grpc
 from trainer_service.__main__ import add_trainer_gauges
 from trainer_service.config import TrainerConfig
 from trainer_service.servicer import TrainerServicer
@@ -32,15 +32,20 @@ GET = "/nasrl.v1.Controller/GetSearch"
 
 def scrape(handle: rpc.ServerHandle) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     assert handle.metrics is not None and handle.metrics.port
-    with urllib.request.urlopen(f"http://127.0.0.1:{handle.metrics.port}/metrics",
-                                timeout=10) as reply:
+    with urllib.request.urlopen(
+        f"http://127.0.0.1:{handle.metrics.port}/metrics", timeout=10
+    ) as reply:
         text = reply.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
-def requests(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], method: str,
-             code: str) -> float:
+def requests(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], method: str, code: str
+) -> float:
     return samples.get(("nasrl_grpc_requests_total", (("code", code), ("method", method))), 0.0)
 
 
@@ -50,10 +55,13 @@ def controller_handle(tmp_path: Path) -> Iterator[rpc.ServerHandle]:
     store = Store(tmp_path / "c.db")
     servicer = ControllerServicer(Searches(store))
     handle = rpc.start_server(
-        "127.0.0.1", 0,
+        "127.0.0.1",
+        0,
         lambda s: controller_pb2_grpc.add_ControllerServicer_to_server(servicer, s),
-        ["nasrl.v1.Controller"], security=ServerSecurity(token_file=str(tmp_path / "tokens")),
-        metrics_port=0)
+        ["nasrl.v1.Controller"],
+        security=ServerSecurity(token_file=str(tmp_path / "tokens")),
+        metrics_port=0,
+    )
     handle.set_serving(True)
     yield handle
     handle.stop(None)
@@ -95,9 +103,12 @@ def test_trainer_gauges() -> None:
     for device in (torch.device("cpu"), None):  # ready, and waiting for a GPU (cuda:any)
         servicer = TrainerServicer(config, device)
         handle = rpc.start_server(
-            "127.0.0.1", 0,
+            "127.0.0.1",
+            0,
             lambda s, v=servicer: trainer_pb2_grpc.add_TrainerServicer_to_server(v, s),
-            ["nasrl.v1.Trainer"], metrics_port=0)
+            ["nasrl.v1.Trainer"],
+            metrics_port=0,
+        )
         assert handle.metrics is not None
         add_trainer_gauges(handle.metrics, servicer)
         handles.append(handle)
@@ -113,7 +124,11 @@ def test_trainer_gauges() -> None:
 
 
 def test_bad_metrics_port_is_refused() -> None:
-    r = subprocess.run([sys.executable, "-m", "controller_service", "--port", "0",
-                        "--metrics-port", "70000"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "controller_service", "--port", "0", "--metrics-port", "70000"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2
     assert "--metrics-port must be between 0 and 65535, got 70000" in r.stderr

@@ -11,22 +11,24 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from protos import controller_pb2 as cpb
 
 from nasrl.client import ControllerClient, NasrlError, wait_until_serving
 from nasrl.local import LocalService
+from protos import controller_pb2 as cpb
 
 
 def test_a_burst_is_refused_not_queued_and_health_answers(tmp_path: Path) -> None:
-    controller = LocalService("controller_service", ["--db", str(tmp_path / "c.db"),
-                                                     "--workers", "8"], log_dir=tmp_path)
+    controller = LocalService(
+        "controller_service", ["--db", str(tmp_path / "c.db"), "--workers", "8"], log_dir=tmp_path
+    )
     controller.start()
     try:
         wait_until_serving(controller.target, timeout=60)
         with ControllerClient(controller.target, timeout=60) as c:
             # the paper's space and controller: each rollout takes milliseconds
-            sid = c.create_search(agent=cpb.AgentSpec(name="reinforce"), dataset="cifar10",
-                                  budget=100_000).search_id
+            sid = c.create_search(
+                agent=cpb.AgentSpec(name="reinforce"), dataset="cifar10", budget=100_000
+            ).search_id
 
             def sample(_: int) -> str:
                 try:
@@ -62,8 +64,10 @@ def test_oversized_requests_are_refused_before_parsing(controller: str) -> None:
         cand = c.sample(sid, 1).candidates[0]
         stub = c._stub
         big = cpb.UpdateRequest(search_id=sid, candidate_id=cand.id, failure="x" * 2_000_000)
-        for call, request in ((stub.Update, big),
-                              (stub.Sample, cpb.SampleRequest(search_id="s" * 100_000))):
+        for call, request in (
+            (stub.Update, big),
+            (stub.Sample, cpb.SampleRequest(search_id="s" * 100_000)),
+        ):
             try:
                 call(request, timeout=30)
                 raise AssertionError("an oversized request was accepted")

@@ -26,8 +26,9 @@ class Fleet:
         self.tmp = tmp
         self.db = tmp / "controller.db"
         self.controller = LocalService("controller_service", ["--db", str(self.db)], log_dir=tmp)
-        self.trainers = [LocalService("trainer_service", ["--threads", "1"], log_dir=tmp)
-                         for _ in range(2)]
+        self.trainers = [
+            LocalService("trainer_service", ["--threads", "1"], log_dir=tmp) for _ in range(2)
+        ]
 
     def start(self) -> Fleet:
         for s in (self.controller, *self.trainers):
@@ -40,10 +41,24 @@ class Fleet:
             s.kill()
 
     def search(self, *extra: str) -> subprocess.Popen[str]:
-        args = [sys.executable, "-m", "nasrl.cli", "search", "--controller",
-                self.controller.target, "--trainers",
-                ",".join(t.target for t in self.trainers), "--dataset", "digits",
-                "--epochs", "1", "--budget", str(BUDGET), "--json", *extra]
+        args = [
+            sys.executable,
+            "-m",
+            "nasrl.cli",
+            "search",
+            "--controller",
+            self.controller.target,
+            "--trainers",
+            ",".join(t.target for t in self.trainers),
+            "--dataset",
+            "digits",
+            "--epochs",
+            "1",
+            "--budget",
+            str(BUDGET),
+            "--json",
+            *extra,
+        ]
         return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def counts(self, sid: str) -> tuple[int, int]:
@@ -86,8 +101,9 @@ def reported_once(db: Path, sid: str) -> None:
     """Every trained candidate was reported exactly once and none is left in flight."""
     store = Store(db)
     counts = store.counts(sid)
-    archs = store._exec("SELECT arch FROM candidates WHERE search_id = ? AND status = 'done'",
-                        (sid,)).fetchall()
+    archs = store._exec(
+        "SELECT arch FROM candidates WHERE search_id = ? AND status = 'done'", (sid,)
+    ).fetchall()
     store.close()
     assert counts.get("leased", 0) == 0
     assert len(archs) == len({a[0] for a in archs}) == BUDGET, "a network was trained twice"
@@ -105,14 +121,22 @@ def test_search_over_two_trainers(fleet: Fleet, tmp_path: Path) -> None:
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The exported network runs in a fresh Python that never imports nasrl.
     check = subprocess.run(
-        [sys.executable, "-I", "-c",
-         "import importlib.util, sys, torch\n"
-         f"spec = importlib.util.spec_from_file_location('best', {str(best)!r})\n"
-         "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-         "y = m.Net()(torch.randn(2, *m.INPUT_SHAPE))\n"
-         "assert 'nasrl' not in sys.modules and y.shape == (2, m.NUM_CLASSES)\n"
-         "print('ok', m.ARCHITECTURE)"],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            "import importlib.util, sys, torch\n"
+            f"spec = importlib.util.spec_from_file_location('best', {str(best)!r})\n"
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+            "y = m.Net()(torch.randn(2, *m.INPUT_SHAPE))\n"
+            "assert 'nasrl' not in sys.modules and y.shape == (2, m.NUM_CLASSES)\n"
+            "print('ok', m.ARCHITECTURE)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert check.returncode == 0, check.stderr
     assert check.stdout.split(" ", 1)[1].strip() == summary["best"]["arch"]
     reported_once(fleet.db, summary["search_id"])

@@ -15,8 +15,6 @@ import grpc
 import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from protos import controller_pb2 as cpb
-from protos import controller_pb2_grpc, trainer_pb2_grpc
 
 from controller_service.searches import Searches
 from controller_service.servicer import ControllerServicer
@@ -26,6 +24,8 @@ from nasrl.client import ControllerClient, NasrlError, TrainerClient, wait_until
 from nasrl.local import LocalService
 from nasrl.results import TrainSettings
 from nasrl.security import ClientSecurity, ServerSecurity
+from protos import controller_pb2 as cpb
+from protos import controller_pb2_grpc, trainer_pb2_grpc
 from tests.pki import make_ca, make_cert, need_openssl
 from trainer_service.config import TrainerConfig
 from trainer_service.servicer import TrainerServicer
@@ -40,8 +40,12 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("pki")
     make_ca(d, "ca")
     make_ca(d, "wrongca")
-    make_cert(d, "server", "ca", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
-              "extendedKeyUsage=serverAuth\n")
+    make_cert(
+        d,
+        "server",
+        "ca",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
     make_cert(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
     make_cert(d, "intruder", "wrongca", "extendedKeyUsage=clientAuth\n")
     (d / "tokens").write_text(f"\n{TOKEN}\nanother-token\n")
@@ -50,14 +54,23 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def mtls_server(pki: Path, token: bool = False) -> ServerSecurity:
-    return ServerSecurity(str(pki / "server.crt"), str(pki / "server.key"), str(pki / "ca.crt"),
-                          str(pki / "tokens") if token else None)
+    return ServerSecurity(
+        str(pki / "server.crt"),
+        str(pki / "server.key"),
+        str(pki / "ca.crt"),
+        str(pki / "tokens") if token else None,
+    )
 
 
-def client(pki: Path, cert: str | None = "client", ca: str = "ca",
-           token: str | None = None) -> ClientSecurity:
-    return ClientSecurity(str(pki / f"{ca}.crt"), str(pki / f"{cert}.crt") if cert else None,
-                          str(pki / f"{cert}.key") if cert else None, token)
+def client(
+    pki: Path, cert: str | None = "client", ca: str = "ca", token: str | None = None
+) -> ClientSecurity:
+    return ClientSecurity(
+        str(pki / f"{ca}.crt"),
+        str(pki / f"{cert}.crt") if cert else None,
+        str(pki / f"{cert}.key") if cert else None,
+        token,
+    )
 
 
 @pytest.fixture()
@@ -65,8 +78,12 @@ def trainer_mtls(pki: Path) -> Iterator[str]:
     security = mtls_server(pki)
     servicer = TrainerServicer(TrainerConfig(port=0, security=security), torch.device("cpu"))
     handle = rpc.start_server(
-        "127.0.0.1", 0, lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),
-        ["nasrl.v1.Trainer"], security=security)
+        "127.0.0.1",
+        0,
+        lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),
+        ["nasrl.v1.Trainer"],
+        security=security,
+    )
     handle.set_serving(True)
     yield f"127.0.0.1:{handle.port}"
     handle.stop(None)
@@ -78,9 +95,14 @@ def train(target: str, security: ClientSecurity) -> float:
 
 
 def test_mtls_refuses_clients_without_a_certificate_or_from_another_ca(
-        pki: Path, trainer_mtls: str) -> None:
-    for who in (client(pki, cert=None), client(pki, cert="intruder"),
-                ClientSecurity(), client(pki, ca="wrongca")):
+    pki: Path, trainer_mtls: str
+) -> None:
+    for who in (
+        client(pki, cert=None),
+        client(pki, cert="intruder"),
+        ClientSecurity(),
+        client(pki, ca="wrongca"),
+    ):
         with pytest.raises(NasrlError) as info:
             train(trainer_mtls, who)
         assert info.value.code == grpc.StatusCode.UNAVAILABLE
@@ -92,9 +114,12 @@ def controller_token(pki: Path, tmp_path: Path) -> Iterator[str]:
     security = ServerSecurity(token_file=str(pki / "tokens"))
     servicer = ControllerServicer(Searches(Store(tmp_path / "c.db")))
     handle = rpc.start_server(
-        "127.0.0.1", 0,
+        "127.0.0.1",
+        0,
         lambda s: controller_pb2_grpc.add_ControllerServicer_to_server(servicer, s),
-        ["nasrl.v1.Controller"], security=security)
+        ["nasrl.v1.Controller"],
+        security=security,
+    )
     handle.set_serving(True)
     yield f"127.0.0.1:{handle.port}"
     handle.stop(None)
@@ -120,11 +145,16 @@ def test_token_required_except_for_health(controller_token: str) -> None:
 def test_grpcurl_with_bearer_header(controller_token: str) -> None:
     exe = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
     assert exe
-    ok = subprocess.run([exe, "-plaintext", "-H", f"authorization: Bearer {TOKEN}",
-                         controller_token, "list"], capture_output=True, text=True, timeout=30)
+    ok = subprocess.run(
+        [exe, "-plaintext", "-H", f"authorization: Bearer {TOKEN}", controller_token, "list"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert ok.returncode == 0 and "nasrl.v1.Controller" in ok.stdout, ok.stderr
-    refused = subprocess.run([exe, "-plaintext", controller_token, "list"],
-                             capture_output=True, text=True, timeout=30)
+    refused = subprocess.run(
+        [exe, "-plaintext", controller_token, "list"], capture_output=True, text=True, timeout=30
+    )
     assert refused.returncode != 0 and "Unauthenticated" in refused.stderr
 
 
@@ -136,28 +166,76 @@ def test_plaintext_on_a_public_address_warns(caplog: pytest.LogCaptureFixture) -
 
 
 def test_search_end_to_end_over_mtls_and_token(pki: Path, tmp_path: Path) -> None:
-    server_flags = ["--tls-cert", str(pki / "server.crt"), "--tls-key", str(pki / "server.key"),
-                    "--tls-client-ca", str(pki / "ca.crt"),
-                    "--auth-token-file", str(pki / "tokens")]
-    client_flags = ["--tls-ca", str(pki / "ca.crt"), "--tls-cert", str(pki / "client.crt"),
-                    "--tls-key", str(pki / "client.key"), "--token-file", str(pki / "token")]
-    controller = LocalService("controller_service", ["--db", str(tmp_path / "c.db"),
-                                                     *server_flags], log_dir=tmp_path)
-    trainers = [LocalService("trainer_service", ["--threads", "1", *server_flags],
-                             log_dir=tmp_path) for _ in range(2)]
+    server_flags = [
+        "--tls-cert",
+        str(pki / "server.crt"),
+        "--tls-key",
+        str(pki / "server.key"),
+        "--tls-client-ca",
+        str(pki / "ca.crt"),
+        "--auth-token-file",
+        str(pki / "tokens"),
+    ]
+    client_flags = [
+        "--tls-ca",
+        str(pki / "ca.crt"),
+        "--tls-cert",
+        str(pki / "client.crt"),
+        "--tls-key",
+        str(pki / "client.key"),
+        "--token-file",
+        str(pki / "token"),
+    ]
+    controller = LocalService(
+        "controller_service", ["--db", str(tmp_path / "c.db"), *server_flags], log_dir=tmp_path
+    )
+    trainers = [
+        LocalService("trainer_service", ["--threads", "1", *server_flags], log_dir=tmp_path)
+        for _ in range(2)
+    ]
     try:
         for s in (controller, *trainers):
             s.start()
         run = subprocess.run(
-            [sys.executable, "-m", "nasrl.cli", "search", "--controller", controller.target,
-             "--trainers", ",".join(t.target for t in trainers), "--dataset", "digits",
-             "--budget", "4", "--epochs", "1", "--json", *client_flags],
-            capture_output=True, text=True, timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "nasrl.cli",
+                "search",
+                "--controller",
+                controller.target,
+                "--trainers",
+                ",".join(t.target for t in trainers),
+                "--dataset",
+                "digits",
+                "--budget",
+                "4",
+                "--epochs",
+                "1",
+                "--json",
+                *client_flags,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert run.returncode == 0, run.stderr[-2000:]
         assert json.loads(run.stdout)["evaluated"] == 4
         without = subprocess.run(
-            [sys.executable, "-m", "nasrl.cli", "searches", "--controller", controller.target,
-             "--tls-ca", str(pki / "ca.crt")], capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "nasrl.cli",
+                "searches",
+                "--controller",
+                controller.target,
+                "--tls-ca",
+                str(pki / "ca.crt"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert without.returncode == 1 and "UNAVAILABLE" in without.stderr
         for s in (controller, *trainers):
             assert TOKEN not in s.log(), "a token was logged"

@@ -27,9 +27,25 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def _build(out: Path, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "build_table.py"), "tiny", "--out", str(out),
-         "--workers", "1", "--epochs", "1", "--limit", "8", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        [
+            sys.executable,
+            str(ROOT / "bench" / "build_table.py"),
+            "tiny",
+            "--out",
+            str(out),
+            "--workers",
+            "1",
+            "--epochs",
+            "1",
+            "--limit",
+            "8",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _rows(path: Path) -> int:
@@ -67,10 +83,24 @@ def test_search_over_a_table_through_controller_and_table_trainer(controller: st
     handle, _ = start_trainer(slots=4, table=TABLE)
     trainer = f"127.0.0.1:{handle.port}"
     try:
-        r = nasrl_cli("search", "--controller", controller, "--trainers", trainer,
-                      "--slots-per-trainer", "4", "--agent", "evolution",
-                      "--space-from-table", str(TABLE), "--budget", "20", "--json", "--quiet",
-                      timeout=300)
+        r = nasrl_cli(
+            "search",
+            "--controller",
+            controller,
+            "--trainers",
+            trainer,
+            "--slots-per-trainer",
+            "4",
+            "--agent",
+            "evolution",
+            "--space-from-table",
+            str(TABLE),
+            "--budget",
+            "20",
+            "--json",
+            "--quiet",
+            timeout=300,
+        )
     finally:
         handle.stop(None)
     assert r.returncode == 0, r.stderr
@@ -82,13 +112,17 @@ def test_search_over_a_table_through_controller_and_table_trainer(controller: st
     assert best["accuracy"] == pytest.approx(rows[best["arch"]].best_validation, abs=1e-6)
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--space-from-table", "/nonexistent/table.gz"], "not a nasrl table"),
-    (["--space-from-table", str(TABLE), "--space", "zoph"], "not both"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--space-from-table", "/nonexistent/table.gz"], "not a nasrl table"),
+        (["--space-from-table", str(TABLE), "--space", "zoph"], "not both"),
+    ],
+)
 def test_bad_table_arguments_exit_2(controller: str, args: list[str], words: str) -> None:
-    r = nasrl_cli("search", "--controller", controller, "--trainers", "127.0.0.1:1", *args,
-                  timeout=120)
+    r = nasrl_cli(
+        "search", "--controller", controller, "--trainers", "127.0.0.1:1", *args, timeout=120
+    )
     assert r.returncode == 2, r.stderr
     assert words in r.stderr and "Traceback" not in r.stderr
 
@@ -101,8 +135,22 @@ def test_tabular_benchmark_smoke(tmp_path: Path) -> None:
     agents = "reinforce,random,evolution"
     if importlib.util.find_spec("optuna") is not None:
         agents += ",tpe"
-    report = tabular.main(["--table", str(TABLE), "--seeds", "3", "--evaluations", "10",
-                           "--workers", "1", "--agents", agents, "--out", str(tmp_path)])
+    report = tabular.main(
+        [
+            "--table",
+            str(TABLE),
+            "--seeds",
+            "3",
+            "--evaluations",
+            "10",
+            "--workers",
+            "1",
+            "--agents",
+            agents,
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert set(report["variants"]["paper"]) == set(agents.split(","))
     assert set(report["variants"]["budget"]) == {"reinforce"}
     rows = read_table(TABLE).primary()
@@ -125,12 +173,28 @@ def test_tabular_early_stopping_study_smoke(tmp_path: Path) -> None:
         sys.path.insert(0, str(ROOT))
     from bench import tabular
 
-    report = tabular.main(["--table", str(TABLE), "--seeds", "3", "--evaluations", "8",
-                           "--workers", "1", "--agents", "random,evolution",
-                           "--early-stopping", "asha,median", "--out", str(tmp_path)])
+    report = tabular.main(
+        [
+            "--table",
+            str(TABLE),
+            "--seeds",
+            "3",
+            "--evaluations",
+            "8",
+            "--workers",
+            "1",
+            "--agents",
+            "random,evolution",
+            "--early-stopping",
+            "asha,median",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     es = report["early_stopping"]
-    assert set(es["arms"]) == {f"{a}{r}" for a in ("random", "evolution")
-                               for r in ("", "+asha", "+median")}
+    assert set(es["arms"]) == {
+        f"{a}{r}" for a in ("random", "evolution") for r in ("", "+asha", "+median")
+    }
     assert es["arms"]["random"]["stopped"]["mean"] == 0
     assert es["arms"]["random+asha"]["stopped"]["mean"] > 0
     assert es["arms"]["random+asha"]["children"]["mean"] > es["arms"]["random"]["children"]["mean"]
@@ -148,17 +212,43 @@ def test_tabular_warm_start_screening_and_constraints_smoke(tmp_path: Path) -> N
         sys.path.insert(0, str(ROOT))
     from bench import screening, tabular
 
-    scores = screening.main(["--table", str(TABLE), "--scores", "params,synflow",
-                             "--out", str(tmp_path)])
+    scores = screening.main(
+        ["--table", str(TABLE), "--scores", "params,synflow", "--out", str(tmp_path)]
+    )
     assert set(scores["scores"]) == {"params", "synflow"}
     assert len(scores["values"]["synflow"]) == 32
     rows = read_table(TABLE).primary()
     limit = sorted(r.params for r in rows.values())[20]
-    report = tabular.main(["--table", str(TABLE), "--seeds", "2", "--evaluations", "6",
-                           "--workers", "1", "--agents", "reinforce,random", "--variant", "paper",
-                           "--warm-start", str(TABLE), "--proxy-evaluations", "5",
-                           "--warm-top", "2", "--screen", "synflow", "--screen-factor", "2",
-                           "--max-params", str(limit), "--out", str(tmp_path)])
+    report = tabular.main(
+        [
+            "--table",
+            str(TABLE),
+            "--seeds",
+            "2",
+            "--evaluations",
+            "6",
+            "--workers",
+            "1",
+            "--agents",
+            "reinforce,random",
+            "--variant",
+            "paper",
+            "--warm-start",
+            str(TABLE),
+            "--proxy-evaluations",
+            "5",
+            "--warm-top",
+            "2",
+            "--screen",
+            "synflow",
+            "--screen-factor",
+            "2",
+            "--max-params",
+            str(limit),
+            "--out",
+            str(tmp_path),
+        ]
+    )
     variants = report["variants"]
     assert set(variants) == {"paper", "warm", "synflowx2", f"max_params {limit:,}"}
     for agent in ("reinforce", "random"):
@@ -172,6 +262,14 @@ def test_tabular_warm_start_screening_and_constraints_smoke(tmp_path: Path) -> N
 
 
 def test_search_epochs_zero_is_refused_not_defaulted(controller: str) -> None:
-    r = nasrl_cli("search", "--controller", controller, "--trainers", "127.0.0.1:1",
-                  "--epochs", "0", timeout=120)
+    r = nasrl_cli(
+        "search",
+        "--controller",
+        controller,
+        "--trainers",
+        "127.0.0.1:1",
+        "--epochs",
+        "0",
+        timeout=120,
+    )
     assert r.returncode == 2 and "epochs must be between 1 and 1000" in r.stderr

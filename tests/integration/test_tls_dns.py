@@ -11,14 +11,14 @@ from pathlib import Path
 import grpc
 import pytest
 import torch
-from protos import controller_pb2 as cpb
-from protos import trainer_pb2_grpc
 
 from nasrl import rpc
 from nasrl.client import ControllerClient, NasrlError, TrainerClient
 from nasrl.results import TrainSettings
 from nasrl.runner import Runner, TrainerPool
 from nasrl.security import ClientSecurity, ServerSecurity
+from protos import controller_pb2 as cpb
+from protos import trainer_pb2_grpc
 from tests.pki import make_ca, make_cert, need_openssl
 from trainer_service.config import TrainerConfig
 from trainer_service.servicer import TrainerServicer
@@ -41,11 +41,16 @@ def tls_trainers(pki: Path) -> Iterator[list[str]]:
     security = ServerSecurity(str(pki / "server.crt"), str(pki / "server.key"))
     handles = []
     for _ in range(2):
-        servicer = TrainerServicer(TrainerConfig(port=0, security=security, simulate=0.0),
-                                   torch.device("cpu"))
+        servicer = TrainerServicer(
+            TrainerConfig(port=0, security=security, simulate=0.0), torch.device("cpu")
+        )
         handle = rpc.start_server(
-            "127.0.0.1", 0, lambda s, v=servicer: trainer_pb2_grpc.add_TrainerServicer_to_server(v, s),
-            ["nasrl.v1.Trainer"], security=security)
+            "127.0.0.1",
+            0,
+            lambda s, v=servicer: trainer_pb2_grpc.add_TrainerServicer_to_server(v, s),
+            ["nasrl.v1.Trainer"],
+            security=security,
+        )
         handle.set_serving(True)
         handles.append(handle)
     yield [f"127.0.0.1:{h.port}" for h in handles]
@@ -55,27 +60,31 @@ def tls_trainers(pki: Path) -> Iterator[list[str]]:
 
 def test_the_certificate_does_not_name_the_ip(pki: Path, tls_trainers: list[str]) -> None:
     # the control: reached by its IP, a trainer's certificate fails hostname verification
-    with TrainerClient(tls_trainers[0], timeout=10,
-                       security=ClientSecurity(str(pki / "ca.crt"))) as t:
+    with TrainerClient(
+        tls_trainers[0], timeout=10, security=ClientSecurity(str(pki / "ca.crt"))
+    ) as t:
         with pytest.raises(NasrlError) as info:
             t.train("C(8,3,1) GAP", "digits", TrainSettings(epochs=1))
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_search_over_tls_trainers_behind_one_name(pki: Path, tls_trainers: list[str],
-                                                  controller: str) -> None:
+def test_search_over_tls_trainers_behind_one_name(
+    pki: Path, tls_trainers: list[str], controller: str
+) -> None:
     resolved: list[str] = []
 
     def resolve(spec: str) -> list[str]:
         resolved.append(spec)
         return list(tls_trainers)
 
-    pool = TrainerPool(f"dns:///{NAME}:50052", security=ClientSecurity(str(pki / "ca.crt")),
-                       resolve=resolve)
+    pool = TrainerPool(
+        f"dns:///{NAME}:50052", security=ClientSecurity(str(pki / "ca.crt")), resolve=resolve
+    )
     try:
         with ControllerClient(controller, security=ClientSecurity()) as c:
-            sid = c.create_search(agent=cpb.AgentSpec(name="random"), dataset="digits",
-                                  budget=6).search_id
+            sid = c.create_search(
+                agent=cpb.AgentSpec(name="random"), dataset="digits", budget=6
+            ).search_id
             stats = Runner(c, pool, sid).run()
             counts = c.get_search(sid).counts
     finally:

@@ -7,19 +7,21 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from protos import trainer_pb2_grpc
 
 from nasrl import codec, rpc
 from nasrl.arch import parse
 from nasrl.client import wait_until_serving
 from nasrl.local import LocalService, ServiceFailed
+from protos import trainer_pb2_grpc
 
 from .test_trainer_service import _request
 
 
 def _health(target: str) -> int:
     with rpc.channel(target) as ch:
-        return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        return (
+            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        )
 
 
 def test_sigterm_during_training_exits_zero_after_grace(tmp_path) -> None:
@@ -38,8 +40,11 @@ def test_sigterm_during_training_exits_zero_after_grace(tmp_path) -> None:
         assert time.perf_counter() - began < 15
         with pytest.raises(grpc.RpcError) as info:
             list(call)  # the running call ends (cancelled at the end of the grace), no hang
-        assert info.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE,
-                                     grpc.StatusCode.ABORTED)
+        assert info.value.code() in (
+            grpc.StatusCode.CANCELLED,
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.ABORTED,
+        )
         ch.close()
         assert "received SIGTERM" in trainer.log()
         # one-off costs are logged apart, not charged to the first child's seconds

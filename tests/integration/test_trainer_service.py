@@ -13,16 +13,16 @@ from pathlib import Path
 
 import grpc
 import pytest
-from protos import architecture_pb2 as apb
-from protos import trainer_pb2, trainer_pb2_grpc
 
 from nasrl import codec, rpc
 from nasrl.arch import parse
+from nasrl.builder import build, count_params
 from nasrl.client import NasrlError, TrainerClient
 from nasrl.results import TrainSettings
 from nasrl.shapes import analyze
+from protos import architecture_pb2 as apb
+from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import data
-from nasrl.builder import build, count_params
 
 from .conftest import start_trainer
 
@@ -72,7 +72,9 @@ def _raw_train(target: str, request: trainer_pb2.TrainRequest, timeout: float = 
 
 def _request(arch: apb.Architecture, dataset: str = "digits", **config: object):
     return trainer_pb2.TrainRequest(
-        architecture=arch, dataset=dataset, config=trainer_pb2.TrainingConfig(**{"epochs": 1, **config})
+        architecture=arch,
+        dataset=dataset,
+        config=trainer_pb2.TrainingConfig(**{"epochs": 1, **config}),
     )
 
 
@@ -93,17 +95,25 @@ BAD_REQUESTS = {
         "below 1x1",
     ),
     "forward skip": (_request(codec.arch_to_proto(parse("C(8,3,1)@[1]"))), "does not exist"),
-    "unknown dataset": (_request(codec.arch_to_proto(parse(REFERENCE)), "imagenet22k"),
-                        "unknown dataset"),
+    "unknown dataset": (
+        _request(codec.arch_to_proto(parse(REFERENCE)), "imagenet22k"),
+        "unknown dataset",
+    ),
     "wrong classes": (_request(codec.arch_to_proto(parse("C(8,3,1) SM(100)"))), "SM(100)"),
     "huge epochs": (_request(codec.arch_to_proto(parse(REFERENCE)), epochs=10**6), "epochs"),
-    "nan lr": (_request(codec.arch_to_proto(parse(REFERENCE)), learning_rate=float("nan")),
-               "learning_rate"),
+    "nan lr": (
+        _request(codec.arch_to_proto(parse(REFERENCE)), learning_rate=float("nan")),
+        "learning_rate",
+    ),
     # choices spelled as the enums are, not as Python lists
-    "unknown optimizer": (_request(codec.arch_to_proto(parse(REFERENCE)), optimizer=7),
-                          "unknown optimizer 7; use SGD_NESTEROV or ADAM"),
-    "unknown schedule": (_request(codec.arch_to_proto(parse(REFERENCE)), schedule=9),
-                         "unknown schedule 9; use COSINE, STEP or CONSTANT"),
+    "unknown optimizer": (
+        _request(codec.arch_to_proto(parse(REFERENCE)), optimizer=7),
+        "unknown optimizer 7; use SGD_NESTEROV or ADAM",
+    ),
+    "unknown schedule": (
+        _request(codec.arch_to_proto(parse(REFERENCE)), schedule=9),
+        "unknown schedule 9; use COSINE, STEP or CONSTANT",
+    ),
 }
 
 
@@ -134,8 +144,7 @@ def test_slots_limit_and_cancellation_frees_the_slot() -> None:
     try:
         ch = rpc.channel(target)
         stub = trainer_pb2_grpc.TrainerStub(ch)
-        long = _request(codec.arch_to_proto(parse("C(64,3,1) C(64,3,1) GAP")), "mnist5k",
-                        epochs=50)
+        long = _request(codec.arch_to_proto(parse("C(64,3,1) C(64,3,1) GAP")), "mnist5k", epochs=50)
         call = stub.Train(long, timeout=120)
         first = next(call)  # one epoch done: training is running
         assert first.HasField("progress")
@@ -188,7 +197,6 @@ def test_grpcurl_lists_services_and_health_is_serving(trainer: str) -> None:
     assert json.loads(health.stdout)["status"] == "SERVING"
     described = _grpcurl("-plaintext", trainer, "describe", "nasrl.v1.Trainer")
     assert "rpc Train" in described.stdout
-
 
 
 def test_simulated_trainer_is_labelled_and_deterministic() -> None:

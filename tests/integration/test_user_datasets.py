@@ -13,10 +13,10 @@ import grpc
 import numpy as np
 import pytest
 from PIL import Image
-from protos import controller_pb2 as cpb
 
 from nasrl.client import ControllerClient, NasrlError, TrainerClient
 from nasrl.results import TrainSettings
+from protos import controller_pb2 as cpb
 from tests.helpers import nasrl_cli
 
 from .conftest import start_controller, start_trainer
@@ -31,7 +31,7 @@ def _blobs(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     x = rng.integers(0, 60, (n, SIZE, SIZE, 3)).astype(np.uint8)
     band = SIZE // classes
     for i, k in enumerate(y):
-        x[i, k * band:(k + 1) * band, :, :] += 180
+        x[i, k * band : (k + 1) * band, :, :] += 180
     return x, y
 
 
@@ -41,15 +41,17 @@ def _write_npz(folder: Path) -> None:
     np.savez(folder / "bands.npz", x_train=x, y_train=y, x_test=xt, y_test=yt)  # NHWC uint8
 
 
-def _write_folder(folder: Path, name: str = "shapes", classes: tuple[str, ...] = ("dark",
-                  "light"), n: int = 20) -> Path:
+def _write_folder(
+    folder: Path, name: str = "shapes", classes: tuple[str, ...] = ("dark", "light"), n: int = 20
+) -> Path:
     root = folder / name
     for k, cls in enumerate(classes):
         (root / "train" / cls).mkdir(parents=True)
         for i in range(n):
             value = 40 + 150 * k + (i % 7)
             Image.new("RGB", (SIZE, SIZE), (value, 255 - value, 90)).save(
-                root / "train" / cls / f"{i}.png")
+                root / "train" / cls / f"{i}.png"
+            )
     return root
 
 
@@ -60,10 +62,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     _write_folder(folder)
     bad = folder  # malformed datasets live beside the good ones
     np.savez(bad / "nolabels.npz", x_train=np.zeros((20, 8, 8), np.uint8))
-    np.savez(bad / "mismatch.npz", x_train=np.zeros((20, 8, 8), np.uint8),
-             y_train=np.zeros(19, np.int64))
-    np.savez(bad / "fivechannels.npz", x_train=np.zeros((20, 5, 8, 8), np.float32),
-             y_train=np.zeros(20, np.int64))
+    np.savez(
+        bad / "mismatch.npz", x_train=np.zeros((20, 8, 8), np.uint8), y_train=np.zeros(19, np.int64)
+    )
+    np.savez(
+        bad / "fivechannels.npz",
+        x_train=np.zeros((20, 5, 8, 8), np.float32),
+        y_train=np.zeros(20, np.int64),
+    )
     (bad / "notzip.npz").write_bytes(b"this is not a zip file")
     root = _write_folder(bad, "ragged")
     Image.new("RGB", (SIZE + 1, SIZE), (0, 0, 0)).save(root / "train" / "light" / "odd.png")
@@ -72,15 +78,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     (bad / "oneclass" / "train" / "only").mkdir(parents=True)
     trainer, _ = start_trainer(data_dir=folder)
     controller, searches = start_controller(str(tmp_path_factory.mktemp("db") / "c.db"))
-    yield {"trainer": f"127.0.0.1:{trainer.port}", "controller": f"127.0.0.1:{controller.port}",
-           "folder": str(folder)}
+    yield {
+        "trainer": f"127.0.0.1:{trainer.port}",
+        "controller": f"127.0.0.1:{controller.port}",
+        "folder": str(folder),
+    }
     controller.stop(None)
     trainer.stop(None)
     searches.store.close()
 
 
-def test_listing_reports_inferred_shapes_classes_and_normalisation(
-        served: dict[str, str]) -> None:
+def test_listing_reports_inferred_shapes_classes_and_normalisation(served: dict[str, str]) -> None:
     with TrainerClient(served["trainer"]) as t:
         listed = {d.name: d for d in t.list_datasets()}
     assert {"digits", "mnist5k", "cifar10"} <= set(listed)
@@ -90,23 +98,30 @@ def test_listing_reports_inferred_shapes_classes_and_normalisation(
     assert bands.train_examples + bands.validation_examples == 200 and bands.test_examples == 60
     assert len(bands.mean) == len(bands.std) == 3 and 0.1 < bands.mean[0] < 0.9
     assert (shapes.source, shapes.classes, list(shapes.class_names)) == (
-        "image_folder", 2, ["dark", "light"])
+        "image_folder",
+        2,
+        ["dark", "light"],
+    )
     assert (shapes.channels, shapes.height, shapes.width) == (3, SIZE, SIZE)
     assert shapes.test_examples == 8  # no test/ folder: a fixed-seed 20 % of 40 images
     assert "nolabels.npz has no array 'y_train'" in listed["nolabels"].error
 
 
-@pytest.mark.parametrize(("name", "fragment"), [
-    ("nolabels", "nolabels.npz has no array 'y_train' (it has x_train)"),
-    ("mismatch", "mismatch.npz: y_train has shape (19,) but there are 20 images"),
-    ("fivechannels", "fivechannels.npz: x_train has shape (20, 5, 8, 8); images must be"),
-    ("notzip", "notzip.npz is not a readable .npz file"),
-    ("ragged", "odd.png is 9x8 pixels but"),
-    ("garbage", "broken.png is not a readable image"),
-    ("oneclass", "must hold one folder per class (at least 2)"),
-])
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("nolabels", "nolabels.npz has no array 'y_train' (it has x_train)"),
+        ("mismatch", "mismatch.npz: y_train has shape (19,) but there are 20 images"),
+        ("fivechannels", "fivechannels.npz: x_train has shape (20, 5, 8, 8); images must be"),
+        ("notzip", "notzip.npz is not a readable .npz file"),
+        ("ragged", "odd.png is 9x8 pixels but"),
+        ("garbage", "broken.png is not a readable image"),
+        ("oneclass", "must hold one folder per class (at least 2)"),
+    ],
+)
 def test_malformed_files_get_failed_precondition_naming_the_file(
-        served: dict[str, str], name: str, fragment: str) -> None:
+    served: dict[str, str], name: str, fragment: str
+) -> None:
     with TrainerClient(served["trainer"]) as t, pytest.raises(NasrlError) as err:
         t.train("C(4,3,1) GAP", name, TrainSettings(epochs=1))
     assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
@@ -118,18 +133,35 @@ def test_an_unknown_name_says_where_datasets_go(served: dict[str, str]) -> None:
         t.train("C(4,3,1) GAP", "nowhere", TrainSettings(epochs=1))
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "put nowhere.npz or nowhere/train/CLASS/*.png in the trainer's --data-dir" in str(
-        err.value)
+        err.value
+    )
 
 
 @pytest.mark.parametrize("name", ["bands", "shapes"])
-def test_a_search_on_a_users_dataset_runs_end_to_end(served: dict[str, str], name: str,
-                                                     tmp_path: Path) -> None:
+def test_a_search_on_a_users_dataset_runs_end_to_end(
+    served: dict[str, str], name: str, tmp_path: Path
+) -> None:
     """`nasrl search --dataset NAME` reads the shape from the trainer, the controller checks
     proposals against it, the trainer trains on the user's files, the export has its shape."""
-    run = nasrl_cli("search", "--controller", served["controller"], "--trainers",
-                    served["trainer"], "--dataset", name, "--agent", "random", "--budget", "2",
-                    "--epochs", "2", "--json", "--quiet", "--export-best",
-                    str(tmp_path / "best.ts"))
+    run = nasrl_cli(
+        "search",
+        "--controller",
+        served["controller"],
+        "--trainers",
+        served["trainer"],
+        "--dataset",
+        name,
+        "--agent",
+        "random",
+        "--budget",
+        "2",
+        "--epochs",
+        "2",
+        "--json",
+        "--quiet",
+        "--export-best",
+        str(tmp_path / "best.ts"),
+    )
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
     assert summary["evaluated"] == 2 and summary["failed"] == 0
@@ -137,16 +169,18 @@ def test_a_search_on_a_users_dataset_runs_end_to_end(served: dict[str, str], nam
     with ControllerClient(served["controller"]) as c:
         search = c.get_search(summary["search_id"])
     classes = 4 if name == "bands" else 2
-    assert (search.spec.dataset_shape.channels, search.spec.dataset_shape.height,
-            search.spec.dataset_shape.classes) == (3, SIZE, classes)
+    assert (
+        search.spec.dataset_shape.channels,
+        search.spec.dataset_shape.height,
+        search.spec.dataset_shape.classes,
+    ) == (3, SIZE, classes)
     import torch
 
     logits = torch.jit.load(str(tmp_path / "best.ts"))(torch.zeros(2, 3, SIZE, SIZE))
     assert logits.shape == (2, classes)
 
 
-def test_the_controller_checks_proposals_against_the_given_shape(
-        served: dict[str, str]) -> None:
+def test_the_controller_checks_proposals_against_the_given_shape(served: dict[str, str]) -> None:
     with ControllerClient(served["controller"]) as c:
         with pytest.raises(NasrlError) as err:
             c.create_search(dataset="bands")
@@ -154,24 +188,49 @@ def test_the_controller_checks_proposals_against_the_given_shape(
         assert "give its dataset_shape" in str(err.value)
         shape = cpb.DatasetShape(channels=3, height=SIZE, width=SIZE, classes=4)
         with pytest.raises(NasrlError) as err:  # a prior whose classifier does not fit
-            c.create_search(dataset="bands", dataset_shape=shape,
-                            warm_start=cpb.WarmStart(architectures=["C(24,3,1) SM(10)"]))
+            c.create_search(
+                dataset="bands",
+                dataset_shape=shape,
+                warm_start=cpb.WarmStart(architectures=["C(24,3,1) SM(10)"]),
+            )
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "SM(10)" in str(err.value)
         with pytest.raises(NasrlError) as err:
             c.create_search(dataset="digits", dataset_shape=shape)
         assert "does not match the built-in dataset 'digits'" in str(err.value)
         with pytest.raises(NasrlError) as err:
-            c.create_search(dataset="bands", dataset_shape=cpb.DatasetShape(
-                channels=3, height=0, width=SIZE, classes=4))
+            c.create_search(
+                dataset="bands",
+                dataset_shape=cpb.DatasetShape(channels=3, height=0, width=SIZE, classes=4),
+            )
         assert "dataset_shape.height must be between 1 and 4,096, got 0" in str(err.value)
 
 
 def test_nasrl_search_names_a_dataset_no_trainer_has(served: dict[str, str]) -> None:
-    run = nasrl_cli("search", "--controller", served["controller"], "--trainers",
-                    served["trainer"], "--dataset", "nowhere", "--budget", "1", "--quiet")
+    run = nasrl_cli(
+        "search",
+        "--controller",
+        served["controller"],
+        "--trainers",
+        served["trainer"],
+        "--dataset",
+        "nowhere",
+        "--budget",
+        "1",
+        "--quiet",
+    )
     assert run.returncode == 1 and "no trainer in --trainers serves it" in run.stderr
-    run = nasrl_cli("search", "--controller", served["controller"], "--trainers",
-                    served["trainer"], "--dataset", "mismatch", "--budget", "1", "--quiet")
+    run = nasrl_cli(
+        "search",
+        "--controller",
+        served["controller"],
+        "--trainers",
+        served["trainer"],
+        "--dataset",
+        "mismatch",
+        "--budget",
+        "1",
+        "--quiet",
+    )
     assert run.returncode == 1 and "FAILED_PRECONDITION" in run.stderr
     assert "mismatch.npz: y_train has shape (19,)" in run.stderr
 
@@ -180,5 +239,4 @@ def test_nasrl_datasets_lists_them(served: dict[str, str]) -> None:
     run = nasrl_cli("datasets", "--trainer", served["trainer"], "--json")
     assert run.returncode == 0, run.stderr
     listed = {d["name"]: d for d in json.loads(run.stdout)}
-    assert listed["bands"]["classes"] == 4 and listed["shapes"]["class_names"] == ["dark",
-                                                                                 "light"]
+    assert listed["bands"]["classes"] == 4 and listed["shapes"]["class_names"] == ["dark", "light"]

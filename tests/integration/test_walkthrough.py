@@ -37,21 +37,33 @@ def test_the_block_is_the_five_calls_in_order() -> None:
     script = walkthrough()
     assert script.splitlines()[0] == FIRST_LINE
     calls = re.findall(r"nasrl\.v1\.(\w+/\w+)", script)
-    assert calls == ["Controller/CreateSearch", "Controller/Sample", "Trainer/Train",
-                     "Controller/Update", "Controller/Leaderboard"]
+    assert calls == [
+        "Controller/CreateSearch",
+        "Controller/Sample",
+        "Trainer/Train",
+        "Controller/Update",
+        "Controller/Leaderboard",
+    ]
 
 
-def test_the_readme_walkthrough_trains_one_child(controller: str, trainer: str,
-                                                 tmp_path: Path) -> None:
+def test_the_readme_walkthrough_trains_one_child(
+    controller: str, trainer: str, tmp_path: Path
+) -> None:
     grpcurl, jq = _tool("grpcurl"), _tool("jq")
     script = walkthrough().replace(FIRST_LINE, f"CONTROLLER={controller} TRAINER={trainer}", 1)
-    path = os.pathsep.join([str(Path(grpcurl).parent), str(Path(jq).parent),
-                            os.environ.get("PATH", "")])
-    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PATH": path})
+    path = os.pathsep.join(
+        [str(Path(grpcurl).parent), str(Path(jq).parent), os.environ.get("PATH", "")]
+    )
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": path},
+    )
     assert run.returncode == 0, run.stderr
-    board = json.loads(run.stdout[run.stdout.rindex('{\n  "entries"'):])
+    board = json.loads(run.stdout[run.stdout.rindex('{\n  "entries"') :])
     sample = json.loads((tmp_path / "sample.json").read_text())
     (entry,) = board["entries"]
     assert entry["architecture"] == sample["candidates"][0]["text"]

@@ -24,11 +24,18 @@ from tests.helpers import nasrl_cli
 from .conftest import start_trainer
 
 TABLE = Path(__file__).resolve().parents[1] / "data" / "tiny_digits.jsonl.gz"
-ZOPH = cpb.SearchSpace(zoph=cpb.ZophSpace(filter_sizes=[1, 3], strides=[1, 2], filters=[8, 16],
-                                          max_layers=2))
-METAQNN = cpb.SearchSpace(metaqnn=cpb.MetaQNNSpace(
-    conv_sizes=[1, 3], conv_filters=[4, 8], pools=[cpb.PoolChoice(size=2, stride=2)],
-    fc_units=[32], max_depth=3))
+ZOPH = cpb.SearchSpace(
+    zoph=cpb.ZophSpace(filter_sizes=[1, 3], strides=[1, 2], filters=[8, 16], max_layers=2)
+)
+METAQNN = cpb.SearchSpace(
+    metaqnn=cpb.MetaQNNSpace(
+        conv_sizes=[1, 3],
+        conv_filters=[4, 8],
+        pools=[cpb.PoolChoice(size=2, stride=2)],
+        fc_units=[32],
+        max_depth=3,
+    )
+)
 PRIORS = {
     "zoph": ["C(16,3,2) C(16,3,1)", "C(8,1,1) C(16,3,2)@[0]"],
     "metaqnn": ["C(8,3,1) P(2,2) GAP", "C(4,1,1) C(8,3,1)"],
@@ -39,12 +46,17 @@ def _text(text: str) -> str:
     return format_arch(canonical(parse(text)))
 
 
-def _create(c: ControllerClient, agent: str, budget: int = 20, epochs: int = 3,
-            **fields: object) -> str:
+def _create(
+    c: ControllerClient, agent: str, budget: int = 20, epochs: int = 3, **fields: object
+) -> str:
     space = METAQNN if agent == "qlearning" else ZOPH
     return c.create_search(
-        agent=cpb.AgentSpec(name=agent), space=space, dataset="digits", budget=budget,
-        training=codec.settings_to_proto(TrainSettings(epochs=epochs)), **fields,
+        agent=cpb.AgentSpec(name=agent),
+        space=space,
+        dataset="digits",
+        budget=budget,
+        training=codec.settings_to_proto(TrainSettings(epochs=epochs)),
+        **fields,
     ).search_id
 
 
@@ -101,12 +113,15 @@ def test_reinforce_pretraining_makes_priors_likely() -> None:
     assert again.log_prob(priors[0]).item() == pytest.approx(warm.log_prob(priors[0]).item())
 
 
-@pytest.mark.parametrize(("prior", "words"), [
-    ("C(32,3,1)", "filters 32 is not one of [8, 16]"),
-    ("C(8,3,1) C(8,3,1) C(8,3,1)", "3 layers; this space has 1 to 2"),
-    ("C(8,3,1", "cannot be used"),
-    ("P(2,2) GAP", "not a convolution"),
-])
+@pytest.mark.parametrize(
+    ("prior", "words"),
+    [
+        ("C(32,3,1)", "filters 32 is not one of [8, 16]"),
+        ("C(8,3,1) C(8,3,1) C(8,3,1)", "3 layers; this space has 1 to 2"),
+        ("C(8,3,1", "cannot be used"),
+        ("P(2,2) GAP", "not a convolution"),
+    ],
+)
 def test_priors_outside_the_space_are_refused(controller: str, prior: str, words: str) -> None:
     with ControllerClient(controller) as c:
         with pytest.raises(NasrlError) as err:
@@ -122,8 +137,7 @@ def test_warm_start_from_an_earlier_search_reuses_its_results(controller: str) -
         for i, x in enumerate(c.sample(first, 6).candidates):
             accuracies[x.text] = 0.5 + 0.05 * i
             c.update(first, x.id, _outcome(x.text, accuracies[x.text]))
-        second = _create(c, "reinforce", budget=4,
-                         warm_start=cpb.WarmStart(search_id=first, top=3))
+        second = _create(c, "reinforce", budget=4, warm_start=cpb.WarmStart(search_id=first, top=3))
         s = c.get_search(second)
         assert s.counts.cached == 6 and s.counts.evaluated == 0  # reused, no budget spent
         assert s.progress["updates"] == 3 and s.progress["pretrained_on"] == 3
@@ -192,8 +206,11 @@ def test_max_params_rejects_before_training_and_costs_no_budget(controller: str)
 
 def test_cost_aware_reward_and_pareto_leaderboard(controller: str) -> None:
     with ControllerClient(controller) as c:
-        sid = _create(c, "random", constraints=cpb.Constraints(
-            cost_metric="params", cost_target=1000, cost_weight=-0.5))
+        sid = _create(
+            c,
+            "random",
+            constraints=cpb.Constraints(cost_metric="params", cost_target=1000, cost_weight=-0.5),
+        )
         results = [(0.9, 4000), (0.8, 1000), (0.85, 6000), (0.7, 500), (0.75, 1000)]
         cands = c.sample(sid, len(results)).candidates
         for x, (accuracy, params) in zip(cands, results):
@@ -201,21 +218,31 @@ def test_cost_aware_reward_and_pareto_leaderboard(controller: str) -> None:
             assert ack.reward == pytest.approx(accuracy * (params / 1000) ** -0.5)
         front = c.leaderboard(sid, top=10, pareto="params")
         assert [(round(e.accuracy, 2), e.params) for e in front] == [
-            (0.7, 500), (0.8, 1000), (0.9, 4000)]
+            (0.7, 500),
+            (0.8, 1000),
+            (0.9, 4000),
+        ]
         assert [e.accuracy for e in c.leaderboard(sid, top=2)] == pytest.approx([0.9, 0.85])
         with pytest.raises(NasrlError) as err:
             c.leaderboard(sid, pareto="latency")
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
-@pytest.mark.parametrize(("constraints", "words"), [
-    (cpb.Constraints(max_params=-1), "max_params must be 0"),
-    (cpb.Constraints(cost_metric="latency"), "cost_metric must be one of"),
-    (cpb.Constraints(cost_metric="flops"), "cost_target must be a positive"),
-    (cpb.Constraints(cost_metric="flops", cost_target=1e6, cost_weight=0.5), "between -10 and 0"),
-])
-def test_bad_constraints_are_refused(controller: str, constraints: cpb.Constraints,
-                                     words: str) -> None:
+@pytest.mark.parametrize(
+    ("constraints", "words"),
+    [
+        (cpb.Constraints(max_params=-1), "max_params must be 0"),
+        (cpb.Constraints(cost_metric="latency"), "cost_metric must be one of"),
+        (cpb.Constraints(cost_metric="flops"), "cost_target must be a positive"),
+        (
+            cpb.Constraints(cost_metric="flops", cost_target=1e6, cost_weight=0.5),
+            "between -10 and 0",
+        ),
+    ],
+)
+def test_bad_constraints_are_refused(
+    controller: str, constraints: cpb.Constraints, words: str
+) -> None:
     with ControllerClient(controller) as c:
         with pytest.raises(NasrlError) as err:
             _create(c, "random", constraints=constraints)
@@ -225,8 +252,12 @@ def test_bad_constraints_are_refused(controller: str, constraints: cpb.Constrain
 def test_a_prior_over_the_limits_is_refused(controller: str) -> None:
     with ControllerClient(controller) as c:
         with pytest.raises(NasrlError) as err:
-            _create(c, "random", warm_start=cpb.WarmStart(architectures=["C(16,3,1) C(16,3,1)"]),
-                    constraints=cpb.Constraints(max_params=100))
+            _create(
+                c,
+                "random",
+                warm_start=cpb.WarmStart(architectures=["C(16,3,1) C(16,3,1)"]),
+                constraints=cpb.Constraints(max_params=100),
+            )
     assert "breaks the constraints" in str(err.value)
 
 
@@ -234,22 +265,52 @@ def test_a_prior_over_the_limits_is_refused(controller: str) -> None:
 
 
 def _search(controller: str, trainer: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return nasrl_cli("search", "--controller", controller, "--trainers", trainer,
-                     "--space-from-table", str(TABLE), "--json", "--quiet", *extra)
+    return nasrl_cli(
+        "search",
+        "--controller",
+        controller,
+        "--trainers",
+        trainer,
+        "--space-from-table",
+        str(TABLE),
+        "--json",
+        "--quiet",
+        *extra,
+    )
 
 
 def test_cli_warm_start_from_a_file_and_from_a_search(controller: str, tmp_path: Path) -> None:
     handle, _ = start_trainer(slots=2, table=TABLE)
     trainer = f"127.0.0.1:{handle.port}"
     priors = tmp_path / "priors.txt"
-    priors.write_text("# known-good networks\nC(4,3,1) C(4,3,1)\n\nC(4,1,1) C(4,3x1,1)@[0]  # every table network has 2 layers\n")
+    priors.write_text(
+        "# known-good networks\nC(4,3,1) C(4,3,1)\n\nC(4,1,1) C(4,3x1,1)@[0]  # every table network has 2 layers\n"
+    )
     try:
-        r = _search(controller, trainer, "--agent", "evolution", "--budget", "4",
-                    "--warm-start", str(priors), "--max-params", "6000")
+        r = _search(
+            controller,
+            trainer,
+            "--agent",
+            "evolution",
+            "--budget",
+            "4",
+            "--warm-start",
+            str(priors),
+            "--max-params",
+            "6000",
+        )
         assert r.returncode == 0, r.stderr
         first = json.loads(r.stdout)
-        r = _search(controller, trainer, "--agent", "reinforce", "--budget", "2",
-                    "--warm-start", first["search_id"])
+        r = _search(
+            controller,
+            trainer,
+            "--agent",
+            "reinforce",
+            "--budget",
+            "2",
+            "--warm-start",
+            first["search_id"],
+        )
         assert r.returncode == 0, r.stderr
         second = json.loads(r.stdout)
         r = _search(controller, trainer, "--budget", "2", "--warm-start", "nope/priors.txt")
@@ -265,13 +326,13 @@ def test_cli_warm_start_from_a_file_and_from_a_search(controller: str, tmp_path:
 # ---------------------------------------------------------------------------- screening
 
 
-def test_screening_hands_out_the_best_scoring_of_each_group(controller: str,
-                                                            tmp_path: Path) -> None:
+def test_screening_hands_out_the_best_scoring_of_each_group(
+    controller: str, tmp_path: Path
+) -> None:
     from nasrl.scoring import score
 
     with ControllerClient(controller) as c:
-        sid = _create(c, "random", budget=5,
-                      screening=cpb.Screening(score="synflow", factor=4))
+        sid = _create(c, "random", budget=5, screening=cpb.Screening(score="synflow", factor=4))
         handed = c.sample(sid, 5).candidates
         assert len(handed) == 5 and all(x.cached is None for x in handed)
         s = c.get_search(sid)
@@ -286,7 +347,7 @@ def test_screening_hands_out_the_best_scoring_of_each_group(controller: str,
     store.close()
     assert len(rows) == 20  # the small space has no invalid networks; none repeats here
     image = input_shape("digits")
-    for group in (rows[i:i + 4] for i in range(0, 20, 4)):
+    for group in (rows[i : i + 4] for i in range(0, 20, 4)):
         chosen = [r for r in group if r.status == "leased"]
         others = [r for r in group if r.status == "invalid"]
         assert len(chosen) == 1 and len(others) == 3
@@ -296,10 +357,13 @@ def test_screening_hands_out_the_best_scoring_of_each_group(controller: str,
             assert r.report is not None and r.report["screened"]["synflow"] <= best
 
 
-@pytest.mark.parametrize(("screening", "words"), [
-    (cpb.Screening(score="naswot"), "screening.score must be one of"),
-    (cpb.Screening(score="synflow", factor=1), "between 2 and 64"),
-])
+@pytest.mark.parametrize(
+    ("screening", "words"),
+    [
+        (cpb.Screening(score="naswot"), "screening.score must be one of"),
+        (cpb.Screening(score="synflow", factor=1), "between 2 and 64"),
+    ],
+)
 def test_bad_screening_is_refused(controller: str, screening: cpb.Screening, words: str) -> None:
     with ControllerClient(controller) as c:
         with pytest.raises(NasrlError) as err:

@@ -12,11 +12,11 @@ from pathlib import Path
 import grpc
 import pytest
 import torch
-from protos import trainer_pb2, trainer_pb2_grpc
 
 from nasrl import rpc
 from nasrl.client import TrainerClient
 from nasrl.results import TrainSettings, weights_id
+from protos import trainer_pb2, trainer_pb2_grpc
 from tests.helpers import load_module
 from trainer_service import data
 from trainer_service.servicer import CHUNK
@@ -48,13 +48,15 @@ def trained() -> tuple[str, object]:
 def test_result_names_its_weights_and_the_id_is_reproducible(trained: tuple[str, object]) -> None:
     _, outcome = trained
     assert outcome.weights_id == weights_id(outcome.architecture, "digits", SETTINGS)
-    assert outcome.weights_id != weights_id(outcome.architecture, "digits",
-                                            TrainSettings(epochs=2, seed=4))
+    assert outcome.weights_id != weights_id(
+        outcome.architecture, "digits", TrainSettings(epochs=2, seed=4)
+    )
     assert outcome.weights_id != weights_id(outcome.architecture, "mnist5k", SETTINGS)
 
 
 def test_fetched_weights_reproduce_the_reported_test_accuracy(
-        trained: tuple[str, object], tmp_path: Path) -> None:
+    trained: tuple[str, object], tmp_path: Path
+) -> None:
     from nasrl.trained_export import export_trained
 
     target, outcome = trained
@@ -69,7 +71,8 @@ def test_fetched_weights_reproduce_the_reported_test_accuracy(
 
 
 def test_exported_module_loads_its_weights_in_a_plain_interpreter(
-        trained: tuple[str, object], tmp_path: Path) -> None:
+    trained: tuple[str, object], tmp_path: Path
+) -> None:
     """The .pt beside the module loads with torch alone (weights_only), no nasrl import."""
     from nasrl.trained_export import export_trained
 
@@ -87,13 +90,15 @@ def test_exported_module_loads_its_weights_in_a_plain_interpreter(
         "assert 'nasrl' not in sys.modules and 'trainer_service' not in sys.modules\n"
         "print(acc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
     assert float(out.stdout) == pytest.approx(outcome.test_accuracy, abs=1e-6)
 
 
 def test_export_retrains_when_no_trainer_holds_the_weights(
-        trained: tuple[str, object], tmp_path: Path) -> None:
+    trained: tuple[str, object], tmp_path: Path
+) -> None:
     from nasrl.trained_export import export_trained
 
     _, outcome = trained
@@ -109,7 +114,8 @@ def test_export_retrains_when_no_trainer_holds_the_weights(
     assert "trained it again" in report.note
     # on the CPU the same settings and seed give the same weights
     assert _test_accuracy(load_module(tmp_path / "b.py").load_trained()) == pytest.approx(
-        outcome.test_accuracy, abs=1e-6)
+        outcome.test_accuracy, abs=1e-6
+    )
 
 
 def test_large_weights_come_in_chunks_under_the_message_limit() -> None:
@@ -120,8 +126,11 @@ def test_large_weights_come_in_chunks_under_the_message_limit() -> None:
             outcome = client.train("C(32,3,1) FC(1024)", "digits", TrainSettings(epochs=1))
             blob = client.fetch_weights(outcome.weights_id)
         with rpc.channel(target) as ch:
-            chunks = list(trainer_pb2_grpc.TrainerStub(ch).GetWeights(
-                trainer_pb2.GetWeightsRequest(weights_id=outcome.weights_id), timeout=60))
+            chunks = list(
+                trainer_pb2_grpc.TrainerStub(ch).GetWeights(
+                    trainer_pb2.GetWeightsRequest(weights_id=outcome.weights_id), timeout=60
+                )
+            )
     finally:
         handle.stop(None)
     assert blob is not None and len(blob) > 4 * CHUNK  # 2 M parameters: about 8 MB
@@ -130,22 +139,35 @@ def test_large_weights_come_in_chunks_under_the_message_limit() -> None:
     assert {c.architecture for c in chunks} == {outcome.architecture}
     saved = torch.load(io.BytesIO(blob), weights_only=True)
     assert saved["architecture"] == outcome.architecture
-    assert sum(v.numel() for k, v in saved["state_dict"].items()
-               if "running" not in k and "num_batches" not in k) == outcome.params
+    assert (
+        sum(
+            v.numel()
+            for k, v in saved["state_dict"].items()
+            if "running" not in k and "num_batches" not in k
+        )
+        == outcome.params
+    )
 
 
-@pytest.mark.parametrize(("wid", "code"), [
-    ("0" * 32, grpc.StatusCode.NOT_FOUND),
-    ("../../etc/passwd", grpc.StatusCode.INVALID_ARGUMENT),
-    ("", grpc.StatusCode.INVALID_ARGUMENT),
-    ("A" * 32, grpc.StatusCode.INVALID_ARGUMENT),
-])
+@pytest.mark.parametrize(
+    ("wid", "code"),
+    [
+        ("0" * 32, grpc.StatusCode.NOT_FOUND),
+        ("../../etc/passwd", grpc.StatusCode.INVALID_ARGUMENT),
+        ("", grpc.StatusCode.INVALID_ARGUMENT),
+        ("A" * 32, grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
 def test_unknown_or_malformed_ids_get_a_clear_status(
-        trained: tuple[str, object], wid: str, code: grpc.StatusCode) -> None:
+    trained: tuple[str, object], wid: str, code: grpc.StatusCode
+) -> None:
     target, _ = trained
     with rpc.channel(target) as ch, pytest.raises(grpc.RpcError) as err:
-        list(trainer_pb2_grpc.TrainerStub(ch).GetWeights(
-            trainer_pb2.GetWeightsRequest(weights_id=wid), timeout=30))
+        list(
+            trainer_pb2_grpc.TrainerStub(ch).GetWeights(
+                trainer_pb2.GetWeightsRequest(weights_id=wid), timeout=30
+            )
+        )
     assert err.value.code() == code
     assert "weights" in err.value.details()
 

@@ -13,8 +13,9 @@ from tests.helpers import same_state
 
 
 def _weights(store: Store, search_id: str) -> bytes:
-    row = store._exec("SELECT state FROM agent_weights WHERE search_id = ?",
-                      (search_id,)).fetchone()
+    row = store._exec(
+        "SELECT state FROM agent_weights WHERE search_id = ?", (search_id,)
+    ).fetchone()
     return bytes(row["state"])
 
 
@@ -27,8 +28,7 @@ def _outcome(text: str, accuracy: float) -> dict[str, object]:
 def test_reinforce_weights_are_written_once_per_step(tmp_path: Path) -> None:
     store = Store(tmp_path / "c.db")
     searches = Searches(store)
-    sid = searches.create(SearchSpec(agent="reinforce", agent_settings={"batch": 4},
-                                     budget=20)).id
+    sid = searches.create(SearchSpec(agent="reinforce", agent_settings={"batch": 4}, budget=20)).id
     written = [_weights(store, sid)]
     handouts, _ = searches.sample(sid, 8)
     assert _weights(store, sid) == written[0]  # sampling never changes the weights
@@ -47,8 +47,10 @@ def test_reinforce_weights_are_written_once_per_step(tmp_path: Path) -> None:
 def test_views_after_a_restart_do_not_load_agents(tmp_path: Path) -> None:
     store = Store(tmp_path / "c.db")
     searches = Searches(store)
-    ids = [searches.create(SearchSpec(agent=a, budget=5)).id
-           for a in ("reinforce", "qlearning", "evolution")]
+    ids = [
+        searches.create(SearchSpec(agent=a, budget=5)).id
+        for a in ("reinforce", "qlearning", "evolution")
+    ]
     for sid in ids:
         searches.sample(sid, 2)
     progress = {v.id: v.progress for v in searches.all()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
@@ -10,8 +9,8 @@ from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from nasrl.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool, parse
-from nasrl.shapes import Analysis, InputShape, analyze
 from nasrl.builder import ChildNet, build, count_params, gather, same_padding
+from nasrl.shapes import Analysis, InputShape, analyze
 
 MNIST = InputShape(1, 28, 28, 10)
 DIGITS = InputShape(1, 8, 8, 10)
@@ -270,8 +269,9 @@ def test_most_random_graphs_are_valid(image: InputShape) -> None:
     the valid ones include concatenations of several inputs and several classifier heads."""
     outcomes: list[Analysis | None] = []
 
-    @settings(max_examples=300, derandomize=True, database=None, phases=[Phase.generate],
-              deadline=None)
+    @settings(
+        max_examples=300, derandomize=True, database=None, phases=[Phase.generate], deadline=None
+    )
     @given(small_graphs())
     def sample(arch: Architecture) -> None:
         outcomes.append(analysable(arch, image))

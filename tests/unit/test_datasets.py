@@ -16,7 +16,7 @@ from trainer_service import data
 def test_embedded_shapes_and_splits(name: str) -> None:
     d = data.load(name)
     assert d.shape == DATASET_SHAPES[name]
-    n_train, n_val, n_test = len(d.y_train), len(d.y_val), len(d.y_test)
+    n_train, n_val = len(d.y_train), len(d.y_val)
     assert n_val == pytest.approx(0.2 * (n_train + n_val), abs=1)
     assert d.x_train.shape[1:] == (d.shape.channels, d.shape.height, d.shape.width)
     assert d.x_train.dtype == torch.float32 and d.y_train.dtype == torch.int64

@@ -31,14 +31,17 @@ def test_encode_inverts_decode(name: str) -> None:
         assert arch_hash(decode(space, decisions)) == arch_hash(p.arch)
 
 
-@pytest.mark.parametrize(("name", "text", "words"), [
-    ("zoph", "C(8,3,1) FC(10)", "layer 2 is not a convolution"),
-    ("zoph", "C(8,7,1)", "filter_height 7 is not one of [1, 3, 5]"),
-    ("zoph", "C(8,3,1) C(8,3,1)@[0,1]", "reads the image and earlier layers"),
-    ("zoph-no-skips", "C(24,3,1) C(24,3,1)@[0]", "no skip connections"),
-    ("metaqnn", "P(2,2) GAP", "not allowed after"),
-    ("metaqnn", "C(64,3,1) C(64,3,1)@[0]", "chains"),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "words"),
+    [
+        ("zoph", "C(8,3,1) FC(10)", "layer 2 is not a convolution"),
+        ("zoph", "C(8,7,1)", "filter_height 7 is not one of [1, 3, 5]"),
+        ("zoph", "C(8,3,1) C(8,3,1)@[0,1]", "reads the image and earlier layers"),
+        ("zoph-no-skips", "C(24,3,1) C(24,3,1)@[0]", "no skip connections"),
+        ("metaqnn", "P(2,2) GAP", "not allowed after"),
+        ("metaqnn", "C(64,3,1) C(64,3,1)@[0]", "chains"),
+    ],
+)
 def test_networks_outside_a_space_are_named(name: str, text: str, words: str) -> None:
     with pytest.raises(ValueError, match=None) as err:
         encode(SPACES[name], parse(text))

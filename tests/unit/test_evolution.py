@@ -39,10 +39,10 @@ def is_path_mutation(new: list[str], old: list[str]) -> bool:
     i = next((i for i, (x, y) in enumerate(zip(new, old)) if x != y), None)
     if i is None:
         return False
-    rest = new[i + 1:]
-    if rest == old[i + 1:i + 1 + len(rest)]:
+    rest = new[i + 1 :]
+    if rest == old[i + 1 : i + 1 + len(rest)]:
         return True
-    return bool(rest) and rest[-1] in TERMINATIONS and rest[:-1] == old[i + 1:i + len(rest)]
+    return bool(rest) and rest[-1] in TERMINATIONS and rest[:-1] == old[i + 1 : i + len(rest)]
 
 
 def is_mutation(space: Any, new: dict[str, Any], old: dict[str, Any]) -> bool:
@@ -108,8 +108,11 @@ def test_after_population_results_proposals_are_mutations_of_members(space: Any)
         (p,) = agent.sample(1)
         valid(space, p.decisions)
         assert any(is_mutation(space, p.decisions, m) for m in population), p.decisions
-        assert p.arch == (space.decode(p.decisions["path"]) if isinstance(space, MetaQNNSpace)
-                          else space.decode(p.decisions["tokens"], p.decisions["skips"]))
+        assert p.arch == (
+            space.decode(p.decisions["path"])
+            if isinstance(space, MetaQNNSpace)
+            else space.decode(p.decisions["tokens"], p.decisions["skips"])
+        )
         agent.update(p.decisions, reward_of(p.decisions))
 
 
@@ -145,7 +148,9 @@ def test_population_holds_the_last_results_and_the_oldest_dies_even_if_best(spac
         reported.append((p.decisions, r))
         assert members(agent) == reported[-5:]
         assert agent.progress()["population"] == min(k + 1, 5)
-        assert agent.progress()["population_best"] == pytest.approx(max(r for _, r in reported[-5:]))
+        assert agent.progress()["population_best"] == pytest.approx(
+            max(r for _, r in reported[-5:])
+        )
     assert agent.progress()["population_best"] < 1.0
     assert agent.progress()["updates"] == 12 and agent.progress()["samples"] == 12
 
@@ -265,16 +270,19 @@ def test_state_dict_round_trip(space: Any) -> None:
 # ---------------------------------------------------------------------------- settings
 
 
-@pytest.mark.parametrize(("settings", "name"), [
-    ({"population": 10, "sample_size": 11}, "sample_size"),
-    ({"population": 10.5}, "population"),
-    ({"population": "10"}, "population"),
-    ({"population": True}, "population"),
-    ({"population": 1, "sample_size": 1}, "population"),
-    ({"sample_size": 0}, "sample_size"),
-    ({"layers": -1}, "layers"),
-    ({"generations": 3}, "generations"),
-])
+@pytest.mark.parametrize(
+    ("settings", "name"),
+    [
+        ({"population": 10, "sample_size": 11}, "sample_size"),
+        ({"population": 10.5}, "population"),
+        ({"population": "10"}, "population"),
+        ({"population": True}, "population"),
+        ({"population": 1, "sample_size": 1}, "population"),
+        ({"sample_size": 0}, "sample_size"),
+        ({"layers": -1}, "layers"),
+        ({"generations": 3}, "generations"),
+    ],
+)
 def test_bad_settings_are_named(settings: dict[str, Any], name: str) -> None:
     with pytest.raises(AgentSettingsError, match=name):
         EvolutionAgent(ZOPH, settings)

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from nasrl.arch import ArchError, parse
+from nasrl.builder import build
 from nasrl.export import export_source, write_export
 from nasrl.shapes import InputShape, analyze
 from tests.helpers import load_module as load
-from nasrl.builder import build
 
 IMAGES = {
     "digits": InputShape(1, 8, 8, 10),
@@ -51,8 +51,6 @@ print(json.dumps(results))
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
 @pytest.fixture(scope="module")
 def standalone(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
     """Every case exported to a file and run in one fresh ``python -I`` process."""
@@ -64,7 +62,11 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, 
         paths.append(str(path))
     done = subprocess.run(
         [sys.executable, "-I", "-c", CHECK_SCRIPT, *paths],
-        cwd=folder, capture_output=True, text=True, timeout=300, check=False,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     results: dict[str, dict[str, object]] = json.loads(done.stdout)

@@ -42,8 +42,13 @@ def claimers() -> Iterator[list[subprocess.Popen[str]]]:
 
 def claimer(lock_dir: Path, started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    p = subprocess.Popen([sys.executable, "-c", CLAIMER, str(lock_dir), str(COUNT)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": path})
+    p = subprocess.Popen(
+        [sys.executable, "-c", CLAIMER, str(lock_dir), str(COUNT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+    )
     started.append(p)
     return p
 
@@ -54,7 +59,8 @@ def first_line(p: subprocess.Popen[str]) -> str:
 
 
 def test_each_process_gets_its_own_gpu_and_a_killed_holder_frees_it(
-        tmp_path: Path, claimers: list[subprocess.Popen[str]]) -> None:
+    tmp_path: Path, claimers: list[subprocess.Popen[str]]
+) -> None:
     holders = [claimer(tmp_path, claimers) for _ in range(COUNT)]
     indices = [int(first_line(p)) for p in holders]
     assert sorted(indices) == list(range(COUNT))
@@ -85,8 +91,9 @@ def test_waiting_ends_on_stop(tmp_path: Path) -> None:
     held = try_claim(tmp_path, 1)
     stop, waited = threading.Event(), threading.Event()
     result: list[object] = []
-    t = threading.Thread(target=lambda: result.append(
-        wait_for_gpu(tmp_path, 1, stop, poll=0.01, on_wait=waited.set)))
+    t = threading.Thread(
+        target=lambda: result.append(wait_for_gpu(tmp_path, 1, stop, poll=0.01, on_wait=waited.set))
+    )
     t.start()
     assert waited.wait(30)
     stop.set()

@@ -57,7 +57,8 @@ def test_locks_hold_pyproject_versions_and_build_requirements(name: str) -> None
         assert package in locked, f"{name} lacks {package}: run make lock-images"
         assert locked[package].version == version, (
             f"{name} has {package}=={locked[package].version}, pyproject.toml {version}: "
-            "run make lock-images")
+            "run make lock-images"
+        )
     for requirement in pyproject()["build-system"]["requires"]:
         package = LOCK["normalize"](re.split(r"[<>=!~ ]", requirement)[0])
         assert package in locked, f"{name}: build requirement {package} missing"
@@ -148,15 +149,21 @@ def run_instructions(dockerfile: Path) -> list[str]:
     return [ln[4:] for ln in text.splitlines() if ln.startswith("RUN ")]
 
 
-@pytest.mark.parametrize("image,locks", [("controller", ["controller.txt", "torch-cpu.txt"]),
-                                         ("trainer", ["trainer.txt"])])
+@pytest.mark.parametrize(
+    "image,locks",
+    [("controller", ["controller.txt", "torch-cpu.txt"]), ("trainer", ["trainer.txt"])],
+)
 def test_dockerfiles_install_only_from_the_locks(image: str, locks: list[str]) -> None:
     path = ROOT / "deploy" / f"Dockerfile.{image}"
     text = path.read_text()
     for lock in locks:
         assert re.search(rf"^COPY .*deploy/requirements/{re.escape(lock)}", text, re.M), lock
-    installs = [part.strip() for run in run_instructions(path) for part in run.split("&&")
-                if "pip install" in part]
+    installs = [
+        part.strip()
+        for run in run_instructions(path)
+        for part in run.split("&&")
+        if "pip install" in part
+    ]
     main_lock = f"-r deploy/requirements/{locks[0]}"
     assert any("--require-hashes" in p and main_lock in p for p in installs), installs
     for part in installs:
@@ -172,5 +179,7 @@ def test_pyproject_without_exact_torch_pins_is_a_clear_error(tmp_path: Path) -> 
     bad.write_text('[project]\nname = "x"\ndependencies = ["torch>=2", "torchvision==0.29.1"]\n')
     with pytest.raises(LOCK["LockError"], match="must pin torch with =="):
         LOCK["torch_versions"](bad)
-    assert LOCK["torch_versions"]() == {"torch": runtime_pins()["torch"],
-                                        "torchvision": runtime_pins()["torchvision"]}
+    assert LOCK["torch_versions"]() == {
+        "torch": runtime_pins()["torch"],
+        "torchvision": runtime_pins()["torchvision"],
+    }

@@ -45,48 +45,105 @@ def kinds(actions: set[str]) -> set[str]:
 # ---------------------------------------------------------------------------- bins
 
 
-@pytest.mark.parametrize(("size", "expected"), [
-    (1, 2), (2, 2), (3, 2), (4, 1), (5, 1), (7, 1), (8, 0), (9, 0), (28, 0), (224, 0),
-])
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        (1, 2),
+        (2, 2),
+        (3, 2),
+        (4, 1),
+        (5, 1),
+        (7, 1),
+        (8, 0),
+        (9, 0),
+        (28, 0),
+        (224, 0),
+    ],
+)
 def test_size_bin_boundaries(size: int, expected: int) -> None:
     assert size_bin(size) == expected
 
 
-@pytest.mark.parametrize(("space", "steps", "sizes", "bins"), [
-    # 8x8 (digits); pooling is not a first layer (see test_no_pooling_as_the_first_layer...),
-    # so a 1x1 convolution (size kept) comes first
-    (SPACE8, ["C(1,64)", "P(2,2)"], [8, 8, 4], ["(inf,8]", "(inf,8]", "(8,4]"]),
-    (SPACE8, ["C(1,64)", "P(3,2)"], [8, 8, 3], ["(inf,8]", "(inf,8]", "(4,1]"]),
-    (SPACE8, ["C(1,64)", "P(5,3)"], [8, 8, 2], ["(inf,8]", "(inf,8]", "(4,1]"]),
-    (SPACE8, ["C(3,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(1,64)", "P(2,2)"],
-     [8, 8, 4, 4, 2, 2, 1], ["(inf,8]", "(inf,8]", "(8,4]", "(8,4]", "(4,1]", "(4,1]", "(4,1]"]),
-    # the pooling arithmetic from the start state itself, where pool_first allows it
-    (MetaQNNSpace(pool_first=True).bind(DIGITS), ["P(2,2)"], [8, 4], ["(inf,8]", "(8,4]"]),
-    (MetaQNNSpace(pool_first=True).bind(DIGITS), ["P(5,3)"], [8, 2], ["(inf,8]", "(4,1]"]),
-    # 28x28 (MNIST)
-    (SPACE28, ["C(1,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(1,64)",
-               "P(2,2)"],
-     [28, 28, 14, 14, 7, 7, 3, 3, 1],
-     ["(inf,8]", "(inf,8]", "(inf,8]", "(inf,8]", "(8,4]", "(8,4]", "(4,1]", "(4,1]", "(4,1]"]),
-    (SPACE28, ["C(1,64)", "P(3,2)", "C(3,64)", "P(3,2)", "C(3,64)", "P(3,2)"],
-     [28, 28, 13, 13, 6, 6, 2],
-     ["(inf,8]", "(inf,8]", "(inf,8]", "(inf,8]", "(8,4]", "(8,4]", "(4,1]"]),
-    (SPACE28, ["C(1,64)", "P(5,3)", "C(5,64)", "P(5,3)"],
-     [28, 28, 8, 8, 2], ["(inf,8]", "(inf,8]", "(inf,8]", "(inf,8]", "(4,1]"]),
-    (MetaQNNSpace(pool_first=True).bind(MNIST), ["P(3,2)", "C(3,64)", "P(3,2)"],
-     [28, 13, 13, 6], ["(inf,8]", "(inf,8]", "(inf,8]", "(8,4]"]),
-    # 32x32 (CIFAR)
-    (SPACE32, ["C(1,64)", "P(5,3)", "C(3,64)", "P(3,2)", "C(3,64)", "P(2,2)"],
-     [32, 32, 10, 10, 4, 4, 2],
-     ["(inf,8]", "(inf,8]", "(inf,8]", "(inf,8]", "(8,4]", "(8,4]", "(4,1]"]),
-    (SPACE32, ["C(1,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(3,64)",
-               "P(2,2)"],
-     [32, 32, 16, 16, 8, 8, 4, 4, 2],
-     ["(inf,8]", "(inf,8]", "(inf,8]", "(inf,8]", "(inf,8]", "(inf,8]", "(8,4]", "(8,4]",
-      "(4,1]"]),
-])
-def test_representation_sizes_and_bins(space: MetaQNNSpace, steps: list[str], sizes: list[int],
-                                       bins: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("space", "steps", "sizes", "bins"),
+    [
+        # 8x8 (digits); pooling is not a first layer (see test_no_pooling_as_the_first_layer...),
+        # so a 1x1 convolution (size kept) comes first
+        (SPACE8, ["C(1,64)", "P(2,2)"], [8, 8, 4], ["(inf,8]", "(inf,8]", "(8,4]"]),
+        (SPACE8, ["C(1,64)", "P(3,2)"], [8, 8, 3], ["(inf,8]", "(inf,8]", "(4,1]"]),
+        (SPACE8, ["C(1,64)", "P(5,3)"], [8, 8, 2], ["(inf,8]", "(inf,8]", "(4,1]"]),
+        (
+            SPACE8,
+            ["C(3,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(1,64)", "P(2,2)"],
+            [8, 8, 4, 4, 2, 2, 1],
+            ["(inf,8]", "(inf,8]", "(8,4]", "(8,4]", "(4,1]", "(4,1]", "(4,1]"],
+        ),
+        # the pooling arithmetic from the start state itself, where pool_first allows it
+        (MetaQNNSpace(pool_first=True).bind(DIGITS), ["P(2,2)"], [8, 4], ["(inf,8]", "(8,4]"]),
+        (MetaQNNSpace(pool_first=True).bind(DIGITS), ["P(5,3)"], [8, 2], ["(inf,8]", "(4,1]"]),
+        # 28x28 (MNIST)
+        (
+            SPACE28,
+            ["C(1,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(1,64)", "P(2,2)"],
+            [28, 28, 14, 14, 7, 7, 3, 3, 1],
+            [
+                "(inf,8]",
+                "(inf,8]",
+                "(inf,8]",
+                "(inf,8]",
+                "(8,4]",
+                "(8,4]",
+                "(4,1]",
+                "(4,1]",
+                "(4,1]",
+            ],
+        ),
+        (
+            SPACE28,
+            ["C(1,64)", "P(3,2)", "C(3,64)", "P(3,2)", "C(3,64)", "P(3,2)"],
+            [28, 28, 13, 13, 6, 6, 2],
+            ["(inf,8]", "(inf,8]", "(inf,8]", "(inf,8]", "(8,4]", "(8,4]", "(4,1]"],
+        ),
+        (
+            SPACE28,
+            ["C(1,64)", "P(5,3)", "C(5,64)", "P(5,3)"],
+            [28, 28, 8, 8, 2],
+            ["(inf,8]", "(inf,8]", "(inf,8]", "(inf,8]", "(4,1]"],
+        ),
+        (
+            MetaQNNSpace(pool_first=True).bind(MNIST),
+            ["P(3,2)", "C(3,64)", "P(3,2)"],
+            [28, 13, 13, 6],
+            ["(inf,8]", "(inf,8]", "(inf,8]", "(8,4]"],
+        ),
+        # 32x32 (CIFAR)
+        (
+            SPACE32,
+            ["C(1,64)", "P(5,3)", "C(3,64)", "P(3,2)", "C(3,64)", "P(2,2)"],
+            [32, 32, 10, 10, 4, 4, 2],
+            ["(inf,8]", "(inf,8]", "(inf,8]", "(inf,8]", "(8,4]", "(8,4]", "(4,1]"],
+        ),
+        (
+            SPACE32,
+            ["C(1,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(3,64)", "P(2,2)"],
+            [32, 32, 16, 16, 8, 8, 4, 4, 2],
+            [
+                "(inf,8]",
+                "(inf,8]",
+                "(inf,8]",
+                "(inf,8]",
+                "(inf,8]",
+                "(inf,8]",
+                "(8,4]",
+                "(8,4]",
+                "(4,1]",
+            ],
+        ),
+    ],
+)
+def test_representation_sizes_and_bins(
+    space: MetaQNNSpace, steps: list[str], sizes: list[int], bins: list[str]
+) -> None:
     states = walk(space, steps)
     assert [s.size for s in states] == sizes
     assert [s.key.split("/", 1)[1] for s in states] == bins
@@ -97,8 +154,12 @@ def test_state_keys_name_layer_depth_and_bin() -> None:
     """Non-FC keys are layer@depth/bin; an FC key adds its consecutive-FC count (#run)."""
     states = walk(SPACE8, ["C(3,64)", "P(2,2)", "FC(256)", "FC(128)", "SM"])
     assert [s.key for s in states] == [
-        "start@0/(inf,8]", "C(3,64)@1/(inf,8]", "P(2,2)@2/(8,4]", "FC(256)#1@3/(4,1]",
-        "FC(128)#2@4/(4,1]", "SM@5/(4,1]",
+        "start@0/(inf,8]",
+        "C(3,64)@1/(inf,8]",
+        "P(2,2)@2/(8,4]",
+        "FC(256)#1@3/(4,1]",
+        "FC(128)#2@4/(4,1]",
+        "SM@5/(4,1]",
     ]
     assert [s.action for s in states[1:]] == ["C(3,64)", "P(2,2)", "FC(256)", "FC(128)", "SM"]
     assert states[-1].terminal and not any(s.terminal for s in states[:-1])
@@ -119,7 +180,10 @@ def test_start_offers_every_conv_but_no_pool_no_termination_and_no_fc_on_8x8() -
     assert not start & TERMINATIONS
     # with pool_first the three pools join them, still no termination and no FC (size 8)
     assert after(MetaQNNSpace(pool_first=True).bind(DIGITS), []) == convs | {
-        "P(5,3)", "P(3,2)", "P(2,2)"}
+        "P(5,3)",
+        "P(3,2)",
+        "P(2,2)",
+    }
 
 
 def test_every_layer_state_may_terminate_and_depth_grows_by_one() -> None:
@@ -152,13 +216,20 @@ def test_receptive_fields_and_pool_windows_fit_the_representation() -> None:
     assert {"C(5,64)", "C(5,512)"}.isdisjoint(after(SPACE8, ["C(1,64)", "P(2,2)"]))
     assert {"C(3,64)", "C(1,64)"} <= after(SPACE8, ["C(1,64)", "P(2,2)"])
     assert after(SPACE8, ["C(1,64)", "P(2,2)", "C(3,64)"]) & {"P(5,3)", "P(3,2)", "P(2,2)"} == {
-        "P(3,2)", "P(2,2)"}
+        "P(3,2)",
+        "P(2,2)",
+    }
     # 8 -> C(1) -> P(5,3) -> 2: only 1x1 convolutions
     assert {a for a in after(SPACE8, ["C(1,64)", "P(5,3)"]) if a.startswith("C")} == {
-        "C(1,64)", "C(1,128)", "C(1,256)", "C(1,512)"}
+        "C(1,64)",
+        "C(1,128)",
+        "C(1,256)",
+        "C(1,512)",
+    }
     # 2 -> C(1) -> only the 2x2 pool fits
     assert {a for a in after(SPACE8, ["C(1,64)", "P(5,3)", "C(1,64)"]) if a.startswith("P")} == {
-        "P(2,2)"}
+        "P(2,2)"
+    }
     # 1x1 -> no pooling at all
     assert "P" not in kinds(after(SPACE8, ["C(1,64)", "P(5,3)", "C(1,64)", "P(2,2)", "C(1,64)"]))
     # a 5x5 pool does fit the 8x8 input, after a convolution
@@ -185,8 +256,9 @@ def test_fc_only_when_representation_is_at_most_7() -> None:
     assert "FC" not in kinds(after(SPACE28, ["C(1,64)", "P(2,2)"]))
     assert "FC" not in kinds(after(SPACE28, ["C(1,64)", "P(2,2)", "C(3,64)"]))
     assert FC_ACTIONS <= after(SPACE28, ["C(1,64)", "P(2,2)", "C(3,64)", "P(2,2)"])
-    assert FC_ACTIONS <= after(SPACE28, ["C(1,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(3,64)",
-                                         "P(2,2)"])
+    assert FC_ACTIONS <= after(
+        SPACE28, ["C(1,64)", "P(2,2)", "C(3,64)", "P(2,2)", "C(3,64)", "P(2,2)"]
+    )
     # an 8x8 input starts above the limit, a 7x7 one at it
     assert "FC" not in kinds(after(MetaQNNSpace().bind(InputShape(1, 8, 8, 2)), []))
     assert FC_ACTIONS <= after(MetaQNNSpace().bind(InputShape(1, 7, 7, 2)), [])
@@ -224,8 +296,11 @@ def test_max_fc_zero_means_no_fc_layers() -> None:
 
 
 def test_only_fc_or_termination_after_fc() -> None:
-    for steps in (["C(1,64)", "P(2,2)", "FC(512)"], ["C(1,64)", "P(3,2)", "FC(128)"],
-                  ["C(1,64)", "P(2,2)", "C(1,64)", "FC(256)"]):
+    for steps in (
+        ["C(1,64)", "P(2,2)", "FC(512)"],
+        ["C(1,64)", "P(3,2)", "FC(128)"],
+        ["C(1,64)", "P(2,2)", "C(1,64)", "FC(256)"],
+    ):
         assert kinds(after(SPACE8, steps)) <= {"FC", "GAP", "SM"}
         assert "FC" in kinds(after(SPACE8, steps)) and TERMINATIONS <= after(SPACE8, steps)
 
@@ -346,7 +421,10 @@ def test_fc_state_key_counts_the_fc_run_so_equal_keys_have_equal_successors() ->
     assert {a.action for a in SPACE8.actions(two)} == TERMINATIONS
     # non-FC keys carry no run
     assert [s.key for s in walk(SPACE8, ["C(3,64)", "P(2,2)"])] == [
-        "start@0/(inf,8]", "C(3,64)@1/(inf,8]", "P(2,2)@2/(8,4]"]
+        "start@0/(inf,8]",
+        "C(3,64)@1/(inf,8]",
+        "P(2,2)@2/(8,4]",
+    ]
 
     # over random walks: states with one key have one set of successor keys. For FC states
     # that is the whole set. Convolution and pooling states keep their exact representation
@@ -354,8 +432,13 @@ def test_fc_state_key_counts_the_fc_run_so_equal_keys_have_equal_successors() ->
     # on that size (C(1,64)@5/(8,4] may be 7 or 4 wide), so for them the check covers the
     # successors the key does determine: the FC layers and the terminations.
     successors: dict[str, set[frozenset[str]]] = {}
-    for space in (SPACE8, SPACE28, SPACE32, MetaQNNSpace(max_fc=3).bind(MNIST),
-                  MetaQNNSpace(pool_first=True).bind(DIGITS)):
+    for space in (
+        SPACE8,
+        SPACE28,
+        SPACE32,
+        MetaQNNSpace(max_fc=3).bind(MNIST),
+        MetaQNNSpace(pool_first=True).bind(DIGITS),
+    ):
         rng = random.Random(11)
         for _ in range(400):
             s = space.start()
@@ -364,7 +447,8 @@ def test_fc_state_key_counts_the_fc_run_so_equal_keys_have_equal_successors() ->
                 if s.kind != "FC":
                     nxt = [a for a in nxt if a.kind in ("FC", "GAP", "SM")]
                 successors.setdefault(f"{space.max_fc}:{s.key}", set()).add(
-                    frozenset(a.key for a in nxt))
+                    frozenset(a.key for a in nxt)
+                )
                 s = rng.choice(space.actions(s))
     assert {k: v for k, v in successors.items() if len(v) > 1} == {}
     # not vacuous: the walks met FC layers of one action and depth at runs 1 and 2
@@ -375,32 +459,35 @@ def test_fc_state_key_counts_the_fc_run_so_equal_keys_have_equal_successors() ->
 # ---------------------------------------------------------------------------- follow / decode
 
 
-@pytest.mark.parametrize(("path", "bad"), [
-    # bad: the index of the step that breaks the rule (every step before it is allowed),
-    # None for a path that only fails to end with a termination
-    (["GAP"], 0),  # no termination from the start
-    (["SM"], 0),
-    ([], None),
-    (["C(3,64)"], None),  # does not terminate
-    (["C(3,64)", "P(2,2)"], None),
-    (["P(2,2)", "GAP"], 0),  # pooling as the first layer
-    (["C(1,64)", "P(2,2)", "P(2,2)", "GAP"], 2),  # P after P
-    (["FC(512)", "SM"], 0),  # FC at size 8
-    (["C(3,64)", "FC(512)", "SM"], 1),
-    (["C(1,64)", "P(2,2)", "FC(256)", "FC(512)", "SM"], 3),  # units grow
-    (["C(1,64)", "P(2,2)", "FC(512)", "FC(256)", "FC(128)", "SM"], 4),  # three FC
-    (["C(1,64)", "P(2,2)", "FC(128)", "C(1,64)", "GAP"], 3),  # conv after FC
-    (["C(1,64)", "P(2,2)", "C(1,64)", "FC(128)", "P(2,2)", "GAP"], 4),  # pool after FC
-    (["C(1,64)", "P(2,2)", "C(5,64)", "GAP"], 2),  # 5x5 conv on 4x4
-    (["C(1,64)", "P(2,2)", "C(3,64)", "P(5,3)", "GAP"], 3),  # 5x5 pool on 4x4
-    (["C(3,64)", "GAP", "SM"], 2),  # nothing after termination
-    (["C(1,64)"] * 13 + ["GAP"], 12),  # deeper than max_depth
-    (["C(2,64)", "GAP"], 0),  # not in the space's choices
-    (["C(3,100)", "GAP"], 0),
-    (["C(1,64)", "P(4,4)", "C(1,64)", "GAP"], 1),
-    (["C(1,64)", "P(2,2)", "FC(1000)", "GAP"], 2),
-    (["c(3,64)", "GAP"], 0),
-])
+@pytest.mark.parametrize(
+    ("path", "bad"),
+    [
+        # bad: the index of the step that breaks the rule (every step before it is allowed),
+        # None for a path that only fails to end with a termination
+        (["GAP"], 0),  # no termination from the start
+        (["SM"], 0),
+        ([], None),
+        (["C(3,64)"], None),  # does not terminate
+        (["C(3,64)", "P(2,2)"], None),
+        (["P(2,2)", "GAP"], 0),  # pooling as the first layer
+        (["C(1,64)", "P(2,2)", "P(2,2)", "GAP"], 2),  # P after P
+        (["FC(512)", "SM"], 0),  # FC at size 8
+        (["C(3,64)", "FC(512)", "SM"], 1),
+        (["C(1,64)", "P(2,2)", "FC(256)", "FC(512)", "SM"], 3),  # units grow
+        (["C(1,64)", "P(2,2)", "FC(512)", "FC(256)", "FC(128)", "SM"], 4),  # three FC
+        (["C(1,64)", "P(2,2)", "FC(128)", "C(1,64)", "GAP"], 3),  # conv after FC
+        (["C(1,64)", "P(2,2)", "C(1,64)", "FC(128)", "P(2,2)", "GAP"], 4),  # pool after FC
+        (["C(1,64)", "P(2,2)", "C(5,64)", "GAP"], 2),  # 5x5 conv on 4x4
+        (["C(1,64)", "P(2,2)", "C(3,64)", "P(5,3)", "GAP"], 3),  # 5x5 pool on 4x4
+        (["C(3,64)", "GAP", "SM"], 2),  # nothing after termination
+        (["C(1,64)"] * 13 + ["GAP"], 12),  # deeper than max_depth
+        (["C(2,64)", "GAP"], 0),  # not in the space's choices
+        (["C(3,100)", "GAP"], 0),
+        (["C(1,64)", "P(4,4)", "C(1,64)", "GAP"], 1),
+        (["C(1,64)", "P(2,2)", "FC(1000)", "GAP"], 2),
+        (["c(3,64)", "GAP"], 0),
+    ],
+)
 def test_follow_rejects_paths_that_break_a_rule(path: list[str], bad: int | None) -> None:
     with pytest.raises(ValueError):
         SPACE8.follow(path)
@@ -418,23 +505,37 @@ def test_follow_accepts_paths_at_the_limits() -> None:
     assert SPACE8.follow(["C(1,64)", "P(2,2)", "FC(512)", "FC(512)", "GAP"])[-1].kind == "GAP"
     assert SPACE8.follow(["C(5,512)", "P(5,3)", "C(1,64)", "P(2,2)", "SM"])[-2].size == 1
     # FC at representation size 7 (28 -> 14 -> 7), the largest size that allows it
-    assert SPACE28.follow(["C(1,64)", "P(2,2)", "C(1,64)", "P(2,2)", "FC(512)", "FC(512)",
-                           "SM"])[-2].fc_run == 2
+    assert (
+        SPACE28.follow(["C(1,64)", "P(2,2)", "C(1,64)", "P(2,2)", "FC(512)", "FC(512)", "SM"])[
+            -2
+        ].fc_run
+        == 2
+    )
 
 
 def test_decode_builds_the_architecture() -> None:
     arch = SPACE8.decode(["C(5,64)", "P(2,2)", "C(3,128)", "FC(256)", "FC(128)", "SM"])
-    assert arch == Architecture((
-        Layer(Conv(64, 5, 5, 1, 1)), Layer(Pool(2, 2)), Layer(Conv(128, 3, 3, 1, 1)),
-        Layer(FC(256)), Layer(FC(128)),
-    ), 10)
+    assert arch == Architecture(
+        (
+            Layer(Conv(64, 5, 5, 1, 1)),
+            Layer(Pool(2, 2)),
+            Layer(Conv(128, 3, 3, 1, 1)),
+            Layer(FC(256)),
+            Layer(FC(128)),
+        ),
+        10,
+    )
     assert str(arch) == "C(64,5,1) P(2,2) C(128,3,1) FC(256) FC(128) SM(10)"
 
     gap = SPACE32.decode(["C(1,512)", "P(5,3)", "C(3,256)", "GAP"])
-    assert gap == Architecture((
-        Layer(Conv(512, 1, 1, 1, 1)), Layer(Pool(5, 3)), Layer(Conv(256, 3, 3, 1, 1)),
-        Layer(GAP()),
-    ))
+    assert gap == Architecture(
+        (
+            Layer(Conv(512, 1, 1, 1, 1)),
+            Layer(Pool(5, 3)),
+            Layer(Conv(256, 3, 3, 1, 1)),
+            Layer(GAP()),
+        )
+    )
     assert gap.classes is None
     # SM carries the bound dataset's classes
     hundred = MetaQNNSpace().bind(InputShape(3, 32, 32, 100))
@@ -477,21 +578,29 @@ def is_mutation_of(space: MetaQNNSpace, new: list[str], old: list[str]) -> bool:
         return False
     if new[:i] != old[:i]:
         return False
-    rest = new[i + 1:]
-    if rest == old[i + 1:i + 1 + len(rest)]:
+    rest = new[i + 1 :]
+    if rest == old[i + 1 : i + 1 + len(rest)]:
         return True
-    return bool(rest) and rest[-1] in TERMINATIONS and rest[:-1] == old[i + 1:i + len(rest)]
+    return bool(rest) and rest[-1] in TERMINATIONS and rest[:-1] == old[i + 1 : i + len(rest)]
 
 
-IMAGES = [DIGITS, MNIST, CIFAR, InputShape(3, 32, 32, 100), InputShape(1, 20, 12, 5),
-          InputShape(1, 4, 4, 2)]
+IMAGES = [
+    DIGITS,
+    MNIST,
+    CIFAR,
+    InputShape(3, 32, 32, 100),
+    InputShape(1, 20, 12, 5),
+    InputShape(1, 4, 4, 2),
+]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 2**32 - 1), image=st.sampled_from(IMAGES),
-       max_depth=st.sampled_from([1, 3, 12]))
-def test_random_paths_and_mutations_are_valid(seed: int, image: InputShape,
-                                              max_depth: int) -> None:
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    image=st.sampled_from(IMAGES),
+    max_depth=st.sampled_from([1, 3, 12]),
+)
+def test_random_paths_and_mutations_are_valid(seed: int, image: InputShape, max_depth: int) -> None:
     space = MetaQNNSpace(max_depth=max_depth).bind(image)
     rng = random.Random(seed)
     path = space.random_path(rng)
@@ -536,9 +645,14 @@ def test_validate_rejects_bad_settings() -> None:
     from controller_service.search_space import SpaceError
 
     MetaQNNSpace().validate()
-    for bad, name in ((dict(max_depth=0), "max_depth"), (dict(max_fc=9), "max_fc"),
-                      (dict(conv_sizes=()), "conv_sizes"), (dict(fc_units=(128, 128)), "fc_units"),
-                      (dict(pools=()), "pools"), (dict(pools=((0, 1),)), "pool"),
-                      (dict(fc_max_size=0), "fc_max_size")):
+    for bad, name in (
+        (dict(max_depth=0), "max_depth"),
+        (dict(max_fc=9), "max_fc"),
+        (dict(conv_sizes=()), "conv_sizes"),
+        (dict(fc_units=(128, 128)), "fc_units"),
+        (dict(pools=()), "pools"),
+        (dict(pools=((0, 1),)), "pool"),
+        (dict(fc_max_size=0), "fc_max_size"),
+    ):
         with pytest.raises(SpaceError, match=name):
             MetaQNNSpace(**bad).validate()

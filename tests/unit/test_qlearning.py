@@ -24,10 +24,30 @@ SPACE8 = MetaQNNSpace().bind(DIGITS)
 SPACE28 = MetaQNNSpace().bind(InputShape(1, 28, 28, 10))
 
 # The paper's Table 2, written out: (unique models before which epsilon changes, epsilon).
-PAPER_TABLE = [(1500, 1.0), (1600, 0.9), (1700, 0.8), (1800, 0.7), (1950, 0.6), (2100, 0.5),
-               (2250, 0.4), (2400, 0.3), (2550, 0.2), (2700, 0.1)]
-TENTH_TABLE = [(150, 1.0), (160, 0.9), (170, 0.8), (180, 0.7), (195, 0.6), (210, 0.5),
-               (225, 0.4), (240, 0.3), (255, 0.2), (270, 0.1)]
+PAPER_TABLE = [
+    (1500, 1.0),
+    (1600, 0.9),
+    (1700, 0.8),
+    (1800, 0.7),
+    (1950, 0.6),
+    (2100, 0.5),
+    (2250, 0.4),
+    (2400, 0.3),
+    (2550, 0.2),
+    (2700, 0.1),
+]
+TENTH_TABLE = [
+    (150, 1.0),
+    (160, 0.9),
+    (170, 0.8),
+    (180, 0.7),
+    (195, 0.6),
+    (210, 0.5),
+    (225, 0.4),
+    (240, 0.3),
+    (255, 0.2),
+    (270, 0.1),
+]
 
 
 def expected_epsilon(table: list[tuple[int, float]], unique: int) -> tuple[int, float]:
@@ -60,8 +80,9 @@ def test_epsilon_schedule_function() -> None:
     assert all(n == 1 for _, n in epsilon_schedule(1e-6))  # every stage at least one model
 
 
-def check_schedule(agent: QLearningAgent, table: list[tuple[int, float]],
-                   paths: list[list[str]]) -> None:
+def check_schedule(
+    agent: QLearningAgent, table: list[tuple[int, float]], paths: list[list[str]]
+) -> None:
     repeat = {"path": paths[0]}
     for k, path in enumerate(paths):
         assert agent.stage() == expected_epsilon(table, k), k
@@ -90,8 +111,9 @@ def test_large_or_no_budget_uses_the_paper_schedule() -> None:
 
 def test_schedule_scaled_by_a_tenth() -> None:
     paths = unique_paths(SPACE28, 280, seed=1)
-    check_schedule(QLearningAgent(SPACE28, {"replay": 0, "schedule_scale": 0.1}, seed=0),
-                   TENTH_TABLE, paths)
+    check_schedule(
+        QLearningAgent(SPACE28, {"replay": 0, "schedule_scale": 0.1}, seed=0), TENTH_TABLE, paths
+    )
     # the default scale fits the paper's 2,700-model schedule into the budget: 270 -> a tenth
     check_schedule(QLearningAgent(SPACE28, {"replay": 0}, seed=0, budget=270), TENTH_TABLE, paths)
 
@@ -170,7 +192,7 @@ def test_replay_is_exactly_replay_trajectories_with_replacement_from_the_first_r
     assert agent.trajectory_updates == 101
     assert learnt == ["C(3,64) GAP"] * 101
     # ... and each replay really updates Q: 101 steps of alpha 0.01 from 0.5 toward 1.0
-    assert agent.value(s[1], s[2]) == pytest.approx(1 - 0.5 * 0.99 ** 101)
+    assert agent.value(s[1], s[2]) == pytest.approx(1 - 0.5 * 0.99**101)
     # two stored models: the new result, then 100 draws from the two (more draws than models)
     learnt.clear()
     agent.update({"path": ["C(1,64)", "SM"]}, 0.3)
@@ -207,8 +229,9 @@ def test_replay_uses_the_stored_reward_of_a_model() -> None:
 
 
 def test_reverse_order_update_math() -> None:
-    agent = QLearningAgent(SPACE8, {"learning_rate": 0.5, "discount": 1.0, "q_init": 0.5,
-                                    "replay": 0}, seed=0)
+    agent = QLearningAgent(
+        SPACE8, {"learning_rate": 0.5, "discount": 1.0, "q_init": 0.5, "replay": 0}, seed=0
+    )
     path = ["C(3,64)", "GAP"]
     s0, s1, s2 = SPACE8.follow(path)
     agent.update({"path": path}, 1.0)
@@ -233,8 +256,9 @@ def test_reverse_order_update_math() -> None:
 
 
 def test_discount_and_initial_values_in_the_target() -> None:
-    agent = QLearningAgent(SPACE8, {"learning_rate": 0.5, "discount": 0.5, "q_init": 0.5,
-                                    "replay": 0}, seed=0)
+    agent = QLearningAgent(
+        SPACE8, {"learning_rate": 0.5, "discount": 0.5, "q_init": 0.5, "replay": 0}, seed=0
+    )
     path = ["C(3,64)", "C(1,64)", "GAP"]
     s0, s1, s2, s3 = SPACE8.follow(path)
     agent.update({"path": path}, 1.0)
@@ -293,8 +317,10 @@ def test_qlearning_learns_a_synthetic_reward() -> None:
         hits += path == TARGET
         agent.update(proposal.decisions, r)
     first, last = sum(rewards[:50]) / 50, sum(rewards[-50:]) / 50
-    print(f"qlearning synthetic reward: target sampled {hits}x, first 50 {first:.3f}, "
-          f"last 50 {last:.3f}, greedy {agent.greedy_path()}")
+    print(
+        f"qlearning synthetic reward: target sampled {hits}x, first 50 {first:.3f}, "
+        f"last 50 {last:.3f}, greedy {agent.greedy_path()}"
+    )
     assert hits >= 1
     assert agent.greedy_path() == TARGET
     assert last >= first + 0.1, (first, last)
@@ -337,8 +363,11 @@ def test_state_dict_round_trip() -> None:
 
 def test_export_q_sorted_and_complete() -> None:
     agent = QLearningAgent(SPACE8, {"learning_rate": 0.5, "replay": 0}, seed=0)
-    for path, r in ((["C(3,64)", "GAP"], 1.0), (["C(3,64)", "SM"], 0.0),
-                    (["C(1,64)", "P(2,2)", "FC(256)", "SM"], 0.7)):
+    for path, r in (
+        (["C(3,64)", "GAP"], 1.0),
+        (["C(3,64)", "SM"], 0.0),
+        (["C(1,64)", "P(2,2)", "FC(256)", "SM"], 0.7),
+    ):
         agent.update({"path": path}, r)
     rows = agent.export_q()
     values = [v for _, _, v in rows]
@@ -362,19 +391,22 @@ def test_export_q_sorted_and_complete() -> None:
 # ---------------------------------------------------------------------------- settings
 
 
-@pytest.mark.parametrize(("settings", "name"), [
-    ({"alpha": 0.1}, "alpha"),
-    ({"learning_rate": 0.0}, "learning_rate"),
-    ({"learning_rate": 1.5}, "learning_rate"),
-    ({"learning_rate": -0.01}, "learning_rate"),
-    ({"learning_rate": math.nan}, "learning_rate"),
-    ({"learning_rate": "0.1"}, "learning_rate"),
-    ({"learning_rate": True}, "learning_rate"),
-    ({"discount": 1.1}, "discount"),
-    ({"replay": -1}, "replay"),
-    ({"schedule_scale": -0.5}, "schedule_scale"),
-    ({"q_init": math.inf}, "q_init"),
-])
+@pytest.mark.parametrize(
+    ("settings", "name"),
+    [
+        ({"alpha": 0.1}, "alpha"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"learning_rate": 1.5}, "learning_rate"),
+        ({"learning_rate": -0.01}, "learning_rate"),
+        ({"learning_rate": math.nan}, "learning_rate"),
+        ({"learning_rate": "0.1"}, "learning_rate"),
+        ({"learning_rate": True}, "learning_rate"),
+        ({"discount": 1.1}, "discount"),
+        ({"replay": -1}, "replay"),
+        ({"schedule_scale": -0.5}, "schedule_scale"),
+        ({"q_init": math.inf}, "q_init"),
+    ],
+)
 def test_bad_settings_are_named(settings: dict[str, Any], name: str) -> None:
     with pytest.raises(AgentSettingsError, match=name):
         QLearningAgent(SPACE8, settings)

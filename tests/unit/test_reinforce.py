@@ -91,8 +91,12 @@ def test_depth_follows_the_curriculum_and_the_space_cap() -> None:
 
 def test_skip_connections_are_sampled() -> None:
     agent = ReinforceAgent(ZophSpace(), seed=2)
-    later = [(i, layer) for p in agent.sample(30)
-             for i, layer in enumerate(p.arch.layers, start=1) if i > 1]
+    later = [
+        (i, layer)
+        for p in agent.sample(30)
+        for i, layer in enumerate(p.arch.layers, start=1)
+        if i > 1
+    ]
     skipping = [layer for i, layer in later if layer.inputs != (i - 1,)]
     assert len(skipping) / len(later) > 0.5  # untrained: each bit is about a coin flip
 
@@ -101,8 +105,7 @@ def test_skip_connections_are_sampled() -> None:
     ("space", "settings"),
     [(ZophSpace(skip_connections=False), {}), (ZophSpace(), {"skip_connections": False})],
 )
-def test_no_skip_connections_when_switched_off(space: ZophSpace,
-                                               settings: dict[str, Any]) -> None:
+def test_no_skip_connections_when_switched_off(space: ZophSpace, settings: dict[str, Any]) -> None:
     agent = ReinforceAgent(space, settings, seed=0)
     for p in agent.sample(10):
         assert all(layer.inputs == () for layer in p.arch.layers)
@@ -158,8 +161,7 @@ def test_late_out_of_order_updates() -> None:
     agent = ReinforceAgent(ZophSpace(), seed=4)
     proposals = agent.sample(8)
     for p in proposals:  # the policy has not changed: replaying gives the sampling logp
-        assert agent.log_prob(p.decisions).item() == pytest.approx(p.decisions["logp"],
-                                                                   abs=1e-4)
+        assert agent.log_prob(p.decisions).item() == pytest.approx(p.decisions["logp"], abs=1e-4)
     before = weights(agent)
     for i, p in enumerate(reversed(proposals)):
         agent.update(json.loads(json.dumps(p.decisions)), 0.1 * i)
@@ -208,9 +210,14 @@ def test_failure_uses_failure_reward_and_baseline_is_an_ema() -> None:
 
 @pytest.mark.parametrize(
     "decisions",
-    [{}, {"tokens": []}, {"tokens": [[0, 0, 0, 0, 9]], "skips": [[]]},
-     {"tokens": [[0, 0, 0, 0]], "skips": [[]]}, {"tokens": [[0] * 5, [0] * 5], "skips": [[]]},
-     {"tokens": [[0] * 5, [0] * 5], "skips": [[], [2]]}],
+    [
+        {},
+        {"tokens": []},
+        {"tokens": [[0, 0, 0, 0, 9]], "skips": [[]]},
+        {"tokens": [[0, 0, 0, 0]], "skips": [[]]},
+        {"tokens": [[0] * 5, [0] * 5], "skips": [[]]},
+        {"tokens": [[0] * 5, [0] * 5], "skips": [[], [2]]},
+    ],
 )
 def test_malformed_decisions_are_rejected(decisions: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="decisions"):
@@ -271,11 +278,24 @@ def test_unknown_setting_is_named() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("hidden", 0), ("hidden", 2000), ("lstm_layers", 5), ("learning_rate", 0.0),
-     ("learning_rate", 2.0), ("baseline_decay", 1.0), ("batch", 0), ("start_layers", 0),
-     ("layers_step", -1), ("step_every", 0), ("entropy_weight", -0.1), ("init_range", 0.0),
-     ("hidden", 3.5), ("batch", True), ("skip_connections", "yes"),
-     ("failure_reward", float("nan"))],
+    [
+        ("hidden", 0),
+        ("hidden", 2000),
+        ("lstm_layers", 5),
+        ("learning_rate", 0.0),
+        ("learning_rate", 2.0),
+        ("baseline_decay", 1.0),
+        ("batch", 0),
+        ("start_layers", 0),
+        ("layers_step", -1),
+        ("step_every", 0),
+        ("entropy_weight", -0.1),
+        ("init_range", 0.0),
+        ("hidden", 3.5),
+        ("batch", True),
+        ("skip_connections", "yes"),
+        ("failure_reward", float("nan")),
+    ],
 )
 def test_out_of_range_setting_is_named(name: str, value: Any) -> None:
     with pytest.raises(AgentSettingsError, match=name):

@@ -29,14 +29,16 @@ def test_synflow_is_deterministic_and_leaves_the_global_rng_alone() -> None:
     assert torch.equal(state, torch.random.get_rng_state())
     assert score("synflow", arch, IMAGE) == first and math.isfinite(first)
     # more paths from input to output: a larger synaptic flow
-    assert score("synflow", parse("C(16,3,1) C(16,3,1)"), IMAGE) > \
-        score("synflow", parse("C(8,1,1) C(8,1,1)"), IMAGE)
+    assert score("synflow", parse("C(16,3,1) C(16,3,1)"), IMAGE) > score(
+        "synflow", parse("C(8,1,1) C(8,1,1)"), IMAGE
+    )
 
 
 def test_naswot_needs_images_and_is_finite_with_them() -> None:
     arch = parse("C(8,3,1) C(16,3,2)")
-    images = torch.randn(16, IMAGE.channels, IMAGE.height, IMAGE.width,
-                         generator=torch.Generator().manual_seed(0))
+    images = torch.randn(
+        16, IMAGE.channels, IMAGE.height, IMAGE.width, generator=torch.Generator().manual_seed(0)
+    )
     assert math.isfinite(score("naswot", arch, IMAGE, images))
     with pytest.raises(ValueError, match="mini-batch"):
         score("naswot", arch, IMAGE)

@@ -165,8 +165,9 @@ def test_classes_come_from_the_dataset_and_may_match_sm() -> None:
 # ---------------------------------------------------------------------------- errors
 
 
-def expect_error(text: str | Architecture, *phrases: str, image: InputShape = MNIST,
-                 limits: Limits | None = None) -> str:
+def expect_error(
+    text: str | Architecture, *phrases: str, image: InputShape = MNIST, limits: Limits | None = None
+) -> str:
     arch = parse(text) if isinstance(text, str) else text
     with pytest.raises(ArchError) as info:
         analyze(arch, image, limits)
@@ -208,8 +209,12 @@ def test_bad_inputs(text: str, phrase: str) -> None:
 
 
 def test_fan_in_limit() -> None:
-    expect_error("C(2,1,1) C(2,1,1) C(2,1,1)@[0,1,2]", "layer 3", "3 inputs exceed",
-                 limits=Limits(max_fan_in=2))
+    expect_error(
+        "C(2,1,1) C(2,1,1) C(2,1,1)@[0,1,2]",
+        "layer 3",
+        "3 inputs exceed",
+        limits=Limits(max_fan_in=2),
+    )
     assert analyze(parse("C(2,1,1) C(2,1,1) C(2,1,1)@[0,1,2]"), MNIST, Limits(max_fan_in=3))
 
 
@@ -250,8 +255,13 @@ def test_too_many_layers() -> None:
 
 def test_param_limit_names_the_layer_that_crosses_it() -> None:
     # layer 1: 3*3*1*8 + 16 = 88 params; layer 2: 3*3*8*8 + 16 = 592 more
-    expect_error("C(8,3,1) C(8,3,1)", "layer 2", "680 parameters", "limit of 100",
-                 limits=Limits(max_params=100))
+    expect_error(
+        "C(8,3,1) C(8,3,1)",
+        "layer 2",
+        "680 parameters",
+        "limit of 100",
+        limits=Limits(max_params=100),
+    )
 
 
 def test_param_limit_on_the_classifier() -> None:
@@ -260,8 +270,7 @@ def test_param_limit_on_the_classifier() -> None:
 
 def test_flop_limit_names_the_layer_that_crosses_it() -> None:
     # layer 1: 2*3*3*1*8*28*28 = 112,896 FLOPs
-    expect_error("C(8,3,1) C(8,3,1)", "layer 1", "112,896 FLOPs",
-                 limits=Limits(max_flops=100_000))
+    expect_error("C(8,3,1) C(8,3,1)", "layer 1", "112,896 FLOPs", limits=Limits(max_flops=100_000))
     expect_error("C(8,3,1) C(8,3,1)", "layer 2", "FLOPs", limits=Limits(max_flops=200_000))
 
 

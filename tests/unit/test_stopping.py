@@ -19,7 +19,12 @@ def test_none_never_stops() -> None:
 def test_asha_rungs_are_r_times_powers_of_eta_below_the_planned_epochs() -> None:
     assert make_rule(StoppingSettings("asha", eta=3, min_epochs=1), 27).rung_epochs() == [1, 3, 9]
     assert make_rule(StoppingSettings("asha", eta=3, min_epochs=1), 3).rung_epochs() == [1]
-    assert make_rule(StoppingSettings("asha", eta=2, min_epochs=2), 20).rung_epochs() == [2, 4, 8, 16]
+    assert make_rule(StoppingSettings("asha", eta=2, min_epochs=2), 20).rung_epochs() == [
+        2,
+        4,
+        8,
+        16,
+    ]
     assert make_rule(StoppingSettings("asha", eta=3, min_epochs=3), 3).rung_epochs() == []
 
 
@@ -69,11 +74,14 @@ def test_replaying_reports_rebuilds_the_same_decisions() -> None:
     assert [b.decide(*r) for r in reports[20:]] == decisions[20:]
 
 
-@pytest.mark.parametrize(("settings", "words"), [
-    (StoppingSettings("sometimes"), "none, median, asha"),
-    (StoppingSettings("asha", eta=1), "eta"),
-    (StoppingSettings("median", min_children=0), "min_children"),
-])
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        (StoppingSettings("sometimes"), "none, median, asha"),
+        (StoppingSettings("asha", eta=1), "eta"),
+        (StoppingSettings("median", min_children=0), "min_children"),
+    ],
+)
 def test_bad_settings_are_named(settings: StoppingSettings, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         settings.validate()

@@ -59,6 +59,10 @@ def test_weights_id_depends_on_every_training_setting() -> None:
     base = weights_id("C(8,3,1)", "digits", TrainSettings())
     assert base == weights_id("C(8,3,1)", "digits", TrainSettings(learning_rate=0.3))
     assert len(base) == 32 and int(base, 16) >= 0
-    for changed in (TrainSettings(grad_clip=0.0), TrainSettings(epochs=4),
-                    TrainSettings(seed=1), TrainSettings(batch_size=64)):
+    for changed in (
+        TrainSettings(grad_clip=0.0),
+        TrainSettings(epochs=4),
+        TrainSettings(seed=1),
+        TrainSettings(batch_size=64),
+    ):
         assert weights_id("C(8,3,1)", "digits", changed) != base

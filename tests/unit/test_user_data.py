@@ -15,11 +15,14 @@ NHWC = RNG.integers(0, 256, (30, 6, 5, 3)).astype(np.uint8)
 LABELS = np.arange(30) % 3
 
 
-@pytest.mark.parametrize(("x", "layout"), [
-    (NHWC, "NHWC"),
-    (NHWC.transpose(0, 3, 1, 2), "NCHW"),
-    (NHWC.transpose(0, 3, 1, 2).astype(np.float32) / 255.0, "NCHW"),
-])
+@pytest.mark.parametrize(
+    ("x", "layout"),
+    [
+        (NHWC, "NHWC"),
+        (NHWC.transpose(0, 3, 1, 2), "NCHW"),
+        (NHWC.transpose(0, 3, 1, 2).astype(np.float32) / 255.0, "NCHW"),
+    ],
+)
 def test_layouts_and_dtypes_read_alike(tmp_path: Path, x: np.ndarray, layout: str) -> None:
     np.savez(tmp_path / "d.npz", x_train=x, y_train=LABELS)
     arrays = user_data.read(tmp_path / "d.npz")
@@ -35,16 +38,21 @@ def test_grayscale_nhw_and_float_labels(tmp_path: Path) -> None:
     assert d.layout == "NHW" and d.source == "npz" and len(d.mean) == 1
 
 
-@pytest.mark.parametrize(("extra", "fragment"), [
-    ({"x_test": NHWC[:5, :4], "y_test": LABELS[:5]}, "x_test images are 3x4x5 (NHWC)"),
-    ({"x_test": NHWC[:5]}, "only one of x_test and y_test"),
-    ({"x_test": NHWC[:5], "y_test": np.array([0, 1, 2, 3, 0])}, "y_test has label 3"),
-])
-def test_a_test_split_must_fit_the_training_split(tmp_path: Path, extra: dict[str, np.ndarray],
-                                                  fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ({"x_test": NHWC[:5, :4], "y_test": LABELS[:5]}, "x_test images are 3x4x5 (NHWC)"),
+        ({"x_test": NHWC[:5]}, "only one of x_test and y_test"),
+        ({"x_test": NHWC[:5], "y_test": np.array([0, 1, 2, 3, 0])}, "y_test has label 3"),
+    ],
+)
+def test_a_test_split_must_fit_the_training_split(
+    tmp_path: Path, extra: dict[str, np.ndarray], fragment: str
+) -> None:
     np.savez(tmp_path / "t.npz", x_train=NHWC, y_train=LABELS, **extra)
-    with pytest.raises(user_data.DatasetInvalid, match=fragment.replace("(", r"\(").replace(
-            ")", r"\)")):
+    with pytest.raises(
+        user_data.DatasetInvalid, match=fragment.replace("(", r"\(").replace(")", r"\)")
+    ):
         user_data.read(tmp_path / "t.npz")
 
 
