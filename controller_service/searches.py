@@ -17,7 +17,7 @@ import math
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -153,8 +153,17 @@ def pareto_front(rows: list[ResultRow], metric: str) -> list[ResultRow]:
 class Searches:
     """All searches of one controller; thread-safe."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``clock`` (seconds since the epoch) sets lease deadlines; ``timer`` (monotonic)
+        bounds how long one Sample proposes. Tests pass their own to control time."""
         self.store = store
+        self.clock = clock
+        self.timer = timer
         self._agents: dict[str, Agent] = {}
         self._rules: dict[str, StoppingRule] = {}  # rebuilt from the stored reports
         self._priors_done: dict[str, int] = {}  # warm-start networks already handed out
@@ -378,7 +387,7 @@ class Searches:
         ``request_id`` returns the first answer; ``reclaim`` re-hands live leases first. New
         proposals stop after ``time_budget`` seconds (at most MAX_SAMPLE_SECONDS): a huge space
         or count then yields fewer candidates instead of holding the lock for minutes."""
-        stop_at = time.monotonic() + min(MAX_SAMPLE_SECONDS, time_budget or MAX_SAMPLE_SECONDS)
+        stop_at = self.timer() + min(MAX_SAMPLE_SECONDS, time_budget or MAX_SAMPLE_SECONDS)
         if not 1 <= count <= MAX_SAMPLE:
             raise BadReport(f"count must be between 1 and {MAX_SAMPLE}, got {count}")
         if len(request_id) > MAX_REQUEST_ID:
@@ -390,7 +399,7 @@ class Searches:
             if row.state != SearchState.RUNNING:
                 return [], True
             spec = SearchSpec.from_json(row.spec)
-            now = time.time()
+            now = self.clock()
             deadline = now + spec.lease_seconds
             before = math.inf if reclaim else now
             out = [
@@ -402,7 +411,7 @@ class Searches:
             while (
                 len(out) < count
                 and attempts < 4 * count
-                and time.monotonic() < stop_at
+                and self.timer() < stop_at
                 and self._may_propose(search_id, spec)
             ):
                 attempts += 1
