@@ -28,10 +28,10 @@ from controller_service.agents.space_ops import encode
 from controller_service.spec import COST_METRICS, SearchSpec, SpecError, reward_of
 from controller_service.states import TRAINING, SearchState, Status
 from controller_service.stopping import Decision, StoppingRule, make_rule
-from controller_service.store import CandidateRow, ResultRow, SearchRow, Store
+from controller_service.store import CandidateRow, ResultRow, SearchRow, Store, dump_state
 from nasrl.arch import ArchError, arch_hash, canonical, format_arch, parse
 from nasrl.scoring import score as screen_score
-from nasrl.shapes import analyze
+from nasrl.shapes import Analysis, analyze
 
 __all__ = [
     "Searches",
@@ -53,6 +53,7 @@ MAX_SAMPLE = 1000
 MAX_REQUEST_ID = 64
 MAX_SAMPLE_SECONDS = 5.0
 MAX_FAILURE_TEXT = 2000
+MAX_ROUND = 256  # proposals prepared per transaction of one Sample
 MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
 MAX_REUSED = 100_000  # results of an earlier search a warm start reuses
 _UNSAVED = object()
@@ -60,6 +61,16 @@ _UNSAVED = object()
 
 class _New:
     """What ``Searches._unless_new`` returns for a proposal that needs training."""
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A proposal's checks done before the transaction: its shape (None: ``invalid`` says
+    why it does not fit the input) and, when screened, its score."""
+
+    size: Analysis | None
+    invalid: str | None
+    score: float | None
 
 
 _NEW = _New()
@@ -168,7 +179,9 @@ class Searches:
         self._rules: dict[str, StoppingRule] = {}  # rebuilt from the stored reports
         self._priors_done: dict[str, int] = {}  # warm-start networks already handed out
         self._saved_weights: dict[str, object] = {}  # weights_version() in the database
-        self._lock = threading.RLock()
+        self._heavy: dict[str, tuple[object, bytes]] = {}  # learnt weights not yet written
+        self._locks: dict[str, threading.RLock] = {}  # one per search
+        self._locks_lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
 
@@ -190,40 +203,70 @@ class Searches:
             self._agents[search_id] = agent
         return agent
 
+    @contextmanager
+    def _locked(self, search_id: str) -> Iterator[None]:
+        """The search's own lock: calls on one search run one at a time, calls on different
+        searches never wait for each other (only for the store's short write transactions).
+        If the block fails, the search's in-memory state is dropped and reloaded from the
+        last commit. Locks exist only for searches in the store, so unknown ids cost none."""
+        self._row(search_id)
+        with self._locks_lock:
+            lock = self._locks.setdefault(search_id, threading.RLock())
+        with lock:
+            try:
+                yield
+            except BaseException:
+                self._forget(search_id)
+                raise
+
+    def _forget(self, search_id: str) -> None:
+        for cache in (self._agents, self._rules, self._priors_done, self._saved_weights):
+            cache.pop(search_id, None)
+        self._heavy.pop(search_id, None)
+
+    def _learn(self, search_id: str, agent: Agent) -> None:
+        """The agent's deferred learning, outside any transaction; its new weights are
+        serialised here and written by the next ``_save``."""
+        agent.learn()
+        version = agent.weights_version()
+        if self._saved_weights.get(search_id, _UNSAVED) != version:
+            self._heavy[search_id] = (version, dump_state(agent.heavy_state()))
+
     def _save(self, search_id: str, agent: Agent) -> None:
         """Write the agent's state in the current transaction: its light part always, its
-        weights only when they changed since they were last written."""
+        weights only when they changed since they were last written (serialised beforehand
+        by ``_learn`` where possible)."""
         version = agent.weights_version()
-        saved = self._saved_weights.get(search_id, _UNSAVED)
-        heavy = None if saved == version else agent.heavy_state()
-        self.store.save_agent(search_id, agent.light_state(), heavy, agent.progress())
-        self._saved_weights[search_id] = version
+        heavy = None
+        if self._saved_weights.get(search_id, _UNSAVED) != version:
+            ready = self._heavy.get(search_id)
+            heavy = ready[1] if ready and ready[0] == version else dump_state(agent.heavy_state())
+        self.store.write_agent(search_id, dump_state(agent.light_state()), heavy, agent.progress())
 
-    @contextmanager
-    def _transaction(self, search_id: str) -> Iterator[None]:
-        """One store transaction; if it fails, the in-memory agent is dropped so that it is
-        reloaded from the last committed state."""
-        try:
-            with self.store.transaction():
-                yield
-        except BaseException:
-            self._agents.pop(search_id, None)
-            self._rules.pop(search_id, None)
-            self._priors_done.pop(search_id, None)
-            self._saved_weights.pop(search_id, None)
-            raise
+    def _saved(self, search_id: str, agent: Agent) -> None:
+        """After the commit of a ``_save``: the written weights are the database's."""
+        self._saved_weights[search_id] = agent.weights_version()
+        self._heavy.pop(search_id, None)
 
     # ------------------------------------------------------------------ create / read
 
     def create(self, spec: SearchSpec) -> SearchView:
         spec = spec.validate()
         search_id = secrets.token_hex(6)
-        with self._lock, self._transaction(search_id):
-            self.store.add_search(search_id, spec.name, spec.to_json())
-            agent = self._agent(search_id, spec)
-            if spec.warm_start.active:
-                self._warm_start(search_id, spec, agent)
-            self._save(search_id, agent)
+        try:
+            with self.store.transaction():
+                # A warm start's pre-training runs inside: creating is rare, and the search
+                # must never exist without its agent.
+                self.store.add_search(search_id, spec.name, spec.to_json())
+                agent = self._agent(search_id, spec)
+                if spec.warm_start.active:
+                    self._warm_start(search_id, spec, agent)
+                    agent.learn()
+                self._save(search_id, agent)
+            self._saved(search_id, agent)
+        except BaseException:
+            self._forget(search_id)
+            raise
         log.info(
             "created search %s: %s on %s, budget %d",
             search_id,
@@ -307,39 +350,35 @@ class Searches:
             else []
         )
         for decisions, reward in best:
-            agent.update(decisions, reward)
+            agent.record(decisions, reward)
         log.info("search %s: reused %d result(s) of search %s", search_id, len(usable), source_id)
         return best
 
     def view(self, search_id: str) -> SearchView:
-        with self._lock:
-            row = self._row(search_id)
-            spec = SearchSpec.from_json(row.spec)
-            top = self.store.top_results(search_id, 1)
-            agent = self._agents.get(search_id)
-            progress = (
-                agent.progress() if agent is not None else (self.store.agent_progress(search_id))
-            )
-            if progress is None:  # saved before progress was stored with the agent
+        """What a search looks like in the store (its last committed state); takes no lock."""
+        row = self._row(search_id)
+        spec = SearchSpec.from_json(row.spec)
+        top = self.store.top_results(search_id, 1)
+        progress = self.store.agent_progress(search_id)
+        if progress is None:  # saved before progress was stored with the agent
+            with self._locked(search_id):
                 progress = self._agent(search_id, spec).progress()
-            return SearchView(
-                row.id,
-                row.name,
-                row.created,
-                spec,
-                row.state,
-                self.store.counts(search_id),
-                progress,
-                top[0] if top else None,
-            )
+        return SearchView(
+            row.id,
+            row.name,
+            row.created,
+            spec,
+            row.state,
+            self.store.counts(search_id),
+            progress,
+            top[0] if top else None,
+        )
 
     def spec(self, search_id: str) -> SearchSpec:
-        with self._lock:
-            return SearchSpec.from_json(self._row(search_id).spec)
+        return SearchSpec.from_json(self._row(search_id).spec)
 
     def all(self) -> list[SearchView]:
-        with self._lock:
-            return [self.view(sid) for sid in self.store.search_ids()]
+        return [self.view(sid) for sid in self.store.search_ids()]
 
     def leaderboard(self, search_id: str, k: int, pareto: str = "") -> list[ResultRow]:
         """The ``k`` most accurate results or, with ``pareto`` ("params" or "flops"), the
@@ -348,18 +387,17 @@ class Searches:
             raise BadReport(
                 f"pareto must be {' or '.join(COST_METRICS)} (or empty), got {pareto!r}"
             )
-        with self._lock:
-            self._row(search_id)
-            if not pareto:
-                return self.store.top_results(search_id, k)
-            rows = self.store.top_results(search_id, MAX_REUSED)
-        return pareto_front(rows, pareto)[:k]
+        self._row(search_id)
+        if not pareto:
+            return self.store.top_results(search_id, k)
+        return pareto_front(self.store.top_results(search_id, MAX_REUSED), pareto)[:k]
 
     def q_table(self, search_id: str) -> tuple[list[tuple[str, str, float]], float]:
         """The learnt Q values (state, next state, value) and the initial value."""
-        with self._lock:
+        with self._locked(search_id):
             spec = SearchSpec.from_json(self._row(search_id).spec)
             agent = self._agent(search_id, spec)
+            self._learn(search_id, agent)
             if not isinstance(agent, QLearningAgent):
                 raise NoQTable(
                     f"search {search_id} uses agent {spec.agent!r}, which has no "
@@ -368,7 +406,7 @@ class Searches:
             return agent.export_q(), agent.q_init
 
     def stop(self, search_id: str) -> SearchView:
-        with self._lock, self.store.transaction():
+        with self._locked(search_id), self.store.transaction():
             if self._row(search_id).state == SearchState.RUNNING:
                 self.store.set_search_state(search_id, SearchState.STOPPED)
         return self.view(search_id)
@@ -392,7 +430,7 @@ class Searches:
             raise BadReport(f"count must be between 1 and {MAX_SAMPLE}, got {count}")
         if len(request_id) > MAX_REQUEST_ID:
             raise BadReport(f"request_id must be at most {MAX_REQUEST_ID} characters")
-        with self._lock, self._transaction(search_id):
+        with self._locked(search_id):
             row = self._row(search_id)
             if request_id and (earlier := self.store.by_request(search_id, request_id)):
                 return [self._handout(c) for c in earlier], row.state != SearchState.RUNNING
@@ -401,33 +439,44 @@ class Searches:
             spec = SearchSpec.from_json(row.spec)
             now = self.clock()
             deadline = now + spec.lease_seconds
-            before = math.inf if reclaim else now
-            out = [
-                self._reissue(search_id, c, deadline, request_id or None)
-                for c in self.store.expired_leases(search_id, before, count)
-            ]
             agent = self._agent(search_id, spec)
+            self._learn(search_id, agent)
+            expired = self.store.expired_leases(search_id, math.inf if reclaim else now, count)
+            out: list[Handout] = []
             attempts = 0
-            while (
-                len(out) < count
-                and attempts < 4 * count
-                and self.timer() < stop_at
-                and self._may_propose(search_id, spec)
-            ):
-                attempts += 1
-                prior = self._next_prior(search_id, spec)
-                if prior is None and spec.screening.score:
-                    handout = self._screened(search_id, spec, agent, now)
-                else:
-                    proposal = prior or agent.sample(1)[0]
-                    handout = self._propose(search_id, spec, agent, proposal, now)
-                if handout is not None:
-                    if request_id:
-                        self.store.set_request(search_id, handout.id, request_id)
-                    out.append(handout)
-            self._save(search_id, agent)
-            done = self._settle(search_id, spec)
-            return out, done
+            # Rounds: propose and prepare outside any transaction (rollouts, shape checks,
+            # screening scores), then record in one short transaction. Usually one round;
+            # more when proposals turn out known or in flight.
+            while True:
+                want = 0
+                if attempts < 4 * count and self.timer() < stop_at:
+                    want = min(count - len(out) - len(expired), self._room(search_id, spec))
+                groups, screened = (
+                    self._proposals(search_id, spec, agent, want) if want > 0 else ([], False)
+                )
+                attempts += len(groups)
+                prepared = self._prepare(search_id, spec, groups, screened)
+                with self.store.transaction():
+                    out += [
+                        self._reissue(search_id, c, deadline, request_id or None) for c in expired
+                    ]
+                    expired = []
+                    for group in groups:
+                        handout = (
+                            self._screened(search_id, spec, agent, group, prepared, now)
+                            if screened
+                            else self._propose(search_id, spec, agent, group[0], prepared, now)
+                        )
+                        if handout is not None:
+                            if request_id:
+                                self.store.set_request(search_id, handout.id, request_id)
+                            out.append(handout)
+                    last = want <= 0 or len(out) >= count
+                    self._save(search_id, agent)
+                    done = self._settle(search_id, spec) if last else False
+                self._saved(search_id, agent)
+                if last:
+                    return out, done
 
     @staticmethod
     def _handout(c: CandidateRow) -> Handout:
@@ -441,33 +490,92 @@ class Searches:
         log.info("search %s: handing candidate %d out again", search_id, c.id)
         return Handout(c.id, c.arch, deadline, None)
 
-    def _may_propose(self, search_id: str, spec: SearchSpec) -> bool:
+    def _room(self, search_id: str, spec: SearchSpec) -> int:
+        """How many more children may be proposed now: the budget not yet spent, and at most
+        MAX_SAMPLES_PER_BUDGET proposals per budget unit in all; at most MAX_ROUND at once."""
         counts = self.store.counts(search_id)
         spent = sum(counts.get(s, 0) for s in TRAINING)
         sampled = sum(v for k, v in counts.items() if k != "reissued")
-        return spent < spec.budget and sampled < spec.budget * MAX_SAMPLES_PER_BUDGET
+        room = min(spec.budget - spent, spec.budget * MAX_SAMPLES_PER_BUDGET - sampled)
+        return max(0, min(room, max(1, MAX_ROUND // max(1, spec.screening.factor))))
 
-    def _next_prior(self, search_id: str, spec: SearchSpec) -> Proposal | None:
-        """The first warm-start network not yet handed out (in the order given), if any."""
+    def _proposals(
+        self, search_id: str, spec: SearchSpec, agent: Agent, want: int
+    ) -> tuple[list[list[Proposal]], bool]:
+        """``want`` groups of proposals, each to yield at most one child, and whether they
+        are screened: the warm start's networks not yet recorded first (one each, never
+        screened), else the agent's (``factor`` each when screening, else one), sampled in
+        one batched call."""
+        priors = self._next_priors(search_id, spec, want)
+        if priors:
+            return [[p] for p in priors], False
+        per = spec.screening.factor if spec.screening.score else 1
+        batch = agent.sample(want * per)
+        return [batch[i * per : (i + 1) * per] for i in range(want)], per > 1 or bool(
+            spec.screening.score
+        )
+
+    def _next_priors(self, search_id: str, spec: SearchSpec, want: int) -> list[Proposal]:
+        """Up to ``want`` warm-start networks not yet recorded, in the order given."""
         priors = spec.warm_start.architectures
         done = self._priors_done.get(search_id, 0)
         while done < len(priors) and self.store.has_hash(search_id, arch_hash(parse(priors[done]))):
             done += 1
         self._priors_done[search_id] = done
-        if done == len(priors):
-            return None
-        arch = parse(priors[done])
-        return Proposal(arch, {**encode(spec.bound_space(), arch), "prior": True})
+        out = []
+        for text in priors[done : done + want]:
+            arch = parse(text)
+            out.append(Proposal(arch, {**encode(spec.bound_space(), arch), "prior": True}))
+        return out
+
+    def _prepare(
+        self, search_id: str, spec: SearchSpec, groups: list[list[Proposal]], screened: bool
+    ) -> dict[str, _Prepared]:
+        """The expensive checks of every proposal, done before the transaction: its shape
+        (or why it does not fit the input) and, in screened groups, the score of each one
+        that is valid, within the limits, not evaluated and not in flight."""
+        image, score = spec.image(), spec.screening.score
+        out: dict[str, _Prepared] = {}
+        for group in groups:
+            for p in group:
+                digest = arch_hash(p.arch)
+                if digest in out:
+                    continue
+                try:
+                    item = _Prepared(analyze(p.arch, image), None, None)
+                except ArchError as exc:  # the space allows it, the dataset's input does not
+                    item = _Prepared(None, str(exc), None)
+                if (
+                    screened
+                    and item.size is not None
+                    and spec.constraints.violation(item.size.params, item.size.flops) is None
+                    and self.store.result(search_id, digest) is None
+                    and self.store.in_flight_with_hash(search_id, digest) is None
+                ):
+                    item = _Prepared(item.size, None, screen_score(score, p.arch, image))
+                out[digest] = item
+        return out
 
     def _propose(
-        self, search_id: str, spec: SearchSpec, agent: Agent, p: Proposal, now: float
+        self,
+        search_id: str,
+        spec: SearchSpec,
+        agent: Agent,
+        p: Proposal,
+        prepared: dict[str, _Prepared],
+        now: float,
     ) -> Handout | None:
         """Record a proposal: a new network is leased out for training."""
-        outcome = self._unless_new(search_id, spec, agent, p)
+        outcome = self._unless_new(search_id, spec, agent, p, prepared)
         return self._lease(search_id, spec, p, now) if isinstance(outcome, _New) else outcome
 
     def _unless_new(
-        self, search_id: str, spec: SearchSpec, agent: Agent, p: Proposal
+        self,
+        search_id: str,
+        spec: SearchSpec,
+        agent: Agent,
+        p: Proposal,
+        prepared: dict[str, _Prepared],
     ) -> Handout | _New | None:
         """Record a proposal that needs no training — invalid, over the limits (both learnt
         as failures), already evaluated (cached, learnt from its reward) or equal to one in
@@ -475,12 +583,15 @@ class Searches:
         which is not recorded."""
         text = format_arch(canonical(p.arch))
         digest = arch_hash(p.arch)
-        try:
-            size = analyze(p.arch, spec.image())
-        except ArchError as exc:  # the space allows it, the dataset's input does not
+        size = prepared[digest].size
+        if size is None:
             self.store.add_candidate(search_id, text, digest, p.decisions, Status.INVALID, None)
-            agent.update(p.decisions, None)
-            log.info("search %s: agent proposed an invalid network: %s", search_id, exc)
+            agent.record(p.decisions, None)
+            log.info(
+                "search %s: agent proposed an invalid network: %s",
+                search_id,
+                prepared[digest].invalid,
+            )
             return None
         why = spec.constraints.violation(size.params, size.flops)
         if why is not None:  # rejected before training: no budget, learnt as a failure
@@ -488,7 +599,7 @@ class Searches:
                 search_id, text, digest, p.decisions, Status.INVALID, None
             )
             self.store.finish_candidate(search_id, cid, Status.INVALID, {"rejected": why}, None)
-            agent.update(p.decisions, None)
+            agent.record(p.decisions, None)
             return None
         known = self.store.result(search_id, digest)
         if known is not None:
@@ -498,7 +609,7 @@ class Searches:
             self.store.finish_candidate(
                 search_id, cid, Status.CACHED, {"result": known.outcome}, known.reward
             )
-            agent.update(p.decisions, known.reward)
+            agent.record(p.decisions, known.reward)
             return Handout(cid, text, 0.0, known.outcome)
         twin = self.store.in_flight_with_hash(search_id, digest)
         if twin is not None:
@@ -517,20 +628,30 @@ class Searches:
         return Handout(cid, text, deadline, None)
 
     def _screened(
-        self, search_id: str, spec: SearchSpec, agent: Agent, now: float
+        self,
+        search_id: str,
+        spec: SearchSpec,
+        agent: Agent,
+        group: list[Proposal],
+        prepared: dict[str, _Prepared],
+        now: float,
     ) -> Handout | None:
-        """One child by screening: ``factor`` proposals; those that are invalid, known or in
-        flight are handled as always (a known one is recorded as cached and learnt, but not
-        handed out); of the new ones only the best-scoring is handed out, the others are
-        recorded with their score and not learnt from."""
+        """One child by screening a group of ``factor`` proposals; those that are invalid,
+        known or in flight are handled as always (a known one is recorded as cached and
+        learnt, but not handed out); of the new ones only the best-scoring is handed out, the
+        others are recorded with their score and not learnt from."""
         screening = spec.screening
-        image = spec.image()
         fresh: dict[str, tuple[Proposal, float]] = {}
-        for p in agent.sample(screening.factor):
+        for p in group:
             digest = arch_hash(p.arch)
-            if digest in fresh or not isinstance(self._unless_new(search_id, spec, agent, p), _New):
+            if digest in fresh or not isinstance(
+                self._unless_new(search_id, spec, agent, p, prepared), _New
+            ):
                 continue
-            fresh[digest] = (p, screen_score(screening.score, p.arch, image))
+            value = prepared[digest].score
+            if value is None:  # not new when prepared; cannot happen under the search's lock
+                value = screen_score(screening.score, p.arch, spec.image())
+            fresh[digest] = (p, value)
         if not fresh:
             return None
         best = max(fresh, key=lambda d: fresh[d][1])
@@ -552,7 +673,7 @@ class Searches:
     def _settle(self, search_id: str, spec: SearchSpec) -> bool:
         """Mark the search done when nothing is in flight and no more may be proposed."""
         counts = self.store.counts(search_id)
-        if counts.get(Status.LEASED, 0) == 0 and not self._may_propose(search_id, spec):
+        if counts.get(Status.LEASED, 0) == 0 and self._room(search_id, spec) == 0:
             self.store.set_search_state(search_id, SearchState.DONE)
             return True
         return False
@@ -567,7 +688,7 @@ class Searches:
             isinstance(accuracy, (int, float)) and math.isfinite(accuracy) and 0 <= accuracy <= 1
         ):
             raise BadReport(f"validation_accuracy must be between 0 and 1, got {accuracy!r}")
-        with self._lock, self._transaction(search_id):
+        with self._locked(search_id), self.store.transaction():
             spec = SearchSpec.from_json(self._row(search_id).spec)
             c = self.store.candidate(search_id, cid)
             if c is None:
@@ -613,7 +734,7 @@ class Searches:
         else:
             report = {"failure": (failure or "unspecified failure")[:MAX_FAILURE_TEXT]}
         report = json.loads(json.dumps(report))  # compared with the stored (JSON) report
-        with self._lock, self._transaction(search_id):
+        with self._locked(search_id):
             row = self._row(search_id)
             c = self.store.candidate(search_id, cid)
             if c is None:
@@ -622,13 +743,16 @@ class Searches:
                 return self._repeat(c, report, row.state)
             spec = SearchSpec.from_json(row.spec)
             agent = self._agent(search_id, spec)
-            reward = self._record(search_id, spec, agent, c, report)
-            self._save(search_id, agent)
-            state = (
-                SearchState.DONE
-                if row.state == SearchState.RUNNING and self._settle(search_id, spec)
-                else row.state
-            )
+            self._learn(search_id, agent)  # earlier results' learning, outside the transaction
+            with self.store.transaction():
+                reward = self._record(search_id, spec, agent, c, report)
+                self._save(search_id, agent)
+                state = (
+                    SearchState.DONE
+                    if row.state == SearchState.RUNNING and self._settle(search_id, spec)
+                    else row.state
+                )
+            self._saved(search_id, agent)
             return UpdateAck(True, reward, state)
 
     def _repeat(self, c: CandidateRow, report: dict[str, Any], state: str) -> UpdateAck:
@@ -669,9 +793,9 @@ class Searches:
                     outcome,
                 ),
             )
-        agent.update(c.decisions, reward)
+        agent.record(c.decisions, reward)
         for twin in self.store.waiting_twins(search_id, c.id):
             # Answered without training, whether the twin succeeded or failed.
             self.store.finish_candidate(search_id, twin.id, Status.CACHED, report, reward)
-            agent.update(twin.decisions, reward)
+            agent.record(twin.decisions, reward)
         return reward

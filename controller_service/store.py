@@ -25,7 +25,7 @@ import torch
 from controller_service.states import Status, sql_in
 from controller_service.stopping import Decision
 
-__all__ = ["Store", "StoreError", "CandidateRow", "ResultRow", "SearchRow"]
+__all__ = ["Store", "StoreError", "dump_state", "CandidateRow", "ResultRow", "SearchRow"]
 
 SCHEMA_TEMPLATE = """
 CREATE TABLE IF NOT EXISTS searches (
@@ -93,6 +93,13 @@ CREATE TABLE IF NOT EXISTS agent_weights (
 SCHEMA = SCHEMA_TEMPLATE.replace("{STATUS_CHECK}", sql_in("status", Status)).replace(
     "{DECISION_CHECK}", sql_in("decision", Decision)
 )
+
+
+def dump_state(part: dict[str, Any]) -> bytes:
+    """An agent state part as ``torch.save`` bytes (read back with weights_only=True)."""
+    buf = io.BytesIO()
+    torch.save(part, buf)
+    return buf.getvalue()
 
 
 class StoreError(RuntimeError):
@@ -167,11 +174,20 @@ def _result(row: sqlite3.Row) -> ResultRow:
 
 
 class Store:
-    """One SQLite connection shared by the server's threads behind a lock."""
+    """One writing SQLite connection shared by the server's threads behind a lock, and one
+    read-only connection per thread for reads outside a transaction: WAL lets those run
+    while another thread writes, so a view or another search never waits for a write.
+
+    Writes go through ``transaction()``; a thread inside its own transaction reads through
+    the writing connection (it sees its own uncommitted writes)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.RLock()
+        self._writer: int | None = None  # the thread inside a transaction
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
         try:
             if self.path != ":memory:":
                 # Owner-only permissions: the database holds every search's results.
@@ -189,6 +205,10 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
             self._db.close()
 
     @contextmanager
@@ -199,16 +219,20 @@ class Store:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot write the database {self.path}: {exc}") from exc
+            self._writer = threading.get_ident()
             try:
                 yield
             except BaseException:
                 self._rollback()
                 raise
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StoreError(f"cannot write the database {self.path}: {exc}") from exc
+            else:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._rollback()
+                    raise StoreError(f"cannot write the database {self.path}: {exc}") from exc
+            finally:
+                self._writer = None
 
     def _rollback(self) -> None:
         # SQLite rolls back by itself on some errors (a full disk, for one).
@@ -216,11 +240,40 @@ class Store:
             self._db.execute("ROLLBACK")
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """A statement on the writing connection."""
         try:
             with self._lock:
                 return self._db.execute(sql, args)
         except sqlite3.Error as exc:
             raise StoreError(f"database error in {self.path}: {exc}") from exc
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """A query: on this thread's read-only connection, or on the writing one inside this
+        thread's transaction (and for an in-memory database, which one connection holds)."""
+        if self._writer == threading.get_ident() or self.path == ":memory:":
+            return self._exec(sql, args).fetchall()
+        try:
+            return self._reader().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"database error in {self.path}: {exc}") from exc
+
+    def _reader(self) -> sqlite3.Connection:
+        reader: sqlite3.Connection | None = getattr(self._local, "reader", None)
+        if reader is None:
+            with self._lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("the store is closed")
+                reader = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                reader.row_factory = sqlite3.Row
+                reader.execute("PRAGMA query_only=ON")
+                reader.execute("PRAGMA busy_timeout=5000")
+                self._readers.append(reader)
+            self._local.reader = reader
+        return reader
+
+    def _read_one(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        rows = self._read(sql, args)
+        return rows[0] if rows else None
 
     # ------------------------------------------------------------------ searches
 
@@ -231,7 +284,7 @@ class Store:
         )
 
     def search(self, search_id: str) -> SearchRow | None:
-        row = self._exec("SELECT * FROM searches WHERE id = ?", (search_id,)).fetchone()
+        row = self._read_one("SELECT * FROM searches WHERE id = ?", (search_id,))
         if row is None:
             return None
         return SearchRow(
@@ -239,7 +292,7 @@ class Store:
         )
 
     def search_ids(self) -> list[str]:
-        rows = self._exec("SELECT id FROM searches ORDER BY created DESC, id").fetchall()
+        rows = self._read("SELECT id FROM searches ORDER BY created DESC, id")
         return [r["id"] for r in rows]
 
     def set_search_state(self, search_id: str, state: str) -> None:
@@ -280,18 +333,18 @@ class Store:
         return cid
 
     def candidate(self, search_id: str, cid: int) -> CandidateRow | None:
-        row = self._exec(
+        row = self._read_one(
             "SELECT * FROM candidates WHERE search_id = ? AND id = ?", (search_id, cid)
-        ).fetchone()
+        )
         return _candidate(row) if row else None
 
     def expired_leases(self, search_id: str, before: float, limit: int) -> list[CandidateRow]:
         """Leased candidates whose lease ends before ``before`` (all of them: ``inf``)."""
-        rows = self._exec(
+        rows = self._read(
             "SELECT * FROM candidates WHERE search_id = ? AND status = 'leased' "
             "AND lease_deadline < ? ORDER BY id LIMIT ?",
             (search_id, before, limit),
-        ).fetchall()
+        )
         return [_candidate(r) for r in rows]
 
     def renew_lease(
@@ -310,37 +363,37 @@ class Store:
         )
 
     def by_request(self, search_id: str, request_id: str) -> list[CandidateRow]:
-        rows = self._exec(
+        rows = self._read(
             "SELECT * FROM candidates WHERE search_id = ? AND request_id = ? "
             "AND status IN ('leased', 'cached', 'done', 'failed') ORDER BY id",
             (search_id, request_id),
-        ).fetchall()
+        )
         return [_candidate(r) for r in rows]
 
     def in_flight_with_hash(self, search_id: str, arch_hash: str) -> CandidateRow | None:
-        row = self._exec(
+        row = self._read_one(
             "SELECT * FROM candidates WHERE search_id = ? AND arch_hash = ? AND status = 'leased' "
             "ORDER BY id LIMIT 1",
             (search_id, arch_hash),
-        ).fetchone()
+        )
         return _candidate(row) if row else None
 
     def has_hash(self, search_id: str, arch_hash: str) -> bool:
         """Whether any candidate of the search is this network."""
         return (
-            self._exec(
+            self._read_one(
                 "SELECT 1 FROM candidates WHERE search_id = ? AND arch_hash = ? LIMIT 1",
                 (search_id, arch_hash),
-            ).fetchone()
+            )
             is not None
         )
 
     def waiting_twins(self, search_id: str, cid: int) -> list[CandidateRow]:
-        rows = self._exec(
+        rows = self._read(
             "SELECT * FROM candidates WHERE search_id = ? AND twin = ? AND status = 'waiting' "
             "ORDER BY id",
             (search_id, cid),
-        ).fetchall()
+        )
         return [_candidate(r) for r in rows]
 
     def finish_candidate(
@@ -364,11 +417,11 @@ class Store:
         )
 
     def counts(self, search_id: str) -> dict[str, int]:
-        rows = self._exec(
+        rows = self._read(
             "SELECT status, COUNT(*) AS n, SUM(reissued) AS r FROM candidates "
             "WHERE search_id = ? GROUP BY status",
             (search_id,),
-        ).fetchall()
+        )
         counts = {r["status"]: int(r["n"]) for r in rows}
         counts["reissued"] = sum(int(r["r"] or 0) for r in rows)
         return counts
@@ -386,20 +439,20 @@ class Store:
 
     def epoch_report(self, search_id: str, cid: int, epoch: int) -> str | None:
         """The decision stored for one (candidate, epoch), or None."""
-        row = self._exec(
+        row = self._read_one(
             "SELECT decision FROM epoch_reports WHERE search_id = ? AND "
             "candidate_id = ? AND epoch = ?",
             (search_id, cid, epoch),
-        ).fetchone()
+        )
         return None if row is None else str(row["decision"])
 
     def epoch_reports(self, search_id: str) -> list[tuple[int, int, float]]:
         """Every (candidate, epoch, accuracy) of a search in the order they were reported."""
-        rows = self._exec(
+        rows = self._read(
             "SELECT candidate_id, epoch, accuracy FROM epoch_reports "
             "WHERE search_id = ? ORDER BY rowid",
             (search_id,),
-        ).fetchall()
+        )
         return [(int(r[0]), int(r[1]), float(r[2])) for r in rows]
 
     # ------------------------------------------------------------------ results
@@ -425,17 +478,17 @@ class Store:
         )
 
     def result(self, search_id: str, arch_hash: str) -> ResultRow | None:
-        row = self._exec(
+        row = self._read_one(
             "SELECT * FROM results WHERE search_id = ? AND arch_hash = ?", (search_id, arch_hash)
-        ).fetchone()
+        )
         return _result(row) if row else None
 
     def top_results(self, search_id: str, k: int) -> list[ResultRow]:
-        rows = self._exec(
+        rows = self._read(
             "SELECT * FROM results WHERE search_id = ? ORDER BY accuracy DESC, candidate_id "
             "LIMIT ?",
             (search_id, k),
-        ).fetchall()
+        )
         return [_result(r) for r in rows]
 
     # ------------------------------------------------------------------ agent state
@@ -450,51 +503,59 @@ class Store:
         """Save an agent's state: ``state`` every call; ``heavy`` (weights, optimiser) only
         when it changed — the last one saved stays and is merged in by ``load_agent``;
         ``progress`` (what views show) so that a view never needs to load the agent."""
+        self.write_agent(
+            search_id, dump_state(state), None if heavy is None else dump_state(heavy), progress
+        )
+
+    def write_agent(
+        self,
+        search_id: str,
+        light: bytes,
+        heavy: bytes | None = None,
+        progress: dict[str, float] | None = None,
+    ) -> None:
+        """``save_agent`` with the parts already serialised by ``dump_state`` (outside the
+        transaction, so that a large agent does not hold the writing connection)."""
         if progress is not None:
             self._exec(
                 "INSERT INTO agent_progress (search_id, progress) VALUES (?, ?) "
                 "ON CONFLICT (search_id) DO UPDATE SET progress = excluded.progress",
                 (search_id, json.dumps(progress, sort_keys=True)),
             )
-        for table, part in (("agent_state", state), ("agent_weights", heavy)):
-            if part is None:
-                continue
-            buf = io.BytesIO()
-            torch.save(part, buf)
-            self._exec(
-                f"INSERT INTO {table} (search_id, state) VALUES (?, ?) "
-                "ON CONFLICT (search_id) DO UPDATE SET state = excluded.state",
-                (search_id, buf.getvalue()),
-            )
+        for table, part in (("agent_state", light), ("agent_weights", heavy)):
+            if part is not None:
+                self._exec(
+                    f"INSERT INTO {table} (search_id, state) VALUES (?, ?) "
+                    "ON CONFLICT (search_id) DO UPDATE SET state = excluded.state",
+                    (search_id, part),
+                )
 
     def has_agent_weights(self, search_id: str) -> bool:
         """Whether the agent's heavy part is stored apart (databases written before the split
         keep the whole state in agent_state)."""
         return (
-            self._exec("SELECT 1 FROM agent_weights WHERE search_id = ?", (search_id,)).fetchone()
+            self._read_one("SELECT 1 FROM agent_weights WHERE search_id = ?", (search_id,))
             is not None
         )
 
     def agent_progress(self, search_id: str) -> dict[str, float] | None:
         """The progress saved with the agent's last state (None if none was saved)."""
-        row = self._exec(
+        row = self._read_one(
             "SELECT progress FROM agent_progress WHERE search_id = ?", (search_id,)
-        ).fetchone()
+        )
         return (
             None if row is None else {k: float(v) for k, v in json.loads(row["progress"]).items()}
         )
 
     def load_agent(self, search_id: str) -> dict[str, Any] | None:
         """The saved state, its heavy part merged in."""
-        row = self._exec(
-            "SELECT state FROM agent_state WHERE search_id = ?", (search_id,)
-        ).fetchone()
+        row = self._read_one("SELECT state FROM agent_state WHERE search_id = ?", (search_id,))
         if row is None:
             return None
         state: dict[str, Any] = torch.load(io.BytesIO(row["state"]), weights_only=True)
-        weights = self._exec(
+        weights = self._read_one(
             "SELECT state FROM agent_weights WHERE search_id = ?", (search_id,)
-        ).fetchone()
+        )
         if weights is not None:
             state.update(torch.load(io.BytesIO(weights["state"]), weights_only=True))
         return state

@@ -8,7 +8,9 @@ Call sequence (the controller holds a lock per search around every call):
    own record of the decisions that produced it (JSON-able), which the controller stores with
    the candidate and hands back at update time.
 3. ``agent.update(decisions, reward)`` once per result, in any order and possibly long after
-   the sample (asynchronous workers); ``reward`` is ``None`` for a child that failed.
+   the sample (asynchronous workers); ``reward`` is ``None`` for a child that failed. The
+   controller calls it as ``record`` (inside its write transaction) and ``learn`` (before its
+   next call, outside the transaction), which together are ``update``.
 4. Optionally, once before the first sample: ``agent.pretrain(priors, steps, learning_rate)``
    with the decisions of known-good networks (a warm start); their results then arrive
    through ``update`` like any other.
@@ -70,6 +72,18 @@ class Agent(ABC):
     @abstractmethod
     def update(self, decisions: Decisions, reward: float | None) -> None:
         """Learn from the reward of the proposal whose decisions these are."""
+
+    def record(self, decisions: Decisions, reward: float | None) -> None:
+        """``update`` split in two for the controller: note the result now (cheap, inside
+        its write transaction) and do the expensive learning in ``learn()``, which the
+        controller calls outside the transaction before its next ``sample`` or ``update``.
+        ``record`` then ``learn`` leaves the agent exactly as ``update`` would; the noted
+        results are part of ``light_state`` until learnt. By default ``record`` is
+        ``update``."""
+        self.update(decisions, reward)
+
+    def learn(self) -> None:
+        """Learn from the results ``record`` noted (see there); idempotent."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

@@ -5,8 +5,8 @@ W_curr h_i))``. Used by ``controller_service.agents.reinforce``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,18 +24,6 @@ class Trajectory:
 
     tokens: list[list[int]]
     skips: list[list[int]] | None
-
-
-@dataclass
-class _Walk:
-    """The controller's running state while it emits one architecture."""
-
-    state: list[tuple[Tensor, Tensor]]
-    x: Tensor
-    anchors: list[Tensor] = field(default_factory=list)  # h_j of each earlier layer
-    keys: list[Tensor] = field(default_factory=list)  # W_prev h_j
-    log_probs: list[Tensor] = field(default_factory=list)
-    entropies: list[Tensor] = field(default_factory=list)
 
 
 class ControllerLSTM(nn.Module):
@@ -70,67 +58,96 @@ class ControllerLSTM(nn.Module):
                 p.uniform_(-init_range, init_range, generator=generator)
 
     def rollout(
-        self, source: torch.Generator | Trajectory, layers: int, skips: bool
-    ) -> tuple[Trajectory, Tensor, Tensor]:
-        """Emit ``layers`` layers, sampling from ``source`` when it is a generator and
-        replaying it (teacher forcing) when it is a trajectory. Returns the trajectory, its
-        log-probability and the summed entropy of every decision's distribution."""
+        self,
+        source: torch.Generator | list[Trajectory],
+        layers: int,
+        skips: bool,
+        count: int = 1,
+    ) -> tuple[list[Trajectory], Tensor, Tensor]:
+        """Emit ``count`` architectures of ``layers`` layers in one batched pass: sampled from
+        ``source`` when it is a generator, replayed (teacher forcing) when it is a list of
+        trajectories of ``layers`` layers each (``count`` is then their number). Returns the
+        trajectories, their log-probabilities and the summed entropy of every decision's
+        distribution (both shape ``(count,)``)."""
+        forced = None if isinstance(source, torch.Generator) else source
+        if forced is not None:
+            count = len(forced)
+            if any(len(t.tokens) != layers for t in forced):
+                raise ValueError(f"every replayed trajectory must have {layers} layers")
+        generator = source if isinstance(source, torch.Generator) else None
         hidden = self.start.shape[1]
-        zero = self.start.new_zeros(1, hidden)
-        walk = _Walk([(zero, zero) for _ in self.cells], self.start)
-        tokens, bits = [], []
+        zero = self.start.new_zeros(count, hidden)
+        state = [(zero, zero) for _ in self.cells]
+        x = self.start.expand(count, hidden)
+        log_prob = self.start.new_zeros(count)
+        entropy = self.start.new_zeros(count)
+        anchors: list[Tensor] = []  # h_j of each earlier layer, (count, hidden)
+        keys: list[Tensor] = []  # W_prev h_j
+        tokens: list[Tensor] = []  # (count, 5) per layer
+        bits_per_layer: list[Tensor] = []  # (count, i) per layer i
+
+        cells = [cast(nn.LSTMCell, c) for c in self.cells]
+        decoders = {d: cast(nn.Linear, self.decoders[d]) for d in ZOPH_DECISIONS}
+        embeddings = {d: cast(nn.Embedding, self.embeddings[d]) for d in ZOPH_DECISIONS}
+
+        def advance(x: Tensor) -> Tensor:
+            # the cells called directly: a module call costs more than the step itself
+            for n, cell in enumerate(cells):
+                h, c = torch.lstm_cell(
+                    x, state[n], cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+                )
+                state[n] = (h, c)
+                x = h
+            return x
+
         for i in range(layers):
-            tokens.append(self._layer_tokens(walk, i, source))
-            if skips:
-                bits.append(self._layer_skips(walk, i, source))
-        log_prob = torch.stack(walk.log_probs).sum()
-        entropy = torch.stack(walk.entropies).sum()
-        return Trajectory(tokens, bits if skips else None), log_prob, entropy
-
-    def _advance(self, walk: _Walk) -> Tensor:
-        """One LSTM step on ``walk.x``; returns the top layer's hidden state."""
-        x, new_state = walk.x, []
-        for cell, hc in zip(self.cells, walk.state):
-            h, c = cell(x, hc)
-            new_state.append((h, c))
-            x = h
-        walk.state = new_state
-        return x
-
-    def _layer_tokens(self, walk: _Walk, i: int, source: torch.Generator | Trajectory) -> list[int]:
-        out = []
-        for k, name in enumerate(ZOPH_DECISIONS):
-            log_p = F.log_softmax(self.decoders[name](self._advance(walk)), dim=-1)[0]
-            if isinstance(source, Trajectory):
-                token = source.tokens[i][k]
+            row = []
+            for k, name in enumerate(ZOPH_DECISIONS):
+                decoder = decoders[name]
+                log_p = F.log_softmax(F.linear(advance(x), decoder.weight, decoder.bias), dim=-1)
+                if forced is not None:
+                    token = torch.tensor([t.tokens[i][k] for t in forced])
+                else:
+                    token = torch.multinomial(log_p.exp(), 1, generator=generator).view(-1)
+                log_prob = log_prob + log_p.gather(1, token.view(-1, 1)).view(-1)
+                entropy = entropy - (log_p.exp() * log_p).sum(dim=1)
+                x = F.embedding(token, embeddings[name].weight)
+                row.append(token)
+            tokens.append(torch.stack(row, dim=1))
+            if not skips:
+                continue
+            # the anchor step of layer i+1: one Bernoulli per earlier layer
+            h = advance(x)
+            x = torch.zeros_like(h)
+            if anchors:
+                logits = F.linear(
+                    torch.tanh(torch.stack(keys, dim=1) + F.linear(h, self.w_curr.weight)[:, None]),
+                    self.v.weight,
+                ).view(count, i)
+                if forced is not None:
+                    bits = torch.tensor(
+                        [t.skips[i] if t.skips else [] for t in forced], dtype=h.dtype
+                    )
+                else:
+                    bits = torch.bernoulli(torch.sigmoid(logits), generator=generator)
+                log_on, log_off = F.logsigmoid(logits), F.logsigmoid(-logits)
+                p = torch.sigmoid(logits)
+                log_prob = log_prob + (bits * log_on + (1 - bits) * log_off).sum(dim=1)
+                entropy = entropy - (p * log_on + (1 - p) * log_off).sum(dim=1)
+                x = (bits[:, :, None] * torch.stack(anchors, dim=1)).sum(dim=1) / (
+                    1 + bits.sum(dim=1, keepdim=True)
+                )
+                bits_per_layer.append(bits)
             else:
-                token = int(torch.multinomial(log_p.exp(), 1, generator=source))
-            walk.log_probs.append(log_p[token])
-            walk.entropies.append(-(log_p.exp() * log_p).sum())
-            walk.x = self.embeddings[name](torch.tensor([token]))
-            out.append(token)
-        return out
-
-    def _layer_skips(self, walk: _Walk, i: int, source: torch.Generator | Trajectory) -> list[int]:
-        """The anchor step of layer i+1: one Bernoulli per earlier layer."""
-        h = self._advance(walk)
-        chosen: list[int] = []
-        walk.x = torch.zeros_like(h)
-        if walk.anchors:
-            logits = self.v(torch.tanh(torch.cat(walk.keys) + self.w_curr(h))).view(-1)
-            if isinstance(source, Trajectory):
-                bits = torch.tensor(source.skips[i] if source.skips else [], dtype=h.dtype)
-            else:
-                bits = torch.bernoulli(torch.sigmoid(logits), generator=source)
-            p = torch.sigmoid(logits)
-            log_on, log_off = F.logsigmoid(logits), F.logsigmoid(-logits)
-            walk.log_probs.append((bits * log_on + (1 - bits) * log_off).sum())
-            walk.entropies.append(-(p * log_on + (1 - p) * log_off).sum())
-            walk.x = (bits @ torch.cat(walk.anchors)).unsqueeze(0) / (1 + bits.sum())
-            chosen = [int(b) for b in bits.tolist()]
-        walk.anchors.append(h)
-        walk.keys.append(self.w_prev(h))
-        return chosen
-
-
-# ---------------------------------------------------------------------------- the agent
+                bits_per_layer.append(h.new_zeros(count, 0))
+            anchors.append(h)
+            keys.append(F.linear(h, self.w_prev.weight))
+        out = forced
+        if out is None:
+            token_rows = torch.stack(tokens, dim=1).tolist()  # (count, layers, 5)
+            skip_rows = [b.long().tolist() for b in bits_per_layer]
+            out = [
+                Trajectory(token_rows[b], [layer[b] for layer in skip_rows] if skips else None)
+                for b in range(count)
+            ]
+        return out, log_prob, entropy

@@ -105,6 +105,7 @@ class QLearningAgent(Agent):
         self.samples = 0
         self.results = 0
         self.trajectory_updates = 0
+        self.queued: list[tuple[list[str], float]] = []  # recorded, not yet learnt
 
     # ------------------------------------------------------------------ epsilon
 
@@ -162,11 +163,25 @@ class QLearningAgent(Agent):
         self.trajectory_updates += 1
 
     def update(self, decisions: Decisions, reward: float | None) -> None:
+        self.record(decisions, reward)
+        self.learn()
+
+    def record(self, decisions: Decisions, reward: float | None) -> None:
+        """Check and queue a result; ``learn`` replays."""
         path = [str(step) for step in decisions["path"]]
         self.space.follow(path)  # ValueError for a path that breaks the rules
         r = self.failure_reward if reward is None else float(reward)
         if not math.isfinite(r):
             raise ValueError(f"reward must be finite, got {reward!r}")
+        self.queued.append((path, r))
+
+    def learn(self) -> None:
+        """Each queued result in turn: into the memory, learnt, then ``replay`` memories."""
+        queued, self.queued = self.queued, []
+        for path, r in queued:
+            self._remember(path, r)
+
+    def _remember(self, path: list[str], r: float) -> None:
         key = " ".join(path)
         if key not in self.seen:
             self.seen[key] = len(self.memory)
@@ -196,6 +211,7 @@ class QLearningAgent(Agent):
             "samples": self.samples,
             "results": self.results,
             "trajectory_updates": self.trajectory_updates,
+            "queued": [[list(p), r] for p, r in self.queued],
         }
 
     def heavy_state(self) -> dict[str, Any]:
@@ -214,6 +230,7 @@ class QLearningAgent(Agent):
         self.samples = int(state["samples"])
         self.results = int(state["results"])
         self.trajectory_updates = int(state["trajectory_updates"])
+        self.queued = [([str(s) for s in p], float(r)) for p, r in state.get("queued", [])]
 
     def export_q(self) -> list[tuple[str, str, float]]:
         """Every learnt Q value as (state, next state, value), highest first."""

@@ -171,33 +171,50 @@ class ReinforceAgent(Agent):
         grown = s.start_layers + s.layers_step * (self.samples // s.step_every)
         return min(grown, self.space.max_layers)
 
-    @torch.no_grad()
     def sample(self, n: int) -> list[Proposal]:
+        """``n`` proposals from batched rollouts (one per curriculum depth they span)."""
         if n < 0:
             raise ValueError(f"cannot sample a negative number ({n}) of architectures")
-        return [self._sample_one() for _ in range(n)]
-
-    def _sample_one(self) -> Proposal:
-        layers = self.curriculum_layers()
-        trajectory, log_prob, _ = self.policy.rollout(self.generator, layers, self.skips)
-        self.samples += 1
-        decisions = {
-            "tokens": trajectory.tokens,
-            "skips": trajectory.skips,
-            "layers": layers,
-            "logp": float(log_prob),
-        }
-        return Proposal(self.space.decode(trajectory.tokens, trajectory.skips), decisions)
+        out: list[Proposal] = []
+        with torch.inference_mode():
+            while len(out) < n:
+                layers = self.curriculum_layers()
+                # samples left at this depth before the curriculum may grow
+                room = self.settings.step_every - self.samples % self.settings.step_every
+                count = min(n - len(out), room)
+                trajectories, log_probs, _ = self.policy.rollout(
+                    self.generator, layers, self.skips, count
+                )
+                self.samples += count
+                for t, logp in zip(trajectories, log_probs.tolist()):
+                    decisions = {
+                        "tokens": t.tokens,
+                        "skips": t.skips,
+                        "layers": layers,
+                        "logp": logp,
+                    }
+                    out.append(Proposal(self.space.decode(t.tokens, t.skips), decisions))
+        return out
 
     def log_prob(self, decisions: Decisions) -> Tensor:
         """Log-probability of ``decisions`` under the current policy (differentiable)."""
-        return self._evaluate(self._trajectory(decisions))[0]
+        return self._evaluate([self._trajectory(decisions)])[0][0]
 
-    def _evaluate(self, trajectory: Trajectory) -> tuple[Tensor, Tensor]:
-        _, log_prob, entropy = self.policy.rollout(trajectory, len(trajectory.tokens), self.skips)
-        return log_prob, entropy
+    def _evaluate(self, trajectories: list[Trajectory]) -> tuple[Tensor, Tensor]:
+        """Log-probabilities and entropies of ``trajectories`` (any depths) under the current
+        policy, in their order: one batched replay per depth."""
+        log_probs: list[Tensor | None] = [None] * len(trajectories)
+        entropies: list[Tensor | None] = [None] * len(trajectories)
+        by_depth: dict[int, list[int]] = {}
+        for i, t in enumerate(trajectories):
+            by_depth.setdefault(len(t.tokens), []).append(i)
+        for layers, rows in by_depth.items():
+            _, lp, ent = self.policy.rollout([trajectories[i] for i in rows], layers, self.skips)
+            for j, i in enumerate(rows):
+                log_probs[i], entropies[i] = lp[j], ent[j]
+        return torch.stack(log_probs), torch.stack(entropies)  # type: ignore[arg-type]
 
-    def update(self, decisions: Decisions, reward: float | None) -> None:
+    def record(self, decisions: Decisions, reward: float | None) -> None:
         """Queue one result; every ``batch`` results take one Adam step on their mean loss
         ``-(reward - baseline) * log_prob - entropy_weight * entropy``. The baseline a
         result is compared with is the one before its own reward (the first result's
@@ -213,18 +230,32 @@ class ReinforceAgent(Agent):
             {"tokens": trajectory.tokens, "skips": trajectory.skips, "advantage": r - baseline}
         )
         self.updates += 1
-        if len(self.pending) >= self.settings.batch:
+
+    def update(self, decisions: Decisions, reward: float | None) -> None:
+        """Queue one result (``record``) and take the steps a full batch asks for."""
+        self.record(decisions, reward)
+        self.learn()
+
+    def learn(self) -> None:
+        """One Adam step per full batch of queued results, oldest first."""
+        while len(self.pending) >= self.settings.batch:
             self._step()
 
     def _step(self) -> None:
+        """One Adam step on the mean loss of the oldest ``batch`` queued results (one batched
+        replay per depth)."""
+        batch, self.pending = (
+            self.pending[: self.settings.batch],
+            self.pending[self.settings.batch :],
+        )
         self.optimizer.zero_grad()
-        losses = []
-        for item in self.pending:
-            log_prob, entropy = self._evaluate(Trajectory(item["tokens"], item["skips"]))
-            losses.append(-item["advantage"] * log_prob - self.settings.entropy_weight * entropy)
-        torch.autograd.backward(torch.stack(losses).mean())
+        log_prob, entropy = self._evaluate(
+            [Trajectory(item["tokens"], item["skips"]) for item in batch]
+        )
+        advantage = torch.tensor([float(item["advantage"]) for item in batch])
+        loss = -advantage * log_prob - self.settings.entropy_weight * entropy
+        torch.autograd.backward(loss.mean())
         self.optimizer.step()
-        self.pending = []
         self.steps += 1
 
     def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
@@ -240,7 +271,7 @@ class ReinforceAgent(Agent):
         optimizer = torch.optim.Adam(self.policy.parameters(), lr=learning_rate)
         for _ in range(steps):
             optimizer.zero_grad()
-            loss = -torch.stack([self._evaluate(t)[0] for t in trajectories]).mean()
+            loss = -self._evaluate(trajectories)[0].mean()
             torch.autograd.backward(loss)
             optimizer.step()
         self.pretrained += len(priors)
@@ -273,14 +304,14 @@ class ReinforceAgent(Agent):
     def state_dict(self) -> dict[str, Any]:
         """A snapshot (copies, not views) that loads with ``torch.load(weights_only=True)``."""
         return {
-            **self.light_state(),
+            **copy.deepcopy(self.light_state()),
             "policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
             "optimizer": copy.deepcopy(self.optimizer.state_dict()),
         }
 
     def light_state(self) -> dict[str, Any]:
         """Everything but the policy and optimiser: a few kilobytes (the generator state and
-        the results waiting for their batch)."""
+        the results waiting for their batch). Live, not copied: serialise it at once."""
         return {
             "format": _STATE_FORMAT,
             "generator": self.generator.get_state(),
@@ -289,7 +320,7 @@ class ReinforceAgent(Agent):
             "updates": self.updates,
             "steps": self.steps,
             "pretrained": self.pretrained,
-            "pending": copy.deepcopy(self.pending),
+            "pending": self.pending,  # serialised at once: no copy
         }
 
     def heavy_state(self) -> dict[str, Any]:

@@ -36,6 +36,10 @@ def test_reinforce_weights_are_written_once_per_step(tmp_path: Path) -> None:
         searches.update(sid, h.id, _outcome(h.text, 0.1 * i), None)
         if _weights(store, sid) != written[-1]:
             written.append(_weights(store, sid))
+    # A full batch is learnt at the search's next call, outside its write transaction.
+    searches.sample(sid, 1)
+    if _weights(store, sid) != written[-1]:
+        written.append(_weights(store, sid))
     assert len(written) == 3  # the initial weights, then one write per step of 4 results
     # a fresh controller on the same database has the same agent, weights included
     again = Searches(Store(tmp_path / "c.db"))
