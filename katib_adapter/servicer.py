@@ -19,8 +19,8 @@ import grpc
 from katib_adapter import enas
 from katib_adapter.plan import ARCH_PARAM, KatibError, Plan, plan, request_id
 from katib_adapter.trials import CANDIDATE_LABEL, candidate_of, update_for
-from nasrl import codec
-from nasrl.client import ControllerClient, NasrlError
+from nasrl.core import codec
+from nasrl.rpc.client import ControllerClient, NasrlError
 from protos import controller_pb2 as cpb
 from protos import katib_api_pb2 as kpb
 from protos import katib_api_pb2_grpc as kpb_grpc

@@ -9,8 +9,8 @@ import time
 import grpc
 import pytest
 
-from nasrl.client import ControllerClient, NasrlError, TrainerClient
-from nasrl.results import TrainOutcome, TrainSettings
+from nasrl.core.results import TrainOutcome, TrainSettings
+from nasrl.rpc.client import ControllerClient, NasrlError, TrainerClient
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2 as tpb
 

@@ -14,10 +14,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.katib_client import Katib, experiment
-from nasrl import rpc
-from nasrl.arch import parse
-from nasrl.client import ControllerClient
-from nasrl.local import LocalService
+from nasrl.cli.local import LocalService
+from nasrl.core.arch import parse
+from nasrl.rpc import rpc
+from nasrl.rpc.client import ControllerClient
 from protos import katib_api_pb2 as kpb
 
 SETTINGS = {"agent": "reinforce", "dataset": "digits", "max_layers": "3", "epochs": "1"}

@@ -7,8 +7,8 @@ import grpc
 import pytest
 
 from controller_service.agents.qlearning import epsilon_schedule
-from nasrl.client import ControllerClient, NasrlError, TrainerClient
-from nasrl.results import TrainOutcome
+from nasrl.core.results import TrainOutcome
+from nasrl.rpc.client import ControllerClient, NasrlError, TrainerClient
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2 as tpb
 

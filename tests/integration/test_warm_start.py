@@ -12,12 +12,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from nasrl import codec
-from nasrl.arch import canonical, format_arch, parse
-from nasrl.client import ControllerClient, NasrlError
-from nasrl.datasets import input_shape
-from nasrl.results import TrainOutcome, TrainSettings
-from nasrl.shapes import analyze
+from nasrl.core import codec
+from nasrl.core.arch import canonical, format_arch, parse
+from nasrl.core.datasets import input_shape
+from nasrl.core.results import TrainOutcome, TrainSettings
+from nasrl.core.shapes import analyze
+from nasrl.rpc.client import ControllerClient, NasrlError
 from protos import controller_pb2 as cpb
 from tests.helpers import nasrl_cli
 
@@ -329,7 +329,7 @@ def test_cli_warm_start_from_a_file_and_from_a_search(controller: str, tmp_path:
 def test_screening_hands_out_the_best_scoring_of_each_group(
     controller: str, tmp_path: Path
 ) -> None:
-    from nasrl.scoring import score
+    from nasrl.core.scoring import score
 
     with ControllerClient(controller) as c:
         sid = _create(c, "random", budget=5, screening=cpb.Screening(score="synflow", factor=4))

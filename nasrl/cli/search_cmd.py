@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nasrl import codec
-from nasrl.client import Candidate, ControllerClient
-from nasrl.datasets_cmd import dataset_shape
-from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
-from nasrl.runner import Runner, RunnerEvents, TrainerPool
-from nasrl.security import add_client_flags, client_security
+from nasrl.cli.datasets_cmd import dataset_shape
+from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
+from nasrl.core import codec
+from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.rpc.client import Candidate, ControllerClient
+from nasrl.rpc.security import add_client_flags, client_security
 from protos import controller_pb2 as cpb
 
 __all__ = ["add_search_commands", "failure_verdict", "SEARCH_FAILED"]
@@ -37,7 +37,7 @@ def _from_table(path: str) -> tuple[cpb.SearchSpace, str, TrainSettings]:
     """The space, dataset and training settings a tabular benchmark was built with."""
     from google.protobuf import json_format
 
-    from nasrl.table import read_table
+    from nasrl.core.table import read_table
 
     table = read_table(path)
     space = json_format.ParseDict(table.space, cpb.SearchSpace())
@@ -212,7 +212,7 @@ def _finish(
     s = c.get_search(search_id)
     entries = c.leaderboard(search_id, top=1000)
     if args.plot and entries:
-        from nasrl.plot import plot_search
+        from nasrl.cli.plot import plot_search
 
         ordered = sorted(entries, key=lambda e: e.candidate_id)
         plot_search(
@@ -222,7 +222,7 @@ def _finish(
         )
     exported = None
     if args.export_best and entries:
-        from nasrl.export_cmd import export_entry
+        from nasrl.cli.export_cmd import export_entry
 
         exported = export_entry(
             pool.clients(), s, entries[0], 1, args.export_best, args.export_format
@@ -282,7 +282,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"--max-failure-fraction must be between 0 and 1, not {args.max_failure_fraction:g}"
         )
     if args.export_best:  # a bad name or a missing package fails now, not after the search
-        from nasrl.export_cmd import check_export_target
+        from nasrl.cli.export_cmd import check_export_target
 
         args.export_format = check_export_target(args.export_best, args.export_format)
     security = client_security(args)

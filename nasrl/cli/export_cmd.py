@@ -12,21 +12,21 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from rich.console import Console
 
-from nasrl import codec
-from nasrl.client import ControllerClient, NasrlError, TrainerClient
-from nasrl.datasets import input_shape
-from nasrl.runner import parse_trainers
-from nasrl.security import ClientSecurity, add_client_flags, client_security
-from nasrl.shapes import InputShape
+from nasrl.cli.runner import parse_trainers
+from nasrl.core import codec
+from nasrl.core.datasets import input_shape
+from nasrl.core.shapes import InputShape
+from nasrl.rpc.client import ControllerClient, NasrlError, TrainerClient
+from nasrl.rpc.security import ClientSecurity, add_client_flags, client_security
 from protos import controller_pb2 as cpb
 
 if TYPE_CHECKING:
-    from nasrl.trained_export import ExportReport
+    from nasrl.cli.trained_export import ExportReport
 
 __all__ = ["add_export_command", "check_export_target", "export_entry", "search_image"]
 
 err = Console(stderr=True, highlight=False)
-FORMATS = ("python", "onnx", "torchscript")  # nasrl.export_formats.FORMATS (imports torch)
+FORMATS = ("python", "onnx", "torchscript")  # nasrl.cli.export_formats.FORMATS (imports torch)
 
 
 def search_image(search: cpb.Search) -> InputShape:
@@ -40,7 +40,7 @@ def search_image(search: cpb.Search) -> InputShape:
 def check_export_target(path: str, fmt: str | None) -> str:
     """The format to write ``path`` in; raises ValueError (before any work is done) for a
     name that names none or a format whose packages are missing."""
-    from nasrl.export_formats import format_for_path, require_onnx
+    from nasrl.cli.export_formats import format_for_path, require_onnx
 
     chosen = format_for_path(path, fmt)
     if chosen == "onnx":
@@ -57,7 +57,7 @@ def export_entry(
     fmt: str,
 ) -> ExportReport:
     """Write leaderboard ``entry`` of ``search`` to ``path`` in ``fmt`` with its weights."""
-    from nasrl.trained_export import UntrainedExport, export_trained
+    from nasrl.cli.trained_export import UntrainedExport, export_trained
 
     title = (
         f"rank {rank} of search {search.search_id} ({entry.accuracy:.4f} val acc, "
@@ -86,7 +86,7 @@ def _clients(spec: str, security: ClientSecurity) -> list[TrainerClient]:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.rank < 1:
         raise ValueError(f"--rank must be 1 or more, got {args.rank}")
-    from nasrl.export_formats import default_suffix
+    from nasrl.cli.export_formats import default_suffix
 
     output = args.output or f"search-{args.search_id}-rank{args.rank}{default_suffix(args.format)}"
     fmt = check_export_target(output, args.format)

@@ -12,12 +12,13 @@ from typing import Any
 
 import grpc
 
-from nasrl import codec, rpc
-from nasrl.arch import Architecture, parse
-from nasrl.errors import NasrlError
-from nasrl.health import wait_until_serving
-from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
-from nasrl.security import ClientSecurity
+from nasrl.core import codec
+from nasrl.core.arch import Architecture, parse
+from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.rpc import rpc
+from nasrl.rpc.errors import NasrlError
+from nasrl.rpc.health import wait_until_serving
+from nasrl.rpc.security import ClientSecurity
 from protos import controller_pb2 as cpb
 from protos import controller_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 
