@@ -13,12 +13,16 @@ import grpc
 from rich.console import Console
 
 from nasrl.cli.runner import parse_trainers
-from nasrl.core import codec
 from nasrl.core.datasets import input_shape
 from nasrl.core.shapes import InputShape
-from nasrl.rpc.client import ControllerClient, NasrlError, TrainerClient
+from nasrl.rpc.client import (
+    ControllerClient,
+    LeaderboardEntry,
+    NasrlError,
+    Search,
+    TrainerClient,
+)
 from nasrl.rpc.security import ClientSecurity, add_client_flags, client_security
-from protos import controller_pb2 as cpb
 
 if TYPE_CHECKING:
     from nasrl.cli.trained_export import ExportReport
@@ -29,12 +33,10 @@ err = Console(stderr=True, highlight=False)
 FORMATS = ("python", "onnx", "torchscript")  # nasrl.cli.export_formats.FORMATS (imports torch)
 
 
-def search_image(search: cpb.Search) -> InputShape:
+def search_image(search: Search) -> InputShape:
     """The input shape and classes the search's children take."""
-    s = search.spec.dataset_shape
-    if s.classes:  # filled in by the controller (required for a user's dataset)
-        return InputShape(s.channels, s.height, s.width, s.classes)
-    return input_shape(search.spec.dataset)
+    # dataset_shape: filled in by the controller (required for a user's dataset)
+    return search.spec.dataset_shape or input_shape(search.spec.dataset)
 
 
 def check_export_target(path: str, fmt: str | None) -> str:
@@ -50,8 +52,8 @@ def check_export_target(path: str, fmt: str | None) -> str:
 
 def export_entry(
     clients: list[TrainerClient],
-    search: cpb.Search,
-    entry: cpb.LeaderboardEntry,
+    search: Search,
+    entry: LeaderboardEntry,
     rank: int,
     path: str | Path,
     fmt: str,
@@ -68,7 +70,7 @@ def export_entry(
             clients,
             entry.architecture,
             search.spec.dataset,
-            codec.settings_from_proto(search.spec.training),
+            search.spec.training,
             path,
             title,
             fmt=fmt,
@@ -113,7 +115,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_json(report: ExportReport, entry: cpb.LeaderboardEntry) -> dict[str, Any]:
+def _report_json(report: ExportReport, entry: LeaderboardEntry) -> dict[str, Any]:
     return {
         "path": str(report.module),
         "format": report.format,

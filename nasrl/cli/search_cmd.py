@@ -20,7 +20,7 @@ from nasrl.cli.datasets_cmd import dataset_shape
 from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.core import codec
 from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
-from nasrl.rpc.client import Candidate, ControllerClient
+from nasrl.rpc.client import Candidate, ControllerClient, LeaderboardEntry
 from nasrl.rpc.security import add_client_flags, client_security
 from protos import controller_pb2 as cpb
 
@@ -30,7 +30,6 @@ SEARCH_FAILED = 3  # exit code: the search ran, but too many of its children fai
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
-STATES = {cpb.RUNNING: "running", cpb.DONE: "done", cpb.STOPPED: "stopped"}
 
 
 def _from_table(path: str) -> tuple[cpb.SearchSpace, str, TrainSettings]:
@@ -108,7 +107,7 @@ def _constraints(args: argparse.Namespace) -> cpb.Constraints:
     return msg
 
 
-def leaderboard_table(entries: list[cpb.LeaderboardEntry], title: str) -> Table:
+def leaderboard_table(entries: list[LeaderboardEntry], title: str) -> Table:
     table = Table(title=title)
     for col in ("#", "architecture", "val acc", "test acc", "params", "MFLOPs", "seconds"):
         table.add_column(col, justify="left" if col == "architecture" else "right")
@@ -173,7 +172,7 @@ class SearchDisplay:
             s = self.c.get_search(self.search_id)
         except Exception:  # noqa: BLE001 - the display waits for the controller like the runner
             return
-        best = f"{s.best.accuracy:.4f}" if s.HasField("best") else "-"
+        best = "-" if s.best is None else f"{s.best.accuracy:.4f}"
         self.progress.update(
             self.task,
             completed=s.counts.evaluated + s.counts.failed,
@@ -218,7 +217,7 @@ def _finish(
         plot_search(
             [(i, e.accuracy) for i, e in enumerate(ordered, start=1)],
             args.plot,
-            f"search {search_id}: {s.spec.agent.name} on {s.spec.dataset}",
+            f"search {search_id}: {s.spec.agent} on {s.spec.dataset}",
         )
     exported = None
     if args.export_best and entries:
@@ -230,7 +229,7 @@ def _finish(
         err.print(f"exported {exported.module}: {exported.note}", markup=False)
     summary = {
         "search_id": search_id,
-        "state": STATES.get(s.state, "unknown"),
+        "state": s.state.value,
         "evaluated": s.counts.evaluated,
         "failed": s.counts.failed,
         "cached": s.counts.cached,
@@ -291,7 +290,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         search_id = args.resume or _create(c, args, pool)
         s = c.get_search(search_id)
         display = SearchDisplay(c, search_id, s.spec.budget, args.quiet or args.json)
-        stopping = s.spec.early_stopping.rule not in ("", "none")
+        stopping = s.spec.early_stopping not in ("", "none")
         runner = Runner(
             c,
             pool,
@@ -354,13 +353,13 @@ def cmd_searches(args: argparse.Namespace) -> int:
     for col in ("id", "name", "agent", "dataset", "state", "evaluated", "budget", "best"):
         table.add_column(col)
     for s in searches:
-        best = f"{s.best.accuracy:.4f}" if s.HasField("best") else "-"
+        best = "-" if s.best is None else f"{s.best.accuracy:.4f}"
         table.add_row(
             s.search_id,
             s.name,
-            s.spec.agent.name,
+            s.spec.agent,
             s.spec.dataset,
-            STATES.get(s.state, "?"),
+            s.state.value,
             str(s.counts.evaluated),
             str(s.spec.budget),
             best,

@@ -60,7 +60,7 @@ def _outcome(text: str, curve: list[float]) -> TrainOutcome:
 def test_asha_decisions_over_grpc(controller: str) -> None:
     with ControllerClient(controller) as c:
         sid = _create(c, "asha")
-        assert c.get_search(sid).spec.early_stopping.rule == "asha"
+        assert c.get_search(sid).spec.early_stopping == "asha"
         a, b, d = c.sample(sid, 3).candidates
         assert c.report(sid, a.id, 1, 0.50)  # first at the rung
         assert not c.report(sid, b.id, 1, 0.40)  # below the 2/3 quantile of [0.50]

@@ -79,7 +79,7 @@ def test_twelve_trials_three_parallel_across_a_kill_9(
     with ControllerClient(controller) as c:
         (search,) = [s for s in c.list_searches() if s.name == "katib:nas-digits"]
         board = {e.architecture: e for e in c.leaderboard(search.search_id, top=100)}
-    assert search.spec.agent.name == "reinforce" and search.spec.budget == 12
+    assert search.spec.agent == "reinforce" and search.spec.budget == 12
     assert search.counts.failed == 3 and search.counts.evaluated == 9
     for i, trial in enumerate(katib.trials):
         text = katib.assigned(trial)

@@ -73,7 +73,9 @@ def test_priors_are_handed_out_first_and_learnt(controller: str, agent: str) -> 
     priors = PRIORS[space]
     with ControllerClient(controller) as c:
         sid = _create(c, agent, warm_start=cpb.WarmStart(architectures=priors))
-        assert list(c.get_search(sid).spec.warm_start.architectures) == [_text(p) for p in priors]
+        assert list(c.get_search(sid).spec.request.warm_start.architectures) == [
+            _text(p) for p in priors
+        ]
         first = c.sample(sid, len(priors)).candidates
         assert [x.text for x in first] == [_text(p) for p in priors]
         for x, accuracy in zip(first, (0.9, 0.8)):
@@ -336,7 +338,7 @@ def test_screening_hands_out_the_best_scoring_of_each_group(
         handed = c.sample(sid, 5).candidates
         assert len(handed) == 5 and all(x.cached is None for x in handed)
         s = c.get_search(sid)
-        assert s.spec.screening.score == "synflow" and s.spec.screening.factor == 4
+        assert s.spec.request.screening.score == "synflow" and s.spec.request.screening.factor == 4
         assert s.progress["samples"] == 20  # four proposals per child
     from controller_service.store import Store
 
