@@ -42,10 +42,10 @@ from google.protobuf import json_format  # noqa: E402
 from controller_service.codec import space_from_proto  # noqa: E402
 from controller_service.metaqnn_space import MetaQNNSpace  # noqa: E402
 from controller_service.search_space import ZOPH_DECISIONS, ZophSpace  # noqa: E402
-from nasrl.arch import canonical, format_arch  # noqa: E402
-from nasrl.datasets import input_shape  # noqa: E402
-from nasrl.results import TrainOutcome, TrainSettings  # noqa: E402
-from nasrl.table import TableRow, append_rows, read_table, write_header  # noqa: E402
+from nasrl.core.arch import canonical, format_arch  # noqa: E402
+from nasrl.core.datasets import input_shape  # noqa: E402
+from nasrl.core.results import TrainOutcome, TrainSettings  # noqa: E402
+from nasrl.core.table import TableRow, append_rows, read_table, write_header  # noqa: E402
 from protos import controller_pb2 as cpb  # noqa: E402
 
 TABLES = ROOT / "bench" / "tables"
@@ -123,7 +123,7 @@ def enumerate_space(name: str) -> list[str]:
 def _train(job: tuple[str, str, int, dict[str, Any]]) -> TrainOutcome:
     import torch
 
-    from nasrl.arch import parse
+    from nasrl.core.arch import parse
     from trainer_service import data
     from trainer_service.train import train
 

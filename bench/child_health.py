@@ -26,8 +26,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nasrl.arch import parse  # noqa: E402
-from nasrl.results import TrainOutcome, TrainSettings  # noqa: E402
+from nasrl.core.arch import parse  # noqa: E402
+from nasrl.core.results import TrainOutcome, TrainSettings  # noqa: E402
 
 CHILDREN = ROOT / "bench" / "data" / "demo_children.txt"
 REFERENCE = "C(32,3,1) P(2,2) C(64,3,1) GAP"

@@ -32,9 +32,9 @@ from typing import Any
 
 import grpc
 
-from nasrl.client import ControllerClient, NasrlError, wait_until_serving
-from nasrl.local import LocalService
-from nasrl.results import TrainOutcome
+from nasrl.cli.local import LocalService
+from nasrl.core.results import TrainOutcome
+from nasrl.rpc.client import ControllerClient, NasrlError, wait_until_serving
 from protos import controller_pb2 as cpb
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nasrl.client import Candidate, ControllerClient, wait_until_serving
-from nasrl.local import LocalService
-from nasrl.results import TrainOutcome
-from nasrl.runner import Runner, RunnerEvents, TrainerPool
+from nasrl.cli.local import LocalService
+from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
+from nasrl.core.results import TrainOutcome
+from nasrl.rpc.client import Candidate, ControllerClient, wait_until_serving
 from protos import controller_pb2 as cpb
 
 RESULTS = Path(__file__).resolve().parent / "results"

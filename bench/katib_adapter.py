@@ -24,7 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.katib_client import Katib, experiment  # noqa: E402
-from nasrl.local import LocalService  # noqa: E402
+from nasrl.cli.local import LocalService  # noqa: E402
 from protos import katib_api_pb2 as kpb  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nasrl import rpc
+from nasrl.rpc import rpc
 from protos import katib_api_pb2 as kpb
 from protos import katib_api_pb2_grpc as kpb_grpc
 

@@ -26,7 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nasrl.local import LocalService  # noqa: E402
+from nasrl.cli.local import LocalService  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 

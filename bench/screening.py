@@ -1,5 +1,5 @@
 """Training-free scores on a tabular benchmark: how well does each score, computed at
-initialisation (nasrl.scoring), rank the table's networks by their trained validation accuracy?
+initialisation (nasrl.core.scoring), rank the table's networks by their trained validation accuracy?
 
     .venv/bin/python bench/screening.py --table bench/tables/zoph_mnist5k.jsonl.gz
         [--scores params,flops,synflow,naswot] [--batch 64] [--out DIR]
@@ -28,7 +28,7 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def scores_path(table: Path, out: Path = RESULTS) -> Path:
-    from nasrl.table import read_table
+    from nasrl.core.table import read_table
 
     return out / f"scores_{read_table(table).name}.json"
 
@@ -38,8 +38,8 @@ def compute(table: Path, kinds: list[str], batch: int) -> dict[str, Any]:
     from scipy.stats import kendalltau, spearmanr
 
     from bench.tabular import Lookup
-    from nasrl.arch import parse
-    from nasrl.scoring import score
+    from nasrl.core.arch import parse
+    from nasrl.core.scoring import score
     from trainer_service import data
 
     torch.set_num_threads(1)

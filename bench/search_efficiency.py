@@ -56,12 +56,12 @@ import grpc
 
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
-from nasrl import codec
-from nasrl.arch import Architecture, arch_hash
-from nasrl.client import ControllerClient, NasrlError, TrainerClient, wait_until_serving
-from nasrl.datasets import input_shape
-from nasrl.local import LocalService
-from nasrl.results import TrainOutcome, TrainSettings
+from nasrl.cli.local import LocalService
+from nasrl.core import codec
+from nasrl.core.arch import Architecture, arch_hash
+from nasrl.core.datasets import input_shape
+from nasrl.core.results import TrainOutcome, TrainSettings
+from nasrl.rpc.client import ControllerClient, NasrlError, TrainerClient, wait_until_serving
 from protos import controller_pb2 as cpb
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nasrl.client import wait_until_serving  # noqa: E402
-from nasrl.local import LocalService  # noqa: E402
+from nasrl.cli.local import LocalService  # noqa: E402
+from nasrl.rpc.client import wait_until_serving  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:

@@ -107,8 +107,8 @@ class Lookup:
         from google.protobuf import json_format
 
         from controller_service.codec import space_from_proto
-        from nasrl.datasets import input_shape
-        from nasrl.table import read_table
+        from nasrl.core.datasets import input_shape
+        from nasrl.core.table import read_table
         from protos import controller_pb2 as cpb
 
         self.table = read_table(path)
@@ -123,7 +123,7 @@ class Lookup:
         self.optimum = max(v[0] for v in self.rows.values())
 
     def text(self, arch: Any) -> str:
-        from nasrl.arch import canonical, format_arch
+        from nasrl.core.arch import canonical, format_arch
 
         text = format_arch(canonical(arch))
         if text not in self.rows:
@@ -246,7 +246,7 @@ def replay_agent(
     from controller_service.agents import agent_class
     from controller_service.agents.space_ops import encode
     from controller_service.spec import WarmStart
-    from nasrl.arch import parse
+    from nasrl.core.arch import parse
 
     torch.set_num_threads(1)
     cls = agent_class(agent_name)

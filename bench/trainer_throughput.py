@@ -7,7 +7,7 @@ and children per hour of one trainer process with several slots.
 Part 1, in this process, per device and per reference architecture: ``trainer_service.train``
 (whole tensors on the device, index-slice batches; channels_last + bf16 autocast on CUDA)
 against ``DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)`` feeding the same net
-(built by ``nasrl.builder.build`` after the same ``torch.manual_seed``), the same
+(built by ``nasrl.core.builder.build`` after the same ``torch.manual_seed``), the same
 SGD-Nesterov optimiser and warm-up + cosine schedule (``_make_optimizer`` and ``_lr_factor``),
 the same epochs and batch size, fp32 (pin_memory and non-blocking copies on CUDA). Both validate
 after every epoch (eval mode, no grad, batches of 1,024) and the timed span of both runs from
@@ -51,11 +51,11 @@ from matplotlib.figure import Figure
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from nasrl.arch import parse
-from nasrl.builder import ChildNet, build
-from nasrl.client import TrainerClient, wait_until_serving
-from nasrl.local import LocalService
-from nasrl.results import EpochRecord, TrainSettings
+from nasrl.cli.local import LocalService
+from nasrl.core.arch import parse
+from nasrl.core.builder import ChildNet, build
+from nasrl.core.results import EpochRecord, TrainSettings
+from nasrl.rpc.client import TrainerClient, wait_until_serving
 from trainer_service import data as datasets
 from trainer_service.train import EVAL_BATCH, _lr_factor, _make_optimizer, train
 

@@ -12,8 +12,8 @@ import torch
 from controller_service.searches import Searches
 from controller_service.servicer import REQUEST_LIMITS, ControllerServicer
 from controller_service.store import Store, StoreError
-from nasrl import rpc
-from nasrl.security import SecurityError, add_server_flags, server_security
+from nasrl.rpc import rpc
+from nasrl.rpc.security import SecurityError, add_server_flags, server_security
 from protos import controller_pb2, controller_pb2_grpc
 
 log = logging.getLogger("controller_service")
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     handle.set_serving(True)
-    # Always printed, whatever the log level: nasrl.local and scripts read the port from it.
+    # Always printed, whatever the log level: nasrl.cli.local and scripts read the port from it.
     print(
         f"controller listening on {args.host}:{handle.port} (database {args.db})",
         file=sys.stderr,

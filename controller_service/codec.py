@@ -22,10 +22,10 @@ from controller_service.spec import (
 from controller_service.states import SearchState, Status
 from controller_service.stopping import StoppingSettings
 from controller_service.store import ResultRow
-from nasrl import codec
-from nasrl.arch import parse
-from nasrl.results import TrainOutcome
-from nasrl.shapes import InputShape
+from nasrl.core import codec
+from nasrl.core.arch import parse
+from nasrl.core.results import TrainOutcome
+from nasrl.core.shapes import InputShape
 from protos import controller_pb2 as cpb
 
 __all__ = [

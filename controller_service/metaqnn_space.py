@@ -25,8 +25,8 @@ import functools
 import random
 from dataclasses import dataclass, field, replace
 
-from nasrl.arch import FC, GAP, Architecture, Conv, Layer, Op, Pool, arch_hash, canonical
-from nasrl.shapes import InputShape
+from nasrl.core.arch import FC, GAP, Architecture, Conv, Layer, Op, Pool, arch_hash, canonical
+from nasrl.core.shapes import InputShape
 
 __all__ = ["MetaQNNSpace", "QState", "size_bin", "START"]
 

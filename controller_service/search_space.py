@@ -10,8 +10,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from nasrl.arch import Architecture, Conv, Layer, arch_hash, canonical
-from nasrl.shapes import InputShape
+from nasrl.core.arch import Architecture, Conv, Layer, arch_hash, canonical
+from nasrl.core.shapes import InputShape
 
 __all__ = ["ZophSpace", "SpaceError", "ZOPH_DECISIONS", "check_choices"]
 

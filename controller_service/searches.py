@@ -29,9 +29,9 @@ from controller_service.spec import COST_METRICS, SearchSpec, SpecError, reward_
 from controller_service.states import TRAINING, SearchState, Status
 from controller_service.stopping import Decision, StoppingRule, make_rule
 from controller_service.store import CandidateRow, ResultRow, SearchRow, Store, dump_state
-from nasrl.arch import ArchError, arch_hash, canonical, format_arch, parse
-from nasrl.scoring import score as screen_score
-from nasrl.shapes import Analysis, analyze
+from nasrl.core.arch import ArchError, arch_hash, canonical, format_arch, parse
+from nasrl.core.scoring import score as screen_score
+from nasrl.core.shapes import Analysis, analyze
 
 __all__ = [
     "Searches",

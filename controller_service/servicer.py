@@ -24,9 +24,9 @@ from controller_service.searches import (
 from controller_service.spec import SpecError
 from controller_service.stopping import Decision
 from controller_service.store import StoreError
-from nasrl import codec as nasrl_codec
-from nasrl import rpc
-from nasrl.results import SettingsError
+from nasrl.core import codec as nasrl_codec
+from nasrl.core.results import SettingsError
+from nasrl.rpc import rpc
 from protos import controller_pb2 as cpb
 from protos import controller_pb2_grpc
 

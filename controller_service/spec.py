@@ -12,10 +12,10 @@ from controller_service.agents.space_ops import Space, encode
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import SpaceError, ZophSpace
 from controller_service.stopping import StoppingSettings
-from nasrl.arch import ArchError, canonical, format_arch, parse
-from nasrl.datasets import DATASET_SHAPES
-from nasrl.results import TrainSettings
-from nasrl.shapes import InputShape, analyze
+from nasrl.core.arch import ArchError, canonical, format_arch, parse
+from nasrl.core.datasets import DATASET_SHAPES
+from nasrl.core.results import TrainSettings
+from nasrl.core.shapes import InputShape, analyze
 
 __all__ = [
     "SearchSpec",
@@ -155,7 +155,7 @@ class Constraints:
 
 @dataclass(frozen=True)
 class Screening:
-    """Training-free screening (see ``nasrl.scoring``): ``factor`` proposals per child
+    """Training-free screening (see ``nasrl.core.scoring``): ``factor`` proposals per child
     trained, the best by ``score`` handed out; "" = none."""
 
     score: str = ""

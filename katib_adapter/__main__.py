@@ -12,9 +12,9 @@ import os
 import sys
 
 from katib_adapter.servicer import SuggestionServicer
-from nasrl import rpc
-from nasrl.client import ControllerClient
-from nasrl.security import SecurityError, add_server_flags, server_security
+from nasrl.rpc import rpc
+from nasrl.rpc.client import ControllerClient
+from nasrl.rpc.security import SecurityError, add_server_flags, server_security
 from protos import katib_api_pb2, katib_api_pb2_grpc
 
 log = logging.getLogger("katib_adapter")
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handle.services = (*handle.services, KATIB_PROBE_NAME)  # health only, not reflection
     handle.set_serving(True)
-    # Always printed: nasrl.local and scripts read the port from it.
+    # Always printed: nasrl.cli.local and scripts read the port from it.
     print(
         f"katib adapter listening on {args.host}:{handle.port} (controller {args.controller})",
         file=sys.stderr,

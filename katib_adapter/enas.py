@@ -14,7 +14,7 @@ import itertools
 import json
 from typing import Any
 
-from nasrl.arch import Conv, parse
+from nasrl.core.arch import Conv, parse
 from protos import controller_pb2 as cpb
 
 __all__ = ["assignments"]

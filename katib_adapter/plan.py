@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from nasrl.datasets import DATASET_SHAPES
+from nasrl.core.datasets import DATASET_SHAPES
 from protos import controller_pb2 as cpb
 from protos import katib_api_pb2 as kpb
 from protos import trainer_pb2 as tpb

@@ -19,8 +19,8 @@ import grpc
 from katib_adapter import enas
 from katib_adapter.plan import ARCH_PARAM, KatibError, Plan, plan, request_id
 from katib_adapter.trials import CANDIDATE_LABEL, candidate_of, update_for
-from nasrl import codec
-from nasrl.client import ControllerClient, NasrlError
+from nasrl.core import codec
+from nasrl.rpc.client import ControllerClient, NasrlError, Search
 from protos import controller_pb2 as cpb
 from protos import katib_api_pb2 as kpb
 from protos import katib_api_pb2_grpc as kpb_grpc
@@ -100,7 +100,7 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
         with self._locks_lock:
             return self._locks.setdefault(experiment, threading.Lock())
 
-    def _search(self, p: Plan) -> cpb.Search:
+    def _search(self, p: Plan) -> Search:
         """The experiment's search: cached, found by name, or created now."""
         sid = self._searches.get(p.request.name)
         if sid is None:
@@ -150,7 +150,7 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
         return None
 
     def _suggest(
-        self, search: cpb.Search, p: Plan, request: kpb.GetSuggestionsRequest, began: float
+        self, search: Search, p: Plan, request: kpb.GetSuggestionsRequest, began: float
     ) -> kpb.GetSuggestionsReply:
         """``current_request_number`` new networks: candidates the search already trained
         (cached) are skipped, so Katib never runs an architecture twice."""
@@ -183,11 +183,15 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
         return reply
 
     def _assignment(
-        self, search: cpb.Search, p: Plan, candidate: int, text: str
+        self, search: Search, p: Plan, candidate: int, text: str
     ) -> kpb.GetSuggestionsReply.ParameterAssignments:
         values = {ARCH_PARAM: text}
         if p.nas:
-            values.update(enas.assignments(text, search.spec.space.zoph, search.spec.dataset_shape))
+            values.update(
+                enas.assignments(
+                    text, search.spec.request.space.zoph, search.spec.request.dataset_shape
+                )
+            )
         return kpb.GetSuggestionsReply.ParameterAssignments(
             assignments=[kpb.ParameterAssignment(name=k, value=v) for k, v in values.items()],
             labels={CANDIDATE_LABEL: str(candidate), "nasrl-search": search.search_id},

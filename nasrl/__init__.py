@@ -1,23 +1,9 @@
 """nasrl: neural architecture search with reinforcement learning, as gRPC services.
 
-``nasrl.Client`` / ``nasrl.ControllerClient`` and ``nasrl.TrainerClient`` are what other
-systems import."""
+Three packages, by dependency direction: ``nasrl.core`` (architectures, shapes, results,
+datasets, the proto codec, the network builder; no grpc), ``nasrl.rpc`` (grpc helpers and the
+clients other systems import: ``nasrl.rpc.client.ControllerClient`` and ``TrainerClient``;
+imports only ``nasrl.core``) and ``nasrl.cli`` (the ``nasrl`` command, the search runner,
+exports; may import both)."""
 
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["Client", "ControllerClient", "TrainerClient", "NasrlError"]
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy, so that `import nasrl.arch` does not pull grpc in.
-    if name in ("Client", "ControllerClient"):
-        from nasrl.client import ControllerClient
-
-        return ControllerClient
-    if name in ("TrainerClient", "NasrlError"):
-        from nasrl import client
-
-        return getattr(client, name)
-    raise AttributeError(name)
+__version__ = "0.1.0"

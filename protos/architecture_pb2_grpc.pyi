@@ -3,7 +3,7 @@
 isort:skip_file
 The architecture of one child network, in typed form.
 
-The same network has a text form (see nasrl/arch.py), e.g.
+The same network has a text form (see nasrl/core/arch.py), e.g.
   C(64,3,1) P(2,2) C(128,3x5,1x2)@[0,2] FC(256) GAP SM(10)
 Layers are numbered from 1; index 0 is the input image. The classifier (a linear layer and
 softmax over the dataset's classes) is implied after the last layer.

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from nasrl import rpc
-from nasrl.security import SecurityError
-from nasrl.table import TableError
+from nasrl.core.table import TableError
+from nasrl.rpc import rpc
+from nasrl.rpc.security import SecurityError
 from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import gpus
 from trainer_service.config import TrainerConfig, parse_args
@@ -26,7 +26,7 @@ from trainer_service.train import resolve_device, warm_up
 from trainer_service.weights import WeightStore
 
 if TYPE_CHECKING:
-    from nasrl.metrics import Metrics
+    from nasrl.rpc.metrics import Metrics
 
 log = logging.getLogger("trainer_service")
 
@@ -152,7 +152,7 @@ def _serve(
         ).start()
     else:
         handle.set_serving(True)
-    # Always printed, whatever the log level: nasrl.local and scripts read the port from it.
+    # Always printed, whatever the log level: nasrl.cli.local and scripts read the port from it.
     if config.table is not None:
         mode = f"TABLE {config.table}, time scale {config.time_scale:g}"
     elif config.simulate is not None:

@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nasrl import rpc
-from nasrl.security import ServerSecurity, add_server_flags, server_security
-from nasrl.shapes import Limits
+from nasrl.core.shapes import Limits
+from nasrl.rpc import rpc
+from nasrl.rpc.security import ServerSecurity, add_server_flags, server_security
 
 __all__ = ["TrainerConfig", "parse_args", "DEFAULT_GPU_LOCK_DIR"]
 

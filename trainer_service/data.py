@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nasrl.shapes import InputShape
+from nasrl.core.shapes import InputShape
 from trainer_service import user_data
 from trainer_service.user_data import DatasetInvalid
 

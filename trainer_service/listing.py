@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nasrl.datasets import DATASET_SHAPES
+from nasrl.core.datasets import DATASET_SHAPES
 from protos import trainer_pb2
 from trainer_service import data, user_data
 

@@ -11,12 +11,13 @@ from dataclasses import replace
 import grpc
 import torch
 
-from nasrl import codec, rpc
-from nasrl.arch import ArchError, Architecture, format_arch
-from nasrl.datasets import input_shape
-from nasrl.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings, weights_id
-from nasrl.shapes import InputShape, analyze
-from nasrl.table import Table, TableError, read_table
+from nasrl.core import codec
+from nasrl.core.arch import ArchError, Architecture, format_arch
+from nasrl.core.datasets import input_shape
+from nasrl.core.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings, weights_id
+from nasrl.core.shapes import InputShape, analyze
+from nasrl.core.table import Table, TableError, read_table
+from nasrl.rpc import rpc
 from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import data
 from trainer_service.config import TrainerConfig

@@ -18,9 +18,9 @@ import math
 import time
 from collections.abc import Callable, Iterator
 
-from nasrl.arch import Architecture, canonical, format_arch
-from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
-from nasrl.shapes import InputShape, analyze
+from nasrl.core.arch import Architecture, canonical, format_arch
+from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.core.shapes import InputShape, analyze
 
 __all__ = ["surrogate_accuracy", "simulate"]
 

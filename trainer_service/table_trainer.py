@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-from nasrl.arch import Architecture, canonical, format_arch
-from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
-from nasrl.table import Table, TableError
+from nasrl.core.arch import Architecture, canonical, format_arch
+from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.core.table import Table, TableError
 
 __all__ = ["table_row_for", "replay"]
 

@@ -22,10 +22,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from nasrl.arch import Architecture, canonical, format_arch
-from nasrl.builder import ChildNet, build, count_params
-from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
-from nasrl.shapes import Limits
+from nasrl.core.arch import Architecture, canonical, format_arch
+from nasrl.core.builder import ChildNet, build, count_params
+from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.core.shapes import Limits
 from trainer_service.data import Dataset
 
 __all__ = ["train", "Cancelled", "resolve_device", "warm_up"]
@@ -57,8 +57,8 @@ def warm_up(device: torch.device) -> int:
     """Count the FLOPs of a tiny network once. torch's FLOP counter spends about a second on
     its first use in a process; a trainer calls this at start-up so that the first child's
     ``seconds`` are not charged for it. Returns the tiny network's FLOPs."""
-    from nasrl.arch import parse
-    from nasrl.shapes import InputShape
+    from nasrl.core.arch import parse
+    from nasrl.core.shapes import InputShape
 
     shape = InputShape(1, 8, 8, 10)
     model = build(parse("C(4,3,1) P(2,2) FC(4) GAP"), shape).to(device)

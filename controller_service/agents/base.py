@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from nasrl.arch import Architecture
+from nasrl.core.arch import Architecture
 
 __all__ = ["Agent", "Proposal", "AgentSettingsError"]
 

@@ -13,7 +13,7 @@ from typing import Any
 from controller_service.agents.base import AgentSettingsError, Decisions, Proposal
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
-from nasrl.arch import Architecture
+from nasrl.core.arch import Architecture
 
 __all__ = ["Space", "random_proposal", "mutate_proposal", "decode", "encode", "check_space"]
 

@@ -22,7 +22,7 @@ HAVE_OPTUNA = importlib.util.find_spec("optuna") is not None
 
 
 def test_run_log_measures_at_the_budget() -> None:
-    from nasrl.results import TrainOutcome
+    from nasrl.core.results import TrainOutcome
 
     log = bench.RunLog("random", "digits", 0, budget=2.0)
 

@@ -11,11 +11,11 @@ from controller_service.search_space import ZophSpace
 from controller_service.searches import ReportConflict, Searches
 from controller_service.spec import SearchSpec
 from controller_service.store import Store
-from nasrl.arch import Conv
-from nasrl.builder import build
-from nasrl.datasets import input_shape
-from nasrl.results import TrainOutcome, TrainSettings
-from nasrl.shapes import analyze
+from nasrl.core.arch import Conv
+from nasrl.core.builder import build
+from nasrl.core.datasets import input_shape
+from nasrl.core.results import TrainOutcome, TrainSettings
+from nasrl.core.shapes import analyze
 from tests.helpers import same_state, through_bytes
 
 ZOPH = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=5)

@@ -11,12 +11,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from nasrl import codec, rpc
-from nasrl.arch import canonical, format_arch, parse
-from nasrl.datasets import input_shape
-from nasrl.results import TrainSettings
-from nasrl.shapes import analyze
-from nasrl.table import read_table
+from nasrl.core import codec
+from nasrl.core.arch import canonical, format_arch, parse
+from nasrl.core.datasets import input_shape
+from nasrl.core.results import TrainSettings
+from nasrl.core.shapes import analyze
+from nasrl.core.table import read_table
+from nasrl.rpc import rpc
 from protos import trainer_pb2, trainer_pb2_grpc
 from tests.integration.conftest import start_trainer
 

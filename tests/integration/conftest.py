@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 
-from nasrl import rpc
+from nasrl.rpc import rpc
 from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service.config import TrainerConfig
 from trainer_service.servicer import TrainerServicer

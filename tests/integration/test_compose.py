@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nasrl.local import LocalService
+from nasrl.cli.local import LocalService
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

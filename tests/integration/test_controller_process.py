@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from controller_service.store import Store
-from nasrl.client import ControllerClient, wait_until_serving
-from nasrl.local import LocalService
-from nasrl.results import TrainOutcome
+from nasrl.cli.local import LocalService
+from nasrl.core.results import TrainOutcome
+from nasrl.rpc.client import ControllerClient, wait_until_serving
 from protos import controller_pb2 as cpb
 from tests.helpers import same_state
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from nasrl.client import ControllerClient, NasrlError, wait_until_serving
-from nasrl.local import LocalService
-from nasrl.results import TrainOutcome, TrainSettings
+from nasrl.cli.local import LocalService
+from nasrl.core.results import TrainOutcome, TrainSettings
+from nasrl.rpc.client import ControllerClient, NasrlError, wait_until_serving
 from protos import controller_pb2 as cpb
 from tests.helpers import nasrl_cli
 
@@ -25,7 +25,7 @@ EPOCHS = 9  # asha rungs at 1 and 3 (eta 3)
 
 def _create(c: ControllerClient, rule: str, budget: int = 20) -> str:
     settings = TrainSettings(epochs=EPOCHS)
-    from nasrl import codec
+    from nasrl.core import codec
 
     return c.create_search(
         agent=cpb.AgentSpec(name="random"),
@@ -38,7 +38,7 @@ def _create(c: ControllerClient, rule: str, budget: int = 20) -> str:
 
 
 def _outcome(text: str, curve: list[float]) -> TrainOutcome:
-    from nasrl.results import EpochRecord
+    from nasrl.core.results import EpochRecord
 
     records = tuple(
         EpochRecord(i + 1, EPOCHS, 1.0, v, v, float(i + 1)) for i, v in enumerate(curve)
@@ -60,7 +60,7 @@ def _outcome(text: str, curve: list[float]) -> TrainOutcome:
 def test_asha_decisions_over_grpc(controller: str) -> None:
     with ControllerClient(controller) as c:
         sid = _create(c, "asha")
-        assert c.get_search(sid).spec.early_stopping.rule == "asha"
+        assert c.get_search(sid).spec.early_stopping == "asha"
         a, b, d = c.sample(sid, 3).candidates
         assert c.report(sid, a.id, 1, 0.50)  # first at the rung
         assert not c.report(sid, b.id, 1, 0.40)  # below the 2/3 quantile of [0.50]

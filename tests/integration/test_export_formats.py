@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from nasrl.client import ControllerClient
+from nasrl.rpc.client import ControllerClient
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2 as tpb
 from tests.helpers import load_module, nasrl_cli

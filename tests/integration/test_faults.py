@@ -15,9 +15,9 @@ import grpc
 import pytest
 
 from controller_service.store import Store
-from nasrl.client import ControllerClient, NasrlError, wait_until_serving
-from nasrl.local import LocalService
-from nasrl.results import EpochRecord, TrainOutcome
+from nasrl.cli.local import LocalService
+from nasrl.core.results import EpochRecord, TrainOutcome
+from nasrl.rpc.client import ControllerClient, NasrlError, wait_until_serving
 from protos import controller_pb2 as cpb
 
 from .conftest import start_controller

@@ -8,7 +8,7 @@ import logging
 import grpc
 import pytest
 
-from nasrl.grpc_logs import GRPC_LOGGER, UndecodableRequests
+from nasrl.rpc.grpc_logs import GRPC_LOGGER, UndecodableRequests
 
 GARBAGE = b"\x0a\xff\xff\xff\xff\x0f"  # field 1, length-delimited, with an impossible length
 

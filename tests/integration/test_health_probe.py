@@ -22,8 +22,8 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from controller_service.searches import Searches
 from controller_service.servicer import ControllerServicer
 from controller_service.store import Store
-from nasrl import rpc
-from nasrl.security import ClientSecurity, ServerSecurity
+from nasrl.rpc import rpc
+from nasrl.rpc.security import ClientSecurity, ServerSecurity
 from protos import controller_pb2_grpc
 
 TOKEN = "health-probe-test-token"
@@ -33,8 +33,8 @@ HEAVY = (
     "rich",
     "numpy",
     "prometheus_client",
-    "nasrl.client",
-    "nasrl.commands",
+    "nasrl.rpc.client",
+    "nasrl.cli.commands",
 )
 
 

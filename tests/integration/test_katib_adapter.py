@@ -14,10 +14,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.katib_client import Katib, experiment
-from nasrl import rpc
-from nasrl.arch import parse
-from nasrl.client import ControllerClient
-from nasrl.local import LocalService
+from nasrl.cli.local import LocalService
+from nasrl.core.arch import parse
+from nasrl.rpc import rpc
+from nasrl.rpc.client import ControllerClient
 from protos import katib_api_pb2 as kpb
 
 SETTINGS = {"agent": "reinforce", "dataset": "digits", "max_layers": "3", "epochs": "1"}
@@ -79,7 +79,7 @@ def test_twelve_trials_three_parallel_across_a_kill_9(
     with ControllerClient(controller) as c:
         (search,) = [s for s in c.list_searches() if s.name == "katib:nas-digits"]
         board = {e.architecture: e for e in c.leaderboard(search.search_id, top=100)}
-    assert search.spec.agent.name == "reinforce" and search.spec.budget == 12
+    assert search.spec.agent == "reinforce" and search.spec.budget == 12
     assert search.counts.failed == 3 and search.counts.evaluated == 9
     for i, trial in enumerate(katib.trials):
         text = katib.assigned(trial)

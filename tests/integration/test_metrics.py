@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from controller_service.searches import Searches
 from controller_service.servicer import ControllerServicer
 from controller_service.store import Store
-from nasrl import rpc
-from nasrl.client import ControllerClient, NasrlError
-from nasrl.security import ClientSecurity, ServerSecurity
+from nasrl.rpc import rpc
+from nasrl.rpc.client import ControllerClient, NasrlError
+from nasrl.rpc.security import ClientSecurity, ServerSecurity
 from protos import controller_pb2_grpc, trainer_pb2_grpc
 from trainer_service.__main__ import add_trainer_gauges
 from trainer_service.config import TrainerConfig

@@ -12,8 +12,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from nasrl.client import ControllerClient, NasrlError, wait_until_serving
-from nasrl.local import LocalService
+from nasrl.cli.local import LocalService
+from nasrl.rpc.client import ControllerClient, NasrlError, wait_until_serving
 from protos import controller_pb2 as cpb
 
 

@@ -7,8 +7,8 @@ import grpc
 import pytest
 
 from controller_service.agents.qlearning import epsilon_schedule
-from nasrl.client import ControllerClient, NasrlError, TrainerClient
-from nasrl.results import TrainOutcome
+from nasrl.core.results import TrainOutcome
+from nasrl.rpc.client import ControllerClient, NasrlError, SearchState, TrainerClient
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2 as tpb
 
@@ -32,7 +32,7 @@ def test_epsilon_stage_follows_the_scaled_schedule(controller: str) -> None:
         sid = c.create_search(
             agent=cpb.AgentSpec(name="qlearning"), dataset="digits", budget=270
         ).search_id
-        assert c.get_search(sid).spec.space.WhichOneof("space") == "metaqnn"
+        assert c.get_search(sid).spec.request.space.WhichOneof("space") == "metaqnn"
         seen = []
         while len(seen) < 175:
             for cand in c.sample(sid, 4).candidates:
@@ -57,8 +57,8 @@ def test_paper_schedule_when_scale_is_one(controller: str) -> None:
             budget=50,
         )
         assert s.progress["epsilon"] == 1.0 and s.progress["epsilon_stage"] == 0
-        assert s.spec.agent.qlearning.schedule_scale == 1.0
-        assert s.spec.agent.qlearning.learning_rate == pytest.approx(0.01)
+        assert s.spec.request.agent.qlearning.schedule_scale == 1.0
+        assert s.spec.request.agent.qlearning.learning_rate == pytest.approx(0.01)
 
 
 def test_end_to_end_qlearning_and_q_table(controller: str, trainer: str) -> None:
@@ -82,7 +82,7 @@ def test_end_to_end_qlearning_and_q_table(controller: str, trainer: str) -> None
         reinforce = c.create_search(agent=cpb.AgentSpec(name="reinforce")).search_id
         with pytest.raises(NasrlError) as info:
             c._call("ExportQTable", cpb.ExportQTableRequest(search_id=reinforce))
-    assert trained == 8 and s.counts.evaluated == 8 and s.state == cpb.DONE
+    assert trained == 8 and s.counts.evaluated == 8 and s.state == SearchState.DONE
     assert len(board) == 8 and board[0].accuracy > 0.1
     assert s.progress["trajectory_updates"] >= 8
     values = [v.value for v in table.values]
@@ -109,9 +109,9 @@ def test_evolution_searches_both_spaces(controller: str, space: cpb.SearchSpace)
                     acc = min(1.0, 0.2 + 0.1 * cand.text.count("3"))
                     c.update(sid, cand.id, TrainOutcome(acc, acc, acc, 1, 1, 1.0, "cpu", cand.text))
         s = c.get_search(sid)
-    assert s.state == cpb.DONE and s.counts.evaluated == 12
+    assert s.state == SearchState.DONE and s.counts.evaluated == 12
     assert s.progress["population"] == 4
-    assert s.spec.agent.evolution.population == 4
+    assert s.spec.request.agent.evolution.population == 4
 
 
 def test_agent_and_space_mismatch_is_invalid_argument(controller: str) -> None:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from controller_service.store import Store
-from nasrl.client import ControllerClient, wait_until_serving
-from nasrl.local import LocalService
+from nasrl.cli.local import LocalService
+from nasrl.rpc.client import ControllerClient, wait_until_serving
 
 BUDGET = 12
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nasrl.search_cmd import SEARCH_FAILED, failure_verdict
+from nasrl.cli.search_cmd import SEARCH_FAILED, failure_verdict
 from tests.integration.conftest import start_trainer
 
 

@@ -19,11 +19,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from controller_service.searches import Searches
 from controller_service.servicer import ControllerServicer
 from controller_service.store import Store
-from nasrl import rpc
-from nasrl.client import ControllerClient, NasrlError, TrainerClient, wait_until_serving
-from nasrl.local import LocalService
-from nasrl.results import TrainSettings
-from nasrl.security import ClientSecurity, ServerSecurity
+from nasrl.cli.local import LocalService
+from nasrl.core.results import TrainSettings
+from nasrl.rpc import rpc
+from nasrl.rpc.client import ControllerClient, NasrlError, TrainerClient, wait_until_serving
+from nasrl.rpc.security import ClientSecurity, ServerSecurity
 from protos import controller_pb2 as cpb
 from protos import controller_pb2_grpc, trainer_pb2_grpc
 from tests.pki import make_ca, make_cert, need_openssl
@@ -159,7 +159,7 @@ def test_grpcurl_with_bearer_header(controller_token: str) -> None:
 
 
 def test_plaintext_on_a_public_address_warns(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="nasrl.rpc"):
+    with caplog.at_level(logging.WARNING, logger="nasrl.rpc.rpc"):
         handle = rpc.start_server("0.0.0.0", 0, lambda s: None, [])
     handle.stop(None)
     assert any("without TLS" in r.getMessage() for r in caplog.records)

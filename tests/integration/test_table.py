@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nasrl.table import read_table
+from nasrl.core.table import read_table
 from tests.helpers import nasrl_cli
 
 from .conftest import start_trainer

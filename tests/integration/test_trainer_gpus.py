@@ -15,8 +15,9 @@ import pytest
 import torch
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from nasrl import codec, rpc
-from nasrl.arch import parse
+from nasrl.core import codec
+from nasrl.core.arch import parse
+from nasrl.rpc import rpc
 from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service.__main__ import claim_gpu_then_serve
 from trainer_service.config import TrainerConfig

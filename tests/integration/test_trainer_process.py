@@ -8,10 +8,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from nasrl import codec, rpc
-from nasrl.arch import parse
-from nasrl.client import wait_until_serving
-from nasrl.local import LocalService, ServiceFailed
+from nasrl.cli.local import LocalService, ServiceFailed
+from nasrl.core import codec
+from nasrl.core.arch import parse
+from nasrl.rpc import rpc
+from nasrl.rpc.client import wait_until_serving
 from protos import trainer_pb2_grpc
 
 from .test_trainer_service import _request

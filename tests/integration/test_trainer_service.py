@@ -14,12 +14,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from nasrl import codec, rpc
-from nasrl.arch import parse
-from nasrl.builder import build, count_params
-from nasrl.client import NasrlError, TrainerClient
-from nasrl.results import TrainSettings
-from nasrl.shapes import analyze
+from nasrl.core import codec
+from nasrl.core.arch import parse
+from nasrl.core.builder import build, count_params
+from nasrl.core.results import TrainSettings
+from nasrl.core.shapes import analyze
+from nasrl.rpc import rpc
+from nasrl.rpc.client import NasrlError, TrainerClient
 from protos import architecture_pb2 as apb
 from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import data
@@ -200,7 +201,7 @@ def test_grpcurl_lists_services_and_health_is_serving(trainer: str) -> None:
 
 
 def test_simulated_trainer_is_labelled_and_deterministic() -> None:
-    from nasrl.datasets import input_shape
+    from nasrl.core.datasets import input_shape
     from trainer_service.simulate import surrogate_accuracy
 
     handle, _ = start_trainer(slots=2, simulate=0.3)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nasrl.client import ControllerClient, NasrlError, TrainerClient
-from nasrl.results import TrainSettings
+from nasrl.core.results import TrainSettings
+from nasrl.rpc.client import ControllerClient, NasrlError, TrainerClient
 from protos import controller_pb2 as cpb
 from tests.helpers import nasrl_cli
 

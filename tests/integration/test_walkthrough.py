@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nasrl.client import ControllerClient
+from nasrl.rpc.client import ControllerClient
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 FIRST_LINE = "CONTROLLER=127.0.0.1:50051 TRAINER=127.0.0.1:50052"

@@ -12,12 +12,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from nasrl import codec
-from nasrl.arch import canonical, format_arch, parse
-from nasrl.client import ControllerClient, NasrlError
-from nasrl.datasets import input_shape
-from nasrl.results import TrainOutcome, TrainSettings
-from nasrl.shapes import analyze
+from nasrl.core import codec
+from nasrl.core.arch import canonical, format_arch, parse
+from nasrl.core.datasets import input_shape
+from nasrl.core.results import TrainOutcome, TrainSettings
+from nasrl.core.shapes import analyze
+from nasrl.rpc.client import ControllerClient, NasrlError
 from protos import controller_pb2 as cpb
 from tests.helpers import nasrl_cli
 
@@ -73,7 +73,9 @@ def test_priors_are_handed_out_first_and_learnt(controller: str, agent: str) -> 
     priors = PRIORS[space]
     with ControllerClient(controller) as c:
         sid = _create(c, agent, warm_start=cpb.WarmStart(architectures=priors))
-        assert list(c.get_search(sid).spec.warm_start.architectures) == [_text(p) for p in priors]
+        assert list(c.get_search(sid).spec.request.warm_start.architectures) == [
+            _text(p) for p in priors
+        ]
         first = c.sample(sid, len(priors)).candidates
         assert [x.text for x in first] == [_text(p) for p in priors]
         for x, accuracy in zip(first, (0.9, 0.8)):
@@ -329,14 +331,14 @@ def test_cli_warm_start_from_a_file_and_from_a_search(controller: str, tmp_path:
 def test_screening_hands_out_the_best_scoring_of_each_group(
     controller: str, tmp_path: Path
 ) -> None:
-    from nasrl.scoring import score
+    from nasrl.core.scoring import score
 
     with ControllerClient(controller) as c:
         sid = _create(c, "random", budget=5, screening=cpb.Screening(score="synflow", factor=4))
         handed = c.sample(sid, 5).candidates
         assert len(handed) == 5 and all(x.cached is None for x in handed)
         s = c.get_search(sid)
-        assert s.spec.screening.score == "synflow" and s.spec.screening.factor == 4
+        assert s.spec.request.screening.score == "synflow" and s.spec.request.screening.factor == 4
         assert s.progress["samples"] == 20  # four proposals per child
     from controller_service.store import Store
 

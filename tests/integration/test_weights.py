@@ -13,9 +13,9 @@ import grpc
 import pytest
 import torch
 
-from nasrl import rpc
-from nasrl.client import TrainerClient
-from nasrl.results import TrainSettings, weights_id
+from nasrl.core.results import TrainSettings, weights_id
+from nasrl.rpc import rpc
+from nasrl.rpc.client import TrainerClient
 from protos import trainer_pb2, trainer_pb2_grpc
 from tests.helpers import load_module
 from trainer_service import data
@@ -57,7 +57,7 @@ def test_result_names_its_weights_and_the_id_is_reproducible(trained: tuple[str,
 def test_fetched_weights_reproduce_the_reported_test_accuracy(
     trained: tuple[str, object], tmp_path: Path
 ) -> None:
-    from nasrl.trained_export import export_trained
+    from nasrl.cli.trained_export import export_trained
 
     target, outcome = trained
     with TrainerClient(target) as client:
@@ -74,7 +74,7 @@ def test_exported_module_loads_its_weights_in_a_plain_interpreter(
     trained: tuple[str, object], tmp_path: Path
 ) -> None:
     """The .pt beside the module loads with torch alone (weights_only), no nasrl import."""
-    from nasrl.trained_export import export_trained
+    from nasrl.cli.trained_export import export_trained
 
     target, outcome = trained
     with TrainerClient(target) as client:
@@ -99,7 +99,7 @@ def test_exported_module_loads_its_weights_in_a_plain_interpreter(
 def test_export_retrains_when_no_trainer_holds_the_weights(
     trained: tuple[str, object], tmp_path: Path
 ) -> None:
-    from nasrl.trained_export import export_trained
+    from nasrl.cli.trained_export import export_trained
 
     _, outcome = trained
     handle, _ = start_trainer()  # a fresh trainer: it never trained this child

@@ -8,7 +8,7 @@ from pathlib import Path
 from controller_service.searches import Searches
 from controller_service.spec import SearchSpec
 from controller_service.store import Store
-from nasrl.results import TrainOutcome
+from nasrl.core.results import TrainOutcome
 from tests.helpers import same_state
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nasrl.arch import (
+from nasrl.core.arch import (
     FC,
     GAP,
     ArchError,

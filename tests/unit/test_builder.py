@@ -8,9 +8,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
-from nasrl.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool, parse
-from nasrl.builder import ChildNet, build, count_params, gather, same_padding
-from nasrl.shapes import Analysis, InputShape, analyze
+from nasrl.core.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool, parse
+from nasrl.core.builder import ChildNet, build, count_params, gather, same_padding
+from nasrl.core.shapes import Analysis, InputShape, analyze
 
 MNIST = InputShape(1, 28, 28, 10)
 DIGITS = InputShape(1, 8, 8, 10)

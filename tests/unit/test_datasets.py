@@ -1,4 +1,4 @@
-"""The embedded datasets: shapes agree with nasrl.datasets, splits are fixed and disjoint,
+"""The embedded datasets: shapes agree with nasrl.core.datasets, splits are fixed and disjoint,
 and local datasets that are missing say where their files must be."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasrl.datasets import DATASET_SHAPES, input_shape
+from nasrl.core.datasets import DATASET_SHAPES, input_shape
 from trainer_service import data
 
 

@@ -10,8 +10,8 @@ import pytest
 from controller_service.agents.space_ops import decode, encode, random_proposal
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
-from nasrl.arch import arch_hash, parse
-from nasrl.datasets import input_shape
+from nasrl.core.arch import arch_hash, parse
+from nasrl.core.datasets import input_shape
 
 SPACES = {
     "zoph": ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=4),

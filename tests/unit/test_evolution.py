@@ -15,7 +15,7 @@ from controller_service.agents.base import AgentSettingsError
 from controller_service.agents.evolution import EvolutionAgent
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
-from nasrl.shapes import InputShape, analyze
+from nasrl.core.shapes import InputShape, analyze
 from tests.helpers import through_bytes
 
 DIGITS = InputShape(1, 8, 8, 10)

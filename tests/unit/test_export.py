@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasrl.arch import ArchError, parse
-from nasrl.builder import build
-from nasrl.export import export_source, write_export
-from nasrl.shapes import InputShape, analyze
+from nasrl.cli.export import export_source, write_export
+from nasrl.core.arch import ArchError, parse
+from nasrl.core.builder import build
+from nasrl.core.shapes import InputShape, analyze
 from tests.helpers import load_module as load
 
 IMAGES = {

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from controller_service.metaqnn_space import MetaQNNSpace, QState, size_bin
-from nasrl.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Pool
-from nasrl.shapes import InputShape, analyze
+from nasrl.core.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Pool
+from nasrl.core.shapes import InputShape, analyze
 
 DIGITS = InputShape(1, 8, 8, 10)
 MNIST = InputShape(1, 28, 28, 10)

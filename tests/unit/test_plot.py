@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from nasrl.plot import best_so_far, plot_search
+from nasrl.cli.plot import best_so_far, plot_search
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

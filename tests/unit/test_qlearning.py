@@ -16,7 +16,7 @@ from controller_service.agents.base import AgentSettingsError
 from controller_service.agents.qlearning import PAPER_SCHEDULE, QLearningAgent, epsilon_schedule
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
-from nasrl.shapes import InputShape
+from nasrl.core.shapes import InputShape
 from tests.helpers import through_bytes
 
 DIGITS = InputShape(1, 8, 8, 10)

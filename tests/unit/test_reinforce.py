@@ -16,8 +16,8 @@ from controller_service.agents.base import AgentSettingsError, Proposal
 from controller_service.agents.controller_lstm import Trajectory
 from controller_service.agents.reinforce import ReinforceAgent
 from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
-from nasrl.arch import Conv
-from nasrl.shapes import InputShape, analyze
+from nasrl.core.arch import Conv
+from nasrl.core.shapes import InputShape, analyze
 from tests.helpers import through_bytes
 
 DIGITS = InputShape(1, 8, 8, 10)

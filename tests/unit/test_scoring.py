@@ -1,4 +1,4 @@
-"""Training-free scores (nasrl.scoring): values, determinism, no side effects."""
+"""Training-free scores (nasrl.core.scoring): values, determinism, no side effects."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from nasrl.arch import parse
-from nasrl.datasets import input_shape
-from nasrl.scoring import score
-from nasrl.shapes import analyze
+from nasrl.core.arch import parse
+from nasrl.core.datasets import input_shape
+from nasrl.core.scoring import score
+from nasrl.core.shapes import analyze
 
 IMAGE = input_shape("digits")
 

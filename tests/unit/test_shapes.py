@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from nasrl.arch import FC, ArchError, Architecture, Conv, Layer, Pool, parse
-from nasrl.shapes import InputShape, Limits, Shape, analyze, merged, unconsumed
+from nasrl.core.arch import FC, ArchError, Architecture, Conv, Layer, Pool, parse
+from nasrl.core.shapes import InputShape, Limits, Shape, analyze, merged, unconsumed
 
 MNIST = InputShape(1, 28, 28, 10)
 DIGITS = InputShape(1, 8, 8, 10)

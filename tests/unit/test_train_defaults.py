@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from nasrl import codec
-from nasrl.arch import parse
-from nasrl.results import SettingsError, TrainOutcome, TrainSettings, weights_id
+from nasrl.core import codec
+from nasrl.core.arch import parse
+from nasrl.core.results import SettingsError, TrainOutcome, TrainSettings, weights_id
 from trainer_service import data
 from trainer_service.train import train
 

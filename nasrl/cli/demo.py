@@ -15,14 +15,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from nasrl import codec
-from nasrl.client import ControllerClient, wait_until_serving
-from nasrl.local import LocalService
-from nasrl.plot import plot_search
-from nasrl.results import TrainSettings
-from nasrl.runner import Runner, RunnerEvents, TrainerPool
-from nasrl.search_cmd import SearchDisplay, leaderboard_table
-from nasrl.trained_export import export_trained
+from nasrl.cli.local import LocalService
+from nasrl.cli.plot import plot_search
+from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
+from nasrl.cli.search_cmd import SearchDisplay, leaderboard_table
+from nasrl.cli.trained_export import export_trained
+from nasrl.core import codec
+from nasrl.core.results import TrainSettings
+from nasrl.rpc.client import ControllerClient, wait_until_serving
 from protos import controller_pb2 as cpb
 
 __all__ = ["run_demo", "DEMO_SPACES"]

@@ -1,23 +1,28 @@
-"""Python client for nasrl's services, what other systems import (``nasrl.Client``).
+"""Python client for nasrl's services, what other systems import.
 
 Every call has a deadline; gRPC errors become ``NasrlError`` with the status code and the
-server's sentence."""
+server's sentence. ``ControllerClient`` answers with the frozen dataclasses defined here
+(``Search``, ``SearchSpec``, ``SearchCounts``, ``LeaderboardEntry``, ``SampleBatch``), so its
+callers read no protos; only ``update`` returns the ``UpdateResponse`` message."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from types import TracebackType
 from typing import Any
 
 import grpc
 
-from nasrl import codec, rpc
-from nasrl.arch import Architecture, parse
-from nasrl.errors import NasrlError
-from nasrl.health import wait_until_serving
-from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
-from nasrl.security import ClientSecurity
+from nasrl.core import codec
+from nasrl.core.arch import Architecture, parse
+from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.core.shapes import InputShape
+from nasrl.rpc import rpc
+from nasrl.rpc.errors import NasrlError
+from nasrl.rpc.health import wait_until_serving
+from nasrl.rpc.security import ClientSecurity
 from protos import controller_pb2 as cpb
 from protos import controller_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 
@@ -27,6 +32,11 @@ __all__ = [
     "ControllerClient",
     "Candidate",
     "SampleBatch",
+    "SearchState",
+    "SearchCounts",
+    "SearchSpec",
+    "LeaderboardEntry",
+    "Search",
     "wait_until_serving",
 ]
 
@@ -164,9 +174,120 @@ class SampleBatch:
     training: TrainSettings
 
 
+class SearchState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    STOPPED = "stopped"
+    UNKNOWN = "unknown"  # a state this client does not know (a newer controller)
+
+
+_STATES = {
+    cpb.RUNNING: SearchState.RUNNING,
+    cpb.DONE: SearchState.DONE,
+    cpb.STOPPED: SearchState.STOPPED,
+}
+
+
+@dataclass(frozen=True)
+class SearchCounts:
+    """Candidates of a search by what became of them."""
+
+    sampled: int
+    in_flight: int
+    evaluated: int
+    cached: int
+    failed: int
+    reissued: int
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    """One trained child: canonical text, accuracies, size, cost and the agent's reward."""
+
+    candidate_id: int
+    architecture: str
+    accuracy: float
+    test_accuracy: float
+    params: int
+    flops: int
+    seconds: float
+    reward: float
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """The settings a search was created with, defaults filled in. ``dataset_shape`` is None
+    for a built-in dataset the controller did not describe; ``request`` is the whole
+    ``CreateSearchRequest`` (space, warm start, constraints, agent settings) as stored."""
+
+    agent: str
+    dataset: str
+    budget: int
+    training: TrainSettings
+    dataset_shape: InputShape | None
+    early_stopping: str
+    request: cpb.CreateSearchRequest
+
+
+@dataclass(frozen=True)
+class Search:
+    """A search: its settings, state and progress (``progress``: numbers its agent reports,
+    e.g. ``epsilon``); ``best`` is None before the first result."""
+
+    search_id: str
+    name: str
+    spec: SearchSpec
+    state: SearchState
+    counts: SearchCounts
+    progress: Mapping[str, float]
+    best: LeaderboardEntry | None
+    created: float
+
+
+def _entry(e: cpb.LeaderboardEntry) -> LeaderboardEntry:
+    return LeaderboardEntry(
+        e.candidate_id,
+        e.architecture,
+        e.accuracy,
+        e.test_accuracy,
+        e.params,
+        e.flops,
+        e.seconds,
+        e.reward,
+    )
+
+
+def _search(s: cpb.Search) -> Search:
+    shape = s.spec.dataset_shape
+    spec = SearchSpec(
+        agent=s.spec.agent.name,
+        dataset=s.spec.dataset,
+        budget=s.spec.budget,
+        training=codec.settings_from_proto(s.spec.training),
+        dataset_shape=(
+            InputShape(shape.channels, shape.height, shape.width, shape.classes)
+            if shape.classes
+            else None
+        ),
+        early_stopping=s.spec.early_stopping.rule,
+        request=s.spec,
+    )
+    c = s.counts
+    return Search(
+        search_id=s.search_id,
+        name=s.name,
+        spec=spec,
+        state=_STATES.get(s.state, SearchState.UNKNOWN),
+        counts=SearchCounts(c.sampled, c.in_flight, c.evaluated, c.cached, c.failed, c.reissued),
+        progress=dict(s.progress),
+        best=_entry(s.best) if s.HasField("best") else None,
+        created=s.created,
+    )
+
+
 class ControllerClient:
-    """Ask/tell access to the controller. Search-level calls return the typed ``nasrl.v1``
-    messages (``Search``, ``LeaderboardEntry``); Sample returns plain dataclasses."""
+    """Ask/tell access to the controller. Calls return the dataclasses above (``Search``,
+    ``LeaderboardEntry``, ``SampleBatch``); ``update`` returns the ``UpdateResponse``."""
 
     def __init__(
         self, target: str, timeout: float = 30.0, security: ClientSecurity | None = None
@@ -184,13 +305,10 @@ class ControllerClient:
 
     def create_search(
         self, request: cpb.CreateSearchRequest | None = None, **fields: Any
-    ) -> cpb.Search:
+    ) -> Search:
         """``create_search(agent=cpb.AgentSpec(name="reinforce"), dataset="digits", budget=6)``
         or with a ready ``CreateSearchRequest``."""
-        result: cpb.Search = self._call(
-            "CreateSearch", request or cpb.CreateSearchRequest(**fields)
-        )
-        return result
+        return _search(self._call("CreateSearch", request or cpb.CreateSearchRequest(**fields)))
 
     def sample(
         self, search_id: str, count: int = 1, request_id: str = "", reclaim: bool = False
@@ -251,26 +369,25 @@ class ControllerClient:
         reply: cpb.UpdateResponse = self._call("Update", request)
         return reply
 
-    def get_search(self, search_id: str) -> cpb.Search:
-        reply: cpb.Search = self._call("GetSearch", cpb.GetSearchRequest(search_id=search_id))
-        return reply
+    def get_search(self, search_id: str) -> Search:
+        return _search(self._call("GetSearch", cpb.GetSearchRequest(search_id=search_id)))
 
-    def list_searches(self) -> list[cpb.Search]:
-        return list(self._call("ListSearches", cpb.ListSearchesRequest()).searches)
+    def list_searches(self) -> list[Search]:
+        reply = self._call("ListSearches", cpb.ListSearchesRequest())
+        return [_search(s) for s in reply.searches]
 
     def leaderboard(
         self, search_id: str, top: int = 10, pareto: str = ""
-    ) -> list[cpb.LeaderboardEntry]:
+    ) -> list[LeaderboardEntry]:
         """The ``top`` most accurate results, or with ``pareto`` ("params"/"flops") the
         accuracy/cost Pareto front, cheapest first."""
         reply = self._call(
             "Leaderboard", cpb.LeaderboardRequest(search_id=search_id, top=top, pareto=pareto)
         )
-        return list(reply.entries)
+        return [_entry(e) for e in reply.entries]
 
-    def stop_search(self, search_id: str) -> cpb.Search:
-        reply: cpb.Search = self._call("StopSearch", cpb.StopSearchRequest(search_id=search_id))
-        return reply
+    def stop_search(self, search_id: str) -> Search:
+        return _search(self._call("StopSearch", cpb.StopSearchRequest(search_id=search_id)))
 
     def close(self) -> None:
         self._channel.close()

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasrl.results import EpochRecord, TrainOutcome
+from nasrl.core.results import EpochRecord, TrainOutcome
 
 __all__ = ["Table", "TableError", "TableRow", "read_table", "append_rows", "write_header"]
 

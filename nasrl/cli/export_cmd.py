@@ -12,35 +12,37 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from rich.console import Console
 
-from nasrl import codec
-from nasrl.client import ControllerClient, NasrlError, TrainerClient
-from nasrl.datasets import input_shape
-from nasrl.runner import parse_trainers
-from nasrl.security import ClientSecurity, add_client_flags, client_security
-from nasrl.shapes import InputShape
-from protos import controller_pb2 as cpb
+from nasrl.cli.runner import parse_trainers
+from nasrl.core.datasets import input_shape
+from nasrl.core.shapes import InputShape
+from nasrl.rpc.client import (
+    ControllerClient,
+    LeaderboardEntry,
+    NasrlError,
+    Search,
+    TrainerClient,
+)
+from nasrl.rpc.security import ClientSecurity, add_client_flags, client_security
 
 if TYPE_CHECKING:
-    from nasrl.trained_export import ExportReport
+    from nasrl.cli.trained_export import ExportReport
 
 __all__ = ["add_export_command", "check_export_target", "export_entry", "search_image"]
 
 err = Console(stderr=True, highlight=False)
-FORMATS = ("python", "onnx", "torchscript")  # nasrl.export_formats.FORMATS (imports torch)
+FORMATS = ("python", "onnx", "torchscript")  # nasrl.cli.export_formats.FORMATS (imports torch)
 
 
-def search_image(search: cpb.Search) -> InputShape:
+def search_image(search: Search) -> InputShape:
     """The input shape and classes the search's children take."""
-    s = search.spec.dataset_shape
-    if s.classes:  # filled in by the controller (required for a user's dataset)
-        return InputShape(s.channels, s.height, s.width, s.classes)
-    return input_shape(search.spec.dataset)
+    # dataset_shape: filled in by the controller (required for a user's dataset)
+    return search.spec.dataset_shape or input_shape(search.spec.dataset)
 
 
 def check_export_target(path: str, fmt: str | None) -> str:
     """The format to write ``path`` in; raises ValueError (before any work is done) for a
     name that names none or a format whose packages are missing."""
-    from nasrl.export_formats import format_for_path, require_onnx
+    from nasrl.cli.export_formats import format_for_path, require_onnx
 
     chosen = format_for_path(path, fmt)
     if chosen == "onnx":
@@ -50,14 +52,14 @@ def check_export_target(path: str, fmt: str | None) -> str:
 
 def export_entry(
     clients: list[TrainerClient],
-    search: cpb.Search,
-    entry: cpb.LeaderboardEntry,
+    search: Search,
+    entry: LeaderboardEntry,
     rank: int,
     path: str | Path,
     fmt: str,
 ) -> ExportReport:
     """Write leaderboard ``entry`` of ``search`` to ``path`` in ``fmt`` with its weights."""
-    from nasrl.trained_export import UntrainedExport, export_trained
+    from nasrl.cli.trained_export import UntrainedExport, export_trained
 
     title = (
         f"rank {rank} of search {search.search_id} ({entry.accuracy:.4f} val acc, "
@@ -68,7 +70,7 @@ def export_entry(
             clients,
             entry.architecture,
             search.spec.dataset,
-            codec.settings_from_proto(search.spec.training),
+            search.spec.training,
             path,
             title,
             fmt=fmt,
@@ -86,7 +88,7 @@ def _clients(spec: str, security: ClientSecurity) -> list[TrainerClient]:
 def cmd_export(args: argparse.Namespace) -> int:
     if args.rank < 1:
         raise ValueError(f"--rank must be 1 or more, got {args.rank}")
-    from nasrl.export_formats import default_suffix
+    from nasrl.cli.export_formats import default_suffix
 
     output = args.output or f"search-{args.search_id}-rank{args.rank}{default_suffix(args.format)}"
     fmt = check_export_target(output, args.format)
@@ -113,7 +115,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_json(report: ExportReport, entry: cpb.LeaderboardEntry) -> dict[str, Any]:
+def _report_json(report: ExportReport, entry: LeaderboardEntry) -> dict[str, Any]:
     return {
         "path": str(report.module),
         "format": report.format,

@@ -4,7 +4,7 @@ in step)."""
 
 from __future__ import annotations
 
-from nasrl.shapes import InputShape
+from nasrl.core.shapes import InputShape
 
 __all__ = ["DATASET_SHAPES", "input_shape"]
 

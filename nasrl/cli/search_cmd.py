@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from nasrl import codec
-from nasrl.client import Candidate, ControllerClient
-from nasrl.datasets_cmd import dataset_shape
-from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
-from nasrl.runner import Runner, RunnerEvents, TrainerPool
-from nasrl.security import add_client_flags, client_security
+from nasrl.cli.datasets_cmd import dataset_shape
+from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
+from nasrl.core import codec
+from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.rpc.client import Candidate, ControllerClient, LeaderboardEntry
+from nasrl.rpc.security import add_client_flags, client_security
 from protos import controller_pb2 as cpb
 
 __all__ = ["add_search_commands", "failure_verdict", "SEARCH_FAILED"]
@@ -30,14 +30,13 @@ SEARCH_FAILED = 3  # exit code: the search ran, but too many of its children fai
 
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
-STATES = {cpb.RUNNING: "running", cpb.DONE: "done", cpb.STOPPED: "stopped"}
 
 
 def _from_table(path: str) -> tuple[cpb.SearchSpace, str, TrainSettings]:
     """The space, dataset and training settings a tabular benchmark was built with."""
     from google.protobuf import json_format
 
-    from nasrl.table import read_table
+    from nasrl.core.table import read_table
 
     table = read_table(path)
     space = json_format.ParseDict(table.space, cpb.SearchSpace())
@@ -108,7 +107,7 @@ def _constraints(args: argparse.Namespace) -> cpb.Constraints:
     return msg
 
 
-def leaderboard_table(entries: list[cpb.LeaderboardEntry], title: str) -> Table:
+def leaderboard_table(entries: list[LeaderboardEntry], title: str) -> Table:
     table = Table(title=title)
     for col in ("#", "architecture", "val acc", "test acc", "params", "MFLOPs", "seconds"):
         table.add_column(col, justify="left" if col == "architecture" else "right")
@@ -173,7 +172,7 @@ class SearchDisplay:
             s = self.c.get_search(self.search_id)
         except Exception:  # noqa: BLE001 - the display waits for the controller like the runner
             return
-        best = f"{s.best.accuracy:.4f}" if s.HasField("best") else "-"
+        best = "-" if s.best is None else f"{s.best.accuracy:.4f}"
         self.progress.update(
             self.task,
             completed=s.counts.evaluated + s.counts.failed,
@@ -212,17 +211,17 @@ def _finish(
     s = c.get_search(search_id)
     entries = c.leaderboard(search_id, top=1000)
     if args.plot and entries:
-        from nasrl.plot import plot_search
+        from nasrl.cli.plot import plot_search
 
         ordered = sorted(entries, key=lambda e: e.candidate_id)
         plot_search(
             [(i, e.accuracy) for i, e in enumerate(ordered, start=1)],
             args.plot,
-            f"search {search_id}: {s.spec.agent.name} on {s.spec.dataset}",
+            f"search {search_id}: {s.spec.agent} on {s.spec.dataset}",
         )
     exported = None
     if args.export_best and entries:
-        from nasrl.export_cmd import export_entry
+        from nasrl.cli.export_cmd import export_entry
 
         exported = export_entry(
             pool.clients(), s, entries[0], 1, args.export_best, args.export_format
@@ -230,7 +229,7 @@ def _finish(
         err.print(f"exported {exported.module}: {exported.note}", markup=False)
     summary = {
         "search_id": search_id,
-        "state": STATES.get(s.state, "unknown"),
+        "state": s.state.value,
         "evaluated": s.counts.evaluated,
         "failed": s.counts.failed,
         "cached": s.counts.cached,
@@ -282,7 +281,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             f"--max-failure-fraction must be between 0 and 1, not {args.max_failure_fraction:g}"
         )
     if args.export_best:  # a bad name or a missing package fails now, not after the search
-        from nasrl.export_cmd import check_export_target
+        from nasrl.cli.export_cmd import check_export_target
 
         args.export_format = check_export_target(args.export_best, args.export_format)
     security = client_security(args)
@@ -291,7 +290,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         search_id = args.resume or _create(c, args, pool)
         s = c.get_search(search_id)
         display = SearchDisplay(c, search_id, s.spec.budget, args.quiet or args.json)
-        stopping = s.spec.early_stopping.rule not in ("", "none")
+        stopping = s.spec.early_stopping not in ("", "none")
         runner = Runner(
             c,
             pool,
@@ -354,13 +353,13 @@ def cmd_searches(args: argparse.Namespace) -> int:
     for col in ("id", "name", "agent", "dataset", "state", "evaluated", "budget", "best"):
         table.add_column(col)
     for s in searches:
-        best = f"{s.best.accuracy:.4f}" if s.HasField("best") else "-"
+        best = "-" if s.best is None else f"{s.best.accuracy:.4f}"
         table.add_row(
             s.search_id,
             s.name,
-            s.spec.agent.name,
+            s.spec.agent,
             s.spec.dataset,
-            STATES.get(s.state, "?"),
+            s.state.value,
             str(s.counts.evaluated),
             str(s.spec.budget),
             best,

@@ -2,7 +2,7 @@
 
 ``export_source`` writes the source of a module that imports only ``torch`` and defines
 ``class Net(nn.Module)`` with the same layers, parameter names and forward pass as the
-trainer's ``nasrl.builder.ChildNet``, so a state dict saved from one loads into the
+trainer's ``nasrl.core.builder.ChildNet``, so a state dict saved from one loads into the
 other. The forward is spelled out one line per layer, so the file reads as the network.
 ``write_export`` with a state dict also writes it as ``NAME.pt`` beside ``NAME.py``, and the
 module's ``load_trained()`` returns the network with those weights.
@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nasrl.arch import FC, GAP, Architecture, Conv, Op, Pool, format_arch, format_op
-from nasrl.shapes import Analysis, InputShape, Shape, analyze, merged
+from nasrl.core.arch import FC, GAP, Architecture, Conv, Op, Pool, format_arch, format_op
+from nasrl.core.shapes import Analysis, InputShape, Shape, analyze, merged
 
 __all__ = ["export_source", "write_export"]
 

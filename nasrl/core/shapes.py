@@ -13,7 +13,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from nasrl.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Pool, consumers, format_layer
+from nasrl.core.arch import (
+    FC,
+    GAP,
+    ArchError,
+    Architecture,
+    Conv,
+    Layer,
+    Pool,
+    consumers,
+    format_layer,
+)
 
 __all__ = ["InputShape", "Limits", "Shape", "Analysis", "analyze", "unconsumed"]
 

@@ -13,9 +13,9 @@ from google.protobuf import json_format
 from rich.console import Console
 from rich.table import Table
 
-from nasrl.client import NasrlError, TrainerClient
-from nasrl.datasets import DATASET_SHAPES
-from nasrl.security import add_client_flags, client_security
+from nasrl.core.datasets import DATASET_SHAPES
+from nasrl.rpc.client import NasrlError, TrainerClient
+from nasrl.rpc.security import add_client_flags, client_security
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2
 

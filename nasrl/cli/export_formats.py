@@ -1,5 +1,5 @@
 """A trained child network written in a format other systems load: ONNX, TorchScript, or the
-standalone Python module of ``nasrl.export``.
+standalone Python module of ``nasrl.cli.export``.
 
 ONNX goes through ``torch.onnx.export`` (the torch.export-based exporter; needs the ``onnx``
 extra: onnx + onnxscript) with a dynamic batch dimension, input ``images`` (N x C x H x W,
@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from nasrl.arch import Architecture
-from nasrl.builder import build
-from nasrl.shapes import InputShape
+from nasrl.core.arch import Architecture
+from nasrl.core.builder import build
+from nasrl.core.shapes import InputShape
 
 __all__ = [
     "FORMATS",

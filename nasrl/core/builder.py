@@ -1,7 +1,7 @@
 """Builds a PyTorch module from an architecture spec.
 
 The builder walks the layers in order, like torchvision's MobileNetV3 walks its block specs.
-Shapes come from ``nasrl.shapes.analyze``, which has already validated the graph, so every
+Shapes come from ``nasrl.core.shapes.analyze``, which has already validated the graph, so every
 module is created with known input sizes. Zoph & Le's three fixes make every expressible graph
 build: a layer reads the image when it names it (the agents encode "no input" as ``@[0]``);
 outputs nobody consumes are concatenated into the classifier; maps of different spatial size
@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nasrl.arch import FC, GAP, Architecture, Conv, Pool
-from nasrl.shapes import Analysis, InputShape, Limits, Shape, analyze, merged
+from nasrl.core.arch import FC, GAP, Architecture, Conv, Pool
+from nasrl.core.shapes import Analysis, InputShape, Limits, Shape, analyze, merged
 
 __all__ = ["ChildNet", "build", "count_params"]
 

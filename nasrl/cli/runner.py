@@ -29,9 +29,9 @@ from typing import Any, TypeVar
 
 import grpc
 
-from nasrl.client import Candidate, ControllerClient, NasrlError, TrainerClient
-from nasrl.results import EpochRecord, TrainOutcome, TrainSettings
-from nasrl.security import ClientSecurity
+from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.rpc.client import Candidate, ControllerClient, NasrlError, TrainerClient
+from nasrl.rpc.security import ClientSecurity
 
 __all__ = ["Runner", "RunnerEvents", "TrainerPool", "parse_trainers"]
 

@@ -17,11 +17,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from nasrl.grpc_logs import quiet_undecodable_requests
-from nasrl.security import ClientSecurity, ServerSecurity
+from nasrl.rpc.grpc_logs import quiet_undecodable_requests
+from nasrl.rpc.security import ClientSecurity, ServerSecurity
 
 if TYPE_CHECKING:
-    from nasrl.metrics import Metrics
+    from nasrl.rpc.metrics import Metrics
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -186,7 +186,7 @@ def start_server(
     )
     metrics = None
     if metrics_port is not None:
-        from nasrl.metrics import Metrics  # only servers that want metrics load prometheus
+        from nasrl.rpc.metrics import Metrics  # only servers that want metrics load prometheus
 
         metrics = Metrics(served)
     server = grpc.server(

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nasrl.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool
-from nasrl.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings
+from nasrl.core.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool
+from nasrl.core.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings
 from protos import architecture_pb2 as apb
 from protos import trainer_pb2 as tpb
 
@@ -76,7 +76,7 @@ def _op_from_proto(layer: apb.Layer, index: int) -> Op:
 
 def arch_from_proto(msg: apb.Architecture) -> Architecture:
     """Typed form to spec; raises ArchError for a layer without an operation. Sizes are
-    checked later by ``nasrl.shapes.analyze``."""
+    checked later by ``nasrl.core.shapes.analyze``."""
     layers = tuple(
         Layer(_op_from_proto(layer, i), tuple(layer.inputs))
         for i, layer in enumerate(msg.layers, start=1)

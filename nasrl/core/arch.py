@@ -8,7 +8,7 @@ The text form, whitespace separated, MetaQNN-like::
 
 ``parse`` and ``format_arch`` round-trip exactly for formatted strings, and
 ``parse(format_arch(a)) == a`` for every architecture with at least one layer and
-non-negative sizes (anything else is rejected by ``nasrl.shapes.analyze`` anyway). ``canonical`` and ``arch_hash`` give
+non-negative sizes (anything else is rejected by ``nasrl.core.shapes.analyze`` anyway). ``canonical`` and ``arch_hash`` give
 the form the dedup cache keys on.
 """
 

@@ -1,7 +1,7 @@
 """Training-free scores of a network at initialisation, for screening proposals before any
 training (zero-cost proxies):
 
-* ``params`` and ``flops`` — from ``nasrl.shapes.analyze``, no model built;
+* ``params`` and ``flops`` — from ``nasrl.core.shapes.analyze``, no model built;
 * ``synflow`` — Tanaka et al. 2020 (as used as a NAS proxy by Abdelfattah et al. 2021): with
   every weight replaced by its absolute value and batch norm at its initial identity (eval
   mode), the sum over parameters of |θ · ∂R/∂θ| where R is the sum of the network's output
@@ -22,9 +22,9 @@ import math
 import torch
 from torch import nn
 
-from nasrl.arch import Architecture
-from nasrl.builder import build
-from nasrl.shapes import InputShape, analyze
+from nasrl.core.arch import Architecture
+from nasrl.core.builder import build
+from nasrl.core.shapes import InputShape, analyze
 
 __all__ = ["SCORES", "score", "synflow", "naswot"]
 

@@ -1,7 +1,7 @@
 """``nasrl export`` and ``--export-best`` with trained weights: ask the trainers for a finished
 child's weights (``GetWeights``), and when none of them holds them any more, train the child
 again with the search's settings and say so; then write the network as a Python module (+ its
-``.pt``), an ONNX file or a TorchScript file (``nasrl.export_formats``)."""
+``.pt``), an ONNX file or a TorchScript file (``nasrl.cli.export_formats``)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nasrl.arch import canonical, format_arch, parse
-from nasrl.client import NasrlError, TrainerClient
-from nasrl.datasets import input_shape
-from nasrl.export import write_export
-from nasrl.results import TrainSettings, weights_id
-from nasrl.shapes import InputShape
+from nasrl.cli.export import write_export
+from nasrl.core.arch import canonical, format_arch, parse
+from nasrl.core.datasets import input_shape
+from nasrl.core.results import TrainSettings, weights_id
+from nasrl.core.shapes import InputShape
+from nasrl.rpc.client import NasrlError, TrainerClient
 
 __all__ = ["ExportReport", "UntrainedExport", "export_trained"]
 
@@ -126,7 +126,7 @@ def export_trained(
             f"no trainer holds the weights of {text} and none could train it again; start a "
             f"trainer that can read dataset {dataset!r} (--trainers) and export again"
         )
-    from nasrl.export_formats import trained_net, write_onnx, write_torchscript
+    from nasrl.cli.export_formats import trained_net, write_onnx, write_torchscript
 
     net = trained_net(parse(text), image, state)
     if fmt == "onnx":

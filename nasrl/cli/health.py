@@ -9,35 +9,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nasrl.rpc.errors import NasrlError
+from nasrl.rpc.health import wait_until_serving
+from nasrl.rpc.security import add_client_flags, client_security
 
-from nasrl import rpc
-from nasrl.errors import NasrlError
-from nasrl.security import ClientSecurity, add_client_flags, client_security
-
-__all__ = ["wait_until_serving", "add_health_command", "main"]
-
-
-def wait_until_serving(
-    target: str, timeout: float = 30.0, security: ClientSecurity | None = None
-) -> None:
-    """Block until the service at ``target`` reports SERVING on the health service."""
-    with rpc.channel(target, security) as ch:
-        try:
-            grpc.channel_ready_future(ch).result(timeout=timeout)
-            stub = health_pb2_grpc.HealthStub(ch)
-            reply = stub.Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True
-            )
-        except grpc.FutureTimeoutError as exc:
-            raise NasrlError(
-                grpc.StatusCode.UNAVAILABLE, f"{target} did not come up within {timeout:g} s"
-            ) from exc
-        except grpc.RpcError as exc:
-            raise NasrlError.from_rpc(exc, target) from exc
-        if reply.status != health_pb2.HealthCheckResponse.SERVING:
-            raise NasrlError(grpc.StatusCode.UNAVAILABLE, f"{target} is not serving")
+__all__ = ["add_health_command", "main"]
 
 
 def cmd_health(args: argparse.Namespace) -> int:

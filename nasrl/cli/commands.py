@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
-from nasrl.arch import ArchError, parse
-from nasrl.client import NasrlError, TrainerClient
-from nasrl.datasets_cmd import add_datasets_command
-from nasrl.demo import add_demo_command
-from nasrl.export_cmd import add_export_command
-from nasrl.health import add_health_command
-from nasrl.results import (
+from nasrl.cli.datasets_cmd import add_datasets_command
+from nasrl.cli.demo import add_demo_command
+from nasrl.cli.export_cmd import add_export_command
+from nasrl.cli.health import add_health_command
+from nasrl.cli.search_cmd import add_search_commands
+from nasrl.core.arch import ArchError, parse
+from nasrl.core.results import (
     OPTIMIZERS,
     SCHEDULES,
     EpochRecord,
@@ -29,8 +29,8 @@ from nasrl.results import (
     TrainOutcome,
     TrainSettings,
 )
-from nasrl.search_cmd import add_search_commands
-from nasrl.security import add_client_flags, client_security
+from nasrl.rpc.client import NasrlError, TrainerClient
+from nasrl.rpc.security import add_client_flags, client_security
 
 __all__ = ["main"]
 
