@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from nasrl import codec
+from nasrl.agent_settings import AGENT_SETTINGS
 from nasrl.client import ControllerClient, wait_until_serving
 from nasrl.local import LocalService
 from nasrl.plot import plot_search
@@ -148,9 +149,7 @@ def _search(
 
 def add_demo_command(sub: object) -> None:
     d = sub.add_parser("demo", help="a whole search on this machine: controller + 2 trainers")  # type: ignore[attr-defined]
-    d.add_argument(
-        "--agent", default="reinforce", choices=("reinforce", "qlearning", "random", "evolution")
-    )
+    d.add_argument("--agent", default="reinforce", choices=tuple(AGENT_SETTINGS))
     d.add_argument("--dataset", default="mnist5k")
     d.add_argument("--budget", type=int, default=20)
     d.add_argument("--epochs", type=int, default=2)
