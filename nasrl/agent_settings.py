@@ -139,7 +139,10 @@ class AgentSettings:
         for f in fields(self):  # whole numbers are fine where a real is expected
             value = getattr(self, f.name)
             if kind(f) is float and isinstance(value, int) and not isinstance(value, bool):
-                object.__setattr__(self, f.name, float(value))
+                try:
+                    object.__setattr__(self, f.name, float(value))
+                except OverflowError:
+                    object.__setattr__(self, f.name, math.inf if value > 0 else -math.inf)
         check_settings(self)
 
     @classmethod

@@ -124,11 +124,3 @@ def rng_state(rng: random.Random) -> list[Any]:
 def set_rng_state(rng: random.Random, state: list[Any]) -> None:
     version, internal, gauss = state
     rng.setstate((version, tuple(internal), gauss))
-
-
-def resolve_settings(
-    agent: type[Agent], given: AgentSettings | Mapping[str, Any] | None
-) -> AgentSettings:
-    """``given`` as the agent's checked settings dataclass (see ``AgentSettings.of``); agents
-    call ``TheirSettings.of`` directly for the precise type."""
-    return agent.settings_class.of(given)

@@ -206,6 +206,8 @@ def test_out_of_range_names_the_setting_and_its_range(
         (QLearningSettings, {"q_init": math.inf}, "qlearning.q_init must be a finite number"),
         (QLearningSettings, {"discount": math.nan}, "qlearning.discount"),
         (QLearningSettings, {"replay": 1.0}, "qlearning.replay must be an integer"),
+        (QLearningSettings, {"q_init": -(10**400)}, "qlearning.q_init must be a finite number"),
+        (RandomSettings, {"layers": 10**400}, "random.layers must be between 0 and 64"),
         (RandomSettings, {"layers": 65}, "random.layers must be between 0 and 64"),
         (
             EvolutionSettings,
