@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from google.protobuf.message import Message
-
+from controller_service.agents import AgentSettingsError
 from controller_service.agents.space_ops import Space
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
@@ -45,18 +44,6 @@ _STATES: dict[str, cpb.SearchState.ValueType] = {
     SearchState.DONE: cpb.DONE,
     SearchState.STOPPED: cpb.STOPPED,
 }
-_NEGATIVE_MEANS_ZERO = ("discount", "replay")
-
-
-def _settings_dict(msg: Message) -> dict[str, Any]:
-    """The fields set (non-zero) in an agent-settings message; for the fields whose 0 means
-    "default", a negative value stands for 0."""
-    out = {}
-    for f, value in msg.ListFields():
-        if f.name in _NEGATIVE_MEANS_ZERO and value < 0:
-            value = type(value)(0)
-        out[f.name] = value
-    return out
 
 
 def _zoph_from_proto(z: cpb.ZophSpace) -> ZophSpace:
@@ -123,12 +110,12 @@ def _space_to_proto(space: Space) -> cpb.SearchSpace:
 
 def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
     """Raises SpecError (or SettingsError) naming a bad field; defaults are filled by
-    ``SearchSpec.validate``."""
-    name = req.agent.name or "reinforce"
-    chosen = req.agent.WhichOneof("settings")
-    if chosen is not None and chosen != name:
-        raise SpecError(f"agent.{chosen} settings were given for agent {name!r}")
-    settings = _settings_dict(getattr(req.agent, chosen)) if chosen else {}
+    ``SearchSpec.validate``. Agent settings are copied by name (``nasrl.core.codec``): only those
+    set in the message, so that unset ones take their defaults."""
+    try:
+        name, settings = codec.agent_spec_from_proto(req.agent)
+    except AgentSettingsError as exc:
+        raise SpecError(str(exc)) from exc
     reward = {cpb.ZOPH: "zoph", cpb.ACCURACY: "accuracy"}.get(req.reward, "")
     if req.reward not in (cpb.REWARD_UNSPECIFIED, cpb.ZOPH, cpb.ACCURACY):
         raise SpecError(f"unknown reward {req.reward}; use ZOPH or ACCURACY")
@@ -190,17 +177,10 @@ def _stopping_from_proto(m: cpb.EarlyStopping) -> StoppingSettings:
     )
 
 
-def spec_to_proto(spec: SearchSpec, defaults: dict[str, Any]) -> cpb.CreateSearchRequest:
-    """The spec with every agent setting filled in (``defaults`` overlaid with the spec's)."""
-    agent = cpb.AgentSpec(name=spec.agent)
-    if agent.DESCRIPTOR.fields_by_name.get(spec.agent) is not None:
-        settings = getattr(agent, spec.agent)
-        settings.SetInParent()
-        for key, value in {**defaults, **spec.agent_settings}.items():
-            if key in settings.DESCRIPTOR.fields_by_name:
-                setattr(settings, key, value)
+def spec_to_proto(spec: SearchSpec) -> cpb.CreateSearchRequest:
+    """The spec with every agent setting filled in."""
     return cpb.CreateSearchRequest(
-        agent=agent,
+        agent=codec.agent_spec_to_proto(spec.agent, spec.settings()),
         space=_space_to_proto(spec.bound_space()),
         dataset=spec.dataset,
         training=codec.settings_to_proto(spec.training),
@@ -234,12 +214,13 @@ def entry_to_proto(r: ResultRow) -> cpb.LeaderboardEntry:
     )
 
 
-def search_to_proto(v: SearchView, defaults: dict[str, Any]) -> cpb.Search:
+def search_to_proto(v: SearchView, defaults: object = None) -> cpb.Search:
+    """``defaults`` is not used (the spec's settings class has them); kept for callers."""
     c = v.counts
     msg = cpb.Search(
         search_id=v.id,
         name=v.name,
-        spec=spec_to_proto(v.spec, defaults),
+        spec=spec_to_proto(v.spec),
         state=state_to_proto(v.state),
         created=v.created,
         progress=v.progress,

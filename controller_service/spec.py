@@ -12,6 +12,7 @@ from controller_service.agents.space_ops import Space, encode
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import SpaceError, ZophSpace
 from controller_service.stopping import StoppingSettings
+from nasrl.core.agent_settings import AgentSettings, settings_class
 from nasrl.core.arch import ArchError, canonical, format_arch, parse
 from nasrl.core.datasets import DATASET_SHAPES
 from nasrl.core.results import TrainSettings
@@ -190,6 +191,7 @@ def reward_of(kind: str, outcome: dict[str, Any], constraints: Constraints | Non
 @dataclass(frozen=True)
 class SearchSpec:
     agent: str = "reinforce"
+    # settings by name (JSON); after ``validate`` every setting of the agent's settings class
     agent_settings: dict[str, Any] = field(default_factory=dict)
     space: Space | None = None  # None: the agent's default space
     dataset: str = "digits"
@@ -215,10 +217,12 @@ class SearchSpec:
         self = replace(self, input=check_dataset(self.dataset, self.input))
         try:
             cls = agent_class(self.agent)
+            # every setting, defaults filled in: the search keeps them even if defaults change
+            self = replace(self, agent_settings=self.settings().to_dict())
             space = self.space or named_space(DEFAULT_SPACE[self.agent])
             space.validate()
             self = replace(self, space=space)
-            self.make_agent()  # the agent checks its settings and its space
+            self.make_agent()  # the agent checks its space (and settings against it)
             self.training.validate()
             self.early_stopping.validate()
         except (AgentSettingsError, SpaceError, ValueError) as exc:
@@ -264,11 +268,14 @@ class SearchSpec:
         space = self.space or named_space(DEFAULT_SPACE[self.agent])
         return space.bind(self.image())
 
+    def settings(self) -> AgentSettings:
+        """The agent's settings: ``agent_settings`` (any subset, by name) over the defaults of
+        the agent's settings class, checked (AgentSettingsError names a bad one)."""
+        return settings_class(self.agent).from_dict(self.agent_settings)
+
     def make_agent(self) -> Agent:
         """A fresh agent for this search."""
-        return agent_class(self.agent)(
-            self.bound_space(), self.agent_settings, self.seed, self.budget
-        )
+        return agent_class(self.agent)(self.bound_space(), self.settings(), self.seed, self.budget)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

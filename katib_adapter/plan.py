@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from nasrl.core.agent_settings import AGENT_SETTINGS
 from nasrl.core.datasets import DATASET_SHAPES
 from protos import controller_pb2 as cpb
 from protos import katib_api_pb2 as kpb
@@ -25,7 +26,7 @@ __all__ = ["ALGORITHM", "ARCH_PARAM", "KatibError", "Plan", "plan", "search_name
 ALGORITHM = "nasrl"
 ARCH_PARAM = "nasrl_architecture"  # the assignment with nasrl's text form
 ENAS_PARAMS = ("architecture", "nn_config")
-AGENTS = ("reinforce", "qlearning", "random", "evolution")
+AGENTS = tuple(AGENT_SETTINGS)  # every agent the controller has
 SETTINGS = ("agent", "space", "dataset", "epochs", "seed", "max_layers", "input_shape", "classes")
 LEASE_SECONDS = 7 * 86400.0  # Katib reports every trial; a lease never needs to expire
 DEFAULT_BUDGET = 1000

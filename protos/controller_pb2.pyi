@@ -271,7 +271,18 @@ Global___SearchSpace: _TypeAlias = SearchSpace  # noqa: Y015
 
 @_typing.final
 class ReinforceSettings(_message.Message):
-    """Settings of the reinforce agent (Zoph & Le 2017). Zeros take the paper's values."""
+    """Agent settings: one message per agent, named and shaped like that agent's settings class in
+    nasrl/core/agent_settings.py (the same field names; a test keeps them equal). Every field is
+    optional: an unset field takes the default shown, and 0 or false is a value like any other.
+    A value outside the range shown is INVALID_ARGUMENT naming the setting and its range.
+    GetSearch returns every field set. (Before fields were optional, some settings read 0 as
+    "default"; old clients that leave a field at 0 still get the default, since proto3 does not
+    send zeros of non-optional fields; qlearning's discount and replay no longer read a negative
+    value as 0: send 0.)
+
+    Settings of the reinforce agent (Zoph & Le 2017). Reals are float32 on the wire: give at
+    most 6 significant digits to get back exactly what was sent.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -286,60 +297,113 @@ class ReinforceSettings(_message.Message):
     LAYERS_STEP_FIELD_NUMBER: _builtins.int
     STEP_EVERY_FIELD_NUMBER: _builtins.int
     FAILURE_REWARD_FIELD_NUMBER: _builtins.int
+    SKIP_CONNECTIONS_FIELD_NUMBER: _builtins.int
     lstm_layers: _builtins.int
-    """Stacked LSTM layers (default 2)."""
+    """Stacked LSTM layers of the controller, 1 .. 4 (default 2)."""
     hidden: _builtins.int
-    """LSTM units per layer (default 35)."""
+    """LSTM units per layer, 1 .. 1,024 (default 35)."""
     init_range: _builtins.float
-    """Initial weights uniform in +-init_range (default 0.08)."""
+    """Initial weights uniform in +-init_range, in (0, 1] (default 0.08)."""
     learning_rate: _builtins.float
-    """Adam learning rate (default 0.0006)."""
+    """Adam learning rate, in (0, 1] (default 0.0006)."""
     baseline_decay: _builtins.float
-    """Decay of the exponential-moving-average reward baseline (default 0.95)."""
+    """Decay of the exponential-moving-average reward baseline, in [0, 1) (default 0.95)."""
     entropy_weight: _builtins.float
-    """Weight of the entropy bonus (default 0: none)."""
+    """Weight of the entropy bonus, 0 .. 1,000 (default 0: none)."""
     batch: _builtins.int
-    """Results whose gradients are averaged per Adam step (default 8: the paper's m, the
-    children one controller replica samples per step).
+    """Results whose gradients are averaged per Adam step, 1 .. 1,024 (default 8: the paper's
+    m, the children one controller replica samples per step).
     """
     start_layers: _builtins.int
-    """Depth curriculum: layers at the start (default 6) ..."""
+    """Depth curriculum: layers at the start, 1 .. 64 (default 6) ..."""
     layers_step: _builtins.int
-    """... layers added per step (default 2) ..."""
+    """... layers added per step, 0 .. 64 (default 2; 0: fixed depth) ..."""
     step_every: _builtins.int
-    """... every this many samples (default 1600)."""
+    """... every this many samples, 1 .. 1,000,000,000 (default 1600). The depth never exceeds
+    the space's max_layers.
+    """
     failure_reward: _builtins.float
-    """Reward learnt from a child that failed to train or a proposal the dataset cannot take
-    (default 0: the worst reward).
+    """Reward learnt from a child that failed to train or a proposal the dataset cannot take,
+    -1,000,000 .. 1,000,000 (default 0: the worst reward).
+    """
+    skip_connections: _builtins.bool
+    """Learn skip connections (anchor points) (default true); they also need the space's skip
+    connections (ZophSpace.no_skip_connections unset).
     """
     def __init__(
         self,
         *,
-        lstm_layers: _builtins.int = ...,
-        hidden: _builtins.int = ...,
-        init_range: _builtins.float = ...,
-        learning_rate: _builtins.float = ...,
-        baseline_decay: _builtins.float = ...,
-        entropy_weight: _builtins.float = ...,
-        batch: _builtins.int = ...,
-        start_layers: _builtins.int = ...,
-        layers_step: _builtins.int = ...,
-        step_every: _builtins.int = ...,
+        lstm_layers: _builtins.int | None = ...,
+        hidden: _builtins.int | None = ...,
+        init_range: _builtins.float | None = ...,
+        learning_rate: _builtins.float | None = ...,
+        baseline_decay: _builtins.float | None = ...,
+        entropy_weight: _builtins.float | None = ...,
+        batch: _builtins.int | None = ...,
+        start_layers: _builtins.int | None = ...,
+        layers_step: _builtins.int | None = ...,
+        step_every: _builtins.int | None = ...,
         failure_reward: _builtins.float | None = ...,
+        skip_connections: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward", "failure_reward", b"failure_reward"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward", "baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__baseline_decay: _TypeAlias = _typing.Literal["baseline_decay"]  # noqa: Y015
+    _WhichOneofArgType__baseline_decay: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay"]  # noqa: Y015
+    _WhichOneofReturnType__batch: _TypeAlias = _typing.Literal["batch"]  # noqa: Y015
+    _WhichOneofArgType__batch: _TypeAlias = _typing.Literal["_batch", b"_batch"]  # noqa: Y015
+    _WhichOneofReturnType__entropy_weight: _TypeAlias = _typing.Literal["entropy_weight"]  # noqa: Y015
+    _WhichOneofArgType__entropy_weight: _TypeAlias = _typing.Literal["_entropy_weight", b"_entropy_weight"]  # noqa: Y015
     _WhichOneofReturnType__failure_reward: _TypeAlias = _typing.Literal["failure_reward"]  # noqa: Y015
     _WhichOneofArgType__failure_reward: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward"]  # noqa: Y015
+    _WhichOneofReturnType__hidden: _TypeAlias = _typing.Literal["hidden"]  # noqa: Y015
+    _WhichOneofArgType__hidden: _TypeAlias = _typing.Literal["_hidden", b"_hidden"]  # noqa: Y015
+    _WhichOneofReturnType__init_range: _TypeAlias = _typing.Literal["init_range"]  # noqa: Y015
+    _WhichOneofArgType__init_range: _TypeAlias = _typing.Literal["_init_range", b"_init_range"]  # noqa: Y015
+    _WhichOneofReturnType__layers_step: _TypeAlias = _typing.Literal["layers_step"]  # noqa: Y015
+    _WhichOneofArgType__layers_step: _TypeAlias = _typing.Literal["_layers_step", b"_layers_step"]  # noqa: Y015
+    _WhichOneofReturnType__learning_rate: _TypeAlias = _typing.Literal["learning_rate"]  # noqa: Y015
+    _WhichOneofArgType__learning_rate: _TypeAlias = _typing.Literal["_learning_rate", b"_learning_rate"]  # noqa: Y015
+    _WhichOneofReturnType__lstm_layers: _TypeAlias = _typing.Literal["lstm_layers"]  # noqa: Y015
+    _WhichOneofArgType__lstm_layers: _TypeAlias = _typing.Literal["_lstm_layers", b"_lstm_layers"]  # noqa: Y015
+    _WhichOneofReturnType__skip_connections: _TypeAlias = _typing.Literal["skip_connections"]  # noqa: Y015
+    _WhichOneofArgType__skip_connections: _TypeAlias = _typing.Literal["_skip_connections", b"_skip_connections"]  # noqa: Y015
+    _WhichOneofReturnType__start_layers: _TypeAlias = _typing.Literal["start_layers"]  # noqa: Y015
+    _WhichOneofArgType__start_layers: _TypeAlias = _typing.Literal["_start_layers", b"_start_layers"]  # noqa: Y015
+    _WhichOneofReturnType__step_every: _TypeAlias = _typing.Literal["step_every"]  # noqa: Y015
+    _WhichOneofArgType__step_every: _TypeAlias = _typing.Literal["_step_every", b"_step_every"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__baseline_decay) -> _WhichOneofReturnType__baseline_decay | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__batch) -> _WhichOneofReturnType__batch | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__entropy_weight) -> _WhichOneofReturnType__entropy_weight | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__failure_reward) -> _WhichOneofReturnType__failure_reward | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__hidden) -> _WhichOneofReturnType__hidden | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__init_range) -> _WhichOneofReturnType__init_range | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__layers_step) -> _WhichOneofReturnType__layers_step | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__learning_rate) -> _WhichOneofReturnType__learning_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__lstm_layers) -> _WhichOneofReturnType__lstm_layers | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__skip_connections) -> _WhichOneofReturnType__skip_connections | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__start_layers) -> _WhichOneofReturnType__start_layers | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__step_every) -> _WhichOneofReturnType__step_every | None: ...
 
 Global___ReinforceSettings: _TypeAlias = ReinforceSettings  # noqa: Y015
 
 @_typing.final
 class QLearningSettings(_message.Message):
-    """Settings of the qlearning agent (MetaQNN). Zeros take the paper's values."""
+    """Settings of the qlearning agent (MetaQNN)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -350,38 +414,59 @@ class QLearningSettings(_message.Message):
     SCHEDULE_SCALE_FIELD_NUMBER: _builtins.int
     FAILURE_REWARD_FIELD_NUMBER: _builtins.int
     learning_rate: _builtins.float
-    """Q-learning rate alpha (default 0.01)."""
+    """Q-learning rate alpha, 0.000001 .. 1 (default 0.01)."""
     discount: _builtins.float
-    """Discount gamma (default 1; give a negative value for 0)."""
+    """Discount gamma, 0 .. 1 (default 1)."""
     q_init: _builtins.float
-    """Initial Q value (default 0.5)."""
+    """Initial Q value, -1,000,000 .. 1,000,000 (default 0.5)."""
     replay: _builtins.int
-    """Trajectories replayed from memory after each result (default 100; negative for none)."""
+    """Trajectories replayed from memory after each result, 0 .. 100,000 (default 100; 0: none)."""
     schedule_scale: _builtins.float
-    """Factor on the epsilon schedule's stage lengths (default: fit the paper's 2,700 models
-    to the budget when it is smaller; 1 = the paper's absolute counts).
+    """Factor on the epsilon schedule's stage lengths, 0 .. 1,000,000 (default 0: fit the
+    paper's 2,700 models to the budget when it is smaller; 1: the paper's absolute counts).
     """
     failure_reward: _builtins.float
-    """Reward learnt from a child that failed to train or a proposal the dataset cannot take
-    (default 0: the worst accuracy).
+    """Reward learnt from a child that failed to train or a proposal the dataset cannot take,
+    -1,000,000 .. 1,000,000 (default 0: the worst accuracy).
     """
     def __init__(
         self,
         *,
-        learning_rate: _builtins.float = ...,
-        discount: _builtins.float = ...,
-        q_init: _builtins.float = ...,
-        replay: _builtins.int = ...,
-        schedule_scale: _builtins.float = ...,
+        learning_rate: _builtins.float | None = ...,
+        discount: _builtins.float | None = ...,
+        q_init: _builtins.float | None = ...,
+        replay: _builtins.int | None = ...,
+        schedule_scale: _builtins.float | None = ...,
         failure_reward: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward", "failure_reward", b"failure_reward"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_discount", b"_discount", "_failure_reward", b"_failure_reward", "_learning_rate", b"_learning_rate", "_q_init", b"_q_init", "_replay", b"_replay", "_schedule_scale", b"_schedule_scale", "discount", b"discount", "failure_reward", b"failure_reward", "learning_rate", b"learning_rate", "q_init", b"q_init", "replay", b"replay", "schedule_scale", b"schedule_scale"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward", "discount", b"discount", "failure_reward", b"failure_reward", "learning_rate", b"learning_rate", "q_init", b"q_init", "replay", b"replay", "schedule_scale", b"schedule_scale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_discount", b"_discount", "_failure_reward", b"_failure_reward", "_learning_rate", b"_learning_rate", "_q_init", b"_q_init", "_replay", b"_replay", "_schedule_scale", b"_schedule_scale", "discount", b"discount", "failure_reward", b"failure_reward", "learning_rate", b"learning_rate", "q_init", b"q_init", "replay", b"replay", "schedule_scale", b"schedule_scale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__discount: _TypeAlias = _typing.Literal["discount"]  # noqa: Y015
+    _WhichOneofArgType__discount: _TypeAlias = _typing.Literal["_discount", b"_discount"]  # noqa: Y015
     _WhichOneofReturnType__failure_reward: _TypeAlias = _typing.Literal["failure_reward"]  # noqa: Y015
     _WhichOneofArgType__failure_reward: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward"]  # noqa: Y015
+    _WhichOneofReturnType__learning_rate: _TypeAlias = _typing.Literal["learning_rate"]  # noqa: Y015
+    _WhichOneofArgType__learning_rate: _TypeAlias = _typing.Literal["_learning_rate", b"_learning_rate"]  # noqa: Y015
+    _WhichOneofReturnType__q_init: _TypeAlias = _typing.Literal["q_init"]  # noqa: Y015
+    _WhichOneofArgType__q_init: _TypeAlias = _typing.Literal["_q_init", b"_q_init"]  # noqa: Y015
+    _WhichOneofReturnType__replay: _TypeAlias = _typing.Literal["replay"]  # noqa: Y015
+    _WhichOneofArgType__replay: _TypeAlias = _typing.Literal["_replay", b"_replay"]  # noqa: Y015
+    _WhichOneofReturnType__schedule_scale: _TypeAlias = _typing.Literal["schedule_scale"]  # noqa: Y015
+    _WhichOneofArgType__schedule_scale: _TypeAlias = _typing.Literal["_schedule_scale", b"_schedule_scale"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__discount) -> _WhichOneofReturnType__discount | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__failure_reward) -> _WhichOneofReturnType__failure_reward | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__learning_rate) -> _WhichOneofReturnType__learning_rate | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__q_init) -> _WhichOneofReturnType__q_init | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__replay) -> _WhichOneofReturnType__replay | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__schedule_scale) -> _WhichOneofReturnType__schedule_scale | None: ...
 
 Global___QLearningSettings: _TypeAlias = QLearningSettings  # noqa: Y015
 
@@ -393,17 +478,21 @@ class RandomSettings(_message.Message):
 
     LAYERS_FIELD_NUMBER: _builtins.int
     layers: _builtins.int
-    """Zoph space: layers of every sample (default: the space's max_layers)."""
+    """Zoph space: layers of every sample, 0 .. 64 and at most the space's max_layers (default 0:
+    the space's max_layers).
+    """
     def __init__(
         self,
         *,
-        layers: _builtins.int = ...,
+        layers: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_layers", b"_layers", "layers", b"layers"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["layers", b"layers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_layers", b"_layers", "layers", b"layers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__layers: _TypeAlias = _typing.Literal["layers"]  # noqa: Y015
+    _WhichOneofArgType__layers: _TypeAlias = _typing.Literal["_layers", b"_layers"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__layers) -> _WhichOneofReturnType__layers | None: ...
 
 Global___RandomSettings: _TypeAlias = RandomSettings  # noqa: Y015
 
@@ -416,24 +505,47 @@ class EvolutionSettings(_message.Message):
     POPULATION_FIELD_NUMBER: _builtins.int
     SAMPLE_SIZE_FIELD_NUMBER: _builtins.int
     LAYERS_FIELD_NUMBER: _builtins.int
+    FAILURE_REWARD_FIELD_NUMBER: _builtins.int
     population: _builtins.int
-    """Population size; the oldest member dies beyond it (default 20)."""
+    """Population size; the oldest member dies beyond it, 2 .. 100,000 (default 20)."""
     sample_size: _builtins.int
-    """Tournament size (default 5)."""
+    """Tournament size, 1 .. 100,000 and at most population (default 5)."""
     layers: _builtins.int
-    """Zoph space: layers of the random initial networks (default: the space's max_layers)."""
+    """Zoph space: layers of the random initial networks, 0 .. 64 (default 0: the space's
+    max_layers).
+    """
+    failure_reward: _builtins.float
+    """Fitness of a child that failed to train or a proposal the dataset cannot take,
+    -1,000,000 .. 1,000,000 (default 0).
+    """
     def __init__(
         self,
         *,
-        population: _builtins.int = ...,
-        sample_size: _builtins.int = ...,
-        layers: _builtins.int = ...,
+        population: _builtins.int | None = ...,
+        sample_size: _builtins.int | None = ...,
+        layers: _builtins.int | None = ...,
+        failure_reward: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward", "_layers", b"_layers", "_population", b"_population", "_sample_size", b"_sample_size", "failure_reward", b"failure_reward", "layers", b"layers", "population", b"population", "sample_size", b"sample_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["layers", b"layers", "population", b"population", "sample_size", b"sample_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward", "_layers", b"_layers", "_population", b"_population", "_sample_size", b"_sample_size", "failure_reward", b"failure_reward", "layers", b"layers", "population", b"population", "sample_size", b"sample_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__failure_reward: _TypeAlias = _typing.Literal["failure_reward"]  # noqa: Y015
+    _WhichOneofArgType__failure_reward: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward"]  # noqa: Y015
+    _WhichOneofReturnType__layers: _TypeAlias = _typing.Literal["layers"]  # noqa: Y015
+    _WhichOneofArgType__layers: _TypeAlias = _typing.Literal["_layers", b"_layers"]  # noqa: Y015
+    _WhichOneofReturnType__population: _TypeAlias = _typing.Literal["population"]  # noqa: Y015
+    _WhichOneofArgType__population: _TypeAlias = _typing.Literal["_population", b"_population"]  # noqa: Y015
+    _WhichOneofReturnType__sample_size: _TypeAlias = _typing.Literal["sample_size"]  # noqa: Y015
+    _WhichOneofArgType__sample_size: _TypeAlias = _typing.Literal["_sample_size", b"_sample_size"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__failure_reward) -> _WhichOneofReturnType__failure_reward | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__layers) -> _WhichOneofReturnType__layers | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__population) -> _WhichOneofReturnType__population | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__sample_size) -> _WhichOneofReturnType__sample_size | None: ...
 
 Global___EvolutionSettings: _TypeAlias = EvolutionSettings  # noqa: Y015
 

@@ -24,18 +24,16 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from nasrl.core.agent_settings import AgentSettings, AgentSettingsError
 from nasrl.core.arch import Architecture
 
-__all__ = ["Agent", "Proposal", "AgentSettingsError"]
+__all__ = ["Agent", "Proposal", "AgentSettingsError", "AgentSettings"]
 
 Decisions = dict[str, Any]
-
-
-class AgentSettingsError(ValueError):
-    """An agent setting outside its range; the message names the setting."""
 
 
 @dataclass(frozen=True)
@@ -46,24 +44,34 @@ class Proposal:
 
 class Agent(ABC):
     name: ClassVar[str]
-    #: settings and their defaults, e.g. {"learning_rate": 6e-4}
+    #: the agent's settings: a frozen dataclass in ``nasrl.core.agent_settings`` whose fields are
+    #: every setting with its default and range (also the shape of its proto message)
+    settings_class: ClassVar[type[AgentSettings]]
+    #: ``settings_class``'s defaults as a dict, e.g. {"learning_rate": 6e-4} (derived from it)
     defaults: ClassVar[dict[str, Any]] = {}
     #: the reward an agent learns from by default: "zoph" = (max val acc of last 5 epochs)^3,
     #: "accuracy" = best validation accuracy
     default_reward: ClassVar[str] = "accuracy"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "settings_class" in cls.__dict__:
+            cls.defaults = cls.settings_class().to_dict()
+
     @abstractmethod
     def __init__(
         self,
         space: Any,
-        settings: dict[str, Any] | None = None,
+        settings: AgentSettings | Mapping[str, Any] | None = None,
         seed: int = 0,
         budget: int | None = None,
     ) -> None:
         """``space`` is a search space (ZophSpace or MetaQNNSpace, bound to the dataset);
-        ``settings`` override ``defaults``; ``budget`` is the search's number of children,
-        for agents whose schedule depends on it. Raises AgentSettingsError naming a bad
-        setting or an unsupported space."""
+        ``settings`` an instance of ``settings_class``, or a dict of settings by name (the
+        rest take their defaults; a stored search's JSON), which ``settings_class.of`` turns
+        into the checked dataclass; ``budget`` is the search's number of children, for agents whose
+        schedule depends on it. Raises AgentSettingsError naming a bad setting or an
+        unsupported space."""
 
     @abstractmethod
     def sample(self, n: int) -> list[Proposal]:
@@ -130,14 +138,3 @@ def rng_state(rng: random.Random) -> list[Any]:
 def set_rng_state(rng: random.Random, state: list[Any]) -> None:
     version, internal, gauss = state
     rng.setstate((version, tuple(internal), gauss))
-
-
-def resolve_settings(agent: type[Agent], given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``given``; unknown names are an error naming the known ones."""
-    unknown = sorted(set(given) - set(agent.defaults))
-    if unknown:
-        raise AgentSettingsError(
-            f"unknown setting(s) {unknown} for agent {agent.name!r}; "
-            f"known: {sorted(agent.defaults)}"
-        )
-    return {**agent.defaults, **given}

@@ -14,20 +14,20 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
 from controller_service.agents.base import (
     Agent,
-    AgentSettingsError,
     Decisions,
     Proposal,
-    resolve_settings,
     rng_state,
     set_rng_state,
 )
 from controller_service.agents.space_ops import Space, check_space, mutate_proposal, random_proposal
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
+from nasrl.core.agent_settings import EvolutionSettings
 
 __all__ = ["EvolutionAgent"]
 
@@ -35,42 +35,22 @@ __all__ = ["EvolutionAgent"]
 class EvolutionAgent(Agent):
     name = "evolution"
     default_reward = "accuracy"
-    defaults: ClassVar[dict[str, Any]] = {
-        "population": 20,  # Real et al. used 100 with 20,000 models; 20 suits small budgets
-        "sample_size": 5,  # tournament size
-        "layers": 0,  # Zoph space: layers of the random initial networks (0: max_layers)
-        "failure_reward": 0.0,
-    }
+    settings_class = EvolutionSettings
 
     def __init__(
         self,
         space: Space,
-        settings: dict[str, Any] | None = None,
+        settings: EvolutionSettings | Mapping[str, Any] | None = None,
         seed: int = 0,
         budget: int | None = None,
     ) -> None:
         check_space(self.name, space, (ZophSpace, MetaQNNSpace))
         self.space = space
-        s = resolve_settings(type(self), settings or {})
-        for key, low, high in (
-            ("population", 2, 100_000),
-            ("sample_size", 1, 100_000),
-            ("layers", 0, 64),
-        ):
-            if isinstance(s[key], bool) or not isinstance(s[key], int) or not low <= s[key] <= high:
-                raise AgentSettingsError(
-                    f"{key} must be an integer between {low} and {high}, got {s[key]!r}"
-                )
-        if s["sample_size"] > s["population"]:
-            raise AgentSettingsError(
-                f"sample_size ({s['sample_size']}) must not exceed population ({s['population']})"
-            )
-        if not math.isfinite(float(s["failure_reward"])):
-            raise AgentSettingsError("failure_reward must be a finite number")
-        self.population_size = int(s["population"])
-        self.sample_size = int(s["sample_size"])
-        self.failure_reward = float(s["failure_reward"])
-        self.layers = int(s["layers"]) or getattr(space, "max_layers", 0)
+        s = self.settings = EvolutionSettings.of(settings)
+        self.population_size = s.population
+        self.sample_size = s.sample_size
+        self.failure_reward = s.failure_reward
+        self.layers = s.layers or getattr(space, "max_layers", 0)
         self.rng = random.Random(seed)
         self.population: deque[tuple[Decisions, float]] = deque()
         self.samples = 0

@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
 from controller_service.agents.base import (
     Agent,
-    AgentSettingsError,
     Decisions,
     Proposal,
-    resolve_settings,
     rng_state,
     set_rng_state,
 )
 from controller_service.agents.space_ops import check_space
 from controller_service.metaqnn_space import MetaQNNSpace, QState
+from nasrl.core.agent_settings import QLearningSettings
 
 __all__ = ["QLearningAgent", "PAPER_SCHEDULE", "epsilon_schedule"]
 
@@ -56,45 +56,27 @@ def epsilon_schedule(scale: float) -> list[tuple[float, int]]:
     return [(eps, max(1, round(n * scale))) for eps, n in PAPER_SCHEDULE]
 
 
-def _number(settings: dict[str, Any], name: str, low: float, high: float) -> float:
-    value = settings[name]
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not (math.isfinite(value) and low <= value <= high)
-    ):
-        raise AgentSettingsError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
-    return float(value)
-
-
 class QLearningAgent(Agent):
     name = "qlearning"
     default_reward = "accuracy"
-    defaults: ClassVar[dict[str, Any]] = {
-        "learning_rate": 0.01,  # alpha
-        "discount": 1.0,  # gamma
-        "q_init": 0.5,
-        "replay": 100,  # trajectories replayed after each result
-        "schedule_scale": 0.0,  # 0: fit the paper's 2,700-model schedule to the budget
-        "failure_reward": 0.0,
-    }
+    settings_class = QLearningSettings
 
     def __init__(
         self,
         space: MetaQNNSpace,
-        settings: dict[str, Any] | None = None,
+        settings: QLearningSettings | Mapping[str, Any] | None = None,
         seed: int = 0,
         budget: int | None = None,
     ) -> None:
         check_space(self.name, space, (MetaQNNSpace,))
         self.space = space
-        s = resolve_settings(type(self), settings or {})
-        self.alpha = _number(s, "learning_rate", 1e-6, 1.0)
-        self.gamma = _number(s, "discount", 0.0, 1.0)
-        self.q_init = _number(s, "q_init", -1e6, 1e6)
-        self.replay = int(_number(s, "replay", 0, 100_000))
-        self.failure_reward = _number(s, "failure_reward", -1e6, 1e6)
-        scale = _number(s, "schedule_scale", 0.0, 1e6)
+        s = self.settings = QLearningSettings.of(settings)
+        self.alpha = s.learning_rate
+        self.gamma = s.discount
+        self.q_init = s.q_init
+        self.replay = s.replay
+        self.failure_reward = s.failure_reward
+        scale = s.schedule_scale
         if scale == 0:
             scale = min(1.0, (budget or PAPER_MODELS) / PAPER_MODELS)
         self.schedule = epsilon_schedule(scale)

@@ -4,40 +4,41 @@ agent is measured against (NAS-Bench-101 shows it hard to beat)."""
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
 from controller_service.agents.base import (
     Agent,
     AgentSettingsError,
     Decisions,
     Proposal,
-    resolve_settings,
     rng_state,
     set_rng_state,
 )
 from controller_service.agents.space_ops import Space, check_space, random_proposal
 from controller_service.metaqnn_space import MetaQNNSpace
 from controller_service.search_space import ZophSpace
+from nasrl.core.agent_settings import RandomSettings
 
 __all__ = ["RandomAgent"]
 
 
 class RandomAgent(Agent):
     name = "random"
-    defaults: ClassVar[dict[str, Any]] = {"layers": 0}  # Zoph space: 0 = its max_layers
+    settings_class = RandomSettings
     default_reward = "accuracy"
 
     def __init__(
         self,
         space: Space,
-        settings: dict[str, Any] | None = None,
+        settings: RandomSettings | Mapping[str, Any] | None = None,
         seed: int = 0,
         budget: int | None = None,
     ) -> None:
         check_space(self.name, space, (ZophSpace, MetaQNNSpace))
         self.space = space
-        self.settings = resolve_settings(type(self), settings or {})
-        self.layers = int(self.settings["layers"])
+        self.settings = RandomSettings.of(settings)
+        self.layers = self.settings.layers
         if isinstance(space, ZophSpace):
             self.layers = self.layers or space.max_layers
             if not 1 <= self.layers <= space.max_layers:

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,87 +39,14 @@ from controller_service.agents.base import (
     AgentSettingsError,
     Decisions,
     Proposal,
-    resolve_settings,
 )
 from controller_service.agents.controller_lstm import ControllerLSTM, Trajectory
 from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
+from nasrl.core.agent_settings import ReinforceSettings
 
 __all__ = ["ReinforceAgent", "ReinforceSettings"]
 
 _STATE_FORMAT = 1
-
-
-# ---------------------------------------------------------------------------- settings
-
-
-def _integer(s: dict[str, Any], name: str, low: int, high: int | None = None) -> int:
-    value = s[name]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise AgentSettingsError(f"{name} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise AgentSettingsError(f"{name} must be {bounds}, got {value}")
-    return value
-
-
-def _real(
-    s: dict[str, Any],
-    name: str,
-    low: float,
-    high: float,
-    *,
-    open_low: bool = False,
-    open_high: bool = False,
-) -> float:
-    value = s[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise AgentSettingsError(f"{name} must be a number, got {value!r}")
-    too_low = value <= low if open_low else value < low
-    too_high = value >= high if open_high else value > high
-    if too_low or too_high:
-        left, right = "(" if open_low else "[", ")" if open_high else "]"
-        raise AgentSettingsError(f"{name} must be in {left}{low}, {high}{right}, got {value}")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class ReinforceSettings:
-    lstm_layers: int
-    hidden: int
-    init_range: float
-    learning_rate: float
-    baseline_decay: float
-    entropy_weight: float
-    batch: int
-    start_layers: int
-    layers_step: int
-    step_every: int
-    skip_connections: bool
-    failure_reward: float
-
-    @classmethod
-    def from_dict(cls, s: dict[str, Any]) -> ReinforceSettings:
-        """Checked settings; an ``AgentSettingsError`` names the first bad one."""
-        if not isinstance(s["skip_connections"], bool):
-            raise AgentSettingsError(
-                f"skip_connections must be true or false, got {s['skip_connections']!r}"
-            )
-        return cls(
-            lstm_layers=_integer(s, "lstm_layers", 1, 4),
-            hidden=_integer(s, "hidden", 1, 1024),
-            init_range=_real(s, "init_range", 0.0, 1.0, open_low=True),
-            learning_rate=_real(s, "learning_rate", 0.0, 1.0, open_low=True),
-            baseline_decay=_real(s, "baseline_decay", 0.0, 1.0, open_high=True),
-            entropy_weight=_real(s, "entropy_weight", 0.0, math.inf, open_high=True),
-            batch=_integer(s, "batch", 1, 1024),
-            start_layers=_integer(s, "start_layers", 1),
-            layers_step=_integer(s, "layers_step", 0),
-            step_every=_integer(s, "step_every", 1),
-            skip_connections=s["skip_connections"],
-            failure_reward=_real(
-                s, "failure_reward", -math.inf, math.inf, open_low=True, open_high=True
-            ),
-        )
 
 
 class ReinforceAgent(Agent):
@@ -127,25 +54,12 @@ class ReinforceAgent(Agent):
 
     name = "reinforce"
     default_reward = "zoph"
-    defaults: ClassVar[dict[str, Any]] = {
-        "lstm_layers": 2,
-        "hidden": 35,
-        "init_range": 0.08,
-        "learning_rate": 6e-4,
-        "baseline_decay": 0.95,
-        "entropy_weight": 0.0,
-        "batch": 8,  # Zoph & Le's m: children per controller replica per gradient step
-        "start_layers": 6,
-        "layers_step": 2,
-        "step_every": 1600,
-        "skip_connections": True,
-        "failure_reward": 0.0,
-    }
+    settings_class = ReinforceSettings
 
     def __init__(
         self,
         space: ZophSpace,
-        settings: dict[str, Any] | None = None,
+        settings: ReinforceSettings | Mapping[str, Any] | None = None,
         seed: int = 0,
         budget: int | None = None,
     ) -> None:
@@ -153,7 +67,7 @@ class ReinforceAgent(Agent):
             name = getattr(space, "name", type(space).__name__)
             raise AgentSettingsError(f"agent 'reinforce' cannot search the {name!r} space")
         self.space = space
-        self.settings = ReinforceSettings.from_dict(resolve_settings(type(self), settings or {}))
+        self.settings = ReinforceSettings.of(settings)
         self.skips = self.settings.skip_connections and space.skip_connections
         self.generator = torch.Generator().manual_seed(seed)
         s = self.settings

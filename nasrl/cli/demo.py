@@ -21,6 +21,7 @@ from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.cli.search_cmd import SearchDisplay, leaderboard_table
 from nasrl.cli.trained_export import export_trained
 from nasrl.core import codec
+from nasrl.core.agent_settings import AGENT_SETTINGS
 from nasrl.core.results import TrainSettings
 from nasrl.rpc.client import ControllerClient, wait_until_serving
 from protos import controller_pb2 as cpb
@@ -148,9 +149,7 @@ def _search(
 
 def add_demo_command(sub: object) -> None:
     d = sub.add_parser("demo", help="a whole search on this machine: controller + 2 trainers")  # type: ignore[attr-defined]
-    d.add_argument(
-        "--agent", default="reinforce", choices=("reinforce", "qlearning", "random", "evolution")
-    )
+    d.add_argument("--agent", default="reinforce", choices=tuple(AGENT_SETTINGS))
     d.add_argument("--dataset", default="mnist5k")
     d.add_argument("--budget", type=int, default=20)
     d.add_argument("--epochs", type=int, default=2)

@@ -19,12 +19,13 @@ from rich.table import Table
 from nasrl.cli.datasets_cmd import dataset_shape
 from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.core import codec
+from nasrl.core.agent_settings import AGENT_SETTINGS, parse_assignments, setting_infos
 from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.rpc.client import Candidate, ControllerClient, LeaderboardEntry
 from nasrl.rpc.security import add_client_flags, client_security
 from protos import controller_pb2 as cpb
 
-__all__ = ["add_search_commands", "failure_verdict", "SEARCH_FAILED"]
+__all__ = ["add_search_commands", "failure_verdict", "SEARCH_FAILED", "agent_setting_help"]
 
 SEARCH_FAILED = 3  # exit code: the search ran, but too many of its children failed
 
@@ -54,7 +55,7 @@ def _create(c: ControllerClient, args: argparse.Namespace, pool: TrainerPool) ->
         settings = replace(built, epochs=built.epochs if args.epochs is None else args.epochs)
     settings = settings.validate()
     search = c.create_search(
-        agent=cpb.AgentSpec(name=args.agent),
+        agent=codec.agent_spec_to_proto(args.agent, args.agent_values),
         space=space,
         dataset=dataset,
         training=codec.settings_to_proto(settings),
@@ -276,6 +277,10 @@ def _finish(
 
 def cmd_search(args: argparse.Namespace) -> int:
     began = time.perf_counter()
+    if args.agent_setting and args.resume:
+        raise ValueError("--agent-setting sets up a new search; a --resume keeps its settings")
+    # checked here, before any connection: a bad name or value fails at once
+    args.agent_values = parse_assignments(args.agent, args.agent_setting)
     if not 0.0 <= args.max_failure_fraction <= 1.0:
         raise ValueError(
             f"--max-failure-fraction must be between 0 and 1, not {args.max_failure_fraction:g}"
@@ -368,6 +373,45 @@ def cmd_searches(args: argparse.Namespace) -> int:
     return 0
 
 
+def agent_setting_help() -> str:
+    """--agent-setting's help: every agent's settings, from their settings classes."""
+    names = "; ".join(
+        f"{agent}: {', '.join(i.name for i in setting_infos(cls))}"
+        for agent, cls in AGENT_SETTINGS.items()
+    )
+    return (
+        "a setting of the agent, NAME=VALUE (repeatable; unset ones take their defaults), "
+        f"e.g. --agent-setting layers_step=0. {names}. `nasrl agents` lists their defaults "
+        "and ranges"
+    )
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    rows = [
+        {
+            "agent": agent,
+            "setting": i.name,
+            "type": i.kind.__name__,
+            "default": i.default,
+            "range": i.range,
+            "help": i.help,
+        }
+        for agent, cls in AGENT_SETTINGS.items()
+        for i in setting_infos(cls)
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    table = Table(title="agents and their settings (nasrl search --agent A --agent-setting N=V)")
+    for col in ("agent", "setting", "default", "range", "what"):
+        table.add_column(col)
+    for agent, cls in AGENT_SETTINGS.items():
+        for i in setting_infos(cls):
+            table.add_row(agent, i.name, i.default_text, i.range, i.help)
+    out.print(table)
+    return 0
+
+
 def add_search_commands(sub: Any, controller_default: str) -> None:
     s = sub.add_parser("search", help="run a whole search over a controller and trainers")
     s.add_argument("--controller", default=controller_default, help="HOST:PORT [NASRL_CONTROLLER]")
@@ -376,8 +420,13 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
         default="127.0.0.1:50052",
         help="HOST:PORT[,HOST:PORT...] or dns:///NAME:PORT (every address it resolves to)",
     )
+    s.add_argument("--agent", default="reinforce", choices=tuple(AGENT_SETTINGS))
     s.add_argument(
-        "--agent", default="reinforce", choices=("reinforce", "qlearning", "random", "evolution")
+        "--agent-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=agent_setting_help(),
     )
     s.add_argument(
         "--space",
@@ -510,6 +559,10 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
     lb.add_argument("--timeout", type=float, default=30.0)
     add_client_flags(lb)
     lb.set_defaults(func=cmd_leaderboard)
+
+    ag = sub.add_parser("agents", help="every agent and its settings: defaults and ranges")
+    ag.add_argument("--json", action="store_true", help="one JSON list of settings")
+    ag.set_defaults(func=cmd_agents)
 
     ls = sub.add_parser("searches", help="every search on a controller")
     ls.add_argument("--controller", default=controller_default)

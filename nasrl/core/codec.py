@@ -3,12 +3,17 @@ of the core that imports generated code, so domain code never has to."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
+
+from nasrl.core.agent_settings import AgentSettings, AgentSettingsError, settings_class
 from nasrl.core.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool
 from nasrl.core.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings
 from protos import architecture_pb2 as apb
+from protos import controller_pb2 as cpb
 from protos import trainer_pb2 as tpb
 
 __all__ = [
@@ -20,7 +25,12 @@ __all__ = [
     "epoch_from_proto",
     "outcome_to_proto",
     "outcome_from_proto",
+    "agent_spec_to_proto",
+    "agent_spec_from_proto",
+    "agent_settings_from_proto",
 ]
+
+DEFAULT_AGENT = "reinforce"
 
 _OPTIMIZERS: dict[str, tpb.Optimizer.ValueType] = {"sgd": tpb.SGD_NESTEROV, "adam": tpb.ADAM}
 _SCHEDULES: dict[str, tpb.Schedule.ValueType] = {
@@ -139,6 +149,72 @@ def settings_from_proto(msg: tpb.TrainingConfig) -> TrainSettings:
         max_seconds=msg.max_seconds or None,
         grad_clip=_zero_default(msg.grad_clip_norm, d.grad_clip),
     ).validate()
+
+
+def _settings_message_names() -> tuple[str, ...]:
+    return tuple(f.name for f in cpb.AgentSpec.DESCRIPTOR.oneofs_by_name["settings"].fields)
+
+
+def agent_spec_to_proto(
+    agent: str, settings: AgentSettings | Mapping[str, Any] | None = None
+) -> cpb.AgentSpec:
+    """An AgentSpec naming ``agent``, with ``settings`` copied into the agent's settings
+    message field by field, by name: a settings dataclass sets every field, a mapping only the
+    names it holds (the controller's defaults fill the rest)."""
+    if isinstance(settings, AgentSettings) and settings.agent != agent:
+        raise AgentSettingsError(f"{type(settings).__name__} given for agent {agent!r}")
+    values = settings.to_dict() if isinstance(settings, AgentSettings) else dict(settings or {})
+    msg = cpb.AgentSpec(name=agent)
+    if agent not in _settings_message_names():
+        if values:
+            raise AgentSettingsError(f"AgentSpec has no settings message for agent {agent!r}")
+        return msg
+    target = getattr(msg, agent)
+    target.SetInParent()
+    known = target.DESCRIPTOR.fields_by_name
+    for name, value in values.items():
+        if name not in known:
+            raise AgentSettingsError(
+                f"unknown setting {name!r} for agent {agent!r}; known: {list(known)}"
+            )
+        setattr(target, name, value)
+    return msg
+
+
+def _float32(value: float) -> float:
+    """A float32 field's value as the shortest decimal that is the same float32 (0.0006, not
+    0.0006000000284984708): what the sender most likely wrote."""
+    packed = struct.pack("<f", value)
+    for digits in range(6, 10):
+        shorter = float(f"{value:.{digits}g}")
+        try:
+            if struct.pack("<f", shorter) == packed:
+                return shorter
+        except OverflowError:
+            break
+    return value
+
+
+def agent_spec_from_proto(msg: cpb.AgentSpec) -> tuple[str, dict[str, Any]]:
+    """The agent's name (default reinforce) and the settings set in its message, by name,
+    unchecked. Raises AgentSettingsError when the message is another agent's."""
+    name = msg.name or DEFAULT_AGENT
+    chosen = msg.WhichOneof("settings")
+    if chosen is None:
+        return name, {}
+    if chosen != name:
+        raise AgentSettingsError(f"agent.{chosen} settings were given for agent {name!r}")
+    return name, {
+        f.name: _float32(value) if f.type == FieldDescriptor.TYPE_FLOAT else value
+        for f, value in getattr(msg, chosen).ListFields()
+    }
+
+
+def agent_settings_from_proto(msg: cpb.AgentSpec) -> AgentSettings:
+    """The agent's settings, defaults filled in and checked (AgentSettingsError names a bad
+    one)."""
+    name, values = agent_spec_from_proto(msg)
+    return settings_class(name).from_dict(values)
 
 
 def epoch_to_proto(e: EpochRecord) -> tpb.EpochProgress:

@@ -16,8 +16,9 @@ from typing import Any
 import grpc
 
 from nasrl.core import codec
+from nasrl.core.agent_settings import AgentSettings, AgentSettingsError
 from nasrl.core.arch import Architecture, parse
-from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.core.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings
 from nasrl.core.shapes import InputShape
 from nasrl.rpc import rpc
 from nasrl.rpc.errors import NasrlError
@@ -221,6 +222,7 @@ class SearchSpec:
     ``CreateSearchRequest`` (space, warm start, constraints, agent settings) as stored."""
 
     agent: str
+    agent_settings: AgentSettings | None  # None for an agent this client does not know
     dataset: str
     budget: int
     training: TrainSettings
@@ -257,10 +259,18 @@ def _entry(e: cpb.LeaderboardEntry) -> LeaderboardEntry:
     )
 
 
+def _agent_settings(msg: cpb.AgentSpec) -> AgentSettings | None:
+    try:
+        return codec.agent_settings_from_proto(msg)
+    except (AgentSettingsError, SettingsError):
+        return None
+
+
 def _search(s: cpb.Search) -> Search:
     shape = s.spec.dataset_shape
     spec = SearchSpec(
         agent=s.spec.agent.name,
+        agent_settings=_agent_settings(s.spec.agent),
         dataset=s.spec.dataset,
         budget=s.spec.budget,
         training=codec.settings_from_proto(s.spec.training),
