@@ -16,21 +16,29 @@ Failure handling:
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import queue
 import socket
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 
 from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
-from nasrl.rpc.client import Candidate, ControllerClient, NasrlError, TrainerClient
+from nasrl.rpc.client import (
+    AsyncControllerClient,
+    AsyncTrainerClient,
+    Candidate,
+    ControllerClient,
+    NasrlError,
+    SampleBatch,
+    TrainerClient,
+)
 from nasrl.rpc.security import ClientSecurity
 
 __all__ = ["Runner", "RunnerEvents", "TrainerPool", "parse_trainers"]
@@ -52,6 +60,7 @@ PERMANENT_TRAINER = (
 
 
 Resolver = Callable[[str], list[str]]
+MAX_SAMPLE = 1000  # the controller's largest Sample
 
 
 def parse_trainers(spec: str, resolve: Resolver | None = None) -> tuple[list[str], str | None]:
@@ -138,18 +147,24 @@ class TrainerPool:
                     log.warning("%s", exc)
             return len(self._free) * self.slots_per_trainer
 
+    def take(self, avoid: frozenset[str] | set[str] = frozenset()) -> str | None:
+        """A trainer with a free slot now (preferring ones not in ``avoid``), or None."""
+        with self._cond:
+            now = time.monotonic()
+            ready = [t for t, n in self._free.items() if n > 0 and self._cooling.get(t, 0.0) <= now]
+            if not ready:
+                return None
+            fresh = [t for t in ready if t not in avoid]
+            choice = max(fresh or ready, key=lambda t: self._free[t])
+            self._free[choice] -= 1
+            return choice
+
     def acquire(self, avoid: set[str], stop: threading.Event) -> str | None:
         """A trainer with a free slot (preferring ones not in ``avoid``), or None on stop."""
         with self._cond:
             while not stop.is_set():
-                now = time.monotonic()
-                ready = [
-                    t for t, n in self._free.items() if n > 0 and self._cooling.get(t, 0.0) <= now
-                ]
-                if ready:
-                    fresh = [t for t in ready if t not in avoid]
-                    choice = max(fresh or ready, key=lambda t: self._free[t])
-                    self._free[choice] -= 1
+                choice = self.take(avoid)
+                if choice is not None:
                     return choice
                 self._cond.wait(0.2)
             return None
@@ -176,7 +191,8 @@ class TrainerPool:
 
 @dataclass
 class RunnerEvents:
-    """Callbacks for a user interface; all optional, called from worker threads."""
+    """Callbacks for a user interface; all optional, called from the thread running the
+    runner (its event loop): keep them quick."""
 
     on_epoch: Callable[[Candidate, str, EpochRecord], None] | None = None
     on_result: Callable[[Candidate, str | None, TrainOutcome | None, str | None], None] | None = (
@@ -196,7 +212,11 @@ class RunStats:
 
 
 class Runner:
-    """Drives one search to its end over a pool of trainers."""
+    """Drives one search to its end over a pool of trainers.
+
+    One asyncio event loop (grpc.aio) holds every child in flight, so one runner keeps
+    hundreds of trainer slots busy without a thread each; each Sample asks for as many
+    candidates as there are free slots."""
 
     def __init__(
         self,
@@ -207,6 +227,7 @@ class Runner:
         retries: int = 3,
         controller_wait: float = 600.0,
         early_stopping: bool = False,
+        max_sample: int = MAX_SAMPLE,
     ) -> None:
         self.controller = controller
         self.early_stopping = early_stopping  # report every epoch; end children on STOP
@@ -215,23 +236,25 @@ class Runner:
         self.events = events or RunnerEvents()
         self.retries = retries
         self.controller_wait = controller_wait
+        self.max_sample = max_sample
         self.stop_event = threading.Event()
         self.done = threading.Event()
         self.stats = RunStats()
-        self._lock = threading.Lock()
-        self._calls: set[Any] = set()
-        self._pending: queue.Queue[tuple[Candidate, str, TrainSettings]] = queue.Queue()
-        self._workers: list[threading.Thread] = []
         self.error: Exception | None = None
+        self._pending: list[tuple[Candidate, str, TrainSettings]] = []  # reclaimed
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._children: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._trainers: dict[str, AsyncTrainerClient] = {}
 
     # ------------------------------------------------------------------ controller calls
 
-    def _ctl(self, what: str, fn: Callable[[], T]) -> T:
-        """Call the controller, waiting with backoff while it is unreachable."""
+    async def _ctl(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Call the controller, waiting with backoff while it is unreachable or busy."""
         began, delay = time.monotonic(), 0.25
         while True:
             try:
-                return fn()
+                return await fn()
             except NasrlError as exc:
                 waited = time.monotonic() - began
                 if exc.code not in RETRYABLE_CONTROLLER or waited > self.controller_wait:
@@ -241,100 +264,89 @@ class Runner:
                 log.warning(
                     "%s: controller unavailable or busy, retrying in %.1fs (%s)", what, delay, exc
                 )
-                self.stop_event.wait(delay)
+                await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
     def reclaim(self, count: int) -> None:
         """Take back the candidates a crashed earlier runner held (``--resume``)."""
         rid = uuid.uuid4().hex
-        batch = self._ctl(
-            "reclaim",
-            lambda: self.controller.sample(self.search_id, count, request_id=rid, reclaim=True),
-        )
-        for cand in batch.candidates:
-            self._pending.put((cand, batch.dataset, batch.training))
+        batch = self.controller.sample(self.search_id, count, request_id=rid, reclaim=True)
+        self._pending += [(c, batch.dataset, batch.training) for c in batch.candidates]
 
-    def _next(self) -> tuple[Candidate, str, TrainSettings] | None:
-        try:
-            return self._pending.get_nowait()
-        except queue.Empty:
-            pass
+    async def _sample(self, ctl: AsyncControllerClient, count: int) -> SampleBatch:
         rid = uuid.uuid4().hex  # the same id on every retry: never a second candidate
-        batch = self._ctl(
-            "sample", lambda: self.controller.sample(self.search_id, 1, request_id=rid)
-        )
-        if batch.done:
-            self.done.set()
-            return None
-        if not batch.candidates:
-            return None
-        return batch.candidates[0], batch.dataset, batch.training
+        return await self._ctl("sample", lambda: ctl.sample(self.search_id, count, request_id=rid))
 
     # ------------------------------------------------------------------ training
 
-    def _go_on(self, cand: Candidate, e: EpochRecord) -> bool:
+    def _trainer(self, target: str) -> AsyncTrainerClient:
+        client = self._trainers.get(target)
+        if client is None:
+            client = AsyncTrainerClient(
+                target, self.pool.timeout, self.pool.security, self.pool.server_name
+            )
+            self._trainers[target] = client
+        return client
+
+    async def _go_on(self, ctl: AsyncControllerClient, cand: Candidate, e: EpochRecord) -> bool:
         """The controller's early-stopping decision on one epoch (go on if it cannot say)."""
         try:
-            return self._ctl(
+            return await self._ctl(
                 "report",
-                lambda: self.controller.report(
-                    self.search_id, cand.id, e.epoch, e.validation_accuracy
-                ),
+                lambda: ctl.report(self.search_id, cand.id, e.epoch, e.validation_accuracy),
             )
         except NasrlError as exc:
             log.warning("child %d: no early-stopping decision (%s); training on", cand.id, exc)
             return True
 
-    def _train_once(
-        self, target: str, cand: Candidate, dataset: str, training: TrainSettings
+    async def _train_once(
+        self,
+        ctl: AsyncControllerClient,
+        target: str,
+        cand: Candidate,
+        dataset: str,
+        training: TrainSettings,
     ) -> TrainOutcome:
-        holder: list[Any] = []
-
-        def register(call: Any) -> None:
-            holder.append(call)
-            with self._lock:
-                self._calls.add(call)
-            if self.stop_event.is_set():
-                call.cancel()
-
         run_id = f"{self.search_id}-{cand.id}-{uuid.uuid4().hex[:12]}"
-        client = self.pool.client(target)
+        client = self._trainer(target)
 
-        def epoch(e: EpochRecord) -> None:
+        async def epoch(e: EpochRecord) -> None:
             if self.events.on_epoch:
                 self.events.on_epoch(cand, target, e)
-            if self.early_stopping and e.epoch < e.epochs and not self._go_on(cand, e):
+            if self.early_stopping and e.epoch < e.epochs and not await self._go_on(ctl, cand, e):
                 log.info("child %d stopped early after epoch %d", cand.id, e.epoch)
                 try:
-                    client.finish_early(run_id)
+                    await client.finish_early(run_id)
                 except NasrlError as exc:  # the child then simply trains to the end
                     log.warning("child %d: %s did not take the stop: %s", cand.id, target, exc)
 
-        try:
-            return client.train(
-                cand.arch, dataset, training, on_epoch=epoch, on_call=register, run_id=run_id
-            )
-        finally:
-            with self._lock:
-                self._calls.difference_update(holder)
+        return await client.train(cand.arch, dataset, training, on_epoch=epoch, run_id=run_id)
 
-    def _train(
-        self, cand: Candidate, dataset: str, training: TrainSettings
+    async def _acquire(self, avoid: set[str]) -> str:
+        while True:
+            target = self.pool.take(avoid)
+            if target is not None:
+                return target
+            await self._nap(0.2)
+
+    async def _train(
+        self,
+        ctl: AsyncControllerClient,
+        target: str,
+        cand: Candidate,
+        dataset: str,
+        training: TrainSettings,
     ) -> tuple[TrainOutcome | None, str | None, str | None]:
-        """(result, failure reason, trainer); (None, None, None) when stopped."""
+        """(result, failure reason, trainer), starting on ``target`` (its slot taken)."""
         tried: set[str] = set()
         reason = "no trainer could be reached"
-        for _ in range(self.retries):
-            target = self.pool.acquire(tried, self.stop_event)
-            if target is None:
-                return None, None, None
+        for attempt in range(self.retries):
+            if attempt:
+                target = await self._acquire(tried)
             tried.add(target)
             try:
-                result = self._train_once(target, cand, dataset, training)
+                result = await self._train_once(ctl, target, cand, dataset, training)
             except NasrlError as exc:
-                if self.stop_event.is_set():
-                    self.pool.release(target)
-                    return None, None, None
                 if exc.code in PERMANENT_TRAINER:
                     self.pool.release(target)
                     return None, f"{target}: {exc}", target
@@ -345,6 +357,9 @@ class Runner:
                     "child %d failed on %s, trying another trainer: %s", cand.id, target, exc
                 )
                 continue
+            except BaseException:  # cancelled (stop): the slot is free again
+                self.pool.release(target)
+                raise
             self.pool.release(target)
             return result, None, target
         return (
@@ -353,84 +368,156 @@ class Runner:
             None,
         )
 
-    def _report(
-        self, cand: Candidate, result: TrainOutcome | None, failure: str | None, target: str | None
+    async def _report(
+        self,
+        ctl: AsyncControllerClient,
+        cand: Candidate,
+        result: TrainOutcome | None,
+        failure: str | None,
+        target: str | None,
     ) -> None:
         try:
-            self._ctl(
+            await self._ctl(
                 "update",
-                lambda: self.controller.update(
-                    self.search_id, cand.id, result=result, failure=failure
-                ),
+                lambda: ctl.update(self.search_id, cand.id, result=result, failure=failure),
             )
         except NasrlError as exc:
             if exc.code != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
             log.warning("candidate %d was already reported differently: %s", cand.id, exc)
-        with self._lock:
-            if result is not None:
-                self.stats.trained += 1
-                self.stats.stopped_early += result.stopped_early
-                self.stats.trainer_seconds += result.seconds
-                if target:
-                    self.stats.per_trainer[target] += 1
-            else:
-                self.stats.failed += 1
-                self.stats.last_failure = failure
+        if result is not None:
+            self.stats.trained += 1
+            self.stats.stopped_early += result.stopped_early
+            self.stats.trainer_seconds += result.seconds
+            if target:
+                self.stats.per_trainer[target] += 1
+        else:
+            self.stats.failed += 1
+            self.stats.last_failure = failure
         if self.events.on_result:
             self.events.on_result(cand, target, result, failure)
 
-    def _work(self) -> None:
+    async def _child(
+        self,
+        ctl: AsyncControllerClient,
+        target: str,
+        cand: Candidate,
+        dataset: str,
+        training: TrainSettings,
+    ) -> None:
         try:
-            while not self.stop_event.is_set() and not self.done.is_set():
-                item = self._next()
-                if item is None:
-                    self.stop_event.wait(0.5)
-                    continue
-                cand, dataset, training = item
-                if cand.cached is not None:
-                    with self._lock:
-                        self.stats.cached += 1
-                    if self.events.on_result:
-                        self.events.on_result(cand, None, cand.cached, None)
-                    continue
-                result, failure, target = self._train(cand, dataset, training)
-                if result is None and failure is None:
-                    return  # stopped: the candidate stays leased for --resume
-                self._report(cand, result, failure, target)
-        except Exception as exc:  # noqa: BLE001 - one worker's fatal error stops the run
+            result, failure, used = await self._train(ctl, target, cand, dataset, training)
+            await self._report(ctl, cand, result, failure, used)
+        except asyncio.CancelledError:
+            raise  # stopped: the candidate stays leased for --resume
+        except Exception as exc:  # noqa: BLE001 - one child's fatal error stops the run
             log.error("runner stopped: %s", exc)
             self.error = exc
             self.stop_event.set()
+        finally:
+            if self._wake is not None:
+                self._wake.set()
 
     # ------------------------------------------------------------------ driving
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep until a child ends, ``stop`` or ``seconds``."""
+        assert self._wake is not None
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def _start(
+        self, ctl: AsyncControllerClient, target: str, item: tuple[Candidate, str, TrainSettings]
+    ) -> None:
+        task = asyncio.ensure_future(self._child(ctl, target, *item))
+        self._children.add(task)
+        task.add_done_callback(self._children.discard)
+
+    def _cached(self, cand: Candidate) -> None:
+        self.stats.cached += 1
+        if self.events.on_result:
+            self.events.on_result(cand, None, cand.cached, None)
+
+    async def _main(self, tick: Callable[[], None] | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        c = self.controller
+        ctl = AsyncControllerClient(c.target, c.timeout, c.security)
+        next_tick, idle_until = 0.0, 0.0
+        try:
+            while not self.done.is_set() and not self.stop_event.is_set():
+                now = time.monotonic()
+                if tick and now >= next_tick:
+                    tick()
+                    next_tick = now + 0.5
+                self.pool.total_slots()  # re-resolves a DNS name now and then
+                targets: list[str] = []
+                while len(targets) < self.max_sample and (t := self.pool.take()) is not None:
+                    targets.append(t)
+                if targets and (self._pending or now >= idle_until):
+                    if self._pending:
+                        items, self._pending = (
+                            self._pending[: len(targets)],
+                            self._pending[len(targets) :],
+                        )
+                    else:
+                        batch = await self._sample(ctl, len(targets))
+                        if batch.done:
+                            self.done.set()
+                        items = [(cand, batch.dataset, batch.training) for cand in batch.candidates]
+                    trainable = 0
+                    for item in items:
+                        if item[0].cached is not None:
+                            self._cached(item[0])
+                        else:
+                            self._start(ctl, targets[trainable], item)
+                            trainable += 1
+                    for t in targets[trainable:]:
+                        self.pool.release(t)
+                    if not items:  # all of the budget is in flight: ask again when one ends
+                        idle_until = time.monotonic() + 0.5
+                    if trainable or items:
+                        continue  # more free slots may be waiting
+                else:
+                    for t in targets:
+                        self.pool.release(t)
+                await self._nap(0.2)
+        finally:
+            for task in list(self._children):
+                if not self.done.is_set():
+                    task.cancel()
+            await asyncio.gather(*self._children, return_exceptions=True)
+            for client in self._trainers.values():
+                await client.close()
+            await ctl.close()
 
     def run(self, tick: Callable[[], None] | None = None) -> RunStats:
         """Run until the search is done (or ``stop``); ``tick`` is called about twice a
         second from this thread (progress display). Raises the error that stopped it."""
         try:
-            while not self.done.is_set() and not self.stop_event.is_set():
-                self._workers = [w for w in self._workers if w.is_alive()]
-                for _ in range(self.pool.total_slots() - len(self._workers)):
-                    worker = threading.Thread(target=self._work, daemon=True)
-                    worker.start()
-                    self._workers.append(worker)
-                if tick:
-                    tick()
-                self.done.wait(0.5)
+            asyncio.run(self._main(tick))
         finally:
-            if not self.done.is_set():
-                self.stop()
-            for worker in self._workers:
-                worker.join()
+            self._loop = None
         if self.error is not None:
             raise self.error
         return self.stats
 
     def stop(self) -> None:
-        """Cancel running trainings; nothing half-reported (the children stay leased)."""
+        """Cancel running trainings (from any thread); nothing half-reported: the children
+        stay leased for ``--resume``."""
         self.stop_event.set()
-        with self._lock:
-            calls = list(self._calls)
-        for call in calls:
-            call.cancel()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._interrupt)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    def _interrupt(self) -> None:
+        for task in list(self._children):
+            task.cancel()
+        if self._wake is not None:
+            self._wake.set()

@@ -7,7 +7,7 @@ callers read no protos; only ``update`` returns the ``UpdateResponse`` message."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -71,14 +71,7 @@ class TrainerClient:
     ) -> TrainOutcome:
         """Train one architecture and return its result; ``on_epoch`` sees each epoch;
         ``on_call`` receives the call object first (its ``cancel()`` stops the training)."""
-        if isinstance(arch, str):
-            arch = parse(arch)
-        request = trainer_pb2.TrainRequest(
-            architecture=codec.arch_to_proto(arch),
-            dataset=dataset,
-            config=codec.settings_to_proto(settings or TrainSettings()),
-            run_id=run_id,
-        )
+        request = _train_request(arch, dataset, settings, run_id)
         try:
             call = self._stub.Train(request, timeout=timeout or self.timeout)
             if on_call:
@@ -304,6 +297,7 @@ class ControllerClient:
     ) -> None:
         self.target = target
         self.timeout = timeout
+        self.security = security  # for an AsyncControllerClient to the same controller
         self._channel = rpc.channel(target, security)
         self._stub = controller_pb2_grpc.ControllerStub(self._channel)
 
@@ -325,24 +319,8 @@ class ControllerClient:
     ) -> SampleBatch:
         """Candidates to train. Retrying with the same ``request_id`` returns the same ones;
         ``reclaim`` first re-hands candidates still leased to a crashed earlier client."""
-        reply = self._call(
-            "Sample",
-            cpb.SampleRequest(
-                search_id=search_id, count=count, request_id=request_id, reclaim=reclaim
-            ),
-        )
-        candidates = [
-            Candidate(
-                c.candidate_id,
-                codec.arch_from_proto(c.architecture),
-                c.text,
-                c.lease_deadline,
-                codec.outcome_from_proto(c.cached_result) if c.HasField("cached_result") else None,
-            )
-            for c in reply.candidates
-        ]
-        return SampleBatch(
-            candidates, reply.done, reply.dataset, codec.settings_from_proto(reply.training)
+        return _sample_batch(
+            self._call("Sample", _sample_request(search_id, count, request_id, reclaim))
         )
 
     def report(
@@ -351,13 +329,7 @@ class ControllerClient:
         """Report one finished epoch of a running child; True to go on, False when the
         search's early-stopping rule says STOP."""
         reply = self._call(
-            "Report",
-            cpb.ReportRequest(
-                search_id=search_id,
-                candidate_id=candidate_id,
-                epoch=epoch,
-                validation_accuracy=validation_accuracy,
-            ),
+            "Report", _report_request(search_id, candidate_id, epoch, validation_accuracy)
         )
         return bool(reply.decision != cpb.STOP)
 
@@ -369,13 +341,7 @@ class ControllerClient:
         failure: str | None = None,
     ) -> cpb.UpdateResponse:
         """Report a result, or a failure reason; exactly one of them."""
-        if (result is None) == (failure is None):
-            raise ValueError("give exactly one of result and failure")
-        request = cpb.UpdateRequest(search_id=search_id, candidate_id=candidate_id)
-        if result is not None:
-            request.result.CopyFrom(codec.outcome_to_proto(result))
-        else:
-            request.failure = failure or ""
+        request = _update_request(search_id, candidate_id, result, failure)
         reply: cpb.UpdateResponse = self._call("Update", request)
         return reply
 
@@ -412,3 +378,172 @@ class ControllerClient:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+def _train_request(
+    arch: Architecture | str, dataset: str, settings: TrainSettings | None, run_id: str
+) -> trainer_pb2.TrainRequest:
+    return trainer_pb2.TrainRequest(
+        architecture=codec.arch_to_proto(parse(arch) if isinstance(arch, str) else arch),
+        dataset=dataset,
+        config=codec.settings_to_proto(settings or TrainSettings()),
+        run_id=run_id,
+    )
+
+
+def _sample_request(
+    search_id: str, count: int, request_id: str, reclaim: bool
+) -> cpb.SampleRequest:
+    return cpb.SampleRequest(
+        search_id=search_id, count=count, request_id=request_id, reclaim=reclaim
+    )
+
+
+def _sample_batch(reply: cpb.SampleResponse) -> SampleBatch:
+    candidates = [
+        Candidate(
+            c.candidate_id,
+            codec.arch_from_proto(c.architecture),
+            c.text,
+            c.lease_deadline,
+            codec.outcome_from_proto(c.cached_result) if c.HasField("cached_result") else None,
+        )
+        for c in reply.candidates
+    ]
+    return SampleBatch(
+        candidates, reply.done, reply.dataset, codec.settings_from_proto(reply.training)
+    )
+
+
+def _report_request(
+    search_id: str, candidate_id: int, epoch: int, validation_accuracy: float
+) -> cpb.ReportRequest:
+    return cpb.ReportRequest(
+        search_id=search_id,
+        candidate_id=candidate_id,
+        epoch=epoch,
+        validation_accuracy=validation_accuracy,
+    )
+
+
+def _update_request(
+    search_id: str, candidate_id: int, result: TrainOutcome | None, failure: str | None
+) -> cpb.UpdateRequest:
+    if (result is None) == (failure is None):
+        raise ValueError("give exactly one of result and failure")
+    request = cpb.UpdateRequest(search_id=search_id, candidate_id=candidate_id)
+    if result is not None:
+        request.result.CopyFrom(codec.outcome_to_proto(result))
+    else:
+        request.failure = failure or ""
+    return request
+
+
+# ---------------------------------------------------------------------------- asyncio
+
+
+class AsyncTrainerClient:
+    """``TrainerClient.train`` and ``finish_early`` for an asyncio event loop (grpc.aio):
+    one loop holds any number of trainings without a thread each. Create it in the loop."""
+
+    def __init__(
+        self,
+        target: str,
+        timeout: float = 3600.0,
+        security: ClientSecurity | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel, self._metadata = rpc.aio_channel(target, security, server_name)
+        self._stub = trainer_pb2_grpc.TrainerStub(self._channel)
+
+    async def train(
+        self,
+        arch: Architecture | str,
+        dataset: str,
+        settings: TrainSettings | None = None,
+        on_epoch: Callable[[EpochRecord], Awaitable[None]] | None = None,
+        run_id: str = "",
+    ) -> TrainOutcome:
+        """Train one architecture; ``await on_epoch(record)`` after each epoch. Cancelling
+        the task cancels the training."""
+        request = _train_request(arch, dataset, settings, run_id)
+        try:
+            call = self._stub.Train(request, timeout=self.timeout, metadata=self._metadata)
+            async for event in call:
+                if event.HasField("progress"):
+                    if on_epoch:
+                        await on_epoch(codec.epoch_from_proto(event.progress))
+                elif event.HasField("result"):
+                    return codec.outcome_from_proto(event.result)
+        except grpc.RpcError as exc:
+            raise NasrlError.from_rpc(exc, self.target) from exc
+        raise NasrlError(
+            grpc.StatusCode.ABORTED, f"{self.target} ended the Train stream without a result"
+        )
+
+    async def finish_early(self, run_id: str, timeout: float = 30.0) -> bool:
+        try:
+            reply = await self._stub.FinishEarly(
+                trainer_pb2.FinishEarlyRequest(run_id=run_id),
+                timeout=timeout,
+                metadata=self._metadata,
+            )
+        except grpc.RpcError as exc:
+            raise NasrlError.from_rpc(exc, self.target) from exc
+        return bool(reply.found)
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+class AsyncControllerClient:
+    """The calls a runner makes (Sample, Report, Update) for an asyncio event loop."""
+
+    def __init__(
+        self, target: str, timeout: float = 30.0, security: ClientSecurity | None = None
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._channel, self._metadata = rpc.aio_channel(target, security)
+        self._stub = controller_pb2_grpc.ControllerStub(self._channel)
+
+    async def _call(self, method: str, request: Any) -> Any:
+        try:
+            return await getattr(self._stub, method)(
+                request, timeout=self.timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as exc:
+            raise NasrlError.from_rpc(exc, self.target) from exc
+
+    async def sample(
+        self, search_id: str, count: int = 1, request_id: str = "", reclaim: bool = False
+    ) -> SampleBatch:
+        reply = await self._call("Sample", _sample_request(search_id, count, request_id, reclaim))
+        return _sample_batch(reply)
+
+    async def report(
+        self, search_id: str, candidate_id: int, epoch: int, validation_accuracy: float
+    ) -> bool:
+        request = _report_request(search_id, candidate_id, epoch, validation_accuracy)
+        reply = await self._call("Report", request)
+        return bool(reply.decision != cpb.STOP)
+
+    async def update(
+        self,
+        search_id: str,
+        candidate_id: int,
+        result: TrainOutcome | None = None,
+        failure: str | None = None,
+    ) -> cpb.UpdateResponse:
+        reply: cpb.UpdateResponse = await self._call(
+            "Update", _update_request(search_id, candidate_id, result, failure)
+        )
+        return reply
+
+    async def close(self) -> None:
+        await self._channel.close()

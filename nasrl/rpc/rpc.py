@@ -289,6 +289,31 @@ class _Metadata(
         return continuation(self._details(details), requests)
 
 
+def _channel_options(server_name: str | None) -> list[tuple[str, Any]]:
+    options: list[tuple[str, Any]] = list(CHANNEL_OPTIONS)
+    if server_name:
+        host = server_name.rpartition(":")[0] or server_name
+        options += [
+            ("grpc.ssl_target_name_override", host.strip("[]")),
+            ("grpc.default_authority", server_name),
+        ]
+    return options
+
+
+def aio_channel(
+    target: str, security: ClientSecurity | None = None, server_name: str | None = None
+) -> tuple[grpc.aio.Channel, list[tuple[str, str]]]:
+    """``channel`` for asyncio (grpc.aio), and the metadata (token) to send with each call;
+    create it inside the event loop that uses it."""
+    security = security if security is not None else ClientSecurity.from_env()
+    credentials = security.credentials()
+    if credentials is None:
+        ch = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    else:
+        ch = grpc.aio.secure_channel(target, credentials, options=_channel_options(server_name))
+    return ch, security.metadata()
+
+
 def channel(
     target: str, security: ClientSecurity | None = None, server_name: str | None = None
 ) -> grpc.Channel:
@@ -304,13 +329,6 @@ def channel(
     if credentials is None:
         ch = grpc.insecure_channel(target, options=CHANNEL_OPTIONS)
     else:
-        options = list(CHANNEL_OPTIONS)
-        if server_name:
-            host = server_name.rpartition(":")[0] or server_name
-            options += [
-                ("grpc.ssl_target_name_override", host.strip("[]")),
-                ("grpc.default_authority", server_name),
-            ]
-        ch = grpc.secure_channel(target, credentials, options=options)
+        ch = grpc.secure_channel(target, credentials, options=_channel_options(server_name))
     metadata = security.metadata()
     return grpc.intercept_channel(ch, _Metadata(metadata)) if metadata else ch
