@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import socket
 import threading
 import time
@@ -61,6 +62,9 @@ PERMANENT_TRAINER = (
 
 Resolver = Callable[[str], list[str]]
 MAX_SAMPLE = 1000  # the controller's largest Sample
+#: controller calls one runner makes at once; the rest wait in the runner (cheap) instead of
+#: being refused by the controller's admission control and retried
+CONTROLLER_CALLS = 8
 
 
 def parse_trainers(spec: str, resolve: Resolver | None = None) -> tuple[list[str], str | None]:
@@ -245,6 +249,7 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._children: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
+        self._calls: asyncio.Semaphore | None = None  # controller calls at once
         self._trainers: dict[str, AsyncTrainerClient] = {}
 
     # ------------------------------------------------------------------ controller calls
@@ -254,7 +259,9 @@ class Runner:
         began, delay = time.monotonic(), 0.25
         while True:
             try:
-                return await fn()
+                assert self._calls is not None
+                async with self._calls:
+                    return await fn()
             except NasrlError as exc:
                 waited = time.monotonic() - began
                 if exc.code not in RETRYABLE_CONTROLLER or waited > self.controller_wait:
@@ -264,7 +271,7 @@ class Runner:
                 log.warning(
                     "%s: controller unavailable or busy, retrying in %.1fs (%s)", what, delay, exc
                 )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # jitter: no herd
                 delay = min(delay * 2, 5.0)
 
     def reclaim(self, count: int) -> None:
@@ -444,6 +451,7 @@ class Runner:
     async def _main(self, tick: Callable[[], None] | None) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._calls = asyncio.Semaphore(CONTROLLER_CALLS)
         c = self.controller
         ctl = AsyncControllerClient(c.target, c.timeout, c.security)
         next_tick, idle_until = 0.0, 0.0

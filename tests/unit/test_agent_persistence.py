@@ -79,3 +79,26 @@ def test_a_database_written_before_the_split_keeps_its_weights(tmp_path: Path) -
     expected = old._agents[sid].state_dict()
     again = Searches(Store(tmp_path / "c.db"))
     assert same_state(again._agent(sid, again.spec(sid)).state_dict(), expected)
+
+
+def test_state_bytes_round_trip_exactly() -> None:
+    """Plain states (every call's light part) are stored as JSON with tensors tagged; states
+    JSON would change (integer keys, as in an optimiser's) fall back to torch.save."""
+    import torch
+
+    from controller_service.store import dump_state, load_state
+
+    plain = {
+        "rng": [3, list(range(625)), None],
+        "generator": torch.arange(7, dtype=torch.uint8),
+        "baseline": 0.1 + 0.2,
+        "pending": [{"tokens": [[1, 2]], "advantage": -1e-300}],
+        "empty": torch.zeros(0, dtype=torch.float32),
+    }
+    data = dump_state(plain)
+    assert data[:1] == b"{"
+    assert same_state(load_state(data), plain)
+    keyed = {"optimizer": {"state": {0: {"step": torch.tensor(3.0)}}}}
+    data = dump_state(keyed)
+    assert data[:2] == b"PK"  # torch.save's zip
+    assert same_state(load_state(data), keyed)
