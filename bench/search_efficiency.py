@@ -54,8 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from controller_service.metaqnn_space import MetaQNNSpace
-from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
+from controller_service.spaces import ZOPH_DECISIONS, MetaQNNSpace, ZophSpace
 from nasrl.cli.local import LocalService
 from nasrl.core import codec
 from nasrl.core.arch import Architecture, arch_hash
