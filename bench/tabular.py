@@ -311,7 +311,7 @@ def replay_tpe(
     """Optuna TPE over the Zoph decisions against the table, with the same dedup."""
     import optuna
 
-    from bench.search_efficiency import zoph_trial
+    from bench.efficiency.tpe import zoph_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
