@@ -40,8 +40,7 @@ sys.path.insert(0, str(ROOT))
 from google.protobuf import json_format  # noqa: E402
 
 from controller_service.codec import space_from_proto  # noqa: E402
-from controller_service.metaqnn_space import MetaQNNSpace  # noqa: E402
-from controller_service.search_space import ZOPH_DECISIONS, ZophSpace  # noqa: E402
+from controller_service.spaces import ZOPH_DECISIONS, MetaQNNSpace, ZophSpace  # noqa: E402
 from nasrl.core.arch import canonical, format_arch  # noqa: E402
 from nasrl.core.datasets import input_shape  # noqa: E402
 from nasrl.core.results import TrainOutcome, TrainSettings  # noqa: E402

@@ -206,7 +206,7 @@ def proxy_priors(proxy: Lookup, seed: int, evaluations: int, top: int) -> tuple[
     dataset), and the trainer-seconds that search cost."""
     import random
 
-    from controller_service.agents.space_ops import random_proposal
+    from controller_service.agents.proposals import random_proposal
 
     rng = random.Random(1_000_003 + seed)  # not the target run's seed stream
     found: dict[str, float] = {}
@@ -244,7 +244,7 @@ def replay_agent(
     import torch
 
     from controller_service.agents import agent_class
-    from controller_service.agents.space_ops import encode
+    from controller_service.spaces import encode
     from controller_service.spec import WarmStart
     from nasrl.core.arch import parse
 
@@ -311,7 +311,7 @@ def replay_tpe(
     """Optuna TPE over the Zoph decisions against the table, with the same dedup."""
     import optuna
 
-    from bench.search_efficiency import zoph_trial
+    from bench.efficiency.tpe import zoph_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))

@@ -6,10 +6,8 @@ from dataclasses import asdict
 from typing import Any
 
 from controller_service.agents import AgentSettingsError
-from controller_service.agents.space_ops import Space
-from controller_service.metaqnn_space import MetaQNNSpace
-from controller_service.search_space import ZophSpace
 from controller_service.searches import Handout, SearchView
+from controller_service.spaces import MetaQNNSpace, Space, ZophSpace
 from controller_service.spec import (
     Constraints,
     Screening,

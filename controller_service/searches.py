@@ -24,7 +24,7 @@ from typing import Any
 
 from controller_service.agents import Agent, Proposal
 from controller_service.agents.qlearning import QLearningAgent
-from controller_service.agents.space_ops import encode
+from controller_service.spaces import encode
 from controller_service.spec import COST_METRICS, SearchSpec, SpecError, reward_of
 from controller_service.states import TRAINING, SearchState, Status
 from controller_service.stopping import Decision, StoppingRule, make_rule

@@ -8,9 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from controller_service.agents import DEFAULT_SPACE, Agent, AgentSettingsError, agent_class
-from controller_service.agents.space_ops import Space, encode
-from controller_service.metaqnn_space import MetaQNNSpace
-from controller_service.search_space import SpaceError, ZophSpace
+from controller_service.spaces import MetaQNNSpace, Space, SpaceError, ZophSpace, encode
 from controller_service.stopping import StoppingSettings
 from nasrl.core.agent_settings import AgentSettings, settings_class
 from nasrl.core.arch import ArchError, canonical, format_arch, parse

@@ -17,7 +17,6 @@ import torch
 
 from nasrl.core.table import TableError
 from nasrl.rpc import rpc
-from nasrl.rpc.security import SecurityError
 from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import gpus
 from trainer_service.config import TrainerConfig, parse_args
@@ -48,10 +47,13 @@ def devices(config: TrainerConfig) -> torch.device | list[torch.device] | None:
     return resolve_device(config.device)
 
 
-def serve(config: TrainerConfig) -> int:
+def run(config: TrainerConfig) -> int:
+    """Set up the device(s), weights and servicer, then serve until SIGTERM; the exit status."""
     try:
         device = devices(config)
-    except (ValueError, RuntimeError) as exc:
+        if device is None:
+            gpus.prepare_lock_dir(config.gpu_lock_dir)  # usable, or say why now
+    except (ValueError, RuntimeError, gpus.GpuLockError) as exc:
         log.error("%s", exc)
         return 2
     if isinstance(device, torch.device) and device.type == "cpu":
@@ -121,58 +123,45 @@ def _serve(
     device: torch.device | Sequence[torch.device] | None,
     servicer: TrainerServicer,
 ) -> int:
-    try:
-        handle = rpc.start_server(
-            config.host,
-            config.port,
-            lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),
-            [SERVICE_NAME],
-            max_workers=config.slots + 8,
-            security=config.security,
-            metrics_port=config.metrics_port,
-        )
-    except (OSError, SecurityError) as exc:
-        log.error("%s", exc)
-        return 2
-    if handle.metrics is not None:
-        add_trainer_gauges(handle.metrics, servicer)
     stop_claiming = threading.Event()
-    if device is None:
-        try:
-            gpus.prepare_lock_dir(config.gpu_lock_dir)  # usable, or say why now
-        except gpus.GpuLockError as exc:
-            log.error("%s", exc)
-            handle.stop(None)
-            return 2
+
+    def started(handle: rpc.ServerHandle) -> bool:
+        if handle.metrics is not None:
+            add_trainer_gauges(handle.metrics, servicer)
+        if device is not None:
+            return True
         threading.Thread(
             target=claim_gpu_then_serve,
             name="gpu-claim",
             daemon=True,
             args=(handle, servicer, config, torch.cuda.device_count(), stop_claiming),
         ).start()
-    else:
-        handle.set_serving(True)
-    # Always printed, whatever the log level: nasrl.cli.local and scripts read the port from it.
-    if config.table is not None:
-        mode = f"TABLE {config.table}, time scale {config.time_scale:g}"
-    elif config.simulate is not None:
-        mode = f"SIMULATION, {config.simulate:g}s per child"
-    elif device is None:
-        mode = f"device {gpus.ANY}, one free GPU claimed in {config.gpu_lock_dir}"
-    else:
-        mode = f"device {', '.join(sorted({str(d) for d in _listed(device)}))}"
-    print(
-        f"trainer listening on {config.host}:{handle.port} ({mode}, {config.slots} slot(s))",
-        file=sys.stderr,
-        flush=True,
-    )
+        return False  # SERVING once a GPU is claimed
 
     def on_stop() -> None:
         stop_claiming.set()
         servicer.close()
 
-    rpc.wait_for_termination(handle, config.grace, on_stop=on_stop)
-    return 0
+    return rpc.serve(
+        config,
+        lambda s: trainer_pb2_grpc.add_TrainerServicer_to_server(servicer, s),
+        [SERVICE_NAME],
+        banner=lambda port: f"trainer listening on {config.host}:{port} "
+        f"({_mode(config, device)}, {config.slots} slot(s))",
+        max_workers=config.slots + 8,
+        on_started=started,
+        on_stop=on_stop,
+    )
+
+
+def _mode(config: TrainerConfig, device: torch.device | Sequence[torch.device] | None) -> str:
+    if config.table is not None:
+        return f"TABLE {config.table}, time scale {config.time_scale:g}"
+    if config.simulate is not None:
+        return f"SIMULATION, {config.simulate:g}s per child"
+    if device is None:
+        return f"device {gpus.ANY}, one free GPU claimed in {config.gpu_lock_dir}"
+    return f"device {', '.join(sorted({str(d) for d in _listed(device)}))}"
 
 
 def add_trainer_gauges(metrics: Metrics, servicer: TrainerServicer) -> None:
@@ -194,11 +183,9 @@ def _listed(device: torch.device | Sequence[torch.device]) -> list[torch.device]
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get("NASRL_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return serve(parse_args(argv))
+    config = parse_args(argv)
+    rpc.setup_logging(config.log_level)
+    return run(config)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Trainer configuration: one frozen dataclass, from flags and NASRL_* environment variables
-(flags win)."""
+(flags win), validated once."""
 
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ class TrainerConfig:
     metrics_port: int | None = None  # Prometheus /metrics; None = off, 0 = a free port
     limits: Limits = field(default_factory=Limits)
     security: ServerSecurity = field(default_factory=ServerSecurity)
+    log_level: str = "INFO"
 
 
 def _env(name: str, default: str | None) -> str | None:
@@ -190,4 +191,5 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         gpu_lock_dir=Path(args.gpu_lock_dir),
         metrics_port=args.metrics_port,
         security=server_security(args),
+        log_level=rpc.log_level_from_env(p),
     )

@@ -28,12 +28,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from controller_service.spaces.base import Decisions as Decisions  # in the agent interface
 from nasrl.core.agent_settings import AgentSettings, AgentSettingsError
 from nasrl.core.arch import Architecture
 
 __all__ = ["Agent", "Proposal", "AgentSettingsError", "AgentSettings"]
-
-Decisions = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ class Agent(ABC):
 
     def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
         """Start from known-good networks (``priors``: their decisions, as
-        ``space_ops.encode`` gives them) before any result is known. By default an agent
+        ``spaces.encode`` gives them) before any result is known. By default an agent
         does nothing here and learns from the priors when their results arrive through
         ``update``; REINFORCE takes likelihood steps, evolution counts them as members of
         its initial population."""

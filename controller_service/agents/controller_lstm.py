@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
+from controller_service.spaces import ZOPH_DECISIONS, ZophSpace
 
 __all__ = ["ControllerLSTM", "Trajectory"]
 

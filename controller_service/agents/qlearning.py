@@ -30,8 +30,8 @@ from controller_service.agents.base import (
     rng_state,
     set_rng_state,
 )
-from controller_service.agents.space_ops import check_space
-from controller_service.metaqnn_space import MetaQNNSpace, QState
+from controller_service.agents.proposals import check_space
+from controller_service.spaces import MetaQNNSpace, QState
 from nasrl.core.agent_settings import QLearningSettings
 
 __all__ = ["QLearningAgent", "PAPER_SCHEDULE", "epsilon_schedule"]

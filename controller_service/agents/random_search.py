@@ -15,9 +15,8 @@ from controller_service.agents.base import (
     rng_state,
     set_rng_state,
 )
-from controller_service.agents.space_ops import Space, check_space, random_proposal
-from controller_service.metaqnn_space import MetaQNNSpace
-from controller_service.search_space import ZophSpace
+from controller_service.agents.proposals import check_space, random_proposal
+from controller_service.spaces import MetaQNNSpace, Space, ZophSpace
 from nasrl.core.agent_settings import RandomSettings
 
 __all__ = ["RandomAgent"]

@@ -41,7 +41,7 @@ from controller_service.agents.base import (
     Proposal,
 )
 from controller_service.agents.controller_lstm import ControllerLSTM, Trajectory
-from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
+from controller_service.spaces import ZOPH_DECISIONS, ZophSpace
 from nasrl.core.agent_settings import ReinforceSettings
 
 __all__ = ["ReinforceAgent", "ReinforceSettings"]

@@ -1,24 +1,26 @@
 """Server and channel helpers shared by every nasrl service and client: message-size limits,
 connection ageing (so clients re-resolve and find new replicas), the standard health service,
-server reflection, and a graceful SIGTERM shutdown."""
+server reflection, and ``serve``: every service's life from start-up to a graceful SIGTERM
+shutdown."""
 
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from nasrl.rpc.grpc_logs import quiet_undecodable_requests
-from nasrl.rpc.security import ClientSecurity, ServerSecurity
+from nasrl.rpc.security import ClientSecurity, SecurityError, ServerSecurity
 
 if TYPE_CHECKING:
     from nasrl.rpc.metrics import Metrics
@@ -28,9 +30,11 @@ __all__ = [
     "RequestLimits",
     "abort",
     "ServerHandle",
+    "ServerConfig",
     "start_server",
+    "serve",
+    "setup_logging",
     "channel",
-    "wait_for_termination",
 ]
 
 log = logging.getLogger(__name__)
@@ -242,7 +246,80 @@ def check_metrics_port(p: Any, port: int | None) -> None:
         p.error(f"--metrics-port must be between 0 and 65535, got {port}")
 
 
-def wait_for_termination(
+def log_level_from_env(p: Any) -> str:
+    """NASRL_LOG_LEVEL (default INFO), checked once: an unknown level is a usage error
+    (argparse ``p.error``) instead of a traceback at start-up."""
+    level = os.environ.get("NASRL_LOG_LEVEL", "INFO")
+    if level not in logging.getLevelNamesMapping():
+        p.error(f"NASRL_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+    return level
+
+
+def setup_logging(level: str) -> None:
+    """The one log format of every service, on stderr."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class ServerConfig(Protocol):
+    """What ``serve`` reads from a service's configuration (its frozen dataclass)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...  # 0: a free port, which the banner then names
+    @property
+    def grace(self) -> float: ...  # seconds running calls may finish after SIGTERM
+    @property
+    def metrics_port(self) -> int | None: ...  # None: no metrics
+    @property
+    def security(self) -> ServerSecurity: ...
+
+
+def serve(
+    config: ServerConfig,
+    register: Callable[[grpc.Server], None],
+    service_names: Iterable[str],
+    *,
+    banner: Callable[[int], str],
+    max_workers: int = 16,
+    request_limits: dict[str, int] | None = None,
+    health_only: Iterable[str] = (),
+    on_started: Callable[[ServerHandle], bool] | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> int:
+    """Run one service until SIGTERM or SIGINT; returns the exit status (2: it could not
+    start, the log says why; 0: stopped gracefully).
+
+    Starts the server (see ``start_server``; ``health_only``: further names the health
+    service answers for, not listed by reflection), calls ``on_started`` (metrics gauges,
+    background work; it returns False when the service turns SERVING later by itself), turns
+    health SERVING, prints ``banner(port)`` on stderr whatever the log level (nasrl.cli.local
+    and scripts read the port from it), then waits for a signal. On SIGTERM or SIGINT:
+    ``on_stop``, health NOT_SERVING, new calls refused, running calls given
+    ``config.grace`` seconds."""
+    try:
+        handle = start_server(
+            config.host,
+            config.port,
+            register,
+            service_names,
+            max_workers=max_workers,
+            security=config.security,
+            metrics_port=config.metrics_port,
+            request_limits=request_limits,
+        )
+    except (OSError, SecurityError) as exc:
+        log.error("%s", exc)
+        return 2
+    handle.services = (*handle.services, *health_only)
+    if on_started is None or on_started(handle):
+        handle.set_serving(True)
+    print(banner(handle.port), file=sys.stderr, flush=True)
+    _wait_for_termination(handle, config.grace, on_stop)
+    return 0
+
+
+def _wait_for_termination(
     handle: ServerHandle, grace: float, on_stop: Callable[[], None] | None = None
 ) -> None:
     """Block until SIGTERM or SIGINT, then stop gracefully (health NOT_SERVING first)."""

@@ -1,5 +1,6 @@
-"""Smoke test of bench/search_efficiency.py: a tiny real run (controller + 2 trainers on
-loopback, digits, one seed, a few trainer-seconds) writes a well-formed JSON and a PNG."""
+"""Smoke test of bench/search_efficiency.py (and bench/efficiency/): a tiny real run
+(controller + 2 trainers on loopback, digits, one seed, a few trainer-seconds) writes a
+well-formed JSON and a PNG."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ if str(ROOT) not in sys.path:  # bench/ is not an installed package
     sys.path.insert(0, str(ROOT))
 
 from bench import search_efficiency as bench  # noqa: E402
+from bench.efficiency.runlog import RunLog  # noqa: E402
+from bench.efficiency.stats import GRID, best_at  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HAVE_OPTUNA = importlib.util.find_spec("optuna") is not None
@@ -24,7 +27,7 @@ HAVE_OPTUNA = importlib.util.find_spec("optuna") is not None
 def test_run_log_measures_at_the_budget() -> None:
     from nasrl.core.results import TrainOutcome
 
-    log = bench.RunLog("random", "digits", 0, budget=2.0)
+    log = RunLog("random", "digits", 0, budget=2.0)
 
     def child(acc: float, seconds: float, arch: str) -> TrainOutcome:
         return TrainOutcome(acc, acc, acc - 0.01, 1, 1, seconds, "cpu", arch)
@@ -40,8 +43,8 @@ def test_run_log_measures_at_the_budget() -> None:
     assert log.seconds_to(0.6) == 1.5
     assert log.seconds_to(0.8) is None
     assert log.saved_seconds == 0.5 and log.cached == 1 and log.trained == 3
-    assert math.isnan(bench.best_at(log.trajectory, 0.1))
-    assert bench.best_at(log.trajectory, 1.6) == 0.7
+    assert math.isnan(best_at(log.trajectory, 0.1))
+    assert best_at(log.trajectory, 1.6) == 0.7
 
 
 @pytest.mark.timeout(300)
@@ -85,6 +88,6 @@ def test_tiny_run_writes_json_and_png(tmp_path: Path) -> None:
         assert len(traj) == run["trained"]
         assert all(a[0] < b[0] and a[1] <= b[1] for a, b in zip(traj, traj[1:]))
         curve = digits["curves"][agent]
-        assert len(curve["seconds"]) == len(curve["mean"]) == bench.GRID
+        assert len(curve["seconds"]) == len(curve["mean"]) == GRID
         assert curve["mean"][-1] == pytest.approx(s["best_validation_accuracy"]["mean"])
     assert (tmp_path / "search_efficiency.png").read_bytes().startswith(PNG_MAGIC)

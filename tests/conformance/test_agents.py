@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from controller_service.agents import AGENTS, Agent, AgentSettingsError, Proposal
-from controller_service.metaqnn_space import MetaQNNSpace
-from controller_service.search_space import ZophSpace
 from controller_service.searches import ReportConflict, Searches
+from controller_service.spaces import MetaQNNSpace, ZophSpace
 from controller_service.spec import SearchSpec
 from controller_service.store import Store
 from nasrl.core.arch import Conv

@@ -98,8 +98,8 @@ def test_priors_are_handed_out_first_and_learnt(controller: str, agent: str) -> 
 
 def test_reinforce_pretraining_makes_priors_likely() -> None:
     from controller_service.agents.reinforce import ReinforceAgent
-    from controller_service.agents.space_ops import encode
     from controller_service.codec import space_from_proto
+    from controller_service.spaces import encode
 
     space = space_from_proto(ZOPH)
     assert space is not None

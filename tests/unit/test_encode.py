@@ -1,4 +1,4 @@
-"""Networks back to decisions (``space_ops.encode``), which warm starts learn from: every
+"""Networks back to decisions (``spaces.encode``), which warm starts learn from: every
 network an agent can propose encodes to decisions that decode to the same network."""
 
 from __future__ import annotations
@@ -7,9 +7,8 @@ import random
 
 import pytest
 
-from controller_service.agents.space_ops import decode, encode, random_proposal
-from controller_service.metaqnn_space import MetaQNNSpace
-from controller_service.search_space import ZophSpace
+from controller_service.agents.proposals import random_proposal
+from controller_service.spaces import MetaQNNSpace, ZophSpace, decode, encode
 from nasrl.core.arch import arch_hash, parse
 from nasrl.core.datasets import input_shape
 

@@ -13,8 +13,7 @@ import pytest
 
 from controller_service.agents.base import AgentSettingsError
 from controller_service.agents.evolution import EvolutionAgent
-from controller_service.metaqnn_space import MetaQNNSpace
-from controller_service.search_space import ZophSpace
+from controller_service.spaces import MetaQNNSpace, ZophSpace
 from nasrl.core.shapes import InputShape, analyze
 from tests.helpers import through_bytes
 

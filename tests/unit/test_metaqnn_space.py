@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller_service.metaqnn_space import MetaQNNSpace, QState, size_bin
+from controller_service.spaces import MetaQNNSpace, QState, size_bin
 from nasrl.core.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Pool
 from nasrl.core.shapes import InputShape, analyze
 
@@ -642,7 +642,7 @@ def test_mutate_keeps_what_fits_and_closes_what_does_not() -> None:
 
 
 def test_validate_rejects_bad_settings() -> None:
-    from controller_service.search_space import SpaceError
+    from controller_service.spaces import SpaceError
 
     MetaQNNSpace().validate()
     for bad, name in (

@@ -14,8 +14,7 @@ import pytest
 
 from controller_service.agents.base import AgentSettingsError
 from controller_service.agents.qlearning import PAPER_SCHEDULE, QLearningAgent, epsilon_schedule
-from controller_service.metaqnn_space import MetaQNNSpace
-from controller_service.search_space import ZophSpace
+from controller_service.spaces import MetaQNNSpace, ZophSpace
 from nasrl.core.shapes import InputShape
 from tests.helpers import through_bytes
 

@@ -15,7 +15,7 @@ import torch
 from controller_service.agents.base import AgentSettingsError, Proposal
 from controller_service.agents.controller_lstm import Trajectory
 from controller_service.agents.reinforce import ReinforceAgent
-from controller_service.search_space import ZOPH_DECISIONS, ZophSpace
+from controller_service.spaces import ZOPH_DECISIONS, ZophSpace
 from nasrl.core.arch import Conv
 from nasrl.core.shapes import InputShape, analyze
 from tests.helpers import through_bytes

@@ -1,5 +1,5 @@
-"""Random and mutated proposals in either search space, for the agents that work in both
-(random search, regularized evolution).
+"""What every search space shares: the ``Space`` type and the operations on a space's
+decisions that work in either space (random and mutated decisions, decisions ⇄ networks).
 
 Decisions: ``{"tokens": ..., "skips": ...}`` in the Zoph space (as the reinforce agent's),
 ``{"path": ["C(3,64)", "P(2,2)", ..., "SM"]}`` in the MetaQNN space (as the qlearning agent's).
@@ -10,23 +10,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from controller_service.agents.base import AgentSettingsError, Decisions, Proposal
-from controller_service.metaqnn_space import MetaQNNSpace
-from controller_service.search_space import ZophSpace
+from controller_service.spaces.metaqnn import MetaQNNSpace
+from controller_service.spaces.zoph import ZophSpace
 from nasrl.core.arch import Architecture
 
-__all__ = ["Space", "random_proposal", "mutate_proposal", "decode", "encode", "check_space"]
+__all__ = ["Space", "Decisions", "random_decisions", "mutate_decisions", "decode", "encode"]
 
 Space = ZophSpace | MetaQNNSpace
-
-
-def check_space(agent: str, space: Any, allowed: tuple[type, ...]) -> None:
-    if not isinstance(space, allowed):
-        names = " or ".join(repr(getattr(t, "name", t.__name__)) for t in allowed)
-        raise AgentSettingsError(
-            f"agent {agent!r} cannot search the {getattr(space, 'name', space)!r} space; "
-            f"use {names}"
-        )
+Decisions = dict[str, Any]  # the choices that produced a network, as an agent records them
 
 
 def decode(space: Space, decisions: Decisions) -> Any:
@@ -44,19 +35,19 @@ def encode(space: Space, arch: Architecture) -> Decisions:
     return {**decisions, "layers": len(decisions["tokens"])}
 
 
-def random_proposal(space: Space, rng: random.Random, layers: int) -> Proposal:
+def random_decisions(space: Space, rng: random.Random, layers: int) -> Decisions:
     """Uniform: a random walk in MetaQNN, every decision uniform over ``layers`` in Zoph."""
     if isinstance(space, MetaQNNSpace):
         decisions: Decisions = {"path": space.random_path(rng)}
     else:
         decisions = space.random_decisions(rng, layers)
-    return Proposal(decode(space, decisions), decisions)
+    return decisions
 
 
-def mutate_proposal(space: Space, decisions: Decisions, rng: random.Random) -> Proposal:
+def mutate_decisions(space: Space, decisions: Decisions, rng: random.Random) -> Decisions:
     """One decision changed (Real et al. 2019's mutation)."""
     if isinstance(space, MetaQNNSpace):
         new: Decisions = {"path": space.mutate(list(decisions["path"]), rng)}
     else:
         new = space.mutate(decisions, rng)
-    return Proposal(decode(space, new), new)
+    return new

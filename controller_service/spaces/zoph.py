@@ -1,6 +1,4 @@
-"""Search spaces: which architectures an agent may propose.
-
-``ZophSpace`` is the space of Zoph & Le (2017): a stack of convolutions, each with five
+"""``ZophSpace``, the space of Zoph & Le (2017): a stack of convolutions, each with five
 decisions (filter height, filter width, stride height, stride width, number of filters) and,
 optionally, skip connections from any earlier layer. Plain data, no torch."""
 

@@ -25,6 +25,7 @@ import functools
 import random
 from dataclasses import dataclass, field, replace
 
+from controller_service.spaces.zoph import SpaceError, check_choices
 from nasrl.core.arch import FC, GAP, Architecture, Conv, Layer, Op, Pool, arch_hash, canonical
 from nasrl.core.shapes import InputShape
 
@@ -101,8 +102,6 @@ class MetaQNNSpace:
     name = "metaqnn"
 
     def validate(self) -> MetaQNNSpace:
-        from controller_service.search_space import SpaceError, check_choices
-
         check_choices("conv_sizes", self.conv_sizes, 1, 15)
         check_choices("conv_filters", self.conv_filters, 1, 2048)
         check_choices("fc_units", self.fc_units, 1, 16384)

@@ -1,0 +1,40 @@
+"""Random and mutated proposals in either search space, for the agents that work in both
+(random search, regularized evolution); the space operations themselves are in
+``controller_service.spaces``."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from controller_service.agents.base import AgentSettingsError, Proposal
+from controller_service.spaces import (
+    Decisions,
+    Space,
+    decode,
+    mutate_decisions,
+    random_decisions,
+)
+
+__all__ = ["random_proposal", "mutate_proposal", "check_space"]
+
+
+def check_space(agent: str, space: Any, allowed: tuple[type, ...]) -> None:
+    if not isinstance(space, allowed):
+        names = " or ".join(repr(getattr(t, "name", t.__name__)) for t in allowed)
+        raise AgentSettingsError(
+            f"agent {agent!r} cannot search the {getattr(space, 'name', space)!r} space; "
+            f"use {names}"
+        )
+
+
+def random_proposal(space: Space, rng: random.Random, layers: int) -> Proposal:
+    """Uniform: a random walk in MetaQNN, every decision uniform over ``layers`` in Zoph."""
+    decisions = random_decisions(space, rng, layers)
+    return Proposal(decode(space, decisions), decisions)
+
+
+def mutate_proposal(space: Space, decisions: Decisions, rng: random.Random) -> Proposal:
+    """One decision changed (Real et al. 2019's mutation)."""
+    new = mutate_decisions(space, decisions, rng)
+    return Proposal(decode(space, new), new)
