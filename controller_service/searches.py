@@ -241,7 +241,8 @@ class Searches:
         if self._saved_weights.get(search_id, _UNSAVED) != version:
             ready = self._heavy.get(search_id)
             heavy = ready[1] if ready and ready[0] == version else dump_state(agent.heavy_state())
-        self.store.write_agent(search_id, dump_state(agent.light_state()), heavy, agent.progress())
+        light = dump_state(agent.light_state(), plain=True)
+        self.store.write_agent(search_id, light, heavy, agent.progress())
 
     def _saved(self, search_id: str, agent: Agent) -> None:
         """After the commit of a ``_save``: the written weights are the database's."""

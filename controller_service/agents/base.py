@@ -102,7 +102,8 @@ class Agent(ABC):
 
     def light_state(self) -> dict[str, Any]:
         """The part of ``state_dict()`` that changes on every call (RNG states, counters,
-        queued results): everything but ``heavy_state()``. Agents with large weights
+        queued results): everything but ``heavy_state()``. Plain data only (dicts with string
+        keys, lists, numbers, strings, None, tensors): it is written as JSON every call. Agents with large weights
         override both so that neither copies what it does not return."""
         return self.state_dict()
 

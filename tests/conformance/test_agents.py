@@ -9,7 +9,7 @@ from controller_service.agents import AGENTS, Agent, AgentSettingsError, Proposa
 from controller_service.searches import ReportConflict, Searches
 from controller_service.spaces import MetaQNNSpace, ZophSpace
 from controller_service.spec import SearchSpec
-from controller_service.store import Store
+from controller_service.store import Store, is_plain
 from nasrl.core.arch import Conv
 from nasrl.core.builder import build
 from nasrl.core.datasets import input_shape
@@ -99,6 +99,25 @@ def test_state_round_trips_through_state_dict(name: str, space: object) -> None:
     clone.load_state_dict(through_bytes(agent.state_dict()))
     assert [str(p.arch) for p in clone.sample(8)] == [str(p.arch) for p in agent.sample(8)]
     assert clone.progress() == agent.progress()
+
+
+@pytest.mark.parametrize(("name", "space"), COMBOS)
+def test_light_state_is_plain_and_record_then_learn_is_update(name: str, space: object) -> None:
+    """The light state is written as JSON every call, so it is plain data; ``record`` (in the
+    controller's transaction) then ``learn`` (before its next call) is ``update``, with the
+    recorded results kept in the light state in between (a restart there loses nothing)."""
+    direct, split = make(name, space=space), make(name, space=space)
+    for p, q in zip(direct.sample(6), split.sample(6)):
+        direct.update(p.decisions, reward_of(str(p.arch)))
+        split.record(q.decisions, reward_of(str(q.arch)))
+        assert is_plain(split.light_state())
+        restarted = make(name, seed=999, space=space)
+        restarted.load_state_dict(through_bytes(split.state_dict()))
+        split = restarted
+        split.learn()
+    assert is_plain(direct.light_state())
+    assert [str(p.arch) for p in split.sample(5)] == [str(p.arch) for p in direct.sample(5)]
+    assert split.progress() == direct.progress()
 
 
 @pytest.mark.parametrize(("name", "space"), COMBOS)

@@ -102,3 +102,23 @@ def test_state_bytes_round_trip_exactly() -> None:
     data = dump_state(keyed)
     assert data[:2] == b"PK"  # torch.save's zip
     assert same_state(load_state(data), keyed)
+
+
+def test_counts_are_kept_by_triggers_and_rebuilt_for_an_older_database(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    searches = Searches(store)
+    sid = searches.create(SearchSpec(agent="random", budget=4)).id
+    handouts, _ = searches.sample(sid, 3)
+    searches.update(sid, handouts[0].id, _outcome(handouts[0].text, 0.5), None)
+    searches.update(sid, handouts[1].id, None, "out of memory")
+    expected = {"leased": 1, "done": 1, "failed": 1, "reissued": 0}
+    assert store.counts(sid) == expected
+    with store.transaction():  # a database written before the counts were kept
+        store._exec("DROP TRIGGER count_insert")
+        store._exec("DROP TRIGGER count_update")
+        store._exec("DELETE FROM candidate_counts")
+    store.close()
+    again = Store(tmp_path / "c.db")
+    assert again.counts(sid) == expected
+    Searches(again).sample(sid, 1, reclaim=True)  # the leased one handed out again
+    assert again.counts(sid) == {**expected, "reissued": 1}
