@@ -180,6 +180,7 @@ class Searches:
         self._priors_done: dict[str, int] = {}  # warm-start networks already handed out
         self._saved_weights: dict[str, object] = {}  # weights_version() in the database
         self._heavy: dict[str, tuple[object, bytes]] = {}  # learnt weights not yet written
+        self._logged: dict[str, int] = {}  # agent log entries in the database
         self._locks: dict[str, threading.RLock] = {}  # one per search
         self._locks_lock = threading.Lock()
 
@@ -220,7 +221,13 @@ class Searches:
                 raise
 
     def _forget(self, search_id: str) -> None:
-        for cache in (self._agents, self._rules, self._priors_done, self._saved_weights):
+        for cache in (
+            self._agents,
+            self._rules,
+            self._priors_done,
+            self._saved_weights,
+            self._logged,
+        ):
             cache.pop(search_id, None)
         self._heavy.pop(search_id, None)
 
@@ -243,6 +250,13 @@ class Searches:
             heavy = ready[1] if ready and ready[0] == version else dump_state(agent.heavy_state())
         light = dump_state(agent.light_state(), plain=True)
         self.store.write_agent(search_id, light, heavy, agent.progress())
+        logged = self._logged.get(search_id)
+        if logged is None:
+            logged = self.store.log_length(search_id)
+        new = agent.log_since(logged)
+        if new:
+            self.store.append_log(search_id, logged, new)
+        self._logged[search_id] = logged + len(new)
 
     def _saved(self, search_id: str, agent: Agent) -> None:
         """After the commit of a ``_save``: the written weights are the database's."""

@@ -105,6 +105,13 @@ CREATE TABLE IF NOT EXISTS agent_weights (
     search_id TEXT PRIMARY KEY REFERENCES searches(id),
     state BLOB NOT NULL
 );
+-- append-only agent data (a replay memory): each call stores only the new entries
+CREATE TABLE IF NOT EXISTS agent_log (
+    search_id TEXT NOT NULL REFERENCES searches(id),
+    seq INTEGER NOT NULL,
+    item TEXT NOT NULL,
+    PRIMARY KEY (search_id, seq)
+);
 -- candidates per status, kept by triggers in the same transaction: a search's counts cost
 -- the same at 10 or 100,000 candidates
 CREATE TABLE IF NOT EXISTS candidate_counts (
@@ -619,6 +626,24 @@ class Store:
                     (search_id, part),
                 )
 
+    def append_log(self, search_id: str, start: int, items: list[Any]) -> None:
+        """Store ``items`` as entries ``start``, ``start + 1``, ... of the search's agent log."""
+        rows = [(search_id, start + i, json.dumps(item)) for i, item in enumerate(items)]
+        try:
+            with self._lock:
+                self._db.executemany(
+                    "INSERT INTO agent_log (search_id, seq, item) VALUES (?, ?, ?)", rows
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"database error in {self.path}: {exc}") from exc
+
+    def log_length(self, search_id: str) -> int:
+        row = self._read_one(
+            "SELECT COALESCE(MAX(seq) + 1, 0) AS n FROM agent_log WHERE search_id = ?",
+            (search_id,),
+        )
+        return int(row["n"]) if row else 0
+
     def has_agent_weights(self, search_id: str) -> bool:
         """Whether the agent's heavy part is stored apart (databases written before the split
         keep the whole state in agent_state)."""
@@ -647,6 +672,11 @@ class Store:
         )
         if weights is not None:
             state.update(load_state(bytes(weights["state"])))
+        log = self._read(
+            "SELECT item FROM agent_log WHERE search_id = ? ORDER BY seq", (search_id,)
+        )
+        if log:
+            state["log"] = [json.loads(r["item"]) for r in log]
         return state
 
     def integrity_check(self) -> str:

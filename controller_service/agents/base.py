@@ -117,6 +117,14 @@ class Agent(ABC):
         """A value that changes whenever ``heavy_state()`` changes."""
         return 0
 
+    def log_since(self, start: int) -> list[Any]:
+        """An append-only list the agent keeps (e.g. a replay memory), from index ``start``
+        on: the controller stores only the entries it has not stored yet, so what a call
+        writes does not grow with the search. It is in neither light nor heavy state;
+        ``load_state_dict`` receives the whole list as ``state["log"]`` (and ``state_dict``
+        includes it). Plain data, like the light state."""
+        return []
+
     def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
         """Start from known-good networks (``priors``: their decisions, as
         ``spaces.encode`` gives them) before any result is known. By default an agent

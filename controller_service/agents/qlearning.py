@@ -88,6 +88,7 @@ class QLearningAgent(Agent):
         self.results = 0
         self.trajectory_updates = 0
         self.queued: list[tuple[list[str], float]] = []  # recorded, not yet learnt
+        self._edge_cache: dict[QState, tuple[str, ...]] = {}
 
     # ------------------------------------------------------------------ epsilon
 
@@ -105,6 +106,15 @@ class QLearningAgent(Agent):
 
     def value(self, s: QState, a: QState) -> float:
         return self.q.get(f"{s.key}->{a.key}", self.q_init)
+
+    def _edges(self, s: QState) -> tuple[str, ...]:
+        """The Q-table keys of every transition out of ``s`` (cached: the replay asks for
+        the same states again and again)."""
+        edges = self._edge_cache.get(s)
+        if edges is None:
+            edges = tuple(f"{s.key}->{a.key}" for a in self.space.actions(s))
+            self._edge_cache[s] = edges
+        return edges
 
     def _choose(self, s: QState, epsilon: float) -> QState:
         actions = self.space.actions(s)
@@ -139,7 +149,8 @@ class QLearningAgent(Agent):
             if nxt.terminal:
                 target = reward
             else:
-                target = self.gamma * max(self.value(nxt, a) for a in self.space.actions(nxt))
+                q, q_init = self.q, self.q_init
+                target = self.gamma * max(q.get(k, q_init) for k in self._edges(nxt))
             key = f"{s.key}->{nxt.key}"
             self.q[key] = (1 - self.alpha) * self.q.get(key, self.q_init) + self.alpha * target
         self.trajectory_updates += 1
@@ -185,7 +196,7 @@ class QLearningAgent(Agent):
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.light_state(), **self.heavy_state()}
+        return {**self.light_state(), **self.heavy_state(), "log": self.log_since(0)}
 
     def light_state(self) -> dict[str, Any]:
         return {
@@ -197,16 +208,23 @@ class QLearningAgent(Agent):
         }
 
     def heavy_state(self) -> dict[str, Any]:
-        """The Q-table and the replay memory: they grow with the unique models seen and
-        change only with a result, so a Sample does not rewrite them."""
-        return {"q": dict(self.q), "memory": [[list(p), r] for p, r in self.memory]}
+        """The Q-table: it changes only with a result, so a Sample does not rewrite it, and
+        its size is bounded by the space's transitions, not by the results."""
+        return {"q": dict(self.q)}
+
+    def log_since(self, start: int) -> list[Any]:
+        """The replay memory (one [path, reward] per unique model) from ``start`` on: it
+        only grows, so the controller stores just the new entries."""
+        return [[list(p), r] for p, r in self.memory[start:]]
 
     def weights_version(self) -> object:
         return self.trajectory_updates
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q = {str(k): float(v) for k, v in state["q"].items()}
-        self.memory = [([str(s) for s in p], float(r)) for p, r in state["memory"]]
+        # "memory": saved before the memory was a log
+        memory = state["log"] if "log" in state else state["memory"]
+        self.memory = [([str(s) for s in p], float(r)) for p, r in memory]
         self.seen = {" ".join(p): i for i, (p, _) in enumerate(self.memory)}
         set_rng_state(self.rng, state["rng"])
         self.samples = int(state["samples"])

@@ -59,7 +59,7 @@ class QState:
     def terminal(self) -> bool:
         return self.kind in ("GAP", "SM")
 
-    @property
+    @functools.cached_property
     def action(self) -> str:
         """The layer this state adds, as the path stores it: "C(3,64)", "P(2,2)", "FC(256)",
         "GAP", "SM"."""
@@ -71,7 +71,7 @@ class QState:
             return f"FC({self.a})"
         return self.kind
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The Q-table's name of the state: layer, depth and size bin; an FC state adds its
         consecutive-FC count ("FC(256)#2@5/(4,1]")."""

@@ -122,3 +122,23 @@ def test_counts_are_kept_by_triggers_and_rebuilt_for_an_older_database(tmp_path:
     assert again.counts(sid) == expected
     Searches(again).sample(sid, 1, reclaim=True)  # the leased one handed out again
     assert again.counts(sid) == {**expected, "reissued": 1}
+
+
+def test_qlearning_memory_is_stored_as_a_log_of_new_entries(tmp_path: Path) -> None:
+    """The replay memory grows with the unique models: each call stores only its new
+    entries, the Q-table alone is the heavy state, and a restart has the whole memory."""
+    from controller_service.spec import named_space
+
+    store = Store(tmp_path / "c.db")
+    searches = Searches(store)
+    sid = searches.create(SearchSpec(agent="qlearning", budget=30, space=named_space("metaqnn"))).id
+    handouts, _ = searches.sample(sid, 6)
+    for i, h in enumerate(handouts):
+        searches.update(sid, h.id, _outcome(h.text, 0.1 + 0.1 * i), None)
+    searches.sample(sid, 1)  # the last result is learnt (and logged) at the next call
+    agent = searches._agents[sid]
+    assert store.log_length(sid) == len(agent.memory) == len({h.text for h in handouts})
+    heavy = store._exec("SELECT state FROM agent_weights WHERE search_id = ?", (sid,)).fetchone()
+    assert b"memory" not in bytes(heavy["state"])
+    again = Searches(Store(tmp_path / "c.db"))
+    assert same_state(again._agent(sid, again.spec(sid)).state_dict(), agent.state_dict())
