@@ -4,6 +4,7 @@ kill."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,16 @@ def synthetic_accuracy(text: str) -> float:
     return min(1.0, 0.3 + 0.05 * text.count("3"))
 
 
-def run(tmp: Path, agent: str, kill_at: set[tuple[int, int]]) -> tuple[list[str], list, dict]:
+def run(
+    tmp: Path,
+    agent: str,
+    kill_at: set[tuple[int, int]],
+    spec: cpb.AgentSpec | None = None,
+    on_kill: Callable[[Path, str], None] | None = None,
+) -> tuple[list[str], list, dict]:
     """ROUNDS of Sample(2) + Updates; kill -9 and restart at each (round, n): after the
-    round's Sample when n == 0, after its n-th Update otherwise."""
+    round's Sample when n == 0, after its n-th Update otherwise (``on_kill(db, search_id)``
+    looks at the database in between)."""
     db = tmp / f"{agent}-{'kill' if kill_at else 'plain'}.db"
     controller = LocalService("controller_service", ["--db", str(db)], log_dir=tmp).start()
     texts: list[str] = []
@@ -37,7 +45,7 @@ def run(tmp: Path, agent: str, kill_at: set[tuple[int, int]]) -> tuple[list[str]
         wait_until_serving(controller.target)
         with ControllerClient(controller.target) as c:
             sid = c.create_search(
-                agent=cpb.AgentSpec(name=agent),
+                agent=spec or cpb.AgentSpec(name=agent),
                 dataset="digits",
                 budget=100,
                 seed=7,
@@ -47,6 +55,8 @@ def run(tmp: Path, agent: str, kill_at: set[tuple[int, int]]) -> tuple[list[str]
         def crash_point(r: int, n: int) -> None:
             if (r, n) in kill_at:
                 controller.kill()  # kill -9
+                if on_kill:
+                    on_kill(db, sid)
                 controller.restart()
                 wait_until_serving(controller.target)
 
@@ -85,3 +95,28 @@ def test_kill_9_and_restart_continues_exactly(tmp_path: Path, agent: str) -> Non
     assert killed[0] == plain[0], "the samples after a restart differ"
     assert killed[1] == plain[1] and len(plain[1]) > 0, "results were lost or changed"
     assert same_state(killed[2], plain[2]), "the agent state differs"
+
+
+def test_kill_9_with_a_reinforce_batch_half_collected(tmp_path: Path) -> None:
+    """Batches of 4 results: the controller is killed when 2 results of the second batch
+    are in (queued in the database, not yet learnt). After the restart the batch completes
+    and its policy-gradient step gives the same weights, samples and results as a run
+    without the kill."""
+    spec = cpb.AgentSpec(name="reinforce", reinforce=cpb.ReinforceSettings(batch=4))
+    seen: list[dict] = []
+
+    def look(db: Path, search_id: str) -> None:
+        store = Store(db)
+        state = store.load_agent(search_id)
+        store.close()
+        assert state is not None
+        seen.append(state)
+
+    plain = run(tmp_path, "reinforce", kill_at=set(), spec=spec)
+    killed = run(tmp_path, "reinforce", kill_at={(2, 2)}, spec=spec, on_kill=look)
+    # killed after the 6th result: one step taken, two results waiting for the second
+    assert [len(s["pending"]) for s in seen] == [2] and seen[0]["steps"] == 1
+    assert killed[0] == plain[0], "the samples after a restart differ"
+    assert killed[1] == plain[1], "results were lost or changed"
+    assert same_state(killed[2], plain[2]), "the agent state differs"
+    assert killed[2]["steps"] >= 3  # the interrupted batch and the next were learnt
