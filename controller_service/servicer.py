@@ -83,7 +83,7 @@ def rpc_errors(method: Callable[..., R]) -> Callable[..., R]:
     @functools.wraps(method)
     def wrapper(self: ControllerServicer, request: Any, context: grpc.ServicerContext) -> R:
         try:
-            with self.admit():
+            with self.admit(str(getattr(request, "search_id", ""))):
                 return method(self, request, context)
         except Exception as exc:
             code = _status(exc)
@@ -104,29 +104,50 @@ def _search_id(value: str) -> str:
 
 
 class ControllerServicer(controller_pb2_grpc.ControllerServicer):
-    """``max_active`` bounds the Controller calls served at once; one more is refused at once
-    with RESOURCE_EXHAUSTED instead of waiting for a thread, so that a burst never queues
-    ahead of health checks (which the same server answers on threads left free)."""
+    """``max_active`` bounds the Controller calls served at once, and a quarter of it the
+    calls on any one search (calls on a search run one at a time, so more would only wait);
+    one more is refused at once with RESOURCE_EXHAUSTED instead of waiting for a thread, so
+    that a burst never queues ahead of health checks (which the same server answers on
+    threads left free) and a busy search never takes every thread from the others."""
 
     def __init__(self, searches: Searches, max_active: int | None = None) -> None:
         self.searches = searches
         self.max_active = max_active
-        self._slots = threading.BoundedSemaphore(max_active) if max_active else None
+        self.per_search = max(1, max_active // 4) if max_active else None
+        self._active = 0
+        self._per_search: dict[str, int] = {}
+        self._admission = threading.Lock()
 
     @contextlib.contextmanager
-    def admit(self) -> Iterator[None]:
-        if self._slots is None:
+    def admit(self, search_id: str = "") -> Iterator[None]:
+        if self.max_active is None or self.per_search is None:
             yield
             return
-        if not self._slots.acquire(blocking=False):
-            raise Busy(
-                f"the controller is serving {self.max_active} calls already; retry "
-                "with backoff (nasrl's runner does)"
-            )
+        with self._admission:
+            if self._active >= self.max_active:
+                raise Busy(
+                    f"the controller is serving {self.max_active} calls already; retry "
+                    "with backoff (nasrl's runner does)"
+                )
+            if search_id and self._per_search.get(search_id, 0) >= self.per_search:
+                raise Busy(
+                    f"search {search_id[:64]} has {self.per_search} calls in progress already "
+                    "(they run one at a time); retry with backoff (nasrl's runner does)"
+                )
+            self._active += 1
+            if search_id:
+                self._per_search[search_id] = self._per_search.get(search_id, 0) + 1
         try:
             yield
         finally:
-            self._slots.release()
+            with self._admission:
+                self._active -= 1
+                if search_id:
+                    left = self._per_search[search_id] - 1
+                    if left:
+                        self._per_search[search_id] = left
+                    else:
+                        del self._per_search[search_id]
 
     def _search(self, search_id: str) -> cpb.Search:
         view = self.searches.view(search_id)
