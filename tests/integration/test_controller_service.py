@@ -52,7 +52,7 @@ def test_sample_update_and_search_views(controller: str) -> None:
         assert s.spec.request.agent.reinforce.hidden == 35  # defaults filled in
         assert s.spec.request.reward == cpb.ZOPH
         assert s.progress["curriculum_layers"] == 3  # start 6, capped by max_layers 3
-        assert s.best.accuracy == pytest.approx(0.7)
+        assert s.best is not None and s.best.accuracy == pytest.approx(0.7)
         board = c.leaderboard(sid, top=2)
         assert [round(e.accuracy, 2) for e in board] == [0.7, 0.6]
         assert board[0].architecture == batch.candidates[2].text

@@ -144,7 +144,7 @@ def test_warm_start_from_an_earlier_search_reuses_its_results(controller: str) -
         s = c.get_search(second)
         assert s.counts.cached == 6 and s.counts.evaluated == 0  # reused, no budget spent
         assert s.progress["updates"] == 3 and s.progress["pretrained_on"] == 3
-        assert s.best.accuracy == pytest.approx(max(accuracies.values()))
+        assert s.best is not None and s.best.accuracy == pytest.approx(max(accuracies.values()))
         # a reused network proposed again is answered from the results, never trained
         for x in c.sample(second, 40).candidates:
             if x.text in accuracies:
