@@ -104,7 +104,7 @@ def test_kill_9_with_a_reinforce_batch_half_collected(tmp_path: Path) -> None:
     and its policy-gradient step gives the same weights, samples and results as a run
     without the kill."""
     spec = cpb.AgentSpec(name="reinforce", reinforce=cpb.ReinforceSettings(batch=4))
-    seen: list[dict] = []
+    seen: list[dict[str, Any]] = []
 
     def look(db: Path, search_id: str) -> None:
         store = Store(db)
