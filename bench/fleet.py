@@ -38,6 +38,11 @@ SPACE = cpb.SearchSpace(
 )
 
 
+def _pid(service: LocalService) -> int:
+    assert service.process is not None, "the service was started"
+    return service.process.pid
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -83,9 +88,9 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
             runner = Runner(c, pool, sid, RunnerEvents(on_result=on_result))
             thread = threading.Thread(target=runner.run, daemon=True)
             pids = {
-                "controller": [controller.process.pid],  # type: ignore[union-attr]
-                "trainers": [t.process.pid for t in trainers],
-            }  # type: ignore[union-attr]
+                "controller": [_pid(controller)],
+                "trainers": [_pid(t) for t in trainers],
+            }
             began = time.monotonic()
             thread.start()
             warm = began + child_seconds + 2.0  # the first wave has started and ended

@@ -81,7 +81,7 @@ def run(rule: str, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             s.stop()
     if r.returncode != 0:
         raise SystemExit(f"search with --early-stopping {rule} failed:\n{r.stderr[-2000:]}")
-    summary = json.loads(r.stdout)
+    summary: dict[str, Any] = json.loads(r.stdout)
     summary["wall_seconds_measured"] = wall
     return summary
 

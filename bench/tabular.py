@@ -207,14 +207,17 @@ def proxy_priors(proxy: Lookup, seed: int, evaluations: int, top: int) -> tuple[
     import random
 
     from controller_service.agents.proposals import random_proposal
+    from controller_service.spaces import ZophSpace
 
+    # a MetaQNN walk picks its own depth; a Zoph proposal has every layer count up to the most
+    layers = proxy.space.max_layers if isinstance(proxy.space, ZophSpace) else 1
     rng = random.Random(1_000_003 + seed)  # not the target run's seed stream
     found: dict[str, float] = {}
     seconds = 0.0
     for _ in range(50 * evaluations):
         if len(found) >= evaluations:
             break
-        text = proxy.text(random_proposal(proxy.space, rng, proxy.space.max_layers).arch)
+        text = proxy.text(random_proposal(proxy.space, rng, layers).arch)
         if text not in found:
             found[text] = proxy.rows[text][0]
             seconds += proxy.rows[text][3]
@@ -312,14 +315,17 @@ def replay_tpe(
     import optuna
 
     from bench.efficiency.tpe import zoph_trial
+    from controller_service.spaces import ZophSpace
 
+    space = lookup.space
+    assert isinstance(space, ZophSpace), "tpe runs on Zoph tables only"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     run = Run("tpe", seed)
     evaluate = Evaluator(lookup, run, evaluations, stopping, budget_seconds)
     while not evaluate.done():
         trial = study.ask()
-        validation, _ = evaluate(zoph_trial(trial, lookup.space))
+        validation, _ = evaluate(zoph_trial(trial, space))
         study.tell(trial, validation)
     return run
 
@@ -466,12 +472,15 @@ def curves(runs: list[dict[str, Any]], evaluations: int) -> dict[str, list[float
     high: list[float | None] = []
     for n in range(1, evaluations + 1):
         s = mean_std([_at(r, "best", n) for r in runs])
-        if s["mean"] is None:
-            mean.append(None), low.append(None), high.append(None)
+        m, ci = s["mean"], s["ci95"]
+        if m is None or ci is None:
+            mean.append(None)
+            low.append(None)
+            high.append(None)
         else:
-            mean.append(s["mean"])
-            low.append(s["mean"] - s["ci95"])
-            high.append(s["mean"] + s["ci95"])
+            mean.append(m)
+            low.append(m - ci)
+            high.append(m + ci)
     return {"mean": mean, "low": low, "high": high}
 
 
@@ -487,10 +496,15 @@ def seconds_grid(runs: list[dict[str, Any]], budget: float, points: int = 100) -
             k = sum(1 for t in r["seconds"] if t <= x)
             values.append(r["best"][k - 1] if k else None)
         st = mean_std(values)
-        ok = st["mean"] is not None and st["n"] == len(runs)
-        mean.append(st["mean"] if ok else None)
-        low.append(st["mean"] - st["ci95"] if ok else None)
-        high.append(st["mean"] + st["ci95"] if ok else None)
+        m, ci = st["mean"], st["ci95"]
+        if m is None or ci is None or st["n"] != len(runs):
+            mean.append(None)
+            low.append(None)
+            high.append(None)
+        else:
+            mean.append(m)
+            low.append(m - ci)
+            high.append(m + ci)
     return {"seconds": xs, "mean": mean, "low": low, "high": high}
 
 

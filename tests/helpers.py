@@ -6,6 +6,9 @@ import importlib.util
 import io
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -53,3 +56,34 @@ def nasrl_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [sys.executable, "-m", "nasrl.cli", *args], capture_output=True, text=True, timeout=timeout
     )
+
+
+class FakeClock:
+    """A clock that stands still until the test moves it: pass it where code takes a clock or
+    a timer (``controller_service.searches.Searches(store, clock=..., timer=...)``) and call
+    ``advance`` instead of sleeping. Thread-safe; callable like ``time.time``."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"a clock does not go back ({seconds} s)")
+        with self._lock:
+            self._now += seconds
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:
+    """Poll ``predicate`` until it holds, for conditions nothing signals (another process's
+    output on disk, say); prefer an event where there is one. ``timeout`` only keeps a broken
+    test from hanging: it is never a measure of how fast anything is."""
+    give_up = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what or predicate}")
+        time.sleep(0.01)

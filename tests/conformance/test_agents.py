@@ -7,7 +7,7 @@ import torch
 
 from controller_service.agents import AGENTS, Agent, AgentSettingsError, Proposal
 from controller_service.searches import ReportConflict, Searches
-from controller_service.spaces import MetaQNNSpace, ZophSpace
+from controller_service.spaces import MetaQNNSpace, Space, ZophSpace
 from controller_service.spec import SearchSpec
 from controller_service.store import Store, is_plain
 from nasrl.core.arch import Conv
@@ -23,7 +23,7 @@ METAQNN = MetaQNNSpace(conv_filters=(8, 16), fc_units=(64, 32), max_depth=6).bin
 )
 
 
-def _supports(name: str, space: object) -> bool:
+def _supports(name: str, space: Space) -> bool:
     try:
         AGENTS[name](space, {}, 0, 100)
     except AgentSettingsError:
@@ -32,24 +32,21 @@ def _supports(name: str, space: object) -> bool:
 
 
 #: every agent with every space it can search
-COMBOS = [
-    pytest.param(name, space, id=f"{name}-{space.name}")
-    for name in sorted(AGENTS)
-    for space in (ZOPH, METAQNN)
-    if _supports(name, space)
-]
+SPACES: tuple[Space, ...] = (ZOPH, METAQNN)
+PAIRS = [(name, space) for name in sorted(AGENTS) for space in SPACES if _supports(name, space)]
+COMBOS = [pytest.param(name, space, id=f"{name}-{space.name}") for name, space in PAIRS]
 
 
-def make(name: str, seed: int = 3, space: object = ZOPH) -> Agent:
+def make(name: str, seed: int = 3, space: Space = ZOPH) -> Agent:
     return AGENTS[name](space, {}, seed, 100)
 
 
 def test_every_agent_searches_some_space() -> None:
-    assert {p.values[0] for p in COMBOS} == set(AGENTS)
-    assert {p.values[1].name for p in COMBOS} == {"zoph", "metaqnn"}
+    assert {name for name, _ in PAIRS} == set(AGENTS)
+    assert {space.name for _, space in PAIRS} == {"zoph", "metaqnn"}
 
 
-def check_in_space(p: Proposal, space: object) -> None:
+def check_in_space(p: Proposal, space: Space) -> None:
     """The proposal is a network of ``space``: its decisions decode to its architecture and
     every layer is one of the space's choices."""
     if isinstance(space, MetaQNNSpace):
@@ -71,7 +68,7 @@ def reward_of(decisions_text: str) -> float:
 
 
 @pytest.mark.parametrize(("name", "space"), COMBOS)
-def test_samples_are_valid_architectures_of_the_space(name: str, space: object) -> None:
+def test_samples_are_valid_architectures_of_the_space(name: str, space: Space) -> None:
     agent = make(name, space=space)
     proposals = agent.sample(20)
     for p in proposals:  # learn a little, then sample again (mutations, greedy steps, ...)
@@ -82,7 +79,7 @@ def test_samples_are_valid_architectures_of_the_space(name: str, space: object) 
 
 
 @pytest.mark.parametrize(("name", "space"), COMBOS)
-def test_fixed_seed_reproduces_samples(name: str, space: object) -> None:
+def test_fixed_seed_reproduces_samples(name: str, space: Space) -> None:
     a, b, c = make(name, 11, space), make(name, 11, space), make(name, 12, space)
     first = [str(p.arch) for p in a.sample(10)]
     assert first == [str(p.arch) for p in b.sample(10)]
@@ -90,7 +87,7 @@ def test_fixed_seed_reproduces_samples(name: str, space: object) -> None:
 
 
 @pytest.mark.parametrize(("name", "space"), COMBOS)
-def test_state_round_trips_through_state_dict(name: str, space: object) -> None:
+def test_state_round_trips_through_state_dict(name: str, space: Space) -> None:
     agent = make(name, space=space)
     for p in agent.sample(6):
         agent.update(p.decisions, reward_of(str(p.arch)))
@@ -102,7 +99,7 @@ def test_state_round_trips_through_state_dict(name: str, space: object) -> None:
 
 
 @pytest.mark.parametrize(("name", "space"), COMBOS)
-def test_light_state_is_plain_and_record_then_learn_is_update(name: str, space: object) -> None:
+def test_light_state_is_plain_and_record_then_learn_is_update(name: str, space: Space) -> None:
     """The light state is written as JSON every call, so it is plain data; ``record`` (in the
     controller's transaction) then ``learn`` (before its next call) is ``update``, with the
     recorded results kept in the light state in between (a restart there loses nothing)."""
@@ -121,7 +118,7 @@ def test_light_state_is_plain_and_record_then_learn_is_update(name: str, space: 
 
 
 @pytest.mark.parametrize(("name", "space"), COMBOS)
-def test_updates_in_any_order_and_failures_are_accepted(name: str, space: object) -> None:
+def test_updates_in_any_order_and_failures_are_accepted(name: str, space: Space) -> None:
     agent = make(name, space=space)
     proposals = agent.sample(6)
     for p in reversed(proposals):
@@ -131,7 +128,7 @@ def test_updates_in_any_order_and_failures_are_accepted(name: str, space: object
 
 
 @pytest.mark.parametrize(("name", "space"), COMBOS)
-def test_update_is_idempotent_through_the_controller(name: str, space: object, tmp_path) -> None:
+def test_update_is_idempotent_through_the_controller(name: str, space: Space, tmp_path) -> None:
     searches = Searches(Store(tmp_path / "c.db"))
     view = searches.create(
         SearchSpec(agent=name, space=space, budget=5, training=TrainSettings(epochs=1))
@@ -151,7 +148,7 @@ def test_update_is_idempotent_through_the_controller(name: str, space: object, t
     searches.store.close()
 
 
-@pytest.mark.parametrize("name", [p.values[0] for p in COMBOS if p.values[1].name == "zoph"])
+@pytest.mark.parametrize("name", [name for name, space in PAIRS if space.name == "zoph"])
 def test_skip_connections_are_sampled_and_every_sample_builds(name: str) -> None:
     agent = make(name, space=ZophSpace(filters=(8, 16), max_layers=6))
     proposals = agent.sample(30)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -19,12 +20,12 @@ from nasrl.core.shapes import analyze
 from nasrl.core.table import read_table
 from nasrl.rpc import rpc
 from protos import trainer_pb2, trainer_pb2_grpc
-from tests.integration.conftest import start_trainer
+from tests.integration.conftest import start_trainer, watch_slots
 
 TABLE = Path(__file__).resolve().parents[1] / "data" / "tiny_digits.jsonl.gz"
 # a member of the tiny table's space (ZophSpace 1/3 kernels, stride 1, 4 filters, 2 layers)
 IN_TABLE = "C(4,1x3,1) C(4,3,1)"
-KINDS = {
+KINDS: dict[str, dict[str, Any]] = {
     "real": {},
     "table": {"table": TABLE},
     "simulated": {"simulate": 0.0},
@@ -39,7 +40,7 @@ def trainer(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
 
 
 def _request(
-    arch: str, epochs: int = 2, dataset: str = "digits", **config: object
+    arch: str, epochs: int = 2, dataset: str = "digits", **config: Any
 ) -> trainer_pb2.TrainRequest:
     return trainer_pb2.TrainRequest(
         architecture=codec.arch_to_proto(parse(arch)),
@@ -120,7 +121,7 @@ def test_bad_requests_are_invalid_argument(
     with pytest.raises(grpc.RpcError) as err:
         _events(target, _request(arch, dataset=dataset))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert words[kind] in err.value.details().lower()
+    assert words[kind] in (err.value.details() or "").lower()
 
 
 def test_table_refuses_other_datasets_and_more_epochs_than_it_recorded(
@@ -136,7 +137,7 @@ def test_table_refuses_other_datasets_and_more_epochs_than_it_recorded(
         with pytest.raises(grpc.RpcError) as err:
             _events(target, request)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert words in err.value.details()
+        assert words in (err.value.details() or "")
 
 
 def test_bad_settings_are_invalid_argument(trainer: tuple[str, str]) -> None:
@@ -146,32 +147,26 @@ def test_bad_settings_are_invalid_argument(trainer: tuple[str, str]) -> None:
     with pytest.raises(grpc.RpcError) as err:
         _events(target, request)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "batch_size" in err.value.details()
+    assert "batch_size" in (err.value.details() or "")
 
 
 def test_time_scale_makes_the_table_trainer_cancellable() -> None:
     """With --time-scale the table trainer takes the recorded time (here x1000: minutes), and
     a cancelled call ends without a result and frees its slot, like a real one."""
-    import time
-
     handle, servicer = start_trainer(table=TABLE, time_scale=1000.0)
     target = f"127.0.0.1:{handle.port}"
+    slot = watch_slots(servicer)
     try:
         with rpc.channel(target) as ch:
             call = trainer_pb2_grpc.TrainerStub(ch).Train(_request(IN_TABLE), timeout=60)
-            deadline = time.monotonic() + 30
-            while servicer._slots.acquire(blocking=False):  # wait until the call holds it
-                servicer._slots.release()
-                assert time.monotonic() < deadline, "the call never took the slot"
-                time.sleep(0.01)
+            assert slot.taken.wait(30), "the call never took the slot"
+            assert not servicer._slots.acquire(blocking=False)  # held by the call
             call.cancel()
             with pytest.raises(grpc.RpcError) as err:
                 list(call)
         assert err.value.code() == grpc.StatusCode.CANCELLED
-        deadline = time.monotonic() + 30
-        while not servicer._slots.acquire(blocking=False):  # released within ~50 ms
-            assert time.monotonic() < deadline, "the cancelled call kept its slot"
-            time.sleep(0.01)
+        assert slot.freed.wait(30), "the cancelled call kept its slot"
+        assert servicer._slots.acquire(blocking=False)
         servicer._slots.release()
     finally:
         handle.stop(None)
@@ -186,7 +181,7 @@ def test_time_scale_makes_the_table_trainer_cancellable() -> None:
     ],
 )
 def test_finish_early_ends_the_stream_with_the_finished_epochs(
-    kind: str, config: dict[str, object], epochs: int
+    kind: str, config: dict[str, Any], epochs: int
 ) -> None:
     """FinishEarly (an early-stopping STOP) after the first epoch: the stream ends normally
     with a result over the finished epochs, stopped_early set, the slot free again."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import fields
+from typing import Any
 
 import grpc
 import pytest
@@ -111,7 +112,7 @@ def test_every_setting_of_every_agent_is_returned(controller: str) -> None:
     with ControllerClient(controller) as c:
         for agent, cls in AGENT_SETTINGS.items():
             space = None if agent == "qlearning" else SMALL
-            kw = {"space": space} if space is not None else {}
+            kw: dict[str, Any] = {"space": space} if space is not None else {}
             sid = c.create_search(agent=cpb.AgentSpec(name=agent), budget=5, **kw).search_id
             msg = getattr(c.get_search(sid).spec.request.agent, agent)
             assert [f.name for f, _ in msg.ListFields()] == [f.name for f in fields(cls)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,7 +35,7 @@ def run(
     kill_at: set[tuple[int, int]],
     spec: cpb.AgentSpec | None = None,
     on_kill: Callable[[Path, str], None] | None = None,
-) -> tuple[list[str], list, dict]:
+) -> tuple[list[str], list[tuple[str, float, float]], dict[str, Any]]:
     """ROUNDS of Sample(2) + Updates; kill -9 and restart at each (round, n): after the
     round's Sample when n == 0, after its n-th Update otherwise (``on_kill(db, search_id)``
     looks at the database in between)."""
@@ -103,7 +104,7 @@ def test_kill_9_with_a_reinforce_batch_half_collected(tmp_path: Path) -> None:
     and its policy-gradient step gives the same weights, samples and results as a run
     without the kill."""
     spec = cpb.AgentSpec(name="reinforce", reinforce=cpb.ReinforceSettings(batch=4))
-    seen: list[dict] = []
+    seen: list[dict[str, Any]] = []
 
     def look(db: Path, search_id: str) -> None:
         store = Store(db)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import grpc
 import pytest
@@ -13,6 +14,7 @@ from nasrl.core.results import TrainOutcome, TrainSettings
 from nasrl.rpc.client import ControllerClient, NasrlError, SearchState, TrainerClient
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2 as tpb
+from tests.helpers import FakeClock
 
 SMALL = cpb.SearchSpace(zoph=cpb.ZophSpace(max_layers=3, filters=[8, 16]))
 
@@ -21,13 +23,15 @@ def outcome(text: str, acc: float = 0.5) -> TrainOutcome:
     return TrainOutcome(acc, acc, acc - 0.01, 1000, 20000, 1.5, "cpu", text)
 
 
-def create(c: ControllerClient, agent: str = "random", budget: int = 10, **kw: object) -> str:
+def create(
+    c: ControllerClient,
+    agent: str = "random",
+    budget: int = 10,
+    space: cpb.SearchSpace = SMALL,
+    **kw: Any,
+) -> str:
     search = c.create_search(
-        agent=cpb.AgentSpec(name=agent),
-        dataset="digits",
-        budget=budget,
-        space=kw.pop("space", SMALL),
-        **kw,
+        agent=cpb.AgentSpec(name=agent), dataset="digits", budget=budget, space=space, **kw
     )
     return search.search_id
 
@@ -48,7 +52,7 @@ def test_sample_update_and_search_views(controller: str) -> None:
         assert s.spec.request.agent.reinforce.hidden == 35  # defaults filled in
         assert s.spec.request.reward == cpb.ZOPH
         assert s.progress["curriculum_layers"] == 3  # start 6, capped by max_layers 3
-        assert s.best.accuracy == pytest.approx(0.7)
+        assert s.best is not None and s.best.accuracy == pytest.approx(0.7)
         board = c.leaderboard(sid, top=2)
         assert [round(e.accuracy, 2) for e in board] == [0.7, 0.6]
         assert board[0].architecture == batch.candidates[2].text
@@ -136,17 +140,21 @@ def test_dedup_returns_stored_result_and_spends_no_budget(controller: str) -> No
         again = c.sample(sid, 2).candidates
         assert len(again) == 2 and all(x.cached is not None for x in again)
         assert again[0].text == first[0].text
-        assert again[0].cached.validation_accuracy == pytest.approx(0.9)
+        cached = again[0].cached
+        assert cached is not None and cached.validation_accuracy == pytest.approx(0.9)
         s = c.get_search(sid)
         assert s.counts.evaluated == 1 and s.counts.cached >= 2 and s.progress["updates"] >= 3
 
 
-def test_expired_lease_is_handed_out_again(controller: str) -> None:
-    with ControllerClient(controller) as c:
+def test_expired_lease_is_handed_out_again(clocked_controller: str, clock: FakeClock) -> None:
+    with ControllerClient(clocked_controller) as c:
         sid = create(c, budget=2, lease_seconds=1)
         a = c.sample(sid, 2).candidates
+        assert all(x.lease_deadline == clock() + 1 for x in a)
         assert len(a) == 2 and c.sample(sid, 1).candidates == []  # budget in flight
-        time.sleep(1.2)
+        clock.advance(0.5)
+        assert c.sample(sid, 1).candidates == []  # the leases still run
+        clock.advance(0.7)
         b = c.sample(sid, 2).candidates
         assert sorted(x.id for x in b) == sorted(x.id for x in a)
         assert c.get_search(sid).counts.reissued == 2
@@ -171,20 +179,28 @@ def test_concurrent_sample_update_from_many_clients(controller: str) -> None:
         sid = create(c, "reinforce", budget=64)
     errors: list[BaseException] = []
     reported: list[int] = []
+    # Nothing to hand out while the whole budget is leased: a worker that got nothing waits
+    # for another's report (which frees the search to finish) instead of asking again at once.
+    reports = threading.Condition()
 
     def worker() -> None:
         try:
             with ControllerClient(controller) as w:
                 while True:
+                    with reports:
+                        seen = len(reported)
                     batch = w.sample(sid, 1)
                     if batch.done:
                         return
                     for cand in batch.candidates:
                         if cand.cached is None:
                             w.update(sid, cand.id, outcome(cand.text, 0.5))
-                            reported.append(cand.id)
+                            with reports:
+                                reported.append(cand.id)
+                                reports.notify_all()
                     if not batch.candidates:
-                        time.sleep(0.01)
+                        with reports:
+                            reports.wait_for(lambda: len(reported) != seen, timeout=60)
         except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)
 

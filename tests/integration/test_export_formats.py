@@ -97,7 +97,9 @@ def _reference(env: dict[str, object], rank: int) -> torch.nn.Module:
         "--output",
         str(Path(str(env["folder"])) / f"ref{rank}.py"),
     )
-    return load_module(Path(str(out["path"]))).load_trained()
+    net = load_module(Path(str(out["path"]))).load_trained()
+    assert isinstance(net, torch.nn.Module)
+    return net
 
 
 def test_onnx_gives_pytorchs_logits_in_onnxruntime(finished: dict[str, object]) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import stat
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 from controller_service.store import Store
 from nasrl.cli.local import LocalService
 from nasrl.core.results import EpochRecord, TrainOutcome
-from nasrl.rpc.client import ControllerClient, NasrlError, wait_until_serving
+from nasrl.rpc.client import Candidate, ControllerClient, NasrlError, wait_until_serving
 from protos import controller_pb2 as cpb
 
 from .conftest import start_controller
@@ -43,6 +42,9 @@ def db_state(db: Path, sid: str) -> tuple[dict[str, int], int, str]:
 def test_kill_9_during_a_burst_of_updates(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
     controller = LocalService("controller_service", ["--db", str(db)], log_dir=tmp_path).start()
+    go = threading.Event()
+    first_few = threading.Event()  # 4 acknowledged: the burst is under way
+    killed, restarted = threading.Event(), threading.Event()
     try:
         wait_until_serving(controller.target)
         with ControllerClient(controller.target) as c:
@@ -53,24 +55,35 @@ def test_kill_9_during_a_burst_of_updates(tmp_path: Path) -> None:
         assert len(batch) == CLIENTS * 4
         acknowledged: list[int] = []
         lock = threading.Lock()
-        go = threading.Event()
+        held_back = batch[-1]  # sent only after the kill: not every report is in before it
 
-        def report(share: list) -> None:
-            with ControllerClient(controller.target, timeout=5) as w:
+        def report(share: list[Candidate]) -> None:
+            w = ControllerClient(controller.target, timeout=5)
+            try:
                 go.wait()
                 for cand in share:
-                    for _ in range(200):  # retried until the restarted controller answers
+                    if cand is held_back:
+                        killed.wait()
+                    for _ in range(20):  # retried until the restarted controller answers
                         try:
                             w.update(sid, cand.id, outcome(cand.text))
                             with lock:
                                 acknowledged.append(cand.id)
+                                if len(acknowledged) >= 4:
+                                    first_few.set()
                             break
                         except NasrlError as exc:
                             assert exc.code in (
                                 grpc.StatusCode.UNAVAILABLE,
                                 grpc.StatusCode.DEADLINE_EXCEEDED,
                             ), exc
-                            time.sleep(0.1)
+                            restarted.wait()  # no use retrying before the restart
+                            # a fresh channel connects at once; the old one would wait out
+                            # its reconnect backoff first
+                            w.close()
+                            w = ControllerClient(controller.target, timeout=5)
+            finally:
+                w.close()
 
         threads = [
             threading.Thread(target=report, args=(batch[i::CLIENTS],)) for i in range(CLIENTS)
@@ -78,12 +91,14 @@ def test_kill_9_during_a_burst_of_updates(tmp_path: Path) -> None:
         for t in threads:
             t.start()
         go.set()
-        deadline = time.monotonic() + 60
-        while len(acknowledged) < 4 and time.monotonic() < deadline:
-            time.sleep(0.005)  # mid-burst: the first few are in, most are not
-        controller.kill()
-        killed_at = len(acknowledged)
+        assert first_few.wait(60), f"only {len(acknowledged)} Updates acknowledged"
+        controller.kill()  # mid-burst: the first few are in, the held-back one is not
+        with lock:
+            killed_at = len(acknowledged)
+        killed.set()
         controller.restart()
+        wait_until_serving(controller.target)
+        restarted.set()
         for t in threads:
             t.join(120)
         assert 4 <= killed_at < len(batch), killed_at
@@ -93,6 +108,8 @@ def test_kill_9_during_a_burst_of_updates(tmp_path: Path) -> None:
         assert counts.get("done", 0) + counts.get("cached", 0) == len(batch)
         assert counts.get("leased", 0) == 0 and results == len({c.text for c in batch})
     finally:
+        killed.set()  # no client thread is left waiting when the test fails early
+        restarted.set()
         controller.kill()
 
 
@@ -104,6 +121,7 @@ def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
     acknowledged: set[int] = set()
     lock = threading.Lock()
     stop = threading.Event()
+    under_load = threading.Event()  # as many Updates acknowledged as there are clients
     try:
         wait_until_serving(controller.target)
         with ControllerClient(controller.target) as c:
@@ -120,13 +138,15 @@ def test_sigterm_under_load_loses_nothing_acknowledged(tmp_path: Path) -> None:
                                 w.update(sid, cand.id, outcome(cand.text))
                                 with lock:
                                     acknowledged.add(cand.id)
+                                    if len(acknowledged) >= len(threads):
+                                        under_load.set()
                     except NasrlError:
                         return  # the controller went away: stop this client
 
         threads = [threading.Thread(target=load) for _ in range(8)]
         for t in threads:
             t.start()
-        time.sleep(1.5)
+        assert under_load.wait(60), f"only {len(acknowledged)} Updates acknowledged"
         assert controller.stop(timeout=30) == 0  # SIGTERM: graceful, exit 0
         stop.set()
         for t in threads:

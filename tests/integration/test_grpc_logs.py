@@ -9,24 +9,19 @@ import grpc
 import pytest
 
 from nasrl.rpc.grpc_logs import GRPC_LOGGER, UndecodableRequests
+from tests.helpers import FakeClock
 
 GARBAGE = b"\x0a\xff\xff\xff\xff\x0f"  # field 1, length-delimited, with an impossible length
 
 
 def send_garbage(target: str, method: str = "/nasrl.v1.Controller/GetSearch") -> grpc.RpcError:
     with grpc.insecure_channel(target) as ch:
-        raw = ch.unary_unary(method, request_serializer=None, response_deserializer=None)
+        raw: grpc.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(
+            method, request_serializer=None, response_deserializer=None
+        )
         with pytest.raises(grpc.RpcError) as info:
             raw(GARBAGE, timeout=10)
     return info.value
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def grpc_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -39,7 +34,7 @@ def clock(controller: str, monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     depends on what earlier tests sent)."""
     logger = logging.getLogger(GRPC_LOGGER)
     assert any(isinstance(f, UndecodableRequests) for f in logger.filters)
-    fake = FakeClock()
+    fake = FakeClock(start=100.0)
     monkeypatch.setattr(logger, "filters", [UndecodableRequests(interval=1.0, clock=fake)])
     return fake
 
@@ -64,7 +59,7 @@ def test_a_flood_is_rate_limited_with_a_count(
         for _ in range(5):
             send_garbage(controller)
         assert len(grpc_records(caplog)) == 1  # the first; four suppressed
-        clock.now += 1.0
+        clock.advance(1.0)
         send_garbage(controller, "/nasrl.v1.Controller/Sample")
         send_garbage(controller)  # within the new second: suppressed
     first, second = grpc_records(caplog)

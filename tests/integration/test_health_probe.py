@@ -38,22 +38,21 @@ HEAVY = (
 )
 
 
-def test_health_probe_is_fast_and_small(controller: str) -> None:
+def test_health_probe_is_small(controller: str) -> None:
+    """The probe answers SERVING in a process of its own under 80 MB (measured: 40 MB; the
+    full CLI takes 91 MB). How fast it is depends on the machine: that is not tested here
+    (it follows from importing nothing heavy, test_health_path_imports_nothing_heavy)."""
     # a wrapper process, so that the peak RSS of its children is the probe's alone
     wrapper = textwrap.dedent(f"""
-        import json, resource, subprocess, sys, time
-        start = time.perf_counter()
+        import json, resource, subprocess, sys
         run = subprocess.run([sys.executable, "-m", "nasrl.cli", "health", {controller!r}],
                              capture_output=True, text=True)
-        print(json.dumps({{"seconds": time.perf_counter() - start, "rc": run.returncode,
-                          "out": run.stdout + run.stderr,
+        print(json.dumps({{"rc": run.returncode, "out": run.stdout + run.stderr,
                           "kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}}))
     """)
     r = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=60)
     probe = json.loads(r.stdout)
     assert probe["rc"] == 0 and "SERVING" in probe["out"], probe
-    # generous bounds (measured: 0.37 s, 40 MB on 2 cores; the full CLI took 1.1 s, 91 MB)
-    assert probe["seconds"] < 2.0, probe
     assert probe["kb"] < 80 * 1024, probe
 
 
@@ -127,7 +126,8 @@ def _check_through_reflection(ch: grpc.Channel) -> int:
         response_deserializer=response.FromString,
     )
     reply = check(request(), timeout=10)
-    return int(reply.status)
+    # a message class built at run time from the reflected descriptor: no static attributes
+    return int(getattr(reply, "status"))
 
 
 def test_reflection_resolves_health_without_a_token(controller_token: str) -> None:

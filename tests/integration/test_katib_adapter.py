@@ -156,7 +156,7 @@ def test_bad_settings_are_invalid_argument(adapter: LocalService, change, fragme
         with pytest.raises(grpc.RpcError) as err:
             call()
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert fragment in err.value.details()
+        assert fragment in (err.value.details() or "")
 
 
 def test_a_dataset_that_is_not_built_in_needs_its_shape(adapter: LocalService) -> None:
@@ -164,7 +164,7 @@ def test_a_dataset_that_is_not_built_in_needs_its_shape(adapter: LocalService) -
     with pytest.raises(grpc.RpcError) as err:
         katib.suggest(1)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "dataset 'imagenet' is not built in" in err.value.details()
+    assert "dataset 'imagenet' is not built in" in (err.value.details() or "")
 
 
 def test_health_answers_the_name_katib_probes(adapter: LocalService) -> None:

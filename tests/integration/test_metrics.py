@@ -3,6 +3,7 @@ counted by method and status code (refused calls too), latency histograms, train
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import urllib.request
@@ -90,8 +91,11 @@ def test_rpcs_are_counted_by_method_and_code(controller_handle: rpc.ServerHandle
 def test_unknown_methods_share_one_series(controller_handle: rpc.ServerHandle) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{controller_handle.port}") as ch:
         for name in ("NoSuchMethod", "Another"):
+            unknown: grpc.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(
+                f"/nasrl.v1.Controller/{name}"
+            )
             with pytest.raises(grpc.RpcError):
-                ch.unary_unary(f"/nasrl.v1.Controller/{name}")(b"", timeout=10)
+                unknown(b"", timeout=10)
     samples = scrape(controller_handle)
     assert not any("NoSuchMethod" in str(labels) for _, labels in samples)
     assert requests(samples, "other", "UNAUTHENTICATED") == 2
@@ -105,7 +109,7 @@ def test_trainer_gauges() -> None:
         handle = rpc.start_server(
             "127.0.0.1",
             0,
-            lambda s, v=servicer: trainer_pb2_grpc.add_TrainerServicer_to_server(v, s),
+            functools.partial(trainer_pb2_grpc.add_TrainerServicer_to_server, servicer),
             ["nasrl.v1.Trainer"],
             metrics_port=0,
         )

@@ -4,12 +4,13 @@ during the burst."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from nasrl.cli.local import LocalService
@@ -41,18 +42,14 @@ def test_a_burst_is_refused_not_queued_and_health_answers(tmp_path: Path) -> Non
                 burst = [pool.submit(sample, i) for i in range(64)]
                 with grpc.insecure_channel(controller.target) as channel:
                     health = health_pb2_grpc.HealthStub(channel)
-                    waits = []
-                    for _ in range(5):
-                        began = time.perf_counter()
+                    for _ in range(5):  # answered during the burst (how fast: the benchmark)
                         reply = health.Check(health_pb2.HealthCheckRequest(), timeout=30)
-                        waits.append(time.perf_counter() - began)
                         assert reply.status == health_pb2.HealthCheckResponse.SERVING
                 outcomes = Counter(f.result() for f in burst)
     finally:
         controller.stop()
     assert set(outcomes) <= {"OK", "RESOURCE_EXHAUSTED"}, outcomes
     assert outcomes["RESOURCE_EXHAUSTED"] > 0 and outcomes["OK"] > 0, outcomes
-    assert max(waits) < 3.0, waits  # generous: the target (1 s) is measured in the benchmark
 
 
 def test_oversized_requests_are_refused_before_parsing(controller: str) -> None:
@@ -64,14 +61,15 @@ def test_oversized_requests_are_refused_before_parsing(controller: str) -> None:
         cand = c.sample(sid, 1).candidates[0]
         stub = c._stub
         big = cpb.UpdateRequest(search_id=sid, candidate_id=cand.id, failure="x" * 2_000_000)
-        for call, request in (
+        calls: list[tuple[Callable[..., object], Message]] = [
             (stub.Update, big),
             (stub.Sample, cpb.SampleRequest(search_id="s" * 100_000)),
-        ):
+        ]
+        for call, request in calls:
             try:
                 call(request, timeout=30)
                 raise AssertionError("an oversized request was accepted")
             except grpc.RpcError as exc:
                 assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
-                assert "over this method's limit" in exc.details()
+                assert "over this method's limit" in (exc.details() or "")
         assert c.sample(sid, 1).candidates

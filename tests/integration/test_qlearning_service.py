@@ -33,7 +33,7 @@ def test_epsilon_stage_follows_the_scaled_schedule(controller: str) -> None:
             agent=cpb.AgentSpec(name="qlearning"), dataset="digits", budget=270
         ).search_id
         assert c.get_search(sid).spec.request.space.WhichOneof("space") == "metaqnn"
-        seen = []
+        seen: list[tuple[int, float]] = []
         while len(seen) < 175:
             for cand in c.sample(sid, 4).candidates:
                 if cand.cached is None:

@@ -10,13 +10,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from nasrl.core.table import read_table
-from tests.helpers import nasrl_cli
+from tests.helpers import nasrl_cli, wait_for
 
 from .conftest import start_trainer
 
@@ -58,11 +57,12 @@ def _rows(path: Path) -> int:
 def test_build_resumes_after_kill_9(tmp_path: Path) -> None:
     out = tmp_path / "t.jsonl.gz"
     first = _build(out)
-    deadline = time.monotonic() + 240
-    while _rows(out) < 3:  # wait for progress on disk, then kill the whole build
+
+    def three_rows() -> bool:  # another process writes them: nothing to wait on but the file
         assert first.poll() is None, first.communicate()[0]
-        assert time.monotonic() < deadline, "the build wrote nothing"
-        time.sleep(0.1)
+        return _rows(out) >= 3
+
+    wait_for(three_rows, timeout=240, what="the build's first 3 rows on disk")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=60)
     before = read_table(out).rows

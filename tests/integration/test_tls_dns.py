@@ -5,6 +5,7 @@ and each checks the server's certificate against NAME, so certificates name the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def tls_trainers(pki: Path) -> Iterator[list[str]]:
         handle = rpc.start_server(
             "127.0.0.1",
             0,
-            lambda s, v=servicer: trainer_pb2_grpc.add_TrainerServicer_to_server(v, s),
+            functools.partial(trainer_pb2_grpc.add_TrainerServicer_to_server, servicer),
             ["nasrl.v1.Trainer"],
             security=security,
         )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -20,7 +18,7 @@ from .test_trainer_service import _request
 
 def _health(target: str) -> int:
     with rpc.channel(target) as ch:
-        return (
+        return int(
             health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status
         )
 
@@ -36,11 +34,9 @@ def test_sigterm_during_training_exits_zero_after_grace(tmp_path) -> None:
             timeout=120,
         )
         assert next(call).HasField("progress")
-        began = time.perf_counter()
-        assert trainer.stop(timeout=30) == 0
-        assert time.perf_counter() - began < 15
+        assert trainer.stop(timeout=30) == 0  # exits by itself (stop kills it otherwise: -9)
         with pytest.raises(grpc.RpcError) as info:
-            list(call)  # the running call ends (cancelled at the end of the grace), no hang
+            list(call)  # the running call ends without its 50 epochs (cancelled at the grace)
         assert info.value.code() in (
             grpc.StatusCode.CANCELLED,
             grpc.StatusCode.UNAVAILABLE,

@@ -169,11 +169,9 @@ def test_a_search_on_a_users_dataset_runs_end_to_end(
     with ControllerClient(served["controller"]) as c:
         search = c.get_search(summary["search_id"])
     classes = 4 if name == "bands" else 2
-    assert (
-        search.spec.dataset_shape.channels,
-        search.spec.dataset_shape.height,
-        search.spec.dataset_shape.classes,
-    ) == (3, SIZE, classes)
+    shape = search.spec.dataset_shape
+    assert shape is not None
+    assert (shape.channels, shape.height, shape.classes) == (3, SIZE, classes)
     import torch
 
     logits = torch.jit.load(str(tmp_path / "best.ts"))(torch.zeros(2, 3, SIZE, SIZE))

@@ -8,6 +8,7 @@ import json
 import subprocess
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -47,7 +48,7 @@ def _text(text: str) -> str:
 
 
 def _create(
-    c: ControllerClient, agent: str, budget: int = 20, epochs: int = 3, **fields: object
+    c: ControllerClient, agent: str, budget: int = 20, epochs: int = 3, **fields: Any
 ) -> str:
     space = METAQNN if agent == "qlearning" else ZOPH
     return c.create_search(
@@ -99,10 +100,10 @@ def test_priors_are_handed_out_first_and_learnt(controller: str, agent: str) -> 
 def test_reinforce_pretraining_makes_priors_likely() -> None:
     from controller_service.agents.reinforce import ReinforceAgent
     from controller_service.codec import space_from_proto
-    from controller_service.spaces import encode
+    from controller_service.spaces import ZophSpace, encode
 
     space = space_from_proto(ZOPH)
-    assert space is not None
+    assert isinstance(space, ZophSpace)
     priors = [encode(space, parse(p)) for p in PRIORS["zoph"]]
     fresh, warm = ReinforceAgent(space, seed=3), ReinforceAgent(space, seed=3)
     warm.pretrain(priors, steps=50, learning_rate=0.01)
@@ -143,7 +144,7 @@ def test_warm_start_from_an_earlier_search_reuses_its_results(controller: str) -
         s = c.get_search(second)
         assert s.counts.cached == 6 and s.counts.evaluated == 0  # reused, no budget spent
         assert s.progress["updates"] == 3 and s.progress["pretrained_on"] == 3
-        assert s.best.accuracy == pytest.approx(max(accuracies.values()))
+        assert s.best is not None and s.best.accuracy == pytest.approx(max(accuracies.values()))
         # a reused network proposed again is answered from the results, never trained
         for x in c.sample(second, 40).candidates:
             if x.text in accuracies:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 import torch
 
-from nasrl.core.results import TrainSettings, weights_id
+from nasrl.core.results import TrainOutcome, TrainSettings, weights_id
 from nasrl.rpc import rpc
 from nasrl.rpc.client import TrainerClient
 from protos import trainer_pb2, trainer_pb2_grpc
@@ -36,7 +37,7 @@ def _test_accuracy(net: torch.nn.Module) -> float:
 
 
 @pytest.fixture(scope="module")
-def trained() -> tuple[str, object]:
+def trained() -> Iterator[tuple[str, TrainOutcome]]:
     handle, _ = start_trainer()
     target = f"127.0.0.1:{handle.port}"
     with TrainerClient(target) as client:
@@ -45,7 +46,9 @@ def trained() -> tuple[str, object]:
     handle.stop(None)
 
 
-def test_result_names_its_weights_and_the_id_is_reproducible(trained: tuple[str, object]) -> None:
+def test_result_names_its_weights_and_the_id_is_reproducible(
+    trained: tuple[str, TrainOutcome],
+) -> None:
     _, outcome = trained
     assert outcome.weights_id == weights_id(outcome.architecture, "digits", SETTINGS)
     assert outcome.weights_id != weights_id(
@@ -55,7 +58,7 @@ def test_result_names_its_weights_and_the_id_is_reproducible(trained: tuple[str,
 
 
 def test_fetched_weights_reproduce_the_reported_test_accuracy(
-    trained: tuple[str, object], tmp_path: Path
+    trained: tuple[str, TrainOutcome], tmp_path: Path
 ) -> None:
     from nasrl.cli.trained_export import export_trained
 
@@ -71,7 +74,7 @@ def test_fetched_weights_reproduce_the_reported_test_accuracy(
 
 
 def test_exported_module_loads_its_weights_in_a_plain_interpreter(
-    trained: tuple[str, object], tmp_path: Path
+    trained: tuple[str, TrainOutcome], tmp_path: Path
 ) -> None:
     """The .pt beside the module loads with torch alone (weights_only), no nasrl import."""
     from nasrl.cli.trained_export import export_trained
@@ -97,7 +100,7 @@ def test_exported_module_loads_its_weights_in_a_plain_interpreter(
 
 
 def test_export_retrains_when_no_trainer_holds_the_weights(
-    trained: tuple[str, object], tmp_path: Path
+    trained: tuple[str, TrainOutcome], tmp_path: Path
 ) -> None:
     from nasrl.cli.trained_export import export_trained
 
@@ -159,7 +162,7 @@ def test_large_weights_come_in_chunks_under_the_message_limit() -> None:
     ],
 )
 def test_unknown_or_malformed_ids_get_a_clear_status(
-    trained: tuple[str, object], wid: str, code: grpc.StatusCode
+    trained: tuple[str, TrainOutcome], wid: str, code: grpc.StatusCode
 ) -> None:
     target, _ = trained
     with rpc.channel(target) as ch, pytest.raises(grpc.RpcError) as err:
@@ -169,7 +172,7 @@ def test_unknown_or_malformed_ids_get_a_clear_status(
             )
         )
     assert err.value.code() == code
-    assert "weights" in err.value.details()
+    assert "weights" in (err.value.details() or "")
 
 
 def test_a_trainer_that_keeps_nothing_names_no_weights(tmp_path: Path) -> None:

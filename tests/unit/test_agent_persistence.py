@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from controller_service.agents.qlearning import QLearningAgent
 from controller_service.searches import Searches
 from controller_service.spec import SearchSpec
 from controller_service.store import Store
@@ -137,6 +138,7 @@ def test_qlearning_memory_is_stored_as_a_log_of_new_entries(tmp_path: Path) -> N
         searches.update(sid, h.id, _outcome(h.text, 0.1 + 0.1 * i), None)
     searches.sample(sid, 1)  # the last result is learnt (and logged) at the next call
     agent = searches._agents[sid]
+    assert isinstance(agent, QLearningAgent)
     assert store.log_length(sid) == len(agent.memory) == len({h.text for h in handouts})
     heavy = store._exec("SELECT state FROM agent_weights WHERE search_id = ?", (sid,)).fetchone()
     assert b"memory" not in bytes(heavy["state"])

@@ -47,7 +47,7 @@ def analysed_shapes(a: Analysis) -> list[tuple[int, ...]]:
 def flops_of(model: torch.nn.Module, x: torch.Tensor) -> int:
     with FlopCounterMode(display=False) as counter:
         model(x)
-    return counter.get_total_flops()
+    return int(counter.get_total_flops())
 
 
 def check_against_analysis(text: str | Architecture, image: InputShape) -> ChildNet:

@@ -4,7 +4,7 @@ controller; no server runs)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -13,6 +13,7 @@ from nasrl.core.results import TrainSettings
 from nasrl.core.shapes import InputShape
 from nasrl.rpc.client import ControllerClient, LeaderboardEntry, Search, SearchState
 from protos import controller_pb2 as cpb
+from protos import controller_pb2_grpc
 
 SETTINGS = TrainSettings(epochs=2, optimizer="adam", seed=7)
 ENTRY = cpb.LeaderboardEntry(
@@ -55,13 +56,14 @@ class Stub:
 @pytest.fixture
 def client() -> ControllerClient:
     c = ControllerClient("127.0.0.1:1")  # never connects: the stub answers
-    c._stub = Stub(
+    stub = Stub(
         GetSearch=SEARCH,
         CreateSearch=SEARCH,
         StopSearch=cpb.Search(search_id="s2", state=cpb.STOPPED),
         ListSearches=cpb.ListSearchesResponse(searches=[SEARCH, cpb.Search(search_id="s3")]),
         Leaderboard=cpb.LeaderboardResponse(entries=[ENTRY]),
     )
+    c._stub = cast(controller_pb2_grpc.ControllerStub, stub)  # answers as the real one would
     return c
 
 
@@ -88,7 +90,7 @@ def test_a_search_is_a_frozen_dataclass(client: ControllerClient) -> None:
 
 def test_unset_parts_are_none(client: ControllerClient) -> None:
     stopped = client.stop_search("s2")
-    assert stopped.state == SearchState.STOPPED == "stopped"
+    assert stopped.state == SearchState.STOPPED and str(stopped.state) == "stopped"
     assert stopped.best is None and stopped.spec.dataset_shape is None
     assert [s.search_id for s in client.list_searches()] == ["s1", "s3"]
     assert client.list_searches()[1].state == SearchState.UNKNOWN

@@ -8,11 +8,11 @@ import random
 import pytest
 
 from controller_service.agents.proposals import random_proposal
-from controller_service.spaces import MetaQNNSpace, ZophSpace, decode, encode
+from controller_service.spaces import MetaQNNSpace, Space, ZophSpace, decode, encode
 from nasrl.core.arch import arch_hash, parse
 from nasrl.core.datasets import input_shape
 
-SPACES = {
+SPACES: dict[str, Space] = {
     "zoph": ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=4),
     "zoph-no-skips": ZophSpace(max_layers=3, skip_connections=False),
     "metaqnn": MetaQNNSpace().bind(input_shape("mnist")),

@@ -4,6 +4,7 @@ floats; a test split must match the training images."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,7 +50,8 @@ def test_grayscale_nhw_and_float_labels(tmp_path: Path) -> None:
 def test_a_test_split_must_fit_the_training_split(
     tmp_path: Path, extra: dict[str, np.ndarray], fragment: str
 ) -> None:
-    np.savez(tmp_path / "t.npz", x_train=NHWC, y_train=LABELS, **extra)
+    arrays: dict[str, Any] = {"x_train": NHWC, "y_train": LABELS, **extra}
+    np.savez(tmp_path / "t.npz", **arrays)
     with pytest.raises(
         user_data.DatasetInvalid, match=fragment.replace("(", r"\(").replace(")", r"\)")
     ):
