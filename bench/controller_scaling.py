@@ -25,6 +25,7 @@ import torch
 from controller_service.searches import Searches
 from controller_service.spec import SearchSpec, named_space
 from controller_service.store import Store
+from nasrl.core.results import TrainOutcome
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPACES = {"qlearning": "metaqnn"}
@@ -37,19 +38,9 @@ def rss_mb() -> float:
     return 0.0
 
 
-def outcome(text: str) -> dict[str, Any]:
+def outcome(text: str) -> TrainOutcome:
     acc = min(0.99, 0.3 + 0.01 * (hash(text) % 60))
-    return {
-        "validation_accuracy": acc,
-        "validation_accuracy_last5": acc,
-        "test_accuracy": acc,
-        "params": 1000,
-        "flops": 10000,
-        "seconds": 1.0,
-        "device": "cpu",
-        "architecture": text,
-        "curve": [],
-    }
+    return TrainOutcome(acc, acc, acc, 1000, 10000, 1.0, "cpu", text)
 
 
 def state_bytes(store: Store, search_id: str) -> int:

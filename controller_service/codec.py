@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 from controller_service.agents import AgentSettingsError
 from controller_service.searches import Handout, SearchView
@@ -21,7 +20,6 @@ from controller_service.stopping import StoppingSettings
 from controller_service.store import ResultRow
 from nasrl.core import codec
 from nasrl.core.arch import parse
-from nasrl.core.results import TrainOutcome
 from nasrl.core.shapes import InputShape
 from protos import controller_pb2 as cpb
 
@@ -32,7 +30,6 @@ __all__ = [
     "search_to_proto",
     "handout_to_proto",
     "entry_to_proto",
-    "outcome_json",
     "state_to_proto",
 ]
 
@@ -246,12 +243,5 @@ def handout_to_proto(h: Handout) -> cpb.Candidate:
         lease_deadline=h.lease_deadline,
     )
     if h.cached is not None:
-        msg.cached_result.CopyFrom(codec.outcome_to_proto(TrainOutcome.from_json(h.cached)))
+        msg.cached_result.CopyFrom(codec.outcome_to_proto(h.cached))
     return msg
-
-
-def outcome_json(msg: Any) -> dict[str, Any]:
-    """A TrainResult message as the plain dict the store keeps."""
-    data = codec.outcome_from_proto(msg).to_json()
-    data.pop("accuracy", None)
-    return data

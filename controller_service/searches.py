@@ -11,7 +11,6 @@ one in flight is not handed out either: it waits (``waiting``) for its twin's re
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import secrets
@@ -30,6 +29,7 @@ from controller_service.states import TRAINING, SearchState, Status
 from controller_service.stopping import Decision, StoppingRule, make_rule
 from controller_service.store import CandidateRow, ResultRow, SearchRow, Store, dump_state
 from nasrl.core.arch import ArchError, arch_hash, canonical, format_arch, parse
+from nasrl.core.results import TrainOutcome
 from nasrl.core.scoring import score as screen_score
 from nasrl.core.shapes import Analysis, analyze
 
@@ -39,6 +39,7 @@ __all__ = [
     "CandidateNotFound",
     "ReportConflict",
     "BadReport",
+    "BadRequest",
     "NoQTable",
     "Handout",
     "SearchView",
@@ -92,7 +93,11 @@ class ReportConflict(RuntimeError):
     """A report that contradicts what is already recorded."""
 
 
-class BadReport(ValueError):
+class BadRequest(ValueError):
+    """A request with a value outside what it may be; the message names it."""
+
+
+class BadReport(BadRequest):
     """A report with impossible values."""
 
 
@@ -103,7 +108,7 @@ class Handout:
     id: int
     text: str
     lease_deadline: float
-    cached: dict[str, Any] | None
+    cached: TrainOutcome | None
 
 
 @dataclass(frozen=True)
@@ -129,22 +134,29 @@ MAX_CURVE = 1000  # epochs are capped at 1,000
 MAX_TEXT = {"device": 64, "architecture": 20_000}
 
 
-def _check_outcome(outcome: dict[str, Any]) -> None:
-    if len(outcome.get("curve", ())) > MAX_CURVE:
-        raise BadReport(f"result.curve has {len(outcome['curve'])} epochs; at most {MAX_CURVE}")
+def _check_outcome(o: TrainOutcome) -> None:
+    """Values a trainer cannot have produced; BadReport names the field."""
+    if len(o.curve) > MAX_CURVE:
+        raise BadReport(f"result.curve has {len(o.curve)} epochs; at most {MAX_CURVE}")
     for key, limit in MAX_TEXT.items():
-        if len(str(outcome.get(key, ""))) > limit:
+        if len(str(getattr(o, key))) > limit:
             raise BadReport(f"result.{key} is longer than {limit} characters")
     for key in ("validation_accuracy", "validation_accuracy_last5", "test_accuracy"):
-        value = outcome.get(key)
+        value = getattr(o, key)
         if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
             raise BadReport(f"result.{key} must be a number between 0 and 1, got {value!r}")
     for key in ("params", "flops"):
-        if int(outcome.get(key, 0)) < 0:
-            raise BadReport(f"result.{key} must not be negative, got {outcome.get(key)}")
-    seconds = outcome.get("seconds", 0.0)
-    if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
-        raise BadReport(f"result.seconds must be a non-negative number, got {seconds!r}")
+        if getattr(o, key) < 0:
+            raise BadReport(f"result.{key} must not be negative, got {getattr(o, key)}")
+    if not isinstance(o.seconds, (int, float)) or not math.isfinite(o.seconds) or o.seconds < 0:
+        raise BadReport(f"result.seconds must be a non-negative number, got {o.seconds!r}")
+
+
+def _stored(o: TrainOutcome) -> dict[str, Any]:
+    """A result as the store keeps it in a report: its fields (``accuracy`` is derived)."""
+    data = o.to_json()
+    data.pop("accuracy", None)
+    return data
 
 
 def pareto_front(rows: list[ResultRow], metric: str) -> list[ResultRow]:
@@ -399,7 +411,7 @@ class Searches:
         """The ``k`` most accurate results or, with ``pareto`` ("params" or "flops"), the
         first ``k`` of the accuracy/cost Pareto front, cheapest first."""
         if pareto not in ("", *COST_METRICS):
-            raise BadReport(
+            raise BadRequest(
                 f"pareto must be {' or '.join(COST_METRICS)} (or empty), got {pareto!r}"
             )
         self._row(search_id)
@@ -442,9 +454,9 @@ class Searches:
         or count then yields fewer candidates instead of holding the lock for minutes."""
         stop_at = self.timer() + min(MAX_SAMPLE_SECONDS, time_budget or MAX_SAMPLE_SECONDS)
         if not 1 <= count <= MAX_SAMPLE:
-            raise BadReport(f"count must be between 1 and {MAX_SAMPLE}, got {count}")
+            raise BadRequest(f"count must be between 1 and {MAX_SAMPLE}, got {count}")
         if len(request_id) > MAX_REQUEST_ID:
-            raise BadReport(f"request_id must be at most {MAX_REQUEST_ID} characters")
+            raise BadRequest(f"request_id must be at most {MAX_REQUEST_ID} characters")
         with self._locked(search_id):
             row = self._row(search_id)
             if request_id and (earlier := self.store.by_request(search_id, request_id)):
@@ -495,7 +507,8 @@ class Searches:
 
     @staticmethod
     def _handout(c: CandidateRow) -> Handout:
-        cached = c.report.get("result") if c.status == Status.CACHED and c.report else None
+        result = c.report.get("result") if c.status == Status.CACHED and c.report else None
+        cached = TrainOutcome.from_json(result) if result is not None else None
         return Handout(c.id, c.arch, c.lease_deadline or 0.0, cached)
 
     def _reissue(
@@ -625,7 +638,7 @@ class Searches:
                 search_id, cid, Status.CACHED, {"result": known.outcome}, known.reward
             )
             agent.record(p.decisions, known.reward)
-            return Handout(cid, text, 0.0, known.outcome)
+            return Handout(cid, text, 0.0, TrainOutcome.from_json(known.outcome))
         twin = self.store.in_flight_with_hash(search_id, digest)
         if twin is not None:
             self.store.add_candidate(
@@ -740,15 +753,15 @@ class Searches:
     # ------------------------------------------------------------------ update
 
     def update(
-        self, search_id: str, cid: int, outcome: dict[str, Any] | None, failure: str | None
+        self, search_id: str, cid: int, outcome: TrainOutcome | None, failure: str | None
     ) -> UpdateAck:
-        """Record a result (``outcome``: TrainOutcome fields) or a ``failure`` reason."""
+        """Record a result or a ``failure`` reason (exactly one is given)."""
         if outcome is not None:
             _check_outcome(outcome)
-            report: dict[str, Any] = {"result": outcome}
+            report: dict[str, Any] = {"result": _stored(outcome)}
         else:
             report = {"failure": (failure or "unspecified failure")[:MAX_FAILURE_TEXT]}
-        report = json.loads(json.dumps(report))  # compared with the stored (JSON) report
+        report = self.store.canonical(report)  # compared with the stored report
         with self._locked(search_id):
             row = self._row(search_id)
             c = self.store.candidate(search_id, cid)

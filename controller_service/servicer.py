@@ -15,6 +15,7 @@ from controller_service import codec
 from controller_service.agents import agent_class
 from controller_service.searches import (
     BadReport,
+    BadRequest,
     CandidateNotFound,
     NoQTable,
     ReportConflict,
@@ -68,7 +69,7 @@ def _status(exc: Exception) -> grpc.StatusCode | None:
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(exc, (SearchNotFound, CandidateNotFound)):
         return grpc.StatusCode.NOT_FOUND
-    if isinstance(exc, (SpecError, SettingsError, BadReport)):
+    if isinstance(exc, (SpecError, SettingsError, BadRequest)):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, (ReportConflict, NoQTable)):
         return grpc.StatusCode.FAILED_PRECONDITION
@@ -97,7 +98,7 @@ def rpc_errors(method: Callable[..., R]) -> Callable[..., R]:
 
 def _search_id(value: str) -> str:
     if not value:
-        raise BadReport("search_id is required")
+        raise BadRequest("search_id is required")
     if len(value) > MAX_ID:
         raise SearchNotFound(f"no search with id {value[:MAX_ID]!r}...; ids are short")
     return value
@@ -198,7 +199,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         kind = request.WhichOneof("outcome")
         if kind is None:
             raise BadReport("an Update needs either result or failure")
-        outcome = codec.outcome_json(request.result) if kind == "result" else None
+        outcome = nasrl_codec.outcome_from_proto(request.result) if kind == "result" else None
         ack = self.searches.update(
             search_id, request.candidate_id, outcome, request.failure if kind == "failure" else None
         )
@@ -227,7 +228,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     ) -> cpb.LeaderboardResponse:
         top = request.top or 10
         if not 1 <= top <= MAX_TOP:
-            raise BadReport(f"top must be between 1 and {MAX_TOP}, got {top}")
+            raise BadRequest(f"top must be between 1 and {MAX_TOP}, got {top}")
         rows = self.searches.leaderboard(_search_id(request.search_id), top, request.pareto)
         return cpb.LeaderboardResponse(entries=[codec.entry_to_proto(r) for r in rows])
 

@@ -679,5 +679,12 @@ class Store:
             state["log"] = [json.loads(r["item"]) for r in log]
         return state
 
+    @staticmethod
+    def canonical(report: dict[str, Any]) -> dict[str, Any]:
+        """``report`` as it reads back from the store (tuples become lists), so that a report
+        sent again compares equal to the stored one."""
+        data: dict[str, Any] = json.loads(json.dumps(report, sort_keys=True))
+        return data
+
     def integrity_check(self) -> str:
         return str(self._exec("PRAGMA integrity_check").fetchone()[0])

@@ -15,6 +15,15 @@ from typing import Any
 
 import torch
 
+from nasrl.core.results import TrainOutcome
+
+
+def outcome(
+    text: str, accuracy: float = 0.5, params: int = 10, flops: int = 10, seconds: float = 1.0
+) -> TrainOutcome:
+    """A synthetic training result for the network ``text``."""
+    return TrainOutcome(accuracy, accuracy, accuracy, params, flops, seconds, "cpu", text)
+
 
 def same_state(a: object, b: object) -> bool:
     """Deep equality of agent states (tensors compared exactly)."""

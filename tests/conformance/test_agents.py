@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -135,7 +137,7 @@ def test_update_is_idempotent_through_the_controller(name: str, space: Space, tm
     )
     handouts, _ = searches.sample(view.id, 2)
     h = handouts[0]
-    result = TrainOutcome(0.7, 0.7, 0.6, 100, 100, 1.0, "cpu", h.text).to_json()
+    result = TrainOutcome(0.7, 0.7, 0.6, 100, 100, 1.0, "cpu", h.text)
     assert searches.update(view.id, h.id, result, None).accepted
     state_before = searches.store.load_agent(view.id)
     again = searches.update(view.id, h.id, result, None)
@@ -143,7 +145,7 @@ def test_update_is_idempotent_through_the_controller(name: str, space: Space, tm
     state_after = searches.store.load_agent(view.id)
     assert same_state(state_before, state_after), "a repeated report changed the agent"
     with pytest.raises(ReportConflict):
-        searches.update(view.id, h.id, {**result, "validation_accuracy": 0.1}, None)
+        searches.update(view.id, h.id, replace(result, validation_accuracy=0.1), None)
     assert searches.view(view.id).counts["done"] == 1
     searches.store.close()
 

@@ -18,6 +18,7 @@ from nasrl.cli.local import LocalService
 from nasrl.core.results import EpochRecord, TrainOutcome
 from nasrl.rpc.client import Candidate, ControllerClient, NasrlError, wait_until_serving
 from protos import controller_pb2 as cpb
+from tests import helpers
 
 from .conftest import start_controller
 
@@ -25,7 +26,7 @@ CLIENTS = 16
 
 
 def outcome(text: str, acc: float = 0.6) -> TrainOutcome:
-    return TrainOutcome(acc, acc, acc, 10, 10, 1.0, "cpu", text)
+    return helpers.outcome(text, acc)
 
 
 def db_state(db: Path, sid: str) -> tuple[dict[str, int], int, str]:

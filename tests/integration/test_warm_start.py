@@ -16,11 +16,11 @@ import pytest
 from nasrl.core import codec
 from nasrl.core.arch import canonical, format_arch, parse
 from nasrl.core.datasets import input_shape
-from nasrl.core.results import TrainOutcome, TrainSettings
+from nasrl.core.results import TrainSettings
 from nasrl.core.shapes import analyze
 from nasrl.rpc.client import ControllerClient, NasrlError
 from protos import controller_pb2 as cpb
-from tests.helpers import nasrl_cli
+from tests.helpers import nasrl_cli, outcome
 
 from .conftest import start_trainer
 
@@ -61,10 +61,6 @@ def _create(
     ).search_id
 
 
-def _outcome(text: str, accuracy: float, params: int = 100, flops: int = 1000) -> TrainOutcome:
-    return TrainOutcome(accuracy, accuracy, accuracy, params, flops, 1.0, "cpu", text)
-
-
 # ---------------------------------------------------------------------------- priors
 
 
@@ -80,7 +76,7 @@ def test_priors_are_handed_out_first_and_learnt(controller: str, agent: str) -> 
         first = c.sample(sid, len(priors)).candidates
         assert [x.text for x in first] == [_text(p) for p in priors]
         for x, accuracy in zip(first, (0.9, 0.8)):
-            c.update(sid, x.id, _outcome(x.text, accuracy))
+            c.update(sid, x.id, outcome(x.text, accuracy, params=100, flops=1000))
         progress = dict(c.get_search(sid).progress)
         later = c.sample(sid, 5).candidates
         assert len(later) == 5  # the agent proposes on its own after the priors
@@ -139,7 +135,7 @@ def test_warm_start_from_an_earlier_search_reuses_its_results(controller: str) -
         accuracies = {}
         for i, x in enumerate(c.sample(first, 6).candidates):
             accuracies[x.text] = 0.5 + 0.05 * i
-            c.update(first, x.id, _outcome(x.text, accuracies[x.text]))
+            c.update(first, x.id, outcome(x.text, accuracies[x.text], params=100, flops=1000))
         second = _create(c, "reinforce", budget=4, warm_start=cpb.WarmStart(search_id=first, top=3))
         s = c.get_search(second)
         assert s.counts.cached == 6 and s.counts.evaluated == 0  # reused, no budget spent
@@ -158,9 +154,11 @@ def test_warm_start_does_not_reuse_children_stopped_early(controller: str) -> No
     with ControllerClient(controller) as c:
         first = _create(c, "random", budget=3)
         a, b, d = c.sample(first, 3).candidates
-        c.update(first, a.id, _outcome(a.text, 0.9))
-        c.update(first, b.id, replace(_outcome(b.text, 0.5), stopped_early=True))
-        c.update(first, d.id, _outcome(d.text, 0.7))
+        c.update(first, a.id, outcome(a.text, 0.9, params=100, flops=1000))
+        c.update(
+            first, b.id, replace(outcome(b.text, 0.5, params=100, flops=1000), stopped_early=True)
+        )
+        c.update(first, d.id, outcome(d.text, 0.7, params=100, flops=1000))
         second = _create(c, "random", warm_start=cpb.WarmStart(search_id=first))
         assert c.get_search(second).counts.cached == 2
         assert b.text not in {e.architecture for e in c.leaderboard(second)}
@@ -198,7 +196,7 @@ def test_max_params_rejects_before_training_and_costs_no_budget(controller: str)
                 assert _params(x.text) <= limit
                 if x.cached is None:
                     trained.append(x.text)
-                    c.update(sid, x.id, _outcome(x.text, 0.6, params=_params(x.text)))
+                    c.update(sid, x.id, outcome(x.text, 0.6, params=_params(x.text), flops=1000))
             if batch.done:
                 break
         s = c.get_search(sid)
@@ -217,7 +215,7 @@ def test_cost_aware_reward_and_pareto_leaderboard(controller: str) -> None:
         results = [(0.9, 4000), (0.8, 1000), (0.85, 6000), (0.7, 500), (0.75, 1000)]
         cands = c.sample(sid, len(results)).candidates
         for x, (accuracy, params) in zip(cands, results):
-            ack = c.update(sid, x.id, _outcome(x.text, accuracy, params=params))
+            ack = c.update(sid, x.id, outcome(x.text, accuracy, params=params, flops=1000))
             assert ack.reward == pytest.approx(accuracy * (params / 1000) ** -0.5)
         front = c.leaderboard(sid, top=10, pareto="params")
         assert [(round(e.accuracy, 2), e.params) for e in front] == [

@@ -9,8 +9,7 @@ from controller_service.agents.qlearning import QLearningAgent
 from controller_service.searches import Searches
 from controller_service.spec import SearchSpec
 from controller_service.store import Store
-from nasrl.core.results import TrainOutcome
-from tests.helpers import same_state
+from tests.helpers import outcome, same_state
 
 
 def _weights(store: Store, search_id: str) -> bytes:
@@ -18,12 +17,6 @@ def _weights(store: Store, search_id: str) -> bytes:
         "SELECT state FROM agent_weights WHERE search_id = ?", (search_id,)
     ).fetchone()
     return bytes(row["state"])
-
-
-def _outcome(text: str, accuracy: float) -> dict[str, object]:
-    data = TrainOutcome(accuracy, accuracy, accuracy, 10, 10, 1.0, "cpu", text).to_json()
-    data.pop("accuracy", None)
-    return data
 
 
 def test_reinforce_weights_are_written_once_per_step(tmp_path: Path) -> None:
@@ -34,7 +27,7 @@ def test_reinforce_weights_are_written_once_per_step(tmp_path: Path) -> None:
     handouts, _ = searches.sample(sid, 8)
     assert _weights(store, sid) == written[0]  # sampling never changes the weights
     for i, h in enumerate(handouts, start=1):
-        searches.update(sid, h.id, _outcome(h.text, 0.1 * i), None)
+        searches.update(sid, h.id, outcome(h.text, 0.1 * i), None)
         if _weights(store, sid) != written[-1]:
             written.append(_weights(store, sid))
     # A full batch is learnt at the search's next call, outside its write transaction.
@@ -110,7 +103,7 @@ def test_counts_are_kept_by_triggers_and_rebuilt_for_an_older_database(tmp_path:
     searches = Searches(store)
     sid = searches.create(SearchSpec(agent="random", budget=4)).id
     handouts, _ = searches.sample(sid, 3)
-    searches.update(sid, handouts[0].id, _outcome(handouts[0].text, 0.5), None)
+    searches.update(sid, handouts[0].id, outcome(handouts[0].text, 0.5), None)
     searches.update(sid, handouts[1].id, None, "out of memory")
     expected = {"leased": 1, "done": 1, "failed": 1, "reissued": 0}
     assert store.counts(sid) == expected
@@ -135,7 +128,7 @@ def test_qlearning_memory_is_stored_as_a_log_of_new_entries(tmp_path: Path) -> N
     sid = searches.create(SearchSpec(agent="qlearning", budget=30, space=named_space("metaqnn"))).id
     handouts, _ = searches.sample(sid, 6)
     for i, h in enumerate(handouts):
-        searches.update(sid, h.id, _outcome(h.text, 0.1 + 0.1 * i), None)
+        searches.update(sid, h.id, outcome(h.text, 0.1 + 0.1 * i), None)
     searches.sample(sid, 1)  # the last result is learnt (and logged) at the next call
     agent = searches._agents[sid]
     assert isinstance(agent, QLearningAgent)
