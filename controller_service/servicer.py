@@ -105,7 +105,7 @@ def _search_id(value: str) -> str:
 
 
 class ControllerServicer(controller_pb2_grpc.ControllerServicer):
-    """``max_active`` bounds the Controller calls served at once, and a quarter of it the
+    """``max_active`` bounds the Controller calls served at once, and half of it the
     calls on any one search (calls on a search run one at a time, so more would only wait);
     one more is refused at once with RESOURCE_EXHAUSTED instead of waiting for a thread, so
     that a burst never queues ahead of health checks (which the same server answers on
@@ -114,7 +114,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     def __init__(self, searches: Searches, max_active: int | None = None) -> None:
         self.searches = searches
         self.max_active = max_active
-        self.per_search = max(1, max_active // 4) if max_active else None
+        self.per_search = max(1, max_active // 2) if max_active else None
         self._active = 0
         self._per_search: dict[str, int] = {}
         self._admission = threading.Lock()

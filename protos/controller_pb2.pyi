@@ -301,7 +301,7 @@ class ReinforceSettings(_message.Message):
     lstm_layers: _builtins.int
     """Stacked LSTM layers of the controller, 1 .. 4 (default 2)."""
     hidden: _builtins.int
-    """LSTM units per layer, 1 .. 1,024 (default 35)."""
+    """LSTM units per layer, 1 .. 256 (default 35)."""
     init_range: _builtins.float
     """Initial weights uniform in +-init_range, in (0, 1] (default 0.08)."""
     learning_rate: _builtins.float

@@ -185,7 +185,7 @@ def kind(f: Field[Any]) -> type:
 def check_settings(s: AgentSettings) -> None:
     """The one validator of agent settings: every field has its type and lies in its range.
     Raises AgentSettingsError naming the first bad setting, e.g. "reinforce.hidden must be
-    between 1 and 1,024, got -4"."""
+    between 1 and 256, got -4"."""
     for f in fields(s):
         name, value, rng = f"{s.agent}.{f.name}", getattr(s, f.name), f.metadata["range"]
         t = kind(f)
@@ -282,7 +282,9 @@ class ReinforceSettings(AgentSettings):
     agent: ClassVar[str] = "reinforce"
 
     lstm_layers: int = setting(2, "stacked LSTM layers of the controller", 1, 4)
-    hidden: int = setting(35, "LSTM units per layer", 1, 1024)
+    # at most 256: the largest controller (4 x 256) writes ~25 MB of weights and Adam moments
+    # per policy-gradient step; 1,024 units wrote ~400 MB (README "Agent sizes")
+    hidden: int = setting(35, "LSTM units per layer", 1, 256)
     init_range: float = setting(
         0.08, "initial weights uniform in +-init_range", 0.0, 1.0, open_low=True
     )

@@ -73,7 +73,7 @@ def test_evolution_failure_reward_and_every_default_are_returned(controller: str
     [
         (
             cpb.AgentSpec(name="reinforce", reinforce=cpb.ReinforceSettings(hidden=0)),
-            "reinforce.hidden must be between 1 and 1,024, got 0",
+            "reinforce.hidden must be between 1 and 256, got 0",
         ),
         (
             cpb.AgentSpec(name="reinforce", reinforce=cpb.ReinforceSettings(layers_step=-1)),

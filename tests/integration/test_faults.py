@@ -42,7 +42,9 @@ def db_state(db: Path, sid: str) -> tuple[dict[str, int], int, str]:
 
 def test_kill_9_during_a_burst_of_updates(tmp_path: Path) -> None:
     db = tmp_path / "c.db"
-    controller = LocalService("controller_service", ["--db", str(db)], log_dir=tmp_path).start()
+    # enough workers that one search admits all 32 clients at once (half of the admitted calls)
+    args = ["--db", str(db), "--workers", "72"]
+    controller = LocalService("controller_service", args, log_dir=tmp_path).start()
     go = threading.Event()
     first_few = threading.Event()  # 4 acknowledged: the burst is under way
     killed, restarted = threading.Event(), threading.Event()

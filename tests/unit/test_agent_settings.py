@@ -293,7 +293,7 @@ def test_parse_assignments() -> None:
         (["layers=2"], "unknown setting 'layers'"),
         (["hidden=many"], "reinforce.hidden must be an integer"),
         (["skip_connections=maybe"], "true or false"),
-        (["hidden=0"], "reinforce.hidden must be between 1 and 1,024"),
+        (["hidden=0"], "reinforce.hidden must be between 1 and 256"),
     ]:
         with pytest.raises(AgentSettingsError, match=words.replace("(", r"\(")):
             parse_assignments("reinforce", bad)
@@ -305,7 +305,7 @@ def test_cli_bad_agent_setting_is_one_line_exit_2(capsys: pytest.CaptureFixture[
     code = main(["search", "--controller", "127.0.0.1:1", "--agent-setting", "hidden=0"])
     assert code == 2
     assert capsys.readouterr().err.strip() == (
-        "nasrl: error: reinforce.hidden must be between 1 and 1,024, got 0"
+        "nasrl: error: reinforce.hidden must be between 1 and 256, got 0"
     )
 
 
