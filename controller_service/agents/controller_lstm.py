@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -15,6 +16,22 @@ from torch import Tensor, nn
 from controller_service.spaces import ZOPH_DECISIONS, ZophSpace
 
 __all__ = ["ControllerLSTM", "Trajectory"]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)), no overflow
+    return out
+
+
+def _logsigmoid(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = -np.logaddexp(0.0, -x)
+    return out
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    top = x.max(axis=1, keepdims=True)
+    out: np.ndarray = top + np.log(np.exp(x - top).sum(axis=1, keepdims=True))
+    return out
 
 
 @dataclass
@@ -56,6 +73,88 @@ class ControllerLSTM(nn.Module):
         with torch.no_grad():
             for p in self.parameters():
                 p.uniform_(-init_range, init_range, generator=generator)
+
+    def sample(
+        self, generator: torch.Generator, layers: int, skips: bool, count: int = 1
+    ) -> tuple[list[Trajectory], list[float]]:
+        """``count`` architectures of ``layers`` layers sampled in one batched pass, and their
+        log-probabilities: the same network as ``rollout`` evaluated in NumPy, because at
+        this size (35 units) a torch call costs more than its arithmetic — ~1 ms instead of
+        ~6 ms for the paper's controller. Every random number comes from ``generator`` (one
+        draw per rollout); decisions are drawn by inverse CDF. ``rollout`` replaying the
+        result gives the same log-probability (tests/unit/test_reinforce.py checks it)."""
+        w = {name: p.detach().numpy() for name, p in self.named_parameters()}
+        cells = [
+            (
+                w[f"cells.{n}.weight_ih"].T,
+                w[f"cells.{n}.weight_hh"].T,
+                w[f"cells.{n}.bias_ih"] + w[f"cells.{n}.bias_hh"],
+            )
+            for n in range(len(self.cells))
+        ]
+        hidden = self.start.shape[1]
+        draws = layers * len(ZOPH_DECISIONS) + (layers * (layers - 1) // 2 if skips else 0)
+        u = torch.rand(count, max(1, draws), generator=generator, dtype=torch.float64).numpy()
+        rows = np.arange(count)
+        state = [(np.zeros((count, hidden), np.float32),) * 2 for _ in cells]
+        x = np.broadcast_to(w["start"], (count, hidden))
+        log_prob = np.zeros(count)
+        anchors: list[np.ndarray] = []
+        keys: list[np.ndarray] = []
+        tokens: list[np.ndarray] = []
+        bits_per_layer: list[np.ndarray] = []
+        j = 0
+
+        def advance(x: np.ndarray) -> np.ndarray:
+            for n, (w_ih, w_hh, b) in enumerate(cells):
+                h, c = state[n]
+                gates = x @ w_ih + h @ w_hh + b  # torch's order: input, forget, cell, output
+                s = _sigmoid(gates)
+                c = s[:, hidden : 2 * hidden] * c + s[:, :hidden] * np.tanh(
+                    gates[:, 2 * hidden : 3 * hidden]
+                )
+                h = s[:, 3 * hidden :] * np.tanh(c)
+                state[n] = (h, c)
+                x = h
+            return x
+
+        for i in range(layers):
+            row = []
+            for name in ZOPH_DECISIONS:
+                logits = advance(x) @ w[f"decoders.{name}.weight"].T + w[f"decoders.{name}.bias"]
+                log_p = logits - _logsumexp(logits)
+                cdf = np.cumsum(np.exp(log_p.astype(np.float64)), axis=1)
+                token = np.minimum((u[:, j, None] > cdf).sum(axis=1), cdf.shape[1] - 1)
+                j += 1
+                log_prob += log_p[rows, token]
+                x = w[f"embeddings.{name}.weight"][token]
+                row.append(token)
+            tokens.append(np.stack(row, axis=1))
+            if not skips:
+                continue
+            h = advance(x)
+            x = np.zeros_like(h)
+            if anchors:
+                logits = np.tanh(np.stack(keys, axis=1) + (h @ w["w_curr.weight"].T)[:, None])
+                logits = (logits @ w["v.weight"].T).reshape(count, i)
+                bits = (u[:, j : j + i] < _sigmoid(logits.astype(np.float64))).astype(np.float32)
+                j += i
+                log_prob += (bits * _logsigmoid(logits) + (1 - bits) * _logsigmoid(-logits)).sum(1)
+                x = (bits[:, :, None] * np.stack(anchors, axis=1)).sum(axis=1) / (
+                    1 + bits.sum(axis=1, keepdims=True)
+                )
+                bits_per_layer.append(bits)
+            else:
+                bits_per_layer.append(np.zeros((count, 0), np.float32))
+            anchors.append(h)
+            keys.append(h @ w["w_prev.weight"].T)
+        token_rows = np.stack(tokens, axis=1).tolist()
+        skip_rows = [b.astype(np.int64).tolist() for b in bits_per_layer]
+        out = [
+            Trajectory(token_rows[b], [layer[b] for layer in skip_rows] if skips else None)
+            for b in range(count)
+        ]
+        return out, log_prob.tolist()
 
     def rollout(
         self,

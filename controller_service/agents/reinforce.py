@@ -90,24 +90,24 @@ class ReinforceAgent(Agent):
         if n < 0:
             raise ValueError(f"cannot sample a negative number ({n}) of architectures")
         out: list[Proposal] = []
-        with torch.inference_mode():
-            while len(out) < n:
-                layers = self.curriculum_layers()
-                # samples left at this depth before the curriculum may grow
-                room = self.settings.step_every - self.samples % self.settings.step_every
-                count = min(n - len(out), room)
-                trajectories, log_probs, _ = self.policy.rollout(
+        while len(out) < n:
+            layers = self.curriculum_layers()
+            # samples left at this depth before the curriculum may grow
+            room = self.settings.step_every - self.samples % self.settings.step_every
+            count = min(n - len(out), room)
+            with torch.inference_mode():
+                trajectories, log_probs = self.policy.sample(
                     self.generator, layers, self.skips, count
                 )
-                self.samples += count
-                for t, logp in zip(trajectories, log_probs.tolist()):
-                    decisions = {
-                        "tokens": t.tokens,
-                        "skips": t.skips,
-                        "layers": layers,
-                        "logp": logp,
-                    }
-                    out.append(Proposal(self.space.decode(t.tokens, t.skips), decisions))
+            self.samples += count
+            for t, logp in zip(trajectories, log_probs):
+                decisions = {
+                    "tokens": t.tokens,
+                    "skips": t.skips,
+                    "layers": layers,
+                    "logp": logp,
+                }
+                out.append(Proposal(self.space.decode(t.tokens, t.skips), decisions))
         return out
 
     def log_prob(self, decisions: Decisions) -> Tensor:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from controller_service.agents.base import AgentSettingsError, Proposal
-from controller_service.agents.controller_lstm import Trajectory
+from controller_service.agents.controller_lstm import ControllerLSTM, Trajectory
 from controller_service.agents.reinforce import ReinforceAgent
 from controller_service.spaces import ZOPH_DECISIONS, ZophSpace
 from nasrl.core.arch import Conv
@@ -131,19 +131,19 @@ def learning_run(random_rewards: bool, samples: int = 200) -> tuple[float, float
 
 def test_reinforce_learns_a_synthetic_reward() -> None:
     first, last = learning_run(random_rewards=False)
-    assert last - first >= 0.2, (first, last)  # measured: 0.165 -> 1.0
+    assert last - first >= 0.2, (first, last)  # measured: 0.145 -> 0.745
 
 
 def test_random_rewards_teach_nothing() -> None:
     first, last = learning_run(random_rewards=True)
-    assert last - first < 0.2, (first, last)  # measured: 0.03 -> 0.0
+    assert last - first < 0.2, (first, last)  # measured: 0.14 -> 0.1
 
 
 def policy_entropy(entropy_weight: float) -> float:
     """Entropy of the policy over a fixed architecture after learning the 3x3 reward."""
     settings = {"learning_rate": 0.02, "start_layers": 4, "entropy_weight": entropy_weight}
     agent = ReinforceAgent(SMALL, settings, seed=0)
-    for _ in range(40):
+    for _ in range(80):
         (p,) = agent.sample(1)
         agent.update(p.decisions, three_by_three(p))
     probe = Trajectory([[0] * 5] * 4, [[0] * i for i in range(4)])
@@ -151,7 +151,7 @@ def policy_entropy(entropy_weight: float) -> float:
 
 
 def test_entropy_bonus_keeps_the_policy_exploring() -> None:
-    assert policy_entropy(1.0) > policy_entropy(0.0) + 5.0  # measured: 21.3 vs 3.1
+    assert policy_entropy(1.0) > policy_entropy(0.0) + 5.0  # measured: 21.3 vs 13.8
 
 
 # ---------------------------------------------------------------------------- updates
@@ -308,3 +308,23 @@ def test_other_spaces_are_refused() -> None:
 
     with pytest.raises(AgentSettingsError, match="metaqnn"):
         ReinforceAgent(OtherSpace())  # type: ignore[arg-type]
+
+
+def test_numpy_sampler_draws_from_the_policy() -> None:
+    """The NumPy sampler (used by Sample) and the torch rollout (used for learning) are the
+    same distribution: token frequencies of 4,000 samples from a peaked policy agree."""
+    from collections import Counter
+
+    policy = ControllerLSTM(ZophSpace(), 35, 2, 2.0, torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        fast, _ = policy.sample(torch.Generator().manual_seed(1), 3, True, 4000)
+        slow, _, _ = policy.rollout(torch.Generator().manual_seed(2), 3, True, 4000)
+    for layer, k in ((0, 0), (0, 4), (2, 1)):
+        a = Counter(t.tokens[layer][k] for t in fast)
+        b = Counter(t.tokens[layer][k] for t in slow)
+        for token in set(a) | set(b):
+            assert abs(a[token] - b[token]) < 150, (layer, k, a, b)  # ~4 standard deviations
+    on = Counter(tuple(t.skips[2]) for t in fast if t.skips)
+    off = Counter(tuple(t.skips[2]) for t in slow if t.skips)
+    for bits in set(on) | set(off):
+        assert abs(on[bits] - off[bits]) < 150, (on, off)
