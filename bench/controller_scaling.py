@@ -4,7 +4,9 @@ one search, per agent, in process (no gRPC: the transport does not grow).
     .venv/bin/python bench/controller_scaling.py [--results 10000] [--agents reinforce,...]
         [--marks 100,1000,10000] [--out bench/results]
 
-For each agent: one search (budget = results) on a fresh database; Sample(1) + Update with a
+For each agent (``reinforce-fixed``: with the depth curriculum off, layers_step 0, since the
+curriculum makes later rollouts deeper by design): one search (budget = results) on a fresh
+database; Sample(1) + Update with a
 synthetic accuracy until ``results`` results; at each mark, the median Sample and Update of the
 last 100 calls, the agent's stored state size and the process's resident memory. Flat means
 the 10,000 figures stay within 2x of the 100 ones. Writes bench/results/controller_scaling.json.
@@ -55,8 +57,13 @@ def state_bytes(store: Store, search_id: str) -> int:
 def run(agent: str, results: int, marks: list[int], tmp: Path) -> list[dict[str, Any]]:
     store = Store(tmp / f"{agent}.db")
     searches = Searches(store)
-    space = named_space(SPACES[agent]) if agent in SPACES else None
-    sid = searches.create(SearchSpec(agent=agent, budget=results * 2, space=space)).id
+    name, _, variant = agent.partition("-")
+    space = named_space(SPACES[name]) if name in SPACES else None
+    # "reinforce-fixed": the paper's curriculum off, so that the depth (and with it the cost
+    # of a rollout) stays that of the first sample
+    settings = {"layers_step": 0} if variant == "fixed" else {}
+    spec = SearchSpec(agent=name, agent_settings=settings, budget=results * 2, space=space)
+    sid = searches.create(spec).id
     sample_ms: list[float] = []
     update_ms: list[float] = []
     rows = []
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--results", type=int, default=10_000)
     p.add_argument("--marks", default="100,1000,10000")
-    p.add_argument("--agents", default="random,evolution,reinforce,qlearning")
+    p.add_argument("--agents", default="random,evolution,reinforce,reinforce-fixed,qlearning")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # as the controller runs

@@ -36,6 +36,7 @@ SLOTS_PER_PROCESS = 200
 SPACE = cpb.SearchSpace(
     zoph=cpb.ZophSpace(filter_sizes=[1, 3, 5], strides=[1, 2], filters=[8, 16, 24], max_layers=4)
 )
+METAQNN = cpb.SearchSpace(name="metaqnn")  # the paper's space (Q-learning searches no other)
 
 
 def _pid(service: LocalService) -> int:
@@ -82,7 +83,10 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
             wait_until_serving(s.target, timeout=60)
         with ControllerClient(controller.target, timeout=60) as c:
             sid = c.create_search(
-                agent=cpb.AgentSpec(name=agent), dataset="digits", budget=1_000_000, space=SPACE
+                agent=cpb.AgentSpec(name=agent),
+                dataset="digits",
+                budget=1_000_000,
+                space=METAQNN if agent == "qlearning" else SPACE,
             ).search_id
             pool = TrainerPool(",".join(t.target for t in trainers), slots_per_trainer=slots)
             runner = Runner(c, pool, sid, RunnerEvents(on_result=on_result))
