@@ -58,6 +58,7 @@ def epsilon_schedule(scale: float) -> list[tuple[float, int]]:
 
 class QLearningAgent(Agent):
     name = "qlearning"
+    plain_heavy = True  # the Q-table: string keys, float values
     default_reward = "accuracy"
     settings_class = QLearningSettings
 
@@ -196,7 +197,7 @@ class QLearningAgent(Agent):
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.light_state(), **self.heavy_state(), "log": self.log_since(0)}
+        return {**self.light_state(), "q": dict(self.q), "log": self.log_since(0)}
 
     def light_state(self) -> dict[str, Any]:
         return {
@@ -210,7 +211,7 @@ class QLearningAgent(Agent):
     def heavy_state(self) -> dict[str, Any]:
         """The Q-table: it changes only with a result, so a Sample does not rewrite it, and
         its size is bounded by the space's transitions, not by the results."""
-        return {"q": dict(self.q)}
+        return {"q": self.q}  # live: serialised at once
 
     def log_since(self, start: int) -> list[Any]:
         """The replay memory (one [path, reward] per unique model) from ``start`` on: it
