@@ -249,7 +249,7 @@ class Searches:
         agent.learn()
         version = agent.weights_version()
         if self._saved_weights.get(search_id, _UNSAVED) != version:
-            self._heavy[search_id] = (version, dump_state(agent.heavy_state()))
+            self._heavy[search_id] = (version, self._dump_heavy(agent))
 
     def _save(self, search_id: str, agent: Agent) -> None:
         """Write the agent's state in the current transaction: its light part always, its
@@ -259,7 +259,7 @@ class Searches:
         heavy = None
         if self._saved_weights.get(search_id, _UNSAVED) != version:
             ready = self._heavy.get(search_id)
-            heavy = ready[1] if ready and ready[0] == version else dump_state(agent.heavy_state())
+            heavy = ready[1] if ready and ready[0] == version else self._dump_heavy(agent)
         light = dump_state(agent.light_state(), plain=True)
         self.store.write_agent(search_id, light, heavy, agent.progress())
         logged = self._logged.get(search_id)
@@ -269,6 +269,10 @@ class Searches:
         if new:
             self.store.append_log(search_id, logged, new)
         self._logged[search_id] = logged + len(new)
+
+    @staticmethod
+    def _dump_heavy(agent: Agent) -> bytes:
+        return dump_state(agent.heavy_state(), plain=True if agent.plain_heavy else None)
 
     def _saved(self, search_id: str, agent: Agent) -> None:
         """After the commit of a ``_save``: the written weights are the database's."""

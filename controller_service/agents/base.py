@@ -48,6 +48,9 @@ class Agent(ABC):
     settings_class: ClassVar[type[AgentSettings]]
     #: ``settings_class``'s defaults as a dict, e.g. {"learning_rate": 6e-4} (derived from it)
     defaults: ClassVar[dict[str, Any]] = {}
+    #: whether ``heavy_state()`` is plain data (as the light state always is): it is then
+    #: written as JSON without walking it first
+    plain_heavy: ClassVar[bool] = False
     #: the reward an agent learns from by default: "zoph" = (max val acc of last 5 epochs)^3,
     #: "accuracy" = best validation accuracy
     default_reward: ClassVar[str] = "accuracy"

@@ -58,6 +58,7 @@ def epsilon_schedule(scale: float) -> list[tuple[float, int]]:
 
 class QLearningAgent(Agent):
     name = "qlearning"
+    plain_heavy = True  # the Q-table: string keys, float values
     default_reward = "accuracy"
     settings_class = QLearningSettings
 
@@ -89,6 +90,7 @@ class QLearningAgent(Agent):
         self.trajectory_updates = 0
         self.queued: list[tuple[list[str], float]] = []  # recorded, not yet learnt
         self._edge_cache: dict[QState, tuple[str, ...]] = {}
+        self._plans: dict[str, tuple[tuple[str, tuple[str, ...] | None], ...]] = {}
 
     # ------------------------------------------------------------------ epsilon
 
@@ -143,17 +145,29 @@ class QLearningAgent(Agent):
 
     def _learn(self, path: list[str], reward: float) -> None:
         """One Q update of a whole trajectory, last transition first."""
-        states = self.space.follow(path)
-        for i in range(len(states) - 2, -1, -1):
-            s, nxt = states[i], states[i + 1]
-            if nxt.terminal:
-                target = reward
-            else:
-                q, q_init = self.q, self.q_init
-                target = self.gamma * max(q.get(k, q_init) for k in self._edges(nxt))
-            key = f"{s.key}->{nxt.key}"
-            self.q[key] = (1 - self.alpha) * self.q.get(key, self.q_init) + self.alpha * target
+        q, q_init, alpha, gamma = self.q, self.q_init, self.alpha, self.gamma
+        for key, edges in self._plan(path):
+            target = reward if edges is None else gamma * max(q.get(k, q_init) for k in edges)
+            q[key] = (1 - alpha) * q.get(key, q_init) + alpha * target
         self.trajectory_updates += 1
+
+    def _plan(self, path: list[str]) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
+        """A trajectory's transitions, last first: each one's Q-table key and the keys of every
+        transition out of its next state (None when that state ends the network). Cached per
+        path: the replay comes back to the same stored models again and again."""
+        name = " ".join(path)
+        plan = self._plans.get(name)
+        if plan is None:
+            states = self.space.follow(path)
+            plan = tuple(
+                (
+                    f"{states[i].key}->{states[i + 1].key}",
+                    None if states[i + 1].terminal else self._edges(states[i + 1]),
+                )
+                for i in range(len(states) - 2, -1, -1)
+            )
+            self._plans[name] = plan
+        return plan
 
     def update(self, decisions: Decisions, reward: float | None) -> None:
         self.record(decisions, reward)
@@ -196,7 +210,7 @@ class QLearningAgent(Agent):
     # ------------------------------------------------------------------ state
 
     def state_dict(self) -> dict[str, Any]:
-        return {**self.light_state(), **self.heavy_state(), "log": self.log_since(0)}
+        return {**self.light_state(), "q": dict(self.q), "log": self.log_since(0)}
 
     def light_state(self) -> dict[str, Any]:
         return {
@@ -210,7 +224,7 @@ class QLearningAgent(Agent):
     def heavy_state(self) -> dict[str, Any]:
         """The Q-table: it changes only with a result, so a Sample does not rewrite it, and
         its size is bounded by the space's transitions, not by the results."""
-        return {"q": dict(self.q)}
+        return {"q": self.q}  # live: serialised at once
 
     def log_since(self, start: int) -> list[Any]:
         """The replay memory (one [path, reward] per unique model) from ``start`` on: it

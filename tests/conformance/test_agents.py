@@ -167,3 +167,13 @@ def test_skip_connections_are_sampled_and_every_sample_builds(name: str) -> None
             with torch.no_grad():
                 out = model(torch.randn(2, shape.channels, shape.height, shape.width))
             assert out.shape == (2, shape.classes) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize(("name", "space"), COMBOS)
+def test_an_agent_that_says_its_heavy_state_is_plain_is_right(name: str, space: Space) -> None:
+    agent = make(name, space=space)
+    for p in agent.sample(4):
+        agent.update(p.decisions, reward_of(str(p.arch)))
+    if agent.plain_heavy:
+        assert is_plain(agent.heavy_state())
+    assert is_plain(agent.log_since(0))
