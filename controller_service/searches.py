@@ -268,11 +268,14 @@ class Searches:
         new = agent.log_since(logged)
         if new:
             self.store.append_log(search_id, logged, new)
+        changed = agent.changed_entries()
+        if changed:
+            self.store.write_entries(search_id, changed)
         self._logged[search_id] = logged + len(new)
 
     @staticmethod
     def _dump_heavy(agent: Agent) -> bytes:
-        return dump_state(agent.heavy_state(), plain=True if agent.plain_heavy else None)
+        return dump_state(agent.heavy_state())
 
     def _saved(self, search_id: str, agent: Agent) -> None:
         """After the commit of a ``_save``: the written weights are the database's."""

@@ -105,6 +105,13 @@ CREATE TABLE IF NOT EXISTS agent_weights (
     search_id TEXT PRIMARY KEY REFERENCES searches(id),
     state BLOB NOT NULL
 );
+-- keyed agent data (Q-values): each call upserts only the entries it changed
+CREATE TABLE IF NOT EXISTS agent_entries (
+    search_id TEXT NOT NULL REFERENCES searches(id),
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (search_id, key)
+);
 -- append-only agent data (a replay memory): each call stores only the new entries
 CREATE TABLE IF NOT EXISTS agent_log (
     search_id TEXT NOT NULL REFERENCES searches(id),
@@ -637,6 +644,19 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"database error in {self.path}: {exc}") from exc
 
+    def write_entries(self, search_id: str, entries: dict[str, Any]) -> None:
+        """Upsert keyed agent entries (``load_agent`` gives them back as ``entries``)."""
+        rows = [(search_id, k, json.dumps(v)) for k, v in entries.items()]
+        try:
+            with self._lock:
+                self._db.executemany(
+                    "INSERT INTO agent_entries (search_id, key, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (search_id, key) DO UPDATE SET value = excluded.value",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"database error in {self.path}: {exc}") from exc
+
     def log_length(self, search_id: str) -> int:
         row = self._read_one(
             "SELECT COALESCE(MAX(seq) + 1, 0) AS n FROM agent_log WHERE search_id = ?",
@@ -677,6 +697,11 @@ class Store:
         )
         if log:
             state["log"] = [json.loads(r["item"]) for r in log]
+        entries = self._read(
+            "SELECT key, value FROM agent_entries WHERE search_id = ?", (search_id,)
+        )
+        if entries:
+            state["entries"] = {r["key"]: json.loads(r["value"]) for r in entries}
         return state
 
     @staticmethod

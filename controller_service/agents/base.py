@@ -48,9 +48,6 @@ class Agent(ABC):
     settings_class: ClassVar[type[AgentSettings]]
     #: ``settings_class``'s defaults as a dict, e.g. {"learning_rate": 6e-4} (derived from it)
     defaults: ClassVar[dict[str, Any]] = {}
-    #: whether ``heavy_state()`` is plain data (as the light state always is): it is then
-    #: written as JSON without walking it first
-    plain_heavy: ClassVar[bool] = False
     #: the reward an agent learns from by default: "zoph" = (max val acc of last 5 epochs)^3,
     #: "accuracy" = best validation accuracy
     default_reward: ClassVar[str] = "accuracy"
@@ -119,6 +116,13 @@ class Agent(ABC):
     def weights_version(self) -> object:
         """A value that changes whenever ``heavy_state()`` changes."""
         return 0
+
+    def changed_entries(self) -> dict[str, Any]:
+        """Keyed entries the agent keeps (e.g. Q-values) that changed since the last call;
+        the controller upserts just these (so what a call writes does not grow with the
+        table) and forgets them. ``load_state_dict`` receives every entry as
+        ``state["entries"]``. Plain values."""
+        return {}
 
     def log_since(self, start: int) -> list[Any]:
         """An append-only list the agent keeps (e.g. a replay memory), from index ``start``

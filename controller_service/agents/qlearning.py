@@ -58,7 +58,6 @@ def epsilon_schedule(scale: float) -> list[tuple[float, int]]:
 
 class QLearningAgent(Agent):
     name = "qlearning"
-    plain_heavy = True  # the Q-table: string keys, float values
     default_reward = "accuracy"
     settings_class = QLearningSettings
 
@@ -91,6 +90,7 @@ class QLearningAgent(Agent):
         self.queued: list[tuple[list[str], float]] = []  # recorded, not yet learnt
         self._edge_cache: dict[QState, tuple[str, ...]] = {}
         self._plans: dict[str, tuple[tuple[str, tuple[str, ...] | None], ...]] = {}
+        self._changed: set[str] = set()  # Q-values not yet given to changed_entries
 
     # ------------------------------------------------------------------ epsilon
 
@@ -122,8 +122,9 @@ class QLearningAgent(Agent):
         actions = self.space.actions(s)
         if self.rng.random() < epsilon:
             return self.rng.choice(actions)
-        best = max(self.value(s, a) for a in actions)
-        return self.rng.choice([a for a in actions if self.value(s, a) == best])
+        values = [self.q.get(k, self.q_init) for k in self._edges(s)]  # in actions' order
+        best = max(values)
+        return self.rng.choice([a for a, v in zip(actions, values) if v == best])
 
     def walk(self, epsilon: float) -> list[str]:
         s, path = self.space.start(), []
@@ -149,6 +150,7 @@ class QLearningAgent(Agent):
         for key, edges in self._plan(path):
             target = reward if edges is None else gamma * max(q.get(k, q_init) for k in edges)
             q[key] = (1 - alpha) * q.get(key, q_init) + alpha * target
+            self._changed.add(key)
         self.trajectory_updates += 1
 
     def _plan(self, path: list[str]) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
@@ -221,21 +223,23 @@ class QLearningAgent(Agent):
             "queued": [[list(p), r] for p, r in self.queued],
         }
 
-    def heavy_state(self) -> dict[str, Any]:
-        """The Q-table: it changes only with a result, so a Sample does not rewrite it, and
-        its size is bounded by the space's transitions, not by the results."""
-        return {"q": self.q}  # live: serialised at once
+    def changed_entries(self) -> dict[str, Any]:
+        """The Q-values learnt since the last call: the controller stores the Q-table entry
+        by entry, so a result writes the few hundred values it changed, not the table."""
+        changed, self._changed = self._changed, set()
+        return {k: self.q[k] for k in changed}
 
     def log_since(self, start: int) -> list[Any]:
         """The replay memory (one [path, reward] per unique model) from ``start`` on: it
         only grows, so the controller stores just the new entries."""
         return [[list(p), r] for p, r in self.memory[start:]]
 
-    def weights_version(self) -> object:
-        return self.trajectory_updates
-
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q = {str(k): float(v) for k, v in state["q"].items()}
+        # "q": the whole table (a state_dict, or saved before it was stored entry by entry);
+        # "entries": the stored entries, newer
+        self.q = {str(k): float(v) for k, v in state.get("q", {}).items()}
+        self.q.update({str(k): float(v) for k, v in state.get("entries", {}).items()})
+        self._changed = set(state.get("q", ()))  # an older database: store them all once
         # "memory": saved before the memory was a log
         memory = state["log"] if "log" in state else state["memory"]
         self.memory = [([str(s) for s in p], float(r)) for p, r in memory]

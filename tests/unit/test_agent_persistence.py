@@ -137,3 +137,32 @@ def test_qlearning_memory_is_stored_as_a_log_of_new_entries(tmp_path: Path) -> N
     assert b"memory" not in bytes(heavy["state"])
     again = Searches(Store(tmp_path / "c.db"))
     assert same_state(again._agent(sid, again.spec(sid)).state_dict(), agent.state_dict())
+
+
+def test_qlearning_q_table_is_stored_entry_by_entry(tmp_path: Path) -> None:
+    """A result writes only the Q-values it changed; a restart has the whole table."""
+    from controller_service.agents.qlearning import QLearningAgent
+    from controller_service.spec import named_space
+
+    store = Store(tmp_path / "c.db")
+    searches = Searches(store)
+    spec = SearchSpec(agent="qlearning", budget=400, space=named_space("metaqnn"))
+    sid = searches.create(spec).id
+    written: list[int] = []
+    original = store.write_entries
+
+    def counting(search_id: str, entries: dict[str, object]) -> None:
+        written.append(len(entries))
+        original(search_id, entries)
+
+    store.write_entries = counting  # type: ignore[method-assign]
+    for i in range(200):  # enough stored models that 100 replays touch only part of the table
+        (h,), _ = searches.sample(sid, 1)
+        if h.cached is None:
+            searches.update(sid, h.id, outcome(h.text, 0.2 + 0.003 * i), None)
+    agent = searches._agents[sid]
+    assert isinstance(agent, QLearningAgent)
+    assert written[-1] < len(agent.q) / 2, (written[-5:], len(agent.q))
+    assert sum(written) >= len(agent.q)
+    again = Searches(Store(tmp_path / "c.db"))
+    assert same_state(again._agent(sid, again.spec(sid)).state_dict(), agent.state_dict())
