@@ -46,12 +46,20 @@ def outcome(text: str) -> TrainOutcome:
 
 
 def state_bytes(store: Store, search_id: str) -> int:
-    rows = store._read(
-        "SELECT (SELECT COALESCE(LENGTH(state), 0) FROM agent_state WHERE search_id = ?) + "
-        "(SELECT COALESCE(LENGTH(state), 0) FROM agent_weights WHERE search_id = ?) AS n",
-        (search_id, search_id),
-    )
-    return int(rows[0]["n"] or 0)
+    """Everything stored for the search's agent: its state, weights, entries and log."""
+    total = 0
+    for table, columns in (
+        ("agent_state", "state"),
+        ("agent_weights", "state"),
+        ("agent_entries", "key) + LENGTH(value"),
+        ("agent_log", "item"),
+    ):
+        rows = store._read(
+            f"SELECT COALESCE(SUM(LENGTH({columns})), 0) AS n FROM {table} WHERE search_id = ?",
+            (search_id,),
+        )
+        total += int(rows[0]["n"])
+    return total
 
 
 def run(agent: str, results: int, marks: list[int], tmp: Path) -> list[dict[str, Any]]:
