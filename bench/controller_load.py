@@ -23,6 +23,7 @@ import asyncio
 import json
 import multiprocessing
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -32,24 +33,15 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from nasrl.cli.local import LocalService
-from nasrl.core.results import TrainOutcome
-from nasrl.rpc.client import ControllerClient, NasrlError, wait_until_serving
-from protos import controller_pb2 as cpb
-from protos import controller_pb2_grpc
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.controller_latency import pct, result_for  # noqa: E402
+from nasrl.cli.local import LocalService  # noqa: E402
+from nasrl.rpc.client import ControllerClient, NasrlError, wait_until_serving  # noqa: E402
+from protos import controller_pb2 as cpb  # noqa: E402
+from protos import controller_pb2_grpc  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUIET = {"NASRL_LOG_LEVEL": "WARNING"}
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
-
-
-def result_for(text: str) -> TrainOutcome:
-    acc = min(1.0, 0.3 + 0.05 * text.count("3"))
-    return TrainOutcome(acc, acc, acc, 1000, 10000, 1.0, "cpu", text)
 
 
 def create(c: ControllerClient, agent: str, budget: int = 1_000_000) -> str:

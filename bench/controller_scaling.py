@@ -6,7 +6,7 @@ one search, per agent, in process (no gRPC: the transport does not grow).
 
 For each agent (``reinforce-fixed``: with the depth curriculum off, layers_step 0, since the
 curriculum makes later rollouts deeper by design): one search (budget = results) on a fresh
-database; Sample(1) + Update with a
+database (qlearning's epsilon schedule stretched over the run); Sample(1) + Update with a
 synthetic accuracy until ``results`` results; at each mark, the median Sample and Update of the
 last 100 calls, the agent's stored state size and the process's resident memory. Flat means
 the 10,000 figures stay within 2x of the 100 ones. Writes bench/results/controller_scaling.json.
@@ -69,7 +69,10 @@ def run(agent: str, results: int, marks: list[int], tmp: Path) -> list[dict[str,
     space = named_space(SPACES[name]) if name in SPACES else None
     # "reinforce-fixed": the paper's curriculum off, so that the depth (and with it the cost
     # of a rollout) stays that of the first sample
-    settings = {"layers_step": 0} if variant == "fixed" else {}
+    settings: dict[str, Any] = {"layers_step": 0} if variant == "fixed" else {}
+    if name == "qlearning":  # the epsilon schedule over the whole run (the paper's ends at
+        # 2,700 models; past it a greedy agent re-proposes known networks, which cost little)
+        settings["schedule_scale"] = max(1.0, results / 2700)
     spec = SearchSpec(agent=name, agent_settings=settings, budget=results * 2, space=space)
     sid = searches.create(spec).id
     sample_ms: list[float] = []
