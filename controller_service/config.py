@@ -33,17 +33,7 @@ def parse_args(argv: list[str] | None = None) -> ControllerConfig:
         prog="python -m controller_service",
         description="nasrl controller: searches and their agents over gRPC (nasrl.v1.Controller).",
     )
-    p.add_argument(
-        "--host",
-        default=env("NASRL_CONTROLLER_HOST", "127.0.0.1"),
-        help="address to bind [NASRL_CONTROLLER_HOST]",
-    )
-    p.add_argument(
-        "--port",
-        type=int,
-        default=int(env("NASRL_CONTROLLER_PORT", "50051")),
-        help="port to bind; 0 picks a free one and logs it [NASRL_CONTROLLER_PORT]",
-    )
+    rpc.add_listen_flags(p, "controller", 50051)
     p.add_argument(
         "--db",
         default=env("NASRL_DB", "nasrl.db"),
@@ -59,14 +49,14 @@ def parse_args(argv: list[str] | None = None) -> ControllerConfig:
         "--workers",
         type=int,
         default=int(env("NASRL_CONTROLLER_WORKERS", "32")),
-        help="threads serving calls; all but 4 may serve Controller calls at once, "
-        "more are refused with RESOURCE_EXHAUSTED [NASRL_CONTROLLER_WORKERS]",
+        help="threads serving calls; all but 4 may serve Controller calls at once, half "
+        "of those on one search; more are refused with RESOURCE_EXHAUSTED "
+        "[NASRL_CONTROLLER_WORKERS]",
     )
     add_server_flags(p)
     rpc.add_metrics_flag(p)
     args = p.parse_args(argv)
-    if not 0 <= args.port <= 65535:
-        p.error(f"--port must be between 0 and 65535, got {args.port}")
+    rpc.check_listen(p, args.port)
     rpc.check_metrics_port(p, args.metrics_port)
     if not RESERVED + 1 <= args.workers <= 1024:
         p.error(f"--workers must be between {RESERVED + 1} and 1024, got {args.workers}")

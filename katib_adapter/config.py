@@ -28,17 +28,7 @@ class KatibConfig:
 def parse_args(argv: list[str] | None = None, description: str | None = None) -> KatibConfig:
     env = os.environ.get
     p = argparse.ArgumentParser(prog="python -m katib_adapter", description=description)
-    p.add_argument(
-        "--host",
-        default=env("NASRL_KATIB_HOST", "127.0.0.1"),
-        help="address to bind (0.0.0.0 in a pod) [NASRL_KATIB_HOST]",
-    )
-    p.add_argument(
-        "--port",
-        type=int,
-        default=int(env("NASRL_KATIB_PORT", "6789") or 0),
-        help="port (Katib's suggestion port is 6789; 0 picks a free one) [NASRL_KATIB_PORT]",
-    )
+    rpc.add_listen_flags(p, "katib", 6789, " (Katib's suggestion port is 6789)")
     p.add_argument(
         "--controller",
         default=env("NASRL_CONTROLLER", "127.0.0.1:50051"),
@@ -53,8 +43,7 @@ def parse_args(argv: list[str] | None = None, description: str | None = None) ->
     )
     add_server_flags(p)
     args = p.parse_args(argv)
-    if not 0 <= args.port <= 65535:
-        p.error(f"--port must be between 0 and 65535, got {args.port}")
+    rpc.check_listen(p, args.port)
     return KatibConfig(
         host=args.host,
         port=args.port,

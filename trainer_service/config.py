@@ -50,17 +50,7 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         prog="python -m trainer_service",
         description="nasrl trainer: trains child networks sent over gRPC (nasrl.v1.Trainer).",
     )
-    p.add_argument(
-        "--host",
-        default=_env("TRAINER_HOST", "127.0.0.1"),
-        help="address to bind (0.0.0.0 in a container) [NASRL_TRAINER_HOST]",
-    )
-    p.add_argument(
-        "--port",
-        type=int,
-        default=int(_env("TRAINER_PORT", "50052") or 0),
-        help="port to bind; 0 picks a free one and logs it [NASRL_TRAINER_PORT]",
-    )
+    rpc.add_listen_flags(p, "trainer", 50052)
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -166,8 +156,7 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         p.error(f"--slots must be between 1 and {max_slots}, got {args.slots}")
     if args.simulate is not None and not 0 <= float(args.simulate) <= 86400:
         p.error(f"--simulate must be between 0 and 86400 seconds, got {args.simulate}")
-    if not 0 <= args.port <= 65535:
-        p.error(f"--port must be between 0 and 65535, got {args.port}")
+    rpc.check_listen(p, args.port)
     if not DEVICE.fullmatch(args.device):
         p.error(
             f"--device must be auto, cpu, cuda, cuda:N, cuda:any or cuda:all, got {args.device!r}"

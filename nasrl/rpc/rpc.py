@@ -228,6 +228,28 @@ def start_server(
     return handle
 
 
+def add_listen_flags(p: Any, service: str, port: int, port_help: str = "") -> None:
+    """``--host`` and ``--port`` (argparse) of a service, defaulting to NASRL_{SERVICE}_HOST
+    and NASRL_{SERVICE}_PORT; ``check_listen`` validates them after parsing."""
+    env = f"NASRL_{service.upper()}"
+    p.add_argument(
+        "--host",
+        default=os.environ.get(f"{env}_HOST", "127.0.0.1"),
+        help=f"address to bind (0.0.0.0 in a container) [{env}_HOST]",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get(f"{env}_PORT") or port),
+        help=f"port to bind{port_help}; 0 picks a free one and logs it [{env}_PORT]",
+    )
+
+
+def check_listen(p: Any, port: int) -> None:
+    if not 0 <= port <= 65535:
+        p.error(f"--port must be between 0 and 65535, got {port}")
+
+
 def add_metrics_flag(p: Any) -> None:
     """``--metrics-port`` (argparse), defaulting to NASRL_METRICS_PORT; unset means off."""
     default = os.environ.get("NASRL_METRICS_PORT") or None
