@@ -41,7 +41,9 @@ compose-tool:
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,onnx,bench]'
 	$(PY) bench/controller_latency.py --rounds 200 --seconds 5
-	$(PY) bench/fleet.py --sizes 8,64,256,800 --child-seconds 5 --window 20
+	$(PY) bench/controller_load.py
+	$(PY) bench/controller_scaling.py --results 2000 --marks 100,1000,2000
+	$(PY) bench/fleet.py --sizes 8,64,256,800 --child-seconds 5 --window 15
 	$(PY) bench/trainer_throughput.py --quick
 	$(PY) bench/search_efficiency.py --quick
 

@@ -1,5 +1,5 @@
-"""The controller and fleet benchmarks run with tiny settings (they are not part of the test
-numbers; this keeps them from rotting)."""
+"""The controller (latency, load, scaling) and fleet benchmarks run with tiny settings (they
+are not part of the test numbers; this keeps them from rotting)."""
 
 from __future__ import annotations
 
@@ -63,3 +63,48 @@ def test_fleet_smoke(tmp_path: Path) -> None:
     assert row["trainers"] == 4 and row["children_in_window"] > 0
     assert 0.3 < row["utilisation"] <= 1.05
     assert (tmp_path / "fleet.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_controller_scaling_smoke(tmp_path: Path) -> None:
+    report = load("controller_scaling").main(
+        [
+            "--results",
+            "20",
+            "--marks",
+            "10,20",
+            "--agents",
+            "random,qlearning",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    rows = report["rows"]
+    assert [(r["agent"], r["results"]) for r in rows] == [
+        ("random", 10),
+        ("random", 20),
+        ("qlearning", 10),
+        ("qlearning", 20),
+    ]
+    assert all(r["sample_p50_ms"] > 0 and r["state_kb"] > 0 for r in rows)
+    assert json.loads((tmp_path / "controller_scaling.json").read_text())["results"] == 20
+
+
+def test_controller_load_smoke(tmp_path: Path) -> None:
+    # imported as bench.controller_load (not from its path): its load generator runs in a
+    # spawned process, which imports the module by name
+    report = importlib.import_module("bench.controller_load").main(
+        [
+            "--burst", "20",
+            "--workers", "8",
+            "--searches", "3",
+            "--clients", "4",
+            "--seconds", "1",
+            "--out", str(tmp_path),
+        ]
+    )  # fmt: skip
+    assert report["two_searches"]["solo_p99_ms"] > 0
+    burst = report["burst"]
+    assert sum(burst["outcomes"].values()) == 20
+    assert set(burst["outcomes"]) <= {"served", "RESOURCE_EXHAUSTED"}
+    assert burst["health_checks"] > 0
+    assert report["cold_listing"]["searches"] == 3
