@@ -272,8 +272,10 @@ class SearchSpec:
         return settings_class(self.agent).from_dict(self.agent_settings)
 
     def make_agent(self) -> Agent:
-        """A fresh agent for this search."""
-        return agent_class(self.agent)(self.bound_space(), self.settings(), self.seed, self.budget)
+        """A fresh agent for this search (validated when it was created: a bound lowered
+        since, ``stored_high``, does not stop a stored search)."""
+        settings = settings_class(self.agent).from_stored(self.agent_settings)
+        return agent_class(self.agent)(self.bound_space(), settings, self.seed, self.budget)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

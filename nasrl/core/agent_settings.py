@@ -16,6 +16,7 @@ import when the two registries disagree.
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
@@ -64,11 +65,13 @@ class Range:
     open_low: bool = False
     open_high: bool = False
     at_most: str = ""
+    stored_high: float | None = None  # the bound before it was lowered (stored searches)
 
-    def contains(self, value: float) -> bool:
+    def contains(self, value: float, stored: bool = False) -> bool:
         if self.low is not None and (value <= self.low if self.open_low else value < self.low):
             return False
-        return self.high is None or (value < self.high if self.open_high else value <= self.high)
+        high = self.stored_high if stored and self.stored_high is not None else self.high
+        return high is None or (value < high if self.open_high else value <= high)
 
     def describe(self, kind: type) -> str:
         """E.g. "between 1 and 4" (integers), "in (0, 1]" (reals), "at least 0"."""
@@ -99,10 +102,12 @@ def setting(
     open_low: bool = False,
     open_high: bool = False,
     at_most: str = "",
+    stored_high: float | None = None,
 ) -> T:
     """A settings field: its default (whose type, int, float or bool, is the setting's type),
-    one line of help and, for numbers, its range."""
-    rng = Range(low, high, open_low, open_high, at_most)
+    one line of help and, for numbers, its range. ``stored_high``: a higher bound that
+    searches stored before ``high`` was lowered may still have (they keep working)."""
+    rng = Range(low, high, open_low, open_high, at_most, stored_high)
     return field(default=default, metadata={"range": rng, "help": help})
 
 
@@ -158,6 +163,16 @@ class AgentSettings:
             )
         return cls(**data)
 
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any] | None = None) -> Self:
+        """``from_dict`` for a search already stored: a bound lowered since it was created
+        (``stored_high``) does not stop it."""
+        token = _STORED.set(True)
+        try:
+            return cls.from_dict(data)
+        finally:
+            _STORED.reset(token)
+
     def to_dict(self) -> dict[str, Any]:
         """Every setting by name: plain JSON data."""
         return asdict(self)
@@ -173,6 +188,10 @@ class AgentSettings:
                 f"agent {cls.agent!r} takes {cls.__name__}, not {type(given).__name__}"
             )
         return cls.from_dict(given)
+
+
+#: set while a stored search's settings are read (``AgentSettings.from_stored``)
+_STORED: contextvars.ContextVar[bool] = contextvars.ContextVar("stored", default=False)
 
 
 def kind(f: Field[Any]) -> type:
@@ -206,7 +225,7 @@ def check_settings(s: AgentSettings) -> None:
             raise AgentSettingsError(
                 f"{name} must be a finite number {rng.describe(float)}, got {value!r}"
             )
-        if not rng.contains(value):
+        if not rng.contains(value, stored=_STORED.get()):
             raise AgentSettingsError(f"{name} must be {rng.describe(t)}, got {value!r}")
         if rng.at_most and value > getattr(s, rng.at_most):
             raise AgentSettingsError(
@@ -284,7 +303,7 @@ class ReinforceSettings(AgentSettings):
     lstm_layers: int = setting(2, "stacked LSTM layers of the controller", 1, 4)
     # at most 256: the largest controller (4 x 256) writes ~25 MB of weights and Adam moments
     # per policy-gradient step; 1,024 units wrote ~400 MB (README "Agent sizes")
-    hidden: int = setting(35, "LSTM units per layer", 1, 256)
+    hidden: int = setting(35, "LSTM units per layer", 1, 256, stored_high=1024)
     init_range: float = setting(
         0.08, "initial weights uniform in +-init_range", 0.0, 1.0, open_low=True
     )

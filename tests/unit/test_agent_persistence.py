@@ -166,3 +166,31 @@ def test_qlearning_q_table_is_stored_entry_by_entry(tmp_path: Path) -> None:
     assert sum(written) >= len(agent.q)
     again = Searches(Store(tmp_path / "c.db"))
     assert same_state(again._agent(sid, again.spec(sid)).state_dict(), agent.state_dict())
+
+
+def test_a_search_stored_before_a_bound_was_lowered_keeps_working(tmp_path: Path) -> None:
+    """reinforce.hidden went from at most 1,024 to at most 256: a new search with more is
+    refused, one stored with more before still loads and samples."""
+    import json
+
+    import pytest
+
+    from controller_service.spec import SpecError
+    from nasrl.core.agent_settings import AgentSettingsError
+
+    store = Store(tmp_path / "c.db")
+    searches = Searches(store)
+    with pytest.raises((SpecError, AgentSettingsError), match="hidden must be between 1 and 256"):
+        searches.create(SearchSpec(agent="reinforce", agent_settings={"hidden": 300}, budget=5))
+    sid = searches.create(SearchSpec(agent="reinforce", agent_settings={"hidden": 8}, budget=5)).id
+    row = store._exec("SELECT spec FROM searches WHERE id = ?", (sid,)).fetchone()
+    spec = json.loads(row["spec"])
+    spec["agent_settings"]["hidden"] = 300  # as a search created before the bound was lowered
+    with store.transaction():
+        store._exec("DELETE FROM agent_state WHERE search_id = ?", (sid,))
+        store._exec("DELETE FROM agent_weights WHERE search_id = ?", (sid,))
+        store._exec("UPDATE searches SET spec = ? WHERE id = ?", (json.dumps(spec), sid))
+    again = Searches(Store(tmp_path / "c.db"))
+    handouts, _ = again.sample(sid, 2)
+    assert len(handouts) == 2
+    assert again._agents[sid].settings.hidden == 300  # type: ignore[attr-defined]
