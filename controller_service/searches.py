@@ -239,9 +239,9 @@ class Searches:
             self._priors_done,
             self._saved_weights,
             self._logged,
+            self._heavy,
         ):
             cache.pop(search_id, None)
-        self._heavy.pop(search_id, None)
 
     def _learn(self, search_id: str, agent: Agent) -> None:
         """The agent's deferred learning, outside any transaction; its new weights are
@@ -546,9 +546,7 @@ class Searches:
             return [[p] for p in priors], False
         per = spec.screening.factor if spec.screening.score else 1
         batch = agent.sample(want * per)
-        return [batch[i * per : (i + 1) * per] for i in range(want)], per > 1 or bool(
-            spec.screening.score
-        )
+        return [batch[i * per : (i + 1) * per] for i in range(want)], bool(spec.screening.score)
 
     def _next_priors(self, search_id: str, spec: SearchSpec, want: int) -> list[Proposal]:
         """Up to ``want`` warm-start networks not yet recorded, in the order given."""

@@ -352,6 +352,14 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"database error in {self.path}: {exc}") from exc
 
+    def _exec_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One statement for many rows on the writing connection."""
+        try:
+            with self._lock:
+                self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"database error in {self.path}: {exc}") from exc
+
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """A query: on this thread's read-only connection, or on the writing one inside this
         thread's transaction (and for an in-memory database, which one connection holds)."""
@@ -635,27 +643,18 @@ class Store:
 
     def append_log(self, search_id: str, start: int, items: list[Any]) -> None:
         """Store ``items`` as entries ``start``, ``start + 1``, ... of the search's agent log."""
-        rows = [(search_id, start + i, json.dumps(item)) for i, item in enumerate(items)]
-        try:
-            with self._lock:
-                self._db.executemany(
-                    "INSERT INTO agent_log (search_id, seq, item) VALUES (?, ?, ?)", rows
-                )
-        except sqlite3.Error as exc:
-            raise StoreError(f"database error in {self.path}: {exc}") from exc
+        self._exec_many(
+            "INSERT INTO agent_log (search_id, seq, item) VALUES (?, ?, ?)",
+            [(search_id, start + i, json.dumps(item)) for i, item in enumerate(items)],
+        )
 
     def write_entries(self, search_id: str, entries: dict[str, Any]) -> None:
         """Upsert keyed agent entries (``load_agent`` gives them back as ``entries``)."""
-        rows = [(search_id, k, json.dumps(v)) for k, v in entries.items()]
-        try:
-            with self._lock:
-                self._db.executemany(
-                    "INSERT INTO agent_entries (search_id, key, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT (search_id, key) DO UPDATE SET value = excluded.value",
-                    rows,
-                )
-        except sqlite3.Error as exc:
-            raise StoreError(f"database error in {self.path}: {exc}") from exc
+        self._exec_many(
+            "INSERT INTO agent_entries (search_id, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (search_id, key) DO UPDATE SET value = excluded.value",
+            [(search_id, k, json.dumps(v)) for k, v in entries.items()],
+        )
 
     def log_length(self, search_id: str) -> int:
         row = self._read_one(

@@ -125,7 +125,7 @@ class TrainerPool:
         self.slots_per_trainer = slots_per_trainer
         self.resolve_every = resolve_every
         self.timeout = timeout
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._free: dict[str, int] = {}
         self._cooling: dict[str, float] = {}
         self._clients: dict[str, TrainerClient] = {}
@@ -142,7 +142,7 @@ class TrainerPool:
                 log.info("trainer %s joined (%d slot(s))", t, self.slots_per_trainer)
 
     def total_slots(self) -> int:
-        with self._cond:
+        with self._lock:
             if self.dns and time.monotonic() - self._resolved_at > self.resolve_every:
                 self._resolved_at = time.monotonic()
                 try:
@@ -153,7 +153,7 @@ class TrainerPool:
 
     def take(self, avoid: frozenset[str] | set[str] = frozenset()) -> str | None:
         """A trainer with a free slot now (preferring ones not in ``avoid``), or None."""
-        with self._cond:
+        with self._lock:
             now = time.monotonic()
             ready = [t for t, n in self._free.items() if n > 0 and self._cooling.get(t, 0.0) <= now]
             if not ready:
@@ -163,29 +163,15 @@ class TrainerPool:
             self._free[choice] -= 1
             return choice
 
-    def acquire(self, avoid: set[str], stop: threading.Event) -> str | None:
-        """A trainer with a free slot (preferring ones not in ``avoid``), or None on stop."""
-        with self._cond:
-            while not stop.is_set():
-                choice = self.take(avoid)
-                if choice is not None:
-                    return choice
-                self._cond.wait(0.2)
-            return None
-
     def release(self, target: str, cool_off: float = 0.0) -> None:
-        with self._cond:
+        with self._lock:
             self._free[target] += 1
             if cool_off:
                 self._cooling[target] = time.monotonic() + cool_off
-            self._cond.notify_all()
-
-    def client(self, target: str) -> TrainerClient:
-        return self._clients[target]
 
     def clients(self) -> list[TrainerClient]:
         """A client for every trainer known now (for calls outside the search, e.g. weights)."""
-        with self._cond:
+        with self._lock:
             return list(self._clients.values())
 
     def close(self) -> None:
