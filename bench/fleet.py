@@ -8,9 +8,12 @@ For each fleet size N and agent: one controller process, ceil(N / 200) trainer p
 ``--simulate`` mode (SIMULATION: each child sleeps ``--child-seconds`` and gets a surrogate
 accuracy, see trainer_service/simulate.py) with N slots in all, and an in-process runner with one
 worker per slot. Utilisation = busy trainer time / (N × wall time), estimated in the steady
-state: children completed in the window after the first wave, × child seconds, / (N × window).
-CPU use of the controller, the trainers and the runner (percent of one core) shows which one
-is the bottleneck when utilisation drops. Writes bench/results/fleet.json and fleet.png.
+state: children whose training ended in the window after the first wave, × child seconds, /
+(N × window). The controller's intake is counted apart: results it accepted (Update) per
+second in the window, and the results trained but still waiting in the runner for their
+Update when the window closes (a backlog that grows means the controller, not the fleet, is
+the limit). CPU use of the controller, the trainers and the runner (percent of one core) shows
+which one is the bottleneck. Writes bench/results/fleet.json and fleet.png.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 from nasrl.cli.local import LocalService
 from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
-from nasrl.core.results import TrainOutcome
+from nasrl.core.results import EpochRecord, TrainOutcome
 from nasrl.rpc.client import Candidate, ControllerClient, wait_until_serving
 from protos import controller_pb2 as cpb
 
@@ -69,13 +72,19 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
         )
         for _ in range(procs)
     ]
-    finished: list[float] = []
+    trained: list[float] = []  # when a child's last epoch came back
+    reported: list[float] = []  # when the controller accepted its result
     lock = threading.Lock()
+
+    def on_epoch(c: Candidate, target: str, e: EpochRecord) -> None:
+        if e.epoch == e.epochs:
+            with lock:
+                trained.append(time.monotonic())
 
     def on_result(c: Candidate, target: str | None, r: TrainOutcome | None, f: str | None) -> None:
         if r is not None and target is not None:
             with lock:
-                finished.append(time.monotonic())
+                reported.append(time.monotonic())
 
     try:
         for s in (controller, *trainers):
@@ -89,7 +98,7 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
                 space=METAQNN if agent == "qlearning" else SPACE,
             ).search_id
             pool = TrainerPool(",".join(t.target for t in trainers), slots_per_trainer=slots)
-            runner = Runner(c, pool, sid, RunnerEvents(on_result=on_result))
+            runner = Runner(c, pool, sid, RunnerEvents(on_epoch=on_epoch, on_result=on_result))
             thread = threading.Thread(target=runner.run, daemon=True)
             pids = {
                 "controller": [_pid(controller)],
@@ -109,7 +118,9 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
             thread.join(60)
             pool.close()
         with lock:
-            done = [t for t in finished if warm <= t <= end]
+            done = [t for t in trained if warm <= t <= end]
+            accepted = [t for t in reported if warm <= t <= end]
+            waiting = sum(t <= end for t in trained) - sum(t <= end for t in reported)
         span = end - warm
         return {
             "trainers": n,
@@ -119,7 +130,9 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
             "window_seconds": round(span, 2),
             "children_in_window": len(done),
             "utilisation": round(len(done) * child_seconds / (n * span), 4),
-            "results_per_second": round(len(done) / span, 2),
+            "trained_per_second": round(len(done) / span, 2),
+            "results_per_second": round(len(accepted) / span, 2),  # accepted by the controller
+            "updates_waiting_at_end": waiting,
             "cpu_percent": {
                 "controller": round(100 * (cpu1["controller"] - cpu0["controller"]) / span, 1),
                 "trainers": round(100 * (cpu1["trainers"] - cpu0["trainers"]) / span, 1),
@@ -171,7 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(
                     f"SIMULATION {agent:9s} {n:4d} trainers: utilisation "
                     f"{100 * row['utilisation']:5.1f} %  {row['results_per_second']:6.1f} "
-                    f"results/s  cpu% controller {cpu['controller']:5.1f} runner "
+                    f"results/s accepted ({row['updates_waiting_at_end']} waiting)  "
+                    f"cpu% controller {cpu['controller']:5.1f} runner "
                     f"{cpu['runner']:5.1f} trainers {cpu['trainers']:5.1f}",
                     flush=True,
                 )
