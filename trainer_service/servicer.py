@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import grpc
 import torch
@@ -33,6 +33,16 @@ log = logging.getLogger(__name__)
 CHUNK = 1 << 20  # GetWeights chunk size: far below the 16 MiB message limit
 
 
+@dataclass(frozen=True)
+class _Run:
+    """One Train call's events: ``finish`` when FinishEarly asked it to end after the current
+    epoch; ``wake`` as well, and when the call ends or is cancelled (a simulated child sleeps
+    on it instead of polling)."""
+
+    finish: threading.Event
+    wake: threading.Event
+
+
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     def __init__(
         self,
@@ -50,7 +60,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self._devices_lock = threading.Lock()
         self._ready = threading.Event()
         self._closing = threading.Event()
-        self._finish: dict[str, threading.Event] = {}  # run_id -> FinishEarly asked
+        self._finish: dict[str, _Run] = {}  # run_id -> its FinishEarly events
         self._finish_lock = threading.Lock()
         if device is not None:
             self.use_devices(device)
@@ -115,7 +125,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             )
         held = True
         device = self._take_device()
-        finish = self._register(request.run_id)
+        run = self._register(request.run_id)
+        finish = run.finish
+        context.add_callback(run.wake.set)  # the RPC ended or was cancelled
         try:
             log.info("training %s on %s", format_arch(arch), request.dataset)
             stop = lambda: not context.is_active()  # noqa: E731
@@ -132,7 +144,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                     finish.is_set,
                 )
             elif self.config.simulate is not None:
-                events = simulate(arch, shape, settings, self.config.simulate, stop, finish.is_set)
+                events = simulate(
+                    arch, shape, settings, self.config.simulate, stop, finish.is_set, run.wake
+                )
             else:
                 dataset = data.load(request.dataset, self.config.data_dir)  # cached
                 events = train(
@@ -167,30 +181,31 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 "try a smaller batch size or a smaller network",
             )
         finally:
-            self._unregister(request.run_id, finish)
+            self._unregister(request.run_id, run)
             if held:
                 self._free_slot(device)
 
-    def _register(self, run_id: str) -> threading.Event:
-        event = threading.Event()
+    def _register(self, run_id: str) -> _Run:
+        run = _Run(threading.Event(), threading.Event())
         if run_id:
             with self._finish_lock:
-                self._finish[run_id] = event
-        return event
+                self._finish[run_id] = run
+        return run
 
-    def _unregister(self, run_id: str, event: threading.Event) -> None:
+    def _unregister(self, run_id: str, run: _Run) -> None:
         with self._finish_lock:
-            if self._finish.get(run_id) is event:
+            if self._finish.get(run_id) is run:
                 del self._finish[run_id]
 
     def FinishEarly(
         self, request: trainer_pb2.FinishEarlyRequest, context: grpc.ServicerContext
     ) -> trainer_pb2.FinishEarlyResponse:
         with self._finish_lock:
-            event = self._finish.get(request.run_id) if request.run_id else None
-        if event is not None:
-            event.set()
-        return trainer_pb2.FinishEarlyResponse(found=event is not None)
+            run = self._finish.get(request.run_id) if request.run_id else None
+        if run is not None:
+            run.finish.set()
+            run.wake.set()
+        return trainer_pb2.FinishEarlyResponse(found=run is not None)
 
     @property
     def _keeping(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -41,10 +42,13 @@ def simulate(
     seconds: float,
     should_stop: Callable[[], bool],
     should_finish: Callable[[], bool] = lambda: False,
+    wake: threading.Event | None = None,
 ) -> Iterator[EpochRecord | TrainOutcome]:
-    """Sleep ``seconds`` in total (split over the epochs, checking ``should_stop`` every
-    50 ms) and yield the surrogate learning curve and result; ``should_finish`` ends it after
-    the epochs finished so far."""
+    """Sleep ``seconds`` in total (split over the epochs) and yield the surrogate learning
+    curve and result; ``should_finish`` ends it after the epochs finished so far. Without
+    ``wake`` the sleep checks ``should_stop`` and ``should_finish`` every 50 ms; with it, the
+    sleep ends when ``wake`` is set (the caller cancelled or asked to finish), so hundreds of
+    sleeping slots in one process cost nothing."""
     from trainer_service.train import Cancelled
 
     began = time.perf_counter()
@@ -60,7 +64,10 @@ def simulate(
                 raise Cancelled()
             if curve and should_finish():
                 break
-            time.sleep(min(0.05, left))
+            if wake is None or wake.is_set():  # set before the first epoch ended: poll
+                time.sleep(min(0.05, left))
+            else:
+                wake.wait(left)
         if curve and should_finish():
             break
         acc = final * (1 - 0.5**epoch) / (1 - 0.5**settings.epochs)
