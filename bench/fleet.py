@@ -7,9 +7,10 @@ trainers busy (Zoph & Le ran 800)?
 For each fleet size N and agent: one controller process, ceil(N / 200) trainer processes in
 ``--simulate`` mode (SIMULATION: each child sleeps ``--child-seconds`` and gets a surrogate
 accuracy, see trainer_service/simulate.py) with N slots in all, and an in-process runner with one
-worker per slot. Utilisation = busy trainer time / (N × wall time), estimated in the steady
-state: children whose training ended in the window after the first wave, × child seconds, /
-(N × window). The controller's intake is counted apart: results it accepted (Update) per
+worker per slot. Utilisation = busy trainer time / (N × wall time) in the steady state (a
+window after the first wave): the children whose Train call is running, counted every 50 ms
+and averaged, / N (a count of children finished in the window would swing with the phase of
+the waves that equal-length children make). The controller's intake is counted apart: results it accepted (Update) per
 second in the window, and the results trained but still waiting in the runner for their
 Update when the window closes (a backlog that grows means the controller, not the fleet, is
 the limit). CPU use of the controller, the trainers and the runner (percent of one core) shows
@@ -75,11 +76,18 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
     trained: list[float] = []  # when a child's last epoch came back
     reported: list[float] = []  # when the controller accepted its result
     lock = threading.Lock()
+    busy = [0]  # Train calls running now
+    busy_seen: list[int] = []  # sampled in the window
+
+    def on_start(c: Candidate, target: str) -> None:
+        with lock:
+            busy[0] += 1
 
     def on_epoch(c: Candidate, target: str, e: EpochRecord) -> None:
         if e.epoch == e.epochs:
             with lock:
                 trained.append(time.monotonic())
+                busy[0] -= 1
 
     def on_result(c: Candidate, target: str | None, r: TrainOutcome | None, f: str | None) -> None:
         if r is not None and target is not None:
@@ -98,7 +106,12 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
                 space=METAQNN if agent == "qlearning" else SPACE,
             ).search_id
             pool = TrainerPool(",".join(t.target for t in trainers), slots_per_trainer=slots)
-            runner = Runner(c, pool, sid, RunnerEvents(on_epoch=on_epoch, on_result=on_result))
+            runner = Runner(
+                c,
+                pool,
+                sid,
+                RunnerEvents(on_epoch=on_epoch, on_result=on_result, on_start=on_start),
+            )
             thread = threading.Thread(target=runner.run, daemon=True)
             pids = {
                 "controller": [_pid(controller)],
@@ -110,7 +123,11 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
             time.sleep(max(0.0, warm - time.monotonic()))
             cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
             runner_cpu0 = time.process_time()
-            time.sleep(window)
+            end = time.monotonic() + window
+            while (now := time.monotonic()) < end:
+                with lock:
+                    busy_seen.append(busy[0])
+                time.sleep(min(0.05, end - now))
             end = time.monotonic()
             cpu1 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
             runner_cpu1 = time.process_time()
@@ -129,7 +146,7 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
             "trainer_processes": procs,
             "window_seconds": round(span, 2),
             "children_in_window": len(done),
-            "utilisation": round(len(done) * child_seconds / (n * span), 4),
+            "utilisation": round(sum(busy_seen) / len(busy_seen) / n, 4),
             "trained_per_second": round(len(done) / span, 2),
             "results_per_second": round(len(accepted) / span, 2),  # accepted by the controller
             "updates_waiting_at_end": waiting,

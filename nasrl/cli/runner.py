@@ -191,6 +191,7 @@ class RunnerEvents:
     on_result: Callable[[Candidate, str | None, TrainOutcome | None, str | None], None] | None = (
         None
     )
+    on_start: Callable[[Candidate, str], None] | None = None  # a try on a trainer begins
 
 
 @dataclass
@@ -310,6 +311,8 @@ class Runner:
     ) -> TrainOutcome:
         run_id = f"{self.search_id}-{cand.id}-{uuid.uuid4().hex[:12]}"
         client = self._trainer(target)
+        if self.events.on_start:
+            self.events.on_start(cand, target)
 
         async def epoch(e: EpochRecord) -> None:
             if self.events.on_epoch:
