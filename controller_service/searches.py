@@ -130,6 +130,23 @@ class UpdateAck:
     state: str
 
 
+@dataclass
+class _Report:
+    """One Update call's report, queued for the search's group commit, and its answer."""
+
+    cid: int
+    report: dict[str, Any]
+    ack: UpdateAck | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+    def succeed(self, ack: UpdateAck) -> None:
+        self.ack, self.done = ack, True
+
+    def fail(self, error: BaseException) -> None:
+        self.error, self.done = error, True
+
+
 MAX_CURVE = 1000  # epochs are capped at 1,000
 MAX_TEXT = {"device": 64, "architecture": 20_000}
 
@@ -195,6 +212,8 @@ class Searches:
         self._logged: dict[str, int] = {}  # agent log entries in the database
         self._locks: dict[str, threading.RLock] = {}  # one per search
         self._locks_lock = threading.Lock()
+        self._reports: dict[str, list[_Report]] = {}  # Updates waiting for their search's lock
+        self._reports_lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
 
@@ -766,27 +785,80 @@ class Searches:
             report: dict[str, Any] = {"result": _stored(outcome)}
         else:
             report = {"failure": (failure or "unspecified failure")[:MAX_FAILURE_TEXT]}
-        report = self.store.canonical(report)  # compared with the stored report
+        mine = _Report(cid, self.store.canonical(report))  # compared with the stored report
+        self._row(search_id)  # an unknown search is refused before anything is queued
+        with self._reports_lock:
+            self._reports.setdefault(search_id, []).append(mine)
         with self._locked(search_id):
+            if not mine.done:  # else an earlier holder of the lock recorded it with its own
+                with self._reports_lock:
+                    group = self._reports.pop(search_id, [])
+                if not any(item is mine for item in group):  # taken by a holder that crashed
+                    group.append(mine)
+                self._update_group(search_id, group)
+        if mine.error is not None:
+            raise mine.error
+        assert mine.ack is not None
+        return mine.ack
+
+    def _update_group(self, search_id: str, group: list[_Report]) -> None:
+        """Group commit: the reports that queued on the search's lock, recorded in one
+        transaction with one learning pass and one write of the agent (under load a search's
+        Updates arrive far faster than one transaction each allows). If the group fails, each
+        report is tried on its own, so one bad report fails only its own call."""
+        try:
+            self._record_group(search_id, group)
+        except Exception:  # noqa: BLE001 - each report is retried alone below
+            self._forget(search_id)  # the agent as of the last commit
+            for item in group:
+                if not item.done:
+                    self._record_group(search_id, [item])
+
+    def _record_group(self, search_id: str, group: list[_Report]) -> None:
+        """Record ``group`` in one transaction (the caller holds the search's lock); a report
+        that needs no recording (unknown candidate, a repeat) gets its answer at once."""
+        try:
             row = self._row(search_id)
-            c = self.store.candidate(search_id, cid)
-            if c is None:
-                raise CandidateNotFound(f"search {search_id} has no candidate {cid}")
-            if c.status != Status.LEASED:
-                return self._repeat(c, report, row.state)
-            spec = SearchSpec.from_json(row.spec)
-            agent = self._agent(search_id, spec)
-            self._learn(search_id, agent)  # earlier results' learning, outside the transaction
-            with self.store.transaction():
-                reward = self._record(search_id, spec, agent, c, report)
-                self._save(search_id, agent)
-                state = (
-                    SearchState.DONE
-                    if row.state == SearchState.RUNNING and self._settle(search_id, spec)
-                    else row.state
-                )
-            self._saved(search_id, agent)
-            return UpdateAck(True, reward, state)
+            fresh: list[tuple[_Report, CandidateRow]] = []
+            for item in group:
+                c = self.store.candidate(search_id, item.cid)
+                if c is None:
+                    item.fail(CandidateNotFound(f"search {search_id} has no candidate {item.cid}"))
+                elif c.status != Status.LEASED:
+                    try:
+                        item.succeed(self._repeat(c, item.report, row.state))
+                    except ReportConflict as exc:
+                        item.fail(exc)
+                elif any(c.id == f.id for _, f in fresh):
+                    continue  # the same candidate twice: answered as a repeat after the commit
+                else:
+                    fresh.append((item, c))
+            if fresh:
+                spec = SearchSpec.from_json(row.spec)
+                agent = self._agent(search_id, spec)
+                self._learn(search_id, agent)  # earlier results' learning, outside the txn
+                with self.store.transaction():
+                    rewards = [
+                        self._record(search_id, spec, agent, c, item.report) for item, c in fresh
+                    ]
+                    self._save(search_id, agent)
+                    state = (
+                        SearchState.DONE
+                        if row.state == SearchState.RUNNING and self._settle(search_id, spec)
+                        else row.state
+                    )
+                self._saved(search_id, agent)
+                for (item, _), reward in zip(fresh, rewards):
+                    item.succeed(UpdateAck(True, reward, state))
+        except Exception as exc:
+            if len(group) > 1:
+                raise  # the group is retried report by report
+            group[0].fail(exc)
+            self._forget(search_id)
+            return
+        for item in group:
+            if not item.done:  # a second report of a candidate recorded above
+                self._record_group(search_id, [item])
 
     def _repeat(self, c: CandidateRow, report: dict[str, Any], state: str) -> UpdateAck:
         if c.status in (Status.WAITING, Status.INVALID):
