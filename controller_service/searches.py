@@ -55,6 +55,7 @@ MAX_REQUEST_ID = 64
 MAX_SAMPLE_SECONDS = 5.0
 MAX_FAILURE_TEXT = 2000
 MAX_ROUND = 256  # proposals prepared per transaction of one Sample
+REPORT_POLL_SECONDS = 0.01  # how often a queued Update looks whether a Sample recorded it
 MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
 MAX_REUSED = 100_000  # results of an earlier search a warm start reuses
 _UNSAVED = object()
@@ -242,14 +243,16 @@ class Searches:
         If the block fails, the search's in-memory state is dropped and reloaded from the
         last commit. Locks exist only for searches in the store, so unknown ids cost none."""
         self._row(search_id)
-        with self._locks_lock:
-            lock = self._locks.setdefault(search_id, threading.RLock())
-        with lock:
+        with self._lock_of(search_id):
             try:
                 yield
             except BaseException:
                 self._forget(search_id)
                 raise
+
+    def _lock_of(self, search_id: str) -> threading.RLock:
+        with self._locks_lock:
+            return self._locks.setdefault(search_id, threading.RLock())
 
     def _forget(self, search_id: str) -> None:
         for cache in (
@@ -500,7 +503,14 @@ class Searches:
             # Rounds: propose and prepare outside any transaction (rollouts, shape checks,
             # screening scores), then record in one short transaction. Usually one round;
             # more when proposals turn out known or in flight.
+            first = True
             while True:
+                if not first:  # between rounds: the Updates queued meanwhile are recorded first
+                    queued = self._take_reports(search_id)
+                    if queued:
+                        self._update_group(search_id, queued)
+                        agent = self._agent(search_id, spec)  # reloaded if the group failed
+                        self._learn(search_id, agent)
                 want = 0
                 if attempts < 4 * count and self.timer() < stop_at:
                     want = min(count - len(out) - len(expired), self._room(search_id, spec))
@@ -530,6 +540,7 @@ class Searches:
                 self._saved(search_id, agent)
                 if last:
                     return out, done
+                first = False
 
     @staticmethod
     def _handout(c: CandidateRow) -> Handout:
@@ -789,17 +800,31 @@ class Searches:
         self._row(search_id)  # an unknown search is refused before anything is queued
         with self._reports_lock:
             self._reports.setdefault(search_id, []).append(mine)
-        with self._locked(search_id):
-            if not mine.done:  # else an earlier holder of the lock recorded it with its own
-                with self._reports_lock:
-                    group = self._reports.pop(search_id, [])
-                if not any(item is mine for item in group):  # taken by a holder that crashed
-                    group.append(mine)
-                self._update_group(search_id, group)
+        lock = self._lock_of(search_id)
+        # Whoever holds the search's lock records the queued reports: this call, another
+        # Update, or a Sample between its rounds, so a long Sample never holds up results.
+        while not mine.done:
+            if not lock.acquire(timeout=REPORT_POLL_SECONDS):
+                continue
+            try:
+                if not mine.done:
+                    group = self._take_reports(search_id)
+                    if not any(item is mine for item in group):  # taken by one that crashed
+                        group.append(mine)
+                    self._update_group(search_id, group)
+            except BaseException:
+                self._forget(search_id)
+                raise
+            finally:
+                lock.release()
         if mine.error is not None:
             raise mine.error
         assert mine.ack is not None
         return mine.ack
+
+    def _take_reports(self, search_id: str) -> list[_Report]:
+        with self._reports_lock:
+            return self._reports.pop(search_id, [])
 
     def _update_group(self, search_id: str, group: list[_Report]) -> None:
         """Group commit: the reports that queued on the search's lock, recorded in one

@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from controller_service.searches import CandidateNotFound, ReportConflict, Searches, UpdateAck
+from controller_service.searches import (
+    MAX_ROUND,
+    CandidateNotFound,
+    ReportConflict,
+    Searches,
+    UpdateAck,
+)
 from controller_service.spec import SearchSpec
 from controller_service.states import Status
 from controller_service.store import Store
@@ -97,3 +103,29 @@ def test_a_bad_report_in_a_group_fails_only_its_own_call(tmp_path: Path) -> None
     acks = [x for x in answers[3:] if isinstance(x, UpdateAck)]
     assert sorted(x.accepted for x in acks) == [False, True]  # recorded once, then a repeat
     assert searches.store.counts(sid).get(Status.DONE, 0) == 3
+
+
+def test_a_long_sample_records_the_updates_queued_between_its_rounds(tmp_path: Path) -> None:
+    """Updates queued while a Sample of several rounds holds the search's lock are recorded
+    by that Sample after its first round, and their calls return before it ends."""
+    searches = Searches(Store(tmp_path / "c.db"))
+    sid = searches.create(SearchSpec(agent="random", budget=5000)).id
+    handouts, _ = searches.sample(sid, 4)
+    answers: list[UpdateAck | BaseException] = []
+    threads = [
+        threading.Thread(
+            target=lambda h=h: answers.append(searches.update(sid, h.id, outcome(h.text), None))
+        )
+        for h in handouts
+    ]
+    with searches._locked(sid):  # this thread's Sample below re-enters the lock
+        for t in threads:
+            t.start()
+        wait_for(lambda: len(searches._reports.get(sid, [])) == len(handouts), what="queued")
+        more, _ = searches.sample(sid, MAX_ROUND + 10)  # two rounds
+        assert len(more) == MAX_ROUND + 10
+        for t in threads:
+            t.join(60)  # returned while this thread still holds the lock
+        assert not any(t.is_alive() for t in threads)
+    assert all(isinstance(a, UpdateAck) and a.accepted for a in answers)
+    assert searches.store.counts(sid).get(Status.DONE, 0) == len(handouts)
