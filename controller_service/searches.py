@@ -55,7 +55,6 @@ MAX_REQUEST_ID = 64
 MAX_SAMPLE_SECONDS = 5.0
 MAX_FAILURE_TEXT = 2000
 MAX_ROUND = 256  # proposals prepared per transaction of one Sample
-REPORT_POLL_SECONDS = 0.01  # how often a queued Update looks whether a Sample recorded it
 MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
 MAX_REUSED = 100_000  # results of an earlier search a warm start reuses
 _UNSAVED = object()
@@ -129,6 +128,24 @@ class UpdateAck:
     accepted: bool
     reward: float | None
     state: str
+
+
+@dataclass(frozen=True)
+class _SearchLock:
+    """A search's lock, and a condition notified whenever it is released or queued reports
+    were recorded (an Update waits on it for whichever comes first)."""
+
+    lock: threading.RLock
+    changed: threading.Condition
+
+    def release(self) -> None:
+        with self.changed:
+            self.lock.release()
+            self.changed.notify_all()
+
+    def recorded(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
 
 
 @dataclass
@@ -211,7 +228,7 @@ class Searches:
         self._saved_weights: dict[str, object] = {}  # weights_version() in the database
         self._heavy: dict[str, tuple[object, bytes]] = {}  # learnt weights not yet written
         self._logged: dict[str, int] = {}  # agent log entries in the database
-        self._locks: dict[str, threading.RLock] = {}  # one per search
+        self._locks: dict[str, _SearchLock] = {}  # one per search
         self._locks_lock = threading.Lock()
         self._reports: dict[str, list[_Report]] = {}  # Updates waiting for their search's lock
         self._reports_lock = threading.Lock()
@@ -243,16 +260,24 @@ class Searches:
         If the block fails, the search's in-memory state is dropped and reloaded from the
         last commit. Locks exist only for searches in the store, so unknown ids cost none."""
         self._row(search_id)
-        with self._lock_of(search_id):
-            try:
-                yield
-            except BaseException:
-                self._forget(search_id)
-                raise
+        lock = self._lock_of(search_id)
+        lock.lock.acquire()
+        try:
+            yield
+        except BaseException:
+            self._forget(search_id)
+            raise
+        finally:
+            lock.release()
 
-    def _lock_of(self, search_id: str) -> threading.RLock:
+    def _lock_of(self, search_id: str) -> _SearchLock:
         with self._locks_lock:
-            return self._locks.setdefault(search_id, threading.RLock())
+            found = self._locks.get(search_id)
+            if found is None:
+                found = self._locks[search_id] = _SearchLock(
+                    threading.RLock(), threading.Condition()
+                )
+            return found
 
     def _forget(self, search_id: str) -> None:
         for cache in (
@@ -803,15 +828,17 @@ class Searches:
         lock = self._lock_of(search_id)
         # Whoever holds the search's lock records the queued reports: this call, another
         # Update, or a Sample between its rounds, so a long Sample never holds up results.
-        while not mine.done:
-            if not lock.acquire(timeout=REPORT_POLL_SECONDS):
-                continue
+        # This call waits until its report is recorded or the lock is free, whichever first.
+        with lock.changed:
+            while not mine.done and not lock.lock.acquire(blocking=False):
+                lock.changed.wait()
+            mine_to_record = not mine.done
+        if mine_to_record:  # this call holds the lock
             try:
-                if not mine.done:
-                    group = self._take_reports(search_id)
-                    if not any(item is mine for item in group):  # taken by one that crashed
-                        group.append(mine)
-                    self._update_group(search_id, group)
+                group = self._take_reports(search_id)
+                if not any(item is mine for item in group):  # taken by one that crashed
+                    group.append(mine)
+                self._update_group(search_id, group)
             except BaseException:
                 self._forget(search_id)
                 raise
@@ -838,6 +865,8 @@ class Searches:
             for item in group:
                 if not item.done:
                     self._record_group(search_id, [item])
+        finally:
+            self._lock_of(search_id).recorded()  # their calls may return now
 
     def _record_group(self, search_id: str, group: list[_Report]) -> None:
         """Record ``group`` in one transaction (the caller holds the search's lock); a report
