@@ -829,16 +829,21 @@ class Searches:
         # Whoever holds the search's lock records the queued reports: this call, another
         # Update, or a Sample between its rounds, so a long Sample never holds up results.
         # This call waits until its report is recorded or the lock is free, whichever first.
+        # (A holder releases the lock only while holding ``changed``, so no wake-up is lost.)
+        holding = False
         with lock.changed:
-            while not mine.done and not lock.lock.acquire(blocking=False):
+            while not mine.done:
+                if lock.lock.acquire(blocking=False):
+                    holding = True
+                    break
                 lock.changed.wait()
-            mine_to_record = not mine.done
-        if mine_to_record:  # this call holds the lock
+        if holding:
             try:
-                group = self._take_reports(search_id)
-                if not any(item is mine for item in group):  # taken by one that crashed
-                    group.append(mine)
-                self._update_group(search_id, group)
+                if not mine.done:
+                    group = self._take_reports(search_id)
+                    if not any(item is mine for item in group):  # taken by one that crashed
+                        group.append(mine)
+                    self._update_group(search_id, group)
             except BaseException:
                 self._forget(search_id)
                 raise
