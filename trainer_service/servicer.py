@@ -127,7 +127,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         device = self._take_device()
         run = self._register(request.run_id)
         finish = run.finish
-        context.add_callback(run.wake.set)  # the RPC ended or was cancelled
+        if not context.add_callback(run.wake.set):  # set when the RPC ends or is cancelled
+            run.wake.set()  # it already has: nothing may sleep on it
         try:
             log.info("training %s on %s", format_arch(arch), request.dataset)
             stop = lambda: not context.is_active()  # noqa: E731
