@@ -10,10 +10,10 @@ accuracy, see trainer_service/simulate.py) with N slots in all, and an in-proces
 worker per slot. Utilisation = busy trainer time / (N × wall time) in the steady state (a
 window after the first wave): the children whose Train call is running, counted every 50 ms
 and averaged, / N (a count of children finished in the window would swing with the phase of
-the waves that equal-length children make). The controller's intake is counted apart: results it accepted (Update) per
-second in the window, and the results trained but still waiting in the runner for their
-Update when the window closes (a backlog that grows means the controller, not the fleet, is
-the limit). CPU use of the controller, the trainers and the runner (percent of one core) shows
+the waves that equal-length children make). The controller's intake is counted apart:
+results it accepted (Update) per second in the window, and the results trained but still
+waiting in the runner for their Update when the window closes (a backlog that grows means
+the controller, not the fleet, is the limit). CPU use of the controller, the trainers and the runner (percent of one core) shows
 which one is the bottleneck. Writes bench/results/fleet.json and fleet.png.
 """
 
@@ -76,7 +76,7 @@ def run_one(n: int, agent: str, child_seconds: float, window: float, tmp: Path) 
     trained: list[float] = []  # when a child's last epoch came back
     reported: list[float] = []  # when the controller accepted its result
     lock = threading.Lock()
-    busy = [0]  # Train calls running now
+    busy = [0]  # Train calls running now (a simulated child never fails: each one ends)
     busy_seen: list[int] = []  # sampled in the window
 
     def on_start(c: Candidate, target: str) -> None:

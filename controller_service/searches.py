@@ -262,6 +262,13 @@ class Searches:
         self._row(search_id)
         lock = self._lock_of(search_id)
         lock.lock.acquire()
+        with self._holding(search_id, lock):
+            yield
+
+    @contextmanager
+    def _holding(self, search_id: str, lock: _SearchLock) -> Iterator[None]:
+        """The block runs with ``lock`` already taken and releases it; if the block fails,
+        the search's in-memory state is dropped and reloaded from the last commit."""
         try:
             yield
         except BaseException:
@@ -838,17 +845,12 @@ class Searches:
                     break
                 lock.changed.wait()
         if holding:
-            try:
+            with self._holding(search_id, lock):
                 if not mine.done:
                     group = self._take_reports(search_id)
                     if not any(item is mine for item in group):  # taken by one that crashed
                         group.append(mine)
                     self._update_group(search_id, group)
-            except BaseException:
-                self._forget(search_id)
-                raise
-            finally:
-                lock.release()
         if mine.error is not None:
             raise mine.error
         assert mine.ack is not None
