@@ -475,6 +475,17 @@ class Store:
             (request_id, search_id, cid),
         )
 
+    def release_lease(self, search_id: str, cid: int, deadline: float) -> bool:
+        """End the lease ``deadline`` of candidate ``cid`` now and forget its request id, if
+        it is still leased with exactly that deadline (not reported, not handed out again);
+        ``expired_leases`` then finds it. Whether it was released."""
+        cursor = self._exec(
+            "UPDATE candidates SET lease_deadline = 0, request_id = NULL "
+            "WHERE search_id = ? AND id = ? AND status = 'leased' AND lease_deadline = ?",
+            (search_id, cid, deadline),
+        )
+        return cursor.rowcount == 1
+
     def by_request(self, search_id: str, request_id: str) -> list[CandidateRow]:
         rows = self._read(
             "SELECT * FROM candidates WHERE search_id = ? AND request_id = ? "
@@ -681,7 +692,8 @@ class Store:
         )
 
     def load_agent(self, search_id: str) -> dict[str, Any] | None:
-        """The saved state, its heavy part merged in."""
+        """The saved state, its heavy part merged in, with the agent's whole log as ``"log"``
+        and its keyed entries as ``"entries"`` (both always present)."""
         row = self._read_one("SELECT state FROM agent_state WHERE search_id = ?", (search_id,))
         if row is None:
             return None
@@ -691,16 +703,18 @@ class Store:
         )
         if weights is not None:
             state.update(load_state(bytes(weights["state"])))
+        # The log and the entries are always given, empty before the first result: an agent
+        # reloaded then (a restart, or a failed call) must load like any other.
         log = self._read(
             "SELECT item FROM agent_log WHERE search_id = ? ORDER BY seq", (search_id,)
         )
-        if log:
-            state["log"] = [json.loads(r["item"]) for r in log]
+        # databases written before the replay memory was a log keep it as "memory"
+        old_log = state.pop("memory", [])
+        state["log"] = [json.loads(r["item"]) for r in log] if log else old_log
         entries = self._read(
             "SELECT key, value FROM agent_entries WHERE search_id = ?", (search_id,)
         )
-        if entries:
-            state["entries"] = {r["key"]: json.loads(r["value"]) for r in entries}
+        state["entries"] = {r["key"]: json.loads(r["value"]) for r in entries}
         return state
 
     @staticmethod

@@ -243,9 +243,7 @@ class QLearningAgent(Agent):
         self.q = {str(k): float(v) for k, v in state.get("q", {}).items()}
         self.q.update({str(k): float(v) for k, v in state.get("entries", {}).items()})
         self._changed = set(state.get("q", ()))  # an older database: store them all once
-        # "memory": saved before the memory was a log
-        memory = state["log"] if "log" in state else state["memory"]
-        self.memory = [([str(s) for s in p], float(r)) for p, r in memory]
+        self.memory = [([str(s) for s in p], float(r)) for p, r in state["log"]]
         self.seen = {" ".join(p): i for i, (p, _) in enumerate(self.memory)}
         set_rng_state(self.rng, state["rng"])
         self.samples = int(state["samples"])
