@@ -3,9 +3,16 @@ the controller, and goes on until the search's budget is spent.
 
 Failure handling:
 
-* a trainer that dies or refuses mid-child: the child goes to another trainer (at most
-  ``retries`` tries), then it is reported as a failure with the last reason; the trainer cools
-  off before it gets work again;
+* a trainer that is down (its call ends UNAVAILABLE: killed, unreachable, shutting down): the
+  trainer failed, not the child. It gets no work until a health check finds it SERVING again,
+  and the child waits for a trainer that is up (a busy one's next free slot) without spending a
+  try; when no trainer has been up for ``trainer_wait`` seconds the run stops with
+  ``TrainersDown``, the children in flight unreported (leased: ``--resume`` or their leases
+  expiring hands them out again). A child whose trainer goes down under it
+  ``LOSSES_PER_CHILD`` times is reported failed (it may be what brings them down);
+* a trainer that answers with an error (the network cannot be built or trained, out of memory,
+  busy): the child goes to another trainer (at most ``retries`` tries), then it is reported as
+  a failure with the last reason; the trainer cools off before it gets work again;
 * the controller restarting: every call is retried with backoff for ``controller_wait``
   seconds; Sample carries a request id, so a retry never creates a second candidate, and
   Update is idempotent;
@@ -29,8 +36,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.rpc import rpc
 from nasrl.rpc.client import (
     AsyncControllerClient,
     AsyncTrainerClient,
@@ -42,7 +51,7 @@ from nasrl.rpc.client import (
 )
 from nasrl.rpc.security import ClientSecurity
 
-__all__ = ["Runner", "RunnerEvents", "TrainerPool", "parse_trainers"]
+__all__ = ["Runner", "RunnerEvents", "TrainerPool", "TrainersDown", "parse_trainers"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,15 @@ MAX_SAMPLE = 1000  # the controller's largest Sample
 #: time): children of equal length end together, and a Sample that waited behind their Updates
 #: left every slot they freed idle meanwhile (bench/fleet.py at 800 trainers: ~0.6 s a child).
 CONTROLLER_CALLS = 8
+#: a trainer that is down is health-checked this often (seconds) until it serves again
+PROBE_EVERY = 1.0
+PROBE_TIMEOUT = 5.0
+#: after its n-th loss in a row a trainer waits min(2^(n-1), this) seconds for its next check,
+#: so one that says SERVING but whose Train calls keep ending UNAVAILABLE is tried ever less
+PROBE_BACKOFF_MAX = 30.0
+#: a child whose trainer went down under it this many times is reported failed: it may be what
+#: kills them (a network too big for the host's memory, say)
+LOSSES_PER_CHILD = 5
 
 
 def parse_trainers(spec: str, resolve: Resolver | None = None) -> tuple[list[str], str | None]:
@@ -105,12 +123,34 @@ def resolve_dns(spec: str) -> list[str]:
     return [f"[{a}]:{port}" if ":" in a else f"{a}:{port}" for a in addresses]
 
 
+class TrainersDown(NasrlError):
+    """No trainer has been up for longer than the runner's ``trainer_wait``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(grpc.StatusCode.UNAVAILABLE, message)
+
+
+@dataclass
+class _Down:
+    """A trainer whose last call ended UNAVAILABLE, and what is known of it since."""
+
+    target: str
+    since: float  # when it was lost (its first loss since it last answered)
+    reason: str  # the last loss's error
+    losses: int = 0  # in a row, each after a health check had found it serving
+    probe_at: float = 0.0  # its next health check
+    serving: bool = False  # a health check found it SERVING: it may get work again
+
+
 class TrainerPool:
     """Free slots per trainer address; DNS names are re-resolved so new replicas get work.
 
-    Each address resolved from ``dns:///NAME:PORT`` gets its own channel, which presents
-    ``NAME:PORT`` as the server name: with TLS the certificates name the service, not every
-    replica's IP. ``resolve`` maps the spec to addresses (default: the system resolver)."""
+    A trainer whose call ended UNAVAILABLE is *down* (``lost``): ``take`` skips it until a
+    health check finds it serving (``probes_due`` / ``probed``); it is up again once one of
+    its calls is answered (``answered``). Each address resolved from ``dns:///NAME:PORT`` gets
+    its own channel, which presents ``NAME:PORT`` as the server name: with TLS the certificates
+    name the service, not every replica's IP. ``resolve`` maps the spec to addresses (default:
+    the system resolver); ``clock`` (default ``time.monotonic``) times cool-offs and losses."""
 
     def __init__(
         self,
@@ -120,9 +160,11 @@ class TrainerPool:
         timeout: float = 24 * 3600.0,
         security: ClientSecurity | None = None,
         resolve: Resolver | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.security = security
         self._resolve = resolve or resolve_dns
+        self._clock = clock
         targets, self.dns = parse_trainers(spec, self._resolve)
         self.server_name = ":".join(dns_name(self.dns)) if self.dns else None
         self.slots_per_trainer = slots_per_trainer
@@ -131,8 +173,9 @@ class TrainerPool:
         self._lock = threading.Lock()
         self._free: dict[str, int] = {}
         self._cooling: dict[str, float] = {}
+        self._down: dict[str, _Down] = {}
         self._clients: dict[str, TrainerClient] = {}
-        self._resolved_at = time.monotonic()
+        self._resolved_at = clock()
         self._add(targets)
 
     def _add(self, targets: list[str]) -> None:
@@ -146,8 +189,8 @@ class TrainerPool:
 
     def total_slots(self) -> int:
         with self._lock:
-            if self.dns and time.monotonic() - self._resolved_at > self.resolve_every:
-                self._resolved_at = time.monotonic()
+            if self.dns and self._clock() - self._resolved_at > self.resolve_every:
+                self._resolved_at = self._clock()
                 try:
                     self._add(self._resolve(self.dns))
                 except ValueError as exc:
@@ -155,10 +198,15 @@ class TrainerPool:
             return len(self._free) * self.slots_per_trainer
 
     def take(self, avoid: frozenset[str] | set[str] = frozenset()) -> str | None:
-        """A trainer with a free slot now (preferring ones not in ``avoid``), or None."""
+        """A trainer that is up with a free slot now (preferring ones not in ``avoid``), or
+        None."""
         with self._lock:
-            now = time.monotonic()
-            ready = [t for t, n in self._free.items() if n > 0 and self._cooling.get(t, 0.0) <= now]
+            now = self._clock()
+            ready = [
+                t
+                for t, n in self._free.items()
+                if n > 0 and self._cooling.get(t, 0.0) <= now and self._usable(t)
+            ]
             if not ready:
                 return None
             fresh = [t for t in ready if t not in avoid]
@@ -166,11 +214,59 @@ class TrainerPool:
             self._free[choice] -= 1
             return choice
 
+    def _usable(self, target: str) -> bool:
+        down = self._down.get(target)
+        return down is None or down.serving
+
     def release(self, target: str, cool_off: float = 0.0) -> None:
         with self._lock:
             self._free[target] += 1
             if cool_off:
-                self._cooling[target] = time.monotonic() + cool_off
+                self._cooling[target] = self._clock() + cool_off
+
+    def lost(self, target: str, reason: str) -> None:
+        """A call to ``target`` ended UNAVAILABLE: it is down until a health check finds it
+        serving, the first check 1 s from now (later after each loss in a row)."""
+        with self._lock:
+            now = self._clock()
+            down = self._down.setdefault(target, _Down(target, since=now, reason=reason))
+            down.reason = reason
+            if down.losses == 0 or down.serving:  # calls that were running when it died: one
+                down.losses += 1
+            down.serving = False
+            down.probe_at = now + min(PROBE_BACKOFF_MAX, 2.0 ** (down.losses - 1))
+
+    def answered(self, target: str) -> None:
+        """A call to ``target`` got an answer (a result or an error of its own): it is up."""
+        with self._lock:
+            self._down.pop(target, None)
+
+    def probes_due(self) -> list[str]:
+        """The trainers that are down and due for a health check."""
+        with self._lock:
+            now = self._clock()
+            return [t for t, d in self._down.items() if not d.serving and d.probe_at <= now]
+
+    def probed(self, target: str, serving: bool) -> None:
+        """A health check's verdict: serving, it may get work again; otherwise it is checked
+        again in ``PROBE_EVERY`` seconds."""
+        with self._lock:
+            down = self._down.get(target)
+            if down is None:
+                return
+            down.serving = serving
+            if not serving:
+                down.probe_at = self._clock() + PROBE_EVERY
+
+    def unreachable(self) -> tuple[float, str] | None:
+        """(seconds, why) when every trainer is down and none is serving: how long since the
+        last of them was lost, and which it was with its error; None while any may get work."""
+        with self._lock:
+            down = self._down.values()
+            if not down or len(self._down) < len(self._free) or any(d.serving for d in down):
+                return None
+            last = max(down, key=lambda d: d.since)
+            return self._clock() - last.since, f"{last.target}: {last.reason}"
 
     def clients(self) -> list[TrainerClient]:
         """A client for every trainer known now (for calls outside the search, e.g. weights)."""
@@ -192,6 +288,8 @@ class RunnerEvents:
         None
     )
     on_start: Callable[[Candidate, str], None] | None = None  # a try on a trainer begins
+    #: the child's trainer is down (target, error): it waits for one that is up
+    on_wait: Callable[[Candidate, str, str], None] | None = None
 
 
 @dataclass
@@ -222,6 +320,7 @@ class Runner:
         controller_wait: float = 600.0,
         early_stopping: bool = False,
         max_sample: int = MAX_SAMPLE,
+        trainer_wait: float = 300.0,
     ) -> None:
         self.controller = controller
         self.early_stopping = early_stopping  # report every epoch; end children on STOP
@@ -230,6 +329,7 @@ class Runner:
         self.events = events or RunnerEvents()
         self.retries = retries
         self.controller_wait = controller_wait
+        self.trainer_wait = trainer_wait  # seconds with every trainer down before stopping
         self.max_sample = max_sample
         self.stop_event = threading.Event()
         self.done = threading.Event()
@@ -241,6 +341,7 @@ class Runner:
         self._wake: asyncio.Event | None = None
         self._calls: asyncio.Semaphore | None = None  # controller calls at once
         self._trainers: dict[str, AsyncTrainerClient] = {}
+        self._retired: list[AsyncTrainerClient] = []  # replaced, closed at the end
 
     # ------------------------------------------------------------------ controller calls
 
@@ -327,11 +428,39 @@ class Runner:
         return await client.train(cand.arch, dataset, training, on_epoch=epoch, run_id=run_id)
 
     async def _acquire(self, avoid: set[str]) -> str:
+        """A slot on a trainer that is up (waiting for one as long as any may come back)."""
         while True:
             target = self.pool.take(avoid)
             if target is not None:
                 return target
+            gone = self._trainers_gone()
+            if gone is not None:
+                raise gone
             await self._nap(0.2)
+
+    def _trainers_gone(self) -> TrainersDown | None:
+        """The error to stop with once no trainer has been up for ``trainer_wait`` seconds."""
+        down = self.pool.unreachable()
+        if down is None or down[0] <= self.trainer_wait:
+            return None
+        return TrainersDown(
+            f"no trainer has been up for {down[0]:.0f} s (--trainer-wait {self.trainer_wait:g}; "
+            f"last lost: {down[1]}); the children in flight were not reported and stay leased: "
+            f"continue with --resume {self.search_id} once a trainer is up"
+        )
+
+    def _lost(self, cand: Candidate, target: str, exc: NasrlError) -> None:
+        """``target`` is down (not the child's failure): no work for it until it is back."""
+        self.pool.release(target)
+        self.pool.lost(target, str(exc))
+        log.warning(
+            "child %d: trainer %s is down (%s); it waits for a trainer that is up",
+            cand.id,
+            target,
+            exc,
+        )
+        if self.events.on_wait:
+            self.events.on_wait(cand, target, str(exc))
 
     async def _train(
         self,
@@ -341,21 +470,33 @@ class Runner:
         dataset: str,
         training: TrainSettings,
     ) -> tuple[TrainOutcome | None, str | None, str | None]:
-        """(result, failure reason, trainer), starting on ``target`` (its slot taken)."""
+        """(result, failure reason, trainer), starting on ``target`` (its slot taken). Only
+        the trainers' answers count as tries; a trainer that is down does not."""
         tried: set[str] = set()
         reason = "no trainer could be reached"
-        for attempt in range(self.retries):
-            if attempt:
-                target = await self._acquire(tried)
-            tried.add(target)
+        tries = losses = 0
+        taken: str | None = target
+        while tries < self.retries:
+            target = taken if taken is not None else await self._acquire(tried)
+            taken = None
             try:
                 result = await self._train_once(ctl, target, cand, dataset, training)
             except NasrlError as exc:
+                if exc.code == grpc.StatusCode.UNAVAILABLE:
+                    self._lost(cand, target, exc)
+                    losses += 1
+                    if losses >= LOSSES_PER_CHILD:
+                        why = f"its trainer went down {losses} times (it may be what brings them"
+                        return None, f"{why} down); last: {target}: {exc}", None
+                    continue
+                self.pool.answered(target)
                 if exc.code in PERMANENT_TRAINER:
                     self.pool.release(target)
                     return None, f"{target}: {exc}", target
                 cool = 1.0 if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED else 5.0
                 self.pool.release(target, cool_off=cool)
+                tries += 1
+                tried.add(target)
                 reason = f"{target}: {exc}"
                 log.warning(
                     "child %d failed on %s, trying another trainer: %s", cand.id, target, exc
@@ -364,6 +505,7 @@ class Runner:
             except BaseException:  # cancelled (stop): the slot is free again
                 self.pool.release(target)
                 raise
+            self.pool.answered(target)
             self.pool.release(target)
             return result, None, target
         return (
@@ -415,12 +557,47 @@ class Runner:
         except asyncio.CancelledError:
             raise  # stopped: the candidate stays leased for --resume
         except Exception as exc:  # noqa: BLE001 - one child's fatal error stops the run
-            log.error("runner stopped: %s", exc)
-            self.error = exc
-            self.stop_event.set()
+            self._fail(exc)
         finally:
             if self._wake is not None:
                 self._wake.set()
+
+    def _fail(self, exc: Exception) -> None:
+        """Stop the run with ``exc``; the first error wins (the children waiting for a
+        trainer all give up at once)."""
+        if self.error is None:
+            log.error("runner stopped: %s", exc)
+            self.error = exc
+        self.stop_event.set()
+
+    # ------------------------------------------------------------------ trainers that are down
+
+    async def _watch_lost(self) -> None:
+        """Health-check the trainers that are down until they serve again."""
+        while True:
+            due = self.pool.probes_due()
+            if due:
+                await asyncio.gather(*(self._probe(t) for t in due))
+            await asyncio.sleep(PROBE_EVERY / 4)
+
+    async def _probe(self, target: str) -> None:
+        channel, metadata = rpc.aio_channel(target, self.pool.security, self.pool.server_name)
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=PROBE_TIMEOUT, metadata=metadata
+            )
+            serving = reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError as exc:  # UNIMPLEMENTED: it answers, without a health service
+            serving = exc.code() == grpc.StatusCode.UNIMPLEMENTED
+        finally:
+            await channel.close()
+        if serving:
+            log.info("trainer %s is serving again", target)
+            # a fresh channel: the old one may wait out its reconnect backoff (up to 2 min)
+            old = self._trainers.pop(target, None)
+            if old is not None:
+                self._retired.append(old)  # children still streaming on it keep it
+        self.pool.probed(target, serving)
 
     # ------------------------------------------------------------------ driving
 
@@ -452,12 +629,17 @@ class Runner:
         c = self.controller
         ctl = AsyncControllerClient(c.target, c.timeout, c.security)
         next_tick, idle_until = 0.0, 0.0
+        watch = asyncio.ensure_future(self._watch_lost())
         try:
             while not self.done.is_set() and not self.stop_event.is_set():
                 now = time.monotonic()
                 if tick and now >= next_tick:
                     tick()
                     next_tick = now + 0.5
+                gone = self._trainers_gone()
+                if gone is not None:
+                    self._fail(gone)
+                    break
                 self.pool.total_slots()  # re-resolves a DNS name now and then
                 targets: list[str] = []
                 while len(targets) < self.max_sample and (t := self.pool.take()) is not None:
@@ -495,7 +677,9 @@ class Runner:
                 if not self.done.is_set():
                     task.cancel()
             await asyncio.gather(*self._children, return_exceptions=True)
-            for client in self._trainers.values():
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+            for client in (*self._trainers.values(), *self._retired):
                 await client.close()
             await ctl.close()
 
