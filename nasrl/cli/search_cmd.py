@@ -126,10 +126,25 @@ def leaderboard_table(entries: list[LeaderboardEntry], title: str) -> Table:
 
 
 class SearchDisplay:
-    """Progress bar: evaluations out of the budget, best so far, trainer-seconds."""
+    """The search's progress on ``console`` (default stderr). On a terminal a bar: evaluations
+    out of the budget, best so far, trainer-seconds, the running child's epoch. Elsewhere (a
+    pipe, a file, a CI log) a bar is drawn once, cut to 80 columns, so instead one full line
+    per finished child: ``child 12/20  #17  C(32,3,1) GAP SM(10)  val 0.9512  best 0.9601
+    3.2 s on HOST:PORT``. ``done`` and ``best``: the search's so far (a resumed one)."""
 
-    def __init__(self, c: ControllerClient, search_id: str, budget: int, quiet: bool) -> None:
-        self.c, self.search_id = c, search_id
+    def __init__(
+        self,
+        c: ControllerClient,
+        search_id: str,
+        budget: int,
+        quiet: bool,
+        console: Console | None = None,
+        done: int = 0,
+        best: float | None = None,
+    ) -> None:
+        self.c, self.search_id, self.budget = c, search_id, budget
+        self.console = console or err
+        self.lines = not quiet and not self.console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]search {task.fields[sid]}"),
             BarColumn(),
@@ -138,14 +153,15 @@ class SearchDisplay:
             TextColumn("{task.fields[tsec]} trainer-s"),
             TextColumn("{task.fields[note]}"),
             TimeElapsedColumn(),
-            console=err,
-            disable=quiet,
+            console=self.console,
+            disable=quiet or self.lines,
             transient=False,
         )
         self.task = self.progress.add_task(
             "search", total=budget, sid=search_id, best="-", tsec="0", note=""
         )
         self.trainer_seconds = 0.0
+        self.done, self.best = done, best
         self._last_poll = 0.0
         self._lock = threading.Lock()
 
@@ -156,17 +172,43 @@ class SearchDisplay:
             f"{e.epoch}/{e.epochs} val {e.validation_accuracy:.3f}",
         )
 
+    def on_wait(self, cand: Candidate, target: str, reason: str) -> None:
+        self.progress.update(
+            self.task, note=f"child {cand.id} waits for a trainer that is up ({target} is down)"
+        )
+
     def on_result(
         self, cand: Candidate, target: str | None, r: TrainOutcome | None, failure: str | None
     ) -> None:
         with self._lock:
             if r is not None and target is not None:
                 self.trainer_seconds += r.seconds
-        if failure:
-            err.print(f"child {cand.id} failed: {failure}", markup=False)
+            line = self._line(cand, target, r, failure)
+        if self.lines:
+            self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        elif failure:
+            self.console.print(f"child {cand.id} failed: {failure}", markup=False)
+
+    def _line(
+        self, cand: Candidate, target: str | None, r: TrainOutcome | None, failure: str | None
+    ) -> str:
+        """One finished child, in full (the lock held)."""
+        if r is None:
+            self.done += 1
+            head = f"child {self.done}/{self.budget}  #{cand.id}  {cand.text}"
+            return f"{head}  failed: {_one_line(failure or 'no reason given', 2000)}"
+        acc = r.validation_accuracy
+        self.best = acc if self.best is None else max(self.best, acc)
+        if target is None:  # evaluated before: no budget spent
+            head, where = f"cached  #{cand.id}  {cand.text}", "(trained before)"
+        else:
+            self.done += 1
+            head = f"child {self.done}/{self.budget}  #{cand.id}  {cand.text}"
+            where = f"{r.seconds:.1f} s on {target}"
+        return f"{head}  val {acc:.4f}  best {self.best:.4f}  {where}"
 
     def tick(self) -> None:
-        if time.monotonic() - self._last_poll < 1.0:
+        if self.lines or time.monotonic() - self._last_poll < 1.0:
             return
         self._last_poll = time.monotonic()
         try:
@@ -294,16 +336,26 @@ def cmd_search(args: argparse.Namespace) -> int:
     with ControllerClient(args.controller, timeout=args.timeout, security=security) as c:
         search_id = args.resume or _create(c, args, pool)
         s = c.get_search(search_id)
-        display = SearchDisplay(c, search_id, s.spec.budget, args.quiet or args.json)
+        display = SearchDisplay(
+            c,
+            search_id,
+            s.spec.budget,
+            args.quiet or args.json,
+            done=s.counts.evaluated + s.counts.failed,
+            best=None if s.best is None else s.best.accuracy,
+        )
         stopping = s.spec.early_stopping not in ("", "none")
         runner = Runner(
             c,
             pool,
             search_id,
-            RunnerEvents(on_epoch=display.on_epoch, on_result=display.on_result),
+            RunnerEvents(
+                on_epoch=display.on_epoch, on_result=display.on_result, on_wait=display.on_wait
+            ),
             retries=args.retries,
             controller_wait=args.controller_wait,
             early_stopping=stopping,
+            trainer_wait=args.trainer_wait,
         )
         if args.resume:
             runner.reclaim(max(pool.total_slots(), s.counts.in_flight))
@@ -511,7 +563,13 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
         help="seconds before an unreported child is handed out again",
     )
     s.add_argument("--slots-per-trainer", type=int, default=1)
-    s.add_argument("--retries", type=int, default=3, help="trainers to try per child")
+    s.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="tries per child on trainers that answer with an error (a trainer that is "
+        "down costs none: the child waits for one that is up)",
+    )
     s.add_argument(
         "--max-failure-fraction",
         type=float,
@@ -525,6 +583,14 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
         type=float,
         default=600.0,
         help="seconds to wait for an unreachable controller before giving up",
+    )
+    s.add_argument(
+        "--trainer-wait",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds with every trainer down before the search stops with an error "
+        "(default 300); the children in flight stay leased for --resume",
     )
     s.add_argument("--resume", metavar="SEARCH_ID", help="continue this search")
     s.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
