@@ -508,11 +508,14 @@ class Searches:
         request_id: str = "",
         reclaim: bool = False,
         time_budget: float | None = None,
+        abandoned: Callable[[], bool] | None = None,
     ) -> tuple[list[Handout], bool]:
         """Up to ``count`` candidates and whether the search hands out nothing more. A repeated
         ``request_id`` returns the first answer; ``reclaim`` re-hands live leases first. New
         proposals stop after ``time_budget`` seconds (at most MAX_SAMPLE_SECONDS): a huge space
-        or count then yields fewer candidates instead of holding the lock for minutes."""
+        or count then yields fewer candidates instead of holding the lock for minutes.
+        ``abandoned``, asked before returning: True when the caller will not get the answer
+        (it cancelled, its deadline passed); the leases are then released (see ``_release``)."""
         stop_at = self.timer() + min(MAX_SAMPLE_SECONDS, time_budget or MAX_SAMPLE_SECONDS)
         if not 1 <= count <= MAX_SAMPLE:
             raise BadRequest(f"count must be between 1 and {MAX_SAMPLE}, got {count}")
@@ -571,6 +574,8 @@ class Searches:
                     done = self._settle(search_id, spec) if last else False
                 self._saved(search_id, agent)
                 if last:
+                    if abandoned is not None and abandoned():
+                        self._release(search_id, out)
                     return out, done
                 first = False
 
@@ -579,6 +584,26 @@ class Searches:
         result = c.report.get("result") if c.status == Status.CACHED and c.report else None
         cached = TrainOutcome.from_json(result) if result is not None else None
         return Handout(c.id, c.arch, c.lease_deadline or 0.0, cached)
+
+    def _release(self, search_id: str, handouts: list[Handout]) -> None:
+        """A Sample whose caller left before the answer: its leases end now, so the next
+        Sample hands those candidates out again first, as it does expired ones, and their
+        request id is forgotten, so a retry with it is a new Sample (and gets them first).
+        Runs under the search's lock, before anyone saw the candidates; a candidate reported or
+        handed out again meanwhile keeps its state (the store checks). Cached ones have no
+        lease: only their request id goes."""
+        released = 0
+        with self.store.transaction():
+            for h in handouts:
+                if h.cached is None:
+                    released += self.store.release_lease(search_id, h.id, h.lease_deadline)
+                else:
+                    self.store.set_request(search_id, h.id, None)
+        log.info(
+            "search %s: the caller of a Sample left before its answer; %d lease(s) released",
+            search_id,
+            released,
+        )
 
     def _reissue(
         self, search_id: str, c: CandidateRow, deadline: float, request_id: str | None

@@ -104,6 +104,12 @@ def _search_id(value: str) -> str:
     return value
 
 
+def _gone(context: grpc.ServicerContext) -> bool:
+    """The caller will not receive the answer: it cancelled, or its deadline has passed."""
+    left = context.time_remaining()
+    return not context.is_active() or (left is not None and left <= 0)
+
+
 class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     """``max_active`` bounds the Controller calls served at once, and half of it the
     calls on any one search (calls on a search run one at a time, so more would only wait);
@@ -169,7 +175,12 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         left = context.time_remaining()
         budget = None if left is None else max(0.1, left - 0.5)  # answer within the deadline
         handouts, done = self.searches.sample(
-            search_id, request.count or 1, request.request_id, request.reclaim, budget
+            search_id,
+            request.count or 1,
+            request.request_id,
+            request.reclaim,
+            budget,
+            abandoned=lambda: _gone(context),
         )
         spec = self.searches.spec(search_id)  # dataset and training, not the whole view
         return cpb.SampleResponse(

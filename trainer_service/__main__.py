@@ -20,7 +20,7 @@ from nasrl.rpc import rpc
 from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import gpus
 from trainer_service.config import TrainerConfig, parse_args
-from trainer_service.servicer import TrainerServicer
+from trainer_service.servicer import SHUTTING_DOWN, TrainerServicer
 from trainer_service.train import resolve_device, warm_up
 from trainer_service.weights import WeightStore
 
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("trainer_service")
 
 SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
+#: still served after SIGTERM, while the running children finish: none of them starts one
+SERVED_WHILE_DRAINING = tuple(
+    f"/{SERVICE_NAME}/{m}" for m in ("FinishEarly", "GetWeights", "ListDatasets")
+)
 
 
 def devices(config: TrainerConfig) -> torch.device | list[torch.device] | None:
@@ -151,6 +155,9 @@ def _serve(
         max_workers=config.slots + 8,
         on_started=started,
         on_stop=on_stop,
+        # New children are refused (the runner tries another trainer); health answers
+        # NOT_SERVING on new connections until the running children finished.
+        drain=rpc.Drain(SERVED_WHILE_DRAINING, SHUTTING_DOWN),
     )
 
 

@@ -26,11 +26,12 @@ from trainer_service.table_trainer import replay, table_row_for
 from trainer_service.train import Cancelled, train
 from trainer_service.weights import WeightStore, valid_id
 
-__all__ = ["TrainerServicer"]
+__all__ = ["TrainerServicer", "SHUTTING_DOWN"]
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # GetWeights chunk size: far below the 16 MiB message limit
+SHUTTING_DOWN = "the trainer is shutting down; retry on another trainer"
 
 
 @dataclass(frozen=True)
@@ -96,18 +97,14 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self._slots.release()
 
     def close(self) -> None:
-        """Refuse new calls; running ones go on until the server's grace ends."""
+        """Refuse new children; running ones go on until the server's grace ends."""
         self._closing.set()
 
     def Train(
         self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext
     ) -> Iterator[trainer_pb2.TrainEvent]:
         if self._closing.is_set():
-            rpc.abort(
-                context,
-                grpc.StatusCode.UNAVAILABLE,
-                "the trainer is shutting down; retry on another",
-            )
+            rpc.abort(context, grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         if not self._ready.is_set():
             rpc.abort(
                 context,

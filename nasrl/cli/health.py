@@ -18,8 +18,9 @@ __all__ = ["add_health_command", "main"]
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Exit 0 when the service at TARGET reports SERVING (for container health checks)."""
-    wait_until_serving(args.target, timeout=args.timeout, security=client_security(args))
-    print(f"{args.target}: SERVING")
+    security = client_security(args)
+    wait_until_serving(args.target, timeout=args.timeout, security=security, service=args.service)
+    print(f"{args.target}{f' ({args.service})' if args.service else ''}: SERVING")
     return 0
 
 
@@ -27,6 +28,13 @@ def add_health_command(sub: Any) -> None:
     h = sub.add_parser("health", help="check a service's gRPC health (exit 0 if SERVING)")
     h.add_argument("target", help="HOST:PORT")
     h.add_argument("--timeout", type=float, default=5.0)
+    h.add_argument(
+        "--service",
+        default="",
+        help="the health name to check: '' (default) is readiness, NOT_SERVING while the "
+        "service drains after SIGTERM or waits for a GPU; 'liveness' is SERVING as long as "
+        "the process answers",
+    )
     add_client_flags(h)
     h.set_defaults(func=cmd_health)
 

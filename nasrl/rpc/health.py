@@ -15,15 +15,18 @@ __all__ = ["wait_until_serving"]
 
 
 def wait_until_serving(
-    target: str, timeout: float = 30.0, security: ClientSecurity | None = None
+    target: str, timeout: float = 30.0, security: ClientSecurity | None = None, service: str = ""
 ) -> None:
-    """Block until the service at ``target`` reports SERVING on the health service."""
+    """Block until the service at ``target`` reports SERVING on the health service (for
+    ``service``: "" is the whole server, ``rpc.LIVENESS`` the process being alive)."""
     with rpc.channel(target, security) as ch:
         try:
             grpc.channel_ready_future(ch).result(timeout=timeout)
             stub = health_pb2_grpc.HealthStub(ch)
             reply = stub.Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True
+                health_pb2.HealthCheckRequest(service=service),
+                timeout=timeout,
+                wait_for_ready=True,
             )
         except grpc.FutureTimeoutError as exc:
             raise NasrlError(
@@ -32,4 +35,5 @@ def wait_until_serving(
         except grpc.RpcError as exc:
             raise NasrlError.from_rpc(exc, target) from exc
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
-            raise NasrlError(grpc.StatusCode.UNAVAILABLE, f"{target} is not serving")
+            what = f"{target} ({service})" if service else target
+            raise NasrlError(grpc.StatusCode.UNAVAILABLE, f"{what} is not serving")

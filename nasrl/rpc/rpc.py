@@ -1,7 +1,7 @@
 """Server and channel helpers shared by every nasrl service and client: message-size limits,
 connection ageing (so clients re-resolve and find new replicas), the standard health service,
 server reflection, and ``serve``: every service's life from start-up to a graceful SIGTERM
-shutdown."""
+shutdown (health answers NOT_SERVING on new connections until the running calls finished)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_MESSAGE_BYTES",
     "RequestLimits",
+    "Drain",
+    "LIVENESS",
     "abort",
     "ServerHandle",
     "ServerConfig",
@@ -121,6 +123,71 @@ class RequestLimits(grpc.ServerInterceptor):
         )
 
 
+#: the health service name that is SERVING as long as the process answers (liveness probes)
+LIVENESS = "liveness"
+#: always answered, also while draining, and never waited for (a Watch stream lasts for ever)
+ALWAYS_SERVED = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+SHUTTING_DOWN = "this server is shutting down; retry on another replica, or here once it is back"
+
+
+class Drain(grpc.ServerInterceptor):
+    """Counts the calls in progress; once ``begin`` is called (SIGTERM) it refuses new ones
+    with UNAVAILABLE and ``message``, except health, reflection and the full method names in
+    ``still_served``. The server itself keeps running, so that a probe on a new connection
+    is answered NOT_SERVING (not refused) while the running calls finish."""
+
+    def __init__(self, still_served: Iterable[str] = (), message: str = SHUTTING_DOWN) -> None:
+        self.still_served = frozenset(still_served)
+        self.message = message
+        self._draining = False
+        self._active = 0
+        self._changed = threading.Condition()
+
+    def begin(self) -> None:
+        with self._changed:
+            self._draining = True
+
+    def wait_idle(self, timeout: float) -> int:
+        """Wait until no counted call is in progress, at most ``timeout`` seconds; how many
+        still are."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._active == 0, timeout)
+            return self._active
+
+    def _enter(self, method: str) -> bool:
+        with self._changed:
+            if self._draining and method not in self.still_served:
+                return False
+            self._active += 1
+            return True
+
+    def _leave(self) -> None:
+        with self._changed:
+            self._active -= 1
+            self._changed.notify_all()
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = continuation(details)
+        method = details.method
+        if handler is None or method.startswith(ALWAYS_SERVED):
+            return handler
+
+        def counted(inner: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
+            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+                if not self._enter(method):
+                    abort(context, grpc.StatusCode.UNAVAILABLE, self.message)
+                if not context.add_callback(self._leave):  # run once the call has ended
+                    self._leave()  # it already has
+                return inner(request, context)
+
+            return behaviour
+
+        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        return handler._replace(
+            **{k: counted(getattr(handler, k)) for k in kinds if getattr(handler, k) is not None}
+        )
+
+
 class ServerHandle:
     """A started server with its health servicer and bound port."""
 
@@ -131,12 +198,14 @@ class ServerHandle:
         port: int,
         services: tuple[str, ...],
         metrics: Metrics | None = None,
+        drain: Drain | None = None,
     ) -> None:
         self.server = server
         self.health = health_servicer
         self.port = port
         self.services = services
         self.metrics = metrics  # with a metrics port: its registry and HTTP endpoint
+        self.drain = drain or Drain()
 
     def set_serving(self, serving: bool) -> None:
         status = (
@@ -148,8 +217,17 @@ class ServerHandle:
             self.health.set(name, status)
 
     def stop(self, grace: float | None) -> None:
-        """Health to NOT_SERVING, refuse new calls, give running calls ``grace`` seconds."""
+        """Health to NOT_SERVING, refuse new calls (see ``Drain``), give running calls
+        ``grace`` seconds to finish, then close the server (``grace`` None or 0: now),
+        cancelling what still runs. Until then the server goes on listening: health answers
+        NOT_SERVING on new connections too, as readiness probes expect."""
         self.set_serving(False)
+        if grace:
+            self.drain.begin()
+            left = self.drain.wait_idle(grace)
+            if left:
+                log.warning("grace of %gs over: cancelling %d running call(s)", grace, left)
+            grace = 0
         self.server.stop(grace).wait()
         if self.metrics is not None:
             self.metrics.close()
@@ -167,12 +245,14 @@ def start_server(
     security: ServerSecurity | None = None,
     metrics_port: int | None = None,
     request_limits: dict[str, int] | None = None,
+    drain: Drain | None = None,
 ) -> ServerHandle:
     """Create, register, add health + reflection, bind and start a server. ``port`` 0 picks a
     free port; the handle says which. Health starts NOT_SERVING: call ``set_serving(True)``
     once the service is ready. ``security``: TLS / mutual TLS / bearer tokens.
     ``metrics_port``: serve Prometheus metrics there (0: a free port; ``handle.metrics.port``).
-    ``request_limits``: per-method request sizes (see ``RequestLimits``)."""
+    ``request_limits``: per-method request sizes (see ``RequestLimits``). ``drain``: what
+    ``handle.stop`` still serves while running calls finish (default: health only)."""
     security = security or ServerSecurity()
     credentials = security.credentials()
     quiet_undecodable_requests()
@@ -193,6 +273,7 @@ def start_server(
         from nasrl.rpc.metrics import Metrics  # only servers that want metrics load prometheus
 
         metrics = Metrics(served)
+    drain = drain or Drain()
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         options=SERVER_OPTIONS,
@@ -200,12 +281,16 @@ def start_server(
         interceptors=[
             *([metrics] if metrics else []),
             *security.interceptors(),
+            drain,
             *([RequestLimits(request_limits)] if request_limits else []),
         ],
     )
     register(server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # the process answers: what a liveness probe asks, while readiness ("") may be
+    # NOT_SERVING for a long time (draining after SIGTERM, waiting for a free GPU)
+    health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(served, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if credentials is None:
@@ -223,7 +308,7 @@ def start_server(
             "metrics on http%s://%s:%d/metrics", "s" if security.tls else "", host, metrics.port
         )
     server.start()
-    handle = ServerHandle(server, health_servicer, bound, names, metrics)
+    handle = ServerHandle(server, health_servicer, bound, names, metrics, drain)
     handle.set_serving(False)
     return handle
 
@@ -308,6 +393,7 @@ def serve(
     health_only: Iterable[str] = (),
     on_started: Callable[[ServerHandle], bool] | None = None,
     on_stop: Callable[[], None] | None = None,
+    drain: Drain | None = None,
 ) -> int:
     """Run one service until SIGTERM or SIGINT; returns the exit status (2: it could not
     start, the log says why; 0: stopped gracefully).
@@ -317,8 +403,9 @@ def serve(
     background work; it returns False when the service turns SERVING later by itself), turns
     health SERVING, prints ``banner(port)`` on stderr whatever the log level (nasrl.cli.local
     and scripts read the port from it), then waits for a signal. On SIGTERM or SIGINT:
-    ``on_stop``, health NOT_SERVING, new calls refused, running calls given
-    ``config.grace`` seconds."""
+    ``on_stop``, health NOT_SERVING, new calls refused with UNAVAILABLE (but health, and
+    what ``drain`` still serves), running calls given ``config.grace`` seconds; the server
+    closes once they finished or the grace is over."""
     try:
         handle = start_server(
             config.host,
@@ -329,6 +416,7 @@ def serve(
             security=config.security,
             metrics_port=config.metrics_port,
             request_limits=request_limits,
+            drain=drain,
         )
     except (OSError, SecurityError) as exc:
         log.error("%s", exc)
@@ -344,7 +432,7 @@ def serve(
 def _wait_for_termination(
     handle: ServerHandle, grace: float, on_stop: Callable[[], None] | None = None
 ) -> None:
-    """Block until SIGTERM or SIGINT, then stop gracefully (health NOT_SERVING first)."""
+    """Block until SIGTERM or SIGINT, then stop gracefully (see ``ServerHandle.stop``)."""
     stop = threading.Event()
 
     def _signal(signum: int, _frame: FrameType | None) -> None:

@@ -229,7 +229,8 @@ def test_compose_structure() -> None:
     (container,) = pod["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert container["readinessProbe"]["grpc"] == {"port": 50052}  # native gRPC probes
-    assert container["livenessProbe"]["grpc"] == {"port": 50052}
+    # liveness: the process answers (readiness is NOT_SERVING while draining or GPU-waiting)
+    assert container["livenessProbe"]["grpc"] == {"port": 50052, "service": "liveness"}
 
     controller_dep = find("controller.yaml", "Deployment")
     assert controller_dep["spec"]["replicas"] == 1
@@ -238,6 +239,7 @@ def test_compose_structure() -> None:
     assert [v["persistentVolumeClaim"]["claimName"] for v in cpod["volumes"]] == [claim]
     assert cpod["containers"][0]["volumeMounts"][0]["mountPath"] == "/data"
     assert cpod["containers"][0]["readinessProbe"]["grpc"] == {"port": 50051}
+    assert cpod["containers"][0]["livenessProbe"]["grpc"] == {"port": 50051, "service": "liveness"}
     assert find("controller.yaml", "Service")["metadata"]["name"] == "controller"
 
     job = find("search-job.yaml", "Job")["spec"]["template"]["spec"]
