@@ -333,13 +333,21 @@ class TrainRequest(_message.Message):
     DATASET_FIELD_NUMBER: _builtins.int
     CONFIG_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
+    AWAIT_DECISIONS_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """Dataset name: digits, mnist5k (embedded) or mnist, fashion_mnist, cifar10, cifar100, svhn
     (read from the trainer's --data-dir), or a user's dataset there (NAME.npz or
     NAME/train/CLASS/*.png; see ListDatasets); required.
     """
     run_id: _builtins.str
-    """Optional name of this run (at most 128 characters), for FinishEarly."""
+    """Optional name of this run (at most 128 characters), for FinishEarly and Proceed."""
+    await_decisions: _builtins.bool
+    """Early stopping on a trainer whose epochs take no time (a table or simulated trainer):
+    after each epoch but the last the child waits for the caller's decision, Proceed or
+    FinishEarly (EpochProgress.awaiting_decision says it does), so that a decision always
+    arrives before the next epoch. Needs run_id. A trainer that trains for real ignores it:
+    its epochs take far longer than a decision.
+    """
     @_builtins.property
     def architecture(self) -> _architecture_pb2.Architecture:
         """The network to build."""
@@ -355,14 +363,63 @@ class TrainRequest(_message.Message):
         dataset: _builtins.str = ...,
         config: Global___TrainingConfig | None = ...,
         run_id: _builtins.str = ...,
+        await_decisions: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "config", b"config", "dataset", b"dataset", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "await_decisions", b"await_decisions", "config", b"config", "dataset", b"dataset", "run_id", b"run_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrainRequest: _TypeAlias = TrainRequest  # noqa: Y015
+
+@_typing.final
+class ProceedRequest(_message.Message):
+    """The request to let a waiting child go on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    """TrainRequest.run_id of the child."""
+    epoch: _builtins.int
+    """The epoch the caller decided on: the child goes on past it."""
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProceedRequest: _TypeAlias = ProceedRequest  # noqa: Y015
+
+@_typing.final
+class ProceedResponse(_message.Message):
+    """Whether the child was found."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOUND_FIELD_NUMBER: _builtins.int
+    found: _builtins.bool
+    """False when no child with that run_id is training here (finished, never started)."""
+    def __init__(
+        self,
+        *,
+        found: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["found", b"found"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProceedResponse: _TypeAlias = ProceedResponse  # noqa: Y015
 
 @_typing.final
 class FinishEarlyRequest(_message.Message):
@@ -420,6 +477,7 @@ class EpochProgress(_message.Message):
     TRAIN_ACCURACY_FIELD_NUMBER: _builtins.int
     VALIDATION_ACCURACY_FIELD_NUMBER: _builtins.int
     SECONDS_FIELD_NUMBER: _builtins.int
+    AWAITING_DECISION_FIELD_NUMBER: _builtins.int
     epoch: _builtins.int
     """1-based epoch number."""
     epochs: _builtins.int
@@ -432,6 +490,8 @@ class EpochProgress(_message.Message):
     """Accuracy on the validation split after the epoch."""
     seconds: _builtins.float
     """Seconds since training started."""
+    awaiting_decision: _builtins.bool
+    """The child waits for Proceed or FinishEarly before its next epoch (await_decisions)."""
     def __init__(
         self,
         *,
@@ -441,10 +501,11 @@ class EpochProgress(_message.Message):
         train_accuracy: _builtins.float = ...,
         validation_accuracy: _builtins.float = ...,
         seconds: _builtins.float = ...,
+        awaiting_decision: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "epochs", b"epochs", "seconds", b"seconds", "train_accuracy", b"train_accuracy", "train_loss", b"train_loss", "validation_accuracy", b"validation_accuracy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["awaiting_decision", b"awaiting_decision", "epoch", b"epoch", "epochs", b"epochs", "seconds", b"seconds", "train_accuracy", b"train_accuracy", "train_loss", b"train_loss", "validation_accuracy", b"validation_accuracy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -52,6 +52,11 @@ class TrainerStub:
                 request_serializer=protos_dot_trainer__pb2.FinishEarlyRequest.SerializeToString,
                 response_deserializer=protos_dot_trainer__pb2.FinishEarlyResponse.FromString,
                 _registered_method=True)
+        self.Proceed = channel.unary_unary(
+                '/nasrl.v1.Trainer/Proceed',
+                request_serializer=protos_dot_trainer__pb2.ProceedRequest.SerializeToString,
+                response_deserializer=protos_dot_trainer__pb2.ProceedResponse.FromString,
+                _registered_method=True)
         self.ListDatasets = channel.unary_unary(
                 '/nasrl.v1.Trainer/ListDatasets',
                 request_serializer=protos_dot_trainer__pb2.ListDatasetsRequest.SerializeToString,
@@ -97,6 +102,15 @@ class TrainerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Proceed(self, request, context):
+        """Lets a child that waits for its caller's early-stopping decision (TrainRequest.
+        await_decisions on a table or simulated trainer) go on past `epoch`. Idempotent; `found`
+        is false when no child with that run_id is training here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDatasets(self, request, context):
         """The datasets this trainer can train on, with their input shape, classes, sizes and
         normalisation: the built-in ones (shapes only) and every user dataset in --data-dir
@@ -125,6 +139,11 @@ def add_TrainerServicer_to_server(servicer, server):
                     servicer.FinishEarly,
                     request_deserializer=protos_dot_trainer__pb2.FinishEarlyRequest.FromString,
                     response_serializer=protos_dot_trainer__pb2.FinishEarlyResponse.SerializeToString,
+            ),
+            'Proceed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Proceed,
+                    request_deserializer=protos_dot_trainer__pb2.ProceedRequest.FromString,
+                    response_serializer=protos_dot_trainer__pb2.ProceedResponse.SerializeToString,
             ),
             'ListDatasets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDatasets,
@@ -216,6 +235,33 @@ class Trainer:
             '/nasrl.v1.Trainer/FinishEarly',
             protos_dot_trainer__pb2.FinishEarlyRequest.SerializeToString,
             protos_dot_trainer__pb2.FinishEarlyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Proceed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasrl.v1.Trainer/Proceed',
+            protos_dot_trainer__pb2.ProceedRequest.SerializeToString,
+            protos_dot_trainer__pb2.ProceedResponse.FromString,
             options,
             channel_credentials,
             insecure,

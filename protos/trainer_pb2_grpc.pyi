@@ -56,6 +56,11 @@ class TrainerStub:
     finished epochs (best-validation weights, their test accuracy, stopped_early = true).
     Idempotent; `found` is false when no child with that run_id is training here.
     """
+    Proceed: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ProceedRequest, _trainer_pb2.ProceedResponse]
+    """Lets a child that waits for its caller's early-stopping decision (TrainRequest.
+    await_decisions on a table or simulated trainer) go on past `epoch`. Idempotent; `found`
+    is false when no child with that run_id is training here.
+    """
     ListDatasets: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ListDatasetsRequest, _trainer_pb2.ListDatasetsResponse]
     """The datasets this trainer can train on, with their input shape, classes, sizes and
     normalisation: the built-in ones (shapes only) and every user dataset in --data-dir
@@ -91,6 +96,11 @@ class TrainerAsyncStub(TrainerStub):
     epoch in progress is dropped, and its Train stream ends normally with a result over the
     finished epochs (best-validation weights, their test accuracy, stopped_early = true).
     Idempotent; `found` is false when no child with that run_id is training here.
+    """
+    Proceed: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ProceedRequest, _trainer_pb2.ProceedResponse]  # type: ignore[assignment]
+    """Lets a child that waits for its caller's early-stopping decision (TrainRequest.
+    await_decisions on a table or simulated trainer) go on past `epoch`. Idempotent; `found`
+    is false when no child with that run_id is training here.
     """
     ListDatasets: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ListDatasetsRequest, _trainer_pb2.ListDatasetsResponse]  # type: ignore[assignment]
     """The datasets this trainer can train on, with their input shape, classes, sizes and
@@ -142,6 +152,17 @@ class TrainerServicer(metaclass=_abc_1.ABCMeta):
         epoch in progress is dropped, and its Train stream ends normally with a result over the
         finished epochs (best-validation weights, their test accuracy, stopped_early = true).
         Idempotent; `found` is false when no child with that run_id is training here.
+        """
+
+    @_abc_1.abstractmethod
+    def Proceed(
+        self,
+        request: _trainer_pb2.ProceedRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trainer_pb2.ProceedResponse, _abc.Awaitable[_trainer_pb2.ProceedResponse]]:
+        """Lets a child that waits for its caller's early-stopping decision (TrainRequest.
+        await_decisions on a table or simulated trainer) go on past `epoch`. Idempotent; `found`
+        is false when no child with that run_id is training here.
         """
 
     @_abc_1.abstractmethod

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import grpc
 import torch
@@ -34,14 +34,49 @@ CHUNK = 1 << 20  # GetWeights chunk size: far below the 16 MiB message limit
 SHUTTING_DOWN = "the trainer is shutting down; retry on another trainer"
 
 
-@dataclass(frozen=True)
+#: how long a child waits for its caller's decision (TrainRequest.await_decisions) before it
+#: goes on regardless: a runner that lost its controller must not hold a slot for ever
+DECISION_WAIT = 600.0
+
+
+@dataclass
 class _Run:
     """One Train call's events: ``finish`` when FinishEarly asked it to end after the current
     epoch; ``wake`` as well, and when the call ends or is cancelled (a simulated child sleeps
-    on it instead of polling)."""
+    on it instead of polling); ``decided``, the last epoch Proceed let it go on past (under
+    ``changed``, notified by each of these)."""
 
-    finish: threading.Event
-    wake: threading.Event
+    finish: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+    decided: int = 0
+    ended: bool = False
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def end(self) -> None:
+        """The call ended or was cancelled."""
+        self.wake.set()
+        with self.changed:
+            self.ended = True
+            self.changed.notify_all()
+
+    def finish_early(self) -> None:
+        self.finish.set()
+        self.wake.set()
+        with self.changed:
+            self.changed.notify_all()
+
+    def proceed(self, epoch: int) -> None:
+        with self.changed:
+            self.decided = max(self.decided, epoch)
+            self.changed.notify_all()
+
+    def await_decision(self, epoch: int, timeout: float = DECISION_WAIT) -> bool:
+        """Wait until the caller decided on ``epoch`` (Proceed or FinishEarly) or the call
+        ended; False when ``timeout`` passed first."""
+        with self.changed:
+            return self.changed.wait_for(
+                lambda: self.decided >= epoch or self.finish.is_set() or self.ended, timeout
+            )
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
@@ -124,8 +159,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         device = self._take_device()
         run = self._register(request.run_id)
         finish = run.finish
-        if not context.add_callback(run.wake.set):  # set when the RPC ends or is cancelled
-            run.wake.set()  # it already has: nothing may sleep on it
+        if not context.add_callback(run.end):  # run when the RPC ends or is cancelled
+            run.end()  # it already has: nothing may sleep on it
+        # a table or simulated child's epochs take no time: it waits for each decision
+        paced = bool(request.await_decisions and request.run_id) and (
+            self.table is not None or self.config.simulate is not None
+        )
         try:
             log.info("training %s on %s", format_arch(arch), request.dataset)
             stop = lambda: not context.is_active()  # noqa: E731
@@ -160,7 +199,17 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 )
             for event in events:
                 if isinstance(event, EpochRecord):
-                    yield trainer_pb2.TrainEvent(progress=codec.epoch_to_proto(event))
+                    waits = paced and event.epoch < event.epochs
+                    progress = codec.epoch_to_proto(event)
+                    progress.awaiting_decision = waits
+                    yield trainer_pb2.TrainEvent(progress=progress)
+                    if waits and not run.await_decision(event.epoch):
+                        log.warning(
+                            "run %s: no decision on epoch %d within %.0f s; going on",
+                            request.run_id,
+                            event.epoch,
+                            DECISION_WAIT,
+                        )
                 else:
                     if kept:
                         event = self._keep(event, request.dataset, settings, kept[0])
@@ -184,7 +233,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 self._free_slot(device)
 
     def _register(self, run_id: str) -> _Run:
-        run = _Run(threading.Event(), threading.Event())
+        run = _Run()
         if run_id:
             with self._finish_lock:
                 self._finish[run_id] = run
@@ -201,9 +250,17 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         with self._finish_lock:
             run = self._finish.get(request.run_id) if request.run_id else None
         if run is not None:
-            run.finish.set()
-            run.wake.set()
+            run.finish_early()
         return trainer_pb2.FinishEarlyResponse(found=run is not None)
+
+    def Proceed(
+        self, request: trainer_pb2.ProceedRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.ProceedResponse:
+        with self._finish_lock:
+            run = self._finish.get(request.run_id) if request.run_id else None
+        if run is not None:
+            run.proceed(request.epoch)
+        return trainer_pb2.ProceedResponse(found=run is not None)
 
     @property
     def _keeping(self) -> bool:

@@ -425,7 +425,14 @@ class Runner:
                 except NasrlError as exc:  # the child then simply trains to the end
                     log.warning("child %d: %s did not take the stop: %s", cand.id, target, exc)
 
-        return await client.train(cand.arch, dataset, training, on_epoch=epoch, run_id=run_id)
+        return await client.train(
+            cand.arch,
+            dataset,
+            training,
+            on_epoch=epoch,
+            run_id=run_id,
+            await_decisions=self.early_stopping,  # table/simulated children wait for them
+        )
 
     async def _acquire(self, avoid: set[str]) -> str:
         """A slot on a trainer that is up (waiting for one as long as any may come back)."""

@@ -384,13 +384,18 @@ class ControllerClient:
 
 
 def _train_request(
-    arch: Architecture | str, dataset: str, settings: TrainSettings | None, run_id: str
+    arch: Architecture | str,
+    dataset: str,
+    settings: TrainSettings | None,
+    run_id: str,
+    await_decisions: bool = False,
 ) -> trainer_pb2.TrainRequest:
     return trainer_pb2.TrainRequest(
         architecture=codec.arch_to_proto(parse(arch) if isinstance(arch, str) else arch),
         dataset=dataset,
         config=codec.settings_to_proto(settings or TrainSettings()),
         run_id=run_id,
+        await_decisions=await_decisions and bool(run_id),
     )
 
 
@@ -468,16 +473,21 @@ class AsyncTrainerClient:
         settings: TrainSettings | None = None,
         on_epoch: Callable[[EpochRecord], Awaitable[None]] | None = None,
         run_id: str = "",
+        await_decisions: bool = False,
     ) -> TrainOutcome:
         """Train one architecture; ``await on_epoch(record)`` after each epoch. Cancelling
-        the task cancels the training."""
-        request = _train_request(arch, dataset, settings, run_id)
+        the task cancels the training. ``await_decisions`` (with a ``run_id``): a table or
+        simulated trainer waits after each epoch until ``on_epoch`` returned (which may
+        have called ``finish_early``); this call then lets it go on (``proceed``)."""
+        request = _train_request(arch, dataset, settings, run_id, await_decisions)
         try:
             call = self._stub.Train(request, timeout=self.timeout, metadata=self._metadata)
             async for event in call:
                 if event.HasField("progress"):
                     if on_epoch:
                         await on_epoch(codec.epoch_from_proto(event.progress))
+                    if event.progress.awaiting_decision:
+                        await self.proceed(run_id, event.progress.epoch)
                 elif event.HasField("result"):
                     return codec.outcome_from_proto(event.result)
         except grpc.RpcError as exc:
@@ -490,6 +500,18 @@ class AsyncTrainerClient:
         try:
             reply = await self._stub.FinishEarly(
                 trainer_pb2.FinishEarlyRequest(run_id=run_id),
+                timeout=timeout,
+                metadata=self._metadata,
+            )
+        except grpc.RpcError as exc:
+            raise NasrlError.from_rpc(exc, self.target) from exc
+        return bool(reply.found)
+
+    async def proceed(self, run_id: str, epoch: int, timeout: float = 30.0) -> bool:
+        """Let the waiting child ``run_id`` go on past ``epoch`` (see ``train``)."""
+        try:
+            reply = await self._stub.Proceed(
+                trainer_pb2.ProceedRequest(run_id=run_id, epoch=epoch),
                 timeout=timeout,
                 metadata=self._metadata,
             )

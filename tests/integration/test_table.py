@@ -273,3 +273,44 @@ def test_search_epochs_zero_is_refused_not_defaulted(controller: str) -> None:
         timeout=120,
     )
     assert r.returncode == 2 and "epochs must be between 1 and 1000" in r.stderr
+
+
+@pytest.mark.parametrize("rule", ["asha", "median"])
+def test_early_stopping_stops_children_of_a_table_trainer_at_time_scale_0(
+    controller: str, rule: str
+) -> None:
+    """A table trainer at --time-scale 0 used to stream every epoch before the runner's Report
+    came back, so no child was ever stopped (200 children, 0 stopped, the same trainer-seconds
+    as without early stopping). Now each child waits for its decision (await_decisions)."""
+    handle, _ = start_trainer(slots=4, table=TABLE)  # time_scale 0: epochs take no time
+    trainer = f"127.0.0.1:{handle.port}"
+    runs = {}
+    try:
+        for stopping in ("none", rule):
+            r = nasrl_cli(
+                "search",
+                "--controller",
+                controller,
+                "--trainers",
+                trainer,
+                "--slots-per-trainer",
+                "4",
+                "--agent",
+                "random",
+                "--space-from-table",
+                str(TABLE),
+                "--budget",
+                "24",
+                "--early-stopping",
+                stopping,
+                "--json",
+                "--quiet",
+                timeout=300,
+            )
+            assert r.returncode == 0, r.stderr
+            runs[stopping] = json.loads(r.stdout)
+    finally:
+        handle.stop(None)
+    assert runs["none"]["stopped_early_this_run"] == 0
+    assert runs[rule]["stopped_early_this_run"] >= 3
+    assert runs[rule]["trainer_seconds_this_run"] < runs["none"]["trainer_seconds_this_run"]
