@@ -35,9 +35,9 @@ __all__ = ["cell_string", "format_skeleton", "format_cell", "parse_cell", "forma
 def format_block(block: Block) -> str:
     """A short name of a block for messages and comments."""
     if isinstance(block, Stem):
-        return f"stem {block.channels}"
+        return f"stem to {block.channels}"
     if isinstance(block, CellBlock):
-        return "cell " + cell_string(block.ops)
+        return "cell"
     if isinstance(block, Reduction):
         return f"reduction to {block.channels}"
     return "head"
