@@ -14,6 +14,7 @@ source, so they are the trainer's own) and one line per block: stem, cells, redu
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,7 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 def _cell_helpers() -> str:
     """The source of the modules a cell network is built of (they import only torch)."""
-    parts = [
+    parts: list[Callable[..., object]] = [
         cell_modules.ReLUConvBN,
         cell_modules.Zero,
         cell_modules.CellModule,

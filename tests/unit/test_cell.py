@@ -258,10 +258,13 @@ def test_codec_zero_skeleton_fields_are_nas_bench_201s() -> None:
         (apb.Architecture(cell=apb.Cell()), "cell.ops needs 6 operations; got 0"),
         (apb.Architecture(cell=apb.Cell(ops=[apb.CELL_OP_NONE] * 7)), "got 7"),
         (
-            apb.Architecture(cell=apb.Cell(ops=[apb.CELL_OP_NONE] * 5 + [0])),
+            apb.Architecture(cell=apb.Cell(ops=[apb.CELL_OP_NONE] * 5 + [apb.CELL_OP_UNSPECIFIED])),
             "edge 2->3 has no operation (0); use one of CELL_OP_NONE, CELL_OP_SKIP_CONNECT",
         ),
-        (apb.Architecture(cell=apb.Cell(ops=[9] * 6)), "edge 0->1 has no operation (9)"),
+        (
+            apb.Architecture(cell=apb.Cell(ops=[apb.CellOp.ValueType(9)] * 6)),
+            "edge 0->1 has no operation (9)",
+        ),
         (
             apb.Architecture(cell=apb.Cell(ops=[apb.CELL_OP_NONE] * 6), classes=-1),
             "classes must be positive",

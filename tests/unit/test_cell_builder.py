@@ -158,7 +158,10 @@ def test_the_network_trains_and_gradients_reach_the_stem() -> None:
     logits = model(images(DIGITS, 4))
     assert logits.shape == (4, 10) and torch.isfinite(logits).all()
     logits.logsumexp(1).sum().backward()
-    stem_conv = model.blocks[0][0]
+    stem = model.blocks[0]
+    assert isinstance(stem, nn.Sequential)
+    stem_conv = stem[0]
+    assert isinstance(stem_conv, nn.Conv2d)
     assert stem_conv.weight.grad is not None and stem_conv.weight.grad.abs().sum() > 0
 
 
