@@ -56,7 +56,10 @@ def nn_config(space: cpb.ZophSpace, shape: cpb.DatasetShape) -> dict[str, Any]:
 def architecture(text: str, space: cpb.ZophSpace) -> list[list[int]]:
     ids = _embedding(space)
     rows = []
-    for i, layer in enumerate(parse(text).layers):
+    arch = parse(text)
+    if arch.cell is not None:
+        raise ValueError(f"{text} is a cell network; Katib's ENAS format holds only layers")
+    for i, layer in enumerate(arch.layers):
         op = layer.op
         if not isinstance(op, Conv):
             raise ValueError(f"layer {i + 1} of {text} is not a convolution")

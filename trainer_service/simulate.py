@@ -7,6 +7,7 @@ Surrogate accuracy (documented, deterministic in the architecture text)::
 
     capacity = 1 - exp(-params / 50,000)            # bigger networks fit better, saturating
     depth    = -0.03 * |layers - 6|                 # a preference for about six layers
+                                                    # (0 for a cell network: no layers)
     noise    = (sha256(text) mod 1000) / 1000 * 0.04 - 0.02
     accuracy = clip(0.55 + 0.35 * capacity + depth + noise, 0.05, 0.99)
 """
@@ -30,7 +31,7 @@ def surrogate_accuracy(arch: Architecture, image: InputShape) -> float:
     analysis = analyze(arch, image)
     text = format_arch(canonical(arch))
     capacity = 1.0 - math.exp(-analysis.params / 50_000)
-    depth = -0.03 * abs(len(arch.layers) - 6)
+    depth = -0.03 * abs(len(arch.layers) - 6) if arch.cell is None else 0.0
     noise = int(hashlib.sha256(text.encode()).hexdigest(), 16) % 1000 / 1000 * 0.04 - 0.02
     return min(0.99, max(0.05, 0.55 + 0.35 * capacity + depth + noise))
 

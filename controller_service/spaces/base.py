@@ -12,7 +12,7 @@ from typing import Any
 
 from controller_service.spaces.metaqnn import MetaQNNSpace
 from controller_service.spaces.zoph import ZophSpace
-from nasrl.core.arch import Architecture
+from nasrl.core.arch import Architecture, format_arch
 
 __all__ = ["Space", "Decisions", "random_decisions", "mutate_decisions", "decode", "encode"]
 
@@ -29,6 +29,10 @@ def decode(space: Space, decisions: Decisions) -> Any:
 def encode(space: Space, arch: Architecture) -> Decisions:
     """The decisions that produce ``arch`` in ``space`` (the inverse of ``decode``), in the
     form every agent of that space learns from; ValueError says what does not fit."""
+    if arch.cell is not None:  # the layer spaces would read it as a network of no layers
+        raise ValueError(
+            f"{format_arch(arch)} is a cell network; this search space holds layer networks"
+        )
     if isinstance(space, MetaQNNSpace):
         return {"path": space.encode(arch)}
     decisions = space.encode(arch)

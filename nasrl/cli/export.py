@@ -6,14 +6,31 @@ trainer's ``nasrl.core.builder.ChildNet``, so a state dict saved from one loads 
 other. The forward is spelled out one line per layer, so the file reads as the network.
 ``write_export`` with a state dict also writes it as ``NAME.pt`` beside ``NAME.py``, and the
 module's ``load_trained()`` returns the network with those weights.
+
+A cell network's file carries the classes of ``nasrl.core.cell_modules`` (copied from their
+source, so they are the trainer's own) and one line per block: stem, cells, reductions, head.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nasrl.core.arch import FC, GAP, Architecture, Conv, Op, Pool, format_arch, format_op
+from nasrl.core import cell_modules
+from nasrl.core.arch import (
+    FC,
+    GAP,
+    Architecture,
+    Conv,
+    Op,
+    Pool,
+    describe_block,
+    format_arch,
+    network_blocks,
+)
+from nasrl.core.cell import Block, CellBlock, Head, Reduction, Stem
 from nasrl.core.shapes import Analysis, InputShape, Shape, analyze, merged
 
 __all__ = ["export_source", "write_export"]
@@ -41,7 +58,32 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _block_lines(op: Op, x: Shape) -> list[str]:
+def _cell_helpers() -> str:
+    """The source of the modules a cell network is built of (they import only torch)."""
+    parts: list[Callable[..., object]] = [
+        cell_modules.ReLUConvBN,
+        cell_modules.Zero,
+        cell_modules.CellModule,
+        cell_modules.Reduction,
+        cell_modules.stem,
+        cell_modules.head,
+    ]
+    return "\n\n".join(inspect.getsource(part) for part in parts)
+
+
+def _cell_block_lines(block: Block, x: Shape) -> list[str]:
+    if isinstance(block, Stem):
+        return [f"stem({x.channels}, {block.channels})"]
+    if isinstance(block, CellBlock):
+        return [f"CellModule(CELL_OPS, {x.channels})"]
+    if isinstance(block, Reduction):
+        return [f"Reduction({x.channels}, {block.channels})"]
+    if isinstance(block, Head):
+        return [f"head({x.channels})"]
+    raise TypeError(f"not a block: {block!r}")
+
+
+def _block_lines(op: Op | Block, x: Shape) -> list[str]:
     """Source of one block, the same modules at the same indices as the builder's."""
     if isinstance(op, Conv):
         top, bottom = _same_padding(x.height, op.kernel_h, op.stride_h)
@@ -68,16 +110,16 @@ def _block_lines(op: Op, x: Shape) -> list[str]:
         return [f"nn.MaxPool2d({op.kernel}, {op.stride})"]
     if isinstance(op, GAP):
         return ["nn.AdaptiveAvgPool2d(1)"]
-    raise TypeError(f"not a layer operation: {op!r}")
+    return _cell_block_lines(op, x)
 
 
 def _blocks_source(arch: Architecture, analysis: Analysis) -> list[str]:
     lines = ["self.blocks = nn.ModuleList(["]
     shapes = list(analysis.shapes)
-    for i, (layer, ins) in enumerate(zip(arch.layers, analysis.inputs), start=1):
-        block = _block_lines(layer.op, merged(shapes, ins))
+    for i, (op, ins) in enumerate(zip(network_blocks(arch), analysis.inputs), start=1):
+        block = _block_lines(op, merged(shapes, ins))
         block[-1] += ","
-        lines += [f"    # {i}: {format_op(layer.op)} -> {shapes[i]}"] + ["    " + b for b in block]
+        lines += [f"    # {i}: {describe_block(op)} -> {shapes[i]}"] + ["    " + b for b in block]
     lines.append("])")
     return lines
 
@@ -154,6 +196,10 @@ def export_source(
     init = ["super().__init__()"] + _blocks_source(arch, analysis)
     init.append(f"self.classifier = nn.Linear({analysis.classifier_features}, {analysis.classes})")
     loader = _LOADER if weights else ""
+    constants, helpers = "", _CAT
+    if arch.cell is not None:  # the cell's ops in NAS-Bench-201's edge order, and its modules
+        constants = f"\nCELL_OPS = {tuple(op.value for op in arch.cell.ops)!r}"
+        helpers = "\n" + _cell_helpers()
     return f"""{_docstring(text, image, analysis, title, weights)}
 
 import torch
@@ -162,9 +208,9 @@ from torch.nn import functional as F
 
 INPUT_SHAPE = {(image.channels, image.height, image.width)}
 NUM_CLASSES = {analysis.classes}
-ARCHITECTURE = {text!r}
+ARCHITECTURE = {text!r}{constants}
 
-{_CAT}
+{helpers}
 
 class Net(nn.Module):
     \"\"\"Maps N x {image.channels} x {image.height} x {image.width} images to N x \

@@ -1,15 +1,23 @@
 """Architecture specs and their text form.
 
-A child network is a tuple of layers; each layer is an operation plus the indices of the
-layers it reads (0 = the image, ``i`` = layer ``i``'s output, empty = the previous layer).
-The text form, whitespace separated, MetaQNN-like::
+A child network is either a tuple of layers or a cell network (``Architecture.cell``, see
+``nasrl.core.cell``: a NAS-Bench-201 cell on its macro skeleton; then ``layers`` is empty).
+Each layer is an operation plus the indices of the layers it reads (0 = the image, ``i`` =
+layer ``i``'s output, empty = the previous layer). The text form of layers, whitespace
+separated, MetaQNN-like::
 
     C(64,3,1) P(2,2) C(128,3x5,1x2)@[0,2] FC(256) GAP SM(10)
+
+and of a cell network NAS-Bench-201's cell string, with an optional skeleton prefix (see
+``nasrl.core.cell``) and the same optional ``SM(n)``::
+
+    [N=1]|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_1x1~1|nor_conv_3x3~2|
 
 ``parse`` and ``format_arch`` round-trip exactly for formatted strings, and
 ``parse(format_arch(a)) == a`` for every architecture with at least one layer and
 non-negative sizes (anything else is rejected by ``nasrl.core.shapes.analyze`` anyway). ``canonical`` and ``arch_hash`` give
-the form the dedup cache keys on.
+the form the dedup cache keys on; a cell network's canonical form keeps its own ops, while its
+hash is that of the function it computes (``nasrl.core.cell.isomorphism_key``).
 """
 
 from __future__ import annotations
@@ -17,6 +25,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
+
+from nasrl.core.cell import Block, Cell, blocks, isomorphism_key
+from nasrl.core.cell_text import format_block, format_cell, format_skeleton, parse_cell
+from nasrl.core.errors import ArchError, ArchSyntaxError
 
 __all__ = [
     "Conv",
@@ -34,30 +46,9 @@ __all__ = [
     "arch_hash",
     "resolved_inputs",
     "consumers",
+    "network_blocks",
+    "describe_block",
 ]
-
-
-class ArchError(ValueError):
-    """An architecture that cannot be built or trained; the message says why."""
-
-
-class ArchSyntaxError(ArchError):
-    """A text form that does not parse; ``position`` is the 0-based character offset."""
-
-    def __init__(self, message: str, text: str, position: int) -> None:
-        super().__init__(message, text, position)  # all three, so it pickles and copies
-        self.message, self.text, self.position = message, text, position
-
-    def __str__(self) -> str:
-        return f"{self.message} at position {self.position}: {_caret(self.text, self.position)}"
-
-
-def _caret(text: str, position: int) -> str:
-    """The text around ``position`` with ``-->`` marking the spot."""
-    start, end = max(0, position - 30), position + 30
-    before = ("..." if start else "") + text[start:position]
-    after = text[position:end] + ("..." if end < len(text) else "")
-    return f"{before}-->{after}"
 
 
 @dataclass(frozen=True)
@@ -96,8 +87,16 @@ class Layer:
 
 @dataclass(frozen=True)
 class Architecture:
-    layers: tuple[Layer, ...]
+    """A child network: its ``layers``, or a ``cell`` network (then ``layers`` is empty;
+    ``Architecture(cell=Cell(ops))``). Exactly one must be given for it to build."""
+
+    layers: tuple[Layer, ...] = ()
     classes: int | None = None  # from a trailing SM(n); None = the dataset's
+    cell: Cell | None = None
+
+    def __post_init__(self) -> None:
+        if self.cell is not None and self.layers:
+            raise ArchError("an architecture has layers or a cell, not both")
 
     def __str__(self) -> str:
         return format_arch(self)
@@ -132,7 +131,8 @@ def format_layer(layer: Layer) -> str:
 
 
 def format_arch(arch: Architecture) -> str:
-    tokens = [format_layer(layer) for layer in arch.layers]
+    tokens = [format_cell(arch.cell)] if arch.cell is not None else []
+    tokens += [format_layer(layer) for layer in arch.layers]
     if arch.classes is not None:
         tokens.append(f"SM({arch.classes})")
     return " ".join(tokens)
@@ -184,6 +184,10 @@ def _match_token(text: str, pos: int) -> tuple[str, re.Match[str]]:
     for kind in ("FC", "C", "P", "SM"):  # longest prefixes first: FC before C
         if text.startswith(kind + "(", pos) or (kind != "C" and text.startswith(kind, pos)):
             raise ArchSyntaxError(f"malformed {kind} layer, expected {_HINTS[kind]}", text, pos)
+    if text.startswith(("|", "["), pos):
+        raise ArchSyntaxError(
+            "a cell (|op~0|+...) is a whole architecture; it cannot follow layers", text, pos
+        )
     raise ArchSyntaxError("expected a layer (C(...), P(...), FC(...), GAP) or SM(...)", text, pos)
 
 
@@ -198,13 +202,33 @@ def _parse_inputs(text: str, pos: int) -> tuple[tuple[int, ...], int]:
     return tuple(int(x) for x in m.group(1).split(",")), m.end()
 
 
+def _parse_cell_arch(text: str, pos: int) -> Architecture:
+    """A cell network and an optional trailing SM(classes)."""
+    cell, pos = parse_cell(text, pos)
+    end = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+    if end == len(text):
+        return Architecture(cell=cell)
+    m = _TOKEN_PATTERNS[-1][1].match(text, end)  # SM(classes)
+    if end == pos or not m:
+        raise ArchSyntaxError(
+            "unexpected text after the cell; only ' SM(classes)' may follow it", text, pos
+        )
+    after = _SPACE.match(text, m.end()).end()  # type: ignore[union-attr]
+    if after < len(text):
+        raise ArchSyntaxError("SM(classes) must be the last token", text, after)
+    return Architecture(cell=cell, classes=int(m.group(1)))
+
+
 def parse(text: str) -> Architecture:
-    """Parse the text form; raises ArchSyntaxError naming the position of the problem."""
+    """Parse the text form (layers, or a cell network when the text starts with ``|`` or
+    ``[``); raises ArchSyntaxError naming the position of the problem."""
     if not isinstance(text, str):
         raise ArchError(f"architecture text must be a string, not {type(text).__name__}")
     layers: list[Layer] = []
     classes: int | None = None
     pos = _SPACE.match(text, 0).end()  # type: ignore[union-attr]
+    if text.startswith(("|", "["), pos):
+        return _parse_cell_arch(text, pos)
     while pos < len(text):
         if classes is not None:
             raise ArchSyntaxError("SM(classes) must be the last token", text, pos)
@@ -252,10 +276,28 @@ def consumers(arch: Architecture) -> list[int]:
     return counts
 
 
+def network_blocks(arch: Architecture) -> tuple[Op | Block, ...]:
+    """What the builder walks: the layers' operations, or a cell network's blocks (stem,
+    cells, reductions, head; their inputs are a chain)."""
+    if arch.cell is not None:
+        return blocks(arch.cell)
+    return tuple(layer.op for layer in arch.layers)
+
+
+def describe_block(block: Op | Block) -> str:
+    """``C(64,3,1)`` for a layer's operation, ``reduction to 32`` for a cell network's block."""
+    if isinstance(block, (Conv, Pool, FC, GAP)):
+        return format_op(block)
+    return format_block(block)
+
+
 def canonical(arch: Architecture) -> Architecture:
     """The form that is equal for equal networks: skip lists sorted and deduplicated, a list
     that only names the previous layer dropped, and the SM(n) suffix dropped (the dataset
-    fixes the classes)."""
+    fixes the classes). A cell network keeps its own ops (isomorphic cells stay apart here;
+    ``arch_hash`` puts them together)."""
+    if arch.cell is not None:
+        return Architecture(cell=arch.cell)
     layers = []
     for i, layer in enumerate(arch.layers):
         inputs = tuple(sorted(set(layer.inputs)))
@@ -266,6 +308,10 @@ def canonical(arch: Architecture) -> Architecture:
 
 
 def arch_hash(arch: Architecture) -> str:
-    """A stable 16-hex-digit hash of the canonical text form."""
-    text = format_arch(canonical(arch))
+    """A stable 16-hex-digit hash of the canonical text form; for a cell network, of its
+    skeleton and ``isomorphism_key``, so cells that compute the same function hash the same."""
+    if arch.cell is not None:
+        text = "cell:" + format_skeleton(arch.cell.skeleton) + isomorphism_key(arch.cell)
+    else:
+        text = format_arch(canonical(arch))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

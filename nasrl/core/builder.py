@@ -6,6 +6,10 @@ module is created with known input sizes. Zoph & Le's three fixes make every exp
 build: a layer reads the image when it names it (the agents encode "no input" as ``@[0]``);
 outputs nobody consumes are concatenated into the classifier; maps of different spatial size
 are zero-padded to the largest before concatenation.
+
+A cell network is built the same way from its blocks (``nasrl.core.arch.network_blocks``:
+stem, cells, reductions, head, each reading the one before) with the modules of
+``nasrl.core.cell_modules``, NAS-Bench-201's; its classifier reads the head's pooled channels.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nasrl.core.arch import FC, GAP, Architecture, Conv, Pool
+from nasrl.core import cell_modules
+from nasrl.core.arch import FC, GAP, Architecture, Conv, Pool, network_blocks
+from nasrl.core.cell import CellBlock, Head, Reduction, Stem
 from nasrl.core.shapes import Analysis, InputShape, Limits, Shape, analyze, merged
 
 __all__ = ["ChildNet", "build", "count_params"]
@@ -62,7 +68,19 @@ def _block(op: object, x: Shape) -> nn.Module:
         return _fc_block(op, x)
     if isinstance(op, GAP):
         return nn.AdaptiveAvgPool2d(1)
-    raise TypeError(f"unknown operation {op!r}")
+    return _cell_block(op, x)
+
+
+def _cell_block(block: object, x: Shape) -> nn.Module:
+    if isinstance(block, Stem):
+        return cell_modules.stem(x.channels, block.channels)
+    if isinstance(block, CellBlock):
+        return cell_modules.CellModule(tuple(op.value for op in block.ops), x.channels)
+    if isinstance(block, Reduction):
+        return cell_modules.Reduction(x.channels, block.channels)
+    if isinstance(block, Head):
+        return cell_modules.head(x.channels)
+    raise TypeError(f"unknown operation {block!r}")
 
 
 def gather(outputs: list[torch.Tensor], indices: tuple[int, ...]) -> torch.Tensor:
@@ -92,8 +110,8 @@ class ChildNet(nn.Module):
         self.heads = analysis.classifier_inputs
         shapes = list(analysis.shapes)
         self.blocks = nn.ModuleList(
-            _block(layer.op, merged(shapes, ins))
-            for layer, ins in zip(arch.layers, analysis.inputs)
+            _block(op, merged(shapes, ins))
+            for op, ins in zip(network_blocks(arch), analysis.inputs)
         )
         self.classifier = nn.Linear(analysis.classifier_features, analysis.classes)
 

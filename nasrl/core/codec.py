@@ -11,6 +11,7 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from nasrl.core.agent_settings import AgentSettings, AgentSettingsError, settings_class
 from nasrl.core.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool
+from nasrl.core.cell import CELL_OPS, DEFAULT_SKELETON, EDGES, Cell, CellOp, Skeleton
 from nasrl.core.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings
 from protos import architecture_pb2 as apb
 from protos import controller_pb2 as cpb
@@ -61,8 +62,46 @@ def _op_to_proto(op: Op, layer: apb.Layer) -> None:
         raise TypeError(f"not a layer operation: {op!r}")
 
 
+# CellOp <-> apb.CellOp: CELL_OP_NONE is 1, ... in CELL_OPS order (0 is unspecified)
+_CELL_OP_NUMBERS: dict[CellOp, apb.CellOp.ValueType] = {
+    op: apb.CellOp.Value("CELL_OP_" + op.name) for op in CELL_OPS
+}
+_CELL_OPS_BY_NUMBER = {number: op for op, number in _CELL_OP_NUMBERS.items()}
+
+
+def _cell_to_proto(cell: Cell) -> apb.Cell:
+    s = cell.skeleton
+    return apb.Cell(
+        ops=[_CELL_OP_NUMBERS[op] for op in cell.ops],
+        skeleton=apb.Skeleton(
+            channels=s.channels, cells_per_stage=s.cells_per_stage, stages=s.stages
+        ),
+    )
+
+
+def _cell_from_proto(msg: apb.Cell) -> Cell:
+    if len(msg.ops) != len(EDGES):
+        raise ArchError(
+            f"a cell has {len(EDGES)} edges (0->1, 0->2, 1->2, 0->3, 1->3, 2->3), so "
+            f"cell.ops needs {len(EDGES)} operations; got {len(msg.ops)}"
+        )
+    ops = []
+    for (j, i), number in zip(EDGES, msg.ops):
+        if number not in _CELL_OPS_BY_NUMBER:
+            names = ", ".join(apb.CellOp.Name(n) for n in _CELL_OP_NUMBERS.values())
+            raise ArchError(f"edge {j}->{i} has no operation ({number}); use one of {names}")
+        ops.append(_CELL_OPS_BY_NUMBER[number])
+    s, d = msg.skeleton, DEFAULT_SKELETON  # zero fields take NAS-Bench-201's values
+    skeleton = Skeleton(
+        s.channels or d.channels, s.cells_per_stage or d.cells_per_stage, s.stages or d.stages
+    )
+    return Cell(tuple(ops), skeleton)
+
+
 def arch_to_proto(arch: Architecture) -> apb.Architecture:
     msg = apb.Architecture(classes=arch.classes or 0)
+    if arch.cell is not None:
+        msg.cell.CopyFrom(_cell_to_proto(arch.cell))
     for layer in arch.layers:
         out = msg.layers.add()
         _op_to_proto(layer.op, out)
@@ -84,15 +123,28 @@ def _op_from_proto(layer: apb.Layer, index: int) -> Op:
     raise ArchError(f"layer {index} has no operation: set one of conv, pool, fc, gap")
 
 
+def _check_classes(classes: int) -> None:
+    if classes < 0:
+        raise ArchError(f"classes must be positive (or 0 for the dataset's), got {classes}")
+
+
 def arch_from_proto(msg: apb.Architecture) -> Architecture:
-    """Typed form to spec; raises ArchError for a layer without an operation. Sizes are
-    checked later by ``nasrl.core.shapes.analyze``."""
+    """Typed form to spec; raises ArchError for a layer without an operation, for a cell
+    without 6 known operations, and unless exactly one of ``layers`` and ``cell`` is set.
+    Sizes are checked later by ``nasrl.core.shapes.analyze``."""
+    if msg.HasField("cell"):
+        if msg.layers:
+            raise ArchError("an architecture has layers or a cell, not both: clear one of them")
+        cell = _cell_from_proto(msg.cell)
+        _check_classes(msg.classes)
+        return Architecture(cell=cell, classes=msg.classes or None)
+    if not msg.layers:
+        raise ArchError("an architecture needs at least one layer, or a cell: set one")
     layers = tuple(
         Layer(_op_from_proto(layer, i), tuple(layer.inputs))
         for i, layer in enumerate(msg.layers, start=1)
     )
-    if msg.classes < 0:
-        raise ArchError(f"classes must be positive (or 0 for the dataset's), got {msg.classes}")
+    _check_classes(msg.classes)
     return Architecture(layers, msg.classes or None)
 
 

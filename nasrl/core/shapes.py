@@ -6,6 +6,9 @@ padding, valid max pooling, concatenation along channels with smaller maps zero-
 largest, unconsumed outputs concatenated into the classifier) and returns every layer's
 output shape, the parameter count and the forward FLOPs per image. Anything that would not
 build, or that exceeds the limits, raises ``ArchError`` with a sentence naming the layer.
+
+A cell network (``Architecture.cell``) is analysed by ``nasrl.core.cell_shapes`` into an
+``Analysis`` of the same form: the chain of its blocks.
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def _where(i: int, layer: Layer) -> str:
     return f"layer {i} ({text})"
 
 
-def _check_range(what: str, value: int, low: int, high: int, where: str) -> None:
+def check_range(what: str, value: int, low: int, high: int, where: str) -> None:
     if not low <= value <= high:
         raise ArchError(f"{where}: {what} must be between {low} and {high}, got {value}")
 
@@ -116,11 +119,11 @@ def _check_inputs(i: int, layer: Layer, limits: Limits) -> None:
 
 
 def _conv(op: Conv, x: Shape, where: str, limits: Limits) -> tuple[Shape, int, int]:
-    _check_range("filters", op.filters, 1, limits.max_filters, where)
-    _check_range("kernel height", op.kernel_h, 1, limits.max_kernel, where)
-    _check_range("kernel width", op.kernel_w, 1, limits.max_kernel, where)
-    _check_range("stride height", op.stride_h, 1, limits.max_stride, where)
-    _check_range("stride width", op.stride_w, 1, limits.max_stride, where)
+    check_range("filters", op.filters, 1, limits.max_filters, where)
+    check_range("kernel height", op.kernel_h, 1, limits.max_kernel, where)
+    check_range("kernel width", op.kernel_w, 1, limits.max_kernel, where)
+    check_range("stride height", op.stride_h, 1, limits.max_stride, where)
+    check_range("stride width", op.stride_w, 1, limits.max_stride, where)
     out = Shape(op.filters, math.ceil(x.height / op.stride_h), math.ceil(x.width / op.stride_w))
     macs_per_pixel = op.kernel_h * op.kernel_w * x.channels * op.filters
     params = macs_per_pixel + 2 * op.filters  # no bias: batch-norm's scale and shift follow
@@ -128,8 +131,8 @@ def _conv(op: Conv, x: Shape, where: str, limits: Limits) -> tuple[Shape, int, i
 
 
 def _pool(op: Pool, x: Shape, where: str, limits: Limits) -> tuple[Shape, int, int]:
-    _check_range("pool kernel", op.kernel, 1, limits.max_kernel, where)
-    _check_range("pool stride", op.stride, 1, limits.max_stride, where)
+    check_range("pool kernel", op.kernel, 1, limits.max_kernel, where)
+    check_range("pool stride", op.stride, 1, limits.max_stride, where)
     if op.kernel > x.height or op.kernel > x.width:
         raise ArchError(
             f"{where} receives a {x.height}x{x.width} map; a {op.kernel}x{op.kernel} pool "
@@ -141,7 +144,7 @@ def _pool(op: Pool, x: Shape, where: str, limits: Limits) -> tuple[Shape, int, i
 
 
 def _fc(op: FC, x: Shape, where: str, limits: Limits) -> tuple[Shape, int, int]:
-    _check_range("units", op.units, 1, limits.max_units, where)
+    check_range("units", op.units, 1, limits.max_units, where)
     weights = x.numel * op.units
     return Shape(op.units, 1, 1), weights + op.units, 2 * weights
 
@@ -158,7 +161,7 @@ def _layer(op: object, x: Shape, where: str, limits: Limits) -> tuple[Shape, int
     raise ArchError(f"{where}: unknown operation {op!r}")
 
 
-def _check_totals(params: int, flops: int, limits: Limits, where: str) -> None:
+def check_totals(params: int, flops: int, limits: Limits, where: str) -> None:
     if params > limits.max_params:
         raise ArchError(
             f"{where}: the network has {params:,} parameters, over the limit of "
@@ -171,18 +174,27 @@ def _check_totals(params: int, flops: int, limits: Limits, where: str) -> None:
         )
 
 
-def analyze(arch: Architecture, image: InputShape, limits: Limits | None = None) -> Analysis:
-    """Shapes, parameters and FLOPs of ``arch`` on ``image``; raises ArchError if it would
-    not build or exceeds ``limits``."""
-    limits = limits or Limits()
-    if not arch.layers:
-        raise ArchError("an architecture needs at least one layer")
-    if len(arch.layers) > limits.max_layers:
-        raise ArchError(f"{len(arch.layers)} layers exceed the limit of {limits.max_layers} layers")
+def _check_classes(arch: Architecture, image: InputShape) -> None:
     if arch.classes is not None and arch.classes != image.classes:
         raise ArchError(
             f"SM({arch.classes}) does not match the dataset, which has {image.classes} classes"
         )
+
+
+def analyze(arch: Architecture, image: InputShape, limits: Limits | None = None) -> Analysis:
+    """Shapes, parameters and FLOPs of ``arch`` on ``image``; raises ArchError if it would
+    not build or exceeds ``limits``."""
+    limits = limits or Limits()
+    if arch.cell is not None:
+        from nasrl.core.cell_shapes import analyze_cell  # it builds on this module's types
+
+        _check_classes(arch, image)
+        return analyze_cell(arch.cell, image, limits)
+    if not arch.layers:
+        raise ArchError("an architecture needs at least one layer")
+    if len(arch.layers) > limits.max_layers:
+        raise ArchError(f"{len(arch.layers)} layers exceed the limit of {limits.max_layers} layers")
+    _check_classes(arch, image)
     shapes = [Shape(image.channels, image.height, image.width)]
     resolved: list[tuple[int, ...]] = []
     params = flops = 0
@@ -194,10 +206,10 @@ def analyze(arch: Architecture, image: InputShape, limits: Limits | None = None)
         out, p, f = _layer(layer.op, merged(shapes, ins), where, limits)
         shapes.append(out)
         params, flops = params + p, flops + f
-        _check_totals(params, flops, limits, where)
+        check_totals(params, flops, limits, where)
     heads = unconsumed(arch)
     features = merged(shapes, heads).numel
     params += features * image.classes + image.classes
     flops += 2 * features * image.classes
-    _check_totals(params, flops, limits, "classifier")
+    check_totals(params, flops, limits, "classifier")
     return Analysis(tuple(shapes), tuple(resolved), heads, features, image.classes, params, flops)

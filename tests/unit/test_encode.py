@@ -39,6 +39,8 @@ def test_encode_inverts_decode(name: str) -> None:
         ("zoph-no-skips", "C(24,3,1) C(24,3,1)@[0]", "no skip connections"),
         ("metaqnn", "P(2,2) GAP", "not allowed after"),
         ("metaqnn", "C(64,3,1) C(64,3,1)@[0]", "chains"),
+        ("zoph", "[N=1]" + "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "is a cell network"),
+        ("metaqnn", "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "holds layer networks"),
     ],
 )
 def test_networks_outside_a_space_are_named(name: str, text: str, words: str) -> None:

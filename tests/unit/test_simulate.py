@@ -58,3 +58,16 @@ def test_finish_asked_before_the_first_epoch_gives_one_epoch_and_the_result(
     )
     assert [type(e) for e in events] == [EpochRecord, TrainOutcome]
     assert isinstance(events[0], EpochRecord) and events[0].epoch == 1
+
+
+def test_a_cell_network_gets_a_surrogate_without_a_depth_term() -> None:
+    from trainer_service.simulate import surrogate_accuracy
+
+    cell = parse("[N=1]|nor_conv_3x3~0|+|none~0|skip_connect~1|+|skip_connect~0|none~1|none~2|")
+    events = list(simulate(cell, DIGITS, TrainSettings(epochs=1), 0.0, lambda: False))
+    outcome = events[-1]
+    assert isinstance(outcome, TrainOutcome)
+    assert outcome.architecture == str(cell) and outcome.device == "simulated"
+    # capacity and noise only: within 0.55 + 0.35 * capacity +- 0.02
+    assert 0.55 <= outcome.validation_accuracy <= 0.92
+    assert outcome.validation_accuracy == surrogate_accuracy(cell, DIGITS)
