@@ -548,6 +548,14 @@ class Store:
         counts["reissued"] = sum(int(r["reissued"]) for r in rows)
         return counts
 
+    def candidates_after(self, search_id: str, after: int, limit: int) -> list[CandidateRow]:
+        """Up to ``limit`` candidates with an id above ``after``, in id order (read-only)."""
+        rows = self._read(
+            "SELECT * FROM candidates WHERE search_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (search_id, after, limit),
+        )
+        return [_candidate(r) for r in rows]
+
     # ------------------------------------------------------------------ epoch reports
 
     def add_epoch_report(
@@ -576,6 +584,18 @@ class Store:
             (search_id,),
         )
         return [(int(r[0]), int(r[1]), float(r[2])) for r in rows]
+
+    def epoch_reports_between(
+        self, search_id: str, first: int, last: int
+    ) -> list[tuple[int, int, float, str]]:
+        """Every (candidate, epoch, accuracy, decision) of candidates ``first`` .. ``last``,
+        by candidate and epoch."""
+        rows = self._read(
+            "SELECT candidate_id, epoch, accuracy, decision FROM epoch_reports "
+            "WHERE search_id = ? AND candidate_id BETWEEN ? AND ? ORDER BY candidate_id, epoch",
+            (search_id, first, last),
+        )
+        return [(int(r[0]), int(r[1]), float(r[2]), str(r[3])) for r in rows]
 
     # ------------------------------------------------------------------ results
 

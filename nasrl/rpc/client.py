@@ -38,6 +38,9 @@ __all__ = [
     "SearchSpec",
     "LeaderboardEntry",
     "Search",
+    "Child",
+    "ChildStatus",
+    "EpochReport",
     "wait_until_serving",
 ]
 
@@ -239,6 +242,69 @@ class Search:
     created: float
 
 
+class ChildStatus(StrEnum):
+    """What became of a child (``ListChildren``)."""
+
+    LEASED = "leased"  # out for training
+    TRAINED = "trained"
+    FAILED = "failed"
+    CACHED = "cached"  # answered from an earlier result without training
+    WAITING = "waiting"  # equal to a network in flight
+    INVALID = "invalid"  # never trained: does not fit, over a limit, screened out
+    UNKNOWN = "unknown"  # a status this client does not know (a newer controller)
+
+
+_CHILD_STATUSES = {
+    cpb.CHILD_LEASED: ChildStatus.LEASED,
+    cpb.CHILD_TRAINED: ChildStatus.TRAINED,
+    cpb.CHILD_FAILED: ChildStatus.FAILED,
+    cpb.CHILD_CACHED: ChildStatus.CACHED,
+    cpb.CHILD_WAITING: ChildStatus.WAITING,
+    cpb.CHILD_INVALID: ChildStatus.INVALID,
+}
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """One epoch reported with Report and the early-stopping rule's decision."""
+
+    epoch: int
+    validation_accuracy: float
+    stop: bool
+
+
+@dataclass(frozen=True)
+class Child:
+    """One candidate of a search: ``result`` for a trained or cached one (its curve only
+    when listed with detail), ``reason`` why it failed or was not trained."""
+
+    candidate_id: int
+    architecture: str
+    status: ChildStatus
+    result: TrainOutcome | None
+    reason: str
+    reward: float | None
+    reissued: int
+    screen_score: float | None
+    reports: tuple[EpochReport, ...]
+
+
+def _child(c: cpb.Child) -> Child:
+    return Child(
+        candidate_id=c.candidate_id,
+        architecture=c.architecture,
+        status=_CHILD_STATUSES.get(c.status, ChildStatus.UNKNOWN),
+        result=codec.outcome_from_proto(c.result) if c.HasField("result") else None,
+        reason=c.reason,
+        reward=c.reward if c.HasField("reward") else None,
+        reissued=c.reissued,
+        screen_score=c.screen_score if c.HasField("screen_score") else None,
+        reports=tuple(
+            EpochReport(r.epoch, r.validation_accuracy, r.decision == cpb.STOP) for r in c.reports
+        ),
+    )
+
+
 def _entry(e: cpb.LeaderboardEntry) -> LeaderboardEntry:
     return LeaderboardEntry(
         e.candidate_id,
@@ -361,6 +427,20 @@ class ControllerClient:
             "Leaderboard", cpb.LeaderboardRequest(search_id=search_id, top=top, pareto=pareto)
         )
         return [_entry(e) for e in reply.entries]
+
+    def list_children(
+        self, search_id: str, after: int = 0, limit: int = 0, detail: bool = False
+    ) -> tuple[list[Child], bool]:
+        """A page of the search's children with ids above ``after`` (``limit`` 0: 1,000; at
+        most 10,000, or 100 with ``detail``: curves and reported epochs), and whether more
+        follow."""
+        reply = self._call(
+            "ListChildren",
+            cpb.ListChildrenRequest(
+                search_id=search_id, after_candidate_id=after, limit=limit, detail=detail
+            ),
+        )
+        return [_child(c) for c in reply.children], bool(reply.more)
 
     def stop_search(self, search_id: str) -> Search:
         return _search(self._call("StopSearch", cpb.StopSearchRequest(search_id=search_id)))
