@@ -62,11 +62,14 @@ def _screen_score(report: dict[str, Any] | None) -> float | None:
 
 
 def _outcome(report: dict[str, Any] | None, detail: bool) -> TrainOutcome | None:
+    """The stored result; in a listing without its curve, and without its architecture
+    text (the child's own, sent once)."""
     data = None if report is None else report.get("result")
     if data is None:
         return None
     if not detail:
-        data = {k: v for k, v in data.items() if k != "curve"}
+        data = {k: v for k, v in data.items() if k not in ("curve", "architecture")}
+        data["architecture"] = ""
     return TrainOutcome.from_json(data)
 
 
@@ -84,7 +87,7 @@ def list_children(
     if after < 0:
         raise BadRequest(f"after_candidate_id must not be negative, got {after}")
     searches.spec(search_id)  # SearchNotFound for an unknown search
-    rows = searches.store.candidates_after(search_id, after, limit + 1)
+    rows = searches.store.candidates_after(search_id, after, limit + 1, curves=detail)
     more = len(rows) > limit
     rows = rows[:limit]
     reports: dict[int, list[EpochReportRecord]] = {}

@@ -33,6 +33,7 @@ __all__ = [
     "dump_state",
     "load_state",
     "CandidateRow",
+    "ChildRow",
     "ResultRow",
     "SearchRow",
 ]
@@ -226,6 +227,18 @@ class CandidateRow:
     status: str
     lease_deadline: float | None
     twin: int | None
+    reissued: int
+    report: dict[str, Any] | None
+    reward: float | None
+
+
+@dataclass(frozen=True)
+class ChildRow:
+    """A candidate as a viewer lists it (``Store.candidates_after``)."""
+
+    id: int
+    arch: str
+    status: str
     reissued: int
     report: dict[str, Any] | None
     reward: float | None
@@ -548,13 +561,29 @@ class Store:
         counts["reissued"] = sum(int(r["reissued"]) for r in rows)
         return counts
 
-    def candidates_after(self, search_id: str, after: int, limit: int) -> list[CandidateRow]:
-        """Up to ``limit`` candidates with an id above ``after``, in id order (read-only)."""
+    def candidates_after(
+        self, search_id: str, after: int, limit: int, curves: bool = True
+    ) -> list[ChildRow]:
+        """Up to ``limit`` candidates with an id above ``after``, in id order, as viewers see
+        them (read-only; without the agent's decisions, and without the result's learning
+        curve unless ``curves``: JSON that a listing of 10,000 children need not parse)."""
+        report = "report" if curves else "json_remove(report, '$.result.curve')"
         rows = self._read(
-            "SELECT * FROM candidates WHERE search_id = ? AND id > ? ORDER BY id LIMIT ?",
+            f"SELECT id, arch, status, reissued, {report} AS report, reward FROM candidates "
+            "WHERE search_id = ? AND id > ? ORDER BY id LIMIT ?",
             (search_id, after, limit),
         )
-        return [_candidate(r) for r in rows]
+        return [
+            ChildRow(
+                r["id"],
+                r["arch"],
+                r["status"],
+                r["reissued"],
+                json.loads(r["report"]) if r["report"] else None,
+                r["reward"],
+            )
+            for r in rows
+        ]
 
     # ------------------------------------------------------------------ epoch reports
 

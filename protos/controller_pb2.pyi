@@ -1672,7 +1672,9 @@ class Child(_message.Message):
     """The score screening gave it when it was screened out."""
     @_builtins.property
     def result(self) -> _trainer_pb2.TrainResult:
-        """Its result, for a trained or cached child (the curve only with `detail`)."""
+        """Its result, for a trained or cached child. Without `detail` it has no curve and its
+        `architecture` is empty (the child's `architecture` above is the same network).
+        """
 
     @_builtins.property
     def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___EpochReport]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,16 @@ class Dashboard:
         self.controller = ReadOnlyController(config.controller, config.timeout, config.security)
         self.cache = ChildCache(self.controller, max_age=min(1.0, config.refresh / 2))
         self.trainers = Trainers(config.trainers, config.security) if config.trainers else None
+
+    def warm(self) -> None:
+        """Read every search's children once, so that the first page shown is as quick as
+        the next ones (a search of 10,000 children takes the controller about a second);
+        a controller that is down is left to the pages' banner."""
+        try:
+            for s in self.controller.searches():
+                self.cache.children(s.search_id)
+        except NasrlError as exc:
+            log.info("not warmed up: %s", exc)
 
     def close(self) -> None:
         self.controller.close()
@@ -173,6 +184,7 @@ class _Pages:
             return _error(exc, self.dash.config.controller)
         summary = views.search_summary(search, children, board, {})
         summary["downloads"] = self.dash.trainers is not None
+        summary["last_id"] = children[-1].candidate_id if children else 0
         return JSONResponse(summary)
 
     def api_children(self, request: Request) -> Response:
@@ -285,6 +297,7 @@ class _Headers(BaseHTTPMiddleware):
 def _lifespan(dash: Dashboard) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        threading.Thread(target=dash.warm, name="dashboard-warm-up", daemon=True).start()
         yield
         dash.close()
 

@@ -8,7 +8,7 @@ callers read no protos; only ``update`` returns the ``UpdateResponse`` message."
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from types import TracebackType
 from typing import Any
@@ -289,12 +289,20 @@ class Child:
     reports: tuple[EpochReport, ...]
 
 
+def _child_result(c: cpb.Child) -> TrainOutcome | None:
+    if not c.HasField("result"):
+        return None
+    result = codec.outcome_from_proto(c.result)
+    # a listing leaves the result's architecture out: it is the child's
+    return result if result.architecture else replace(result, architecture=c.architecture)
+
+
 def _child(c: cpb.Child) -> Child:
     return Child(
         candidate_id=c.candidate_id,
         architecture=c.architecture,
         status=_CHILD_STATUSES.get(c.status, ChildStatus.UNKNOWN),
-        result=codec.outcome_from_proto(c.result) if c.HasField("result") else None,
+        result=_child_result(c),
         reason=c.reason,
         reward=c.reward if c.HasField("reward") else None,
         reissued=c.reissued,

@@ -82,6 +82,7 @@ def test_children_show_results_failures_reports_and_decisions(controller: str) -
         assert plain[a.id].result is not None and plain[a.id].result.curve == ()
         assert plain[a.id].reports == ()
         assert plain[a.id].result.validation_accuracy == pytest.approx(0.7)
+        assert plain[a.id].result.architecture == a.text  # the child's, sent once
 
 
 def test_children_page_in_candidate_order(controller: str) -> None:

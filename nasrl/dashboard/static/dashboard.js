@@ -509,9 +509,7 @@
       if (state.stopped) return;
       try {
         const summary = await loadSummary();
-        await loadChildren();
-        const lastId = Math.max(state.cursor, ...state.tail.id, ...summary.in_flight.map((c) => c.id));
-        await loadCurves(lastId);
+        await Promise.all([loadChildren(), loadCurves(summary.last_id)]);
         body.dataset.loaded = "1";
       } catch (err) {
         if (err instanceof HttpError && err.status === 404) {
