@@ -80,6 +80,7 @@ class Trainers:
             row["health"] = _HEALTH.get(reply.status, "unknown")
             row["latency_ms"] = round((time.perf_counter() - began) * 1000, 1)
             with TrainerClient(target, security=self.security) as client:
+                row |= self._status(client, timeout)
                 row["datasets"] = [
                     {"name": d.name, "source": d.source, "error": d.error}
                     for d in client.list_datasets(timeout=timeout)
@@ -89,6 +90,25 @@ class Trainers:
         except NasrlError as exc:
             row["error"] = str(exc)
         return row
+
+    @staticmethod
+    def _status(client: TrainerClient, timeout: float) -> dict[str, Any]:
+        """Slots, devices, mode and kept weights ({} from a trainer without GetStatus)."""
+        try:
+            s = client.status(timeout)
+        except NasrlError as exc:
+            if exc.code == grpc.StatusCode.UNIMPLEMENTED:
+                return {}
+            raise
+        return {
+            "slots": s.slots,
+            "busy_slots": s.busy_slots,
+            "ready": s.ready,
+            "devices": sorted(set(s.devices)),
+            "mode": s.mode,
+            "weights_kept": s.weights_kept,
+            "weights_mb": round(s.weights_bytes / 1e6, 1),
+        }
 
     def _weights(self, wid: str) -> bytes:
         for target in self.targets():

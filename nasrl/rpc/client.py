@@ -30,6 +30,7 @@ from protos import controller_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 __all__ = [
     "NasrlError",
     "TrainerClient",
+    "TrainerStatus",
     "ControllerClient",
     "Candidate",
     "SampleBatch",
@@ -43,6 +44,19 @@ __all__ = [
     "EpochReport",
     "wait_until_serving",
 ]
+
+
+@dataclass(frozen=True)
+class TrainerStatus:
+    """What a trainer has and is doing (``GetStatus``)."""
+
+    slots: int
+    busy_slots: int
+    ready: bool  # False while it waits for a free GPU
+    devices: tuple[str, ...]  # each slot's device
+    mode: str  # train, table or simulate
+    weights_kept: int
+    weights_bytes: int
 
 
 class TrainerClient:
@@ -136,6 +150,22 @@ class TrainerClient:
                 return None
             raise NasrlError.from_rpc(exc, self.target) from exc
         return bytes(data)
+
+    def status(self, timeout: float = 10.0) -> TrainerStatus:
+        """Its slots (and how many are busy), each slot's device, its mode and kept weights."""
+        try:
+            reply = self._stub.GetStatus(trainer_pb2.GetStatusRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise NasrlError.from_rpc(exc, self.target) from exc
+        return TrainerStatus(
+            reply.slots,
+            reply.busy_slots,
+            reply.ready,
+            tuple(reply.devices),
+            reply.mode,
+            reply.weights_kept,
+            reply.weights_bytes,
+        )
 
     def close(self) -> None:
         self._channel.close()

@@ -215,4 +215,6 @@ def test_downloads_are_the_trained_model(stack: dict[str, Any], tmp_path: Path) 
 def test_trainers_page_shows_health_and_datasets(stack: dict[str, Any]) -> None:
     rows = get_json(stack["url"] + "/api/trainers")["trainers"]
     assert len(rows) == 1 and rows[0]["health"] == "serving"
+    assert (rows[0]["slots"], rows[0]["busy_slots"], rows[0]["mode"]) == (1, 0, "train")
+    assert rows[0]["devices"] == ["cpu"] and rows[0]["weights_kept"] >= 1  # the real child's
     assert "digits" in {d["name"] for d in rows[0]["datasets"]}

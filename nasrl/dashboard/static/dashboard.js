@@ -182,10 +182,14 @@
           el("td", {}, el("code", { text: t.target })),
           el("td", {}, el("span", { class: `state ${t.health === "serving" ? "done" : "stopped"}`, text: t.health }), t.error ? el("div", { class: "note", text: t.error }) : null),
           cell(t.latency_ms === undefined ? "-" : t.latency_ms.toFixed(1), "num"),
+          cell(t.slots === undefined ? "-" : `${t.busy_slots} / ${t.slots}`, "num slots"),
+          cell(t.devices === undefined ? "-" : t.ready ? t.devices.join(", ") : "waiting for a GPU"),
+          cell(t.mode || "-"),
+          cell(t.weights_kept === undefined ? "-" : `${t.weights_kept.toLocaleString("en-US")} (${t.weights_mb.toFixed(1)} MB)`, "num"),
           cell(t.datasets.map((d) => (d.error ? `${d.name} (unusable)` : d.name)).join(", ") || "-"),
         ),
       );
-      if (!rows.length) rows.push(el("tr", { class: "placeholder" }, el("td", { colspan: 4, text: data.error || "No trainer found." })));
+      if (!rows.length) rows.push(el("tr", { class: "placeholder" }, el("td", { colspan: 8, text: data.error || "No trainer found." })));
       tbody.replaceChildren(...rows);
     });
   }
