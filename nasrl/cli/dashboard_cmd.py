@@ -16,10 +16,13 @@ __all__ = ["add_dashboard_command"]
 def cmd_dashboard(args: argparse.Namespace) -> int:
     if args.refresh <= 0:
         raise ValueError(f"--refresh must be a positive number of seconds, got {args.refresh:g}")
-    if args.trainers:
-        from nasrl.cli.runner import parse_trainers
+    if args.trainers:  # a malformed list fails now, not on the trainers page
+        from nasrl.cli.runner import dns_name, parse_trainers
 
-        parse_trainers(args.trainers)  # a malformed list fails now, not on the trainers page
+        if args.trainers.strip().startswith("dns:"):
+            dns_name(args.trainers.strip())  # resolved on each look: replicas may start later
+        else:
+            parse_trainers(args.trainers)
     from nasrl.dashboard.app import DashboardConfig
     from nasrl.dashboard.server import bind, serve
 

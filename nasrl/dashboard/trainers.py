@@ -61,25 +61,38 @@ class Trainers:
         self.security = security
         self._export_lock = threading.Lock()  # one export at a time: ONNX takes seconds
 
+    @property
+    def server_name(self) -> str | None:
+        """``NAME:PORT`` of a ``dns:///`` spec: with TLS, what the certificates name."""
+        if not self.spec.strip().startswith("dns:"):
+            return None
+        from nasrl.cli.runner import dns_name
+
+        return ":".join(dns_name(self.spec.strip()))
+
     def targets(self) -> list[str]:
+        """The trainers' addresses now; raises ValueError when a DNS name does not resolve."""
         if not self.spec:
             return []
         from nasrl.cli.runner import parse_trainers  # resolves dns:/// names
 
         return parse_trainers(self.spec)[0]
 
+    def _client(self, target: str) -> TrainerClient:
+        return TrainerClient(target, security=self.security, server_name=self.server_name)
+
     def status(self, target: str, timeout: float = 3.0) -> dict[str, Any]:
         """One trainer's health and datasets, or why it could not be asked."""
         began = time.perf_counter()
         row: dict[str, Any] = {"target": target, "health": "unreachable", "datasets": []}
         try:
-            with rpc.channel(target, self.security) as ch:
+            with rpc.channel(target, self.security, self.server_name) as ch:
                 reply = health_pb2_grpc.HealthStub(ch).Check(
                     health_pb2.HealthCheckRequest(), timeout=timeout
                 )
             row["health"] = _HEALTH.get(reply.status, "unknown")
             row["latency_ms"] = round((time.perf_counter() - began) * 1000, 1)
-            with TrainerClient(target, security=self.security) as client:
+            with self._client(target) as client:
                 row |= self._status(client, timeout)
                 row["datasets"] = [
                     {"name": d.name, "source": d.source, "error": d.error}
@@ -111,9 +124,13 @@ class Trainers:
         }
 
     def _weights(self, wid: str) -> bytes:
-        for target in self.targets():
+        try:
+            targets = self.targets()
+        except ValueError as exc:
+            raise NoWeights(f"the trainers cannot be reached: {exc}") from exc
+        for target in targets:
             try:
-                with TrainerClient(target, security=self.security) as client:
+                with self._client(target) as client:
                     blob = client.fetch_weights(wid, timeout=60.0)
             except NasrlError:
                 continue  # another trainer may hold them

@@ -21,7 +21,7 @@ from nasrl.dashboard.app import DashboardConfig
 from nasrl.dashboard.server import Running
 from nasrl.rpc.client import ControllerClient
 from tests.dashboard_world import Recorder, World, build, serve_controller
-from tests.helpers import load_module
+from tests.helpers import load_module, nasrl_cli
 
 from .conftest import start_trainer
 
@@ -218,3 +218,16 @@ def test_trainers_page_shows_health_and_datasets(stack: dict[str, Any]) -> None:
     assert (rows[0]["slots"], rows[0]["busy_slots"], rows[0]["mode"]) == (1, 0, "train")
     assert rows[0]["devices"] == ["cpu"] and rows[0]["weights_kept"] >= 1  # the real child's
     assert "digits" in {d["name"] for d in rows[0]["datasets"]}
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--trainers", "not-an-address"], "is not HOST:PORT"),
+        (["--refresh", "0"], "--refresh must be a positive number"),
+        (["--trainers", "dns:///trainer"], "is not dns:///NAME:PORT"),
+    ],
+)
+def test_bad_flags_fail_before_serving(flags: list[str], words: str) -> None:
+    result = nasrl_cli("dashboard", "--controller", "127.0.0.1:1", "--port", "0", *flags)
+    assert result.returncode == 2 and words in result.stderr, result.stderr
