@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint format protos clean compose-tool lock-images pin-base-images
+.PHONY: demo test bench lint format protos clean compose-tool browser-tool lock-images pin-base-images
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/nasrl demo
 
-test: $(STAMP) compose-tool
+test: $(STAMP) compose-tool browser-tool
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
@@ -34,6 +34,23 @@ compose-tool:
 	else \
 		echo "note: docker-compose not found and not installable here (needs root and apt-get);"; \
 		echo "      the compose config test will be skipped (sudo apt-get install docker-compose to run it)"; \
+	fi
+
+# Debian's chromium lets tests/integration/test_dashboard_browser.py drive the dashboard in a real
+# headless browser (through Playwright, from the dev extra; Playwright's own browser download does
+# not work offline). Installed only as root where apt-get exists; never fails: without it those
+# tests are skipped and say how to install it.
+browser-tool:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium (the dashboard's browser tests)"; \
+		if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null; then \
+			echo "note: could not install chromium; the dashboard's browser tests will be skipped"; \
+		fi; \
+	else \
+		echo "note: chromium not found and not installable here (needs root and apt-get);"; \
+		echo "      the dashboard's browser tests will be skipped (sudo apt-get install chromium to run them)"; \
 	fi
 
 # Quick versions of every benchmark (about 15-20 minutes on 2 cores); reports land in

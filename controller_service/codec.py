@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from controller_service.agents import AgentSettingsError
+from controller_service.children import ChildRecord
 from controller_service.searches import Handout, SearchView
 from controller_service.spaces import MetaQNNSpace, Space, ZophSpace
 from controller_service.spec import (
@@ -16,7 +17,7 @@ from controller_service.spec import (
     named_space,
 )
 from controller_service.states import SearchState, Status
-from controller_service.stopping import StoppingSettings
+from controller_service.stopping import Decision, StoppingSettings
 from controller_service.store import ResultRow
 from nasrl.core import codec
 from nasrl.core.arch import parse
@@ -31,6 +32,7 @@ __all__ = [
     "handout_to_proto",
     "entry_to_proto",
     "state_to_proto",
+    "child_to_proto",
 ]
 
 _REWARDS: dict[str, cpb.Reward.ValueType] = {"zoph": cpb.ZOPH, "accuracy": cpb.ACCURACY}
@@ -244,4 +246,39 @@ def handout_to_proto(h: Handout) -> cpb.Candidate:
     )
     if h.cached is not None:
         msg.cached_result.CopyFrom(codec.outcome_to_proto(h.cached))
+    return msg
+
+
+_CHILD_STATUS: dict[Status, cpb.ChildStatus.ValueType] = {
+    Status.LEASED: cpb.CHILD_LEASED,
+    Status.DONE: cpb.CHILD_TRAINED,
+    Status.FAILED: cpb.CHILD_FAILED,
+    Status.CACHED: cpb.CHILD_CACHED,
+    Status.WAITING: cpb.CHILD_WAITING,
+    Status.INVALID: cpb.CHILD_INVALID,
+}
+
+
+def child_to_proto(c: ChildRecord) -> cpb.Child:
+    msg = cpb.Child(
+        candidate_id=c.candidate_id,
+        architecture=c.architecture,
+        status=_CHILD_STATUS[c.status],
+        reason=c.reason,
+        reissued=c.reissued,
+        reports=[
+            cpb.EpochReport(
+                epoch=r.epoch,
+                validation_accuracy=r.accuracy,
+                decision=cpb.STOP if r.decision is Decision.STOP else cpb.CONTINUE,
+            )
+            for r in c.reports
+        ],
+    )
+    if c.outcome is not None:
+        msg.result.CopyFrom(codec.outcome_to_proto(c.outcome))
+    if c.reward is not None:
+        msg.reward = c.reward
+    if c.screen_score is not None:
+        msg.screen_score = c.screen_score
     return msg

@@ -13,6 +13,7 @@ import grpc
 
 from controller_service import codec
 from controller_service.agents import agent_class
+from controller_service.children import list_children
 from controller_service.searches import (
     BadReport,
     BadRequest,
@@ -53,6 +54,7 @@ REQUEST_LIMITS = {
             "Leaderboard",
             "StopSearch",
             "ExportQTable",
+            "ListChildren",
         )
     },
 }
@@ -258,3 +260,18 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
     ) -> cpb.Search:
         view = self.searches.stop(_search_id(request.search_id))
         return codec.search_to_proto(view, agent_class(view.spec.agent).defaults)
+
+    @rpc_errors
+    def ListChildren(
+        self, request: cpb.ListChildrenRequest, context: grpc.ServicerContext
+    ) -> cpb.ListChildrenResponse:
+        children, more = list_children(
+            self.searches,
+            _search_id(request.search_id),
+            request.after_candidate_id,
+            request.limit,
+            request.detail,
+        )
+        return cpb.ListChildrenResponse(
+            children=[codec.child_to_proto(c) for c in children], more=more
+        )

@@ -33,6 +33,7 @@ __all__ = [
     "dump_state",
     "load_state",
     "CandidateRow",
+    "ChildRow",
     "ResultRow",
     "SearchRow",
 ]
@@ -226,6 +227,18 @@ class CandidateRow:
     status: str
     lease_deadline: float | None
     twin: int | None
+    reissued: int
+    report: dict[str, Any] | None
+    reward: float | None
+
+
+@dataclass(frozen=True)
+class ChildRow:
+    """A candidate as a viewer lists it (``Store.candidates_after``)."""
+
+    id: int
+    arch: str
+    status: str
     reissued: int
     report: dict[str, Any] | None
     reward: float | None
@@ -548,6 +561,30 @@ class Store:
         counts["reissued"] = sum(int(r["reissued"]) for r in rows)
         return counts
 
+    def candidates_after(
+        self, search_id: str, after: int, limit: int, curves: bool = True
+    ) -> list[ChildRow]:
+        """Up to ``limit`` candidates with an id above ``after``, in id order, as viewers see
+        them (read-only; without the agent's decisions, and without the result's learning
+        curve unless ``curves``: JSON that a listing of 10,000 children need not parse)."""
+        report = "report" if curves else "json_remove(report, '$.result.curve')"
+        rows = self._read(
+            f"SELECT id, arch, status, reissued, {report} AS report, reward FROM candidates "
+            "WHERE search_id = ? AND id > ? ORDER BY id LIMIT ?",
+            (search_id, after, limit),
+        )
+        return [
+            ChildRow(
+                r["id"],
+                r["arch"],
+                r["status"],
+                r["reissued"],
+                json.loads(r["report"]) if r["report"] else None,
+                r["reward"],
+            )
+            for r in rows
+        ]
+
     # ------------------------------------------------------------------ epoch reports
 
     def add_epoch_report(
@@ -576,6 +613,18 @@ class Store:
             (search_id,),
         )
         return [(int(r[0]), int(r[1]), float(r[2])) for r in rows]
+
+    def epoch_reports_between(
+        self, search_id: str, first: int, last: int
+    ) -> list[tuple[int, int, float, str]]:
+        """Every (candidate, epoch, accuracy, decision) of candidates ``first`` .. ``last``,
+        by candidate and epoch."""
+        rows = self._read(
+            "SELECT candidate_id, epoch, accuracy, decision FROM epoch_reports "
+            "WHERE search_id = ? AND candidate_id BETWEEN ? AND ? ORDER BY candidate_id, epoch",
+            (search_id, first, last),
+        )
+        return [(int(r[0]), int(r[1]), float(r[2]), str(r[3])) for r in rows]
 
     # ------------------------------------------------------------------ results
 

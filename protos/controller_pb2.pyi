@@ -99,6 +99,50 @@ STOPPED: SearchState.ValueType  # 3
 """Stopped by StopSearch."""
 Global___SearchState: _TypeAlias = SearchState  # noqa: Y015
 
+class _ChildStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChildStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChildStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHILD_STATUS_UNSPECIFIED: _ChildStatus.ValueType  # 0
+    """Not used."""
+    CHILD_LEASED: _ChildStatus.ValueType  # 1
+    """Handed out for training, not reported yet."""
+    CHILD_TRAINED: _ChildStatus.ValueType  # 2
+    """Trained; `result` holds its result."""
+    CHILD_FAILED: _ChildStatus.ValueType  # 3
+    """Training failed; `reason` says why."""
+    CHILD_CACHED: _ChildStatus.ValueType  # 4
+    """Answered from an earlier result of the same network without training; `result` is it."""
+    CHILD_WAITING: _ChildStatus.ValueType  # 5
+    """Equal to a network in flight: answered when that one reports."""
+    CHILD_INVALID: _ChildStatus.ValueType  # 6
+    """Never trained: the dataset cannot take it, it is over a size limit or screening dropped
+    it (`reason`, and `screen_score` for a screened one).
+    """
+
+class ChildStatus(_ChildStatus, metaclass=_ChildStatusEnumTypeWrapper):
+    """What became of a child."""
+
+CHILD_STATUS_UNSPECIFIED: ChildStatus.ValueType  # 0
+"""Not used."""
+CHILD_LEASED: ChildStatus.ValueType  # 1
+"""Handed out for training, not reported yet."""
+CHILD_TRAINED: ChildStatus.ValueType  # 2
+"""Trained; `result` holds its result."""
+CHILD_FAILED: ChildStatus.ValueType  # 3
+"""Training failed; `reason` says why."""
+CHILD_CACHED: ChildStatus.ValueType  # 4
+"""Answered from an earlier result of the same network without training; `result` is it."""
+CHILD_WAITING: ChildStatus.ValueType  # 5
+"""Equal to a network in flight: answered when that one reports."""
+CHILD_INVALID: ChildStatus.ValueType  # 6
+"""Never trained: the dataset cannot take it, it is over a size limit or screening dropped
+it (`reason`, and `screen_score` for a screened one).
+"""
+Global___ChildStatus: _TypeAlias = ChildStatus  # noqa: Y015
+
 @_typing.final
 class ZophSpace(_message.Message):
     """Zoph & Le's space: a stack of convolutions with five decisions per layer and optional skip
@@ -1530,3 +1574,164 @@ class QTable(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QTable: _TypeAlias = QTable  # noqa: Y015
+
+@_typing.final
+class ListChildrenRequest(_message.Message):
+    """Which children of a search to list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEARCH_ID_FIELD_NUMBER: _builtins.int
+    AFTER_CANDIDATE_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    search_id: _builtins.str
+    """The search."""
+    after_candidate_id: _builtins.int
+    """Only candidates with a larger id (0: from the first); to page, pass the last id returned."""
+    limit: _builtins.int
+    """At most this many children, 1 .. 10,000 (0 means 1,000); with `detail` 1 .. 100."""
+    detail: _builtins.bool
+    """Include each result's learning curve and the epochs reported with Report (default: rows
+    without them, which stay small for a search of 10,000 children).
+    """
+    def __init__(
+        self,
+        *,
+        search_id: _builtins.str = ...,
+        after_candidate_id: _builtins.int = ...,
+        limit: _builtins.int = ...,
+        detail: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_candidate_id", b"after_candidate_id", "detail", b"detail", "limit", b"limit", "search_id", b"search_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChildrenRequest: _TypeAlias = ListChildrenRequest  # noqa: Y015
+
+@_typing.final
+class EpochReport(_message.Message):
+    """One epoch of a child reported with Report, and the rule's decision on it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPOCH_FIELD_NUMBER: _builtins.int
+    VALIDATION_ACCURACY_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    epoch: _builtins.int
+    """1-based epoch."""
+    validation_accuracy: _builtins.float
+    """Validation accuracy reported for it."""
+    decision: Global___Decision.ValueType
+    """CONTINUE or STOP."""
+    def __init__(
+        self,
+        *,
+        epoch: _builtins.int = ...,
+        validation_accuracy: _builtins.float = ...,
+        decision: Global___Decision.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "epoch", b"epoch", "validation_accuracy", b"validation_accuracy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EpochReport: _TypeAlias = EpochReport  # noqa: Y015
+
+@_typing.final
+class Child(_message.Message):
+    """One child of a search."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANDIDATE_ID_FIELD_NUMBER: _builtins.int
+    ARCHITECTURE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REWARD_FIELD_NUMBER: _builtins.int
+    REISSUED_FIELD_NUMBER: _builtins.int
+    SCREEN_SCORE_FIELD_NUMBER: _builtins.int
+    REPORTS_FIELD_NUMBER: _builtins.int
+    candidate_id: _builtins.int
+    """The candidate id (as in Sample and Update)."""
+    architecture: _builtins.str
+    """The network in canonical text form."""
+    status: Global___ChildStatus.ValueType
+    """What became of it."""
+    reason: _builtins.str
+    """Why it failed or was not trained ("" when there is nothing to say)."""
+    reward: _builtins.float
+    """The reward the agent learnt from it (absent when it learnt none)."""
+    reissued: _builtins.int
+    """How often its lease expired and it was handed out again."""
+    screen_score: _builtins.float
+    """The score screening gave it when it was screened out."""
+    @_builtins.property
+    def result(self) -> _trainer_pb2.TrainResult:
+        """Its result, for a trained or cached child. Without `detail` it has no curve and its
+        `architecture` is empty (the child's `architecture` above is the same network).
+        """
+
+    @_builtins.property
+    def reports(self) -> _containers.RepeatedCompositeFieldContainer[Global___EpochReport]:
+        """Epochs reported with Report, in order (only with `detail`)."""
+
+    def __init__(
+        self,
+        *,
+        candidate_id: _builtins.int = ...,
+        architecture: _builtins.str = ...,
+        status: Global___ChildStatus.ValueType = ...,
+        result: _trainer_pb2.TrainResult | None = ...,
+        reason: _builtins.str = ...,
+        reward: _builtins.float | None = ...,
+        reissued: _builtins.int = ...,
+        screen_score: _builtins.float | None = ...,
+        reports: _abc.Iterable[Global___EpochReport] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_reward", b"_reward", "_screen_score", b"_screen_score", "result", b"result", "reward", b"reward", "screen_score", b"screen_score"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_reward", b"_reward", "_screen_score", b"_screen_score", "architecture", b"architecture", "candidate_id", b"candidate_id", "reason", b"reason", "reissued", b"reissued", "reports", b"reports", "result", b"result", "reward", b"reward", "screen_score", b"screen_score", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__reward: _TypeAlias = _typing.Literal["reward"]  # noqa: Y015
+    _WhichOneofArgType__reward: _TypeAlias = _typing.Literal["_reward", b"_reward"]  # noqa: Y015
+    _WhichOneofReturnType__screen_score: _TypeAlias = _typing.Literal["screen_score"]  # noqa: Y015
+    _WhichOneofArgType__screen_score: _TypeAlias = _typing.Literal["_screen_score", b"_screen_score"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__reward) -> _WhichOneofReturnType__reward | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__screen_score) -> _WhichOneofReturnType__screen_score | None: ...
+
+Global___Child: _TypeAlias = Child  # noqa: Y015
+
+@_typing.final
+class ListChildrenResponse(_message.Message):
+    """A page of a search's children."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHILDREN_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    more: _builtins.bool
+    """True when children after the last one exist (ask again with its id)."""
+    @_builtins.property
+    def children(self) -> _containers.RepeatedCompositeFieldContainer[Global___Child]:
+        """In candidate order."""
+
+    def __init__(
+        self,
+        *,
+        children: _abc.Iterable[Global___Child] | None = ...,
+        more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["children", b"children", "more", b"more"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListChildrenResponse: _TypeAlias = ListChildrenResponse  # noqa: Y015

@@ -81,6 +81,11 @@ class ControllerStub:
                 request_serializer=protos_dot_controller__pb2.ExportQTableRequest.SerializeToString,
                 response_deserializer=protos_dot_controller__pb2.QTable.FromString,
                 _registered_method=True)
+        self.ListChildren = channel.unary_unary(
+                '/nasrl.v1.Controller/ListChildren',
+                request_serializer=protos_dot_controller__pb2.ListChildrenRequest.SerializeToString,
+                response_deserializer=protos_dot_controller__pb2.ListChildrenResponse.FromString,
+                _registered_method=True)
 
 
 class ControllerServicer:
@@ -164,6 +169,16 @@ class ControllerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListChildren(self, request, context):
+        """Every child of a search in candidate order, read-only: its status, result or failure, and
+        the epochs reported for it with the early-stopping decisions, for dashboards and other
+        viewers (page with `after_candidate_id`). NOT_FOUND for an unknown search;
+        INVALID_ARGUMENT for a limit out of range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControllerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +226,11 @@ def add_ControllerServicer_to_server(servicer, server):
                     servicer.ExportQTable,
                     request_deserializer=protos_dot_controller__pb2.ExportQTableRequest.FromString,
                     response_serializer=protos_dot_controller__pb2.QTable.SerializeToString,
+            ),
+            'ListChildren': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChildren,
+                    request_deserializer=protos_dot_controller__pb2.ListChildrenRequest.FromString,
+                    response_serializer=protos_dot_controller__pb2.ListChildrenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -458,6 +478,33 @@ class Controller:
             '/nasrl.v1.Controller/ExportQTable',
             protos_dot_controller__pb2.ExportQTableRequest.SerializeToString,
             protos_dot_controller__pb2.QTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChildren(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasrl.v1.Controller/ListChildren',
+            protos_dot_controller__pb2.ListChildrenRequest.SerializeToString,
+            protos_dot_controller__pb2.ListChildrenResponse.FromString,
             options,
             channel_credentials,
             insecure,

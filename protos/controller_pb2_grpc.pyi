@@ -74,6 +74,12 @@ class ControllerStub:
     """The learnt Q-table of a qlearning search, for inspection. FAILED_PRECONDITION for a
     search whose agent has no Q-table.
     """
+    ListChildren: _grpc.UnaryUnaryMultiCallable[_controller_pb2.ListChildrenRequest, _controller_pb2.ListChildrenResponse]
+    """Every child of a search in candidate order, read-only: its status, result or failure, and
+    the epochs reported for it with the early-stopping decisions, for dashboards and other
+    viewers (page with `after_candidate_id`). NOT_FOUND for an unknown search;
+    INVALID_ARGUMENT for a limit out of range.
+    """
 
 @_typing.type_check_only
 class ControllerAsyncStub(ControllerStub):
@@ -118,6 +124,12 @@ class ControllerAsyncStub(ControllerStub):
     ExportQTable: _aio.UnaryUnaryMultiCallable[_controller_pb2.ExportQTableRequest, _controller_pb2.QTable]  # type: ignore[assignment]
     """The learnt Q-table of a qlearning search, for inspection. FAILED_PRECONDITION for a
     search whose agent has no Q-table.
+    """
+    ListChildren: _aio.UnaryUnaryMultiCallable[_controller_pb2.ListChildrenRequest, _controller_pb2.ListChildrenResponse]  # type: ignore[assignment]
+    """Every child of a search in candidate order, read-only: its status, result or failure, and
+    the epochs reported for it with the early-stopping decisions, for dashboards and other
+    viewers (page with `after_candidate_id`). NOT_FOUND for an unknown search;
+    INVALID_ARGUMENT for a limit out of range.
     """
 
 class ControllerServicer(metaclass=_abc_1.ABCMeta):
@@ -214,6 +226,18 @@ class ControllerServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_controller_pb2.QTable, _abc.Awaitable[_controller_pb2.QTable]]:
         """The learnt Q-table of a qlearning search, for inspection. FAILED_PRECONDITION for a
         search whose agent has no Q-table.
+        """
+
+    @_abc_1.abstractmethod
+    def ListChildren(
+        self,
+        request: _controller_pb2.ListChildrenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_controller_pb2.ListChildrenResponse, _abc.Awaitable[_controller_pb2.ListChildrenResponse]]:
+        """Every child of a search in candidate order, read-only: its status, result or failure, and
+        the epochs reported for it with the early-stopping decisions, for dashboards and other
+        viewers (page with `after_candidate_id`). NOT_FOUND for an unknown search;
+        INVALID_ARGUMENT for a limit out of range.
         """
 
 def add_ControllerServicer_to_server(servicer: ControllerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -628,3 +628,68 @@ class TrainEvent(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
 Global___TrainEvent: _TypeAlias = TrainEvent  # noqa: Y015
+
+@_typing.final
+class GetStatusRequest(_message.Message):
+    """Asks for a trainer's status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatusRequest: _TypeAlias = GetStatusRequest  # noqa: Y015
+
+@_typing.final
+class TrainerStatus(_message.Message):
+    """A trainer's slots, devices and kept weights."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SLOTS_FIELD_NUMBER: _builtins.int
+    BUSY_SLOTS_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    DEVICES_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    WEIGHTS_KEPT_FIELD_NUMBER: _builtins.int
+    WEIGHTS_BYTES_FIELD_NUMBER: _builtins.int
+    slots: _builtins.int
+    """Children it trains at once (--slots)."""
+    busy_slots: _builtins.int
+    """Slots training a child now."""
+    ready: _builtins.bool
+    """False while it waits for a free GPU (--device cuda:any): Train answers UNAVAILABLE."""
+    mode: _builtins.str
+    """"train" (real training), "table" (answers from a tabular benchmark) or "simulate"."""
+    weights_kept: _builtins.int
+    """Trained weights it keeps for GetWeights ..."""
+    weights_bytes: _builtins.int
+    """... and their size in bytes."""
+    @_builtins.property
+    def devices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The device of each slot, e.g. "cpu" or "cuda:0" (empty while waiting for a GPU)."""
+
+    def __init__(
+        self,
+        *,
+        slots: _builtins.int = ...,
+        busy_slots: _builtins.int = ...,
+        ready: _builtins.bool = ...,
+        devices: _abc.Iterable[_builtins.str] | None = ...,
+        mode: _builtins.str = ...,
+        weights_kept: _builtins.int = ...,
+        weights_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["busy_slots", b"busy_slots", "devices", b"devices", "mode", b"mode", "ready", b"ready", "slots", b"slots", "weights_bytes", b"weights_bytes", "weights_kept", b"weights_kept"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrainerStatus: _TypeAlias = TrainerStatus  # noqa: Y015

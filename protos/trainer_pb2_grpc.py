@@ -62,6 +62,11 @@ class TrainerStub:
                 request_serializer=protos_dot_trainer__pb2.ListDatasetsRequest.SerializeToString,
                 response_deserializer=protos_dot_trainer__pb2.ListDatasetsResponse.FromString,
                 _registered_method=True)
+        self.GetStatus = channel.unary_unary(
+                '/nasrl.v1.Trainer/GetStatus',
+                request_serializer=protos_dot_trainer__pb2.GetStatusRequest.SerializeToString,
+                response_deserializer=protos_dot_trainer__pb2.TrainerStatus.FromString,
+                _registered_method=True)
 
 
 class TrainerServicer:
@@ -122,6 +127,15 @@ class TrainerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStatus(self, request, context):
+        """What this trainer has and is doing, for dashboards: its slots and how many are busy, each
+        slot's device, what it answers from, and the trained weights it keeps. Read-only; answered
+        while it waits for a GPU too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -149,6 +163,11 @@ def add_TrainerServicer_to_server(servicer, server):
                     servicer.ListDatasets,
                     request_deserializer=protos_dot_trainer__pb2.ListDatasetsRequest.FromString,
                     response_serializer=protos_dot_trainer__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'GetStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatus,
+                    request_deserializer=protos_dot_trainer__pb2.GetStatusRequest.FromString,
+                    response_serializer=protos_dot_trainer__pb2.TrainerStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -289,6 +308,33 @@ class Trainer:
             '/nasrl.v1.Trainer/ListDatasets',
             protos_dot_trainer__pb2.ListDatasetsRequest.SerializeToString,
             protos_dot_trainer__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nasrl.v1.Trainer/GetStatus',
+            protos_dot_trainer__pb2.GetStatusRequest.SerializeToString,
+            protos_dot_trainer__pb2.TrainerStatus.FromString,
             options,
             channel_credentials,
             insecure,

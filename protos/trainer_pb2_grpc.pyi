@@ -68,6 +68,11 @@ class TrainerStub:
     be used is listed with `error` saying which file is wrong and how; Train answers it with
     FAILED_PRECONDITION and the same sentence.
     """
+    GetStatus: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.GetStatusRequest, _trainer_pb2.TrainerStatus]
+    """What this trainer has and is doing, for dashboards: its slots and how many are busy, each
+    slot's device, what it answers from, and the trained weights it keeps. Read-only; answered
+    while it waits for a GPU too.
+    """
 
 @_typing.type_check_only
 class TrainerAsyncStub(TrainerStub):
@@ -108,6 +113,11 @@ class TrainerAsyncStub(TrainerStub):
     (NAME.npz or NAME/train/CLASS/*.png, read to infer all of it). A user dataset that cannot
     be used is listed with `error` saying which file is wrong and how; Train answers it with
     FAILED_PRECONDITION and the same sentence.
+    """
+    GetStatus: _aio.UnaryUnaryMultiCallable[_trainer_pb2.GetStatusRequest, _trainer_pb2.TrainerStatus]  # type: ignore[assignment]
+    """What this trainer has and is doing, for dashboards: its slots and how many are busy, each
+    slot's device, what it answers from, and the trained weights it keeps. Read-only; answered
+    while it waits for a GPU too.
     """
 
 class TrainerServicer(metaclass=_abc_1.ABCMeta):
@@ -176,6 +186,17 @@ class TrainerServicer(metaclass=_abc_1.ABCMeta):
         (NAME.npz or NAME/train/CLASS/*.png, read to infer all of it). A user dataset that cannot
         be used is listed with `error` saying which file is wrong and how; Train answers it with
         FAILED_PRECONDITION and the same sentence.
+        """
+
+    @_abc_1.abstractmethod
+    def GetStatus(
+        self,
+        request: _trainer_pb2.GetStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trainer_pb2.TrainerStatus, _abc.Awaitable[_trainer_pb2.TrainerStatus]]:
+        """What this trainer has and is doing, for dashboards: its slots and how many are busy, each
+        slot's device, what it answers from, and the trained weights it keeps. Read-only; answered
+        while it waits for a GPU too.
         """
 
 def add_TrainerServicer_to_server(servicer: TrainerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

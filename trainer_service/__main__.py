@@ -32,7 +32,8 @@ log = logging.getLogger("trainer_service")
 SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
 #: still served after SIGTERM, while the running children finish: none of them starts one
 SERVED_WHILE_DRAINING = tuple(
-    f"/{SERVICE_NAME}/{m}" for m in ("FinishEarly", "Proceed", "GetWeights", "ListDatasets")
+    f"/{SERVICE_NAME}/{m}"
+    for m in ("FinishEarly", "Proceed", "GetWeights", "ListDatasets", "GetStatus")
 )
 
 

@@ -93,6 +93,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self.table: Table | None = read_table(config.table) if config.table else None
         self._slots = threading.BoundedSemaphore(config.slots)
         self._free_devices: list[torch.device] = []  # one per free slot
+        self._devices: list[str] = []  # every slot's device, for GetStatus
         self._devices_lock = threading.Lock()
         self._ready = threading.Event()
         self._closing = threading.Event()
@@ -108,6 +109,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             raise ValueError(f"{len(devices)} devices for {self.config.slots} slots")
         with self._devices_lock:
             self._free_devices = devices
+            self._devices = [str(d) for d in devices]
         self._ready.set()
 
     def busy_slots(self) -> int:
@@ -357,3 +359,26 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 f"its --data-dir ({self.config.data_dir or 'not set'})",
             )
         return trainer_pb2.ListDatasetsResponse(datasets=datasets)
+
+    def GetStatus(
+        self, request: trainer_pb2.GetStatusRequest, context: grpc.ServicerContext
+    ) -> trainer_pb2.TrainerStatus:
+        kept, size = self.weights.usage() if self.weights is not None else (0, 0)
+        mode = (
+            "table"
+            if self.table is not None
+            else "simulate"
+            if self.config.simulate is not None
+            else "train"
+        )
+        with self._devices_lock:
+            devices = list(self._devices)
+        return trainer_pb2.TrainerStatus(
+            slots=self.config.slots,
+            busy_slots=self.busy_slots(),
+            ready=self.ready,
+            devices=devices,
+            mode=mode,
+            weights_kept=kept,
+            weights_bytes=size,
+        )

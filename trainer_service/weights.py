@@ -72,6 +72,16 @@ class WeightStore:
         path.touch()  # recently asked for: evicted last
         return data
 
+    def usage(self) -> tuple[int, int]:
+        """How many weights files are kept and their bytes."""
+        sizes = []
+        for f in self.folder.glob("*.pt"):
+            try:
+                sizes.append(f.stat().st_size)
+            except FileNotFoundError:  # evicted meanwhile
+                continue
+        return len(sizes), sum(sizes)
+
     def _evict(self, keep: Path) -> None:
         files = sorted(self.folder.glob("*.pt"), key=lambda f: f.stat().st_mtime)
         total = sum(f.stat().st_size for f in files)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.table import Table
 
+from nasrl.cli.dashboard_cmd import add_dashboard_command
 from nasrl.cli.datasets_cmd import add_datasets_command
 from nasrl.cli.demo import add_demo_command
 from nasrl.cli.export_cmd import add_export_command
@@ -149,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_commands(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
     add_export_command(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
     add_datasets_command(sub, os.environ.get("NASRL_TRAINER", "127.0.0.1:50052"))
+    add_dashboard_command(sub, os.environ.get("NASRL_CONTROLLER", "127.0.0.1:50051"))
 
     add_health_command(sub)
 

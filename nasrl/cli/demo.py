@@ -43,10 +43,8 @@ DEMO_SPACES = {
 }
 
 
-def _services(folder: Path) -> tuple[LocalService, list[LocalService]]:
-    controller = LocalService(
-        "controller_service", ["--db", str(folder / "demo.db")], log_dir=folder
-    )
+def _services(folder: Path, db: Path) -> tuple[LocalService, list[LocalService]]:
+    controller = LocalService("controller_service", ["--db", str(db)], log_dir=folder)
     # Two trainers share the cores (one thread each) instead of fighting over them.
     threads = str(max(1, (os.cpu_count() or 2) // 2))
     trainers = [
@@ -62,7 +60,8 @@ def run_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     space_name = "metaqnn" if args.agent == "qlearning" else "zoph"
     with tempfile.TemporaryDirectory(prefix="nasrl-demo-") as tmp:
-        controller, trainers = _services(Path(tmp))
+        # the database stays in the output folder: `nasrl dashboard` can show the search
+        controller, trainers = _services(Path(tmp), out / "demo.db")
         console.print("[bold]nasrl demo[/]: starting a controller and two trainers on loopback ...")
         with controller:
             for t in trainers:
@@ -137,6 +136,9 @@ def _search(
         f"{dict(stats.per_trainer)}) in {time.perf_counter() - began:.0f}s wall.\n"
         f"plot: {plot}   best network (standalone PyTorch): {best}\n{exported.note}\n\n"
         "Next:\n"
+        f"  .venv/bin/python -m controller_service --port 50051 --db {out / 'demo.db'} &\n"
+        "  .venv/bin/nasrl dashboard --controller 127.0.0.1:50051   "
+        "# this search in a browser: http://127.0.0.1:8080/\n"
         "  .venv/bin/python -m controller_service --port 50051 --db nasrl.db &\n"
         "  .venv/bin/python -m trainer_service --port 50052 &\n"
         "  .venv/bin/nasrl search --controller 127.0.0.1:50051 --trainers 127.0.0.1:50052 "

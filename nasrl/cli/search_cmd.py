@@ -18,7 +18,7 @@ from rich.table import Table
 
 from nasrl.cli.datasets_cmd import dataset_shape
 from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
-from nasrl.core import codec
+from nasrl.core import codec, formats
 from nasrl.core.agent_settings import AGENT_SETTINGS, parse_assignments, setting_infos
 from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.rpc.client import Candidate, ControllerClient, LeaderboardEntry
@@ -116,11 +116,11 @@ def leaderboard_table(entries: list[LeaderboardEntry], title: str) -> Table:
         table.add_row(
             str(rank),
             e.architecture,
-            f"{e.accuracy:.4f}",
-            f"{e.test_accuracy:.4f}",
-            f"{e.params:,}",
-            f"{e.flops / 1e6:.1f}",
-            f"{e.seconds:.1f}",
+            formats.accuracy(e.accuracy),
+            formats.accuracy(e.test_accuracy),
+            formats.count(e.params),
+            formats.mflops(e.flops),
+            formats.seconds(e.seconds),
         )
     return table
 
@@ -215,12 +215,11 @@ class SearchDisplay:
             s = self.c.get_search(self.search_id)
         except Exception:  # noqa: BLE001 - the display waits for the controller like the runner
             return
-        best = "-" if s.best is None else f"{s.best.accuracy:.4f}"
         self.progress.update(
             self.task,
             completed=s.counts.evaluated + s.counts.failed,
-            best=best,
-            tsec=f"{self.trainer_seconds:.0f}",
+            best=formats.best(None if s.best is None else s.best.accuracy),
+            tsec=formats.trainer_seconds(self.trainer_seconds),
         )
 
 
@@ -410,7 +409,7 @@ def cmd_searches(args: argparse.Namespace) -> int:
     for col in ("id", "name", "agent", "dataset", "state", "evaluated", "budget", "best"):
         table.add_column(col)
     for s in searches:
-        best = "-" if s.best is None else f"{s.best.accuracy:.4f}"
+        best = formats.best(None if s.best is None else s.best.accuracy)
         table.add_row(
             s.search_id,
             s.name,

@@ -8,7 +8,7 @@ callers read no protos; only ``update`` returns the ``UpdateResponse`` message."
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from types import TracebackType
 from typing import Any
@@ -30,6 +30,7 @@ from protos import controller_pb2_grpc, trainer_pb2, trainer_pb2_grpc
 __all__ = [
     "NasrlError",
     "TrainerClient",
+    "TrainerStatus",
     "ControllerClient",
     "Candidate",
     "SampleBatch",
@@ -38,8 +39,24 @@ __all__ = [
     "SearchSpec",
     "LeaderboardEntry",
     "Search",
+    "Child",
+    "ChildStatus",
+    "EpochReport",
     "wait_until_serving",
 ]
+
+
+@dataclass(frozen=True)
+class TrainerStatus:
+    """What a trainer has and is doing (``GetStatus``)."""
+
+    slots: int
+    busy_slots: int
+    ready: bool  # False while it waits for a free GPU
+    devices: tuple[str, ...]  # each slot's device
+    mode: str  # train, table or simulate
+    weights_kept: int
+    weights_bytes: int
 
 
 class TrainerClient:
@@ -133,6 +150,22 @@ class TrainerClient:
                 return None
             raise NasrlError.from_rpc(exc, self.target) from exc
         return bytes(data)
+
+    def status(self, timeout: float = 10.0) -> TrainerStatus:
+        """Its slots (and how many are busy), each slot's device, its mode and kept weights."""
+        try:
+            reply = self._stub.GetStatus(trainer_pb2.GetStatusRequest(), timeout=timeout)
+        except grpc.RpcError as exc:
+            raise NasrlError.from_rpc(exc, self.target) from exc
+        return TrainerStatus(
+            reply.slots,
+            reply.busy_slots,
+            reply.ready,
+            tuple(reply.devices),
+            reply.mode,
+            reply.weights_kept,
+            reply.weights_bytes,
+        )
 
     def close(self) -> None:
         self._channel.close()
@@ -237,6 +270,77 @@ class Search:
     progress: Mapping[str, float]
     best: LeaderboardEntry | None
     created: float
+
+
+class ChildStatus(StrEnum):
+    """What became of a child (``ListChildren``)."""
+
+    LEASED = "leased"  # out for training
+    TRAINED = "trained"
+    FAILED = "failed"
+    CACHED = "cached"  # answered from an earlier result without training
+    WAITING = "waiting"  # equal to a network in flight
+    INVALID = "invalid"  # never trained: does not fit, over a limit, screened out
+    UNKNOWN = "unknown"  # a status this client does not know (a newer controller)
+
+
+_CHILD_STATUSES = {
+    cpb.CHILD_LEASED: ChildStatus.LEASED,
+    cpb.CHILD_TRAINED: ChildStatus.TRAINED,
+    cpb.CHILD_FAILED: ChildStatus.FAILED,
+    cpb.CHILD_CACHED: ChildStatus.CACHED,
+    cpb.CHILD_WAITING: ChildStatus.WAITING,
+    cpb.CHILD_INVALID: ChildStatus.INVALID,
+}
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """One epoch reported with Report and the early-stopping rule's decision."""
+
+    epoch: int
+    validation_accuracy: float
+    stop: bool
+
+
+@dataclass(frozen=True)
+class Child:
+    """One candidate of a search: ``result`` for a trained or cached one (its curve only
+    when listed with detail), ``reason`` why it failed or was not trained."""
+
+    candidate_id: int
+    architecture: str
+    status: ChildStatus
+    result: TrainOutcome | None
+    reason: str
+    reward: float | None
+    reissued: int
+    screen_score: float | None
+    reports: tuple[EpochReport, ...]
+
+
+def _child_result(c: cpb.Child) -> TrainOutcome | None:
+    if not c.HasField("result"):
+        return None
+    result = codec.outcome_from_proto(c.result)
+    # a listing leaves the result's architecture out: it is the child's
+    return result if result.architecture else replace(result, architecture=c.architecture)
+
+
+def _child(c: cpb.Child) -> Child:
+    return Child(
+        candidate_id=c.candidate_id,
+        architecture=c.architecture,
+        status=_CHILD_STATUSES.get(c.status, ChildStatus.UNKNOWN),
+        result=_child_result(c),
+        reason=c.reason,
+        reward=c.reward if c.HasField("reward") else None,
+        reissued=c.reissued,
+        screen_score=c.screen_score if c.HasField("screen_score") else None,
+        reports=tuple(
+            EpochReport(r.epoch, r.validation_accuracy, r.decision == cpb.STOP) for r in c.reports
+        ),
+    )
 
 
 def _entry(e: cpb.LeaderboardEntry) -> LeaderboardEntry:
@@ -361,6 +465,20 @@ class ControllerClient:
             "Leaderboard", cpb.LeaderboardRequest(search_id=search_id, top=top, pareto=pareto)
         )
         return [_entry(e) for e in reply.entries]
+
+    def list_children(
+        self, search_id: str, after: int = 0, limit: int = 0, detail: bool = False
+    ) -> tuple[list[Child], bool]:
+        """A page of the search's children with ids above ``after`` (``limit`` 0: 1,000; at
+        most 10,000, or 100 with ``detail``: curves and reported epochs), and whether more
+        follow."""
+        reply = self._call(
+            "ListChildren",
+            cpb.ListChildrenRequest(
+                search_id=search_id, after_candidate_id=after, limit=limit, detail=detail
+            ),
+        )
+        return [_child(c) for c in reply.children], bool(reply.more)
 
     def stop_search(self, search_id: str) -> Search:
         return _search(self._call("StopSearch", cpb.StopSearchRequest(search_id=search_id)))

@@ -25,7 +25,7 @@ from nasrl.cli.local import LocalService
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy"
-SERVICES = {"controller", "trainer", "search"}
+SERVICES = {"controller", "trainer", "search", "dashboard"}
 
 _DEFAULTED = re.compile(r"\$\{(\w+):?-([^}]*)\}")
 
@@ -214,7 +214,7 @@ def test_compose_structure() -> None:
 
     # Kubernetes: every manifest parses; trainers behind a headless Service with a GPU each.
     docs = {p.name: load_docs(p) for p in sorted((DEPLOY / "k8s").glob("*.yaml"))}
-    assert {"controller.yaml", "trainer.yaml", "search-job.yaml"} <= set(docs)
+    assert {"controller.yaml", "trainer.yaml", "search-job.yaml", "dashboard.yaml"} <= set(docs)
 
     def find(file: str, kind: str) -> dict[str, Any]:
         found = [d for d in docs[file] if d["kind"] == kind]
@@ -249,6 +249,24 @@ def test_compose_structure() -> None:
     assert flag_value(job_cmd, "--controller") == "controller:50051"
     for spec in (pod, cpod, job):
         assert spec["securityContext"]["runAsNonRoot"] is True
+
+    # dashboard: the controller's image, published port, reads the controller and trainers
+    dashboard = service("dashboard")
+    assert dashboard["image"] == controller["image"]
+    assert "8080:8080" in [str(p) for p in dashboard["ports"]]
+    command = argv("dashboard")
+    assert command[:2] == ["nasrl", "dashboard"]
+    assert flag_value(command, "--controller") == "controller:50051"
+    assert flag_value(command, "--trainers") == "dns:///trainer:50052"
+    assert flag_value(command, "--host") == "0.0.0.0" and flag_value(command, "--port") == "8080"
+    assert dashboard["depends_on"]["controller"]["condition"] == "service_healthy"
+    assert "/healthz" in " ".join(dashboard["healthcheck"]["test"])
+    dash_dep = find("dashboard.yaml", "Deployment")["spec"]["template"]["spec"]
+    (dash_container,) = dash_dep["containers"]
+    assert dash_container["command"] == command
+    assert dash_container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert dash_dep["securityContext"]["runAsNonRoot"] is True
+    assert [p["port"] for p in find("dashboard.yaml", "Service")["spec"]["ports"]] == [8080]
 
 
 # --- the compose commands, run as local processes ---------------------------------------------
@@ -348,3 +366,35 @@ def test_compose_commands_run_locally(tmp_path: Path, request: pytest.FixtureReq
         )
     assert (tmp_path / "search.png").stat().st_size > 0
     assert (tmp_path / "best.py").stat().st_size > 0
+
+
+def test_dashboard_command_runs_locally(tmp_path: Path) -> None:
+    """The compose dashboard's argv, on port 0, against the compose controller run locally:
+    it serves its health route and the controller's searches."""
+    import urllib.request
+
+    controller = local_service("controller", tmp_path).start(timeout=120)
+    args = argv("dashboard")
+    args = set_flag(set_flag(args, "--controller", controller.target), "--trainers", None)
+    args = set_flag(set_flag(args, "--host", "127.0.0.1"), "--port", "0")
+    env = {**os.environ, **environment("dashboard")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nasrl.cli", *args[1:]],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # "nasrl dashboard on http://127.0.0.1:PORT/ ..."
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, line
+        url = f"http://127.0.0.1:{match.group(1)}"
+        with urllib.request.urlopen(url + "/healthz", timeout=30) as r:
+            assert r.read() == b"ok"
+        with urllib.request.urlopen(url + "/api/searches", timeout=30) as r:
+            assert json.loads(r.read()) == {"searches": []}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        controller.stop(timeout=30)

@@ -71,7 +71,7 @@ def schema_versions() -> list[str]:
 @pytest.mark.parametrize("version", schema_versions() or ["(not installed)"])
 def test_manifests_pass_kubernetes_validate_strict(version: str) -> None:
     validate = tool("kubernetes-validate", "kubernetes-validate")
-    assert len(MANIFESTS) == 3
+    assert len(MANIFESTS) == 4
     # --strict rejects fields the schema does not know (a typo would otherwise pass).
     result = run(validate, "--strict", "-k", version, *map(str, MANIFESTS))
     assert result.returncode == 0, result.stdout + result.stderr

@@ -61,3 +61,17 @@ def test_health_path_loads_neither_torch_nor_matplotlib() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.splitlines()[-1]) == {"rc": 1, "loaded": []}, r.stderr
+
+
+def test_the_dashboard_is_a_client_never_of_the_database() -> None:
+    """nasrl.dashboard reads the controller through its RPCs like the CLI: it imports neither
+    service's code nor sqlite3."""
+    files = sorted((NASRL / "dashboard").glob("*.py"))
+    assert files
+    wrong = {
+        f"{path.relative_to(NASRL.parent)}: {name}"
+        for path in files
+        for name in imported(path)
+        if name.split(".")[0] in ("controller_service", "trainer_service", "sqlite3")
+    }
+    assert not wrong, sorted(wrong)
