@@ -30,6 +30,11 @@ AGENTS = tuple(AGENT_SETTINGS)  # every agent the controller has
 SETTINGS = ("agent", "space", "dataset", "epochs", "seed", "max_layers", "input_shape", "classes")
 LEASE_SECONDS = 7 * 86400.0  # Katib reports every trial; a lease never needs to expire
 DEFAULT_BUDGET = 1000
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+MAX_VALUES = 64  # values of one nasConfig parameter (the controller's limit per choice list)
+# nn_config's embedding lists every convolution (~115 bytes of JSON each) in every assignment:
+# 1,000 keep a reply of MAX_SUGGESTIONS assignments within gRPC's 16 MiB
+MAX_EMBEDDING = 1000
 
 
 class KatibError(ValueError):
@@ -50,31 +55,46 @@ def search_name(experiment: str) -> str:
     return f"katib:{experiment}"
 
 
-def request_id(experiment: str, total: int, attempt: int) -> str:
+def request_id(experiment: str, total: int, count: int, attempt: int) -> str:
     """Sample's idempotency key for one GetSuggestions call: a retry of the same call (the
-    adapter restarted before Katib got the answer) gets the same candidates."""
-    key = f"{experiment}\0{total}\0{attempt}".encode()
+    adapter restarted before Katib got the answer) gets the same candidates. ``count``, the
+    number asked for, is part of it: a Sample repeated with its request id answers the first
+    batch whatever the count, and a call for fewer must not get that batch."""
+    key = f"{experiment}\0{total}\0{count}\0{attempt}".encode()
     return "katib-" + hashlib.sha256(key).hexdigest()[:40]
+
+
+def _quoted(text: str, n: int = 60) -> str:
+    """``text`` for an error sentence: quoted, cut to ``n`` characters."""
+    return repr(text) if len(text) <= n else f"{text[:n]!r}... ({len(text):,} characters)"
+
+
+def _listed(names: list[str], n: int = 5) -> str:
+    """Names for an error sentence, the first ``n`` of them, each cut to 60 characters."""
+    shown = ", ".join(name if len(name) <= 60 else f"{name[:60]}..." for name in names[:n])
+    return shown + (f" and {len(names) - n:,} more" if len(names) > n else "")
 
 
 def _settings(spec: kpb.AlgorithmSpec) -> dict[str, str]:
     if spec.algorithm_name != ALGORITHM:
         raise KatibError(
-            f"algorithm {spec.algorithm_name!r} is not served here: set "
+            f"algorithm {_quoted(spec.algorithm_name)} is not served here: set "
             f"algorithm.algorithmName: {ALGORITHM}"
         )
     out: dict[str, str] = {}
     for s in spec.algorithm_settings:
         if s.name not in SETTINGS:
             raise KatibError(
-                f"unknown algorithm setting {s.name!r}; nasrl takes {', '.join(SETTINGS)}"
+                f"unknown algorithm setting {_quoted(s.name)}; nasrl takes {', '.join(SETTINGS)}"
             )
         out[s.name] = s.value.strip()
     agent = out.get("agent", "reinforce")
     if agent not in AGENTS:
-        raise KatibError(f"algorithm setting agent={agent!r}; use one of {', '.join(AGENTS)}")
+        raise KatibError(
+            f"algorithm setting agent={_quoted(agent)}; use one of {', '.join(AGENTS)}"
+        )
     if out.get("space", "zoph") not in ("zoph", "metaqnn"):
-        raise KatibError(f"algorithm setting space={out['space']!r}; use zoph or metaqnn")
+        raise KatibError(f"algorithm setting space={_quoted(out['space'])}; use zoph or metaqnn")
     return out
 
 
@@ -85,7 +105,9 @@ def _int(settings: dict[str, str], name: str, default: int, low: int, high: int)
     try:
         value = int(text)
     except ValueError:
-        raise KatibError(f"algorithm setting {name}={text!r} is not a whole number") from None
+        raise KatibError(
+            f"algorithm setting {name}={_quoted(text)} is not a whole number"
+        ) from None
     if not low <= value <= high:
         raise KatibError(f"algorithm setting {name} must be between {low} and {high}, got {value}")
     return value
@@ -97,14 +119,19 @@ def _shape(settings: dict[str, str], dataset: str) -> cpb.DatasetShape | None:
         if dataset in DATASET_SHAPES:
             return None
         raise KatibError(
-            f"dataset {dataset!r} is not built in: give the algorithm settings "
+            f"dataset {_quoted(dataset)} is not built in: give the algorithm settings "
             "input_shape (C,H,W) and classes, or a nasConfig with input_sizes "
             "and output_sizes"
         )
     try:
         c, h, w = (int(v) for v in text.split(","))
     except ValueError:
-        raise KatibError(f"algorithm setting input_shape={text!r} is not C,H,W") from None
+        c = h = w = 0
+    if not all(1 <= v <= INT32_MAX for v in (c, h, w)):
+        raise KatibError(
+            f"algorithm setting input_shape={_quoted(text)} is not C,H,W (three whole "
+            f"numbers from 1 to {INT32_MAX:,}: channels, height, width)"
+        )
     return cpb.DatasetShape(
         channels=c, height=h, width=w, classes=_int(settings, "classes", 0, 2, 100_000)
     )
@@ -114,10 +141,27 @@ def _ints(spec: kpb.ParameterSpec) -> list[int]:
     space = spec.feasible_space
     try:
         if space.list:
-            return sorted({int(float(v)) for v in space.list})
-        return list(range(int(space.min), int(space.max) + 1, int(space.step or 1)))
-    except ValueError:
-        raise KatibError(f"nasConfig parameter {spec.name!r} must list whole numbers") from None
+            values = {int(float(v)) for v in space.list}
+        else:
+            span = range(int(space.min), int(space.max) + 1, int(space.step or 1))
+            if len(span) > MAX_VALUES:  # before the list is made: min 0, max 1e18 is a range
+                raise KatibError(
+                    f"nasConfig parameter {_quoted(spec.name)} spans {len(span):,} values (min "
+                    f"{_quoted(space.min)}, max {_quoted(space.max)}, step "
+                    f"{_quoted(space.step or '1')}); at most {MAX_VALUES}"
+                )
+            values = set(span)
+    except (ValueError, OverflowError):  # OverflowError: int(float("inf"))
+        raise KatibError(
+            f"nasConfig parameter {_quoted(spec.name)} must list whole numbers (or give min, max and "
+            "step as whole numbers, step not 0)"
+        ) from None
+    if len(values) > MAX_VALUES or not all(INT32_MIN <= v <= INT32_MAX for v in values):
+        raise KatibError(
+            f"nasConfig parameter {_quoted(spec.name)} lists {len(values):,} values from "
+            f"{min(values):,} to {max(values):,}; at most {MAX_VALUES}, each a 32-bit whole number"
+        )
+    return sorted(values)
 
 
 def _nas_space(nas: kpb.NasConfig) -> tuple[cpb.ZophSpace, cpb.DatasetShape]:
@@ -126,7 +170,7 @@ def _nas_space(nas: kpb.NasConfig) -> tuple[cpb.ZophSpace, cpb.DatasetShape]:
     if other or not ops:
         raise KatibError(
             "nasrl's Zoph space is made of convolutions: nasConfig.operations may only be "
-            f"operationType: convolution (got {', '.join(other) or 'none'}); pooling and "
+            f"operationType: convolution (got {_listed(other) or 'none'}); pooling and "
             "skip connections are chosen by the agent"
         )
     values: dict[str, set[int]] = {"filter_size": set(), "num_filter": set(), "stride": set()}
@@ -134,7 +178,7 @@ def _nas_space(nas: kpb.NasConfig) -> tuple[cpb.ZophSpace, cpb.DatasetShape]:
         for p in op.parameter_specs.parameters:
             if p.name not in values:
                 raise KatibError(
-                    f"convolution parameter {p.name!r} is not one nasrl knows; "
+                    f"convolution parameter {_quoted(p.name)} is not one nasrl knows; "
                     "use filter_size, num_filter and stride"
                 )
             values[p.name] |= set(_ints(p))
@@ -145,6 +189,16 @@ def _nas_space(nas: kpb.NasConfig) -> tuple[cpb.ZophSpace, cpb.DatasetShape]:
             "outputSizes [classes]"
         )
     h, w, c = graph.input_sizes
+    combinations = (
+        len(values["filter_size"]) ** 2 * len(values["stride"]) ** 2 * len(values["num_filter"])
+    )
+    if combinations > MAX_EMBEDDING:
+        raise KatibError(
+            f"nasConfig's convolution has {len(values['filter_size'])} filter_size, "
+            f"{len(values['stride'])} stride and {len(values['num_filter'])} num_filter values: "
+            f"{combinations:,} (filter_size² × stride² × num_filter) convolutions, more than "
+            f"the {MAX_EMBEDDING:,} nn_config's embedding may list; give fewer values"
+        )
     space = cpb.ZophSpace(
         filter_sizes=sorted(values["filter_size"]),
         strides=sorted(values["stride"]),
@@ -160,7 +214,7 @@ def _check_parameters(spec: kpb.ExperimentSpec, nas: bool) -> None:
     extra = sorted(names - allowed)
     if extra:
         raise KatibError(
-            f"nasrl proposes architectures only: parameter(s) {', '.join(extra)} "
+            f"nasrl proposes architectures only: parameter(s) {_listed(extra)} "
             f"cannot be assigned; declare {ARCH_PARAM} (a categorical parameter "
             "whose list is ignored) and use it in the trial template"
         )

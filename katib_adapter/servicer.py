@@ -10,17 +10,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import NoReturn
 
 import grpc
 
 from katib_adapter import enas
 from katib_adapter.plan import ARCH_PARAM, KatibError, Plan, plan, request_id
-from katib_adapter.trials import CANDIDATE_LABEL, candidate_of, update_for
+from katib_adapter.trials import CANDIDATE_LABEL, updates
 from nasrl.core import codec
 from nasrl.rpc.client import ControllerClient, NasrlError, Search
+from nasrl.rpc.rpc import abort
 from protos import controller_pb2 as cpb
 from protos import katib_api_pb2 as kpb
 from protos import katib_api_pb2_grpc as kpb_grpc
@@ -30,6 +29,7 @@ __all__ = ["SuggestionServicer"]
 log = logging.getLogger(__name__)
 
 MAX_SAMPLES = 200  # Sample calls per GetSuggestions before answering with fewer
+MAX_SUGGESTIONS = 100  # per reply; Katib asks again for the rest (see plan.MAX_EMBEDDING)
 _PASS_ON = (
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.FAILED_PRECONDITION,
@@ -40,11 +40,6 @@ _PASS_ON = (
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 )  # a busy controller: Katib retries the call
-
-
-def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    context.abort(code, message)
-    raise AssertionError("unreachable")  # context.abort raises
 
 
 class SuggestionServicer(kpb_grpc.SuggestionServicer):
@@ -68,7 +63,7 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
         try:
             plan(request.experiment)
         except KatibError as exc:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return kpb.ValidateAlgorithmSettingsReply()
 
     def GetSuggestions(
@@ -77,19 +72,27 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
         began = time.monotonic()
         try:
             p = plan(request.experiment)
+            finished = updates(request.trials, p.metric)
+            if request.current_request_number < 0:
+                raise KatibError(
+                    f"current_request_number is {request.current_request_number}; "
+                    "the number of trials to suggest cannot be negative"
+                )
         except KatibError as exc:
-            _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
             with self._lock(request.experiment.name):
                 search = self._search(p)
-                self._report(search.search_id, request.trials, p.metric)
+                self._report(search.search_id, finished)
                 reply = self._suggest(search, p, request, began)
         except NasrlError as exc:
             code = exc.code if exc.code in _PASS_ON else grpc.StatusCode.INTERNAL
-            _abort(context, code, f"nasrl controller {self.c.target}: {exc.args[0]}")
+            abort(context, code, f"nasrl controller {self.c.target}: {exc.args[0]}")
+        except KatibError as exc:  # the search found by name cannot serve this experiment
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         log.info(
             "%s: %d trial(s) in, %d suggestion(s) out in %.3fs",
-            request.experiment.name,
+            request.experiment.name[:100],
             len(request.trials),
             len(reply.parameter_assignments),
             time.monotonic() - began,
@@ -111,18 +114,22 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
                 sid = self.c.create_search(p.request).search_id
                 log.info("created search %s for %s", sid, p.request.name)
             self._searches[p.request.name] = sid
-        return self.c.get_search(sid)
+        search = self.c.get_search(sid)
+        space = search.spec.request.space.WhichOneof("space")
+        if p.nas and space != "zoph":
+            raise KatibError(
+                f"the experiment has a nasConfig (a Zoph space), but the nasrl search named "
+                f"{p.request.name!r} ({sid}) has a {space} space: an earlier experiment of "
+                "the same name created it; give this experiment a new name"
+            )
+        return search
 
-    def _report(self, search_id: str, trials: Iterable[kpb.Trial], metric: str) -> None:
+    def _report(self, search_id: str, finished: dict[int, cpb.UpdateRequest]) -> None:
         """Update every finished trial not reported yet (in parallel)."""
         done = self._reported.setdefault(search_id, set())
-        todo = [
-            (cid, u)
-            for t in trials
-            if (cid := candidate_of(t)) is not None
-            and cid not in done
-            and (u := update_for(t, search_id, metric)) is not None
-        ]
+        todo = [(cid, u) for cid, u in finished.items() if cid not in done]
+        for _, u in todo:
+            u.search_id = search_id
         for cid, error in zip(
             [cid for cid, _ in todo], self._pool.map(self._update, [u for _, u in todo])
         ):
@@ -154,7 +161,7 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
     ) -> kpb.GetSuggestionsReply:
         """``current_request_number`` new networks: candidates the search already trained
         (cached) are skipped, so Katib never runs an architecture twice."""
-        need = request.current_request_number  # 0: only report the trials
+        need = min(request.current_request_number, MAX_SUGGESTIONS)  # 0: only report trials
         reply = kpb.GetSuggestionsReply()
         for attempt in range(MAX_SAMPLES):
             if len(reply.parameter_assignments) >= need:
@@ -170,7 +177,7 @@ class SuggestionServicer(kpb_grpc.SuggestionServicer):
                 search.search_id,
                 need - len(reply.parameter_assignments),
                 request_id=request_id(
-                    request.experiment.name, request.total_request_number, attempt
+                    request.experiment.name, request.total_request_number, need, attempt
                 ),
             )
             for cand in batch.candidates:

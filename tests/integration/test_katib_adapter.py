@@ -253,3 +253,19 @@ def test_the_example_experiments_are_valid_and_their_trials_run_nasrl_train(
         0
     ]
     assert container["command"][:2] == ["nasrl", "train"] and "--katib" in container["command"]
+
+
+def test_a_candidate_label_beyond_int64_is_invalid_argument(adapter: LocalService) -> None:
+    """A trial whose nasrl-candidate label is a number no candidate id can be (10**30, beyond
+    int64) is refused with a sentence naming the trial and the label, not UNKNOWN."""
+    katib = Katib(adapter.target, experiment("huge-label", 4, 1, SETTINGS))
+    (trial,) = katib.suggest(1)
+    trial.spec.labels["nasrl-candidate"] = str(10**30)
+    Katib.finish(trial, kpb.TrialStatus.SUCCEEDED, accuracy=0.5)
+    with pytest.raises(grpc.RpcError) as err:
+        katib.stub().GetSuggestions(katib.request(1), timeout=60)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    details = err.value.details() or ""
+    assert f"trial {trial.name!r}" in details, details
+    assert f"label nasrl-candidate='{10**30}'" in details, details
+    assert "whole number from 0 to" in details, details

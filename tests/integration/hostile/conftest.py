@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -14,9 +15,15 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, settings
 
+from katib_adapter.__main__ import KATIB_PROBE_NAME
+from katib_adapter.__main__ import SERVICE_NAME as KATIB_SERVICE
+from katib_adapter.servicer import SuggestionServicer
+from nasrl.rpc import rpc
+from nasrl.rpc.client import ControllerClient
 from protos import architecture_pb2 as apb
 from protos import controller_pb2 as cpb
-from protos import controller_pb2_grpc, trainer_pb2_grpc
+from protos import controller_pb2_grpc, katib_api_pb2_grpc, trainer_pb2_grpc
+from protos import katib_api_pb2 as kpb
 from protos import trainer_pb2 as tpb
 from tests.helpers import FakeClock
 from tests.integration.conftest import start_controller, start_trainer
@@ -428,3 +435,150 @@ def valid_result(text: str, acc: float = 0.5) -> tpb.TrainResult:
         validation_examples=20,
         test_examples=20,
     )
+
+
+# ----------------------------------------------------------------------------- katib adapter
+
+
+class ErrorLog(logging.Handler):
+    """Records of ERROR and above, and any record carrying a traceback, logged anywhere in
+    this process (the servers run in it: grpc's 'Exception calling application' included)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._records: list[logging.LogRecord] = []
+        self._lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR or record.exc_info or record.stack_info:
+            with self._lock:
+                self._records.append(record)
+
+    def take(self) -> list[str]:
+        """What was logged since the last ``take``, one line a record."""
+        with self._lock:
+            records, self._records = self._records, []
+        return [f"{r.levelname} {r.name}: {short(r.getMessage(), 200)}" for r in records]
+
+
+class KatibAdapter:
+    """The Katib Suggestion adapter in this process, on 127.0.0.1:0, with a controller of its
+    own behind it; ``errors`` collects what the process logs at ERROR or with a traceback."""
+
+    ANSWER_WITHIN = 3.0  # seconds a GetSuggestions samples before answering with fewer
+
+    def __init__(self, tmp: str) -> None:
+        self.errors = ErrorLog()
+        logging.getLogger().addHandler(self.errors)
+        self.ctl = Controller(tmp, agents=("random",))
+        self.client = ControllerClient(self.ctl.target, timeout=DEADLINE)
+        self.servicer = SuggestionServicer(self.client, answer_within=self.ANSWER_WITHIN)
+        servicer = self.servicer
+        self.handle = rpc.start_server(
+            "127.0.0.1",
+            0,
+            lambda s: katib_api_pb2_grpc.add_SuggestionServicer_to_server(servicer, s),
+            [KATIB_SERVICE],
+        )
+        self.handle.services = (*self.handle.services, KATIB_PROBE_NAME)
+        self.handle.set_serving(True)
+        self.target = f"127.0.0.1:{self.handle.port}"
+        self.channel = grpc.insecure_channel(self.target, options=CHANNEL_OPTIONS)
+        self.stub = katib_api_pb2_grpc.SuggestionStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+        self._valid_rounds = 0
+
+    def raw(self, method: str) -> Callable[..., Any]:
+        return self.channel.unary_unary(
+            f"/api.v1.beta1.Suggestion/{method}",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+
+    def assert_serving(self, what: str = "") -> None:
+        """Health SERVING under the name Katib probes, a valid experiment validated and given
+        a suggestion, nothing logged at ERROR or with a traceback, the controller intact."""
+        check = self.health.Check(
+            health_pb2.HealthCheckRequest(service=KATIB_PROBE_NAME), timeout=DEADLINE
+        )
+        assert check.status == health_pb2.HealthCheckResponse.SERVING, what
+        exp = valid_experiment("hostile-valid")
+        self.stub.ValidateAlgorithmSettings(
+            kpb.ValidateAlgorithmSettingsRequest(experiment=exp), timeout=DEADLINE
+        )
+        self._valid_rounds += 1
+        reply = self.stub.GetSuggestions(
+            kpb.GetSuggestionsRequest(
+                experiment=exp, current_request_number=1, total_request_number=self._valid_rounds
+            ),
+            timeout=DEADLINE,
+        )
+        assert len(reply.parameter_assignments) == 1, what
+        logged = self.errors.take()
+        assert not logged, f"logged after {what}: {logged[:5]}"
+        self.ctl.assert_serving(what)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.handle.stop(None)
+        self.servicer.close()
+        self.client.close()
+        self.ctl.close()
+        logging.getLogger().removeHandler(self.errors)
+
+
+def valid_experiment(name: str, nas: bool = False, budget: int = 1_000_000) -> kpb.Experiment:
+    """A Katib experiment the adapter takes: the random agent on digits, a 3-layer Zoph space
+    (``nas``: the same from a nasConfig, so assignments carry ENAS-style JSON too)."""
+    spec = kpb.ExperimentSpec(
+        objective=kpb.ObjectiveSpec(type=kpb.MAXIMIZE, objective_metric_name="accuracy"),
+        algorithm=kpb.AlgorithmSpec(
+            algorithm_name="nasrl",
+            algorithm_settings=[
+                kpb.AlgorithmSetting(name="agent", value="random"),
+                kpb.AlgorithmSetting(name="dataset", value="digits"),
+                kpb.AlgorithmSetting(name="epochs", value="1"),
+                *([] if nas else [kpb.AlgorithmSetting(name="max_layers", value="3")]),
+            ],
+        ),
+        parallel_trial_count=2,
+        max_trial_count=budget,
+    )
+    spec.parameter_specs.parameters.add(
+        name="nasrl_architecture",
+        parameter_type=kpb.CATEGORICAL,
+        feasible_space=kpb.FeasibleSpace(list=["nasrl"]),
+    )
+    if nas:
+        spec.nas_config.graph_config.CopyFrom(
+            kpb.GraphConfig(num_layers=3, input_sizes=[8, 8, 1], output_sizes=[10])
+        )
+        op = spec.nas_config.operations.operation.add(operation_type="convolution")
+        for param, values in (
+            ("filter_size", ["1", "3"]),
+            ("num_filter", ["4"]),
+            ("stride", ["1"]),
+        ):
+            op.parameter_specs.parameters.add(
+                name=param,
+                parameter_type=kpb.CATEGORICAL,
+                feasible_space=kpb.FeasibleSpace(list=values),
+            )
+        for param in ("architecture", "nn_config"):
+            spec.parameter_specs.parameters.add(name=param, parameter_type=kpb.CATEGORICAL)
+    return kpb.Experiment(name=name, spec=spec)
+
+
+@pytest.fixture(scope="module")
+def katib(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KatibAdapter]:
+    k = KatibAdapter(str(tmp_path_factory.mktemp("hostile-katib")))
+    yield k
+    k.assert_serving("the whole module")
+    k.close()
+
+
+@pytest.fixture()
+def serving_katib(katib: KatibAdapter, request: pytest.FixtureRequest) -> Iterator[KatibAdapter]:
+    katib.errors.take()  # what earlier fixtures logged is theirs
+    yield katib
+    katib.assert_serving(request.node.name)
