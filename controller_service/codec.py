@@ -7,7 +7,7 @@ from dataclasses import asdict
 from controller_service.agents import AgentSettingsError
 from controller_service.children import ChildRecord
 from controller_service.searches import Handout, SearchView
-from controller_service.spaces import MetaQNNSpace, Space, ZophSpace
+from controller_service.spaces import MetaQNNSpace, Nb201Space, Space, ZophSpace
 from controller_service.spec import (
     Constraints,
     Screening,
@@ -20,7 +20,7 @@ from controller_service.states import SearchState, Status
 from controller_service.stopping import Decision, StoppingSettings
 from controller_service.store import ResultRow
 from nasrl.core import codec
-from nasrl.core.arch import parse
+from nasrl.core.arch import ArchError, parse
 from nasrl.core.shapes import InputShape
 from protos import controller_pb2 as cpb
 
@@ -68,6 +68,15 @@ def _metaqnn_from_proto(m: cpb.MetaQNNSpace) -> MetaQNNSpace:
     )
 
 
+def _nb201_from_proto(n: cpb.Nb201Space) -> Nb201Space:
+    d = Nb201Space()
+    try:
+        ops = tuple(codec.cell_op_from_proto(op).value for op in n.ops) or d.ops
+    except ArchError as exc:
+        raise SpecError(f"space.nb201.ops: {exc}") from None
+    return Nb201Space(ops=ops, skeleton=codec.skeleton_from_proto(n.skeleton))
+
+
 def space_from_proto(msg: cpb.SearchSpace) -> Space | None:
     """The space a SearchSpace message names; None when it names none (the agent's default)."""
     kind = msg.WhichOneof("space")
@@ -75,12 +84,21 @@ def space_from_proto(msg: cpb.SearchSpace) -> Space | None:
         return _zoph_from_proto(msg.zoph)
     if kind == "metaqnn":
         return _metaqnn_from_proto(msg.metaqnn)
+    if kind == "nb201":
+        return _nb201_from_proto(msg.nb201)
     if kind == "name":
         return named_space(msg.name)
     return None
 
 
 def _space_to_proto(space: Space) -> cpb.SearchSpace:
+    if isinstance(space, Nb201Space):
+        return cpb.SearchSpace(
+            nb201=cpb.Nb201Space(
+                ops=[codec.cell_op_to_proto(space.cell_op(i)) for i in range(len(space.ops))],
+                skeleton=codec.skeleton_to_proto(space.skeleton),
+            )
+        )
     if isinstance(space, MetaQNNSpace):
         return cpb.SearchSpace(
             metaqnn=cpb.MetaQNNSpace(

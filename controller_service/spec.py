@@ -8,10 +8,18 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from controller_service.agents import DEFAULT_SPACE, Agent, AgentSettingsError, agent_class
-from controller_service.spaces import MetaQNNSpace, Space, SpaceError, ZophSpace, encode
+from controller_service.spaces import (
+    MetaQNNSpace,
+    Nb201Space,
+    Space,
+    SpaceError,
+    ZophSpace,
+    encode,
+)
 from controller_service.stopping import StoppingSettings
 from nasrl.core.agent_settings import AgentSettings, settings_class
 from nasrl.core.arch import ArchError, canonical, format_arch, parse
+from nasrl.core.cell import Skeleton
 from nasrl.core.datasets import DATASET_SHAPES
 from nasrl.core.results import TrainSettings
 from nasrl.core.shapes import InputShape, analyze
@@ -41,9 +49,10 @@ class SpecError(ValueError):
     """A search setting that cannot be used; the message names it."""
 
 
-SPACES: dict[str, type[ZophSpace] | type[MetaQNNSpace]] = {
+SPACES: dict[str, type[ZophSpace] | type[MetaQNNSpace] | type[Nb201Space]] = {
     "zoph": ZophSpace,
     "metaqnn": MetaQNNSpace,
+    "nb201": Nb201Space,
 }
 
 
@@ -53,7 +62,7 @@ def named_space(name: str) -> Space:
         return SPACES[name]()
     except KeyError:
         raise SpecError(
-            f"unknown search space {name!r}; choose {' or '.join(sorted(SPACES))}"
+            f"unknown search space {name!r}; choose {', '.join(sorted(SPACES))}"
         ) from None
 
 
@@ -362,6 +371,8 @@ def _space_from_json(data: dict[str, Any] | None) -> Space | None:
     if data is None:
         return None
     fields = {k: v for k, v in data.items() if k != "name"}
+    if data["name"] == "nb201":
+        return Nb201Space(ops=tuple(fields["ops"]), skeleton=Skeleton(**fields["skeleton"]))
     if data["name"] == "metaqnn":
         return MetaQNNSpace(
             conv_sizes=tuple(fields["conv_sizes"]),

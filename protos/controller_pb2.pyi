@@ -278,6 +278,44 @@ class MetaQNNSpace(_message.Message):
 Global___MetaQNNSpace: _TypeAlias = MetaQNNSpace  # noqa: Y015
 
 @_typing.final
+class Nb201Space(_message.Message):
+    """NAS-Bench-201's cell space: one cell of 4 nodes and 6 edges, an operation per edge, repeated
+    on a macro skeleton. 5^6 = 15,625 cells with all five operations (6,466 distinct functions).
+    An agent's decisions are the 6 edges' operations in NAS-Bench-201's string order (0->1, 0->2,
+    1->2, 0->3, 1->3, 2->3).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPS_FIELD_NUMBER: _builtins.int
+    SKELETON_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ops(self) -> _containers.RepeatedScalarFieldContainer[_architecture_pb2.CellOp.ValueType]:
+        """Operations an edge may take, each at most once (default all five: none, skip_connect,
+        nor_conv_1x1, nor_conv_3x3, avg_pool_3x3).
+        """
+
+    @_builtins.property
+    def skeleton(self) -> _architecture_pb2.Skeleton:
+        """The skeleton every child is built on; unset or zero fields take NAS-Bench-201's (16
+        channels, 5 cells per stage, 3 stages). Tests and quick runs use cells_per_stage 1.
+        """
+
+    def __init__(
+        self,
+        *,
+        ops: _abc.Iterable[_architecture_pb2.CellOp.ValueType] | None = ...,
+        skeleton: _architecture_pb2.Skeleton | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["skeleton", b"skeleton"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ops", b"ops", "skeleton", b"skeleton"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Nb201Space: _TypeAlias = Nb201Space  # noqa: Y015
+
+@_typing.final
 class SearchSpace(_message.Message):
     """Where the agent searches."""
 
@@ -286,8 +324,9 @@ class SearchSpace(_message.Message):
     ZOPH_FIELD_NUMBER: _builtins.int
     METAQNN_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
+    NB201_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """A space by name with its paper defaults: "zoph" or "metaqnn"."""
+    """A space by name with its paper defaults: "zoph", "metaqnn" or "nb201"."""
     @_builtins.property
     def zoph(self) -> Global___ZophSpace:
         """Zoph & Le's convolutional space."""
@@ -296,18 +335,23 @@ class SearchSpace(_message.Message):
     def metaqnn(self) -> Global___MetaQNNSpace:
         """MetaQNN's layer-state space."""
 
+    @_builtins.property
+    def nb201(self) -> Global___Nb201Space:
+        """NAS-Bench-201's cell space."""
+
     def __init__(
         self,
         *,
         zoph: Global___ZophSpace | None = ...,
         metaqnn: Global___MetaQNNSpace | None = ...,
         name: _builtins.str = ...,
+        nb201: Global___Nb201Space | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metaqnn", b"metaqnn", "name", b"name", "space", b"space", "zoph", b"zoph"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metaqnn", b"metaqnn", "name", b"name", "nb201", b"nb201", "space", b"space", "zoph", b"zoph"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["metaqnn", b"metaqnn", "name", b"name", "space", b"space", "zoph", b"zoph"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metaqnn", b"metaqnn", "name", b"name", "nb201", b"nb201", "space", b"space", "zoph", b"zoph"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_space: _TypeAlias = _typing.Literal["zoph", "metaqnn", "name"]  # noqa: Y015
+    _WhichOneofReturnType_space: _TypeAlias = _typing.Literal["zoph", "metaqnn", "name", "nb201"]  # noqa: Y015
     _WhichOneofArgType_space: _TypeAlias = _typing.Literal["space", b"space"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_space) -> _WhichOneofReturnType_space | None: ...
 
@@ -342,6 +386,7 @@ class ReinforceSettings(_message.Message):
     STEP_EVERY_FIELD_NUMBER: _builtins.int
     FAILURE_REWARD_FIELD_NUMBER: _builtins.int
     SKIP_CONNECTIONS_FIELD_NUMBER: _builtins.int
+    INDEPENDENT_FIELD_NUMBER: _builtins.int
     lstm_layers: _builtins.int
     """Stacked LSTM layers of the controller, 1 .. 4 (default 2)."""
     hidden: _builtins.int
@@ -374,6 +419,11 @@ class ReinforceSettings(_message.Message):
     """Learn skip connections (anchor points) (default true); they also need the space's skip
     connections (ZophSpace.no_skip_connections unset).
     """
+    independent: _builtins.bool
+    """NB201 space only: sample each edge's operation from its own learnt softmax instead of the
+    LSTM (default false), the policy of NAS-Bench-201's own REINFORCE (with learning_rate
+    0.01, baseline_decay 0.9, batch 1 and reward ACCURACY as its scripts ran it).
+    """
     def __init__(
         self,
         *,
@@ -389,10 +439,11 @@ class ReinforceSettings(_message.Message):
         step_every: _builtins.int | None = ...,
         failure_reward: _builtins.float | None = ...,
         skip_connections: _builtins.bool | None = ...,
+        independent: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_independent", b"_independent", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "independent", b"independent", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_independent", b"_independent", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "independent", b"independent", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__baseline_decay: _TypeAlias = _typing.Literal["baseline_decay"]  # noqa: Y015
     _WhichOneofArgType__baseline_decay: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay"]  # noqa: Y015
@@ -404,6 +455,8 @@ class ReinforceSettings(_message.Message):
     _WhichOneofArgType__failure_reward: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward"]  # noqa: Y015
     _WhichOneofReturnType__hidden: _TypeAlias = _typing.Literal["hidden"]  # noqa: Y015
     _WhichOneofArgType__hidden: _TypeAlias = _typing.Literal["_hidden", b"_hidden"]  # noqa: Y015
+    _WhichOneofReturnType__independent: _TypeAlias = _typing.Literal["independent"]  # noqa: Y015
+    _WhichOneofArgType__independent: _TypeAlias = _typing.Literal["_independent", b"_independent"]  # noqa: Y015
     _WhichOneofReturnType__init_range: _TypeAlias = _typing.Literal["init_range"]  # noqa: Y015
     _WhichOneofArgType__init_range: _TypeAlias = _typing.Literal["_init_range", b"_init_range"]  # noqa: Y015
     _WhichOneofReturnType__layers_step: _TypeAlias = _typing.Literal["layers_step"]  # noqa: Y015
@@ -428,6 +481,8 @@ class ReinforceSettings(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__failure_reward) -> _WhichOneofReturnType__failure_reward | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__hidden) -> _WhichOneofReturnType__hidden | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__independent) -> _WhichOneofReturnType__independent | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__init_range) -> _WhichOneofReturnType__init_range | None: ...
     @_typing.overload

@@ -1,5 +1,6 @@
 """Regularized evolution (Real et al. 2019, "Regularized Evolution for Image Classifier
-Architecture Search"), in the Zoph space or the MetaQNN space.
+Architecture Search"), in the Zoph, MetaQNN or NB201 space (in NB201 a mutation changes one
+edge's operation, as in NAS-Bench-201's REA).
 
 The first ``population`` proposals are random. After that each proposal is a mutation (one
 decision changed) of the best of ``sample_size`` members drawn at random from the population.
@@ -25,7 +26,7 @@ from controller_service.agents.base import (
     set_rng_state,
 )
 from controller_service.agents.proposals import check_space, mutate_proposal, random_proposal
-from controller_service.spaces import MetaQNNSpace, Space, ZophSpace
+from controller_service.spaces import MetaQNNSpace, Nb201Space, Space, ZophSpace
 from nasrl.core.agent_settings import EvolutionSettings
 
 __all__ = ["EvolutionAgent"]
@@ -43,7 +44,7 @@ class EvolutionAgent(Agent):
         seed: int = 0,
         budget: int | None = None,
     ) -> None:
-        check_space(self.name, space, (ZophSpace, MetaQNNSpace))
+        check_space(self.name, space, (ZophSpace, MetaQNNSpace, Nb201Space))
         self.space = space
         s = self.settings = EvolutionSettings.of(settings)
         self.population_size = s.population

@@ -14,6 +14,10 @@ for 150 each. A search with a smaller budget scales the counts to it (``schedule
 the default: min(1, budget / 2,700); any positive number: that factor).
 
 ``Proposal.decisions`` is ``{"path": ["C(3,64)", "P(2,2)", "FC(256)", "SM"], "epsilon": e}``.
+
+In the NB201 cell space the walk decides the cell's edges one after another: a state is the
+edges decided so far, an action the next edge's operation, and the sixth edge ends the walk
+(``{"path": ["nor_conv_3x3", "none", ...], "epsilon": e}``); α, γ, Q₀, ε and replay as above.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from controller_service.agents.base import (
     set_rng_state,
 )
 from controller_service.agents.proposals import check_space
-from controller_service.spaces import MetaQNNSpace, QState
+from controller_service.spaces import MetaQNNSpace, Nb201Space, PathSpace
 from nasrl.core.agent_settings import QLearningSettings
 
 __all__ = ["QLearningAgent", "PAPER_SCHEDULE", "epsilon_schedule"]
@@ -64,13 +68,13 @@ class QLearningAgent(Agent):
 
     def __init__(
         self,
-        space: MetaQNNSpace,
+        space: PathSpace,
         settings: QLearningSettings | Mapping[str, Any] | None = None,
         seed: int = 0,
         budget: int | None = None,
     ) -> None:
-        check_space(self.name, space, (MetaQNNSpace,))
-        self.space = space
+        check_space(self.name, space, (MetaQNNSpace, Nb201Space))
+        self.space: Any = space  # both spaces walk states with .key, .action, .terminal
         s = self.settings = QLearningSettings.of(settings)
         self.alpha = s.learning_rate
         self.gamma = s.discount
@@ -89,7 +93,7 @@ class QLearningAgent(Agent):
         self.results = 0
         self.trajectory_updates = 0
         self.queued: list[tuple[list[str], float]] = []  # recorded, not yet learnt
-        self._edge_cache: dict[QState, tuple[str, ...]] = {}
+        self._edge_cache: dict[Any, tuple[str, ...]] = {}
         self._plans: dict[str, tuple[tuple[str, tuple[str, ...] | None], ...]] = {}
         self._changed: set[str] = set()  # Q-values not yet given to changed_entries
 
@@ -107,10 +111,10 @@ class QLearningAgent(Agent):
 
     # ------------------------------------------------------------------ acting
 
-    def value(self, s: QState, a: QState) -> float:
+    def value(self, s: Any, a: Any) -> float:
         return self.q.get(f"{s.key}->{a.key}", self.q_init)
 
-    def _edges(self, s: QState) -> tuple[str, ...]:
+    def _edges(self, s: Any) -> tuple[str, ...]:
         """The Q-table keys of every transition out of ``s`` (cached: the replay asks for
         the same states again and again)."""
         edges = self._edge_cache.get(s)
@@ -119,7 +123,7 @@ class QLearningAgent(Agent):
             self._edge_cache[s] = edges
         return edges
 
-    def _choose(self, s: QState, epsilon: float) -> QState:
+    def _choose(self, s: Any, epsilon: float) -> Any:
         actions = self.space.actions(s)
         if self.rng.random() < epsilon:
             return self.rng.choice(actions)

@@ -16,7 +16,7 @@ from controller_service.agents.base import (
     set_rng_state,
 )
 from controller_service.agents.proposals import check_space, random_proposal
-from controller_service.spaces import MetaQNNSpace, Space, ZophSpace
+from controller_service.spaces import MetaQNNSpace, Nb201Space, Space, ZophSpace
 from nasrl.core.agent_settings import RandomSettings
 
 __all__ = ["RandomAgent"]
@@ -34,7 +34,7 @@ class RandomAgent(Agent):
         seed: int = 0,
         budget: int | None = None,
     ) -> None:
-        check_space(self.name, space, (ZophSpace, MetaQNNSpace))
+        check_space(self.name, space, (ZophSpace, MetaQNNSpace, Nb201Space))
         self.space = space
         self.settings = RandomSettings.of(settings)
         self.layers = self.settings.layers

@@ -21,6 +21,10 @@ gradient takes one Adam step. Depth follows the paper's curriculum: ``start_laye
      "layers": L,                              # len(tokens)
      "logp": -12.3}                            # log-probability at sampling time (diagnostic)
 
+In the NB201 cell space the policy emits one operation per edge (``edge_policy.EdgePolicy``:
+the LSTM, or with ``independent`` one softmax per edge, as NAS-Bench-201's paper) and the
+decisions are ``{"path": [op of each edge], "logp": -9.6}``; there is no depth curriculum.
+
 All sampling draws from the agent's own ``torch.Generator``, never torch's global RNG.
 """
 
@@ -41,8 +45,10 @@ from controller_service.agents.base import (
     Proposal,
 )
 from controller_service.agents.controller_lstm import ControllerLSTM, Trajectory
-from controller_service.spaces import ZOPH_DECISIONS, ZophSpace
+from controller_service.agents.edge_policy import EdgePolicy
+from controller_service.spaces import ZOPH_DECISIONS, Nb201Space, ZophSpace
 from nasrl.core.agent_settings import ReinforceSettings
+from nasrl.core.cell import EDGES
 
 __all__ = ["ReinforceAgent", "ReinforceSettings"]
 
@@ -58,20 +64,41 @@ class ReinforceAgent(Agent):
 
     def __init__(
         self,
-        space: ZophSpace,
+        space: ZophSpace | Nb201Space,
         settings: ReinforceSettings | Mapping[str, Any] | None = None,
         seed: int = 0,
         budget: int | None = None,
     ) -> None:
-        if not isinstance(space, ZophSpace):
+        if not isinstance(space, ZophSpace | Nb201Space):
             name = getattr(space, "name", type(space).__name__)
-            raise AgentSettingsError(f"agent 'reinforce' cannot search the {name!r} space")
+            raise AgentSettingsError(
+                f"agent 'reinforce' cannot search the {name!r} space; use 'zoph' or 'nb201'"
+            )
         self.space = space
-        self.settings = ReinforceSettings.of(settings)
-        self.skips = self.settings.skip_connections and space.skip_connections
+        s = self.settings = ReinforceSettings.of(settings)
         self.generator = torch.Generator().manual_seed(seed)
-        s = self.settings
-        self.policy = ControllerLSTM(space, s.hidden, s.lstm_layers, s.init_range, self.generator)
+        self.policy: ControllerLSTM | EdgePolicy
+        if isinstance(space, Nb201Space):
+            self.skips = False
+            self.policy = EdgePolicy(
+                len(EDGES),
+                len(space.ops),
+                s.hidden,
+                s.lstm_layers,
+                s.init_range,
+                self.generator,
+                s.independent,
+            )
+        else:
+            if s.independent:
+                raise AgentSettingsError(
+                    "independent (one softmax per decision) applies to the nb201 space; the "
+                    "zoph space samples with the LSTM controller"
+                )
+            self.skips = s.skip_connections and space.skip_connections
+            self.policy = ControllerLSTM(
+                space, s.hidden, s.lstm_layers, s.init_range, self.generator
+            )
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=s.learning_rate)
         self.baseline: float | None = None
         self.samples = 0
@@ -81,6 +108,8 @@ class ReinforceAgent(Agent):
         self.pending: list[dict[str, Any]] = []  # {"tokens", "skips", "advantage"}
 
     def curriculum_layers(self) -> int:
+        if isinstance(self.space, Nb201Space):
+            return len(EDGES)  # a cell: every proposal decides all its edges
         s = self.settings
         grown = s.start_layers + s.layers_step * (self.samples // s.step_every)
         return min(grown, self.space.max_layers)
@@ -89,6 +118,9 @@ class ReinforceAgent(Agent):
         """``n`` proposals from batched rollouts (one per curriculum depth they span)."""
         if n < 0:
             raise ValueError(f"cannot sample a negative number ({n}) of architectures")
+        if isinstance(self.policy, EdgePolicy):
+            return self._sample_cells(n)
+        assert isinstance(self.space, ZophSpace) and isinstance(self.policy, ControllerLSTM)
         out: list[Proposal] = []
         while len(out) < n:
             layers = self.curriculum_layers()
@@ -110,13 +142,25 @@ class ReinforceAgent(Agent):
                 out.append(Proposal(self.space.decode(t.tokens, t.skips), decisions))
         return out
 
+    def _sample_cells(self, n: int) -> list[Proposal]:
+        assert isinstance(self.space, Nb201Space) and isinstance(self.policy, EdgePolicy)
+        rows, log_probs = self.policy.sample(self.generator, n) if n else ([], [])
+        self.samples += n
+        out = []
+        for row, logp in zip(rows, log_probs):
+            path = [self.space.ops[i] for i in row]
+            out.append(Proposal(self.space.decode(path), {"path": path, "logp": logp}))
+        return out
+
     def log_prob(self, decisions: Decisions) -> Tensor:
         """Log-probability of ``decisions`` under the current policy (differentiable)."""
         return self._evaluate([self._trajectory(decisions)])[0][0]
 
     def _evaluate(self, trajectories: list[Trajectory]) -> tuple[Tensor, Tensor]:
         """Log-probabilities and entropies of ``trajectories`` (any depths) under the current
-        policy, in their order: one batched replay per depth."""
+        policy, in their order: one batched replay per depth (one in all for cells)."""
+        if isinstance(self.policy, EdgePolicy):
+            return self.policy.evaluate([t.tokens[0] for t in trajectories])
         log_probs: list[Tensor | None] = [None] * len(trajectories)
         entropies: list[Tensor | None] = [None] * len(trajectories)
         by_depth: dict[int, list[int]] = {}
@@ -191,7 +235,14 @@ class ReinforceAgent(Agent):
         self.pretrained += len(priors)
 
     def _trajectory(self, decisions: Decisions) -> Trajectory:
-        """The stored decisions, checked against this space; ValueError says what is wrong."""
+        """The stored decisions, checked against this space; ValueError says what is wrong.
+        A cell's path becomes one row of operation indices (``tokens[0]``)."""
+        if isinstance(self.space, Nb201Space):
+            path = decisions.get("path")
+            if not isinstance(path, list):
+                raise ValueError("decisions need a 'path' list of the edges' operations")
+            self.space.follow(path)
+            return Trajectory([[self.space.ops.index(op) for op in path]], None)
         tokens, skips = decisions.get("tokens"), decisions.get("skips")
         if not isinstance(tokens, list) or not tokens:
             raise ValueError("decisions need a non-empty 'tokens' list")
@@ -260,8 +311,14 @@ class ReinforceAgent(Agent):
         self.pending = copy.deepcopy(list(state["pending"]))
 
     def progress(self) -> dict[str, float]:
-        out = {
-            "curriculum_layers": float(self.curriculum_layers()),
+        out = (
+            {}
+            if isinstance(self.space, Nb201Space)
+            else {
+                "curriculum_layers": float(self.curriculum_layers()),
+            }
+        )
+        out |= {
             "samples": float(self.samples),
             "updates": float(self.updates),
             "steps": float(self.steps),

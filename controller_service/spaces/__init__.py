@@ -1,12 +1,13 @@
 """Search spaces: which architectures an agent may propose. ``zoph`` (Zoph & Le 2017's
 convolution stacks with skip connections), ``metaqnn`` (Baker et al. 2017's layer-state
-paths) and ``base`` (the ``Space`` type and the operations that work in either). Plain data,
+paths), ``nb201`` (NAS-Bench-201's cell space) and ``base`` (the ``Space`` type and the operations that work in either). Plain data,
 no torch."""
 
 from __future__ import annotations
 
 from controller_service.spaces.base import (
     Decisions,
+    PathSpace,
     Space,
     decode,
     encode,
@@ -14,10 +15,12 @@ from controller_service.spaces.base import (
     random_decisions,
 )
 from controller_service.spaces.metaqnn import START, MetaQNNSpace, QState, size_bin
+from controller_service.spaces.nb201 import EdgeState, Nb201Space
 from controller_service.spaces.zoph import ZOPH_DECISIONS, SpaceError, ZophSpace, check_choices
 
 __all__ = [
     "Space",
+    "PathSpace",
     "Decisions",
     "decode",
     "encode",
@@ -31,4 +34,6 @@ __all__ = [
     "QState",
     "size_bin",
     "START",
+    "Nb201Space",
+    "EdgeState",
 ]

@@ -339,6 +339,10 @@ class ReinforceSettings(AgentSettings):
         True,
         "learn skip connections (anchor points); the space must allow them too",
     )
+    independent: bool = setting(
+        False,
+        "nb201 space: one learnt softmax per edge instead of the LSTM (NAS-Bench-201's REINFORCE)",
+    )
 
 
 @dataclass(frozen=True)

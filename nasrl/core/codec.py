@@ -29,6 +29,10 @@ __all__ = [
     "agent_spec_to_proto",
     "agent_spec_from_proto",
     "agent_settings_from_proto",
+    "cell_op_to_proto",
+    "cell_op_from_proto",
+    "skeleton_to_proto",
+    "skeleton_from_proto",
 ]
 
 DEFAULT_AGENT = "reinforce"
@@ -69,13 +73,33 @@ _CELL_OP_NUMBERS: dict[CellOp, apb.CellOp.ValueType] = {
 _CELL_OPS_BY_NUMBER = {number: op for op, number in _CELL_OP_NUMBERS.items()}
 
 
+def cell_op_to_proto(op: CellOp) -> apb.CellOp.ValueType:
+    return _CELL_OP_NUMBERS[op]
+
+
+def cell_op_from_proto(number: int, where: str = "an edge") -> CellOp:
+    """The operation of a wire number; ArchError names the valid ones for 0 or unknown."""
+    if number not in _CELL_OPS_BY_NUMBER:
+        names = ", ".join(apb.CellOp.Name(n) for n in _CELL_OP_NUMBERS.values())
+        raise ArchError(f"{where} has no operation ({number}); use one of {names}")
+    return _CELL_OPS_BY_NUMBER[apb.CellOp.ValueType(number)]
+
+
+def skeleton_to_proto(s: Skeleton) -> apb.Skeleton:
+    return apb.Skeleton(channels=s.channels, cells_per_stage=s.cells_per_stage, stages=s.stages)
+
+
+def skeleton_from_proto(s: apb.Skeleton) -> Skeleton:
+    """Zero fields take NAS-Bench-201's values."""
+    d = DEFAULT_SKELETON
+    return Skeleton(
+        s.channels or d.channels, s.cells_per_stage or d.cells_per_stage, s.stages or d.stages
+    )
+
+
 def _cell_to_proto(cell: Cell) -> apb.Cell:
-    s = cell.skeleton
     return apb.Cell(
-        ops=[_CELL_OP_NUMBERS[op] for op in cell.ops],
-        skeleton=apb.Skeleton(
-            channels=s.channels, cells_per_stage=s.cells_per_stage, stages=s.stages
-        ),
+        ops=[_CELL_OP_NUMBERS[op] for op in cell.ops], skeleton=skeleton_to_proto(cell.skeleton)
     )
 
 
@@ -85,17 +109,8 @@ def _cell_from_proto(msg: apb.Cell) -> Cell:
             f"a cell has {len(EDGES)} edges (0->1, 0->2, 1->2, 0->3, 1->3, 2->3), so "
             f"cell.ops needs {len(EDGES)} operations; got {len(msg.ops)}"
         )
-    ops = []
-    for (j, i), number in zip(EDGES, msg.ops):
-        if number not in _CELL_OPS_BY_NUMBER:
-            names = ", ".join(apb.CellOp.Name(n) for n in _CELL_OP_NUMBERS.values())
-            raise ArchError(f"edge {j}->{i} has no operation ({number}); use one of {names}")
-        ops.append(_CELL_OPS_BY_NUMBER[number])
-    s, d = msg.skeleton, DEFAULT_SKELETON  # zero fields take NAS-Bench-201's values
-    skeleton = Skeleton(
-        s.channels or d.channels, s.cells_per_stage or d.cells_per_stage, s.stages or d.stages
-    )
-    return Cell(tuple(ops), skeleton)
+    ops = [cell_op_from_proto(n, f"edge {j}->{i}") for (j, i), n in zip(EDGES, msg.ops)]
+    return Cell(tuple(ops), skeleton_from_proto(msg.skeleton))
 
 
 def arch_to_proto(arch: Architecture) -> apb.Architecture:

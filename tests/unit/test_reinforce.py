@@ -147,6 +147,7 @@ def policy_entropy(entropy_weight: float) -> float:
         (p,) = agent.sample(1)
         agent.update(p.decisions, three_by_three(p))
     probe = Trajectory([[0] * 5] * 4, [[0] * i for i in range(4)])
+    assert isinstance(agent.policy, ControllerLSTM)
     return agent.policy.rollout([probe], 4, skips=True)[2].item()
 
 

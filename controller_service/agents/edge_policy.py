@@ -1,0 +1,102 @@
+"""Policies over a fixed sequence of categorical decisions (a cell's edges, each taking one of
+the same operations), for the reinforce agent in the NB201 space:
+
+* ``lstm``: Zoph & Le's controller applied to a cell, as NAS-Bench-201's paper did — a stacked
+  LSTM emits one operation per edge, the sampled operation's embedding is the next step's
+  input, one softmax decoder per edge;
+* ``independent``: one learnt softmax per edge and nothing else (the REINFORCE of
+  NAS-Bench-201's own scripts: ``Categorical(softmax(arch_parameters))``).
+
+Both take their initial weights from the agent's ``torch.Generator`` (uniform in
+±``init_range``) and never touch torch's global RNG.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["EdgePolicy"]
+
+
+class EdgePolicy(nn.Module):
+    """``steps`` decisions of ``choices`` options each. ``sample`` draws (batched),
+    ``evaluate`` gives the log-probability and entropy of given decisions (differentiable)."""
+
+    def __init__(
+        self,
+        steps: int,
+        choices: int,
+        hidden: int,
+        lstm_layers: int,
+        init_range: float,
+        generator: torch.Generator,
+        independent: bool,
+    ) -> None:
+        super().__init__()
+        self.steps, self.choices, self.independent = steps, choices, independent
+        kw: dict[str, Any] = {"device": torch.device("meta"), "dtype": torch.float32}
+        if independent:
+            self.logits = nn.Parameter(torch.empty(steps, choices, **kw))
+        else:
+            self.start = nn.Parameter(torch.empty(1, hidden, **kw))
+            self.cells = nn.ModuleList(
+                nn.LSTMCell(hidden, hidden, **kw) for _ in range(lstm_layers)
+            )
+            self.embedding = nn.Embedding(choices, hidden, **kw)
+            self.decoders = nn.ModuleList(nn.Linear(hidden, choices, **kw) for _ in range(steps))
+        self.to_empty(device="cpu")
+        with torch.no_grad():
+            for p in self.parameters():
+                p.uniform_(-init_range, init_range, generator=generator)
+
+    def _run(
+        self, count: int, forced: Tensor | None, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(decisions (count, steps), log-probabilities (count,), entropies (count,)): drawn
+        from ``generator``, or ``forced`` replayed."""
+        log_prob = torch.zeros(count)
+        entropy = torch.zeros(count)
+        chosen: list[Tensor] = []
+        if not self.independent:
+            hidden = self.start.shape[1]
+            zero = self.start.new_zeros(count, hidden)
+            state = [(zero, zero) for _ in self.cells]
+            x = self.start.expand(count, hidden)
+        for step in range(self.steps):
+            if self.independent:
+                logits = self.logits[step].expand(count, self.choices)
+            else:
+                for n, module in enumerate(self.cells):
+                    cell = cast(nn.LSTMCell, module)
+                    state[n] = torch.lstm_cell(
+                        x, state[n], cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+                    )
+                    x = state[n][0]
+                logits = cast(nn.Linear, self.decoders[step])(x)
+            log_p = F.log_softmax(logits, dim=-1)
+            if forced is not None:
+                token = forced[:, step]
+            else:
+                token = torch.multinomial(log_p.exp(), 1, generator=generator).view(-1)
+            log_prob = log_prob + log_p.gather(1, token.view(-1, 1)).view(-1)
+            entropy = entropy - (log_p.exp() * log_p).sum(dim=1)
+            if not self.independent:
+                x = self.embedding(token)
+            chosen.append(token)
+        return torch.stack(chosen, dim=1), log_prob, entropy
+
+    def sample(self, generator: torch.Generator, count: int) -> tuple[list[list[int]], list[float]]:
+        """``count`` decision sequences and their log-probabilities."""
+        with torch.inference_mode():
+            tokens, log_prob, _ = self._run(count, None, generator)
+        return tokens.tolist(), log_prob.tolist()
+
+    def evaluate(self, decisions: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Log-probabilities and entropies of ``decisions`` under the current policy."""
+        forced = torch.tensor(decisions, dtype=torch.long).view(len(decisions), self.steps)
+        _, log_prob, entropy = self._run(len(decisions), forced, None)
+        return log_prob, entropy
