@@ -19,16 +19,43 @@ architectures of that order (for tests). The spaces:
 * ``metaqnn``: MetaQNNSpace(conv_sizes 1/3, conv_filters 4/8, pools (5,3)/(2,2), fc_units 32,
   max_depth 4) on 28x28: 1,720 distinct networks (an FC layer needs two poolings before it on
   28x28, i.e. depth 5, so this depth has none).
+
+``nb201`` trains nothing: it converts NAS-Bench-201's CIFAR-10 results (Dong & Yang, ICLR 2020;
+NATS-Bench's topology space), given as a CSV (plain or gzip) with the columns ``index, cell,
+isomorphism_key, cifar10_valid_12ep, cifar10_test_12ep, cifar10_test_200ep,
+train_seconds_12ep_estimate`` (accuracies in %), into a table of the ``nb201`` space (all five
+ops, NAS-Bench-201's skeleton C=16, N=5, 3 stages) on ``cifar10``, in about two seconds:
+
+    .venv/bin/python bench/build_table.py nb201 --source nb201_cifar10.csv.gz \
+        [--out bench/results/nb201_cifar10.jsonl.gz]
+
+One seed-0 row per cell (all 15,625 must be there, once each), keyed by the cell's canonical
+text (the bare NAS-Bench-201 string). The benchmark recorded one point per cell, not a
+per-epoch curve nor a training loss, so the table is format 2 (``nasrl.core.table``): a row's
+single "epoch" is NAS-Bench-201's whole 12-epoch training (validation = its 12-epoch validation
+accuracy as a fraction, the search signal; seconds = its 12-epoch time estimate), the row has no
+train loss or accuracy, and the header's training settings say ``epochs: 1`` with
+``epochs_note`` saying why. ``test_accuracy`` is the 200-epoch test accuracy (mean of 3 seeds,
+the score NAS-Bench-201 reports; optimum 0.9437); the 12-epoch test accuracy and the
+benchmark's index are kept in each row's ``extra``. Params and FLOPs are nasrl's own analysis on
+CIFAR-10's input (which matches NAS-Bench-201's counts). A source that cannot be converted
+(missing, wrong columns, a bad cell string or number, a cell missing or twice) is one line on
+stderr and exit status 2. Neither the CSV nor the table is shipped (``bench/results`` is
+ignored by git).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import gzip
+import io
 import itertools
 import math
 import random
 import sys
 import time
+import zlib
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
@@ -215,17 +242,209 @@ def build(
     return 0
 
 
+NB201_COLUMNS = (
+    "index",
+    "cell",
+    "isomorphism_key",
+    "cifar10_valid_12ep",
+    "cifar10_test_12ep",
+    "cifar10_test_200ep",
+    "train_seconds_12ep_estimate",
+)
+NB201_OUT = ROOT / "bench" / "results" / "nb201_cifar10.jsonl.gz"
+NB201_SPACE = cpb.SearchSpace(nb201=cpb.Nb201Space())  # every op, NAS-Bench-201's skeleton
+#: NAS-Bench-201's training recipe (its paper, Table 2); one "epoch" here is its 12-epoch run
+NB201_TRAINING = TrainSettings(
+    epochs=1,
+    batch_size=256,
+    optimizer="sgd",
+    learning_rate=0.1,
+    momentum=0.9,
+    weight_decay=5e-4,
+    schedule="cosine",
+    grad_clip=0.0,
+)
+NB201_EPOCHS_NOTE = (
+    "NAS-Bench-201 recorded one point per cell, not a per-epoch curve: a row's single epoch is "
+    "the benchmark's whole 12-epoch training on the CIFAR-10 train/valid split (validation = "
+    "its 12-epoch validation accuracy, epoch_seconds = its 12-epoch time estimate); rows have "
+    "no train loss or accuracy (replayed as 0, proto3's unset); test_accuracy is the 200-epoch "
+    "test accuracy (mean of 3 seeds); extra.test_accuracy_12ep the 12-epoch one"
+)
+
+
+class SourceError(ValueError):
+    """A NAS-Bench-201 CSV that cannot be converted; the message is one line."""
+
+
+def _percent(row: dict[str, str], column: str, where: str) -> float:
+    try:
+        value = float(row[column])
+    except (TypeError, ValueError):
+        raise SourceError(f"{where}: {column} is {row[column]!r}, not a number") from None
+    if not 0.0 <= value <= 100.0:
+        raise SourceError(f"{where}: {column} is {value}, not a percentage")
+    return round(value / 100.0, 8)
+
+
+def _nb201_row(r: dict[str, str], where: str, shape: Any) -> TableRow:
+    from nasrl.core.arch import ArchError, parse
+    from nasrl.core.cell import DEFAULT_SKELETON
+    from nasrl.core.shapes import analyze
+
+    cell = r["cell"] or ""
+    try:
+        arch = parse(cell)
+    except ArchError as exc:
+        raise SourceError(f"{where}: bad cell string {cell[:120]!r} ({exc})") from None
+    if arch.cell is None or arch.cell.skeleton != DEFAULT_SKELETON:
+        raise SourceError(
+            f"{where}: {cell[:120]!r} is not a bare NAS-Bench-201 cell string "
+            "(|op~0|+|op~0|op~1|+|op~0|op~1|op~2|, on the benchmark's own skeleton)"
+        )
+    text = format_arch(canonical(arch))
+    try:
+        seconds = float(r["train_seconds_12ep_estimate"])
+        index = int(r["index"])
+    except (TypeError, ValueError):
+        raise SourceError(
+            f"{where}: index {r['index']!r} or train_seconds_12ep_estimate "
+            f"{r['train_seconds_12ep_estimate']!r} is not a number"
+        ) from None
+    if not 0.0 <= seconds < 1e9:
+        raise SourceError(f"{where}: train_seconds_12ep_estimate is {seconds}")
+    a = analyze(arch, shape)
+    return TableRow(
+        arch=text,
+        seed=0,
+        validation=(_percent(r, "cifar10_valid_12ep", where),),
+        train_loss=(),
+        train_accuracy=(),
+        epoch_seconds=(seconds,),
+        test_accuracy=_percent(r, "cifar10_test_200ep", where),
+        params=a.params,
+        flops=a.flops,
+        seconds=seconds,
+        extra={
+            "nb201_index": index,
+            "test_accuracy_12ep": _percent(r, "cifar10_test_12ep", where),
+        },
+    )
+
+
+def read_nb201(source: Path) -> list[TableRow]:
+    """The table rows of a NAS-Bench-201 CSV (plain or gzip), in the CSV's order; SourceError
+    says why it cannot be converted."""
+    from nasrl.core.cell import CELL_OPS, EDGES
+
+    try:
+        raw = source.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        text = raw.decode("utf-8-sig")
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise SourceError(f"--source {source}: cannot read it ({reason})") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = reader.fieldnames or []
+        missing = [c for c in NB201_COLUMNS if c not in columns]
+        if missing:
+            raise SourceError(
+                f"--source {source}: not a NAS-Bench-201 CSV: missing column(s) "
+                f"{', '.join(missing)} (expected {', '.join(NB201_COLUMNS)})"
+            )
+        shape = input_shape("cifar10")
+        rows: list[TableRow] = []
+        seen: dict[str, int] = {}
+        for line, r in enumerate(reader, start=2):
+            where = f"--source {source} line {line}"
+            if None in r or any(r[c] is None for c in NB201_COLUMNS):
+                raise SourceError(f"{where}: not {len(columns)} fields")
+            row = _nb201_row(r, where, shape)
+            if row.arch in seen:
+                raise SourceError(f"{where}: the cell {row.arch} is on line {seen[row.arch]} too")
+            seen[row.arch] = line
+            rows.append(row)
+    except csv.Error as exc:
+        raise SourceError(f"--source {source}: not a CSV ({exc})") from None
+    cells = len(CELL_OPS) ** len(EDGES)
+    if len(rows) != cells:
+        raise SourceError(
+            f"--source {source}: {len(rows):,} cells, but NAS-Bench-201's space has {cells:,} "
+            "(every cell, once each)"
+        )
+    return rows
+
+
+def convert_nb201(source: Path, out: Path) -> int:
+    """Write the nb201 table from a NAS-Bench-201 CSV; exit status 2 with one line on stderr
+    when the source cannot be converted."""
+    began = time.perf_counter()
+    try:
+        rows = read_nb201(source)
+    except SourceError as exc:
+        print(f"build_table nb201: {exc}", file=sys.stderr)
+        return 2
+    header = {
+        "name": "nb201_cifar10",
+        "dataset": "cifar10",
+        "space": json_format.MessageToDict(NB201_SPACE),
+        "training": asdict(NB201_TRAINING),
+        "epochs_note": NB201_EPOCHS_NOTE,
+        "benchmark_epochs": 12,
+        "architectures": len(rows),
+        "noise_subset": [],
+        "source": {
+            "benchmark": "NAS-Bench-201 (Dong & Yang, ICLR 2020) / NATS-Bench topology space",
+            "file": source.name,
+            "columns": list(NB201_COLUMNS),
+        },
+        "command": "python bench/build_table.py " + " ".join(sys.argv[1:]),
+    }
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".partial")
+        write_header(tmp, header, fmt=2)
+        append_rows(tmp, rows)
+        tmp.replace(out)
+    except OSError as exc:
+        print(f"build_table nb201: --out {out}: cannot write it ({exc})", file=sys.stderr)
+        return 2
+    print(f"{out}: {len(rows):,} rows in {time.perf_counter() - began:.1f}s", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("space", choices=sorted(SPACES))
+    p.add_argument("space", choices=sorted([*SPACES, "nb201"]))
     p.add_argument(
-        "--out", type=Path, help="table file (default bench/tables/SPACE_mnist5k.jsonl.gz)"
+        "--out",
+        type=Path,
+        help="table file (default bench/tables/SPACE_mnist5k.jsonl.gz; "
+        "nb201: bench/results/nb201_cifar10.jsonl.gz)",
+    )
+    p.add_argument(
+        "--source",
+        type=Path,
+        help="nb201 only: NAS-Bench-201's CIFAR-10 results as a CSV (plain or gzip), columns "
+        + ", ".join(NB201_COLUMNS),
     )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--noise-fraction", type=float, default=0.1)
     p.add_argument("--limit", type=int, help="only the first N architectures (tests)")
     args = p.parse_args(argv)
+    if args.space == "nb201":
+        if args.source is None:
+            print(
+                "build_table nb201: give --source CSV (NAS-Bench-201's CIFAR-10 results)",
+                file=sys.stderr,
+            )
+            return 2
+        return convert_nb201(args.source, args.out or NB201_OUT)
+    if args.source is not None:
+        p.error("--source is for nb201 only")
     dataset = DATASETS[args.space]
     stem = args.space if args.space.endswith(dataset) else f"{args.space}_{dataset}"
     out = args.out or TABLES / f"{stem}.jsonl.gz"

@@ -12,6 +12,14 @@ can append as it goes and a kill leaves at most a torn last member (``read`` dro
   "epoch_seconds": [...], "test_accuracy", "params", "flops", "seconds",
   "build_elapsed"}`` (``build_elapsed``: the build's wall-clock seconds when the row was
   written, summed over resumed sessions).
+
+Format 2 (what ``write_header(..., fmt=2)`` writes; format 1 files read as before) is format 1
+where a row may leave out ``train_loss`` and ``train_accuracy`` (an external benchmark that
+recorded no training curve: nothing is made up for it) and may carry ``"extra": {...}``, other
+values the source recorded (e.g. NAS-Bench-201's 12-epoch test accuracy). A replayed epoch of
+such a row reports train loss and train accuracy 0, proto3's "not set". ``bench/build_table.py
+nb201`` writes one from NAS-Bench-201's CSV: one row per cell whose single recorded "epoch" is
+the benchmark's whole 12-epoch training (its header says so in ``epochs_note``).
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ from nasrl.core.results import EpochRecord, TrainOutcome
 
 __all__ = ["Table", "TableError", "TableRow", "read_table", "append_rows", "write_header"]
 
-FORMAT = 1
+FORMAT = 1  # written by default
+FORMATS = (1, 2)  # read; 2: rows may omit train_loss/train_accuracy and carry "extra"
 
 
 class TableError(ValueError):
@@ -48,6 +57,22 @@ class TableRow:
     flops: int
     seconds: float
     build_elapsed: float = 0.0
+    # other values the source recorded (format 2), e.g. {"nb201_index": 0, ...}
+    extra: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.validation)
+        if n == 0:
+            raise ValueError(f"{self.arch}: a row needs at least one validation accuracy")
+        for name in ("train_loss", "train_accuracy", "epoch_seconds"):
+            got = len(getattr(self, name))
+            if got != n and not (got == 0 and name != "epoch_seconds"):
+                raise ValueError(f"{self.arch}: {name} has {got} values, validation {n}")
+
+    @property
+    def has_training_curve(self) -> bool:
+        """Whether the row recorded train loss and accuracy (format 2 rows may not)."""
+        return bool(self.train_loss)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> TableRow:
@@ -55,30 +80,39 @@ class TableRow:
             arch=str(d["arch"]),
             seed=int(d["seed"]),
             validation=tuple(float(v) for v in d["validation"]),
-            train_loss=tuple(float(v) for v in d["train_loss"]),
-            train_accuracy=tuple(float(v) for v in d["train_accuracy"]),
+            train_loss=tuple(float(v) for v in d.get("train_loss", ())),
+            train_accuracy=tuple(float(v) for v in d.get("train_accuracy", ())),
             epoch_seconds=tuple(float(v) for v in d["epoch_seconds"]),
             test_accuracy=float(d["test_accuracy"]),
             params=int(d["params"]),
             flops=int(d["flops"]),
             seconds=float(d["seconds"]),
             build_elapsed=float(d.get("build_elapsed", 0.0)),
+            extra=dict(d.get("extra", {})),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "arch": self.arch,
             "seed": self.seed,
             "validation": list(self.validation),
-            "train_loss": list(self.train_loss),
-            "train_accuracy": list(self.train_accuracy),
-            "epoch_seconds": list(self.epoch_seconds),
-            "test_accuracy": self.test_accuracy,
-            "params": self.params,
-            "flops": self.flops,
-            "seconds": self.seconds,
-            "build_elapsed": round(self.build_elapsed, 3),
         }
+        if self.has_training_curve:
+            out["train_loss"] = list(self.train_loss)
+            out["train_accuracy"] = list(self.train_accuracy)
+        out.update(
+            {
+                "epoch_seconds": list(self.epoch_seconds),
+                "test_accuracy": self.test_accuracy,
+                "params": self.params,
+                "flops": self.flops,
+                "seconds": self.seconds,
+                "build_elapsed": round(self.build_elapsed, 3),
+            }
+        )
+        if self.extra:
+            out["extra"] = dict(self.extra)
+        return out
 
     @classmethod
     def from_outcome(cls, o: TrainOutcome, seed: int, elapsed: float) -> TableRow:
@@ -111,14 +145,15 @@ class TableRow:
             )
         curve, elapsed = [], 0.0
         overhead = max(0.0, self.seconds - sum(self.epoch_seconds))
+        trained = self.has_training_curve  # else 0: proto3's "not set", nothing made up
         for i in range(n):
             elapsed += self.epoch_seconds[i]
             curve.append(
                 EpochRecord(
                     i + 1,
                     n,
-                    self.train_loss[i],
-                    self.train_accuracy[i],
+                    self.train_loss[i] if trained else 0.0,
+                    self.train_accuracy[i] if trained else 0.0,
                     self.validation[i],
                     elapsed,
                 )
@@ -167,11 +202,14 @@ class Table:
         return max((r.build_elapsed for r in self.rows.values()), default=0.0)
 
 
-def write_header(path: Path, header: dict[str, Any]) -> None:
-    """Start a new table file with its header (replacing any file there)."""
+def write_header(path: Path, header: dict[str, Any], fmt: int = FORMAT) -> None:
+    """Start a new table file with its header (replacing any file there); ``fmt`` 2 for a
+    table whose rows may lack a training curve or carry ``extra``."""
+    if fmt not in FORMATS:
+        raise TableError(f"table format {fmt} is not one of {FORMATS}")
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as f:
-        f.write(json.dumps({"format": FORMAT, "kind": "nasrl-table", **header}) + "\n")
+        f.write(json.dumps({"format": fmt, "kind": "nasrl-table", **header}) + "\n")
     os.replace(tmp, path)
 
 
@@ -217,15 +255,15 @@ def read_table(path: str | Path, repair: bool = False) -> Table:
         header = json.loads(lines[0])
     except (OSError, IndexError, json.JSONDecodeError) as exc:
         raise TableError(f"{path} is not a nasrl table ({exc})") from exc
-    if header.get("kind") != "nasrl-table" or header.get("format") != FORMAT:
-        raise TableError(f"{path} is not a nasrl table of format {FORMAT}")
+    if header.get("kind") != "nasrl-table" or header.get("format") not in FORMATS:
+        raise TableError(f"{path} is not a nasrl table of format {' or '.join(map(str, FORMATS))}")
     table = Table(header)
     good = [lines[0]]
     for line in lines[1:]:
         try:
             row = TableRow.from_json(json.loads(line))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-            clean = False
+            clean = False  # torn, or a row that breaks the format
             continue
         table.rows[(row.arch, row.seed)] = row
         good.append(line)
