@@ -20,6 +20,7 @@ from nasrl.cli.datasets_cmd import dataset_shape
 from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.core import codec, formats
 from nasrl.core.agent_settings import AGENT_SETTINGS, parse_assignments, setting_infos
+from nasrl.core.errors import ArchError
 from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.rpc.client import Candidate, ControllerClient, LeaderboardEntry
 from nasrl.rpc.security import add_client_flags, client_security
@@ -44,13 +45,38 @@ def _from_table(path: str) -> tuple[cpb.SearchSpace, str, TrainSettings]:
     return space, table.dataset, TrainSettings(**table.header["training"])
 
 
+def _space(args: argparse.Namespace) -> cpb.SearchSpace:
+    """The space ``--space`` names; for nb201 with ``--skeleton`` and ``--cell-ops``."""
+    if args.skeleton is None and args.cell_ops is None:
+        return cpb.SearchSpace(name=args.space) if args.space else cpb.SearchSpace()
+    if args.space != "nb201":
+        raise ValueError("--skeleton and --cell-ops set up the nb201 space: add --space nb201")
+    from nasrl.core.cell import CellOp
+    from nasrl.core.cell_text import parse_skeleton
+
+    space = cpb.Nb201Space()
+    if args.skeleton is not None:
+        try:
+            skeleton = parse_skeleton(args.skeleton)
+        except ArchError as exc:
+            raise ValueError(f"--skeleton {args.skeleton!r}: {exc}") from None
+        space.skeleton.CopyFrom(codec.skeleton_to_proto(skeleton))
+    for name in args.cell_ops.split(",") if args.cell_ops is not None else ():
+        try:
+            space.ops.append(codec.cell_op_to_proto(CellOp(name.strip())))
+        except ValueError:
+            names = ", ".join(op.value for op in CellOp)
+            raise ValueError(f"--cell-ops: {name.strip()!r} is not one of {names}") from None
+    return cpb.SearchSpace(nb201=space)
+
+
 def _create(c: ControllerClient, args: argparse.Namespace, pool: TrainerPool) -> str:
     dataset = args.dataset
-    space = cpb.SearchSpace(name=args.space) if args.space else cpb.SearchSpace()
+    space = _space(args)
     settings = TrainSettings(epochs=3 if args.epochs is None else args.epochs, seed=args.seed)
     if args.space_from_table:
-        if args.space:
-            raise ValueError("give --space or --space-from-table, not both")
+        if args.space or args.skeleton is not None or args.cell_ops is not None:
+            raise ValueError("give --space (with its settings) or --space-from-table, not both")
         space, dataset, built = _from_table(args.space_from_table)
         settings = replace(built, epochs=built.epochs if args.epochs is None else args.epochs)
     settings = settings.validate()
@@ -481,9 +507,23 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
     )
     s.add_argument(
         "--space",
-        choices=("zoph", "metaqnn"),
+        choices=("zoph", "metaqnn", "nb201"),
         default=None,
-        help="search space (default: the agent's own)",
+        help="search space (default: the agent's own); nb201 is NAS-Bench-201's cell space",
+    )
+    s.add_argument(
+        "--skeleton",
+        metavar="C=16,N=5,S=3",
+        default=None,
+        help="nb201: the skeleton every child is built on, the values that differ from "
+        "NAS-Bench-201's (stem channels C, cells per stage N, stages S), e.g. N=1",
+    )
+    s.add_argument(
+        "--cell-ops",
+        metavar="OP,OP,...",
+        default=None,
+        help="nb201: the operations an edge may take (default all five: none, skip_connect, "
+        "nor_conv_1x1, nor_conv_3x3, avg_pool_3x3)",
     )
     s.add_argument(
         "--space-from-table",

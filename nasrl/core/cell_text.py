@@ -29,7 +29,14 @@ from nasrl.core.cell import (
 )
 from nasrl.core.errors import ArchSyntaxError
 
-__all__ = ["cell_string", "format_skeleton", "format_cell", "parse_cell", "format_block"]
+__all__ = [
+    "cell_string",
+    "format_skeleton",
+    "format_cell",
+    "parse_cell",
+    "parse_skeleton",
+    "format_block",
+]
 
 
 def format_block(block: Block) -> str:
@@ -107,6 +114,16 @@ def _parse_skeleton(text: str, pos: int) -> tuple[Skeleton, int]:
             raise ArchSyntaxError("expected ',' or ']' in the skeleton", text, pos)
         pos += 1
     return Skeleton(**values), pos + 1
+
+
+def parse_skeleton(text: str) -> Skeleton:
+    """A skeleton alone, with or without its brackets: ``N=1,C=8`` or ``[N=1,C=8]``; the
+    values not named are NAS-Bench-201's. ArchSyntaxError names the position."""
+    bracketed = text if text.startswith("[") else f"[{text}]"
+    skeleton, pos = _parse_skeleton(bracketed, 0)
+    if pos != len(bracketed):
+        raise ArchSyntaxError("unexpected text after the skeleton", bracketed, pos)
+    return skeleton
 
 
 def _sources(node: int) -> str:

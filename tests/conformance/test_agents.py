@@ -9,11 +9,12 @@ import torch
 
 from controller_service.agents import AGENTS, Agent, AgentSettingsError, Proposal
 from controller_service.searches import ReportConflict, Searches
-from controller_service.spaces import MetaQNNSpace, Space, ZophSpace
+from controller_service.spaces import MetaQNNSpace, Nb201Space, Space, ZophSpace
 from controller_service.spec import SearchSpec
 from controller_service.store import Store, is_plain
 from nasrl.core.arch import Conv
 from nasrl.core.builder import build
+from nasrl.core.cell import Skeleton
 from nasrl.core.datasets import input_shape
 from nasrl.core.results import TrainOutcome, TrainSettings
 from nasrl.core.shapes import analyze
@@ -23,6 +24,7 @@ ZOPH = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_la
 METAQNN = MetaQNNSpace(conv_filters=(8, 16), fc_units=(64, 32), max_depth=6).bind(
     input_shape("digits")
 )
+NB201 = Nb201Space(skeleton=Skeleton(channels=10, cells_per_stage=1, stages=2))
 
 
 def _supports(name: str, space: Space) -> bool:
@@ -34,7 +36,7 @@ def _supports(name: str, space: Space) -> bool:
 
 
 #: every agent with every space it can search
-SPACES: tuple[Space, ...] = (ZOPH, METAQNN)
+SPACES: tuple[Space, ...] = (ZOPH, METAQNN, NB201)
 PAIRS = [(name, space) for name in sorted(AGENTS) for space in SPACES if _supports(name, space)]
 COMBOS = [pytest.param(name, space, id=f"{name}-{space.name}") for name, space in PAIRS]
 
@@ -45,15 +47,19 @@ def make(name: str, seed: int = 3, space: Space = ZOPH) -> Agent:
 
 def test_every_agent_searches_some_space() -> None:
     assert {name for name, _ in PAIRS} == set(AGENTS)
-    assert {space.name for _, space in PAIRS} == {"zoph", "metaqnn"}
+    assert {space.name for _, space in PAIRS} == {"zoph", "metaqnn", "nb201"}
+    assert {name for name, space in PAIRS if space is NB201} == set(AGENTS)
 
 
 def check_in_space(p: Proposal, space: Space) -> None:
     """The proposal is a network of ``space``: its decisions decode to its architecture and
     every layer is one of the space's choices."""
-    if isinstance(space, MetaQNNSpace):
+    if isinstance(space, MetaQNNSpace | Nb201Space):
         space.follow(p.decisions["path"])  # raises if a transition rule is broken
         assert space.decode(p.decisions["path"]) == p.arch
+        if isinstance(space, Nb201Space):
+            assert p.arch.cell is not None and p.arch.cell.skeleton == space.skeleton
+            assert {op.value for op in p.arch.cell.ops} <= set(space.ops)
         return
     assert isinstance(space, ZophSpace)
     assert 1 <= len(p.arch.layers) <= space.max_layers
