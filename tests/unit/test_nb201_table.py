@@ -70,7 +70,8 @@ def test_every_row_holds_the_benchmarks_numbers_as_fractions(
 ) -> None:
     for r in rows:
         row = table.rows[(r["cell"], 0)]
-        assert row.validation == (pytest.approx(float(r["cifar10_valid_12ep"]) / 100),)
+        assert len(row.validation) == 1
+        assert row.validation[0] == pytest.approx(float(r["cifar10_valid_12ep"]) / 100)
         assert row.test_accuracy == pytest.approx(float(r["cifar10_test_200ep"]) / 100)
         assert row.extra["test_accuracy_12ep"] == pytest.approx(float(r["cifar10_test_12ep"]) / 100)
         assert row.extra["nb201_index"] == int(r["index"])
