@@ -1,7 +1,9 @@
 """Answers ``Train`` from a tabular benchmark (``python -m trainer_service --table FILE``):
 the recorded per-epoch validation curve, test accuracy, size and seconds of a network that
-nasrl's own trainer trained when the table was built. Nothing is trained; every result says
-``device="table"``.
+nasrl's own trainer trained when the table was built — or, for a table converted from an
+external benchmark (format 2, e.g. ``bench/build_table.py nb201``), the points that benchmark
+recorded (NAS-Bench-201's: one point, its whole 12-epoch training; no training loss, sent as
+0). Nothing is trained; every result says ``device="table"``.
 
 The request's ``epochs`` may be at most the table's: a shorter run replays the first epochs
 (so early stopping can be studied); the test accuracy is the recorded one, of the full run.
