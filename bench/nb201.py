@@ -610,6 +610,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         label="table optimum",
     )
     left.set_xscale("log")
+    left.set_xlim(5, max(5, len(next(iter(c["arms"].values()))["mean"])) if c["arms"] else None)
     left.set_ylim(78, report["table"]["validation_optimum"] + 0.3)
     runs = sorted({s["runs"] for s in c["arms"].values()}, reverse=True)
     left.set_title(
@@ -623,10 +624,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     arms = list(report["results"])
     budgets = report["budgets"]
-    width = 0.8 / max(1, len(budgets))
+    slots = len(budgets) + 1  # each budget's score, then the paper's row
+
+    def offset(k: int) -> float:
+        return (k - (slots - 1) / 2) * 0.8 / slots
+
     for k, b in enumerate(budgets):
         ys = [report["results"][a][str(int(b))]["score"] for a in arms]
-        where = [i + (k - (len(budgets) - 1) / 2) * width for i in range(len(arms))]
+        where = [i + offset(k) for i in range(len(arms))]
         right.errorbar(
             where,
             [y["mean"] if y["mean"] is not None else math.nan for y in ys],
@@ -635,11 +640,33 @@ def plot(report: dict[str, Any], path: Path) -> None:
             capsize=3,
             label=f"{int(b):,} s",
         )
-    for name, (m, sd) in PAPER.items():
-        right.axhspan(m - sd, m + sd, alpha=0.06, color="black")
-        right.axhline(m, linewidth=0.6, color="black", alpha=0.5)
-        right.annotate(f"paper {name}", (len(arms) - 0.5, m), fontsize=7, va="center", ha="right")
-    right.axhline(PAPER_OPTIMUM, color="grey", linestyle=":", linewidth=1)
+    labelled = False
+    for i, a in enumerate(arms):
+        row = ARMS[a].paper if a in ARMS else None
+        if row is None:
+            continue
+        m, sd = PAPER[row]
+        right.errorbar(
+            [i + offset(len(budgets))],
+            [m],
+            yerr=[sd],
+            fmt="D",
+            color="black",
+            markersize=4,
+            capsize=3,
+            alpha=0.6,
+            label=None if labelled else "paper's Table 5 (12,000 s)",
+        )
+        right.annotate(
+            row,
+            (i + offset(len(budgets)), m - sd),
+            fontsize=6,
+            ha="center",
+            va="top",
+            alpha=0.7,
+        )
+        labelled = True
+    right.axhline(PAPER_OPTIMUM, color="grey", linestyle=":", linewidth=1, label="optimum")
     right.set_xticks(range(len(arms)), arms, rotation=35, ha="right", fontsize=8)
     right.set_ylabel("200-epoch test accuracy of the best cell found (%)")
     right.set_title(f"protocol score, {report['runs']} runs, mean ± std")
@@ -669,7 +696,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--curve-evaluations", type=int, default=1000)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument(
+        "--replot", action="store_true", help="only redraw OUT/nb201_curves.png from its JSON"
+    )
     args = p.parse_args(argv)
+    if args.replot:
+        saved: dict[str, Any] = json.loads((args.out / "nb201_protocol.json").read_text())
+        plot(saved, args.out / "nb201_curves.png")
+        return saved
     source = args.source or default_source()
     if not source.is_file():
         print(

@@ -130,6 +130,9 @@ def test_nb201_protocol_smoke(tmp_path: Path) -> None:
         means = [c["at"][k]["mean"] for k in ("10", "50", "60")]
         assert means == sorted(means)
     assert set(curves["arms"]["random-paper"]["vs_exact"]) == {"10", "50", "60"}
+    (tmp_path / "nb201_curves.png").unlink()
+    assert nb201.main(["--replot", "--out", str(tmp_path)]) == saved
+    assert (tmp_path / "nb201_curves.png").read_bytes()[:8] == PNG_MAGIC
 
 
 def test_missing_csv_is_one_sentence_and_exit_2(tmp_path: Path) -> None:
