@@ -387,6 +387,8 @@ class ReinforceSettings(_message.Message):
     FAILURE_REWARD_FIELD_NUMBER: _builtins.int
     SKIP_CONNECTIONS_FIELD_NUMBER: _builtins.int
     INDEPENDENT_FIELD_NUMBER: _builtins.int
+    STANDARDIZE_FIELD_NUMBER: _builtins.int
+    ELITE_FIELD_NUMBER: _builtins.int
     lstm_layers: _builtins.int
     """Stacked LSTM layers of the controller, 1 .. 4 (default 2)."""
     hidden: _builtins.int
@@ -420,9 +422,18 @@ class ReinforceSettings(_message.Message):
     connections (ZophSpace.no_skip_connections unset).
     """
     independent: _builtins.bool
-    """NB201 space only: sample each edge's operation from its own learnt softmax instead of the
-    LSTM (default false), the policy of NAS-Bench-201's own REINFORCE (with learning_rate
-    0.01, baseline_decay 0.9, batch 1 and reward ACCURACY as its scripts ran it).
+    """Sample each decision from its own learnt softmax (one per decision of each layer position;
+    one per edge in the nb201 space) and each skip connection from its own Bernoulli, instead
+    of the LSTM (default false). In nb201 this is the policy of NAS-Bench-201's own REINFORCE
+    (with learning_rate 0.01, baseline_decay 0.9, batch 1 and reward ACCURACY as its scripts).
+    """
+    standardize: _builtins.bool
+    """Divide each advantage by the moving standard deviation of the rewards (same decay as the
+    baseline), so that the step does not depend on the reward's scale (default false).
+    """
+    elite: _builtins.int
+    """Keep the best `elite` architectures seen and replay them in every policy step with their
+    advantage over the baseline when it is positive, 0 .. 1,000 (default 0: none).
     """
     def __init__(
         self,
@@ -440,15 +451,19 @@ class ReinforceSettings(_message.Message):
         failure_reward: _builtins.float | None = ...,
         skip_connections: _builtins.bool | None = ...,
         independent: _builtins.bool | None = ...,
+        standardize: _builtins.bool | None = ...,
+        elite: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_independent", b"_independent", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "independent", b"independent", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_elite", b"_elite", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_independent", b"_independent", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_standardize", b"_standardize", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "elite", b"elite", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "independent", b"independent", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "standardize", b"standardize", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_independent", b"_independent", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "independent", b"independent", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_elite", b"_elite", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_independent", b"_independent", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_standardize", b"_standardize", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "elite", b"elite", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "independent", b"independent", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "standardize", b"standardize", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__baseline_decay: _TypeAlias = _typing.Literal["baseline_decay"]  # noqa: Y015
     _WhichOneofArgType__baseline_decay: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay"]  # noqa: Y015
     _WhichOneofReturnType__batch: _TypeAlias = _typing.Literal["batch"]  # noqa: Y015
     _WhichOneofArgType__batch: _TypeAlias = _typing.Literal["_batch", b"_batch"]  # noqa: Y015
+    _WhichOneofReturnType__elite: _TypeAlias = _typing.Literal["elite"]  # noqa: Y015
+    _WhichOneofArgType__elite: _TypeAlias = _typing.Literal["_elite", b"_elite"]  # noqa: Y015
     _WhichOneofReturnType__entropy_weight: _TypeAlias = _typing.Literal["entropy_weight"]  # noqa: Y015
     _WhichOneofArgType__entropy_weight: _TypeAlias = _typing.Literal["_entropy_weight", b"_entropy_weight"]  # noqa: Y015
     _WhichOneofReturnType__failure_reward: _TypeAlias = _typing.Literal["failure_reward"]  # noqa: Y015
@@ -467,6 +482,8 @@ class ReinforceSettings(_message.Message):
     _WhichOneofArgType__lstm_layers: _TypeAlias = _typing.Literal["_lstm_layers", b"_lstm_layers"]  # noqa: Y015
     _WhichOneofReturnType__skip_connections: _TypeAlias = _typing.Literal["skip_connections"]  # noqa: Y015
     _WhichOneofArgType__skip_connections: _TypeAlias = _typing.Literal["_skip_connections", b"_skip_connections"]  # noqa: Y015
+    _WhichOneofReturnType__standardize: _TypeAlias = _typing.Literal["standardize"]  # noqa: Y015
+    _WhichOneofArgType__standardize: _TypeAlias = _typing.Literal["_standardize", b"_standardize"]  # noqa: Y015
     _WhichOneofReturnType__start_layers: _TypeAlias = _typing.Literal["start_layers"]  # noqa: Y015
     _WhichOneofArgType__start_layers: _TypeAlias = _typing.Literal["_start_layers", b"_start_layers"]  # noqa: Y015
     _WhichOneofReturnType__step_every: _TypeAlias = _typing.Literal["step_every"]  # noqa: Y015
@@ -475,6 +492,8 @@ class ReinforceSettings(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__baseline_decay) -> _WhichOneofReturnType__baseline_decay | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__batch) -> _WhichOneofReturnType__batch | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__elite) -> _WhichOneofReturnType__elite | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__entropy_weight) -> _WhichOneofReturnType__entropy_weight | None: ...
     @_typing.overload
@@ -494,6 +513,8 @@ class ReinforceSettings(_message.Message):
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__skip_connections) -> _WhichOneofReturnType__skip_connections | None: ...
     @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__standardize) -> _WhichOneofReturnType__standardize | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__start_layers) -> _WhichOneofReturnType__start_layers | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__step_every) -> _WhichOneofReturnType__step_every | None: ...
@@ -512,6 +533,7 @@ class QLearningSettings(_message.Message):
     REPLAY_FIELD_NUMBER: _builtins.int
     SCHEDULE_SCALE_FIELD_NUMBER: _builtins.int
     FAILURE_REWARD_FIELD_NUMBER: _builtins.int
+    EXPLORE_FRACTION_FIELD_NUMBER: _builtins.int
     learning_rate: _builtins.float
     """Q-learning rate alpha, 0.000001 .. 1 (default 0.01)."""
     discount: _builtins.float
@@ -528,6 +550,11 @@ class QLearningSettings(_message.Message):
     """Reward learnt from a child that failed to train or a proposal the dataset cannot take,
     -1,000,000 .. 1,000,000 (default 0: the worst accuracy).
     """
+    explore_fraction: _builtins.float
+    """With a budget: the fraction of it spent at epsilon 1, the paper's later stages sharing
+    the rest in the paper's proportions, 0 .. 1 (default 0: the paper's own proportions;
+    when set it overrides schedule_scale).
+    """
     def __init__(
         self,
         *,
@@ -537,13 +564,16 @@ class QLearningSettings(_message.Message):
         replay: _builtins.int | None = ...,
         schedule_scale: _builtins.float | None = ...,
         failure_reward: _builtins.float | None = ...,
+        explore_fraction: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_discount", b"_discount", "_failure_reward", b"_failure_reward", "_learning_rate", b"_learning_rate", "_q_init", b"_q_init", "_replay", b"_replay", "_schedule_scale", b"_schedule_scale", "discount", b"discount", "failure_reward", b"failure_reward", "learning_rate", b"learning_rate", "q_init", b"q_init", "replay", b"replay", "schedule_scale", b"schedule_scale"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_discount", b"_discount", "_explore_fraction", b"_explore_fraction", "_failure_reward", b"_failure_reward", "_learning_rate", b"_learning_rate", "_q_init", b"_q_init", "_replay", b"_replay", "_schedule_scale", b"_schedule_scale", "discount", b"discount", "explore_fraction", b"explore_fraction", "failure_reward", b"failure_reward", "learning_rate", b"learning_rate", "q_init", b"q_init", "replay", b"replay", "schedule_scale", b"schedule_scale"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_discount", b"_discount", "_failure_reward", b"_failure_reward", "_learning_rate", b"_learning_rate", "_q_init", b"_q_init", "_replay", b"_replay", "_schedule_scale", b"_schedule_scale", "discount", b"discount", "failure_reward", b"failure_reward", "learning_rate", b"learning_rate", "q_init", b"q_init", "replay", b"replay", "schedule_scale", b"schedule_scale"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_discount", b"_discount", "_explore_fraction", b"_explore_fraction", "_failure_reward", b"_failure_reward", "_learning_rate", b"_learning_rate", "_q_init", b"_q_init", "_replay", b"_replay", "_schedule_scale", b"_schedule_scale", "discount", b"discount", "explore_fraction", b"explore_fraction", "failure_reward", b"failure_reward", "learning_rate", b"learning_rate", "q_init", b"q_init", "replay", b"replay", "schedule_scale", b"schedule_scale"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__discount: _TypeAlias = _typing.Literal["discount"]  # noqa: Y015
     _WhichOneofArgType__discount: _TypeAlias = _typing.Literal["_discount", b"_discount"]  # noqa: Y015
+    _WhichOneofReturnType__explore_fraction: _TypeAlias = _typing.Literal["explore_fraction"]  # noqa: Y015
+    _WhichOneofArgType__explore_fraction: _TypeAlias = _typing.Literal["_explore_fraction", b"_explore_fraction"]  # noqa: Y015
     _WhichOneofReturnType__failure_reward: _TypeAlias = _typing.Literal["failure_reward"]  # noqa: Y015
     _WhichOneofArgType__failure_reward: _TypeAlias = _typing.Literal["_failure_reward", b"_failure_reward"]  # noqa: Y015
     _WhichOneofReturnType__learning_rate: _TypeAlias = _typing.Literal["learning_rate"]  # noqa: Y015
@@ -556,6 +586,8 @@ class QLearningSettings(_message.Message):
     _WhichOneofArgType__schedule_scale: _TypeAlias = _typing.Literal["_schedule_scale", b"_schedule_scale"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__discount) -> _WhichOneofReturnType__discount | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__explore_fraction) -> _WhichOneofReturnType__explore_fraction | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__failure_reward) -> _WhichOneofReturnType__failure_reward | None: ...
     @_typing.overload
@@ -659,8 +691,15 @@ class AgentSpec(_message.Message):
     RANDOM_FIELD_NUMBER: _builtins.int
     QLEARNING_FIELD_NUMBER: _builtins.int
     EVOLUTION_FIELD_NUMBER: _builtins.int
+    PRESET_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """reinforce, qlearning, random or evolution (default reinforce)."""
+    preset: _builtins.str
+    """A named set of settings of the agent (`nasrl agents` lists them): "paper" (every agent:
+    the defaults, the papers' values) or "efficient" (reinforce, qlearning: the settings
+    nasrl found best for budgets of a few hundred children). Settings given in `settings`
+    override the preset's; GetSearch returns the resulting settings. Empty means "paper".
+    """
     @_builtins.property
     def reinforce(self) -> Global___ReinforceSettings:
         """For name = reinforce."""
@@ -685,10 +724,11 @@ class AgentSpec(_message.Message):
         random: Global___RandomSettings | None = ...,
         qlearning: Global___QLearningSettings | None = ...,
         evolution: Global___EvolutionSettings | None = ...,
+        preset: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["evolution", b"evolution", "qlearning", b"qlearning", "random", b"random", "reinforce", b"reinforce", "settings", b"settings"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evolution", b"evolution", "name", b"name", "qlearning", b"qlearning", "random", b"random", "reinforce", b"reinforce", "settings", b"settings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["evolution", b"evolution", "name", b"name", "preset", b"preset", "qlearning", b"qlearning", "random", b"random", "reinforce", b"reinforce", "settings", b"settings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_settings: _TypeAlias = _typing.Literal["reinforce", "random", "qlearning", "evolution"]  # noqa: Y015
     _WhichOneofArgType_settings: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015

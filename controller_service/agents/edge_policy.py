@@ -1,5 +1,7 @@
-"""Policies over a fixed sequence of categorical decisions (a cell's edges, each taking one of
-the same operations), for the reinforce agent in the NB201 space:
+"""The reinforce agent's policies other than Zoph & Le's layer LSTM (``controller_lstm``):
+``LayerLogits``, one learnt softmax per decision of each layer position in the Zoph space
+(``independent``), and ``EdgePolicy``, over a fixed sequence of categorical decisions (a cell's
+edges, each taking one of the same operations) in the NB201 space:
 
 * ``lstm``: Zoph & Le's controller applied to a cell, as NAS-Bench-201's paper did — a stacked
   LSTM emits one operation per edge, the sampled operation's embedding is the next step's
@@ -13,13 +15,16 @@ Both take their initial weights from the agent's ``torch.Generator`` (uniform in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["EdgePolicy"]
+from controller_service.agents.controller_lstm import Trajectory
+
+__all__ = ["EdgePolicy", "LayerLogits"]
 
 
 class EdgePolicy(nn.Module):
@@ -100,3 +105,88 @@ class EdgePolicy(nn.Module):
         forced = torch.tensor(decisions, dtype=torch.long).view(len(decisions), self.steps)
         _, log_prob, entropy = self._run(len(decisions), forced, None)
         return log_prob, entropy
+
+
+class LayerLogits(nn.Module):
+    """The ``independent`` policy in the Zoph space: for each layer position up to the space's
+    ``max_layers``, one learnt softmax per decision (filter height, filter width, stride
+    height, stride width, filters) and one learnt Bernoulli per skip connection (layer i reads
+    layer j); a network of L layers uses the first L positions. The same ``sample`` /
+    ``rollout`` interface as ``ControllerLSTM``."""
+
+    def __init__(
+        self, sizes: Sequence[int], max_layers: int, init_range: float, generator: torch.Generator
+    ) -> None:
+        super().__init__()
+        kw: dict[str, Any] = {"device": torch.device("meta"), "dtype": torch.float32}
+        self.sizes = tuple(sizes)
+        self.decisions = nn.ParameterList(
+            nn.Parameter(torch.empty(max_layers, n, **kw)) for n in self.sizes
+        )
+        self.skip_logits = nn.Parameter(torch.empty(max_layers, max(1, max_layers), **kw))
+        self.to_empty(device="cpu")
+        with torch.no_grad():
+            for p in self.parameters():
+                p.uniform_(-init_range, init_range, generator=generator)
+
+    def sample(
+        self, generator: torch.Generator, layers: int, skips: bool, count: int = 1
+    ) -> tuple[list[Trajectory], list[float]]:
+        with torch.inference_mode():
+            out, log_prob, _ = self.rollout(generator, layers, skips, count)
+        return out, log_prob.tolist()
+
+    def rollout(
+        self,
+        source: torch.Generator | list[Trajectory],
+        layers: int,
+        skips: bool,
+        count: int = 1,
+    ) -> tuple[list[Trajectory], Tensor, Tensor]:
+        """Sampled from ``source`` (a generator) or replayed (a list of trajectories of
+        ``layers`` layers): trajectories, log-probabilities and summed entropies."""
+        forced = None if isinstance(source, torch.Generator) else source
+        generator = source if isinstance(source, torch.Generator) else None
+        if forced is not None:
+            count = len(forced)
+        log_prob, entropy = torch.zeros(count), torch.zeros(count)
+        columns = []
+        for k, logits in enumerate(self.decisions):
+            log_p = F.log_softmax(logits[:layers], dim=-1)  # (layers, n)
+            if forced is not None:
+                tokens = torch.tensor([[row[k] for row in t.tokens] for t in forced])
+            else:
+                probs = log_p.exp().repeat(count, 1)
+                tokens = torch.multinomial(probs, 1, generator=generator).view(count, layers)
+            log_prob = log_prob + log_p.gather(1, tokens.T).T.sum(dim=1)
+            entropy = entropy - (log_p.exp() * log_p).sum()
+            columns.append(tokens)
+        bits: Tensor | None = None
+        if skips and layers > 1:
+            mask = torch.tril(torch.ones(layers, layers), diagonal=-1).bool()
+            logits = self.skip_logits[:layers, :layers][mask]  # row-major: (1,0), (2,0), (2,1)...
+            if forced is not None:
+                bits = torch.tensor(
+                    [[b for row in (t.skips or []) for b in row] for t in forced],
+                    dtype=torch.float32,
+                ).view(count, -1)
+            else:
+                bits = torch.bernoulli(torch.sigmoid(logits).expand(count, -1), generator=generator)
+            on, off = F.logsigmoid(logits), F.logsigmoid(-logits)
+            log_prob = log_prob + (bits * on + (1 - bits) * off).sum(dim=1)
+            p = torch.sigmoid(logits)
+            entropy = entropy - (p * on + (1 - p) * off).sum()
+        if forced is not None:
+            return forced, log_prob, entropy
+        token_rows = torch.stack(columns, dim=2).tolist()  # (count, layers, 5)
+        out = []
+        for b in range(count):
+            skip_rows = None
+            if skips:
+                flat = [] if bits is None else [int(x) for x in bits[b].tolist()]
+                skip_rows, at = [], 0
+                for i in range(layers):
+                    skip_rows.append(flat[at : at + i])
+                    at += i
+            out.append(Trajectory(token_rows[b], skip_rows))
+        return out, log_prob, entropy

@@ -61,6 +61,16 @@ def epsilon_schedule(scale: float) -> list[tuple[float, int]]:
     return [(eps, max(1, round(n * scale))) for eps, n in PAPER_SCHEDULE]
 
 
+def explore_schedule(budget: int, fraction: float) -> list[tuple[float, int]]:
+    """``fraction`` of ``budget`` at epsilon 1, then the paper's later stages sharing the rest
+    in the paper's proportions (each at least 1)."""
+    first = max(1, round(budget * fraction))
+    later = PAPER_SCHEDULE[1:]
+    total = sum(n for _, n in later)
+    rest = max(0, budget - first)
+    return [(1.0, first)] + [(eps, max(1, round(rest * n / total))) for eps, n in later]
+
+
 class QLearningAgent(Agent):
     name = "qlearning"
     default_reward = "accuracy"
@@ -85,6 +95,8 @@ class QLearningAgent(Agent):
         if scale == 0:
             scale = min(1.0, (budget or PAPER_MODELS) / PAPER_MODELS)
         self.schedule = epsilon_schedule(scale)
+        if s.explore_fraction:
+            self.schedule = explore_schedule(budget or PAPER_MODELS, s.explore_fraction)
         self.rng = random.Random(seed)
         self.q: dict[str, float] = {}
         self.memory: list[tuple[list[str], float]] = []

@@ -21,8 +21,10 @@ gradient takes one Adam step. Depth follows the paper's curriculum: ``start_laye
      "layers": L,                              # len(tokens)
      "logp": -12.3}                            # log-probability at sampling time (diagnostic)
 
-In the NB201 cell space the policy emits one operation per edge (``edge_policy.EdgePolicy``:
-the LSTM, or with ``independent`` one softmax per edge, as NAS-Bench-201's paper) and the
+With ``independent`` the policy is one learnt softmax per decision of each layer position
+(``edge_policy.LayerLogits``) instead of the LSTM. In the NB201 cell space the policy emits one
+operation per edge (``edge_policy.EdgePolicy``: the LSTM, or with ``independent`` one softmax
+per edge, as NAS-Bench-201's paper) and the
 decisions are ``{"path": [op of each edge], "logp": -9.6}``; there is no depth curriculum.
 
 All sampling draws from the agent's own ``torch.Generator``, never torch's global RNG.
@@ -45,7 +47,7 @@ from controller_service.agents.base import (
     Proposal,
 )
 from controller_service.agents.controller_lstm import ControllerLSTM, Trajectory
-from controller_service.agents.edge_policy import EdgePolicy
+from controller_service.agents.edge_policy import EdgePolicy, LayerLogits
 from controller_service.spaces import ZOPH_DECISIONS, Nb201Space, ZophSpace
 from nasrl.core.agent_settings import ReinforceSettings
 from nasrl.core.cell import EDGES
@@ -77,7 +79,7 @@ class ReinforceAgent(Agent):
         self.space = space
         s = self.settings = ReinforceSettings.of(settings)
         self.generator = torch.Generator().manual_seed(seed)
-        self.policy: ControllerLSTM | EdgePolicy
+        self.policy: ControllerLSTM | EdgePolicy | LayerLogits
         if isinstance(space, Nb201Space):
             self.skips = False
             self.policy = EdgePolicy(
@@ -89,18 +91,19 @@ class ReinforceAgent(Agent):
                 self.generator,
                 s.independent,
             )
+        elif s.independent:
+            self.skips = s.skip_connections and space.skip_connections
+            sizes = [len(space.choices(d)) for d in ZOPH_DECISIONS]
+            self.policy = LayerLogits(sizes, space.max_layers, s.init_range, self.generator)
         else:
-            if s.independent:
-                raise AgentSettingsError(
-                    "independent (one softmax per decision) applies to the nb201 space; the "
-                    "zoph space samples with the LSTM controller"
-                )
             self.skips = s.skip_connections and space.skip_connections
             self.policy = ControllerLSTM(
                 space, s.hidden, s.lstm_layers, s.init_range, self.generator
             )
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=s.learning_rate)
         self.baseline: float | None = None
+        self.variance: float | None = None  # moving variance of the rewards (standardize)
+        self.elite: list[dict[str, Any]] = []  # {"tokens", "skips", "reward"}, best first
         self.samples = 0
         self.updates = 0
         self.steps = 0
@@ -120,7 +123,7 @@ class ReinforceAgent(Agent):
             raise ValueError(f"cannot sample a negative number ({n}) of architectures")
         if isinstance(self.policy, EdgePolicy):
             return self._sample_cells(n)
-        assert isinstance(self.space, ZophSpace) and isinstance(self.policy, ControllerLSTM)
+        assert isinstance(self.space, ZophSpace) and not isinstance(self.policy, EdgePolicy)
         out: list[Proposal] = []
         while len(out) < n:
             layers = self.curriculum_layers()
@@ -176,7 +179,9 @@ class ReinforceAgent(Agent):
         """Queue one result; every ``batch`` results take one Adam step on their mean loss
         ``-(reward - baseline) * log_prob - entropy_weight * entropy``. The baseline a
         result is compared with is the one before its own reward (the first result's
-        advantage is 0: the baseline starts at the first reward)."""
+        advantage is 0: the baseline starts at the first reward). With ``standardize`` the
+        advantage is divided by the moving standard deviation of the rewards (updated with
+        this reward first); with ``elite`` the result may join the elite."""
         trajectory = self._trajectory(decisions)
         r = self.settings.failure_reward if reward is None else float(reward)
         if not math.isfinite(r):
@@ -184,10 +189,45 @@ class ReinforceAgent(Agent):
         baseline = r if self.baseline is None else self.baseline
         decay = self.settings.baseline_decay
         self.baseline = decay * baseline + (1 - decay) * r
+        advantage = r - baseline
+        if self.settings.standardize:
+            previous = advantage**2 if self.variance is None else self.variance
+            self.variance = decay * previous + (1 - decay) * advantage**2
+            advantage = advantage / self._scale()
         self.pending.append(
-            {"tokens": trajectory.tokens, "skips": trajectory.skips, "advantage": r - baseline}
+            {"tokens": trajectory.tokens, "skips": trajectory.skips, "advantage": advantage}
         )
+        self._join_elite(trajectory, r)
         self.updates += 1
+
+    def _scale(self) -> float:
+        """What advantages are divided by: the rewards' moving standard deviation with
+        ``standardize`` (1 while it is 0), else 1."""
+        if not self.settings.standardize or not self.variance:
+            return 1.0
+        return math.sqrt(self.variance)
+
+    def _join_elite(self, trajectory: Trajectory, reward: float) -> None:
+        """Keep the ``elite`` best distinct architectures seen (the first reward of each)."""
+        if not self.settings.elite or any(
+            e["tokens"] == trajectory.tokens and e["skips"] == trajectory.skips for e in self.elite
+        ):
+            return
+        member = {"tokens": trajectory.tokens, "skips": trajectory.skips, "reward": reward}
+        self.elite.append(member)
+        self.elite.sort(key=lambda e: -float(e["reward"]))
+        del self.elite[self.settings.elite :]
+
+    def _elite_replay(self) -> list[dict[str, Any]]:
+        """The elite members better than the baseline, with their advantage now."""
+        if self.baseline is None:
+            return []
+        out = []
+        for e in self.elite:
+            advantage = (float(e["reward"]) - self.baseline) / self._scale()
+            if advantage > 0:
+                out.append({"tokens": e["tokens"], "skips": e["skips"], "advantage": advantage})
+        return out
 
     def update(self, decisions: Decisions, reward: float | None) -> None:
         """Queue one result (``record``) and take the steps a full batch asks for."""
@@ -200,12 +240,13 @@ class ReinforceAgent(Agent):
             self._step()
 
     def _step(self) -> None:
-        """One Adam step on the mean loss of the oldest ``batch`` queued results (one batched
-        replay per depth)."""
+        """One Adam step on the mean loss of the oldest ``batch`` queued results and the elite
+        replay (one batched replay per depth)."""
         batch, self.pending = (
             self.pending[: self.settings.batch],
             self.pending[self.settings.batch :],
         )
+        batch = batch + self._elite_replay()
         self.optimizer.zero_grad()
         log_prob, entropy = self._evaluate(
             [Trajectory(item["tokens"], item["skips"]) for item in batch]
@@ -281,6 +322,8 @@ class ReinforceAgent(Agent):
             "format": _STATE_FORMAT,
             "generator": self.generator.get_state(),
             "baseline": self.baseline,
+            "variance": self.variance,
+            "elite": self.elite,  # serialised at once: no copy
             "samples": self.samples,
             "updates": self.updates,
             "steps": self.steps,
@@ -309,6 +352,10 @@ class ReinforceAgent(Agent):
         self.steps = int(state["steps"])
         self.pretrained = int(state.get("pretrained", 0))  # absent before warm starts existed
         self.pending = copy.deepcopy(list(state["pending"]))
+        # absent from searches stored before standardize and elite existed (both off there)
+        variance = state.get("variance")
+        self.variance = None if variance is None else float(variance)
+        self.elite = copy.deepcopy(list(state.get("elite", [])))
 
     def progress(self) -> dict[str, float]:
         out = (

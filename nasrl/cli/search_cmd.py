@@ -19,7 +19,13 @@ from rich.table import Table
 from nasrl.cli.datasets_cmd import dataset_shape
 from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.core import codec, formats
-from nasrl.core.agent_settings import AGENT_SETTINGS, parse_assignments, setting_infos
+from nasrl.core.agent_settings import (
+    AGENT_SETTINGS,
+    parse_assignments,
+    preset_names,
+    preset_settings,
+    setting_infos,
+)
 from nasrl.core.errors import ArchError
 from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.rpc.client import Candidate, ControllerClient, LeaderboardEntry
@@ -81,7 +87,7 @@ def _create(c: ControllerClient, args: argparse.Namespace, pool: TrainerPool) ->
         settings = replace(built, epochs=built.epochs if args.epochs is None else args.epochs)
     settings = settings.validate()
     search = c.create_search(
-        agent=codec.agent_spec_to_proto(args.agent, args.agent_values),
+        agent=codec.agent_spec_to_proto(args.agent, args.agent_values, args.preset),
         space=space,
         dataset=dataset,
         training=codec.settings_to_proto(settings),
@@ -348,6 +354,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise ValueError("--agent-setting sets up a new search; a --resume keeps its settings")
     # checked here, before any connection: a bad name or value fails at once
     args.agent_values = parse_assignments(args.agent, args.agent_setting)
+    preset_settings(args.agent, args.preset)  # an unknown preset fails before anything starts
     if not 0.0 <= args.max_failure_fraction <= 1.0:
         raise ValueError(
             f"--max-failure-fraction must be between 0 and 1, not {args.max_failure_fraction:g}"
@@ -486,6 +493,15 @@ def cmd_agents(args: argparse.Namespace) -> int:
         for i in setting_infos(cls):
             table.add_row(agent, i.name, i.default_text, i.range, i.help)
     out.print(table)
+    presets = Table(title="presets (nasrl search --agent A --preset NAME)")
+    for col in ("agent", "preset", "settings"):
+        presets.add_column(col)
+    for agent in AGENT_SETTINGS:
+        for name in preset_names(agent):
+            values = preset_settings(agent, name)
+            text = ", ".join(f"{k}={v}" for k, v in values.items()) or "the defaults (papers)"
+            presets.add_row(agent, name, text)
+    out.print(presets)
     return 0
 
 
@@ -498,6 +514,13 @@ def add_search_commands(sub: Any, controller_default: str) -> None:
         help="HOST:PORT[,HOST:PORT...] or dns:///NAME:PORT (every address it resolves to)",
     )
     s.add_argument("--agent", default="reinforce", choices=tuple(AGENT_SETTINGS))
+    s.add_argument(
+        "--preset",
+        default="",
+        metavar="NAME",
+        help="a named set of the agent's settings: paper (the defaults) or, for reinforce and "
+        "qlearning, efficient (nasrl agents lists them); --agent-setting overrides it",
+    )
     s.add_argument(
         "--agent-setting",
         action="append",

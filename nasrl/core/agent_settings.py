@@ -34,6 +34,9 @@ __all__ = [
     "SettingInfo",
     "check_settings",
     "parse_assignments",
+    "PRESETS",
+    "preset_names",
+    "preset_settings",
     "setting",
     "setting_infos",
     "settings_class",
@@ -341,7 +344,20 @@ class ReinforceSettings(AgentSettings):
     )
     independent: bool = setting(
         False,
-        "nb201 space: one learnt softmax per edge instead of the LSTM (NAS-Bench-201's REINFORCE)",
+        "one learnt softmax per decision (per layer position; per edge in nb201, as "
+        "NAS-Bench-201's REINFORCE) instead of the LSTM",
+    )
+    standardize: bool = setting(
+        False,
+        "divide each advantage by the moving standard deviation of the rewards (same decay as "
+        "the baseline), so the step size does not depend on the reward's scale",
+    )
+    elite: int = setting(
+        0,
+        "the best architectures seen, replayed in every policy step with their advantage "
+        "over the baseline when positive (0: none)",
+        0,
+        1000,
     )
 
 
@@ -368,6 +384,14 @@ class QLearningSettings(AgentSettings):
         "take (0: the worst accuracy)",
         -1e6,
         1e6,
+    )
+    explore_fraction: float = setting(
+        0.0,
+        "with a budget: the fraction of it spent at epsilon 1, the paper's later stages "
+        "sharing the rest in the paper's proportions (0: the paper's own proportions; "
+        "overrides schedule_scale)",
+        0.0,
+        1.0,
     )
 
 
@@ -408,3 +432,48 @@ class EvolutionSettings(AgentSettings):
         -1e6,
         1e6,
     )
+
+
+# ---------------------------------------------------------------------------- presets
+
+#: named sets of settings per agent, beside "paper" (every agent's defaults, the papers'
+#: values). "efficient": what nasrl measured best for budgets of a few hundred children (see
+#: the README's "RL with priors" benchmark for what was tuned on which table).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "reinforce": {
+        "efficient": {
+            "independent": True,
+            "learning_rate": 0.05,
+            "baseline_decay": 0.9,
+            "batch": 1,
+            "standardize": True,
+            "elite": 10,
+        },
+    },
+    "qlearning": {
+        "efficient": {"learning_rate": 0.1, "explore_fraction": 0.2},
+    },
+}
+
+
+def preset_names(agent: str) -> list[str]:
+    """The presets of ``agent``, "paper" first."""
+    return ["paper", *PRESETS.get(agent, {})]
+
+
+def preset_settings(agent: str, preset: str) -> dict[str, Any]:
+    """The settings a preset sets ("" and "paper": none, the defaults); AgentSettingsError
+    names the presets of the agent for an unknown one."""
+    if preset in ("", "paper"):
+        return {}
+    try:
+        return dict(PRESETS[agent][preset])
+    except KeyError:
+        raise AgentSettingsError(
+            f"unknown preset {preset!r} for agent {agent!r}; choose {', '.join(preset_names(agent))}"
+        ) from None
+
+
+for _agent, _presets in PRESETS.items():  # a preset names only real settings, in range
+    for _values in _presets.values():
+        AGENT_SETTINGS[_agent].from_dict(_values)

@@ -9,7 +9,13 @@ from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from nasrl.core.agent_settings import AgentSettings, AgentSettingsError, settings_class
+from nasrl.core.agent_settings import (
+    AGENT_SETTINGS,
+    AgentSettings,
+    AgentSettingsError,
+    preset_settings,
+    settings_class,
+)
 from nasrl.core.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool
 from nasrl.core.cell import CELL_OPS, DEFAULT_SKELETON, EDGES, Cell, CellOp, Skeleton
 from nasrl.core.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings
@@ -223,15 +229,16 @@ def _settings_message_names() -> tuple[str, ...]:
 
 
 def agent_spec_to_proto(
-    agent: str, settings: AgentSettings | Mapping[str, Any] | None = None
+    agent: str, settings: AgentSettings | Mapping[str, Any] | None = None, preset: str = ""
 ) -> cpb.AgentSpec:
-    """An AgentSpec naming ``agent``, with ``settings`` copied into the agent's settings
-    message field by field, by name: a settings dataclass sets every field, a mapping only the
-    names it holds (the controller's defaults fill the rest)."""
+    """An AgentSpec naming ``agent`` (and ``preset``), with ``settings`` copied into the
+    agent's settings message field by field, by name: a settings dataclass sets every field, a
+    mapping only the names it holds (the preset's values, then the controller's defaults fill
+    the rest)."""
     if isinstance(settings, AgentSettings) and settings.agent != agent:
         raise AgentSettingsError(f"{type(settings).__name__} given for agent {agent!r}")
     values = settings.to_dict() if isinstance(settings, AgentSettings) else dict(settings or {})
-    msg = cpb.AgentSpec(name=agent)
+    msg = cpb.AgentSpec(name=agent, preset=preset)
     if agent not in _settings_message_names():
         if values:
             raise AgentSettingsError(f"AgentSpec has no settings message for agent {agent!r}")
@@ -263,15 +270,18 @@ def _float32(value: float) -> float:
 
 
 def agent_spec_from_proto(msg: cpb.AgentSpec) -> tuple[str, dict[str, Any]]:
-    """The agent's name (default reinforce) and the settings set in its message, by name,
-    unchecked. Raises AgentSettingsError when the message is another agent's."""
+    """The agent's name (default reinforce) and its settings by name, unchecked: the preset's
+    (``preset_settings``), overridden by those set in its message. Raises AgentSettingsError
+    when the message is another agent's or the preset unknown."""
     name = msg.name or DEFAULT_AGENT
+    # an unknown agent is refused by name where the search is made
+    values = preset_settings(name, msg.preset) if name in AGENT_SETTINGS else {}
     chosen = msg.WhichOneof("settings")
     if chosen is None:
-        return name, {}
+        return name, values
     if chosen != name:
         raise AgentSettingsError(f"agent.{chosen} settings were given for agent {name!r}")
-    return name, {
+    return name, values | {
         f.name: _float32(value) if f.type == FieldDescriptor.TYPE_FLOAT else value
         for f, value in getattr(msg, chosen).ListFields()
     }

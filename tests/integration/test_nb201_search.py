@@ -88,17 +88,6 @@ def test_bad_nb201_settings_are_invalid_argument(
     assert message in (err.details() or "")
 
 
-def test_a_reinforce_independent_setting_outside_nb201_is_refused(controller: str) -> None:
-    request = cpb.CreateSearchRequest(
-        agent=cpb.AgentSpec(name="reinforce", reinforce=cpb.ReinforceSettings(independent=True)),
-        space=cpb.SearchSpace(name="zoph"),
-    )
-    with rpc.channel(controller) as ch, pytest.raises(grpc.RpcError) as info:
-        controller_pb2_grpc.ControllerStub(ch).CreateSearch(request)
-    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "applies to the nb201 space" in (info.value.details() or "")
-
-
 def test_nasrl_search_trains_real_cells_on_digits(controller: str, trainer: str) -> None:
     run = nasrl_cli(
         "search",

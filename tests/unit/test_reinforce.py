@@ -266,6 +266,7 @@ def test_defaults_are_the_papers() -> None:
     assert (d["start_layers"], d["layers_step"], d["step_every"]) == (6, 2, 1600)
     assert ReinforceAgent.default_reward == "zoph"
     policy = ReinforceAgent(ZophSpace()).policy
+    assert isinstance(policy, ControllerLSTM)
     assert len(policy.cells) == 2 and all(c.hidden_size == 35 for c in policy.cells)
     assert len(policy.decoders) == len(ZOPH_DECISIONS)
     largest = max(p.detach().abs().max().item() for p in policy.parameters())

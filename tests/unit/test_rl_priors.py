@@ -1,0 +1,150 @@
+"""The mechanisms of the agents' "efficient" presets, each changing what it should (fixed seeds,
+scripted rewards), and the presets themselves (codec, CLI listing)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from controller_service.agents.edge_policy import LayerLogits
+from controller_service.agents.qlearning import QLearningAgent, explore_schedule
+from controller_service.agents.reinforce import ReinforceAgent
+from controller_service.spaces import MetaQNNSpace, Nb201Space, ZophSpace
+from nasrl.core import codec
+from nasrl.core.agent_settings import (
+    PRESETS,
+    AgentSettingsError,
+    QLearningSettings,
+    ReinforceSettings,
+    preset_names,
+    preset_settings,
+)
+from nasrl.core.cell import Skeleton
+from nasrl.core.datasets import input_shape
+from protos import controller_pb2 as cpb
+from tests.helpers import through_bytes
+
+ZOPH = ZophSpace(filter_sizes=(1, 3, 5), strides=(1, 2), filters=(8, 16), max_layers=4)
+NB201 = Nb201Space(skeleton=Skeleton(channels=8, cells_per_stage=1, stages=2))
+
+
+# ---------------------------------------------------------------------------- standardize
+
+
+def _advantages(agent: ReinforceAgent, rewards: list[float]) -> list[float]:
+    (p,) = agent.sample(1)
+    for r in rewards:
+        agent.record(p.decisions, r)
+    return [float(item["advantage"]) for item in agent.pending]
+
+
+def test_standardized_advantages_do_not_depend_on_the_reward_scale() -> None:
+    rewards = [0.5, 0.52, 0.49, 0.55, 0.51, 0.6]
+    plain = _advantages(ReinforceAgent(NB201, {"batch": 64}, seed=0), rewards)
+    small = _advantages(ReinforceAgent(NB201, {"batch": 64, "standardize": True}, seed=0), rewards)
+    large = _advantages(
+        ReinforceAgent(NB201, {"batch": 64, "standardize": True}, seed=0),
+        [10 * r for r in rewards],
+    )
+    assert small == pytest.approx(large)  # scale-free
+    assert plain[0] == small[0] == 0.0  # the first result sets the baseline
+    assert [math.copysign(1, a) for a in plain[1:]] == [math.copysign(1, a) for a in small[1:]]
+    assert max(abs(a) for a in small) > 10 * max(abs(a) for a in plain)  # ~1/std larger
+
+
+# ---------------------------------------------------------------------------- elite
+
+
+def test_the_elite_keeps_the_best_distinct_architectures() -> None:
+    agent = ReinforceAgent(NB201, {"elite": 3, "batch": 1000}, seed=1)
+    proposals = agent.sample(8)
+    for i, p in enumerate(proposals):
+        agent.record(p.decisions, 0.1 * i)
+        agent.record(p.decisions, 0.99)  # a repeat keeps its first reward
+    assert [e["reward"] for e in agent.elite] == pytest.approx([0.7, 0.6, 0.5])
+    replay = agent._elite_replay()
+    assert replay and all(item["advantage"] > 0 for item in replay)
+    assert len(replay) == sum(e["reward"] > agent.baseline for e in agent.elite)
+    again = ReinforceAgent(NB201, {"elite": 3, "batch": 1000}, seed=9)
+    again.load_state_dict(through_bytes(agent.state_dict()))
+    assert again.elite == agent.elite and again.variance == agent.variance
+
+
+def test_elite_replay_moves_the_policy_towards_the_elite() -> None:
+    best = {"path": ["nor_conv_3x3"] * 6}
+
+    def run(elite: int) -> float:
+        agent = ReinforceAgent(
+            NB201, {"independent": True, "batch": 1, "elite": elite, "learning_rate": 0.05}, 0
+        )
+        agent.update(best, 0.9)  # one great result early, then only mediocre ones
+        for _ in range(20):
+            (p,) = agent.sample(1)
+            agent.update(p.decisions, 0.5)
+        return float(agent.log_prob(best).item())
+
+    assert run(elite=5) > run(elite=0) + 1.0
+
+
+# ---------------------------------------------------------------------------- independent (zoph)
+
+
+def test_the_independent_zoph_policy_is_one_softmax_per_decision() -> None:
+    agent = ReinforceAgent(ZOPH, {"independent": True, "start_layers": 3}, seed=0)
+    assert isinstance(agent.policy, LayerLogits)
+    shapes = sorted(tuple(p.shape) for p in agent.policy.parameters())
+    assert shapes == sorted([(4, 3), (4, 3), (4, 2), (4, 2), (4, 2), (4, 4)])
+    for p in agent.sample(6):
+        assert agent.log_prob(p.decisions).item() == pytest.approx(p.decisions["logp"], abs=1e-5)
+        assert len(p.arch.layers) == 3
+
+
+def test_the_independent_zoph_policy_learns_a_rewarded_choice() -> None:
+    settings = {"independent": True, "start_layers": 2, "layers_step": 0, "learning_rate": 0.05}
+    agent = ReinforceAgent(ZOPH, settings, seed=0)
+    for _ in range(60):
+        for p in agent.sample(8):
+            agent.update(p.decisions, 0.2 + 0.3 * str(p.arch).count("C(16,"))
+    wide = sum(str(p.arch).count("C(16,") for p in agent.sample(50)) / 100
+    assert wide > 0.9  # uniform: 0.5
+
+
+# ---------------------------------------------------------------------------- qlearning
+
+
+def test_explore_fraction_sets_the_random_share_of_the_budget() -> None:
+    schedule = explore_schedule(200, 0.2)
+    assert schedule[0] == (1.0, 40)
+    assert [e for e, _ in schedule] == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    assert sum(n for _, n in schedule) == pytest.approx(200, abs=5)
+    space = MetaQNNSpace(conv_filters=(8,), fc_units=(32,), max_depth=4).bind(input_shape("digits"))
+    agent = QLearningAgent(space, {"explore_fraction": 0.2}, seed=0, budget=200)
+    assert agent.schedule == schedule
+    paper = QLearningAgent(space, {}, seed=0, budget=200)
+    assert paper.schedule[0][1] == round(1500 * 200 / 2700)  # the paper's proportions
+
+
+# ---------------------------------------------------------------------------- presets
+
+
+def test_presets_resolve_under_explicit_settings() -> None:
+    msg = codec.agent_spec_to_proto("reinforce", {"elite": 3}, preset="efficient")
+    name, values = codec.agent_spec_from_proto(msg)
+    assert name == "reinforce"
+    assert values == {**PRESETS["reinforce"]["efficient"], "elite": 3}
+    settings = codec.agent_settings_from_proto(msg)
+    assert isinstance(settings, ReinforceSettings) and settings.independent and settings.elite == 3
+    q = codec.agent_settings_from_proto(cpb.AgentSpec(name="qlearning", preset="efficient"))
+    assert isinstance(q, QLearningSettings) and q.explore_fraction == 0.2
+    paper = codec.agent_settings_from_proto(cpb.AgentSpec(name="qlearning", preset="paper"))
+    assert paper == QLearningSettings()
+
+
+def test_an_unknown_preset_names_the_agents_presets() -> None:
+    assert preset_names("evolution") == ["paper"]
+    assert preset_names("reinforce") == ["paper", "efficient"]
+    with pytest.raises(AgentSettingsError, match="unknown preset 'fast' for agent 'reinforce'"):
+        preset_settings("reinforce", "fast")
+    with pytest.raises(AgentSettingsError, match="choose paper$"):
+        codec.agent_spec_from_proto(cpb.AgentSpec(name="random", preset="efficient"))
