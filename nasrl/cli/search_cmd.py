@@ -17,13 +17,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from nasrl.cli.datasets_cmd import dataset_shape
-from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.core import codec, formats
 from nasrl.core.agent_settings import AGENT_SETTINGS, parse_assignments, setting_infos
 from nasrl.core.errors import ArchError
 from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
 from nasrl.rpc.client import Candidate, ControllerClient, LeaderboardEntry
 from nasrl.rpc.security import add_client_flags, client_security
+from nasrl.runner import Runner, RunnerEvents, TrainerPool
 from protos import controller_pb2 as cpb
 
 __all__ = ["add_search_commands", "failure_verdict", "SEARCH_FAILED", "agent_setting_help"]
