@@ -17,7 +17,7 @@ from rich.console import Console
 
 from nasrl.cli.local import LocalService
 from nasrl.cli.plot import plot_search
-from nasrl.cli.search_cmd import SearchDisplay, leaderboard_table
+from nasrl.cli.search_display import SearchDisplay, leaderboard_table
 from nasrl.cli.trained_export import export_trained
 from nasrl.core import codec
 from nasrl.core.agent_settings import AGENT_SETTINGS
