@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from nasrl.cli.local import LocalService
-from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.core.results import EpochRecord, TrainOutcome
 from nasrl.rpc.client import Candidate, ControllerClient, wait_until_serving
+from nasrl.runner import Runner, RunnerEvents, TrainerPool
 from protos import controller_pb2 as cpb
 
 RESULTS = Path(__file__).resolve().parent / "results"

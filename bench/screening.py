@@ -37,7 +37,7 @@ def compute(table: Path, kinds: list[str], batch: int) -> dict[str, Any]:
     import torch
     from scipy.stats import kendalltau, spearmanr
 
-    from bench.tabular import Lookup
+    from bench.replay.lookup import Lookup
     from nasrl.core.arch import parse
     from nasrl.core.scoring import score
     from trainer_service import data

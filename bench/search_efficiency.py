@@ -7,7 +7,7 @@
 
 Starts one controller and two trainers (one CPU thread each) on loopback. For every dataset,
 agent and seed it runs a search with two workers (one per trainer; nasrl's agents through
-``nasrl.cli.runner``, as ``nasrl search`` does) until the trained children's summed
+``nasrl.runner``, as ``nasrl search`` does) until the trained children's summed
 ``TrainOutcome.seconds`` (trainer-seconds) reaches the budget; then stops the search.
 
 * reinforce, random and evolution search the same small Zoph space (4 layers: filter sizes

@@ -5,7 +5,7 @@ command line), one module per concern:
   settings;
 * ``runlog`` — what one (dataset, agent, seed) run spent and found, measured at the budget;
 * ``trainers`` — the local controller and trainers, one recorded training, the warm-up;
-* ``runs`` — the searches: nasrl's agents through ``nasrl.cli.runner``, every agent and seed
+* ``runs`` — the searches: nasrl's agents through ``nasrl.runner``, every agent and seed
   of a dataset;
 * ``tpe`` — Optuna's TPE over the same Zoph decisions (an optional dependency);
 * ``stats`` — best-so-far curves and the summary over seeds;

@@ -12,10 +12,10 @@ from bench.efficiency.settings import agent_spec, space_of, space_proto
 from bench.efficiency.stats import curves, random_target, summarize
 from bench.efficiency.tpe import run_tpe
 from bench.efficiency.trainers import Services, warm_up
-from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
 from nasrl.core import codec
 from nasrl.core.results import TrainOutcome, TrainSettings
 from nasrl.rpc.client import Candidate, ControllerClient
+from nasrl.runner import Runner, RunnerEvents, TrainerPool
 
 __all__ = ["run_nasrl", "bench_dataset", "qlearning_scale"]
 

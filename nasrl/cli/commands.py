@@ -20,7 +20,7 @@ from nasrl.cli.datasets_cmd import add_datasets_command
 from nasrl.cli.demo import add_demo_command
 from nasrl.cli.export_cmd import add_export_command
 from nasrl.cli.health import add_health_command
-from nasrl.cli.search_cmd import add_search_commands
+from nasrl.cli.search_flags import add_search_commands
 from nasrl.core.arch import ArchError, parse
 from nasrl.core.results import (
     OPTIMIZERS,

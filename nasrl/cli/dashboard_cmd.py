@@ -17,7 +17,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if args.refresh <= 0:
         raise ValueError(f"--refresh must be a positive number of seconds, got {args.refresh:g}")
     if args.trainers:  # a malformed list fails now, not on the trainers page
-        from nasrl.cli.runner import dns_name, parse_trainers
+        from nasrl.runner.targets import dns_name, parse_trainers
 
         if args.trainers.strip().startswith("dns:"):
             dns_name(args.trainers.strip())  # resolved on each look: replicas may start later

@@ -17,13 +17,13 @@ from rich.console import Console
 
 from nasrl.cli.local import LocalService
 from nasrl.cli.plot import plot_search
-from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool
-from nasrl.cli.search_cmd import SearchDisplay, leaderboard_table
+from nasrl.cli.search_display import SearchDisplay, leaderboard_table
 from nasrl.cli.trained_export import export_trained
 from nasrl.core import codec
 from nasrl.core.agent_settings import AGENT_SETTINGS
 from nasrl.core.results import TrainSettings
 from nasrl.rpc.client import ControllerClient, wait_until_serving
+from nasrl.runner import Runner, RunnerEvents, TrainerPool
 from protos import controller_pb2 as cpb
 
 __all__ = ["run_demo", "DEMO_SPACES"]

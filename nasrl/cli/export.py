@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nasrl.core import cell_modules
+from nasrl.core import builder, cell_modules
 from nasrl.core.arch import (
     FC,
     GAP,
@@ -35,27 +35,8 @@ from nasrl.core.shapes import Analysis, InputShape, Shape, analyze, merged
 
 __all__ = ["export_source", "write_export"]
 
-_CAT = '''
-def _cat(maps: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenate maps along channels, zero-padding smaller ones (centred) to the largest."""
-    if len(maps) == 1:
-        return maps[0]
-    height = max(m.shape[-2] for m in maps)
-    width = max(m.shape[-1] for m in maps)
-    padded = []
-    for m in maps:
-        dh, dw = height - m.shape[-2], width - m.shape[-1]
-        if dh or dw:
-            m = F.pad(m, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
-        padded.append(m)
-    return torch.cat(padded, dim=1)
-'''
-
-
-def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow-style "same" padding (before, after), as the trainer's builder pads."""
-    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
+#: the builder's own concatenation (the forward passes call it ``_cat``), copied from its source
+_CAT = "\n" + inspect.getsource(builder._cat)
 
 
 def _cell_helpers() -> str:
@@ -86,8 +67,8 @@ def _cell_block_lines(block: Block, x: Shape) -> list[str]:
 def _block_lines(op: Op | Block, x: Shape) -> list[str]:
     """Source of one block, the same modules at the same indices as the builder's."""
     if isinstance(op, Conv):
-        top, bottom = _same_padding(x.height, op.kernel_h, op.stride_h)
-        left, right = _same_padding(x.width, op.kernel_w, op.stride_w)
+        top, bottom = builder.same_padding(x.height, op.kernel_h, op.stride_h)
+        left, right = builder.same_padding(x.width, op.kernel_w, op.stride_w)
         kernel, stride = (op.kernel_h, op.kernel_w), (op.stride_h, op.stride_w)
         return [
             "nn.Sequential(",

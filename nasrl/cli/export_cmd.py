@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from rich.console import Console
 
-from nasrl.cli.runner import parse_trainers
 from nasrl.core.datasets import input_shape
 from nasrl.core.shapes import InputShape
 from nasrl.rpc.client import (
@@ -23,6 +22,7 @@ from nasrl.rpc.client import (
     TrainerClient,
 )
 from nasrl.rpc.security import ClientSecurity, add_client_flags, client_security
+from nasrl.runner.targets import parse_trainers
 
 if TYPE_CHECKING:
     from nasrl.cli.trained_export import ExportReport

@@ -10,6 +10,9 @@ are zero-padded to the largest before concatenation.
 A cell network is built the same way from its blocks (``nasrl.core.arch.network_blocks``:
 stem, cells, reductions, head, each reading the one before) with the modules of
 ``nasrl.core.cell_modules``, NAS-Bench-201's; its classifier reads the head's pooled channels.
+
+``nasrl/cli/export.py`` copies ``_cat``'s source and calls ``same_padding`` to write standalone
+modules: what they compute is the builder's own code, not a copy that can drift.
 """
 
 from __future__ import annotations
@@ -84,10 +87,14 @@ def _cell_block(block: object, x: Shape) -> nn.Module:
 
 
 def gather(outputs: list[torch.Tensor], indices: tuple[int, ...]) -> torch.Tensor:
+    """The maps ``indices`` name, concatenated (``_cat``)."""
+    return _cat([outputs[j] for j in indices])
+
+
+def _cat(maps: list[torch.Tensor]) -> torch.Tensor:
     """Concatenate maps along channels, zero-padding smaller ones (centred) to the largest."""
-    if len(indices) == 1:
-        return outputs[indices[0]]
-    maps = [outputs[j] for j in indices]
+    if len(maps) == 1:
+        return maps[0]
     height = max(m.shape[-2] for m in maps)
     width = max(m.shape[-1] for m in maps)
     padded = []

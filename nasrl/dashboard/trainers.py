@@ -66,7 +66,7 @@ class Trainers:
         """``NAME:PORT`` of a ``dns:///`` spec: with TLS, what the certificates name."""
         if not self.spec.strip().startswith("dns:"):
             return None
-        from nasrl.cli.runner import dns_name
+        from nasrl.runner.targets import dns_name
 
         return ":".join(dns_name(self.spec.strip()))
 
@@ -74,7 +74,7 @@ class Trainers:
         """The trainers' addresses now; raises ValueError when a DNS name does not resolve."""
         if not self.spec:
             return []
-        from nasrl.cli.runner import parse_trainers  # resolves dns:/// names
+        from nasrl.runner.targets import parse_trainers  # resolves dns:/// names
 
         return parse_trainers(self.spec)[0]
 

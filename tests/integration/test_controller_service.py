@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from nasrl.core.results import TrainOutcome, TrainSettings
-from nasrl.rpc.client import ControllerClient, NasrlError, SearchState, TrainerClient
+from nasrl.rpc.client import ControllerClient, NasrlError, SearchStatus, TrainerClient
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2 as tpb
 from tests.helpers import FakeClock
@@ -47,7 +47,7 @@ def test_sample_update_and_search_views(controller: str) -> None:
             ack = c.update(sid, cand.id, outcome(cand.text, 0.5 + i / 10))
             assert ack.accepted and ack.reward == pytest.approx((0.5 + i / 10) ** 3, rel=1e-5)
         s = c.get_search(sid)
-        assert s.name == "first" and s.state == SearchState.RUNNING
+        assert s.name == "first" and s.state == SearchStatus.RUNNING
         assert s.counts.evaluated == 3 and s.counts.in_flight == 0
         assert s.spec.request.agent.reinforce.hidden == 35  # defaults filled in
         assert s.spec.request.reward == cpb.ZOPH
@@ -162,14 +162,14 @@ def test_expired_lease_is_handed_out_again(clocked_controller: str, clock: FakeC
             c.update(sid, x.id, outcome(x.text))
         last = c.sample(sid, 1)
         assert last.done and last.candidates == []
-        assert c.get_search(sid).state == SearchState.DONE
+        assert c.get_search(sid).state == SearchStatus.DONE
 
 
 def test_stop_search(controller: str) -> None:
     with ControllerClient(controller) as c:
         sid = create(c)
         cand = c.sample(sid, 1).candidates[0]
-        assert c.stop_search(sid).state == SearchState.STOPPED
+        assert c.stop_search(sid).state == SearchStatus.STOPPED
         assert c.sample(sid, 1).done
         assert c.update(sid, cand.id, outcome(cand.text)).accepted  # late reports still count
 
@@ -213,7 +213,7 @@ def test_concurrent_sample_update_from_many_clients(controller: str) -> None:
     assert len(reported) == len(set(reported)) == 64
     with ControllerClient(controller) as c:
         s = c.get_search(sid)
-    assert s.state == SearchState.DONE and s.counts.evaluated == 64 and s.counts.in_flight == 0
+    assert s.state == SearchStatus.DONE and s.counts.evaluated == 64 and s.counts.in_flight == 0
 
 
 def test_searches_are_isolated(controller: str) -> None:
@@ -221,8 +221,8 @@ def test_searches_are_isolated(controller: str) -> None:
         a, b = create(c, budget=2), create(c, budget=2)
         for x in c.sample(a, 2).candidates:
             c.update(a, x.id, outcome(x.text))
-        assert c.get_search(a).state == SearchState.DONE
-        assert c.get_search(b).counts.sampled == 0 and c.get_search(b).state == SearchState.RUNNING
+        assert c.get_search(a).state == SearchStatus.DONE
+        assert c.get_search(b).counts.sampled == 0 and c.get_search(b).state == SearchStatus.RUNNING
 
 
 def test_end_to_end_reinforce_on_digits(controller: str, trainer: str) -> None:
@@ -246,6 +246,6 @@ def test_end_to_end_reinforce_on_digits(controller: str, trainer: str) -> None:
                     trained += 1
         s = c.get_search(sid)
         board = c.leaderboard(sid)
-    assert trained == 6 and s.counts.evaluated == 6 and s.state == SearchState.DONE
+    assert trained == 6 and s.counts.evaluated == 6 and s.state == SearchStatus.DONE
     assert len(board) == 6 and board[0].accuracy >= board[-1].accuracy > 0
     assert all(e.params > 0 and e.flops > 0 for e in board)

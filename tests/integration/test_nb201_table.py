@@ -17,7 +17,7 @@ from nasrl.core.table import Table, read_table
 from nasrl.rpc.client import (
     ControllerClient,
     NasrlError,
-    SearchState,
+    SearchStatus,
     TrainerClient,
     wait_until_serving,
 )
@@ -98,7 +98,7 @@ def test_every_agent_searches_the_nb201_table(
     )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
-    assert summary["state"] == SearchState.DONE.value
+    assert summary["state"] == SearchStatus.DONE.value
     assert summary["evaluated"] == BUDGET and summary["failed"] == 0
     with ControllerClient(controller) as c:
         s = c.get_search(summary["search_id"])

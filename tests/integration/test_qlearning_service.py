@@ -8,7 +8,7 @@ import pytest
 
 from controller_service.agents.qlearning import epsilon_schedule
 from nasrl.core.results import TrainOutcome
-from nasrl.rpc.client import ControllerClient, NasrlError, SearchState, TrainerClient
+from nasrl.rpc.client import ControllerClient, NasrlError, SearchStatus, TrainerClient
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2 as tpb
 
@@ -82,7 +82,7 @@ def test_end_to_end_qlearning_and_q_table(controller: str, trainer: str) -> None
         reinforce = c.create_search(agent=cpb.AgentSpec(name="reinforce")).search_id
         with pytest.raises(NasrlError) as info:
             c._call("ExportQTable", cpb.ExportQTableRequest(search_id=reinforce))
-    assert trained == 8 and s.counts.evaluated == 8 and s.state == SearchState.DONE
+    assert trained == 8 and s.counts.evaluated == 8 and s.state == SearchStatus.DONE
     assert len(board) == 8 and board[0].accuracy > 0.1
     assert s.progress["trajectory_updates"] >= 8
     values = [v.value for v in table.values]
@@ -109,7 +109,7 @@ def test_evolution_searches_both_spaces(controller: str, space: cpb.SearchSpace)
                     acc = min(1.0, 0.2 + 0.1 * cand.text.count("3"))
                     c.update(sid, cand.id, TrainOutcome(acc, acc, acc, 1, 1, 1.0, "cpu", cand.text))
         s = c.get_search(sid)
-    assert s.state == SearchState.DONE and s.counts.evaluated == 12
+    assert s.state == SearchStatus.DONE and s.counts.evaluated == 12
     assert s.progress["population"] == 4
     assert s.spec.request.agent.evolution.population == 4
 

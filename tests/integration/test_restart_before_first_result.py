@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from nasrl.cli.local import LocalService
-from nasrl.rpc.client import ControllerClient, NasrlError, SearchState, wait_until_serving
+from nasrl.rpc.client import ControllerClient, NasrlError, SearchStatus, wait_until_serving
 from tests.helpers import wait_for
 
 BUDGET = 6
@@ -76,7 +76,7 @@ def test_kill_9_before_the_first_result_then_done_with_its_budget(
         assert summary["evaluated"] == BUDGET and summary["failed"] == 0
         with ControllerClient(controller.target) as c:
             search = c.get_search(summary["search_id"])
-        assert search.state == SearchState.DONE and search.counts.evaluated == BUDGET
+        assert search.state == SearchStatus.DONE and search.counts.evaluated == BUDGET
     finally:
         for s in (controller, trainer):
             s.kill()

@@ -6,9 +6,11 @@ behind their Updates left every slot they freed idle meanwhile)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
-from nasrl.cli.runner import Runner, TrainerPool
 from nasrl.rpc.client import AsyncControllerClient, ControllerClient
+from nasrl.runner import Runner, TrainerPool
+from nasrl.runner.calls import ControllerCalls
 from protos import controller_pb2 as cpb
 from tests.helpers import outcome
 
@@ -24,17 +26,18 @@ def test_a_sample_does_not_queue_behind_updates_that_wait_for_a_permit(controlle
         async def scenario() -> None:
             ctl = AsyncControllerClient(controller)
             try:
-                runner._calls = asyncio.Semaphore(0)  # every permit held by queued calls
-                batch = await asyncio.wait_for(runner._sample(ctl, 3), 60)
+                calls = ControllerCalls(ctl, sid, 600.0, threading.Event())
+                calls.permits = asyncio.Semaphore(0)  # every permit held by queued calls
+                batch = await asyncio.wait_for(calls.sample(3), 60)
                 assert len(batch.candidates) == 3
 
                 first = batch.candidates[0]
                 update = asyncio.ensure_future(
-                    runner._report(ctl, first, outcome(first.text), None, None)
+                    runner._report(calls, first, outcome(first.text), None, None)
                 )
                 await asyncio.sleep(0)  # the update is now waiting for a permit
                 assert not update.done()
-                runner._calls.release()  # a permit comes free: the update goes through
+                calls.permits.release()  # a permit comes free: the update goes through
                 await asyncio.wait_for(update, 60)
                 assert runner.stats.trained == 1
             finally:

@@ -13,11 +13,11 @@ import grpc
 import pytest
 import torch
 
-from nasrl.cli.runner import Runner, TrainerPool
 from nasrl.core.results import TrainSettings
 from nasrl.rpc import rpc
 from nasrl.rpc.client import ControllerClient, NasrlError, TrainerClient
 from nasrl.rpc.security import ClientSecurity, ServerSecurity
+from nasrl.runner import Runner, TrainerPool
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2_grpc
 from tests.pki import make_ca, make_cert, need_openssl

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from nasrl.cli import runner as runner_module
-from nasrl.cli.runner import Runner, RunnerEvents, TrainerPool, TrainersDown
 from nasrl.core.results import TrainOutcome
 from nasrl.rpc import rpc
 from nasrl.rpc.client import Candidate, ControllerClient
+from nasrl.runner import Runner, RunnerEvents, TrainerPool, TrainersDown
+from nasrl.runner import pool as pool_module
+from nasrl.runner import runner as runner_module
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2_grpc
 from tests.helpers import nasrl_cli
@@ -222,7 +223,7 @@ def test_a_child_whose_trainer_keeps_going_down_is_reported_failed(
     """A trainer whose health says SERVING while every Train ends UNAVAILABLE (as if the child
     brought it down each time): after LOSSES_PER_CHILD losses the child is a failure, so the
     runner does not go round for ever."""
-    monkeypatch.setattr(runner_module, "PROBE_BACKOFF_MAX", 0.0)  # no backoff: a quick test
+    monkeypatch.setattr(pool_module, "PROBE_BACKOFF_MAX", 0.0)  # no backoff: a quick test
     handle, servicer = start_trainer(simulate=0.0)
     servicer.close()  # Train: UNAVAILABLE "shutting down"; health stays SERVING
     target = f"127.0.0.1:{handle.port}"

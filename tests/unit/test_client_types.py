@@ -11,7 +11,13 @@ import pytest
 from nasrl.core import codec
 from nasrl.core.results import TrainSettings
 from nasrl.core.shapes import InputShape
-from nasrl.rpc.client import ControllerClient, LeaderboardEntry, Search, SearchState
+from nasrl.rpc.client import (
+    ControllerClient,
+    LeaderboardEntry,
+    Search,
+    SearchStatus,
+    UpdateResult,
+)
 from protos import controller_pb2 as cpb
 from protos import controller_pb2_grpc
 
@@ -62,6 +68,7 @@ def client() -> ControllerClient:
         StopSearch=cpb.Search(search_id="s2", state=cpb.STOPPED),
         ListSearches=cpb.ListSearchesResponse(searches=[SEARCH, cpb.Search(search_id="s3")]),
         Leaderboard=cpb.LeaderboardResponse(entries=[ENTRY]),
+        Update=cpb.UpdateResponse(accepted=True, reward=0.125, state=cpb.DONE),
     )
     c._stub = cast(controller_pb2_grpc.ControllerStub, stub)  # answers as the real one would
     return c
@@ -70,7 +77,7 @@ def client() -> ControllerClient:
 def test_a_search_is_a_frozen_dataclass(client: ControllerClient) -> None:
     s = client.get_search("s1")
     assert isinstance(s, Search) and s == client.create_search(dataset="bands")
-    assert (s.search_id, s.name, s.state, s.created) == ("s1", "first", SearchState.DONE, 1.7e9)
+    assert (s.search_id, s.name, s.state, s.created) == ("s1", "first", SearchStatus.DONE, 1.7e9)
     assert dataclasses.astuple(s.counts) == (7, 0, 5, 1, 1, 2)
     assert s.progress == {"updates": 5.0}
     assert s.best == LeaderboardEntry(3, "C(8,3,1) GAP", 0.5, 0.25, 1234, 5678, 1.5, 0.75)
@@ -90,13 +97,20 @@ def test_a_search_is_a_frozen_dataclass(client: ControllerClient) -> None:
 
 def test_unset_parts_are_none(client: ControllerClient) -> None:
     stopped = client.stop_search("s2")
-    assert stopped.state == SearchState.STOPPED and str(stopped.state) == "stopped"
+    assert stopped.state == SearchStatus.STOPPED and str(stopped.state) == "stopped"
     assert stopped.best is None and stopped.spec.dataset_shape is None
     assert [s.search_id for s in client.list_searches()] == ["s1", "s3"]
-    assert client.list_searches()[1].state == SearchState.UNKNOWN
+    assert client.list_searches()[1].state == SearchStatus.UNKNOWN
 
 
 def test_leaderboard_entries(client: ControllerClient) -> None:
     (entry,) = client.leaderboard("s1")
     assert isinstance(entry, LeaderboardEntry) and entry.architecture == "C(8,3,1) GAP"
     assert (entry.params, entry.flops, entry.reward) == (1234, 5678, 0.75)
+
+
+def test_an_update_answers_with_a_dataclass(client: ControllerClient) -> None:
+    ack = client.update("s1", 3, failure="out of memory")
+    assert ack == UpdateResult(accepted=True, reward=0.125, state=SearchStatus.DONE)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ack.accepted = False  # type: ignore[misc]

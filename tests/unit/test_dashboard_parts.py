@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from nasrl.cli.search_cmd import leaderboard_table
+from nasrl.cli.search_display import leaderboard_table
 from nasrl.core.arch import parse
 from nasrl.core.results import TrainOutcome
 from nasrl.core.shapes import InputShape

@@ -1,5 +1,5 @@
-"""nasrl's packages keep their dependency direction (``core`` ← ``rpc`` ← ``cli``), and the
-``nasrl health`` path loads neither torch nor matplotlib."""
+"""nasrl's packages keep their dependency direction (``core`` ← ``rpc`` ← ``runner`` ← ``cli``),
+and the ``nasrl health`` path loads neither torch nor matplotlib."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ NASRL = Path(__file__).resolve().parents[2] / "nasrl"
 # what each package may not import, at module level or inside a function
 FORBIDDEN = {
     "core": ("nasrl.rpc", "nasrl.cli", "grpc", "grpc_health", "grpc_reflection"),
-    "rpc": ("nasrl.cli",),
+    "rpc": ("nasrl.cli", "nasrl.runner"),
+    # library code (the benchmarks and tests import it): no CLI, no terminal or plotting
+    "runner": ("nasrl.cli", "nasrl.dashboard", "rich", "matplotlib"),
 }
 
 

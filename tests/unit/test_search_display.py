@@ -8,7 +8,7 @@ from typing import cast
 
 from rich.console import Console
 
-from nasrl.cli.search_cmd import SearchDisplay
+from nasrl.cli.search_display import SearchDisplay
 from nasrl.core.arch import parse
 from nasrl.rpc.client import Candidate, ControllerClient
 from tests.helpers import outcome

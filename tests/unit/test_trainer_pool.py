@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nasrl.cli.runner import TrainerPool
+from nasrl.runner import TrainerPool
 from tests.helpers import FakeClock
 
 A, B = "127.0.0.1:50061", "127.0.0.1:50062"

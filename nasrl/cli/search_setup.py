@@ -1,0 +1,124 @@
+"""What ``nasrl search`` sends to create a search: the space (named, nb201 with its skeleton
+and operations, or a tabular benchmark's), the warm start, the constraints."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from nasrl.cli.datasets_cmd import dataset_shape
+from nasrl.core import codec
+from nasrl.core.errors import ArchError
+from nasrl.core.results import TrainSettings
+from nasrl.rpc.client import ControllerClient
+from nasrl.runner import TrainerPool
+from protos import controller_pb2 as cpb
+
+__all__ = ["create_search"]
+
+
+def _from_table(path: str) -> tuple[cpb.SearchSpace, str, TrainSettings]:
+    """The space, dataset and training settings a tabular benchmark was built with."""
+    from google.protobuf import json_format
+
+    from nasrl.core.table import read_table
+
+    table = read_table(path)
+    space = json_format.ParseDict(table.space, cpb.SearchSpace())
+    return space, table.dataset, TrainSettings(**table.header["training"])
+
+
+def _space(args: argparse.Namespace) -> cpb.SearchSpace:
+    """The space ``--space`` names; for nb201 with ``--skeleton`` and ``--cell-ops``."""
+    if args.skeleton is None and args.cell_ops is None:
+        return cpb.SearchSpace(name=args.space) if args.space else cpb.SearchSpace()
+    if args.space != "nb201":
+        raise ValueError("--skeleton and --cell-ops set up the nb201 space: add --space nb201")
+    from nasrl.core.cell import CellOp
+    from nasrl.core.cell_text import parse_skeleton
+
+    space = cpb.Nb201Space()
+    if args.skeleton is not None:
+        try:
+            skeleton = parse_skeleton(args.skeleton)
+        except ArchError as exc:
+            raise ValueError(f"--skeleton {args.skeleton!r}: {exc}") from None
+        space.skeleton.CopyFrom(codec.skeleton_to_proto(skeleton))
+    for name in args.cell_ops.split(",") if args.cell_ops is not None else ():
+        try:
+            space.ops.append(codec.cell_op_to_proto(CellOp(name.strip())))
+        except ValueError:
+            names = ", ".join(op.value for op in CellOp)
+            raise ValueError(f"--cell-ops: {name.strip()!r} is not one of {names}") from None
+    return cpb.SearchSpace(nb201=space)
+
+
+def create_search(c: ControllerClient, args: argparse.Namespace, pool: TrainerPool) -> str:
+    """Create the search the flags describe; its id."""
+    space, dataset, settings = _space_and_training(args)
+    search = c.create_search(
+        agent=codec.agent_spec_to_proto(args.agent, args.agent_values, args.preset),
+        space=space,
+        dataset=dataset,
+        training=codec.settings_to_proto(settings),
+        budget=args.budget,
+        seed=args.seed,
+        name=args.name or f"{args.agent} on {dataset}",
+        lease_seconds=args.lease,
+        early_stopping=cpb.EarlyStopping(rule=args.early_stopping, eta=args.eta),
+        warm_start=_warm_start(args),
+        constraints=_constraints(args),
+        screening=cpb.Screening(score=args.screen or "", factor=args.screen_factor),
+        dataset_shape=dataset_shape(pool.clients(), dataset),
+    )
+    return search.search_id
+
+
+def _space_and_training(args: argparse.Namespace) -> tuple[cpb.SearchSpace, str, TrainSettings]:
+    """The space, dataset and training settings: the flags', or ``--space-from-table``'s."""
+    space = _space(args)
+    if not args.space_from_table:
+        settings = TrainSettings(epochs=3 if args.epochs is None else args.epochs, seed=args.seed)
+        return space, args.dataset, settings.validate()
+    if args.space or args.skeleton is not None or args.cell_ops is not None:
+        raise ValueError("give --space (with its settings) or --space-from-table, not both")
+    space, dataset, built = _from_table(args.space_from_table)
+    settings = replace(built, epochs=built.epochs if args.epochs is None else args.epochs)
+    return space, dataset, settings.validate()
+
+
+def _warm_start(args: argparse.Namespace) -> cpb.WarmStart:
+    """--warm-start SEARCH_ID|FILE: an earlier search, or a file of networks (one per line in
+    the text form; blank lines and # comments are skipped)."""
+    warm = cpb.WarmStart(pretrain_steps=args.pretrain_steps, top=args.warm_top)
+    source = args.warm_start
+    if not source:
+        return warm
+    path = Path(source)
+    if path.is_file():
+        try:
+            lines = path.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--warm-start {source}: cannot read it ({exc})") from exc
+        archs = [line.split("#", 1)[0].strip() for line in lines]
+        warm.architectures.extend(a for a in archs if a)
+        if not warm.architectures:
+            raise ValueError(f"--warm-start {source}: the file lists no network")
+    elif "/" in source or "." in source:
+        raise ValueError(
+            f"--warm-start {source}: no such file (give a file of networks or a search id)"
+        )
+    else:
+        warm.search_id = source
+    return warm
+
+
+def _constraints(args: argparse.Namespace) -> cpb.Constraints:
+    msg = cpb.Constraints(max_params=args.max_params, max_flops=args.max_flops)
+    if args.cost:
+        msg.cost_metric, msg.cost_target = args.cost, args.cost_target or 0.0
+        msg.cost_weight = args.cost_weight
+    elif args.cost_target is not None:
+        raise ValueError("--cost-target needs --cost params|flops")
+    return msg

@@ -1,0 +1,15 @@
+"""The names a search's settings may take, one list each, shared by the controller (which
+checks a search's settings against them) and the clients (the CLI's choices)."""
+
+from __future__ import annotations
+
+__all__ = ["SPACE_NAMES", "STOPPING_RULES", "COST_METRICS", "SCREENING_SCORES"]
+
+#: the search spaces, by the name ``--space`` and ``SearchSpace.name`` take
+SPACE_NAMES = ("zoph", "metaqnn", "nb201")
+#: the early-stopping rules
+STOPPING_RULES = ("none", "median", "asha")
+#: the costs a cost-aware reward, a Pareto front and a size limit can weigh
+COST_METRICS = ("params", "flops")
+#: the training-free scores the controller screens proposals by
+SCREENING_SCORES = ("synflow", "params", "flops")
