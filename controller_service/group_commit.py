@@ -7,12 +7,11 @@ A group that fails is retried report by report, so a bad report fails only its o
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 from controller_service.budget import settle
 from controller_service.errors import BadReport, CandidateNotFound, ReportConflict
 from controller_service.live import LiveSearch, QueuedReport
-from controller_service.reports import Failure, Report, Result
+from controller_service.reports import Failure, Report, Result, as_stored
 from controller_service.states import SearchState, Status
 from controller_service.store import CandidateRow, ResultRow, Store
 from controller_service.views import UpdateAck
@@ -47,8 +46,8 @@ def report_of(outcome: TrainOutcome | None, failure: str | None) -> Report:
     """An Update's report: the checked result, else the failure reason (cut short)."""
     if outcome is not None:
         _check_outcome(outcome)
-        return Result(replace(outcome, curve=tuple(outcome.curve)))  # compares as stored
-    return Failure((failure or "unspecified failure")[:MAX_FAILURE_TEXT])
+        return as_stored(Result(outcome))  # compares equal to the stored one when repeated
+    return as_stored(Failure((failure or "unspecified failure")[:MAX_FAILURE_TEXT]))
 
 
 class GroupCommit:

@@ -4,6 +4,7 @@ by its kind (``result``, ``failure``, ``rejected``, ``screened``)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,12 @@ def report_to_json(r: Report) -> dict[str, Any]:
             return {"rejected": reason}
         case Screened(score, value):
             return {"screened": {score: value}}
+
+
+def as_stored(r: Report) -> Report:
+    """``r`` as it reads back from the store, so that a report sent again compares equal to
+    the stored one (a NaN in a curve, for one, is then the same object on both sides)."""
+    return report_from_json(json.loads(json.dumps(report_to_json(r), sort_keys=True)))
 
 
 def report_from_json(data: dict[str, Any]) -> Report:

@@ -253,7 +253,7 @@ class QLearningAgent(StoredInParts, Agent):
         self.samples = int(state["samples"])
         self.results = int(state["results"])
         self.trajectory_updates = int(state["trajectory_updates"])
-        self.queued = [([str(s) for s in p], float(r)) for p, r in state.get("queued", [])]
+        self.queued = [([str(s) for s in p], float(r)) for p, r in state["queued"]]
 
     def export_q(self) -> list[tuple[str, str, float]]:
         """Every learnt Q value as (state, next state, value), highest first."""

@@ -135,12 +135,40 @@ def reinforce_pretrained(db: sqlite3.Connection) -> None:
             )
 
 
+def q_table_entries(db: sqlite3.Connection) -> None:
+    """6: a Q-learning agent saved with its whole Q-table in its state (``q``, before the
+    table was stored entry by entry) gets the values as entries (those already stored as
+    entries are newer and stay); one saved before results were recorded apart from learning
+    had none queued."""
+    agents = "SELECT id FROM searches WHERE json_extract(spec, '$.agent') = 'qlearning'"
+    for table in ("agent_state", "agent_weights"):
+        rows = db.execute(
+            f"SELECT search_id, state FROM {table} WHERE search_id IN ({agents})"
+        ).fetchall()
+        for search_id, data in rows:
+            state = load_state(bytes(data))
+            changed = "q" in state or (table == "agent_state" and "queued" not in state)
+            if not changed:
+                continue
+            db.executemany(
+                "INSERT INTO agent_entries (search_id, key, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (search_id, key) DO NOTHING",
+                [(search_id, k, json.dumps(v)) for k, v in state.pop("q", {}).items()],
+            )
+            if table == "agent_state":
+                state.setdefault("queued", [])
+            db.execute(
+                f"UPDATE {table} SET state = ? WHERE search_id = ?", (dump_state(state), search_id)
+            )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     baseline,
     weights_apart,
     replay_log,
     spec_settings,
     reinforce_pretrained,
+    q_table_entries,
 )
 LATEST = len(MIGRATIONS)
 

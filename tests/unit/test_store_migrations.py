@@ -24,7 +24,7 @@ DUMPS = Path(__file__).resolve().parents[1] / "data" / "store"
 #:          indexes that do not end in id, no counts kept
 #: 07a9f39  weights apart, progress stored, epoch reports; still no counts kept
 #: 123ac95  counts kept by triggers, replay memory as a log; Q-table in the state
-#: a77e8ea  the last database before schema versions were numbered
+#: a77e8ea  the last database before schema versions were numbered (Q-table as entries)
 COMMITS = ("844346d", "07a9f39", "123ac95", "a77e8ea")
 
 
@@ -101,7 +101,7 @@ def test_2_weights_apart_keeps_an_agent_saved_whole(tmp_path: Path) -> None:
         loaded = store.load_agent(sid)
         assert loaded is not None
         for key, value in state.items():
-            if key != "memory":  # moved to the log by migration 3
+            if key not in ("memory", "q"):  # moved by migrations 3 and 6
                 assert same_state(loaded[key], value), key
     store.close()
 
@@ -183,3 +183,25 @@ def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreError, match="newer than this controller"):
         Store(path)
+
+
+@pytest.mark.parametrize("commit", ["844346d", "123ac95"])
+def test_6_a_q_table_kept_whole_becomes_entries(tmp_path: Path, commit: str) -> None:
+    path = old_database(tmp_path, commit)
+    (sid,) = [
+        str(r[0])
+        for r in rows(
+            path, "SELECT id FROM searches WHERE json_extract(spec, '$.agent') = 'qlearning'"
+        )
+    ]
+    table: dict[str, float] = {}
+    tables = {str(r[0]) for r in rows(path, "SELECT name FROM sqlite_master")}
+    for name in {"agent_state", "agent_weights"} & tables:
+        for (blob,) in rows(path, f"SELECT state FROM {name} WHERE search_id = '{sid}'"):
+            table.update(load_state(bytes(blob)).get("q", {}))
+    assert table
+    store = Store(path)
+    state = store.load_agent(sid)
+    assert state is not None and "q" not in state and state["entries"] == table
+    assert state["queued"] == []
+    store.close()
