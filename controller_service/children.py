@@ -3,9 +3,9 @@ of it, read from the last commit without loading the agent or taking the search'
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
+from controller_service.reports import Failure, Rejected, Report, Result, Screened
 from controller_service.searches import BadRequest, Searches
 from controller_service.states import Status
 from controller_service.stopping import Decision
@@ -41,36 +41,32 @@ class ChildRecord:
     reports: tuple[EpochReportRecord, ...]
 
 
-def _reason(status: Status, report: dict[str, Any] | None) -> str:
-    if report is None:
-        # an invalid proposal with no stored report: the dataset's input cannot take it
-        return "the dataset's input cannot take this network" if status == Status.INVALID else ""
-    if "failure" in report:
-        return str(report["failure"])
-    if "rejected" in report:
-        return str(report["rejected"])
-    if "screened" in report:
-        ((score, value),) = report["screened"].items()
-        return f"screened out ({score} {float(value):.4g})"
+def _reason(status: Status, report: Report | None) -> str:
+    match report:
+        case None:
+            # an invalid proposal with no stored report: the dataset's input cannot take it
+            return (
+                "the dataset's input cannot take this network" if status == Status.INVALID else ""
+            )
+        case Failure(reason) | Rejected(reason):
+            return reason
+        case Screened(score, value):
+            return f"screened out ({score} {value:.4g})"
     return ""
 
 
-def _screen_score(report: dict[str, Any] | None) -> float | None:
-    if report is None or "screened" not in report:
-        return None
-    return float(next(iter(report["screened"].values())))
+def _screen_score(report: Report | None) -> float | None:
+    return report.value if isinstance(report, Screened) else None
 
 
-def _outcome(report: dict[str, Any] | None, detail: bool) -> TrainOutcome | None:
+def _outcome(report: Report | None, detail: bool) -> TrainOutcome | None:
     """The stored result; in a listing without its curve, and without its architecture
     text (the child's own, sent once)."""
-    data = None if report is None else report.get("result")
-    if data is None:
+    if not isinstance(report, Result):
         return None
     if not detail:
-        data = {k: v for k, v in data.items() if k not in ("curve", "architecture")}
-        data["architecture"] = ""
-    return TrainOutcome.from_json(data)
+        return replace(report.outcome, curve=(), architecture="")
+    return report.outcome
 
 
 def list_children(

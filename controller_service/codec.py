@@ -229,8 +229,7 @@ def entry_to_proto(r: ResultRow) -> cpb.LeaderboardEntry:
     )
 
 
-def search_to_proto(v: SearchView, defaults: object = None) -> cpb.Search:
-    """``defaults`` is not used (the spec's settings class has them); kept for callers."""
+def search_to_proto(v: SearchView) -> cpb.Search:
     c = v.counts
     msg = cpb.Search(
         search_id=v.id,

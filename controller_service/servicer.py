@@ -12,7 +12,6 @@ from typing import Any, TypeVar
 import grpc
 
 from controller_service import codec
-from controller_service.agents import agent_class
 from controller_service.children import list_children
 from controller_service.searches import (
     BadReport,
@@ -160,14 +159,14 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
 
     def _search(self, search_id: str) -> cpb.Search:
         view = self.searches.view(search_id)
-        return codec.search_to_proto(view, agent_class(view.spec.agent).defaults)
+        return codec.search_to_proto(view)
 
     @rpc_errors
     def CreateSearch(
         self, request: cpb.CreateSearchRequest, context: grpc.ServicerContext
     ) -> cpb.Search:
         view = self.searches.create(codec.spec_from_proto(request))
-        return codec.search_to_proto(view, agent_class(view.spec.agent).defaults)
+        return codec.search_to_proto(view)
 
     @rpc_errors
     def Sample(
@@ -229,10 +228,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         self, request: cpb.ListSearchesRequest, context: grpc.ServicerContext
     ) -> cpb.ListSearchesResponse:
         return cpb.ListSearchesResponse(
-            searches=[
-                codec.search_to_proto(v, agent_class(v.spec.agent).defaults)
-                for v in self.searches.all()
-            ]
+            searches=[codec.search_to_proto(v) for v in self.searches.all()]
         )
 
     @rpc_errors
@@ -259,7 +255,7 @@ class ControllerServicer(controller_pb2_grpc.ControllerServicer):
         self, request: cpb.StopSearchRequest, context: grpc.ServicerContext
     ) -> cpb.Search:
         view = self.searches.stop(_search_id(request.search_id))
-        return codec.search_to_proto(view, agent_class(view.spec.agent).defaults)
+        return codec.search_to_proto(view)
 
     @rpc_errors
     def ListChildren(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from controller_service.agents import DEFAULT_SPACE, Agent, AgentSettingsError, agent_class
@@ -21,13 +22,14 @@ from nasrl.core.agent_settings import AgentSettings, settings_class
 from nasrl.core.arch import ArchError, canonical, format_arch, parse
 from nasrl.core.cell import Skeleton
 from nasrl.core.datasets import DATASET_SHAPES
-from nasrl.core.results import TrainSettings
+from nasrl.core.results import TrainOutcome, TrainSettings
 from nasrl.core.shapes import InputShape, analyze
 
 __all__ = [
     "SearchSpec",
     "SpecError",
     "REWARDS",
+    "Reward",
     "reward_of",
     "named_space",
     "WarmStart",
@@ -36,7 +38,15 @@ __all__ = [
     "Screening",
 ]
 
-REWARDS = ("zoph", "accuracy")
+
+class Reward(StrEnum):
+    """What a result is worth to the agent."""
+
+    ZOPH = "zoph"  # (max validation accuracy of the last 5 epochs)^3, Zoph & Le
+    ACCURACY = "accuracy"  # best validation accuracy
+
+
+REWARDS = tuple(r.value for r in Reward)
 COST_METRICS = ("params", "flops")
 SCREENING_SCORES = ("synflow", "params", "flops")
 MAX_BUDGET = 1_000_000
@@ -180,19 +190,17 @@ class Screening:
         return self
 
 
-def reward_of(kind: str, outcome: dict[str, Any], constraints: Constraints | None = None) -> float:
-    """The reward of a training outcome: ``zoph`` = (max validation accuracy of the last 5
-    epochs)^3 (Zoph & Le), ``accuracy`` = best validation accuracy; times the cost factor of
+def reward_of(kind: Reward, outcome: TrainOutcome, constraints: Constraints | None = None) -> float:
+    """The reward of a training outcome: ``ZOPH`` = (max validation accuracy of the last 5
+    epochs)^3 (Zoph & Le), ``ACCURACY`` = best validation accuracy; times the cost factor of
     ``constraints`` when it has a cost term."""
-    if kind == "zoph":
-        base = float(outcome["validation_accuracy_last5"]) ** 3
+    if kind == Reward.ZOPH:
+        base = float(outcome.validation_accuracy_last5) ** 3
     else:
-        base = float(outcome["validation_accuracy"])
+        base = float(outcome.validation_accuracy)
     if constraints is None:
         return base
-    return base * constraints.cost_factor(
-        int(outcome.get("params", 0)), int(outcome.get("flops", 0))
-    )
+    return base * constraints.cost_factor(int(outcome.params), int(outcome.flops))
 
 
 @dataclass(frozen=True)
@@ -280,6 +288,10 @@ class SearchSpec:
         the agent's settings class, checked (AgentSettingsError names a bad one)."""
         return settings_class(self.agent).from_dict(self.agent_settings)
 
+    def reward_of(self, outcome: TrainOutcome) -> float:
+        """What ``outcome`` is worth in this search (its reward and constraints)."""
+        return reward_of(Reward(self.reward), outcome, self.constraints)
+
     def make_agent(self) -> Agent:
         """A fresh agent for this search (validated when it was created: a bound lowered
         since, ``stored_high``, does not stop a stored search)."""
@@ -306,14 +318,11 @@ class SearchSpec:
             seed=data["seed"],
             lease_seconds=data["lease_seconds"],
             name=data["name"],
-            # searches stored before early stopping existed never stop a child
-            early_stopping=StoppingSettings(**data.get("early_stopping", {})),
-            # searches stored before warm starts and constraints existed had neither
-            warm_start=_warm_from_json(data.get("warm_start")),
-            constraints=Constraints(**data.get("constraints", {})),
-            screening=Screening(**data.get("screening", {})),
-            # searches stored before users' datasets existed used a built-in one
-            input=InputShape(**data["input"]) if data.get("input") else None,
+            early_stopping=StoppingSettings(**data["early_stopping"]),
+            warm_start=_warm_from_json(data["warm_start"]),
+            constraints=Constraints(**data["constraints"]),
+            screening=Screening(**data["screening"]),
+            input=InputShape(**data["input"]) if data["input"] else None,
         )
 
 
@@ -361,9 +370,7 @@ def _shape_text(s: InputShape) -> str:
     return f"{s.channels}x{s.height}x{s.width}, {s.classes} classes"
 
 
-def _warm_from_json(data: dict[str, Any] | None) -> WarmStart:
-    if not data:
-        return WarmStart()
+def _warm_from_json(data: dict[str, Any]) -> WarmStart:
     return WarmStart(**{**data, "architectures": tuple(data["architectures"])})
 
 
@@ -382,8 +389,7 @@ def _space_from_json(data: dict[str, Any] | None) -> Space | None:
             max_depth=int(fields["max_depth"]),
             max_fc=int(fields["max_fc"]),
             fc_max_size=int(fields["fc_max_size"]),
-            # searches stored before this setting existed allowed pooling first
-            pool_first=bool(fields.get("pool_first", True)),
+            pool_first=bool(fields["pool_first"]),
         )
     return ZophSpace(
         filter_sizes=tuple(fields["filter_sizes"]),

@@ -14,10 +14,11 @@ Call sequence (the controller holds a lock per search around every call):
 4. Optionally, once before the first sample: ``agent.pretrain(priors, steps, learning_rate)``
    with the decisions of known-good networks (a warm start); their results then arrive
    through ``update`` like any other.
-5. ``agent.state_dict()`` after each call (the controller saves it as ``light_state()``
-   each call and ``heavy_state()`` only when ``weights_version()`` changed): everything needed to continue exactly (weights,
+5. ``agent.state_dict()`` after each call: everything needed to continue exactly (weights,
    optimiser, RNG, counters), made of tensors, numbers, strings, lists and dicts only so that
-   it loads with ``torch.load(weights_only=True)``.
+   it loads with ``torch.load(weights_only=True)``. An agent whose state is large also
+   implements ``persistence.StoredInParts``, so that the controller writes only what changed
+   (``persistence.py`` says how); any other agent's state is written whole each call.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Agent(ABC):
         its write transaction) and do the expensive learning in ``learn()``, which the
         controller calls outside the transaction before its next ``sample`` or ``update``.
         ``record`` then ``learn`` leaves the agent exactly as ``update`` would; the noted
-        results are part of ``light_state`` until learnt. By default ``record`` is
+        results are part of the state until learnt. By default ``record`` is
         ``update``."""
         self.update(decisions, reward)
 
@@ -99,38 +100,6 @@ class Agent(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a ``state_dict``."""
-
-    def light_state(self) -> dict[str, Any]:
-        """The part of ``state_dict()`` that changes on every call (RNG states, counters,
-        queued results): everything but ``heavy_state()``. Plain data only (dicts with string
-        keys, lists, numbers, strings, None, tensors): it is written as JSON every call. Agents with large weights
-        override both so that neither copies what it does not return."""
-        return self.state_dict()
-
-    def heavy_state(self) -> dict[str, Any]:
-        """The large part of the state (network weights, optimiser moments), which changes
-        only when ``weights_version()`` does; ``light_state() | heavy_state()`` is a whole
-        ``state_dict()``. The returned tensors may be live views: serialise them at once."""
-        return {}
-
-    def weights_version(self) -> object:
-        """A value that changes whenever ``heavy_state()`` changes."""
-        return 0
-
-    def changed_entries(self) -> dict[str, Any]:
-        """Keyed entries the agent keeps (e.g. Q-values) that changed since the last call;
-        the controller upserts just these (so what a call writes does not grow with the
-        table) and forgets them. ``load_state_dict`` receives every entry as
-        ``state["entries"]``. Plain values."""
-        return {}
-
-    def log_since(self, start: int) -> list[Any]:
-        """An append-only list the agent keeps (e.g. a replay memory), from index ``start``
-        on: the controller stores only the entries it has not stored yet, so what a call
-        writes does not grow with the search. It is in neither light nor heavy state;
-        ``load_state_dict`` receives the whole list as ``state["log"]`` (and ``state_dict``
-        includes it). Plain data, like the light state."""
-        return []
 
     def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
         """Start from known-good networks (``priors``: their decisions, as

@@ -35,6 +35,7 @@ from controller_service.agents.base import (
     rng_state,
     set_rng_state,
 )
+from controller_service.agents.persistence import StoredInParts
 from controller_service.agents.proposals import check_space
 from controller_service.spaces import MetaQNNSpace, Nb201Space, PathSpace
 from nasrl.core.agent_settings import QLearningSettings
@@ -71,7 +72,7 @@ def explore_schedule(budget: int, fraction: float) -> list[tuple[float, int]]:
     return [(1.0, first)] + [(eps, max(1, round(rest * n / total))) for eps, n in later]
 
 
-class QLearningAgent(Agent):
+class QLearningAgent(StoredInParts, Agent):
     name = "qlearning"
     default_reward = "accuracy"
     settings_class = QLearningSettings
@@ -254,18 +255,17 @@ class QLearningAgent(Agent):
         return [[list(p), r] for p, r in self.memory[start:]]
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        # "q": the whole table (a state_dict, or saved before it was stored entry by entry);
-        # "entries": the stored entries, newer
+        # "q": the whole table (a state_dict); "entries": the stored entries, newer
         self.q = {str(k): float(v) for k, v in state.get("q", {}).items()}
         self.q.update({str(k): float(v) for k, v in state.get("entries", {}).items()})
-        self._changed = set(state.get("q", ()))  # an older database: store them all once
+        self._changed = set(state.get("q", ()))  # from a state_dict: the store has none yet
         self.memory = [([str(s) for s in p], float(r)) for p, r in state["log"]]
         self.seen = {" ".join(p): i for i, (p, _) in enumerate(self.memory)}
         set_rng_state(self.rng, state["rng"])
         self.samples = int(state["samples"])
         self.results = int(state["results"])
         self.trajectory_updates = int(state["trajectory_updates"])
-        self.queued = [([str(s) for s in p], float(r)) for p, r in state.get("queued", [])]
+        self.queued = [([str(s) for s in p], float(r)) for p, r in state["queued"]]
 
     def export_q(self) -> list[tuple[str, str, float]]:
         """Every learnt Q value as (state, next state, value), highest first."""

@@ -48,6 +48,7 @@ from controller_service.agents.base import (
 )
 from controller_service.agents.controller_lstm import ControllerLSTM, Trajectory
 from controller_service.agents.edge_policy import EdgePolicy, LayerLogits
+from controller_service.agents.persistence import StoredInParts
 from controller_service.spaces import ZOPH_DECISIONS, Nb201Space, ZophSpace
 from nasrl.core.agent_settings import ReinforceSettings
 from nasrl.core.cell import EDGES
@@ -57,7 +58,7 @@ __all__ = ["ReinforceAgent", "ReinforceSettings"]
 _STATE_FORMAT = 1
 
 
-class ReinforceAgent(Agent):
+class ReinforceAgent(StoredInParts, Agent):
     """Zoph & Le's controller. ``progress()`` omits "baseline" until the first result."""
 
     name = "reinforce"
@@ -350,12 +351,11 @@ class ReinforceAgent(Agent):
         self.samples = int(state["samples"])
         self.updates = int(state["updates"])
         self.steps = int(state["steps"])
-        self.pretrained = int(state.get("pretrained", 0))  # absent before warm starts existed
+        self.pretrained = int(state["pretrained"])
         self.pending = copy.deepcopy(list(state["pending"]))
-        # absent from searches stored before standardize and elite existed (both off there)
-        variance = state.get("variance")
+        variance = state["variance"]
         self.variance = None if variance is None else float(variance)
-        self.elite = copy.deepcopy(list(state.get("elite", [])))
+        self.elite = copy.deepcopy(list(state["elite"]))
 
     def progress(self) -> dict[str, float]:
         out = (

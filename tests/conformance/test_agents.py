@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from controller_service.agents import AGENTS, Agent, AgentSettingsError, Proposal
+from controller_service.agents.persistence import parts_of
 from controller_service.searches import ReportConflict, Searches
 from controller_service.spaces import MetaQNNSpace, Nb201Space, Space, ZophSpace
 from controller_service.spec import SearchSpec
@@ -115,12 +116,12 @@ def test_light_state_is_plain_and_record_then_learn_is_update(name: str, space: 
     for p, q in zip(direct.sample(6), split.sample(6)):
         direct.update(p.decisions, reward_of(str(p.arch)))
         split.record(q.decisions, reward_of(str(q.arch)))
-        assert is_plain(split.light_state())
+        assert is_plain(parts_of(split).light_state())
         restarted = make(name, seed=999, space=space)
         restarted.load_state_dict(through_bytes(split.state_dict()))
         split = restarted
         split.learn()
-    assert is_plain(direct.light_state())
+    assert is_plain(parts_of(direct).light_state())
     assert [str(p.arch) for p in split.sample(5)] == [str(p.arch) for p in direct.sample(5)]
     assert split.progress() == direct.progress()
 
@@ -181,5 +182,6 @@ def test_logs_and_entries_are_plain_data(name: str, space: Space) -> None:
     agent = make(name, space=space)
     for p in agent.sample(4):
         agent.update(p.decisions, reward_of(str(p.arch)))
-    assert is_plain(agent.log_since(0)) and is_plain(agent.changed_entries())
-    assert agent.changed_entries() == {}  # given once
+    parts = parts_of(agent)
+    assert is_plain(parts.log_since(0)) and is_plain(parts.changed_entries())
+    assert parts.changed_entries() == {}  # given once

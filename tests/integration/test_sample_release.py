@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
+from controller_service.reports import Result
 from controller_service.searches import Searches
 from controller_service.servicer import REQUEST_LIMITS, ControllerServicer
 from controller_service.states import Status
@@ -20,7 +21,7 @@ from controller_service.store import CandidateRow, Store
 from nasrl.rpc import rpc
 from protos import controller_pb2 as cpb
 from protos import controller_pb2_grpc
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, outcome
 
 SMALL = cpb.SearchSpace(zoph=cpb.ZophSpace(max_layers=3, filters=[8, 16]))
 LEASE = 3600
@@ -163,7 +164,7 @@ def test_release_keeps_reported_and_re_leased_candidates(tmp_path) -> None:
             for n in (1, 2, 3)
         )
         store.set_request("s", kept, "r1")
-        store.finish_candidate("s", reported, Status.DONE, {"result": {}}, 0.5)
+        store.finish_candidate("s", reported, Status.DONE, Result(outcome("C(1,3,1)")), 0.5)
         store.renew_lease("s", renewed, 200.0, None)
         assert not store.release_lease("s", reported, 100.0)
         assert not store.release_lease("s", renewed, 100.0)

@@ -339,6 +339,7 @@ def test_screening_hands_out_the_best_scoring_of_each_group(
         s = c.get_search(sid)
         assert s.spec.request.screening.score == "synflow" and s.spec.request.screening.factor == 4
         assert s.progress["samples"] == 20  # four proposals per child
+    from controller_service.reports import Screened
     from controller_service.store import Store
 
     # every screened-out network was recorded with its score, and scored no better than
@@ -355,7 +356,8 @@ def test_screening_hands_out_the_best_scoring_of_each_group(
         assert chosen[0].arch in {x.text for x in handed}
         best = score("synflow", parse(chosen[0].arch), image)
         for r in others:
-            assert r.report is not None and r.report["screened"]["synflow"] <= best
+            assert isinstance(r.report, Screened) and r.report.score == "synflow"
+            assert r.report.value <= best
 
 
 @pytest.mark.parametrize(

@@ -37,9 +37,8 @@ def test_reinforce_weights_are_written_once_per_step(tmp_path: Path) -> None:
     assert len(written) == 3  # the initial weights, then one write per step of 4 results
     # a fresh controller on the same database has the same agent, weights included
     again = Searches(Store(tmp_path / "c.db"))
-    before = searches._agents[sid].state_dict()
-    spec = searches.spec(sid)
-    assert same_state(again._agent(sid, spec).state_dict(), before)
+    before = searches.live.get(sid).agent(searches.store).state_dict()
+    assert same_state(again.live.get(sid).agent(again.store).state_dict(), before)
 
 
 def test_views_after_a_restart_do_not_load_agents(tmp_path: Path) -> None:
@@ -54,7 +53,7 @@ def test_views_after_a_restart_do_not_load_agents(tmp_path: Path) -> None:
     progress = {v.id: v.progress for v in searches.all()}
     again = Searches(Store(tmp_path / "c.db"))
     views = again.all()
-    assert not again._agents  # listed from the stored progress alone
+    assert not again.live.loaded()  # listed from the stored progress alone
     assert {v.id: v.progress for v in views} == progress
 
 
@@ -64,15 +63,16 @@ def test_a_database_written_before_the_split_keeps_its_weights(tmp_path: Path) -
     store = Store(tmp_path / "c.db")
     searches = Searches(store)
     sid = searches.create(SearchSpec(agent="reinforce", budget=20)).id
-    whole = searches._agents[sid].state_dict()
+    whole = searches.live.get(sid).agent(searches.store).state_dict()
     with store.transaction():
         store.save_agent(sid, whole)  # the old layout: everything in one row
         store._exec("DELETE FROM agent_weights WHERE search_id = ?", (sid,))
+        store._exec("PRAGMA user_version = 1")  # before migration 2 kept weights apart
     old = Searches(Store(tmp_path / "c.db"))
     old.sample(sid, 2)
-    expected = old._agents[sid].state_dict()
+    expected = old.live.get(sid).agent(old.store).state_dict()
     again = Searches(Store(tmp_path / "c.db"))
-    assert same_state(again._agent(sid, again.spec(sid)).state_dict(), expected)
+    assert same_state(again.live.get(sid).agent(again.store).state_dict(), expected)
 
 
 def test_state_bytes_round_trip_exactly() -> None:
@@ -111,6 +111,7 @@ def test_counts_are_kept_by_triggers_and_rebuilt_for_an_older_database(tmp_path:
         store._exec("DROP TRIGGER count_insert")
         store._exec("DROP TRIGGER count_update")
         store._exec("DELETE FROM candidate_counts")
+        store._exec("PRAGMA user_version = 0")  # unversioned, as such databases are
     store.close()
     again = Store(tmp_path / "c.db")
     assert again.counts(sid) == expected
@@ -130,13 +131,13 @@ def test_qlearning_memory_is_stored_as_a_log_of_new_entries(tmp_path: Path) -> N
     for i, h in enumerate(handouts):
         searches.update(sid, h.id, outcome(h.text, 0.1 + 0.1 * i), None)
     searches.sample(sid, 1)  # the last result is learnt (and logged) at the next call
-    agent = searches._agents[sid]
+    agent = searches.live.get(sid).agent(searches.store)
     assert isinstance(agent, QLearningAgent)
     assert store.log_length(sid) == len(agent.memory) == len({h.text for h in handouts})
     heavy = store._exec("SELECT state FROM agent_weights WHERE search_id = ?", (sid,)).fetchone()
     assert b"memory" not in bytes(heavy["state"])
     again = Searches(Store(tmp_path / "c.db"))
-    assert same_state(again._agent(sid, again.spec(sid)).state_dict(), agent.state_dict())
+    assert same_state(again.live.get(sid).agent(again.store).state_dict(), agent.state_dict())
 
 
 def test_qlearning_q_table_is_stored_entry_by_entry(tmp_path: Path) -> None:
@@ -160,12 +161,12 @@ def test_qlearning_q_table_is_stored_entry_by_entry(tmp_path: Path) -> None:
         (h,), _ = searches.sample(sid, 1)
         if h.cached is None:
             searches.update(sid, h.id, outcome(h.text, 0.2 + 0.003 * i), None)
-    agent = searches._agents[sid]
+    agent = searches.live.get(sid).agent(searches.store)
     assert isinstance(agent, QLearningAgent)
     assert written[-1] < len(agent.q) / 2, (written[-5:], len(agent.q))
     assert sum(written) >= len(agent.q)
     again = Searches(Store(tmp_path / "c.db"))
-    assert same_state(again._agent(sid, again.spec(sid)).state_dict(), agent.state_dict())
+    assert same_state(again.live.get(sid).agent(again.store).state_dict(), agent.state_dict())
 
 
 def test_a_search_stored_before_a_bound_was_lowered_keeps_working(tmp_path: Path) -> None:
@@ -193,4 +194,4 @@ def test_a_search_stored_before_a_bound_was_lowered_keeps_working(tmp_path: Path
     again = Searches(Store(tmp_path / "c.db"))
     handouts, _ = again.sample(sid, 2)
     assert len(handouts) == 2
-    assert again._agents[sid].settings.hidden == 300  # type: ignore[attr-defined]
+    assert again.live.get(sid).agent(again.store).settings.hidden == 300  # type: ignore[attr-defined]

@@ -59,7 +59,7 @@ def updates_while_locked(
         ]
         for t in threads:
             t.start()
-        wait_for(lambda: len(searches._reports.get(sid, [])) == len(calls), what="queued")
+        wait_for(lambda: searches.queued(sid) == len(calls), what="queued")
     for t in threads:
         t.join(60)
     assert all(a is not None for a in answers)
@@ -121,7 +121,7 @@ def test_a_long_sample_records_the_updates_queued_between_its_rounds(tmp_path: P
     with searches._locked(sid):  # this thread's Sample below re-enters the lock
         for t in threads:
             t.start()
-        wait_for(lambda: len(searches._reports.get(sid, [])) == len(handouts), what="queued")
+        wait_for(lambda: searches.queued(sid) == len(handouts), what="queued")
         more, _ = searches.sample(sid, MAX_ROUND + 10)  # two rounds
         assert len(more) == MAX_ROUND + 10
         for t in threads:

@@ -1,0 +1,31 @@
+"""A search's budget: how many more children may be proposed, and when it is done."""
+
+from __future__ import annotations
+
+from controller_service.spec import SearchSpec
+from controller_service.states import TRAINING, SearchState, Status
+from controller_service.store import Store
+
+__all__ = ["MAX_ROUND", "MAX_SAMPLES_PER_BUDGET", "room", "settle"]
+
+MAX_ROUND = 256  # proposals prepared per transaction of one Sample
+MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
+
+
+def room(spec: SearchSpec, counts: dict[str, int]) -> int:
+    """How many more children may be proposed now, given the search's ``counts``: the budget
+    not yet spent, and at most MAX_SAMPLES_PER_BUDGET proposals per budget unit in all; at
+    most MAX_ROUND at once."""
+    spent = sum(counts.get(s, 0) for s in TRAINING)
+    sampled = sum(v for k, v in counts.items() if k != "reissued")
+    left = min(spec.budget - spent, spec.budget * MAX_SAMPLES_PER_BUDGET - sampled)
+    return max(0, min(left, max(1, MAX_ROUND // max(1, spec.screening.factor))))
+
+
+def settle(store: Store, search_id: str, spec: SearchSpec) -> bool:
+    """Mark the search done when nothing is in flight and no more may be proposed."""
+    counts = store.counts(search_id)
+    if counts.get(Status.LEASED, 0) == 0 and room(spec, counts) == 0:
+        store.set_search_state(search_id, SearchState.DONE)
+        return True
+    return False

@@ -1,0 +1,281 @@
+"""Sample: hand out candidates. Each round proposes and prepares outside any transaction
+(rollouts, shape checks, screening scores), then records in one short transaction; usually
+one round, more when proposals turn out known or in flight.
+
+Dedup: a network already evaluated in a search is never trained again; it is answered from
+the results table (``cached``) and the agent learns from the stored reward. A network equal
+to one in flight is not handed out either: it waits (``waiting``) for its twin's report."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from controller_service import budget
+from controller_service.agents import Agent, Proposal
+from controller_service.live import LiveSearch
+from controller_service.reports import Rejected, Result, Screened
+from controller_service.spaces import encode
+from controller_service.states import Status
+from controller_service.store import CandidateRow, Store
+from controller_service.views import Handout
+from nasrl.core.arch import ArchError, arch_hash, canonical, format_arch, parse
+from nasrl.core.scoring import score as screen_score
+from nasrl.core.shapes import Analysis, analyze
+
+__all__ = ["Sampling", "handout_of"]
+
+log = logging.getLogger(__name__)
+
+
+class _New:
+    """What ``Sampling._unless_new`` returns for a proposal that needs training."""
+
+
+_NEW = _New()
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A proposal's checks done before the transaction: its shape (None: ``invalid`` says
+    why it does not fit the input) and, when screened, its score."""
+
+    size: Analysis | None
+    invalid: str | None
+    score: float | None
+
+
+def handout_of(c: CandidateRow) -> Handout:
+    """A stored candidate as a Sample handed it out."""
+    report = c.report if c.status == Status.CACHED else None
+    cached = report.outcome if isinstance(report, Result) else None
+    return Handout(c.id, c.arch, c.lease_deadline or 0.0, cached)
+
+
+class Sampling:
+    """One Sample call on one search, run under the search's lock."""
+
+    def __init__(self, store: Store, live: LiveSearch, now: float, request_id: str) -> None:
+        self.store, self.live, self.spec = store, live, live.spec
+        self.now = now
+        self.request_id = request_id
+
+    def run(
+        self,
+        count: int,
+        reclaim: bool,
+        proposing: Callable[[int], bool],
+        between_rounds: Callable[[], None],
+    ) -> tuple[list[Handout], bool]:
+        """Up to ``count`` handouts (expired leases first) and whether the search is done.
+        ``proposing(attempts)`` says whether to propose more; ``between_rounds`` runs
+        before every round but the first (the search's queued Updates are recorded there)."""
+        store, live, search_id = self.store, self.live, self.live.id
+        deadline = self.now + self.spec.lease_seconds
+        agent = live.learn(store)
+        expired = store.expired_leases(search_id, math.inf if reclaim else self.now, count)
+        out: list[Handout] = []
+        attempts = 0
+        first = True
+        while True:
+            if not first:
+                between_rounds()
+                agent = live.learn(store)  # reloaded if a recorded group failed
+            want = 0
+            if proposing(attempts):
+                counts = store.counts(search_id)
+                want = min(count - len(out) - len(expired), budget.room(self.spec, counts))
+            groups, screened = self._proposals(agent, want) if want > 0 else ([], False)
+            attempts += len(groups)
+            prepared = self._prepare(groups, screened)
+            with store.transaction():
+                out += [self._reissue(c, deadline) for c in expired]
+                expired = []
+                for group in groups:
+                    handout = (
+                        self._screened(agent, group, prepared)
+                        if screened
+                        else self._propose(agent, group[0], prepared)
+                    )
+                    if handout is not None:
+                        if self.request_id:
+                            store.set_request(search_id, handout.id, self.request_id)
+                        out.append(handout)
+                last = want <= 0 or len(out) >= count
+                live.save(store)
+                done = budget.settle(store, search_id, self.spec) if last else False
+            live.saved()
+            if last:
+                return out, done
+            first = False
+
+    def release(self, handouts: list[Handout]) -> None:
+        """A Sample whose caller left before the answer: its leases end now, so the next
+        Sample hands those candidates out again first, as it does expired ones, and their
+        request id is forgotten, so a retry with it is a new Sample (and gets them first).
+        Runs under the search's lock, before anyone saw the candidates; a candidate reported
+        or handed out again meanwhile keeps its state (the store checks). Cached ones have no
+        lease: only their request id goes."""
+        released = 0
+        with self.store.transaction():
+            for h in handouts:
+                if h.cached is None:
+                    released += self.store.release_lease(self.live.id, h.id, h.lease_deadline)
+                else:
+                    self.store.set_request(self.live.id, h.id, None)
+        log.info(
+            "search %s: the caller of a Sample left before its answer; %d lease(s) released",
+            self.live.id,
+            released,
+        )
+
+    def _reissue(self, c: CandidateRow, deadline: float) -> Handout:
+        self.store.renew_lease(self.live.id, c.id, deadline, self.request_id or None)
+        log.info("search %s: handing candidate %d out again", self.live.id, c.id)
+        return Handout(c.id, c.arch, deadline, None)
+
+    def _proposals(self, agent: Agent, want: int) -> tuple[list[list[Proposal]], bool]:
+        """``want`` groups of proposals, each to yield at most one child, and whether they
+        are screened: the warm start's networks not yet recorded first (one each, never
+        screened), else the agent's (``factor`` each when screening, else one), sampled in
+        one batched call."""
+        priors = self._next_priors(want)
+        if priors:
+            return [[p] for p in priors], False
+        spec = self.spec
+        per = spec.screening.factor if spec.screening.score else 1
+        batch = agent.sample(want * per)
+        return [batch[i * per : (i + 1) * per] for i in range(want)], bool(spec.screening.score)
+
+    def _next_priors(self, want: int) -> list[Proposal]:
+        """Up to ``want`` warm-start networks not yet recorded, in the order given."""
+        priors = self.spec.warm_start.architectures
+        memory = self.live.memory(self.store)
+        done = memory.priors_done
+        while done < len(priors) and self.store.has_hash(
+            self.live.id, arch_hash(parse(priors[done]))
+        ):
+            done += 1
+        memory.priors_done = done
+        out = []
+        for text in priors[done : done + want]:
+            arch = parse(text)
+            out.append(Proposal(arch, {**encode(self.spec.bound_space(), arch), "prior": True}))
+        return out
+
+    def _prepare(self, groups: list[list[Proposal]], screened: bool) -> dict[str, _Prepared]:
+        """The expensive checks of every proposal, done before the transaction: its shape
+        (or why it does not fit the input) and, in screened groups, the score of each one
+        that is valid, within the limits, not evaluated and not in flight."""
+        spec, search_id = self.spec, self.live.id
+        image, score = spec.image(), spec.screening.score
+        out: dict[str, _Prepared] = {}
+        for group in groups:
+            for p in group:
+                digest = arch_hash(p.arch)
+                if digest in out:
+                    continue
+                try:
+                    item = _Prepared(analyze(p.arch, image), None, None)
+                except ArchError as exc:  # the space allows it, the dataset's input does not
+                    item = _Prepared(None, str(exc), None)
+                if (
+                    screened
+                    and item.size is not None
+                    and spec.constraints.violation(item.size.params, item.size.flops) is None
+                    and self.store.result(search_id, digest) is None
+                    and self.store.in_flight_with_hash(search_id, digest) is None
+                ):
+                    item = _Prepared(item.size, None, screen_score(score, p.arch, image))
+                out[digest] = item
+        return out
+
+    def _propose(self, agent: Agent, p: Proposal, prepared: dict[str, _Prepared]) -> Handout | None:
+        """Record a proposal: a new network is leased out for training."""
+        outcome = self._unless_new(agent, p, prepared)
+        return self._lease(p) if isinstance(outcome, _New) else outcome
+
+    def _unless_new(
+        self, agent: Agent, p: Proposal, prepared: dict[str, _Prepared]
+    ) -> Handout | _New | None:
+        """Record a proposal that needs no training — invalid, over the limits (both learnt
+        as failures), already evaluated (cached, learnt from its reward) or equal to one in
+        flight (waiting) — and return its handout (or None); ``_NEW`` for a new network,
+        which is not recorded."""
+        store, search_id = self.store, self.live.id
+        text = format_arch(canonical(p.arch))
+        digest = arch_hash(p.arch)
+        size = prepared[digest].size
+        if size is None:
+            store.add_candidate(search_id, text, digest, p.decisions, Status.INVALID, None)
+            agent.record(p.decisions, None)
+            log.info(
+                "search %s: agent proposed an invalid network: %s",
+                search_id,
+                prepared[digest].invalid,
+            )
+            return None
+        why = self.spec.constraints.violation(size.params, size.flops)
+        if why is not None:  # rejected before training: no budget, learnt as a failure
+            cid = store.add_candidate(search_id, text, digest, p.decisions, Status.INVALID, None)
+            store.finish_candidate(search_id, cid, Status.INVALID, Rejected(why), None)
+            agent.record(p.decisions, None)
+            return None
+        known = store.result(search_id, digest)
+        if known is not None:
+            cid = store.add_candidate(search_id, text, digest, p.decisions, Status.CACHED, None)
+            store.finish_candidate(
+                search_id, cid, Status.CACHED, Result(known.outcome), known.reward
+            )
+            agent.record(p.decisions, known.reward)
+            return Handout(cid, text, 0.0, known.outcome)
+        twin = store.in_flight_with_hash(search_id, digest)
+        if twin is not None:
+            store.add_candidate(search_id, text, digest, p.decisions, Status.WAITING, None, twin.id)
+            return None
+        return _NEW
+
+    def _lease(self, p: Proposal) -> Handout:
+        text = format_arch(canonical(p.arch))
+        deadline = self.now + self.spec.lease_seconds
+        cid = self.store.add_candidate(
+            self.live.id, text, arch_hash(p.arch), p.decisions, Status.LEASED, deadline
+        )
+        return Handout(cid, text, deadline, None)
+
+    def _screened(
+        self, agent: Agent, group: list[Proposal], prepared: dict[str, _Prepared]
+    ) -> Handout | None:
+        """One child by screening a group of ``factor`` proposals; those that are invalid,
+        known or in flight are handled as always (a known one is recorded as cached and
+        learnt, but not handed out); of the new ones only the best-scoring is handed out, the
+        others are recorded with their score and not learnt from."""
+        screening = self.spec.screening
+        fresh: dict[str, tuple[Proposal, float]] = {}
+        for p in group:
+            digest = arch_hash(p.arch)
+            if digest in fresh or not isinstance(self._unless_new(agent, p, prepared), _New):
+                continue
+            value = prepared[digest].score
+            if value is None:  # not new when prepared; cannot happen under the search's lock
+                value = screen_score(screening.score, p.arch, self.spec.image())
+            fresh[digest] = (p, value)
+        if not fresh:
+            return None
+        best = max(fresh, key=lambda d: fresh[d][1])
+        for digest, (p, value) in fresh.items():
+            if digest != best:
+                cid = self.store.add_candidate(
+                    self.live.id,
+                    format_arch(canonical(p.arch)),
+                    digest,
+                    p.decisions,
+                    Status.INVALID,
+                    None,
+                )
+                self.store.finish_candidate(
+                    self.live.id, cid, Status.INVALID, Screened(screening.score, value), None
+                )
+        return self._lease(fresh[best][0])
