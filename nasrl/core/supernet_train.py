@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from nasrl.core.arch import Architecture
 from nasrl.core.supernet import Index
 
-__all__ = ["Supernet", "SharedSGD", "train_child", "evaluate"]
+__all__ = ["Supernet", "SharedSGD", "train_child", "evaluate", "BN_MODES"]
 
 
 class Supernet(Protocol):
@@ -37,6 +37,7 @@ class Supernet(Protocol):
     def named_parameters(self) -> Any: ...
     def train(self, mode: bool = True) -> Any: ...
     def child_state_dict(self, plan: Any) -> dict[str, torch.Tensor]: ...
+    def buffers(self) -> Any: ...
 
 
 @dataclass
@@ -98,15 +99,35 @@ def train_child(
     return float(loss.detach())
 
 
+#: how ``evaluate`` normalises: the shared running statistics, or each batch's own
+BN_MODES = ("running", "batch")
+
+
 @torch.no_grad()
 def evaluate(
-    supernet: Supernet, plan: Any, x: torch.Tensor, y: torch.Tensor, batch: int = 1024
+    supernet: Supernet,
+    plan: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch: int = 1024,
+    bn: str = "running",
 ) -> float:
-    """The child's accuracy on (x, y) under the shared weights, in eval mode (batch-norm
-    uses the shared running statistics of the channels it reads)."""
-    supernet.train(False)
+    """The child's accuracy on (x, y) under the shared weights. ``bn="running"``: eval mode,
+    batch-norm uses the shared running statistics of the channels it reads (what the
+    exported child computes). ``bn="batch"``: batch-norm normalises with each evaluation
+    batch's own statistics (the running statistics are left as they were), which does not
+    depend on the statistics other children left in the shared buffers."""
+    if bn not in BN_MODES:
+        raise ValueError(f"bn must be one of {BN_MODES}, got {bn!r}")
+    saved = [(b, b.clone()) for b in supernet.buffers()] if bn == "batch" else []
+    supernet.train(bn == "batch")
     correct = 0
-    for start in range(0, len(y), batch):
-        logits = supernet(x[start : start + batch], plan)
-        correct += int((logits.argmax(1) == y[start : start + batch]).sum())
+    try:
+        for start in range(0, len(y), batch):
+            logits = supernet(x[start : start + batch], plan)
+            correct += int((logits.argmax(1) == y[start : start + batch]).sum())
+    finally:
+        for b, value in saved:
+            b.copy_(value)
+        supernet.train(False)
     return correct / max(1, len(y))
