@@ -3,7 +3,8 @@ uniformly sampled child per mini-batch) and compare each child's validation accu
 the shared weights with the ground truth.
 
 * Zoph table (``bench/tables/zoph_mnist5k.jsonl.gz``, 2,048 networks, each trained 3 epochs
-  from scratch): Spearman's rho and Kendall's tau between shared-weights accuracy and the
+  from scratch) and MetaQNN table (1,720 networks of convolutions, max pools and GAP):
+  Spearman's rho and Kendall's tau between shared-weights accuracy and the
   table's best validation accuracy over every network, and the overlap of the two top-10s,
   after each of ``--epochs`` supernet epochs (an epoch: one pass over mnist5k's training
   split), for each supernet seed and both ways of normalising at evaluation (the shared
@@ -12,7 +13,8 @@ the shared weights with the ground truth.
 * NB201 cell space on mnist5k (``--nb201-cells`` random cells, skeleton C=16, N=1, 3
   stages): no ground truth; the Spearman between the rankings of two supernet seeds.
 
-    .venv/bin/python bench/supernet_ranking.py [--epochs 1,3,10] [--seeds 0] [--nb201-seeds 0,1]
+    .venv/bin/python bench/supernet_ranking.py [--tables T1,T2] [--epochs 1,3,10] [--seeds 0]
+        [--nb201-seeds 0,1]
         [--nb201-cells 500] [--nb201-epochs 1,3] [--lr 0.05] [--val N] [--out DIR]
 
 Writes OUT/supernet_ranking.json (OUT: bench/results). Torch runs on one thread.
@@ -41,11 +43,11 @@ from nasrl.core.cell import CELL_OPS, Cell, Skeleton  # noqa: E402
 from nasrl.core.supernet import ZophBounds, ZophSupernet  # noqa: E402
 from nasrl.core.supernet_cell import CellSupernet  # noqa: E402
 from nasrl.core.supernet_train import BN_MODES, SharedSGD, evaluate, train_child  # noqa: E402
-from nasrl.core.table import read_table  # noqa: E402
+from nasrl.core.table import Table, read_table  # noqa: E402
 from trainer_service.data import Dataset, load  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-ZOPH_TABLE = ROOT / "bench" / "tables" / "zoph_mnist5k.jsonl.gz"
+TABLES = ROOT / "bench" / "tables"
 NB201_SKELETON = Skeleton(channels=16, cells_per_stage=1, stages=3)
 
 
@@ -90,14 +92,25 @@ def top_overlap(a: Sequence[float], b: Sequence[float], k: int = 10) -> int:
     return len(top(a) & top(b))
 
 
-def zoph(args: argparse.Namespace, data: Dataset) -> dict[str, Any]:
-    table = read_table(args.table)
-    space = table.space["zoph"]
-    bounds = ZophBounds(max(space["filterSizes"]), max(space["filters"]), space["maxLayers"])
+def bounds_of(table: Table) -> ZophBounds:
+    """The layer supernet for a table's space: Zoph's maxima, or MetaQNN's (its longest
+    network's length; its pools and GAP have no weights)."""
+    texts = table.primary()
+    if "zoph" in table.space:
+        space = table.space["zoph"]
+        return ZophBounds(max(space["filterSizes"]), max(space["filters"]), space["maxLayers"])
+    space = table.space["metaqnn"]
+    longest = max(len(parse(t).layers) for t in texts)
+    return ZophBounds(max(space["convSizes"]), max(space["convFilters"]), longest)
+
+
+def layer_table(path: Path, args: argparse.Namespace, data: Dataset) -> dict[str, Any]:
+    table = read_table(path)
+    bounds = bounds_of(table)
     texts = sorted(table.primary())
     truth = [table.primary()[t].best_validation for t in texts]
     params = [table.primary()[t].params for t in texts]
-    print(f"zoph: {len(texts)} networks, {bounds}", flush=True)
+    print(f"{table.name}: {len(texts)} networks, {bounds}", flush=True)
     runs = []
     for seed in args.seeds:
         torch.manual_seed(seed)
@@ -124,7 +137,7 @@ def zoph(args: argparse.Namespace, data: Dataset) -> dict[str, Any]:
 
         train_epochs(net, plans, data, args.epochs, seed, args.lr, mark)
     return {
-        "table": str(args.table.relative_to(ROOT)),
+        "table": str(path),
         "networks": len(texts),
         "bounds": bounds.__dict__,
         "params_spearman": stats.spearmanr(params, truth).statistic,
@@ -181,15 +194,19 @@ def nb201(args: argparse.Namespace, data: Dataset) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ints = lambda s: tuple(int(v) for v in s.split(","))  # noqa: E731
-    p.add_argument("--table", type=Path, default=ZOPH_TABLE)
+    p.add_argument(
+        "--tables",
+        type=lambda s: tuple(Path(v) for v in s.split(",") if v),
+        default=(TABLES / "zoph_mnist5k.jsonl.gz", TABLES / "metaqnn_mnist5k.jsonl.gz"),
+        help="layer-space tables, comma separated ('' for none)",
+    )
     p.add_argument("--epochs", type=ints, default=(1, 3, 10))
-    p.add_argument("--seeds", type=ints, default=(0,), help="Zoph supernet seeds")
+    p.add_argument("--seeds", type=ints, default=(0,), help="layer supernet seeds")
     p.add_argument("--nb201-seeds", type=ints, default=(0, 1), help="two NB201 supernet seeds")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--nb201-cells", type=int, default=500, help="0 skips the NB201 part")
     p.add_argument("--nb201-epochs", type=ints, default=(1, 3))
     p.add_argument("--nb201-bn", choices=BN_MODES, default="batch")
-    p.add_argument("--skip-zoph", action="store_true")
     p.add_argument(
         "--val", type=int, default=0, help="evaluate on the first N validation images (0: all)"
     )
@@ -204,8 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"command": " ".join(["bench/supernet_ranking.py", *sys.argv[1:]])}
     report["lr"] = args.lr
     report["validation_images"] = len(data.y_val)
-    if not args.skip_zoph:
-        report["zoph"] = zoph(args, data)
+    report["tables"] = {str(t.name): layer_table(t, args, data) for t in args.tables}
     if args.nb201_cells:
         report["nb201"] = nb201(args, data)
     report["seconds"] = time.perf_counter() - began

@@ -2,18 +2,19 @@
 weights every child slices, instead of each child training its own from scratch.
 
 Layout of the shared weights, for a space with ``max_layers`` L, largest kernel side K and
-largest filter count F, on an image of C channels and H x W pixels:
+largest filter count F, on an image of C channels and H x W pixels (B = max(F, C), the width
+of an earlier layer's channel block; B = F whenever the space has at least C filters):
 
-* layer ``i`` (1-based) has one conv weight ``[F, C + (i - 1) * F, K, K]``: its input
-  channels are laid out as the image's C channels, then F channels for each earlier layer
-  ``j`` (block ``j`` starts at ``C + (j - 1) * F``), so a skip from layer ``j`` always reads
+* layer ``i`` (1-based) has one conv weight ``[F, C + (i - 1) * B, K, K]``: its input
+  channels are laid out as the image's C channels, then B channels for each earlier layer
+  ``j`` (block ``j`` starts at ``C + (j - 1) * B``), so a skip from layer ``j`` always reads
   the same weights whatever else the child concatenates;
 * a child's conv with ``f`` filters and a ``kh x kw`` kernel reading inputs ``(a, b, ...)``
   uses output channels ``[:f]``, the first ``f_a`` channels of block ``a``, then of block
   ``b`` (in the child's own concatenation order), and the centre ``kh x kw`` window of the
   K x K kernel (rows ``(K - kh) // 2 ...``); its batch-norm the first ``f`` channels (affine
   weights and running statistics) of layer ``i``'s F-channel batch-norm;
-* the classifier's weight is ``[classes, L * F, H, W]`` (block ``j`` of the channels is layer
+* the classifier's weight is ``[classes, L * B, H, W]`` (block ``j`` of the channels is layer
   ``j``'s output; the image never reaches the classifier). A child's classifier reads the
   flattened concatenation of its unconsumed outputs, an ``c x h x w`` map (h x w the largest
   of those maps, smaller ones zero-padded, centred, as ``nasrl.core.builder.gather`` does);
@@ -24,7 +25,9 @@ largest filter count F, on an image of C channels and H x W pixels:
 ``child_state_dict`` returns a child's slice as the state dict of the standalone network
 ``nasrl.core.builder.build(arch, image)`` builds, and the supernet's forward on a child is that
 network's forward (same logits; ``tests/unit/test_supernet.py``). Strides and skips need no
-weights of their own. Pure torch; nothing here imports grpc.
+weights of their own, nor do max pooling and global average pooling layers (MetaQNN's space
+without FC layers): a pool's output is one block like a conv's, so a pool may read one input,
+or several whose channels fit one block. Pure torch; nothing here imports grpc.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nasrl.core.arch import ArchError, Architecture, Conv
+from nasrl.core.arch import GAP, ArchError, Architecture, Conv, Pool
 from nasrl.core.builder import gather, same_padding
 from nasrl.core.shapes import InputShape, analyze, merged
 
@@ -66,10 +69,10 @@ class ZophBounds:
 
 @dataclass(frozen=True)
 class LayerPlan:
-    conv: Conv
+    op: Conv | Pool | GAP
     inputs: tuple[int, ...]
-    padding: tuple[int, int, int, int]  # left, right, top, bottom: builder's "same"
-    weight: tuple[slice | torch.Tensor, ...]  # into the layer's [F, C_in_max, K, K] weight
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # conv: builder's "same" (l, r, t, b)
+    weight: tuple[slice | torch.Tensor, ...] = ()  # conv: into its [F, C_in_max, K, K] weight
 
 
 @dataclass(frozen=True)
@@ -89,12 +92,13 @@ class ZophSupernet(nn.Module):
         super().__init__()
         self.image, self.bounds = image, bounds
         k, f, n = bounds.max_kernel, bounds.max_filters, bounds.max_layers
+        self.block = max(f, image.channels)  # channels of one earlier layer's block
         self.convs = nn.ParameterList(
-            nn.Parameter(torch.empty(f, image.channels + i * f, k, k)) for i in range(n)
+            nn.Parameter(torch.empty(f, image.channels + i * self.block, k, k)) for i in range(n)
         )
         self.bns = nn.ModuleList(nn.BatchNorm2d(f) for _ in range(n))
         self.classifier_weight = nn.Parameter(
-            torch.empty(image.classes, n * f, image.height, image.width)
+            torch.empty(image.classes, n * self.block, image.height, image.width)
         )
         self.classifier_bias = nn.Parameter(torch.empty(image.classes))
         self.reset_parameters()
@@ -111,7 +115,7 @@ class ZophSupernet(nn.Module):
 
     def _block_start(self, j: int) -> int:
         """First input channel of source ``j`` (0 = the image) in a conv weight."""
-        return 0 if j == 0 else self.image.channels + (j - 1) * self.bounds.max_filters
+        return 0 if j == 0 else self.image.channels + (j - 1) * self.block
 
     def plan(self, arch: Architecture) -> ZophPlan:
         """The slices ``arch`` uses; raises ArchError (SupernetError when it is a valid
@@ -126,8 +130,20 @@ class ZophSupernet(nn.Module):
         layers = []
         for i, (layer, ins) in enumerate(zip(arch.layers, analysis.inputs), start=1):
             op = layer.op
+            if isinstance(op, (Pool, GAP)):
+                channels = sum(widths[j] for j in ins)
+                if channels > self.block:
+                    raise SupernetError(
+                        f"layer {i}: a pool over {channels} channels does not fit this "
+                        f"supernet's blocks of {self.block}"
+                    )
+                layers.append(LayerPlan(op, ins))
+                widths.append(channels)
+                continue
             if not isinstance(op, Conv):
-                raise SupernetError(f"layer {i}: the Zoph supernet has convolutions only")
+                raise SupernetError(
+                    f"layer {i}: the layer supernet has convolutions and pooling only"
+                )
             if op.filters > b.max_filters or max(op.kernel_h, op.kernel_w) > b.max_kernel:
                 raise SupernetError(
                     f"layer {i}: {op.filters} filters of {op.kernel_h}x{op.kernel_w} exceed "
@@ -150,7 +166,7 @@ class ZophSupernet(nn.Module):
             widths.append(op.filters)
         heads = analysis.classifier_inputs
         head = merged(list(analysis.shapes), heads)
-        f = b.max_filters
+        f = self.block
         cols = torch.cat([torch.arange((j - 1) * f, (j - 1) * f + widths[j]) for j in heads])
         classifier = (slice(None), cols, slice(0, head.height), slice(0, head.width))
         return ZophPlan(arch, tuple(layers), heads, classifier)
@@ -159,8 +175,9 @@ class ZophSupernet(nn.Module):
         """The parameters (by name) and entries a child's forward reads."""
         out: dict[str, Index] = {}
         for i, layer in enumerate(plan.layers):
-            out[f"convs.{i}"] = layer.weight
-            out[f"bns.{i}.weight"] = out[f"bns.{i}.bias"] = (slice(0, layer.conv.filters),)
+            if isinstance(layer.op, Conv):
+                out[f"convs.{i}"] = layer.weight
+                out[f"bns.{i}.weight"] = out[f"bns.{i}.bias"] = (slice(0, layer.op.filters),)
         out["classifier_weight"] = plan.classifier
         out["classifier_bias"] = None
         return out
@@ -170,12 +187,18 @@ class ZophSupernet(nn.Module):
     def forward(self, x: torch.Tensor, plan: ZophPlan) -> torch.Tensor:
         outputs = [x]
         for i, layer in enumerate(plan.layers):
-            y = F.conv2d(
-                F.pad(gather(outputs, layer.inputs), layer.padding),
-                self.convs[i][layer.weight],
-                stride=(layer.conv.stride_h, layer.conv.stride_w),
-            )
-            outputs.append(F.relu(self._batch_norm(i, y, layer.conv.filters)))
+            x, op = gather(outputs, layer.inputs), layer.op
+            if isinstance(op, Pool):
+                outputs.append(F.max_pool2d(x, op.kernel, op.stride))
+            elif isinstance(op, GAP):
+                outputs.append(F.adaptive_avg_pool2d(x, 1))
+            else:
+                y = F.conv2d(
+                    F.pad(x, layer.padding),
+                    self.convs[i][layer.weight],
+                    stride=(op.stride_h, op.stride_w),
+                )
+                outputs.append(F.relu(self._batch_norm(i, y, op.filters)))
         head = torch.flatten(gather(outputs, plan.heads), 1)
         weight = self.classifier_weight[plan.classifier].flatten(1)
         return F.linear(head, weight, self.classifier_bias)
@@ -206,7 +229,9 @@ class ZophSupernet(nn.Module):
         ``classifier.*``); copies, on the CPU."""
         out: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(plan.layers):
-            f = layer.conv.filters
+            if not isinstance(layer.op, Conv):
+                continue  # pooling has no state
+            f = layer.op.filters
             bn = self.bns[i]
             out[f"blocks.{i}.1.weight"] = self.convs[i][layer.weight]
             for name in ("weight", "bias", "running_mean", "running_var"):

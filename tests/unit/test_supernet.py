@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from nasrl.core.arch import ArchError, Architecture, Conv, Layer, parse
+from nasrl.core.arch import GAP, ArchError, Architecture, Conv, Layer, Pool, parse
 from nasrl.core.builder import build
 from nasrl.core.shapes import InputShape
 from nasrl.core.supernet import ZophBounds, ZophSupernet
@@ -23,18 +23,28 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def random_child(rng: random.Random, bounds: ZophBounds = BOUNDS) -> Architecture:
     """Any kernel up to the maximum (even and non-square ones too), strides 1-3, any filter
-    count, and skips from a random non-empty set of earlier outputs in a random order."""
+    count, and skips from a random non-empty set of earlier outputs in a random order; one
+    layer in five a max pool or global average pool of one earlier output."""
     layers = []
     for i in range(1, rng.randint(1, bounds.max_layers) + 1):
-        conv = Conv(
+        if rng.random() < 0.2:
+            op: Conv | Pool | GAP = GAP() if rng.random() < 0.3 else Pool(2, rng.randint(1, 2))
+            layers.append(Layer(op, (rng.randrange(i),)))
+            continue
+        op = Conv(
             rng.randint(1, bounds.max_filters),
             rng.randint(1, bounds.max_kernel),
             rng.randint(1, bounds.max_kernel),
             rng.randint(1, 3),
             rng.randint(1, 3),
         )
-        layers.append(Layer(conv, tuple(rng.sample(range(i), rng.randint(1, i)))))
-    return Architecture(tuple(layers))
+        layers.append(Layer(op, tuple(rng.sample(range(i), rng.randint(1, i)))))
+    arch = Architecture(tuple(layers))
+    try:
+        ZophSupernet(IMAGE, bounds).plan(arch)
+    except ArchError:  # a pool on a map already below 2x2: draw again
+        return random_child(rng, bounds)
+    return arch
 
 
 def batch(n: int = 12, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +71,9 @@ def test_slices_give_the_standalone_networks_logits() -> None:
     x, _ = batch(seed=99)
     children = [random_child(rng) for _ in range(25)]
     children.append(parse("C(6,5,1) C(6,5,1)@[0,1] C(6,5,1)@[2,1,0] C(6,5,1)@[3,0,2,1]"))
+    children.append(parse("C(4,3,1) P(2,2) C(6,3,1) GAP"))  # MetaQNN-like, pools and GAP
     assert any(len(c.layers) > 1 and len(c.layers[-1].inputs) > 1 for c in children)
+    assert sum(isinstance(la.op, Pool) for c in children for la in c.layers) >= 3
     net.eval()
     for arch in children:
         plan = net.plan(arch)
@@ -92,7 +104,7 @@ def _mask(shape: torch.Size, index: object) -> torch.Tensor:
 
 
 def test_a_step_moves_only_the_childs_entries_and_their_momentum() -> None:
-    net, opt = trained_supernet(steps=8)
+    net, opt = trained_supernet(steps=20)
     arch = parse("C(3,3x1,2) C(2,1,1)@[0]")  # layers 3 and 4 unused; skip from the image
     plan = net.plan(arch)
     used = net.used(plan)
@@ -129,7 +141,7 @@ def test_training_lowers_the_childs_loss_and_evaluates() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["C(7,3,1)", "C(4,7,1)", "C(4,3,1) P(2,2)", "C(4,3,1) FC(8)", "C(1,1,1) " * 5],
+    ["C(7,3,1)", "C(4,7,1)", "C(4,3,1) FC(8)", "C(1,1,1) " * 5, "C(4,1,1) C(4,1,1) P(2,2)@[1,2]"],
 )
 def test_children_outside_the_space_are_refused(text: str) -> None:
     net = ZophSupernet(IMAGE, BOUNDS)
