@@ -21,7 +21,7 @@ from nasrl.rpc import rpc
 from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import data
 from trainer_service.config import TrainerConfig
-from trainer_service.shared import SharedSpec, SharedWeights
+from trainer_service.shared import SharedSpec, SharedWeights, SupernetsFull
 from trainer_service.simulate import simulate
 from trainer_service.table_trainer import replay, table_row_for
 from trainer_service.train import Cancelled, train
@@ -354,7 +354,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             if self.shared is not None:
                 device = self._free_devices[0] if self._free_devices else torch.device("cpu")
                 self.shared.check(
-                    arch, request.dataset, shape, _shared_spec(request), settings.seed, device
+                    arch,
+                    request.dataset,
+                    shape,
+                    _shared_spec(request),
+                    settings.seed,
+                    device,
+                    self.config.limits,
                 )
         except (ArchError, SettingsError, data.DatasetError, TableError) as exc:
             rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -362,6 +368,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc.args[0]))
         except (data.DatasetMissing, data.DatasetInvalid) as exc:
             rpc.abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except SupernetsFull as exc:
+            rpc.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         return arch, settings, shape
 
     def ListDatasets(

@@ -33,18 +33,23 @@ import torch
 
 from nasrl.core.arch import Architecture, canonical, format_arch
 from nasrl.core.results import EpochRecord, Evaluation, SettingsError, TrainOutcome, TrainSettings
-from nasrl.core.shapes import InputShape, analyze
+from nasrl.core.shapes import InputShape, Limits, analyze
 from nasrl.core.supernet import ZophBounds, ZophSupernet
 from nasrl.core.supernet_cell import CellSupernet
 from nasrl.core.supernet_train import SharedSGD, evaluate, train_child
 from trainer_service.data import Dataset
 
-__all__ = ["SharedSpec", "SharedWeights", "supernet_key"]
+__all__ = ["SharedSpec", "SharedWeights", "SupernetsFull", "supernet_key"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 MAX_STEPS = 100_000  # per call
+MAX_SUPERNETS = 16  # kept by one trainer (each search space and dataset is one)
+
+
+class SupernetsFull(RuntimeError):
+    """The trainer keeps as many supernets as it may; the message says so."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,11 @@ class SharedWeights:
         with self._lock:
             entry = self._nets.get(key)
             if entry is None:
+                if len(self._nets) >= MAX_SUPERNETS:
+                    raise SupernetsFull(
+                        f"this trainer already keeps {MAX_SUPERNETS} supernets (one per "
+                        "dataset and space); use another trainer for this space"
+                    )
                 entry = self._create(key, arch, spec, image, seed, device)
                 self._nets[key] = entry
             return entry
@@ -188,9 +198,21 @@ class SharedWeights:
         spec: SharedSpec,
         seed: int,
         device: torch.device,
+        limits: Limits,
     ) -> None:
-        """Raise ArchError / SettingsError when ``arch`` cannot train on its supernet."""
+        """Raise ArchError / SettingsError when ``arch`` cannot train on its supernet (a
+        layer space's supernet may have at most ``limits.max_params`` parameters; a cell
+        skeleton was checked against ``limits`` with the architecture), SupernetsFull when
+        it would need one more supernet than this trainer keeps."""
         key = supernet_key(arch, dataset, spec)
+        if arch.cell is None:
+            bounds = ZophBounds(spec.max_kernel, spec.max_filters, spec.max_layers)
+            size = ZophSupernet.size(image, bounds)
+            if size > limits.max_params:
+                raise SettingsError(
+                    f"a supernet for the maxima {bounds} on {dataset} would have {size:,} "
+                    f"parameters, over the limit of {limits.max_params:,}"
+                )
         if not 0 <= spec.steps <= MAX_STEPS:
             raise SettingsError(f"shared.steps must be between 0 and {MAX_STEPS}, got {spec.steps}")
         self._get(key, arch, spec, image, seed, device).net.plan(arch)

@@ -103,6 +103,15 @@ class ZophSupernet(nn.Module):
         self.classifier_bias = nn.Parameter(torch.empty(image.classes))
         self.reset_parameters()
 
+    @staticmethod
+    def size(image: InputShape, bounds: ZophBounds) -> int:
+        """Parameters of the supernet for ``image`` and ``bounds``, before allocating it."""
+        k, f, n = bounds.max_kernel, bounds.max_filters, bounds.max_layers
+        block = max(f, image.channels)
+        convs = sum(f * (image.channels + i * block) * k * k for i in range(n))
+        head = image.classes * (n * block * image.height * image.width + 1)
+        return convs + 2 * f * n + head
+
     def reset_parameters(self) -> None:
         """nn.Conv2d's and nn.Linear's default initialisation, over the full tensors."""
         for w in self.convs:

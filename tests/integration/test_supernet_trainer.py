@@ -118,6 +118,7 @@ def test_a_cell_network_trains_on_the_cell_supernet(stub: trainer_pb2_grpc.Train
         ("C(8,3,1)", {}, "max_kernel, max_filters and max_layers"),
         ("C(8,5,1)", SPACE, "exceed"),
         ("C(8,3,1) FC(8)", SPACE, "convolutions and pooling only"),
+        ("C(8,3,1)", dict(max_kernel=15, max_filters=2048, max_layers=64), "over the limit"),
     ],
 )
 def test_children_it_cannot_share_are_invalid(

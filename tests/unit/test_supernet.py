@@ -139,6 +139,11 @@ def test_training_lowers_the_childs_loss_and_evaluates() -> None:
     assert evaluate(net, plan, x, y) > 0.5
 
 
+def test_its_size_is_known_before_it_is_allocated() -> None:
+    net = ZophSupernet(IMAGE, BOUNDS)
+    assert ZophSupernet.size(IMAGE, BOUNDS) == sum(p.numel() for p in net.parameters())
+
+
 @pytest.mark.parametrize(
     "text",
     ["C(7,3,1)", "C(4,7,1)", "C(4,3,1) FC(8)", "C(1,1,1) " * 5, "C(4,1,1) C(4,1,1) P(2,2)@[1,2]"],
