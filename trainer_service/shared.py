@@ -231,9 +231,13 @@ class SharedWeights:
         with self._lock:
             entries = list(self._nets.values())
         for entry in entries:
-            with entry.lock:
+            if not entry.lock.acquire(timeout=10):  # a child is training: its periodic
+                continue  # checkpoints cover it
+            try:
                 if entry.step != entry.saved_step:
                     self.save(entry)
+            finally:
+                entry.lock.release()
 
     def train(
         self,
