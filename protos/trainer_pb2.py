@@ -25,17 +25,19 @@ _sym_db = _symbol_database.Default()
 from protos import architecture_pb2 as protos_dot_architecture__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14protos/trainer.proto\x12\x08nasrl.v1\x1a\x19protos/architecture.proto\"#\n\x13ListDatasetsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x96\x02\n\x0b\x44\x61tasetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0f\n\x07\x63lasses\x18\x06 \x01(\x05\x12\x16\n\x0etrain_examples\x18\x07 \x01(\x05\x12\x1b\n\x13validation_examples\x18\x08 \x01(\x05\x12\x15\n\rtest_examples\x18\t \x01(\x05\x12\x0c\n\x04mean\x18\n \x03(\x02\x12\x0b\n\x03std\x18\x0b \x03(\x02\x12\x0c\n\x04path\x18\x0c \x01(\t\x12\x0e\n\x06layout\x18\r \x01(\t\x12\x13\n\x0b\x63lass_names\x18\x0e \x03(\t\x12\r\n\x05\x65rror\x18\x0f \x01(\t\"?\n\x14ListDatasetsResponse\x12\'\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x15.nasrl.v1.DatasetInfo\"\'\n\x11GetWeightsRequest\x12\x12\n\nweights_id\x18\x01 \x01(\t\"G\n\x0cWeightsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\"\xfc\x01\n\x0eTrainingConfig\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x05\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12&\n\toptimizer\x18\x03 \x01(\x0e\x32\x13.nasrl.v1.Optimizer\x12\x15\n\rlearning_rate\x18\x04 \x01(\x01\x12\x10\n\x08momentum\x18\x05 \x01(\x01\x12\x14\n\x0cweight_decay\x18\x06 \x01(\x01\x12$\n\x08schedule\x18\x07 \x01(\x0e\x32\x12.nasrl.v1.Schedule\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x13\n\x0bmax_seconds\x18\t \x01(\x01\x12\x16\n\x0egrad_clip_norm\x18\n \x01(\x01\"\xa0\x01\n\x0cTrainRequest\x12,\n\x0c\x61rchitecture\x18\x01 \x01(\x0b\x32\x16.nasrl.v1.Architecture\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12(\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x18.nasrl.v1.TrainingConfig\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x17\n\x0f\x61wait_decisions\x18\x05 \x01(\x08\"/\n\x0eProceedRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\" \n\x0fProceedResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"$\n\x12\x46inishEarlyRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"$\n\x13\x46inishEarlyResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"\xa3\x01\n\rEpochProgress\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x12\n\ntrain_loss\x18\x03 \x01(\x02\x12\x16\n\x0etrain_accuracy\x18\x04 \x01(\x02\x12\x1b\n\x13validation_accuracy\x18\x05 \x01(\x02\x12\x0f\n\x07seconds\x18\x06 \x01(\x01\x12\x19\n\x11\x61waiting_decision\x18\x07 \x01(\x08\"\xd9\x02\n\x0bTrainResult\x12\x1b\n\x13validation_accuracy\x18\x01 \x01(\x02\x12!\n\x19validation_accuracy_last5\x18\x02 \x01(\x02\x12\x15\n\rtest_accuracy\x18\x03 \x01(\x02\x12\x0e\n\x06params\x18\x04 \x01(\x03\x12\r\n\x05\x66lops\x18\x05 \x01(\x03\x12\x0f\n\x07seconds\x18\x06 \x01(\x01\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\x12&\n\x05\x63urve\x18\x08 \x03(\x0b\x32\x17.nasrl.v1.EpochProgress\x12\x14\n\x0c\x61rchitecture\x18\t \x01(\t\x12\x15\n\rstopped_early\x18\n \x01(\x08\x12\x16\n\x0etrain_examples\x18\x0b \x01(\x05\x12\x1b\n\x13validation_examples\x18\x0c \x01(\x05\x12\x15\n\rtest_examples\x18\r \x01(\x05\x12\x12\n\nweights_id\x18\x0e \x01(\t\"k\n\nTrainEvent\x12+\n\x08progress\x18\x01 \x01(\x0b\x32\x17.nasrl.v1.EpochProgressH\x00\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x15.nasrl.v1.TrainResultH\x00\x42\x07\n\x05\x65vent\"\x12\n\x10GetStatusRequest\"\x8d\x01\n\rTrainerStatus\x12\r\n\x05slots\x18\x01 \x01(\x05\x12\x12\n\nbusy_slots\x18\x02 \x01(\x05\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x0f\n\x07\x64\x65vices\x18\x04 \x03(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x14\n\x0cweights_kept\x18\x06 \x01(\x05\x12\x15\n\rweights_bytes\x18\x07 \x01(\x03*B\n\tOptimizer\x12\x19\n\x15OPTIMIZER_UNSPECIFIED\x10\x00\x12\x10\n\x0cSGD_NESTEROV\x10\x01\x12\x08\n\x04\x41\x44\x41M\x10\x02*H\n\x08Schedule\x12\x18\n\x14SCHEDULE_UNSPECIFIED\x10\x00\x12\n\n\x06\x43OSINE\x10\x01\x12\x08\n\x04STEP\x10\x02\x12\x0c\n\x08\x43ONSTANT\x10\x03\x32\xa4\x03\n\x07Trainer\x12\x37\n\x05Train\x12\x16.nasrl.v1.TrainRequest\x1a\x14.nasrl.v1.TrainEvent0\x01\x12\x43\n\nGetWeights\x12\x1b.nasrl.v1.GetWeightsRequest\x1a\x16.nasrl.v1.WeightsChunk0\x01\x12J\n\x0b\x46inishEarly\x12\x1c.nasrl.v1.FinishEarlyRequest\x1a\x1d.nasrl.v1.FinishEarlyResponse\x12>\n\x07Proceed\x12\x18.nasrl.v1.ProceedRequest\x1a\x19.nasrl.v1.ProceedResponse\x12M\n\x0cListDatasets\x12\x1d.nasrl.v1.ListDatasetsRequest\x1a\x1e.nasrl.v1.ListDatasetsResponse\x12@\n\tGetStatus\x12\x1a.nasrl.v1.GetStatusRequest\x1a\x17.nasrl.v1.TrainerStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14protos/trainer.proto\x12\x08nasrl.v1\x1a\x19protos/architecture.proto\"#\n\x13ListDatasetsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x96\x02\n\x0b\x44\x61tasetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08\x63hannels\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0f\n\x07\x63lasses\x18\x06 \x01(\x05\x12\x16\n\x0etrain_examples\x18\x07 \x01(\x05\x12\x1b\n\x13validation_examples\x18\x08 \x01(\x05\x12\x15\n\rtest_examples\x18\t \x01(\x05\x12\x0c\n\x04mean\x18\n \x03(\x02\x12\x0b\n\x03std\x18\x0b \x03(\x02\x12\x0c\n\x04path\x18\x0c \x01(\t\x12\x0e\n\x06layout\x18\r \x01(\t\x12\x13\n\x0b\x63lass_names\x18\x0e \x03(\t\x12\r\n\x05\x65rror\x18\x0f \x01(\t\"?\n\x14ListDatasetsResponse\x12\'\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x15.nasrl.v1.DatasetInfo\"\'\n\x11GetWeightsRequest\x12\x12\n\nweights_id\x18\x01 \x01(\t\"G\n\x0cWeightsChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x03\x12\x14\n\x0c\x61rchitecture\x18\x03 \x01(\t\"\xfc\x01\n\x0eTrainingConfig\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x05\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12&\n\toptimizer\x18\x03 \x01(\x0e\x32\x13.nasrl.v1.Optimizer\x12\x15\n\rlearning_rate\x18\x04 \x01(\x01\x12\x10\n\x08momentum\x18\x05 \x01(\x01\x12\x14\n\x0cweight_decay\x18\x06 \x01(\x01\x12$\n\x08schedule\x18\x07 \x01(\x0e\x32\x12.nasrl.v1.Schedule\x12\x0c\n\x04seed\x18\x08 \x01(\x03\x12\x13\n\x0bmax_seconds\x18\t \x01(\x01\x12\x16\n\x0egrad_clip_norm\x18\n \x01(\x01\"\xca\x01\n\x0cTrainRequest\x12,\n\x0c\x61rchitecture\x18\x01 \x01(\x0b\x32\x16.nasrl.v1.Architecture\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12(\n\x06\x63onfig\x18\x03 \x01(\x0b\x32\x18.nasrl.v1.TrainingConfig\x12\x0e\n\x06run_id\x18\x04 \x01(\t\x12\x17\n\x0f\x61wait_decisions\x18\x05 \x01(\x08\x12(\n\x06shared\x18\x06 \x01(\x0b\x32\x18.nasrl.v1.SharedTraining\"\\\n\x0eSharedTraining\x12\r\n\x05steps\x18\x01 \x01(\x05\x12\x12\n\nmax_kernel\x18\x02 \x01(\x05\x12\x13\n\x0bmax_filters\x18\x03 \x01(\x05\x12\x12\n\nmax_layers\x18\x04 \x01(\x05\"/\n\x0eProceedRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x05\" \n\x0fProceedResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"$\n\x12\x46inishEarlyRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"$\n\x13\x46inishEarlyResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\"\xa3\x01\n\rEpochProgress\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x12\n\ntrain_loss\x18\x03 \x01(\x02\x12\x16\n\x0etrain_accuracy\x18\x04 \x01(\x02\x12\x1b\n\x13validation_accuracy\x18\x05 \x01(\x02\x12\x0f\n\x07seconds\x18\x06 \x01(\x01\x12\x19\n\x11\x61waiting_decision\x18\x07 \x01(\x08\"\xb0\x03\n\x0bTrainResult\x12\x1b\n\x13validation_accuracy\x18\x01 \x01(\x02\x12!\n\x19validation_accuracy_last5\x18\x02 \x01(\x02\x12\x15\n\rtest_accuracy\x18\x03 \x01(\x02\x12\x0e\n\x06params\x18\x04 \x01(\x03\x12\r\n\x05\x66lops\x18\x05 \x01(\x03\x12\x0f\n\x07seconds\x18\x06 \x01(\x01\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\x12&\n\x05\x63urve\x18\x08 \x03(\x0b\x32\x17.nasrl.v1.EpochProgress\x12\x14\n\x0c\x61rchitecture\x18\t \x01(\t\x12\x15\n\rstopped_early\x18\n \x01(\x08\x12\x16\n\x0etrain_examples\x18\x0b \x01(\x05\x12\x1b\n\x13validation_examples\x18\x0c \x01(\x05\x12\x15\n\rtest_examples\x18\r \x01(\x05\x12\x12\n\nweights_id\x18\x0e \x01(\t\x12(\n\nevaluation\x18\x0f \x01(\x0e\x32\x14.nasrl.v1.Evaluation\x12\x15\n\rsupernet_step\x18\x10 \x01(\x03\x12\x14\n\x0cshared_steps\x18\x11 \x01(\x05\"k\n\nTrainEvent\x12+\n\x08progress\x18\x01 \x01(\x0b\x32\x17.nasrl.v1.EpochProgressH\x00\x12\'\n\x06result\x18\x02 \x01(\x0b\x32\x15.nasrl.v1.TrainResultH\x00\x42\x07\n\x05\x65vent\"\x12\n\x10GetStatusRequest\"\x8d\x01\n\rTrainerStatus\x12\r\n\x05slots\x18\x01 \x01(\x05\x12\x12\n\nbusy_slots\x18\x02 \x01(\x05\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x0f\n\x07\x64\x65vices\x18\x04 \x03(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x14\n\x0cweights_kept\x18\x06 \x01(\x05\x12\x15\n\rweights_bytes\x18\x07 \x01(\x03*B\n\tOptimizer\x12\x19\n\x15OPTIMIZER_UNSPECIFIED\x10\x00\x12\x10\n\x0cSGD_NESTEROV\x10\x01\x12\x08\n\x04\x41\x44\x41M\x10\x02*H\n\x08Schedule\x12\x18\n\x14SCHEDULE_UNSPECIFIED\x10\x00\x12\n\n\x06\x43OSINE\x10\x01\x12\x08\n\x04STEP\x10\x02\x12\x0c\n\x08\x43ONSTANT\x10\x03*\x84\x01\n\nEvaluation\x12\x1a\n\x16\x45VALUATION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45VALUATION_FULL\x10\x01\x12\x14\n\x10\x45VALUATION_TABLE\x10\x02\x12\x18\n\x14\x45VALUATION_SIMULATED\x10\x03\x12\x15\n\x11\x45VALUATION_SHARED\x10\x04\x32\xa4\x03\n\x07Trainer\x12\x37\n\x05Train\x12\x16.nasrl.v1.TrainRequest\x1a\x14.nasrl.v1.TrainEvent0\x01\x12\x43\n\nGetWeights\x12\x1b.nasrl.v1.GetWeightsRequest\x1a\x16.nasrl.v1.WeightsChunk0\x01\x12J\n\x0b\x46inishEarly\x12\x1c.nasrl.v1.FinishEarlyRequest\x1a\x1d.nasrl.v1.FinishEarlyResponse\x12>\n\x07Proceed\x12\x18.nasrl.v1.ProceedRequest\x1a\x19.nasrl.v1.ProceedResponse\x12M\n\x0cListDatasets\x12\x1d.nasrl.v1.ListDatasetsRequest\x1a\x1e.nasrl.v1.ListDatasetsResponse\x12@\n\tGetStatus\x12\x1a.nasrl.v1.GetStatusRequest\x1a\x17.nasrl.v1.TrainerStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'protos.trainer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPTIMIZER']._serialized_start=1922
-  _globals['_OPTIMIZER']._serialized_end=1988
-  _globals['_SCHEDULE']._serialized_start=1990
-  _globals['_SCHEDULE']._serialized_end=2062
+  _globals['_OPTIMIZER']._serialized_start=2145
+  _globals['_OPTIMIZER']._serialized_end=2211
+  _globals['_SCHEDULE']._serialized_start=2213
+  _globals['_SCHEDULE']._serialized_end=2285
+  _globals['_EVALUATION']._serialized_start=2288
+  _globals['_EVALUATION']._serialized_end=2420
   _globals['_LISTDATASETSREQUEST']._serialized_start=61
   _globals['_LISTDATASETSREQUEST']._serialized_end=96
   _globals['_DATASETINFO']._serialized_start=99
@@ -49,25 +51,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAININGCONFIG']._serialized_start=559
   _globals['_TRAININGCONFIG']._serialized_end=811
   _globals['_TRAINREQUEST']._serialized_start=814
-  _globals['_TRAINREQUEST']._serialized_end=974
-  _globals['_PROCEEDREQUEST']._serialized_start=976
-  _globals['_PROCEEDREQUEST']._serialized_end=1023
-  _globals['_PROCEEDRESPONSE']._serialized_start=1025
-  _globals['_PROCEEDRESPONSE']._serialized_end=1057
-  _globals['_FINISHEARLYREQUEST']._serialized_start=1059
-  _globals['_FINISHEARLYREQUEST']._serialized_end=1095
-  _globals['_FINISHEARLYRESPONSE']._serialized_start=1097
-  _globals['_FINISHEARLYRESPONSE']._serialized_end=1133
-  _globals['_EPOCHPROGRESS']._serialized_start=1136
-  _globals['_EPOCHPROGRESS']._serialized_end=1299
-  _globals['_TRAINRESULT']._serialized_start=1302
-  _globals['_TRAINRESULT']._serialized_end=1647
-  _globals['_TRAINEVENT']._serialized_start=1649
-  _globals['_TRAINEVENT']._serialized_end=1756
-  _globals['_GETSTATUSREQUEST']._serialized_start=1758
-  _globals['_GETSTATUSREQUEST']._serialized_end=1776
-  _globals['_TRAINERSTATUS']._serialized_start=1779
-  _globals['_TRAINERSTATUS']._serialized_end=1920
-  _globals['_TRAINER']._serialized_start=2065
-  _globals['_TRAINER']._serialized_end=2485
+  _globals['_TRAINREQUEST']._serialized_end=1016
+  _globals['_SHAREDTRAINING']._serialized_start=1018
+  _globals['_SHAREDTRAINING']._serialized_end=1110
+  _globals['_PROCEEDREQUEST']._serialized_start=1112
+  _globals['_PROCEEDREQUEST']._serialized_end=1159
+  _globals['_PROCEEDRESPONSE']._serialized_start=1161
+  _globals['_PROCEEDRESPONSE']._serialized_end=1193
+  _globals['_FINISHEARLYREQUEST']._serialized_start=1195
+  _globals['_FINISHEARLYREQUEST']._serialized_end=1231
+  _globals['_FINISHEARLYRESPONSE']._serialized_start=1233
+  _globals['_FINISHEARLYRESPONSE']._serialized_end=1269
+  _globals['_EPOCHPROGRESS']._serialized_start=1272
+  _globals['_EPOCHPROGRESS']._serialized_end=1435
+  _globals['_TRAINRESULT']._serialized_start=1438
+  _globals['_TRAINRESULT']._serialized_end=1870
+  _globals['_TRAINEVENT']._serialized_start=1872
+  _globals['_TRAINEVENT']._serialized_end=1979
+  _globals['_GETSTATUSREQUEST']._serialized_start=1981
+  _globals['_GETSTATUSREQUEST']._serialized_end=1999
+  _globals['_TRAINERSTATUS']._serialized_start=2002
+  _globals['_TRAINERSTATUS']._serialized_end=2143
+  _globals['_TRAINER']._serialized_start=2423
+  _globals['_TRAINER']._serialized_end=2843
 # @@protoc_insertion_point(module_scope)

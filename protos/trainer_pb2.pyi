@@ -74,6 +74,50 @@ CONSTANT: Schedule.ValueType  # 3
 """Constant learning rate."""
 Global___Schedule: _TypeAlias = Schedule  # noqa: Y015
 
+class _Evaluation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EvaluationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Evaluation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EVALUATION_UNSPECIFIED: _Evaluation.ValueType  # 0
+    """Not said (a trainer older than this field): FULL, or TABLE / SIMULATED as its `device`
+    ("table", "simulated") says.
+    """
+    EVALUATION_FULL: _Evaluation.ValueType  # 1
+    """The child was trained from scratch with the request's settings."""
+    EVALUATION_TABLE: _Evaluation.ValueType  # 2
+    """Replayed from a tabular benchmark (a --table trainer; device "table")."""
+    EVALUATION_SIMULATED: _Evaluation.ValueType  # 3
+    """A deterministic surrogate, no training at all (a --simulate trainer; device "simulated")."""
+    EVALUATION_SHARED: _Evaluation.ValueType  # 4
+    """Evaluated under shared weights (a --supernet trainer, ENAS): a few steps of the supernet
+    on this child, then its accuracy with the supernet's slice. A ranking signal between
+    children of one supernet, not the accuracy the child reaches when trained on its own.
+    """
+
+class Evaluation(_Evaluation, metaclass=_EvaluationEnumTypeWrapper):
+    """How a TrainResult's accuracies were obtained. Only FULL and TABLE are ground truth.
+    (Prefixed: enum values share the package's scope.)
+    """
+
+EVALUATION_UNSPECIFIED: Evaluation.ValueType  # 0
+"""Not said (a trainer older than this field): FULL, or TABLE / SIMULATED as its `device`
+("table", "simulated") says.
+"""
+EVALUATION_FULL: Evaluation.ValueType  # 1
+"""The child was trained from scratch with the request's settings."""
+EVALUATION_TABLE: Evaluation.ValueType  # 2
+"""Replayed from a tabular benchmark (a --table trainer; device "table")."""
+EVALUATION_SIMULATED: Evaluation.ValueType  # 3
+"""A deterministic surrogate, no training at all (a --simulate trainer; device "simulated")."""
+EVALUATION_SHARED: Evaluation.ValueType  # 4
+"""Evaluated under shared weights (a --supernet trainer, ENAS): a few steps of the supernet
+on this child, then its accuracy with the supernet's slice. A ranking signal between
+children of one supernet, not the accuracy the child reaches when trained on its own.
+"""
+Global___Evaluation: _TypeAlias = Evaluation  # noqa: Y015
+
 @_typing.final
 class ListDatasetsRequest(_message.Message):
     """Which datasets to describe."""
@@ -334,6 +378,7 @@ class TrainRequest(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     RUN_ID_FIELD_NUMBER: _builtins.int
     AWAIT_DECISIONS_FIELD_NUMBER: _builtins.int
+    SHARED_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """Dataset name: digits, mnist5k (embedded) or mnist, fashion_mnist, cifar10, cifar100, svhn
     (read from the trainer's --data-dir), or a user's dataset there (NAME.npz or
@@ -356,6 +401,12 @@ class TrainRequest(_message.Message):
     def config(self) -> Global___TrainingConfig:
         """Training hyper-parameters."""
 
+    @_builtins.property
+    def shared(self) -> Global___SharedTraining:
+        """Only for a trainer started with --supernet (weight sharing, ENAS): how to train this
+        child on the shared weights. Ignored by other trainers.
+        """
+
     def __init__(
         self,
         *,
@@ -364,14 +415,57 @@ class TrainRequest(_message.Message):
         config: Global___TrainingConfig | None = ...,
         run_id: _builtins.str = ...,
         await_decisions: _builtins.bool = ...,
+        shared: Global___SharedTraining | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "config", b"config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "config", b"config", "shared", b"shared"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "await_decisions", b"await_decisions", "config", b"config", "dataset", b"dataset", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "await_decisions", b"await_decisions", "config", b"config", "dataset", b"dataset", "run_id", b"run_id", "shared", b"shared"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrainRequest: _TypeAlias = TrainRequest  # noqa: Y015
+
+@_typing.final
+class SharedTraining(_message.Message):
+    """Training a child on weights shared with every child of its search space (a --supernet
+    trainer). The trainer keeps one supernet per (dataset, space) key: a layer network's space
+    is named by the three maxima below, a cell network's by the skeleton in its architecture.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEPS_FIELD_NUMBER: _builtins.int
+    MAX_KERNEL_FIELD_NUMBER: _builtins.int
+    MAX_FILTERS_FIELD_NUMBER: _builtins.int
+    MAX_LAYERS_FIELD_NUMBER: _builtins.int
+    steps: _builtins.int
+    """Mini-batch steps of the shared weights on this child before it is evaluated under them
+    (0 = the trainer's --supernet-steps). The learning rate, momentum, weight decay, batch
+    size and gradient clipping come from TrainRequest.config; its epochs are ignored.
+    """
+    max_kernel: _builtins.int
+    """Layer networks (Zoph's convolution space) only, all three required there: the space's
+    largest kernel side (max of filter_sizes), ...
+    """
+    max_filters: _builtins.int
+    """... its largest number of filters (max of filters) ..."""
+    max_layers: _builtins.int
+    """... and its max_layers. They size the shared weights."""
+    def __init__(
+        self,
+        *,
+        steps: _builtins.int = ...,
+        max_kernel: _builtins.int = ...,
+        max_filters: _builtins.int = ...,
+        max_layers: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_filters", b"max_filters", "max_kernel", b"max_kernel", "max_layers", b"max_layers", "steps", b"steps"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SharedTraining: _TypeAlias = SharedTraining  # noqa: Y015
 
 @_typing.final
 class ProceedRequest(_message.Message):
@@ -531,6 +625,9 @@ class TrainResult(_message.Message):
     VALIDATION_EXAMPLES_FIELD_NUMBER: _builtins.int
     TEST_EXAMPLES_FIELD_NUMBER: _builtins.int
     WEIGHTS_ID_FIELD_NUMBER: _builtins.int
+    EVALUATION_FIELD_NUMBER: _builtins.int
+    SUPERNET_STEP_FIELD_NUMBER: _builtins.int
+    SHARED_STEPS_FIELD_NUMBER: _builtins.int
     validation_accuracy: _builtins.float
     """Best validation accuracy over all epochs."""
     validation_accuracy_last5: _builtins.float
@@ -566,6 +663,18 @@ class TrainResult(_message.Message):
     """Names the trained (best-validation) weights kept by the trainer that trained this child;
     fetch them with GetWeights. The same architecture, dataset and settings always give the
     same id. Empty when no weights were kept (simulated or table trainers, --weights-max-mb 0).
+    Under shared weights the id also names the supernet and its step: GetWeights then returns
+    the child's slice of the shared weights at that step, as a standalone network's weights.
+    """
+    evaluation: Global___Evaluation.ValueType
+    """How these accuracies were obtained (full training, a table, a simulation, shared weights)."""
+    supernet_step: _builtins.int
+    """EVALUATION_SHARED only: the supernet's step counter after this child's steps (every
+    child's steps on this supernet so far, across restarts from its checkpoints).
+    """
+    shared_steps: _builtins.int
+    """EVALUATION_SHARED only: the steps of the shared weights this call trained on this child
+    (their wall time is in `seconds`).
     """
     @_builtins.property
     def curve(self) -> _containers.RepeatedCompositeFieldContainer[Global___EpochProgress]:
@@ -588,10 +697,13 @@ class TrainResult(_message.Message):
         validation_examples: _builtins.int = ...,
         test_examples: _builtins.int = ...,
         weights_id: _builtins.str = ...,
+        evaluation: Global___Evaluation.ValueType = ...,
+        supernet_step: _builtins.int = ...,
+        shared_steps: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "curve", b"curve", "device", b"device", "flops", b"flops", "params", b"params", "seconds", b"seconds", "stopped_early", b"stopped_early", "test_accuracy", b"test_accuracy", "test_examples", b"test_examples", "train_examples", b"train_examples", "validation_accuracy", b"validation_accuracy", "validation_accuracy_last5", b"validation_accuracy_last5", "validation_examples", b"validation_examples", "weights_id", b"weights_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "curve", b"curve", "device", b"device", "evaluation", b"evaluation", "flops", b"flops", "params", b"params", "seconds", b"seconds", "shared_steps", b"shared_steps", "stopped_early", b"stopped_early", "supernet_step", b"supernet_step", "test_accuracy", b"test_accuracy", "test_examples", b"test_examples", "train_examples", b"train_examples", "validation_accuracy", b"validation_accuracy", "validation_accuracy_last5", b"validation_accuracy_last5", "validation_examples", b"validation_examples", "weights_id", b"weights_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -666,7 +778,9 @@ class TrainerStatus(_message.Message):
     ready: _builtins.bool
     """False while it waits for a free GPU (--device cuda:any): Train answers UNAVAILABLE."""
     mode: _builtins.str
-    """"train" (real training), "table" (answers from a tabular benchmark) or "simulate"."""
+    """"train" (real training), "table" (answers from a tabular benchmark), "simulate" or
+    "supernet" (trains and evaluates children under shared weights).
+    """
     weights_kept: _builtins.int
     """Trained weights it keeps for GetWeights ..."""
     weights_bytes: _builtins.int

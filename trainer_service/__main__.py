@@ -21,6 +21,7 @@ from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import gpus
 from trainer_service.config import TrainerConfig, parse_args
 from trainer_service.servicer import SHUTTING_DOWN, TrainerServicer
+from trainer_service.shared import SharedWeights
 from trainer_service.train import resolve_device, warm_up
 from trainer_service.weights import WeightStore
 
@@ -79,8 +80,19 @@ def run(config: TrainerConfig) -> int:
         except OSError as exc:
             log.error("cannot use --weights-dir %s: %s", config.weights_dir, exc)
             return 2
+        shared = None
+        if config.supernet:
+            try:
+                shared = SharedWeights(
+                    config.supernet_dir, config.supernet_checkpoint_every, config.supernet_steps
+                )
+            except OSError as exc:
+                log.error("cannot use --supernet-dir %s: %s", config.supernet_dir, exc)
+                return 2
+            if config.supernet_dir is None:
+                log.warning("--supernet without --supernet-dir: the shared weights die with me")
         try:
-            servicer = TrainerServicer(config, device, weights)
+            servicer = TrainerServicer(config, device, weights, shared)
         except TableError as exc:
             log.error("%s", exc)
             return 2
@@ -167,6 +179,9 @@ def _mode(config: TrainerConfig, device: torch.device | Sequence[torch.device] |
         return f"TABLE {config.table}, time scale {config.time_scale:g}"
     if config.simulate is not None:
         return f"SIMULATION, {config.simulate:g}s per child"
+    if config.supernet:
+        where = f"checkpoints in {config.supernet_dir}" if config.supernet_dir else "no checkpoints"
+        return f"SUPERNET (shared weights, {where}), device {_listed(device)[0] if device else 'cuda:any'}"
     if device is None:
         return f"device {gpus.ANY}, one free GPU claimed in {config.gpu_lock_dir}"
     return f"device {', '.join(sorted({str(d) for d in _listed(device)}))}"

@@ -32,6 +32,10 @@ class TrainerConfig:
     simulate: float | None = None  # seconds per simulated child; None = really train
     table: Path | None = None  # answer from this tabular benchmark instead of training
     time_scale: float = 0.0  # table mode: sleep the recorded seconds times this
+    supernet: bool = False  # train and evaluate children under shared weights (ENAS)
+    supernet_steps: int = 50  # shared-weight steps per child when the request says none
+    supernet_dir: Path | None = None  # supernet checkpoints; None = none kept
+    supernet_checkpoint_every: int = 100  # steps between checkpoints (0: only at shutdown)
     weights_dir: Path | None = None  # None: a temporary folder removed at exit
     weights_max_mb: float = 1024.0  # trained weights kept for GetWeights; 0 keeps none
     gpu_lock_dir: Path = DEFAULT_GPU_LOCK_DIR  # cuda:any: one flock file per GPU, host-wide
@@ -120,6 +124,36 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         "(default 0: answer at once) [NASRL_TIME_SCALE]",
     )
     p.add_argument(
+        "--supernet",
+        action="store_true",
+        default=(_env("SUPERNET", "") or "").lower() in ("1", "true", "yes", "on"),
+        help="weight sharing (ENAS): train each child a few steps on a supernet shared by "
+        "every child of its space and return its accuracy under the shared weights, "
+        "marked evaluation SHARED [NASRL_SUPERNET=1]",
+    )
+    p.add_argument(
+        "--supernet-steps",
+        type=int,
+        default=int(_env("SUPERNET_STEPS", "50") or 50),
+        help="with --supernet: shared-weight steps per child when TrainRequest.shared.steps "
+        "is 0 (default %(default)s) [NASRL_SUPERNET_STEPS]",
+    )
+    p.add_argument(
+        "--supernet-dir",
+        type=Path,
+        default=_env("SUPERNET_DIR", None),
+        help="with --supernet: folder of the supernets' checkpoints, loaded again by a "
+        "trainer restarted on it (default: none kept) [NASRL_SUPERNET_DIR]",
+    )
+    p.add_argument(
+        "--supernet-checkpoint-every",
+        type=int,
+        default=int(_env("SUPERNET_CHECKPOINT_EVERY", "100") or 100),
+        help="with --supernet-dir: checkpoint a supernet every this many steps (and at "
+        "shutdown); a kill -9 loses at most the steps since the last one "
+        "[NASRL_SUPERNET_CHECKPOINT_EVERY]",
+    )
+    p.add_argument(
         "--weights-dir",
         type=Path,
         default=_env("WEIGHTS_DIR", None),
@@ -148,6 +182,17 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
     max_slots = 4096 if args.simulate is not None or args.table else 64
     if args.table is not None and args.simulate is not None:
         p.error("--table and --simulate are two different benchmark modes; give one")
+    if args.supernet and (args.table is not None or args.simulate is not None):
+        p.error("--supernet trains for real; it cannot be combined with --table or --simulate")
+    if not 1 <= args.supernet_steps <= 100_000:
+        p.error(f"--supernet-steps must be between 1 and 100000, got {args.supernet_steps}")
+    if args.supernet_checkpoint_every < 0:
+        p.error(
+            f"--supernet-checkpoint-every must be 0 or more, got {args.supernet_checkpoint_every}"
+        )
+    if args.supernet_dir is not None and Path(args.supernet_dir).exists():
+        if not Path(args.supernet_dir).is_dir():
+            p.error(f"--supernet-dir {args.supernet_dir} exists and is not a folder")
     if args.table is not None and not Path(args.table).is_file():
         p.error(f"--table {args.table} is not a file")
     if not 0 <= args.time_scale <= 1000:
@@ -175,6 +220,10 @@ def parse_args(argv: list[str] | None = None) -> TrainerConfig:
         simulate=float(args.simulate) if args.simulate is not None else None,
         table=Path(args.table) if args.table else None,
         time_scale=float(args.time_scale),
+        supernet=bool(args.supernet),
+        supernet_steps=args.supernet_steps,
+        supernet_dir=Path(args.supernet_dir) if args.supernet_dir else None,
+        supernet_checkpoint_every=args.supernet_checkpoint_every,
         weights_dir=Path(args.weights_dir) if args.weights_dir else None,
         weights_max_mb=float(args.weights_max_mb),
         gpu_lock_dir=Path(args.gpu_lock_dir),

@@ -12,7 +12,7 @@ import grpc
 import torch
 
 from nasrl.core import codec
-from nasrl.core.arch import ArchError, Architecture, format_arch
+from nasrl.core.arch import ArchError, Architecture, canonical, format_arch
 from nasrl.core.datasets import input_shape
 from nasrl.core.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings, weights_id
 from nasrl.core.shapes import InputShape, analyze
@@ -21,6 +21,7 @@ from nasrl.rpc import rpc
 from protos import trainer_pb2, trainer_pb2_grpc
 from trainer_service import data
 from trainer_service.config import TrainerConfig
+from trainer_service.shared import SharedSpec, SharedWeights, SupernetsFull
 from trainer_service.simulate import simulate
 from trainer_service.table_trainer import replay, table_row_for
 from trainer_service.train import Cancelled, train
@@ -85,11 +86,13 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         config: TrainerConfig,
         device: torch.device | Sequence[torch.device] | None,
         weights: WeightStore | None = None,
+        shared: SharedWeights | None = None,
     ) -> None:
         """``device``: one for every slot, or one per slot (``cuda:all``), or None while the
         trainer waits for a GPU (``cuda:any``): calls get UNAVAILABLE until ``use_devices``."""
         self.config = config
         self.weights = weights
+        self.shared = shared  # --supernet: the supernets, by (dataset, space)
         self.table: Table | None = read_table(config.table) if config.table else None
         self._slots = threading.BoundedSemaphore(config.slots)
         self._free_devices: list[torch.device] = []  # one per free slot
@@ -134,8 +137,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         self._slots.release()
 
     def close(self) -> None:
-        """Refuse new children; running ones go on until the server's grace ends."""
+        """Refuse new children; running ones go on until the server's grace ends. The
+        supernets are checkpointed now (a running child's later steps are saved by the
+        periodic checkpoints only)."""
         self._closing.set()
+        if self.shared is not None:
+            self.shared.save_all()
 
     def Train(
         self, request: trainer_pb2.TrainRequest, context: grpc.ServicerContext
@@ -170,7 +177,9 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         try:
             log.info("training %s on %s", format_arch(arch), request.dataset)
             stop = lambda: not context.is_active()  # noqa: E731
-            kept: list[dict[str, torch.Tensor]] = []  # filled by real training only
+            # (weights id, state dict), filled by real and shared training only
+            kept: list[tuple[str, dict[str, torch.Tensor]]] = []
+            keep = (lambda wid, state: kept.append((wid, state))) if self._keeping else None
             if self.table is not None:
                 text, seed = table_row_for(self.table, arch, request.dataset, settings)
                 events = replay(
@@ -186,8 +195,19 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 events = simulate(
                     arch, shape, settings, self.config.simulate, stop, finish.is_set, run.wake
                 )
+            elif self.shared is not None:
+                events = self.shared.train(
+                    arch,
+                    data.load(request.dataset, self.config.data_dir),
+                    settings,
+                    _shared_spec(request),
+                    device,
+                    should_stop=stop,
+                    on_weights=keep,
+                )
             else:
                 dataset = data.load(request.dataset, self.config.data_dir)  # cached
+                wid = weights_id(format_arch(canonical(arch)), request.dataset, settings)
                 events = train(
                     arch,
                     dataset,
@@ -196,7 +216,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                     self.config.limits,
                     should_stop=stop,
                     max_seconds=self.config.max_seconds,
-                    on_weights=kept.append if self._keeping else None,
+                    on_weights=(lambda state: keep(wid, state)) if keep else None,
                     should_finish=finish.is_set,
                 )
             for event in events:
@@ -214,7 +234,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                         )
                 else:
                     if kept:
-                        event = self._keep(event, request.dataset, settings, kept[0])
+                        event = self._keep(event, *kept[0])
                     # Free the slot before the caller sees the result, so that its next call
                     # finds the slot free.
                     self._free_slot(device)
@@ -269,15 +289,10 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         return self.weights is not None and self.weights.enabled
 
     def _keep(
-        self,
-        outcome: TrainOutcome,
-        dataset: str,
-        settings: TrainSettings,
-        state: dict[str, torch.Tensor],
+        self, outcome: TrainOutcome, wid: str, state: dict[str, torch.Tensor]
     ) -> TrainOutcome:
         """The outcome with its weights id once the weights are in the store."""
         assert self.weights is not None
-        wid = weights_id(outcome.architecture, dataset, settings)
         try:
             if not self.weights.put(wid, state, outcome.architecture):
                 return outcome
@@ -336,12 +351,25 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
                 )
             if self.table is not None:
                 table_row_for(self.table, arch, request.dataset, settings)
+            if self.shared is not None:
+                device = self._free_devices[0] if self._free_devices else torch.device("cpu")
+                self.shared.check(
+                    arch,
+                    request.dataset,
+                    shape,
+                    _shared_spec(request),
+                    settings.seed,
+                    device,
+                    self.config.limits,
+                )
         except (ArchError, SettingsError, data.DatasetError, TableError) as exc:
             rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except KeyError as exc:  # input_shape: unknown dataset
             rpc.abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc.args[0]))
         except (data.DatasetMissing, data.DatasetInvalid) as exc:
             rpc.abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        except SupernetsFull as exc:
+            rpc.abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         return arch, settings, shape
 
     def ListDatasets(
@@ -369,6 +397,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             if self.table is not None
             else "simulate"
             if self.config.simulate is not None
+            else "supernet"
+            if self.shared is not None
             else "train"
         )
         with self._devices_lock:
@@ -382,3 +412,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             weights_kept=kept,
             weights_bytes=size,
         )
+
+
+def _shared_spec(request: trainer_pb2.TrainRequest) -> SharedSpec:
+    m = request.shared
+    return SharedSpec(m.steps, m.max_kernel, m.max_filters, m.max_layers)

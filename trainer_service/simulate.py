@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from nasrl.core.arch import Architecture, canonical, format_arch
-from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.core.results import EpochRecord, Evaluation, TrainOutcome, TrainSettings
 from nasrl.core.shapes import InputShape, analyze
 
 __all__ = ["surrogate_accuracy", "simulate"]
@@ -88,4 +88,5 @@ def simulate(
         architecture=format_arch(canonical(arch)),
         curve=tuple(curve),
         stopped_early=len(curve) < settings.epochs,
+        evaluation=Evaluation.SIMULATED,
     )

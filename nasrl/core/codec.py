@@ -18,7 +18,13 @@ from nasrl.core.agent_settings import (
 )
 from nasrl.core.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool
 from nasrl.core.cell import CELL_OPS, DEFAULT_SKELETON, EDGES, Cell, CellOp, Skeleton
-from nasrl.core.results import EpochRecord, SettingsError, TrainOutcome, TrainSettings
+from nasrl.core.results import (
+    EpochRecord,
+    Evaluation,
+    SettingsError,
+    TrainOutcome,
+    TrainSettings,
+)
 from protos import architecture_pb2 as apb
 from protos import controller_pb2 as cpb
 from protos import trainer_pb2 as tpb
@@ -294,6 +300,14 @@ def agent_settings_from_proto(msg: cpb.AgentSpec) -> AgentSettings:
     return settings_class(name).from_dict(values)
 
 
+_EVALUATION_TO_PROTO = {
+    Evaluation.FULL: tpb.EVALUATION_FULL,
+    Evaluation.TABLE: tpb.EVALUATION_TABLE,
+    Evaluation.SIMULATED: tpb.EVALUATION_SIMULATED,
+    Evaluation.SHARED: tpb.EVALUATION_SHARED,
+}
+
+
 def epoch_to_proto(e: EpochRecord) -> tpb.EpochProgress:
     return tpb.EpochProgress(
         epoch=e.epoch,
@@ -327,7 +341,16 @@ def outcome_to_proto(o: TrainOutcome) -> tpb.TrainResult:
         validation_examples=o.validation_examples,
         test_examples=o.test_examples,
         weights_id=o.weights_id,
+        evaluation=_EVALUATION_TO_PROTO[o.evaluation],
+        supernet_step=o.supernet_step,
+        shared_steps=o.shared_steps,
     )
+
+
+def _evaluation_from_proto(m: tpb.TrainResult) -> Evaluation:
+    if m.evaluation == tpb.EVALUATION_UNSPECIFIED:  # an older trainer: its device tells
+        return Evaluation.of_device(m.device)
+    return {v: k for k, v in _EVALUATION_TO_PROTO.items()}.get(m.evaluation, Evaluation.FULL)
 
 
 def outcome_from_proto(m: tpb.TrainResult) -> TrainOutcome:
@@ -346,4 +369,7 @@ def outcome_from_proto(m: tpb.TrainResult) -> TrainOutcome:
         validation_examples=m.validation_examples,
         test_examples=m.test_examples,
         weights_id=m.weights_id,
+        evaluation=_evaluation_from_proto(m),
+        supernet_step=m.supernet_step,
+        shared_steps=m.shared_steps,
     )

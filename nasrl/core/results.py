@@ -3,13 +3,21 @@ progress and the result of one child. No torch, no grpc."""
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["TrainSettings", "EpochRecord", "TrainOutcome", "SettingsError", "weights_id"]
+__all__ = [
+    "TrainSettings",
+    "EpochRecord",
+    "Evaluation",
+    "TrainOutcome",
+    "SettingsError",
+    "weights_id",
+]
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "step", "constant")
@@ -74,6 +82,20 @@ class EpochRecord:
     seconds: float
 
 
+class Evaluation(enum.Enum):
+    """How a result's accuracies were obtained; only FULL and TABLE are ground truth."""
+
+    FULL = "full"  # trained from scratch with the request's settings
+    TABLE = "table"  # replayed from a tabular benchmark
+    SIMULATED = "simulated"  # a surrogate, nothing trained
+    SHARED = "shared"  # a few steps on shared weights (ENAS), evaluated under them
+
+    @classmethod
+    def of_device(cls, device: str) -> Evaluation:
+        """What a result from a trainer that does not say meant: its device told."""
+        return {"table": cls.TABLE, "simulated": cls.SIMULATED}.get(device, cls.FULL)
+
+
 @dataclass(frozen=True)
 class TrainOutcome:
     validation_accuracy: float  # best over all epochs
@@ -90,18 +112,28 @@ class TrainOutcome:
     validation_examples: int = 0
     test_examples: int = 0
     weights_id: str = ""  # the trainer's name for the best-validation weights; "" if none kept
+    evaluation: Evaluation = Evaluation.FULL
+    supernet_step: int = 0  # SHARED: the supernet's step counter after this child's steps
+    shared_steps: int = 0  # SHARED: the steps this call trained on the shared weights
 
     def to_json(self) -> dict[str, Any]:
         """All fields as plain data, plus ``accuracy`` (= best validation accuracy)."""
         data = asdict(self)
         data["accuracy"] = self.validation_accuracy
+        data["evaluation"] = self.evaluation.value
         return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainOutcome:
-        known = {f for f in cls.__dataclass_fields__ if f != "curve"}
+        known = {f for f in cls.__dataclass_fields__ if f not in ("curve", "evaluation")}
         curve = tuple(EpochRecord(**e) for e in data.get("curve", ()))
-        return cls(curve=curve, **{k: v for k, v in data.items() if k in known})
+        evaluation = (
+            Evaluation(data["evaluation"])
+            if "evaluation" in data  # stored before the field: the device tells
+            else Evaluation.of_device(str(data.get("device", "")))
+        )
+        fields = {k: v for k, v in data.items() if k in known}
+        return cls(curve=curve, evaluation=evaluation, **fields)
 
 
 def weights_id(architecture: str, dataset: str, settings: TrainSettings) -> str:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nasrl.core.results import EpochRecord, TrainOutcome
+from nasrl.core.results import EpochRecord, Evaluation, TrainOutcome
 
 __all__ = ["Table", "TableError", "TableRow", "read_table", "append_rows", "write_header"]
 
@@ -170,6 +170,7 @@ class TableRow:
             architecture=self.arch,
             curve=tuple(curve),
             stopped_early=False,
+            evaluation=Evaluation.TABLE,
         )
 
 

@@ -77,6 +77,14 @@ def test_stream_is_one_progress_per_epoch_then_the_result(trainer: tuple[str, st
     analysis = analyze(parse(IN_TABLE), input_shape("digits"))
     assert (r.params, r.flops) == (analysis.params, analysis.flops)
     assert r.device == {"real": "cpu", "table": "table", "simulated": "simulated"}[kind]
+    assert (
+        r.evaluation
+        == {  # how it was obtained: only FULL and TABLE are ground truth
+            "real": trainer_pb2.EVALUATION_FULL,
+            "table": trainer_pb2.EVALUATION_TABLE,
+            "simulated": trainer_pb2.EVALUATION_SIMULATED,
+        }[kind]
+    )
 
 
 def test_table_answers_what_the_build_recorded(trainer: tuple[str, str]) -> None:
