@@ -11,12 +11,8 @@ from rich.table import Table
 
 from nasrl.cli.search_display import leaderboard_table
 from nasrl.core import formats
-from nasrl.core.agent_settings import (
-    AGENT_SETTINGS,
-    preset_names,
-    preset_settings,
-    setting_infos,
-)
+from nasrl.core.agent_settings import AGENT_SETTINGS, setting_infos
+from nasrl.core.presets import preset_names, preset_settings
 from nasrl.rpc.client import ControllerClient
 from nasrl.rpc.security import client_security
 

@@ -13,7 +13,8 @@ from rich.console import Console
 
 from nasrl.cli.search_display import SearchDisplay, err, leaderboard_table, one_line
 from nasrl.cli.search_setup import create_search
-from nasrl.core.agent_settings import parse_assignments, preset_settings
+from nasrl.core.presets import preset_settings
+from nasrl.core.setting_text import parse_assignments
 from nasrl.rpc.client import ControllerClient, LeaderboardEntry, Search
 from nasrl.rpc.security import client_security
 from nasrl.runner import Runner, RunnerEvents, RunStats, TrainerPool

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -33,10 +33,6 @@ __all__ = [
     "ReinforceSettings",
     "SettingInfo",
     "check_settings",
-    "parse_assignments",
-    "PRESETS",
-    "preset_names",
-    "preset_settings",
     "setting",
     "setting_infos",
     "settings_class",
@@ -260,40 +256,6 @@ def setting_infos(cls: type[AgentSettings]) -> list[SettingInfo]:
     ]
 
 
-_TRUE = ("true", "yes", "on", "1")
-_FALSE = ("false", "no", "off", "0")
-
-
-def parse_assignments(agent: str, assignments: Sequence[str]) -> dict[str, Any]:
-    """``["layers_step=0", "skip_connections=false"]`` as typed settings of ``agent``, checked
-    (the whole settings class is built) but only the given names returned."""
-    cls = settings_class(agent)
-    kinds = {f.name: kind(f) for f in fields(cls)}
-    out: dict[str, Any] = {}
-    for text in assignments:
-        name, sep, raw = text.partition("=")
-        name, raw = name.strip(), raw.strip()
-        if not sep or not name:
-            raise AgentSettingsError(f"agent setting {text!r} is not NAME=VALUE")
-        if name not in kinds:
-            raise AgentSettingsError(
-                f"unknown setting {name!r} for agent {agent!r}; known: {list(kinds)}"
-            )
-        t = kinds[name]
-        try:
-            if t is bool:
-                if raw.lower() not in _TRUE + _FALSE:
-                    raise ValueError(raw)
-                out[name] = raw.lower() in _TRUE
-            else:
-                out[name] = t(raw)
-        except ValueError:
-            what = "true or false" if t is bool else "an integer" if t is int else "a number"
-            raise AgentSettingsError(f"{agent}.{name} must be {what}, got {raw!r}") from None
-    cls.from_dict(out)
-    return out
-
-
 # ---------------------------------------------------------------------------- the agents
 
 
@@ -432,48 +394,3 @@ class EvolutionSettings(AgentSettings):
         -1e6,
         1e6,
     )
-
-
-# ---------------------------------------------------------------------------- presets
-
-#: named sets of settings per agent, beside "paper" (every agent's defaults, the papers'
-#: values). "efficient": what nasrl measured best for budgets of a few hundred children (see
-#: the README's "RL with priors" benchmark for what was tuned on which table).
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "reinforce": {
-        "efficient": {
-            "independent": True,
-            "learning_rate": 0.05,
-            "baseline_decay": 0.9,
-            "batch": 1,
-            "standardize": True,
-            "elite": 10,
-        },
-    },
-    "qlearning": {
-        "efficient": {"learning_rate": 0.1, "explore_fraction": 0.2},
-    },
-}
-
-
-def preset_names(agent: str) -> list[str]:
-    """The presets of ``agent``, "paper" first."""
-    return ["paper", *PRESETS.get(agent, {})]
-
-
-def preset_settings(agent: str, preset: str) -> dict[str, Any]:
-    """The settings a preset sets ("" and "paper": none, the defaults); AgentSettingsError
-    names the presets of the agent for an unknown one."""
-    if preset in ("", "paper"):
-        return {}
-    try:
-        return dict(PRESETS[agent][preset])
-    except KeyError:
-        raise AgentSettingsError(
-            f"unknown preset {preset!r} for agent {agent!r}; choose {', '.join(preset_names(agent))}"
-        ) from None
-
-
-for _agent, _presets in PRESETS.items():  # a preset names only real settings, in range
-    for _values in _presets.values():
-        AGENT_SETTINGS[_agent].from_dict(_values)

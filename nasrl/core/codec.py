@@ -13,11 +13,11 @@ from nasrl.core.agent_settings import (
     AGENT_SETTINGS,
     AgentSettings,
     AgentSettingsError,
-    preset_settings,
     settings_class,
 )
 from nasrl.core.arch import FC, GAP, ArchError, Architecture, Conv, Layer, Op, Pool
 from nasrl.core.cell import CELL_OPS, DEFAULT_SKELETON, EDGES, Cell, CellOp, Skeleton
+from nasrl.core.presets import preset_settings
 from nasrl.core.results import (
     EpochRecord,
     Evaluation,

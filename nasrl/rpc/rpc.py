@@ -6,21 +6,29 @@ shutdown (health answers NOT_SERVING on new connections until the running calls 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from nasrl.rpc.grpc_logs import quiet_undecodable_requests
+from nasrl.rpc.interceptors import LIVENESS, MAX_DETAILS, Drain, RequestLimits, abort
 from nasrl.rpc.security import ClientSecurity, SecurityError, ServerSecurity
+from nasrl.rpc.service_flags import (
+    add_listen_flags,
+    add_metrics_flag,
+    check_listen,
+    check_metrics_port,
+    log_level_from_env,
+    setup_logging,
+)
 
 if TYPE_CHECKING:
     from nasrl.rpc.metrics import Metrics
@@ -37,6 +45,12 @@ __all__ = [
     "serve",
     "setup_logging",
     "channel",
+    "MAX_DETAILS",
+    "add_listen_flags",
+    "add_metrics_flag",
+    "check_listen",
+    "check_metrics_port",
+    "log_level_from_env",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,135 +71,6 @@ CHANNEL_OPTIONS = [
     ("grpc.lb_policy_name", "round_robin"),
     ("grpc.enable_retries", 1),
 ]
-
-
-MAX_DETAILS = 1000  # status details travel in a header; grpc refuses headers over 16 KiB
-
-
-def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    """``context.abort`` with the sentence cut to a size every client can receive. Non-ASCII
-    is escaped first (grpc percent-encodes it, up to nine bytes a character)."""
-    message = message.encode("ascii", "backslashreplace").decode("ascii")
-    if len(message) > MAX_DETAILS:
-        message = message[: MAX_DETAILS - 3] + "..."
-    context.abort(code, message)
-    raise AssertionError("unreachable")  # context.abort raises
-
-
-class _Oversized:
-    """Stands for a request whose bytes were over its method's limit (never parsed)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-
-class RequestLimits(grpc.ServerInterceptor):
-    """Per-method request size limits (full method name → bytes), checked on the raw bytes
-    before they are parsed, so an oversized request costs no parsing and gets
-    INVALID_ARGUMENT with a sentence instead of the server-wide 16 MiB limit's
-    RESOURCE_EXHAUSTED (which means "retry later")."""
-
-    def __init__(self, limits: dict[str, int]) -> None:
-        self.limits = dict(limits)
-
-    def intercept_service(self, continuation: Any, details: Any) -> Any:
-        handler = continuation(details)
-        limit = self.limits.get(details.method)
-        if handler is None or limit is None or handler.request_streaming:
-            return handler
-        parse = handler.request_deserializer
-        name = details.method.rsplit("/", 1)[-1]
-
-        def deserialize(data: bytes) -> Any:
-            if len(data) > limit:
-                return _Oversized(len(data))
-            return parse(data) if parse is not None else data
-
-        def guard(inner: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
-            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-                if isinstance(request, _Oversized):
-                    abort(
-                        context,
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        f"{name} request of {request.size:,} bytes is over this method's "
-                        f"limit of {limit:,} bytes",
-                    )
-                return inner(request, context)
-
-            return behaviour
-
-        if handler.unary_unary is not None:
-            return handler._replace(
-                request_deserializer=deserialize, unary_unary=guard(handler.unary_unary)
-            )
-        return handler._replace(
-            request_deserializer=deserialize, unary_stream=guard(handler.unary_stream)
-        )
-
-
-#: the health service name that is SERVING as long as the process answers (liveness probes)
-LIVENESS = "liveness"
-#: always answered, also while draining, and never waited for (a Watch stream lasts for ever)
-ALWAYS_SERVED = ("/grpc.health.v1.Health/", "/grpc.reflection.")
-SHUTTING_DOWN = "this server is shutting down; retry on another replica, or here once it is back"
-
-
-class Drain(grpc.ServerInterceptor):
-    """Counts the calls in progress; once ``begin`` is called (SIGTERM) it refuses new ones
-    with UNAVAILABLE and ``message``, except health, reflection and the full method names in
-    ``still_served``. The server itself keeps running, so that a probe on a new connection
-    is answered NOT_SERVING (not refused) while the running calls finish."""
-
-    def __init__(self, still_served: Iterable[str] = (), message: str = SHUTTING_DOWN) -> None:
-        self.still_served = frozenset(still_served)
-        self.message = message
-        self._draining = False
-        self._active = 0
-        self._changed = threading.Condition()
-
-    def begin(self) -> None:
-        with self._changed:
-            self._draining = True
-
-    def wait_idle(self, timeout: float) -> int:
-        """Wait until no counted call is in progress, at most ``timeout`` seconds; how many
-        still are."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._active == 0, timeout)
-            return self._active
-
-    def _enter(self, method: str) -> bool:
-        with self._changed:
-            if self._draining and method not in self.still_served:
-                return False
-            self._active += 1
-            return True
-
-    def _leave(self) -> None:
-        with self._changed:
-            self._active -= 1
-            self._changed.notify_all()
-
-    def intercept_service(self, continuation: Any, details: Any) -> Any:
-        handler = continuation(details)
-        method = details.method
-        if handler is None or method.startswith(ALWAYS_SERVED):
-            return handler
-
-        def counted(inner: Callable[[Any, grpc.ServicerContext], Any]) -> Any:
-            def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
-                if not self._enter(method):
-                    abort(context, grpc.StatusCode.UNAVAILABLE, self.message)
-                if not context.add_callback(self._leave):  # run once the call has ended
-                    self._leave()  # it already has
-                return inner(request, context)
-
-            return behaviour
-
-        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
-        return handler._replace(
-            **{k: counted(getattr(handler, k)) for k in kinds if getattr(handler, k) is not None}
-        )
 
 
 class ServerHandle:
@@ -311,60 +196,6 @@ def start_server(
     handle = ServerHandle(server, health_servicer, bound, names, metrics, drain)
     handle.set_serving(False)
     return handle
-
-
-def add_listen_flags(p: Any, service: str, port: int, port_help: str = "") -> None:
-    """``--host`` and ``--port`` (argparse) of a service, defaulting to NASRL_{SERVICE}_HOST
-    and NASRL_{SERVICE}_PORT; ``check_listen`` validates them after parsing."""
-    env = f"NASRL_{service.upper()}"
-    p.add_argument(
-        "--host",
-        default=os.environ.get(f"{env}_HOST", "127.0.0.1"),
-        help=f"address to bind (0.0.0.0 in a container) [{env}_HOST]",
-    )
-    p.add_argument(
-        "--port",
-        type=int,
-        default=int(os.environ.get(f"{env}_PORT") or port),
-        help=f"port to bind{port_help}; 0 picks a free one and logs it [{env}_PORT]",
-    )
-
-
-def check_listen(p: Any, port: int) -> None:
-    if not 0 <= port <= 65535:
-        p.error(f"--port must be between 0 and 65535, got {port}")
-
-
-def add_metrics_flag(p: Any) -> None:
-    """``--metrics-port`` (argparse), defaulting to NASRL_METRICS_PORT; unset means off."""
-    default = os.environ.get("NASRL_METRICS_PORT") or None
-    p.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None if default is None else int(default),
-        help="serve Prometheus metrics at http://HOST:PORT/metrics (https with "
-        "--tls-cert); 0 picks a free port and logs it; default off "
-        "[NASRL_METRICS_PORT]",
-    )
-
-
-def check_metrics_port(p: Any, port: int | None) -> None:
-    if port is not None and not 0 <= port <= 65535:
-        p.error(f"--metrics-port must be between 0 and 65535, got {port}")
-
-
-def log_level_from_env(p: Any) -> str:
-    """NASRL_LOG_LEVEL (default INFO), checked once: an unknown level is a usage error
-    (argparse ``p.error``) instead of a traceback at start-up."""
-    level = os.environ.get("NASRL_LOG_LEVEL", "INFO")
-    if level not in logging.getLevelNamesMapping():
-        p.error(f"NASRL_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
-    return level
-
-
-def setup_logging(level: str) -> None:
-    """The one log format of every service, on stderr."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 class ServerConfig(Protocol):

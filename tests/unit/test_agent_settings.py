@@ -27,10 +27,10 @@ from nasrl.core.agent_settings import (
     RandomSettings,
     ReinforceSettings,
     kind,
-    parse_assignments,
     setting_infos,
 )
 from nasrl.core.datasets import input_shape
+from nasrl.core.setting_text import parse_assignments
 from protos import controller_pb2 as cpb
 
 ROOT = Path(__file__).resolve().parents[2]

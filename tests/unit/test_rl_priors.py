@@ -13,15 +13,13 @@ from controller_service.agents.reinforce import ReinforceAgent
 from controller_service.spaces import MetaQNNSpace, Nb201Space, ZophSpace
 from nasrl.core import codec
 from nasrl.core.agent_settings import (
-    PRESETS,
     AgentSettingsError,
     QLearningSettings,
     ReinforceSettings,
-    preset_names,
-    preset_settings,
 )
 from nasrl.core.cell import Skeleton
 from nasrl.core.datasets import input_shape
+from nasrl.core.presets import PRESETS, preset_names, preset_settings
 from protos import controller_pb2 as cpb
 from tests.helpers import through_bytes
 
