@@ -119,18 +119,7 @@ def test_dedup_agrees_with_the_controller(
     assert replayed(job) == controlled(job, tmp_path)
 
 
-LIMIT_DRIFT = pytest.mark.xfail(
-    strict=True,
-    reason="known drift, from the first proposal on: suspected cause, the replay lets the "
-    "agent learn from an over-limit proposal before its next one while the controller learns "
-    "recorded failures at the search's next call, which changes Q-learning's next proposals",
-)
-
-
-@pytest.mark.parametrize(
-    ("table", "agent"),
-    [*AGENTS[:3], pytest.param(METAQNN, "qlearning", marks=LIMIT_DRIFT)],
-)
+@pytest.mark.parametrize(("table", "agent"), AGENTS)
 def test_a_parameter_limit_agrees_with_the_controller(
     table: str, agent: str, tmp_path: Path
 ) -> None:
