@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.report import draw_band, mean_std  # noqa: E402
+from nasrl.core.presets import PRESETS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_SOURCE = ROOT.parent / "shared" / "nb201" / "nb201_cifar10.csv.gz"
@@ -126,6 +127,18 @@ ARMS: dict[str, Arm] = {
         about="defaults (epsilon schedule fitted to the budget), dedup",
     ),
     "tpe": Arm("tpe", paper="BOHB", about="Optuna TPESampler over the 6 edges, dedup"),
+    "reinforce-efficient": Arm(
+        "reinforce",
+        PRESETS["reinforce"]["efficient"],
+        paper="REINFORCE",
+        about="preset efficient (a softmax per edge, standardized advantages, elite 10), dedup",
+    ),
+    "qlearning-efficient": Arm(
+        "qlearning",
+        PRESETS["qlearning"]["efficient"],
+        budget_dependent=True,
+        about="preset efficient (alpha 0.1, a fifth of the budget at epsilon 1), dedup",
+    ),
 }
 
 

@@ -53,6 +53,7 @@ from bench.replay.summary import (  # noqa: E402
     table_stats,
 )
 from bench.report import mean_std  # noqa: E402
+from nasrl.core.presets import PRESETS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ZOPH_AGENTS = ("reinforce", "random", "evolution", "tpe")
@@ -65,7 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--agents", help="comma-separated (default: every agent of the table's space)")
     p.add_argument("--seeds", type=int, default=50)
     p.add_argument("--evaluations", type=int, help="default: a quarter of the table")
-    p.add_argument("--variant", choices=("paper", "budget", "both"), default="both")
+    p.add_argument(
+        "--variant",
+        choices=("paper", "budget", "efficient", "both", "all"),
+        default="both",
+        help="paper: defaults; budget: the old budget-fitted settings; efficient: the agents' "
+        "efficient presets (nasrl.core.presets); both: paper and budget; all: the three",
+    )
     p.add_argument(
         "--early-stopping",
         default="",
@@ -151,7 +158,9 @@ def _agents(args: argparse.Namespace, table: Lookup) -> list[str]:
 def _jobs(args: argparse.Namespace, agents: list[str], evaluations: int) -> list[Job]:
     """Every run of the evaluation study: the paper and budget settings, then the cheaper
     arms asked for (warm start, parameter limit, screening)."""
-    variants = ["paper", "budget"] if args.variant == "both" else [args.variant]
+    variants = {"both": ["paper", "budget"], "all": ["paper", "budget", "efficient"]}.get(
+        args.variant, [args.variant]
+    )
     # random search with the paper's (its only) settings is every variant's reference
     paper = agents if "paper" in variants else ["random"]
     budget = [a for a in agents if "budget" in variants and a in BUDGET_SETTINGS]
@@ -159,6 +168,7 @@ def _jobs(args: argparse.Namespace, agents: list[str], evaluations: int) -> list
     arms: list[tuple[list[str], dict[str, Any]]] = [
         (paper, {"variant": "paper"}),
         (budget, {"variant": "budget"}),
+        ([a for a in agents if "efficient" in variants and a in PRESETS], {"variant": "efficient"}),
     ]
     if args.warm_start:
         warm = (str(args.warm_start), args.proxy_evaluations, args.warm_top)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.replay.lookup import Lookup, lookup, scores
+from nasrl.core.presets import PRESETS
 
 __all__ = [
     "BUDGET_SETTINGS",
@@ -50,8 +51,9 @@ class Job:
 
     @property
     def settings(self) -> dict[str, Any]:
-        """The agent's settings: the budget ones in the ``budget`` arm, else its defaults."""
-        variant = self.variant if self.variant == "budget" else "paper"
+        """The agent's settings: the budget ones in the ``budget`` arm, its ``efficient``
+        preset in the ``efficient`` arm, else its defaults."""
+        variant = self.variant if self.variant in ("budget", "efficient") else "paper"
         return agent_settings(self.agent, variant, self.evaluations)
 
 
@@ -98,6 +100,8 @@ class Run:
 
 
 def agent_settings(agent: str, variant: str, evaluations: int) -> dict[str, Any]:
+    if variant == "efficient":
+        return dict(PRESETS.get(agent, {}).get("efficient", {}))
     if variant != "budget" or agent not in BUDGET_SETTINGS:
         return {}
     settings = dict(BUDGET_SETTINGS[agent])

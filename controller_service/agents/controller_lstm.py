@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from controller_service.spaces import ZOPH_DECISIONS, ZophSpace
 
-__all__ = ["ControllerLSTM", "Trajectory"]
+__all__ = ["ControllerLSTM", "Trajectory", "init_uniform"]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -32,6 +32,15 @@ def _logsumexp(x: np.ndarray) -> np.ndarray:
     top = x.max(axis=1, keepdims=True)
     out: np.ndarray = top + np.log(np.exp(x - top).sum(axis=1, keepdims=True))
     return out
+
+
+def init_uniform(module: nn.Module, init_range: float, generator: torch.Generator) -> None:
+    """Allocate ``module`` (built on the "meta" device) on the CPU with every weight uniform
+    in ±``init_range``, drawn from ``generator`` (torch's global RNG is never touched)."""
+    module.to_empty(device="cpu")
+    with torch.no_grad():
+        for p in module.parameters():
+            p.uniform_(-init_range, init_range, generator=generator)
 
 
 @dataclass
@@ -69,10 +78,7 @@ class ControllerLSTM(nn.Module):
         self.w_prev = nn.Linear(hidden, hidden, bias=False, **kw)
         self.w_curr = nn.Linear(hidden, hidden, bias=False, **kw)
         self.v = nn.Linear(hidden, 1, bias=False, **kw)
-        self.to_empty(device="cpu")
-        with torch.no_grad():
-            for p in self.parameters():
-                p.uniform_(-init_range, init_range, generator=generator)
+        init_uniform(self, init_range, generator)
 
     def sample(
         self, generator: torch.Generator, layers: int, skips: bool, count: int = 1

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from controller_service.agents.controller_lstm import Trajectory
+from controller_service.agents.controller_lstm import Trajectory, init_uniform
 
 __all__ = ["EdgePolicy", "LayerLogits"]
 
@@ -53,10 +53,7 @@ class EdgePolicy(nn.Module):
             )
             self.embedding = nn.Embedding(choices, hidden, **kw)
             self.decoders = nn.ModuleList(nn.Linear(hidden, choices, **kw) for _ in range(steps))
-        self.to_empty(device="cpu")
-        with torch.no_grad():
-            for p in self.parameters():
-                p.uniform_(-init_range, init_range, generator=generator)
+        init_uniform(self, init_range, generator)
 
     def _run(
         self, count: int, forced: Tensor | None, generator: torch.Generator | None
@@ -124,10 +121,7 @@ class LayerLogits(nn.Module):
             nn.Parameter(torch.empty(max_layers, n, **kw)) for n in self.sizes
         )
         self.skip_logits = nn.Parameter(torch.empty(max_layers, max(1, max_layers), **kw))
-        self.to_empty(device="cpu")
-        with torch.no_grad():
-            for p in self.parameters():
-                p.uniform_(-init_range, init_range, generator=generator)
+        init_uniform(self, init_range, generator)
 
     def sample(
         self, generator: torch.Generator, layers: int, skips: bool, count: int = 1

@@ -119,37 +119,30 @@ def spec_settings(db: sqlite3.Connection) -> None:
             )
 
 
-def reinforce_pretrained(db: sqlite3.Connection) -> None:
-    """5: a REINFORCE agent saved before warm starts existed was pre-trained on nothing."""
+def _fill_reinforce_states(db: sqlite3.Connection, missing: dict[str, Any]) -> None:
+    """Give every stored REINFORCE state the ``missing`` entries it lacks."""
     rows = db.execute(
         "SELECT a.search_id, a.state FROM agent_state a JOIN searches s ON s.id = a.search_id "
         "WHERE json_extract(s.spec, '$.agent') = 'reinforce'"
     ).fetchall()
     for search_id, data in rows:
         state = load_state(bytes(data))
-        if "pretrained" not in state:
-            state["pretrained"] = 0
+        if not missing.keys() <= state.keys():
             db.execute(
                 "UPDATE agent_state SET state = ? WHERE search_id = ?",
-                (dump_state(state), search_id),
+                (dump_state(missing | state), search_id),
             )
+
+
+def reinforce_pretrained(db: sqlite3.Connection) -> None:
+    """5: a REINFORCE agent saved before warm starts existed was pre-trained on nothing."""
+    _fill_reinforce_states(db, {"pretrained": 0})
 
 
 def reinforce_advantages(db: sqlite3.Connection) -> None:
     """7: a REINFORCE agent saved before ``standardize`` and ``elite`` existed (both off in its
     settings) had no reward variance and an empty elite."""
-    rows = db.execute(
-        "SELECT a.search_id, a.state FROM agent_state a JOIN searches s ON s.id = a.search_id "
-        "WHERE json_extract(s.spec, '$.agent') = 'reinforce'"
-    ).fetchall()
-    for search_id, data in rows:
-        state = load_state(bytes(data))
-        if "elite" not in state:
-            state |= {"variance": None, "elite": []}
-            db.execute(
-                "UPDATE agent_state SET state = ? WHERE search_id = ?",
-                (dump_state(state), search_id),
-            )
+    _fill_reinforce_states(db, {"variance": None, "elite": []})
 
 
 def q_table_entries(db: sqlite3.Connection) -> None:
