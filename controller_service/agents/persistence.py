@@ -10,6 +10,7 @@ changed keyed entries; ``load_state_dict`` receives the parts merged, the log as
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 from controller_service.agents.base import Agent
@@ -49,11 +50,13 @@ class Parts(Protocol):
         ...
 
 
-class StoredInParts:
-    """``Parts`` with defaults, for an agent to inherit and override what it keeps."""
+class StoredInParts(ABC):
+    """``Parts`` with defaults, for an agent to inherit and override what it keeps; every
+    agent stored in parts says what its light part is."""
 
+    @abstractmethod
     def light_state(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The part written every call (see ``Parts``)."""
 
     def heavy_state(self) -> dict[str, Any]:
         return {}
