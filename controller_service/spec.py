@@ -17,6 +17,14 @@ from controller_service.spaces import (
     ZophSpace,
     encode,
 )
+from controller_service.spec_parts import (
+    COST_METRICS,
+    SCREENING_SCORES,
+    Constraints,
+    Screening,
+    SpecError,
+    WarmStart,
+)
 from controller_service.stopping import StoppingSettings
 from nasrl.core.agent_settings import AgentSettings, settings_class
 from nasrl.core.arch import ArchError, canonical, format_arch, parse
@@ -36,6 +44,7 @@ __all__ = [
     "Constraints",
     "COST_METRICS",
     "Screening",
+    "SCREENING_SCORES",
 ]
 
 
@@ -47,16 +56,8 @@ class Reward(StrEnum):
 
 
 REWARDS = tuple(r.value for r in Reward)
-COST_METRICS = ("params", "flops")
-SCREENING_SCORES = ("synflow", "params", "flops")
 MAX_BUDGET = 1_000_000
 MAX_NAME = 200
-MAX_PRIORS = 1000
-MAX_PRETRAIN_STEPS = 1000
-
-
-class SpecError(ValueError):
-    """A search setting that cannot be used; the message names it."""
 
 
 SPACES: dict[str, type[ZophSpace] | type[MetaQNNSpace] | type[Nb201Space]] = {
@@ -74,120 +75,6 @@ def named_space(name: str) -> Space:
         raise SpecError(
             f"unknown search space {name!r}; choose {', '.join(sorted(SPACES))}"
         ) from None
-
-
-@dataclass(frozen=True)
-class WarmStart:
-    """Known-good networks to start from: ``architectures`` (canonical text) are handed out
-    first, in order; ``search_id`` names an earlier search on the same dataset and training
-    settings whose results are all reused (never trained again) and whose best ``top`` are
-    priors too. Every agent pre-trains on the priors (``Agent.pretrain``) and learns from
-    their results like from any other."""
-
-    architectures: tuple[str, ...] = ()
-    search_id: str = ""
-    top: int = 10
-    pretrain_steps: int = 50
-    pretrain_learning_rate: float = 0.01
-
-    def validate(self) -> WarmStart:
-        if len(self.architectures) > MAX_PRIORS:
-            raise SpecError(
-                f"warm_start.architectures lists {len(self.architectures)} "
-                f"networks; at most {MAX_PRIORS}"
-            )
-        if not 0 <= self.top <= MAX_PRIORS:
-            raise SpecError(f"warm_start.top must be between 0 and {MAX_PRIORS}, got {self.top}")
-        if not 0 <= self.pretrain_steps <= MAX_PRETRAIN_STEPS:
-            raise SpecError(
-                f"warm_start.pretrain_steps must be between 0 and "
-                f"{MAX_PRETRAIN_STEPS}, got {self.pretrain_steps}"
-            )
-        if not (
-            math.isfinite(self.pretrain_learning_rate) and 0 < self.pretrain_learning_rate <= 1
-        ):
-            raise SpecError(
-                "warm_start.pretrain_learning_rate must be in (0, 1], got "
-                f"{self.pretrain_learning_rate}"
-            )
-        return self
-
-    @property
-    def active(self) -> bool:
-        return bool(self.architectures or self.search_id)
-
-
-@dataclass(frozen=True)
-class Constraints:
-    """Hard limits (0 = none): a proposal over them is rejected before training, costs no
-    budget and is learnt as a failure. And a MnasNet-style cost-aware reward (Tan et al.
-    2019): ``reward × (cost / cost_target)^cost_weight`` with ``cost`` the network's params or
-    FLOPs (``cost_metric``; "" = plain reward) and ``cost_weight`` negative (MnasNet's soft
-    constraint: -0.07): a network at the target keeps its reward, one twice as big loses
-    about 5 %."""
-
-    max_params: int = 0
-    max_flops: int = 0
-    cost_metric: str = ""
-    cost_target: float = 0.0
-    cost_weight: float = -0.07
-
-    def validate(self) -> Constraints:
-        for name, value in (("max_params", self.max_params), ("max_flops", self.max_flops)):
-            if not 0 <= value < 2**63:
-                raise SpecError(f"constraints.{name} must be 0 (no limit) or positive, got {value}")
-        if self.cost_metric not in ("", *COST_METRICS):
-            raise SpecError(
-                f"constraints.cost_metric must be one of {', '.join(COST_METRICS)} (or empty "
-                f"for no cost term), got {self.cost_metric!r}"
-            )
-        if self.cost_metric:
-            if not (math.isfinite(self.cost_target) and self.cost_target > 0):
-                raise SpecError(
-                    "constraints.cost_target must be a positive number of "
-                    f"{self.cost_metric} when cost_metric is set, "
-                    f"got {self.cost_target}"
-                )
-            if not (math.isfinite(self.cost_weight) and -10 <= self.cost_weight <= 0):
-                raise SpecError(
-                    "constraints.cost_weight must be between -10 and 0 "
-                    f"(MnasNet uses -0.07), got {self.cost_weight}"
-                )
-        return self
-
-    def violation(self, params: int, flops: int) -> str | None:
-        """Why a network of this size is rejected, or None."""
-        if self.max_params and params > self.max_params:
-            return f"{params:,} parameters exceed max_params {self.max_params:,}"
-        if self.max_flops and flops > self.max_flops:
-            return f"{flops:,} FLOPs exceed max_flops {self.max_flops:,}"
-        return None
-
-    def cost_factor(self, params: int, flops: int) -> float:
-        """(cost / target)^weight, 1 without a cost term."""
-        if not self.cost_metric:
-            return 1.0
-        cost = max(1, params if self.cost_metric == "params" else flops)
-        return float((cost / self.cost_target) ** self.cost_weight)
-
-
-@dataclass(frozen=True)
-class Screening:
-    """Training-free screening (see ``nasrl.core.scoring``): ``factor`` proposals per child
-    trained, the best by ``score`` handed out; "" = none."""
-
-    score: str = ""
-    factor: int = 4
-
-    def validate(self) -> Screening:
-        if self.score not in ("", *SCREENING_SCORES):
-            raise SpecError(
-                f"screening.score must be one of {', '.join(SCREENING_SCORES)} (or empty for "
-                f"no screening), got {self.score!r}"
-            )
-        if not 2 <= self.factor <= 64:
-            raise SpecError(f"screening.factor must be between 2 and 64, got {self.factor}")
-        return self
 
 
 def reward_of(kind: Reward, outcome: TrainOutcome, constraints: Constraints | None = None) -> float:
