@@ -10,6 +10,7 @@ from controller_service.searches import Handout, SearchView
 from controller_service.spaces import MetaQNNSpace, Nb201Space, Space, ZophSpace
 from controller_service.spec import (
     Constraints,
+    Convergence,
     Screening,
     SearchSpec,
     SpecError,
@@ -148,8 +149,10 @@ def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
         early_stopping=_stopping_from_proto(req.early_stopping),
         warm_start=_warm_from_proto(req.warm_start),
         constraints=_constraints_from_proto(req.constraints),
-        screening=Screening(
-            score=req.screening.score, factor=req.screening.factor or Screening().factor
+        screening=_screening_from_proto(req.screening),
+        convergence=Convergence(
+            patience=req.convergence.patience or Convergence().patience,
+            action=req.convergence.action or Convergence().action,
         ),
         input=_shape_from_proto(req.dataset_shape) if req.HasField("dataset_shape") else None,
     )
@@ -167,6 +170,19 @@ def _warm_from_proto(m: cpb.WarmStart) -> WarmStart:
         top=m.top if m.HasField("top") else d.top,
         pretrain_steps=m.pretrain_steps if m.HasField("pretrain_steps") else d.pretrain_steps,
         pretrain_learning_rate=m.pretrain_learning_rate or d.pretrain_learning_rate,
+    )
+
+
+def _screening_from_proto(m: cpb.Screening) -> Screening:
+    d = Screening()
+    return Screening(
+        score=m.score,
+        factor=m.factor or d.factor,
+        acquisition=m.acquisition or d.acquisition,
+        kappa=m.kappa if m.HasField("kappa") else d.kappa,
+        cold_start_results=m.cold_start_results or d.cold_start_results,
+        cold_start_score=m.cold_start_score,
+        refit_every=m.refit_every or d.refit_every,
     )
 
 
@@ -208,6 +224,7 @@ def spec_to_proto(spec: SearchSpec) -> cpb.CreateSearchRequest:
         warm_start=cpb.WarmStart(**asdict(spec.warm_start)),
         constraints=cpb.Constraints(**asdict(spec.constraints)),
         screening=cpb.Screening(**asdict(spec.screening)),
+        convergence=cpb.Convergence(**asdict(spec.convergence)),
         dataset_shape=cpb.DatasetShape(**asdict(spec.image())),
     )
 
@@ -238,6 +255,7 @@ def search_to_proto(v: SearchView) -> cpb.Search:
         state=state_to_proto(v.state),
         created=v.created,
         progress=v.progress,
+        ended_because=v.ended_because,
         counts=cpb.SearchCounts(
             sampled=sum(
                 n for k, n in c.items() if k not in ("reissued", Status.INVALID, Status.WAITING)

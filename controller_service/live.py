@@ -14,6 +14,7 @@ from controller_service.agents import Agent
 from controller_service.agents.persistence import Parts, parts_of
 from controller_service.errors import SearchNotFound
 from controller_service.reports import Report
+from controller_service.screen_model import Fitted, fit, fit_size
 from controller_service.spec import SearchSpec
 from controller_service.stopping import StoppingRule, make_rule
 from controller_service.store import Store, dump_state
@@ -51,6 +52,7 @@ class Memory:
     heavy: tuple[object, bytes] | None = None  # learnt weights, serialised, not yet written
     logged: int = 0  # agent log entries in the database
     priors_done: int = 0  # warm-start networks already recorded
+    streak: int = 0  # the agent's latest proposals in a row that were known (sampling.py)
 
 
 class LiveSearch:
@@ -68,6 +70,10 @@ class LiveSearch:
         self._queue_lock = threading.Lock()
         self._memory: Memory | None = None
         self._rule: StoppingRule | None = None  # rebuilt from the stored epoch reports
+        # the latest predictor fitted for screening (a function of the stored results alone,
+        # so it outlives a failed call); replaced under _fit_lock, read under the search's lock
+        self._fitted: Fitted | None = None
+        self._fit_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lock
 
@@ -131,8 +137,45 @@ class LiveSearch:
                 agent.load_state_dict(state)
                 memory.saved_weights = memory.parts.weights_version()
                 memory.logged = len(state["log"])
+            memory.streak = store.known_streak(self.id)
             self._memory = memory
         return self._memory
+
+    # ------------------------------------------------------------------ predictor
+
+    def prefit(self, store: Store) -> None:
+        """Fit the predictor a Sample will need, before it takes the search's lock (so a refit
+        stalls no other call on the search but the Sample that needs it): the model of the
+        results recorded now, unless it is fitted already."""
+        screening = self.spec.screening
+        size = fit_size(screening, store.result_count(self.id)) if screening.learnt else 0
+        if size and (self._fitted is None or self._fitted.size != size):
+            self._install(self._fit(store, size))
+
+    def model(self, store: Store) -> Fitted | None:
+        """The predictor for the results recorded now (None: no predictor screening, or too
+        few results); fitted here, under the search's lock, only when results were recorded
+        since ``prefit``."""
+        screening = self.spec.screening
+        size = fit_size(screening, store.result_count(self.id)) if screening.learnt else 0
+        if not size:
+            return None
+        fitted = self._fitted
+        if fitted is None or fitted.size != size:
+            fitted = self._install(self._fit(store, size))
+        return fitted
+
+    def _fit(self, store: Store, size: int) -> Fitted:
+        spec = self.spec
+        return fit(
+            spec.screening, spec.bound_space(), spec.seed, store.first_results(self.id, size)
+        )
+
+    def _install(self, fitted: Fitted) -> Fitted:
+        with self._fit_lock:
+            if self._fitted is None or self._fitted.size < fitted.size:
+                self._fitted = fitted
+        return fitted
 
     def has_agent(self) -> bool:
         return self._memory is not None

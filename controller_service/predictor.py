@@ -28,10 +28,9 @@ from sklearn.ensemble import GradientBoostingRegressor
 
 from controller_service.spaces import Decisions, Space
 from controller_service.spaces.features import features
+from controller_service.spec_parts import ACQUISITIONS
 
 __all__ = ["Predictor", "PredictorSettings", "ACQUISITIONS", "acquire"]
-
-ACQUISITIONS = ("ucb", "ei", "mean")
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ class Predictor:
                 n_estimators=s.trees,
                 max_depth=s.depth,
                 learning_rate=s.learning_rate,
-                random_state=self.seed * 1000 + m,
+                random_state=(self.seed * 1000 + m) % 2**32,
             )
             model.fit(x[rows], y[rows])
             members.append(model)

@@ -4,21 +4,35 @@ one round, more when proposals turn out known or in flight.
 
 Dedup: a network already evaluated in a search is never trained again; it is answered from
 the results table (``cached``) and the agent learns from the stored reward. A network equal
-to one in flight is not handed out either: it waits (``waiting``) for its twin's report."""
+to one in flight is not handed out either: it waits (``waiting``) for its twin's report.
+
+Screening: ``factor`` proposals per child, the new ones ranked by a training-free score or by
+the search's predictor (``screen_model``), only the best handed out.
+
+Convergence: after ``convergence.patience`` of the agent's proposals in a row were known, the
+agent is converged: with ``explore`` every child's group gets one more proposal, drawn
+uniformly from the space (its decisions marked ``explore``), recorded only when the agent's own
+proposals bring nothing new; with ``end`` the search ends. The streak is kept in the agent's
+``Memory`` and rebuilt from the candidates on reload (``Store.known_streak``); the draw is
+seeded by the search's seed, the candidates recorded so far and the group's place in the
+round, so a restarted controller draws the same networks."""
 
 from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller_service import budget
 from controller_service.agents import Agent, Proposal
-from controller_service.live import LiveSearch
+from controller_service.agents.proposals import random_proposal
+from controller_service.live import LiveSearch, Memory
 from controller_service.reports import Rejected, Result, Screened
+from controller_service.screen_model import Fitted
 from controller_service.spaces import encode
-from controller_service.states import Status
+from controller_service.states import SearchState, Status
 from controller_service.store import CandidateRow, Store
 from controller_service.views import Handout
 from nasrl.core.arch import ArchError, arch_hash, canonical, format_arch, parse
@@ -35,6 +49,17 @@ class _New:
 
 
 _NEW = _New()
+
+
+@dataclass
+class _Group:
+    """The proposals that yield at most one child: the agent's (one, or ``factor`` when
+    screened) and, while the agent is converged, the controller's exploration proposal."""
+
+    proposals: list[Proposal]
+    screened: bool
+    explore: Proposal | None = None
+    new: bool = field(default=False)  # set when one of the agent's proposals was new
 
 
 @dataclass(frozen=True)
@@ -61,6 +86,8 @@ class Sampling:
         self.store, self.live, self.spec = store, live, live.spec
         self.now = now
         self.request_id = request_id
+        self.model: Fitted | None = None  # the predictor of this call (screen_model)
+        self.group: _Group | None = None  # the group being recorded
 
     def run(
         self,
@@ -75,6 +102,8 @@ class Sampling:
         store, live, search_id = self.store, self.live, self.live.id
         deadline = self.now + self.spec.lease_seconds
         agent = live.learn(store)
+        memory = live.memory(store)
+        self.model = live.model(store)
         expired = store.expired_leases(search_id, math.inf if reclaim else self.now, count)
         out: list[Handout] = []
         attempts = 0
@@ -83,29 +112,38 @@ class Sampling:
             if not first:
                 between_rounds()
                 agent = live.learn(store)  # reloaded if a recorded group failed
+                memory = live.memory(store)
             want = 0
-            if proposing(attempts):
-                counts = store.counts(search_id)
+            counts = store.counts(search_id)
+            ending = self._converged(memory) and self.spec.convergence.action == "end"
+            if proposing(attempts) and not ending:
                 want = min(count - len(out) - len(expired), budget.room(self.spec, counts))
-            groups, screened = self._proposals(agent, want) if want > 0 else ([], False)
+            groups = self._proposals(agent, want, memory, counts) if want > 0 else []
             attempts += len(groups)
-            prepared = self._prepare(groups, screened)
+            prepared = self._prepare(groups)
             with store.transaction():
                 out += [self._reissue(c, deadline) for c in expired]
                 expired = []
                 for group in groups:
-                    handout = (
-                        self._screened(agent, group, prepared)
-                        if screened
-                        else self._propose(agent, group[0], prepared)
-                    )
+                    handout = self._group(agent, group, prepared, memory)
                     if handout is not None:
                         if self.request_id:
                             store.set_request(search_id, handout.id, self.request_id)
                         out.append(handout)
                 last = want <= 0 or len(out) >= count
                 live.save(store)
-                done = budget.settle(store, search_id, self.spec) if last else False
+                done = False
+                if ending and store.counts(search_id).get(Status.LEASED, 0) == 0:
+                    store.set_search_state(search_id, SearchState.DONE)
+                    log.info(
+                        "search %s: the agent converged (%d known proposals in a row); "
+                        "the search ends",
+                        search_id,
+                        memory.streak,
+                    )
+                    done = True
+                elif last:
+                    done = budget.settle(store, search_id, self.spec)
             live.saved()
             if last:
                 return out, done
@@ -136,18 +174,58 @@ class Sampling:
         log.info("search %s: handing candidate %d out again", self.live.id, c.id)
         return Handout(c.id, c.arch, deadline, None)
 
-    def _proposals(self, agent: Agent, want: int) -> tuple[list[list[Proposal]], bool]:
-        """``want`` groups of proposals, each to yield at most one child, and whether they
-        are screened: the warm start's networks not yet recorded first (one each, never
-        screened), else the agent's (``factor`` each when screening, else one), sampled in
-        one batched call."""
+    def _converged(self, memory: Memory) -> bool:
+        return memory.streak >= self.spec.convergence.patience
+
+    def _score_name(self) -> str:
+        """What ranks screened proposals now ("" = no screening in this call)."""
+        screening = self.spec.screening
+        if not screening.learnt:
+            return screening.score
+        return "predictor" if self.model is not None else screening.cold_start_score
+
+    def _proposals(
+        self, agent: Agent, want: int, memory: Memory, counts: dict[str, int]
+    ) -> list[_Group]:
+        """``want`` groups of proposals, each to yield at most one child: the warm start's
+        networks not yet recorded first (one each, never screened), else the agent's
+        (``factor`` each when screening, else one), sampled in one batched call, each with an
+        exploration proposal while the agent is converged."""
         priors = self._next_priors(want)
         if priors:
-            return [[p] for p in priors], False
-        spec = self.spec
-        per = spec.screening.factor if spec.screening.score else 1
+            return [_Group([p], False) for p in priors]
+        screened = bool(self._score_name())
+        per = self.spec.screening.factor if screened else 1
         batch = agent.sample(want * per)
-        return [batch[i * per : (i + 1) * per] for i in range(want)], bool(spec.screening.score)
+        groups = [_Group(batch[i * per : (i + 1) * per], screened) for i in range(want)]
+        if self._converged(memory) and self.spec.convergence.action == "explore":
+            recorded = sum(v for k, v in counts.items() if k != "reissued")
+            for j, group in enumerate(groups):
+                group.explore = self._explore(recorded, j)
+        return groups
+
+    def _explore(self, recorded: int, j: int) -> Proposal:
+        """A network drawn uniformly from the space, seeded by the search's seed, the
+        candidates recorded so far and its group's place in the round."""
+        space = self.spec.bound_space()
+        rng = random.Random(f"explore:{self.spec.seed}:{recorded}:{j}")
+        p = random_proposal(space, rng, getattr(space, "max_layers", 0))
+        return Proposal(p.arch, {**p.decisions, "explore": True})
+
+    def _group(
+        self, agent: Agent, group: _Group, prepared: dict[str, _Prepared], memory: Memory
+    ) -> Handout | None:
+        """Record one group: the agent's proposals, then, when they brought nothing new and
+        the agent is converged, the exploration proposal."""
+        self.group = group
+        if group.screened:
+            handout = self._screened(agent, group.proposals, prepared)
+        else:
+            handout = self._propose(agent, group.proposals[0], prepared)
+        if group.new or group.explore is None:
+            return handout
+        explored = self._propose(agent, group.explore, prepared)
+        return explored if explored is not None and explored.cached is None else handout
 
     def _next_priors(self, want: int) -> list[Proposal]:
         """Up to ``want`` warm-start networks not yet recorded, in the order given."""
@@ -165,32 +243,51 @@ class Sampling:
             out.append(Proposal(arch, {**encode(self.spec.bound_space(), arch), "prior": True}))
         return out
 
-    def _prepare(self, groups: list[list[Proposal]], screened: bool) -> dict[str, _Prepared]:
+    def _prepare(self, groups: list[_Group]) -> dict[str, _Prepared]:
         """The expensive checks of every proposal, done before the transaction: its shape
         (or why it does not fit the input) and, in screened groups, the score of each one
         that is valid, within the limits, not evaluated and not in flight."""
         spec, search_id = self.spec, self.live.id
-        image, score = spec.image(), spec.screening.score
+        image, score = spec.image(), self._score_name()
         out: dict[str, _Prepared] = {}
+        to_score: dict[str, Proposal] = {}
         for group in groups:
-            for p in group:
+            for p in group.proposals + ([group.explore] if group.explore else []):
                 digest = arch_hash(p.arch)
                 if digest in out:
                     continue
                 try:
-                    item = _Prepared(analyze(p.arch, image), None, None)
+                    out[digest] = _Prepared(analyze(p.arch, image), None, None)
                 except ArchError as exc:  # the space allows it, the dataset's input does not
-                    item = _Prepared(None, str(exc), None)
+                    out[digest] = _Prepared(None, str(exc), None)
+                size = out[digest].size
                 if (
-                    screened
-                    and item.size is not None
-                    and spec.constraints.violation(item.size.params, item.size.flops) is None
+                    group.screened
+                    and p is not group.explore
+                    and size is not None
+                    and spec.constraints.violation(size.params, size.flops) is None
                     and self.store.result(search_id, digest) is None
                     and self.store.in_flight_with_hash(search_id, digest) is None
                 ):
-                    item = _Prepared(item.size, None, screen_score(score, p.arch, image))
-                out[digest] = item
+                    to_score[digest] = p
+        for digest, value in zip(to_score, self._scores(score, list(to_score.values()), out)):
+            out[digest] = _Prepared(out[digest].size, None, value)
         return out
+
+    def _scores(
+        self, score: str, proposals: list[Proposal], prepared: dict[str, _Prepared]
+    ) -> list[float]:
+        """The screening score of each proposal (by the predictor: in one batch)."""
+        if score != "predictor":
+            image = self.spec.image()
+            return [screen_score(score, p.arch, image) for p in proposals]
+        assert self.model is not None
+        sizes = []
+        for p in proposals:
+            size = prepared[arch_hash(p.arch)].size
+            assert size is not None
+            sizes.append((size.params, size.flops))
+        return self.model.values([p.arch for p in proposals], sizes)
 
     def _propose(self, agent: Agent, p: Proposal, prepared: dict[str, _Prepared]) -> Handout | None:
         """Record a proposal: a new network is leased out for training."""
@@ -210,6 +307,7 @@ class Sampling:
         size = prepared[digest].size
         if size is None:
             store.add_candidate(search_id, text, digest, p.decisions, Status.INVALID, None)
+            self._note(p, known=False)
             agent.record(p.decisions, None)
             log.info(
                 "search %s: agent proposed an invalid network: %s",
@@ -221,6 +319,7 @@ class Sampling:
         if why is not None:  # rejected before training: no budget, learnt as a failure
             cid = store.add_candidate(search_id, text, digest, p.decisions, Status.INVALID, None)
             store.finish_candidate(search_id, cid, Status.INVALID, Rejected(why), None)
+            self._note(p, known=False)
             agent.record(p.decisions, None)
             return None
         known = store.result(search_id, digest)
@@ -229,15 +328,31 @@ class Sampling:
             store.finish_candidate(
                 search_id, cid, Status.CACHED, Result(known.outcome), known.reward
             )
+            self._note(p, known=True)
             agent.record(p.decisions, known.reward)
             return Handout(cid, text, 0.0, known.outcome)
         twin = store.in_flight_with_hash(search_id, digest)
         if twin is not None:
             store.add_candidate(search_id, text, digest, p.decisions, Status.WAITING, None, twin.id)
+            self._note(p, known=True)
             return None
         return _NEW
 
+    def _note(self, p: Proposal, known: bool) -> None:
+        """Count one recorded proposal towards the agent's streak of known ones (only the
+        agent's own: not warm-start priors nor exploration)."""
+        if "prior" in p.decisions or "explore" in p.decisions:
+            return
+        memory = self.live.memory(self.store)
+        if known:
+            memory.streak += 1
+        else:
+            memory.streak = 0
+            if self.group is not None:
+                self.group.new = True
+
     def _lease(self, p: Proposal) -> Handout:
+        self._note(p, known=False)
         text = format_arch(canonical(p.arch))
         deadline = self.now + self.spec.lease_seconds
         cid = self.store.add_candidate(
@@ -252,7 +367,7 @@ class Sampling:
         known or in flight are handled as always (a known one is recorded as cached and
         learnt, but not handed out); of the new ones only the best-scoring is handed out, the
         others are recorded with their score and not learnt from."""
-        screening = self.spec.screening
+        score = self._score_name()
         fresh: dict[str, tuple[Proposal, float]] = {}
         for p in group:
             digest = arch_hash(p.arch)
@@ -260,13 +375,14 @@ class Sampling:
                 continue
             value = prepared[digest].score
             if value is None:  # not new when prepared; cannot happen under the search's lock
-                value = screen_score(screening.score, p.arch, self.spec.image())
+                value = self._scores(score, [p], prepared)[0]
             fresh[digest] = (p, value)
         if not fresh:
             return None
         best = max(fresh, key=lambda d: fresh[d][1])
         for digest, (p, value) in fresh.items():
             if digest != best:
+                self._note(p, known=False)
                 cid = self.store.add_candidate(
                     self.live.id,
                     format_arch(canonical(p.arch)),
@@ -276,6 +392,6 @@ class Sampling:
                     None,
                 )
                 self.store.finish_candidate(
-                    self.live.id, cid, Status.INVALID, Screened(screening.score, value), None
+                    self.live.id, cid, Status.INVALID, Screened(score, value), None
                 )
         return self._lease(fresh[best][0])

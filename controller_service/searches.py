@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from controller_service import budget
 from controller_service.agents.qlearning import QLearningAgent
 from controller_service.budget import MAX_ROUND
 from controller_service.errors import (
@@ -31,7 +32,7 @@ from controller_service.group_commit import GroupCommit, report_of
 from controller_service.live import LiveSearch, LiveSearches
 from controller_service.sampling import Sampling, handout_of
 from controller_service.spec import COST_METRICS, SearchSpec
-from controller_service.states import SearchState, Status
+from controller_service.states import TRAINING, SearchState, Status
 from controller_service.stopping import Decision
 from controller_service.store import ResultRow, Store
 from controller_service.views import Handout, SearchView, UpdateAck, pareto_front
@@ -128,15 +129,37 @@ class Searches:
         if progress is None:  # saved before progress was stored with the agent
             with live.locked():
                 progress = live.agent(self.store).progress()
+        counts = self.store.counts(search_id)
         return SearchView(
             row.id,
             row.name,
             row.created,
             live.spec,
             row.state,
-            self.store.counts(search_id),
+            counts,
             progress,
             top[0] if top else None,
+            self._ended_because(search_id, live.spec, row.state, counts),
+        )
+
+    def _ended_because(
+        self, search_id: str, spec: SearchSpec, state: str, counts: dict[str, int]
+    ) -> str:
+        if state == SearchState.RUNNING:
+            return ""
+        if state == SearchState.STOPPED:
+            return "stopped"
+        if sum(counts.get(s, 0) for s in TRAINING) >= spec.budget:
+            return "budget spent"
+        streak = self.store.known_streak(search_id)
+        if spec.convergence.action == "end" and streak >= spec.convergence.patience:
+            return (
+                f"converged: the agent's last {streak} proposals were all networks already "
+                "evaluated (convergence.action end)"
+            )
+        return (
+            f"sampling limit: {budget.MAX_SAMPLES_PER_BUDGET} proposals per child of the budget, "
+            "too few of them new"
         )
 
     def spec(self, search_id: str) -> SearchSpec:
@@ -201,6 +224,9 @@ class Searches:
             raise BadRequest(f"count must be between 1 and {MAX_SAMPLE}, got {count}")
         if len(request_id) > MAX_REQUEST_ID:
             raise BadRequest(f"request_id must be at most {MAX_REQUEST_ID} characters")
+        live = self.live.get(search_id)
+        if live.spec.screening.learnt:
+            live.prefit(self.store)  # a refit the predictor needs, outside the search's lock
         with self._locked(search_id) as live:
             state = self._state(search_id)
             if request_id and (earlier := self.store.by_request(search_id, request_id)):

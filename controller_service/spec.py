@@ -21,6 +21,7 @@ from controller_service.spec_parts import (
     COST_METRICS,
     SCREENING_SCORES,
     Constraints,
+    Convergence,
     Screening,
     SpecError,
     WarmStart,
@@ -45,6 +46,7 @@ __all__ = [
     "COST_METRICS",
     "Screening",
     "SCREENING_SCORES",
+    "Convergence",
 ]
 
 
@@ -107,6 +109,7 @@ class SearchSpec:
     warm_start: WarmStart = field(default_factory=WarmStart)
     constraints: Constraints = field(default_factory=Constraints)
     screening: Screening = field(default_factory=Screening)
+    convergence: Convergence = field(default_factory=Convergence)
     # the input and classes of a user's dataset (None: the built-in dataset's)
     input: InputShape | None = None
 
@@ -142,6 +145,7 @@ class SearchSpec:
             raise SpecError(f"name must be at most {MAX_NAME} characters, got {len(self.name)}")
         self.constraints.validate()
         self.screening.validate()
+        self.convergence.validate()
         warm = replace(
             self.warm_start.validate(),
             architectures=tuple(
@@ -209,6 +213,7 @@ class SearchSpec:
             warm_start=_warm_from_json(data["warm_start"]),
             constraints=Constraints(**data["constraints"]),
             screening=Screening(**data["screening"]),
+            convergence=Convergence(**data.get("convergence", {})),  # stored before it existed
             input=InputShape(**data["input"]) if data["input"] else None,
         )
 

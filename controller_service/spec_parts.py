@@ -7,19 +7,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from nasrl.core.search_choices import (
+    ACQUISITIONS,
+    CONVERGENCE_ACTIONS,
+    COST_METRICS,
+    SCREENING_SCORES,
+)
+
 __all__ = [
     "SpecError",
     "WarmStart",
     "Constraints",
     "COST_METRICS",
     "Screening",
+    "Convergence",
+    "ACQUISITIONS",
+    "CONVERGENCE_ACTIONS",
     "SCREENING_SCORES",
     "MAX_PRIORS",
     "MAX_PRETRAIN_STEPS",
 ]
 
-COST_METRICS = ("params", "flops")
-SCREENING_SCORES = ("synflow", "params", "flops")
 MAX_PRIORS = 1000
 MAX_PRETRAIN_STEPS = 1000
 
@@ -125,11 +133,20 @@ class Constraints:
 
 @dataclass(frozen=True)
 class Screening:
-    """Training-free screening (see ``nasrl.core.scoring``): ``factor`` proposals per child
-    trained, the best by ``score`` handed out; "" = none."""
+    """Screening (see ``nasrl.core.scoring`` and ``controller_service.predictor``): ``factor``
+    proposals per child trained, the best by ``score`` handed out; "" = none. With
+    ``score = "predictor"``: a model of the search's own results ranks the proposals by
+    ``acquisition`` (``kappa``: UCB's weight on the ensemble's spread), refitted after every
+    ``refit_every`` results; before ``cold_start_results`` results ``cold_start_score`` ranks
+    them ("" = no screening until then)."""
 
     score: str = ""
     factor: int = 4
+    acquisition: str = "ucb"
+    kappa: float = 0.5
+    cold_start_results: int = 10
+    cold_start_score: str = ""
+    refit_every: int = 10
 
     def validate(self) -> Screening:
         if self.score not in ("", *SCREENING_SCORES):
@@ -139,4 +156,52 @@ class Screening:
             )
         if not 2 <= self.factor <= 64:
             raise SpecError(f"screening.factor must be between 2 and 64, got {self.factor}")
+        if self.acquisition not in ACQUISITIONS:
+            raise SpecError(
+                f"screening.acquisition must be one of {', '.join(ACQUISITIONS)}, "
+                f"got {self.acquisition!r}"
+            )
+        if not (math.isfinite(self.kappa) and 0 <= self.kappa <= 10):
+            raise SpecError(f"screening.kappa must be between 0 and 10, got {self.kappa}")
+        if not 2 <= self.cold_start_results <= 1000:
+            raise SpecError(
+                "screening.cold_start_results must be between 2 and 1000, "
+                f"got {self.cold_start_results}"
+            )
+        cold = tuple(s for s in SCREENING_SCORES if s != "predictor")
+        if self.cold_start_score not in ("", *cold):
+            raise SpecError(
+                f"screening.cold_start_score must be one of {', '.join(cold)} (or empty for no "
+                f"screening before the predictor is fitted), got {self.cold_start_score!r}"
+            )
+        if not 1 <= self.refit_every <= 1000:
+            raise SpecError(
+                f"screening.refit_every must be between 1 and 1000, got {self.refit_every}"
+            )
+        return self
+
+    @property
+    def learnt(self) -> bool:
+        """Whether proposals are ranked by the predictor (once it is fitted)."""
+        return self.score == "predictor"
+
+
+@dataclass(frozen=True)
+class Convergence:
+    """A converged agent (``patience`` known proposals in a row): ``explore`` adds a uniformly
+    random proposal per child while it lasts, ``end`` ends the search."""
+
+    patience: int = 100
+    action: str = "explore"
+
+    def validate(self) -> Convergence:
+        if not 1 <= self.patience <= 1_000_000:
+            raise SpecError(
+                f"convergence.patience must be between 1 and 1,000,000, got {self.patience}"
+            )
+        if self.action not in CONVERGENCE_ACTIONS:
+            raise SpecError(
+                f"convergence.action must be one of {', '.join(CONVERGENCE_ACTIONS)}, "
+                f"got {self.action!r}"
+            )
         return self

@@ -32,6 +32,7 @@ class SearchView:
     counts: dict[str, int]
     progress: dict[str, float]
     best: ResultRow | None
+    ended_because: str = ""  # why it is no longer running: "" while it is
 
 
 @dataclass(frozen=True)

@@ -756,6 +756,7 @@ class CreateSearchRequest(_message.Message):
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
     SCREENING_FIELD_NUMBER: _builtins.int
     DATASET_SHAPE_FIELD_NUMBER: _builtins.int
+    CONVERGENCE_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """The dataset children are trained on (validated against the trainer's list; "" means
     "digits").
@@ -806,6 +807,13 @@ class CreateSearchRequest(_message.Message):
         built-in dataset, where it must match. GetSearch returns it filled in.
         """
 
+    @_builtins.property
+    def convergence(self) -> Global___Convergence:
+        """What happens when the agent only re-proposes networks already evaluated (a converged
+        policy): default: after 100 in a row, the controller adds a uniformly random unseen
+        network per child until the agent proposes a new one again.
+        """
+
     def __init__(
         self,
         *,
@@ -823,14 +831,50 @@ class CreateSearchRequest(_message.Message):
         constraints: Global___Constraints | None = ...,
         screening: Global___Screening | None = ...,
         dataset_shape: Global___DatasetShape | None = ...,
+        convergence: Global___Convergence | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "constraints", b"constraints", "dataset_shape", b"dataset_shape", "early_stopping", b"early_stopping", "screening", b"screening", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "constraints", b"constraints", "convergence", b"convergence", "dataset_shape", b"dataset_shape", "early_stopping", b"early_stopping", "screening", b"screening", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "constraints", b"constraints", "dataset", b"dataset", "dataset_shape", b"dataset_shape", "early_stopping", b"early_stopping", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "screening", b"screening", "seed", b"seed", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "constraints", b"constraints", "convergence", b"convergence", "dataset", b"dataset", "dataset_shape", b"dataset_shape", "early_stopping", b"early_stopping", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "screening", b"screening", "seed", b"seed", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreateSearchRequest: _TypeAlias = CreateSearchRequest  # noqa: Y015
+
+@_typing.final
+class Convergence(_message.Message):
+    """An agent past its useful life: a converged policy proposes only networks already evaluated
+    (each answered from its stored result, costing no budget, teaching the agent nothing new).
+    After `patience` such proposals in a row, `action` says what the controller does.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATIENCE_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    patience: _builtins.int
+    """Known proposals in a row that make the agent converged, 1 .. 1,000,000; 0 means 100."""
+    action: _builtins.str
+    """"explore" (default): for every child while converged, after the agent's proposal turns
+    out known, the controller proposes a network drawn uniformly from the space (unseen ones
+    are handed out; the agent learns from its result as from its own proposals) — sampling at
+    infinite temperature until the agent proposes a new network itself, which ends the
+    converged spell. "end": the search ends (state DONE, `Search.ended_because` says why)
+    with its budget unspent.
+    """
+    def __init__(
+        self,
+        *,
+        patience: _builtins.int = ...,
+        action: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "patience", b"patience"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Convergence: _TypeAlias = Convergence  # noqa: Y015
 
 @_typing.final
 class DatasetShape(_message.Message):
@@ -879,21 +923,58 @@ class Screening(_message.Message):
 
     SCORE_FIELD_NUMBER: _builtins.int
     FACTOR_FIELD_NUMBER: _builtins.int
+    ACQUISITION_FIELD_NUMBER: _builtins.int
+    KAPPA_FIELD_NUMBER: _builtins.int
+    COLD_START_RESULTS_FIELD_NUMBER: _builtins.int
+    COLD_START_SCORE_FIELD_NUMBER: _builtins.int
+    REFIT_EVERY_FIELD_NUMBER: _builtins.int
     score: _builtins.str
-    """"synflow" (SynFlow at initialisation, data-free), "params" or "flops"; "" = no screening."""
+    """"synflow" (SynFlow at initialisation, data-free), "params", "flops", or "predictor" (a
+    model learnt from the search's own results, below); "" = no screening.
+    """
     factor: _builtins.int
     """Proposals per child trained, 2 .. 64 (default 4)."""
+    acquisition: _builtins.str
+    """score = "predictor" only. The predictor is an ensemble of gradient-boosted trees (each on
+    a bootstrap resample of the results) over the space's decisions and the network's log
+    parameters and log FLOPs, fitted on the rewards of the search's results; the ensemble's
+    mean is the prediction and its spread the uncertainty. `acquisition` ranks the new
+    proposals: "ucb" (default: mean + kappa x spread), "ei" (expected improvement over the
+    best reward so far) or "mean".
+    """
+    kappa: _builtins.float
+    """UCB's weight on the spread, 0 .. 10 (default 0.5)."""
+    cold_start_results: _builtins.int
+    """Results before the predictor is used, 2 .. 1,000; 0 means 10. Before that, children are
+    chosen by `cold_start_score` ...
+    """
+    cold_start_score: _builtins.str
+    """... "synflow", "params" or "flops", or "" (default): no screening until then (one
+    proposal per child).
+    """
+    refit_every: _builtins.int
+    """The predictor is refitted after every `refit_every` new results, 1 .. 1,000; 0 means 10.
+    It is fitted on the search's first results in the order they were recorded (a multiple
+    of refit_every past cold_start_results), so a restarted controller refits the same model.
+    """
     def __init__(
         self,
         *,
         score: _builtins.str = ...,
         factor: _builtins.int = ...,
+        acquisition: _builtins.str = ...,
+        kappa: _builtins.float | None = ...,
+        cold_start_results: _builtins.int = ...,
+        cold_start_score: _builtins.str = ...,
+        refit_every: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_kappa", b"_kappa", "kappa", b"kappa"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["factor", b"factor", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_kappa", b"_kappa", "acquisition", b"acquisition", "cold_start_results", b"cold_start_results", "cold_start_score", b"cold_start_score", "factor", b"factor", "kappa", b"kappa", "refit_every", b"refit_every", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__kappa: _TypeAlias = _typing.Literal["kappa"]  # noqa: Y015
+    _WhichOneofArgType__kappa: _TypeAlias = _typing.Literal["_kappa", b"_kappa"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__kappa) -> _WhichOneofReturnType__kappa | None: ...
 
 Global___Screening: _TypeAlias = Screening  # noqa: Y015
 
@@ -1216,6 +1297,7 @@ class Search(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     BEST_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
+    ENDED_BECAUSE_FIELD_NUMBER: _builtins.int
     search_id: _builtins.str
     """The id to use in every other call."""
     name: _builtins.str
@@ -1224,6 +1306,11 @@ class Search(_message.Message):
     """Running, done or stopped."""
     created: _builtins.float
     """Creation time, seconds since the Unix epoch."""
+    ended_because: _builtins.str
+    """Why a search that is no longer running ended: "budget spent", "stopped" (StopSearch) or
+    "converged: ..." (the agent proposed only known networks; see Convergence); "" while
+    running.
+    """
     @_builtins.property
     def spec(self) -> Global___CreateSearchRequest:
         """The settings it was created with, defaults filled in."""
@@ -1251,10 +1338,11 @@ class Search(_message.Message):
         progress: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         best: Global___LeaderboardEntry | None = ...,
         created: _builtins.float = ...,
+        ended_because: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "counts", b"counts", "spec", b"spec"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "counts", b"counts", "created", b"created", "name", b"name", "progress", b"progress", "search_id", b"search_id", "spec", b"spec", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["best", b"best", "counts", b"counts", "created", b"created", "ended_because", b"ended_because", "name", b"name", "progress", b"progress", "search_id", b"search_id", "spec", b"spec", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

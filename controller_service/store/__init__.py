@@ -14,7 +14,7 @@ from __future__ import annotations
 from controller_service.store.codec import dump_state, is_plain, load_state
 from controller_service.store.database import StoreError
 from controller_service.store.repository import Store
-from controller_service.store.rows import CandidateRow, ChildRow, ResultRow, SearchRow
+from controller_service.store.rows import CandidateRow, ChildRow, ResultRow, SearchRow, Trained
 
 __all__ = [
     "Store",
@@ -26,4 +26,5 @@ __all__ = [
     "ChildRow",
     "ResultRow",
     "SearchRow",
+    "Trained",
 ]

@@ -15,6 +15,7 @@ from controller_service.store.rows import (
     ChildRow,
     ResultRow,
     SearchRow,
+    Trained,
     candidate_row,
     report_of,
     result_row,
@@ -276,6 +277,38 @@ class Store(AgentTables):
             "SELECT * FROM results WHERE search_id = ? AND arch_hash = ?", (search_id, arch_hash)
         )
         return result_row(row) if row else None
+
+    def result_count(self, search_id: str) -> int:
+        row = self._read_one("SELECT COUNT(*) AS n FROM results WHERE search_id = ?", (search_id,))
+        return int(row["n"]) if row else 0
+
+    def first_results(self, search_id: str, n: int) -> list[Trained]:
+        """The search's first ``n`` results in the order they were recorded, as a predictor
+        learns them."""
+        rows = self._read(
+            "SELECT arch, params, flops, reward FROM results WHERE search_id = ? "
+            "ORDER BY rowid LIMIT ?",
+            (search_id, n),
+        )
+        return [
+            Trained(r["arch"], int(r["params"]), int(r["flops"]), float(r["reward"])) for r in rows
+        ]
+
+    def known_streak(self, search_id: str) -> int:
+        """How many of the agent's latest proposals in a row were networks already evaluated or
+        in flight (candidates cached or waiting since its last new one; warm-start priors and
+        the controller's exploration proposals are not the agent's and are not counted)."""
+        own = (
+            "json_extract(decisions, '$.prior') IS NULL "
+            "AND json_extract(decisions, '$.explore') IS NULL"
+        )
+        row = self._read_one(
+            f"SELECT COUNT(*) AS n FROM candidates WHERE search_id = ? AND {own} "
+            "AND status IN (?, ?) AND id > COALESCE((SELECT MAX(id) FROM candidates "
+            f"WHERE search_id = ? AND {own} AND status NOT IN (?, ?)), 0)",
+            (search_id, Status.CACHED, Status.WAITING, search_id, Status.CACHED, Status.WAITING),
+        )
+        return int(row["n"]) if row else 0
 
     def top_results(self, search_id: str, k: int) -> list[ResultRow]:
         rows = self._read(

@@ -10,7 +10,7 @@ from typing import Any
 from controller_service.reports import Report, report_from_json
 from nasrl.core.results import TrainOutcome
 
-__all__ = ["SearchRow", "CandidateRow", "ChildRow", "ResultRow"]
+__all__ = ["SearchRow", "CandidateRow", "ChildRow", "ResultRow", "Trained"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,17 @@ class ChildRow:
     reissued: int
     report: Report | None
     reward: float | None
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One recorded result as a predictor learns it: the network (canonical text), its size
+    and its reward."""
+
+    arch: str
+    params: int
+    flops: int
+    reward: float
 
 
 @dataclass(frozen=True)
