@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from controller_service import budget
+from controller_service import budget, stages
 from controller_service.agents import Agent, Proposal
 from controller_service.live import LiveSearch
 from controller_service.reports import Rejected, Result, Screened
@@ -146,7 +146,7 @@ class Sampling:
             return [[p] for p in priors], False
         spec = self.spec
         per = spec.screening.factor if spec.screening.score else 1
-        batch = agent.sample(want * per)
+        batch = stages.proposals(self.store, self.live, agent, want * per)  # warm-up first
         return [batch[i * per : (i + 1) * per] for i in range(want)], bool(spec.screening.score)
 
     def _next_priors(self, want: int) -> list[Proposal]:

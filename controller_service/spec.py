@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from controller_service.agents import DEFAULT_SPACE, Agent, AgentSettingsError, agent_class
+from controller_service.evaluation import SearchEvaluation
 from controller_service.spaces import (
     MetaQNNSpace,
     Nb201Space,
@@ -109,6 +110,7 @@ class SearchSpec:
     screening: Screening = field(default_factory=Screening)
     # the input and classes of a user's dataset (None: the built-in dataset's)
     input: InputShape | None = None
+    evaluation: SearchEvaluation = field(default_factory=SearchEvaluation)
 
     def image(self) -> InputShape:
         """The input shape and classes every proposal is checked against."""
@@ -142,6 +144,7 @@ class SearchSpec:
             raise SpecError(f"name must be at most {MAX_NAME} characters, got {len(self.name)}")
         self.constraints.validate()
         self.screening.validate()
+        self.evaluation.validate(self.bound_space(), self.budget)
         warm = replace(
             self.warm_start.validate(),
             architectures=tuple(
@@ -210,6 +213,7 @@ class SearchSpec:
             constraints=Constraints(**data["constraints"]),
             screening=Screening(**data["screening"]),
             input=InputShape(**data["input"]) if data["input"] else None,
+            evaluation=SearchEvaluation.from_json(data.get("evaluation")),
         )
 
 
