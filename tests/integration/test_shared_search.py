@@ -89,7 +89,7 @@ def test_shared_children_go_to_the_supernet_and_the_top_k_to_an_ordinary_trainer
         assert s.state.value == "done" and s.counts.evaluated == 8
         assert s.spec.request.evaluation.top_k == 2
         children = [ch for ch in c.list_children(sid)[0] if ch.result is not None]
-        kinds = [ch.result.evaluation for ch in children if ch.status.value == "trained"]
+        kinds = [ch.result.evaluation for ch in children if ch.result and ch.status == "trained"]
         assert kinds.count(Evaluation.SHARED) == 6 and kinds[-2:] == [Evaluation.FULL] * 2
         assert all(ch.result.shared_steps == 3 for ch in children[:6] if ch.result)
         board = c.leaderboard(sid, top=20)
