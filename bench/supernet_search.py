@@ -47,6 +47,7 @@ from scipy import stats  # noqa: E402
 from bench.replay.lookup import Lookup  # noqa: E402
 from controller_service.agents import AGENTS, Agent  # noqa: E402
 from controller_service.agents.proposals import random_proposal  # noqa: E402
+from controller_service.spaces import ZophSpace  # noqa: E402
 from nasrl.core.supernet import ZophBounds, ZophSupernet  # noqa: E402
 from nasrl.core.supernet_train import SharedSGD, evaluate, train_child  # noqa: E402
 from trainer_service.data import Dataset, load  # noqa: E402
@@ -57,7 +58,8 @@ TABLE = ROOT / "bench" / "tables" / "zoph_mnist5k.jsonl.gz"
 
 def replay(agent: Agent, table: Lookup, budget: int, target: float) -> dict[str, Any]:
     """A FULL search replayed from the table: its best and the seconds until ``target``."""
-    seconds, best, reached, seen = 0.0, 0.0, math.inf, set()
+    seconds, best, reached = 0.0, 0.0, math.inf
+    seen: set[str] = set()
     for _ in range(budget * 50):
         if len(seen) >= budget:
             break
@@ -79,6 +81,7 @@ def shared_search(
 ) -> dict[str, Any]:
     """A SHARED search: shared scores from a real supernet, then the top-k from the table."""
     space = table.space
+    assert isinstance(space, ZophSpace), "the bench runs on a Zoph table"
     torch.manual_seed(seed)
     net = ZophSupernet(
         data.shape, ZophBounds(max(space.filter_sizes), max(space.filters), space.max_layers)
