@@ -37,10 +37,14 @@ class SearchEvaluation:
     agent neither proposes nor learns from them) and ``top_k`` networks trained fully once the
     budget's shared children are all reported."""
 
-    mode: str = EvaluationMode.FULL
+    mode: str = EvaluationMode.FULL.value
     steps: int = 0
     warmup_children: int = 0
     top_k: int = 0
+
+    def __post_init__(self) -> None:
+        # a plain string: specs are plain data (stored as JSON, loaded with weights_only)
+        object.__setattr__(self, "mode", str(self.mode))
 
     @property
     def shared(self) -> bool:

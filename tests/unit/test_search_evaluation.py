@@ -17,7 +17,7 @@ from controller_service.spec import SearchSpec, SpecError
 from controller_service.store import Store
 from nasrl.core.cell import Skeleton
 from nasrl.core.results import Evaluation, SharedTraining
-from tests.helpers import outcome
+from tests.helpers import outcome, through_bytes
 
 SPACE = ZophSpace(filter_sizes=(1, 3), strides=(1,), filters=(4, 8), max_layers=2)
 SHARED = SearchEvaluation("shared", steps=5, warmup_children=2, top_k=2)
@@ -40,7 +40,7 @@ def test_the_default_is_full_and_a_stored_spec_without_it_loads_as_full() -> Non
 
 def test_a_shared_setting_round_trips_through_json_and_proto() -> None:
     s = spec().validate()
-    assert SearchSpec.from_json(s.to_json()).evaluation == SHARED
+    assert SearchSpec.from_json(through_bytes(s.to_json())).evaluation == SHARED
     back = codec.spec_from_proto(codec.spec_to_proto(s)).validate()
     assert back.evaluation == SHARED and back == s
 
