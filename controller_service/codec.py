@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from controller_service.agents import AgentSettingsError
 from controller_service.children import ChildRecord
+from controller_service.evaluation import EvaluationMode, SearchEvaluation
 from controller_service.searches import Handout, SearchView
 from controller_service.spaces import MetaQNNSpace, Nb201Space, Space, ZophSpace
 from controller_service.spec import (
@@ -24,6 +25,7 @@ from nasrl.core import codec
 from nasrl.core.arch import ArchError, parse
 from nasrl.core.shapes import InputShape
 from protos import controller_pb2 as cpb
+from protos import trainer_pb2 as tpb
 
 __all__ = [
     "spec_from_proto",
@@ -37,6 +39,11 @@ __all__ = [
 ]
 
 _REWARDS: dict[str, cpb.Reward.ValueType] = {"zoph": cpb.ZOPH, "accuracy": cpb.ACCURACY}
+_MODES = {
+    cpb.SearchEvaluation.EVALUATION_MODE_UNSPECIFIED: EvaluationMode.FULL,
+    cpb.SearchEvaluation.EVALUATION_MODE_FULL: EvaluationMode.FULL,
+    cpb.SearchEvaluation.EVALUATION_MODE_SHARED: EvaluationMode.SHARED,
+}
 _STATES: dict[str, cpb.SearchState.ValueType] = {
     SearchState.RUNNING: cpb.RUNNING,
     SearchState.DONE: cpb.DONE,
@@ -155,6 +162,20 @@ def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
             action=req.convergence.action or Convergence().action,
         ),
         input=_shape_from_proto(req.dataset_shape) if req.HasField("dataset_shape") else None,
+        evaluation=_evaluation_from_proto(req.evaluation),
+    )
+
+
+def _evaluation_from_proto(m: cpb.SearchEvaluation) -> SearchEvaluation:
+    if m.mode not in _MODES:
+        raise SpecError(f"unknown evaluation.mode {m.mode}; use FULL or SHARED")
+    return SearchEvaluation(_MODES[m.mode], m.steps, m.warmup_children, m.top_k)
+
+
+def _evaluation_to_proto(e: SearchEvaluation) -> cpb.SearchEvaluation:
+    mode = {v: k for k, v in _MODES.items() if k}[EvaluationMode(e.mode)]
+    return cpb.SearchEvaluation(
+        mode=mode, steps=e.steps, warmup_children=e.warmup_children, top_k=e.top_k
     )
 
 
@@ -226,6 +247,7 @@ def spec_to_proto(spec: SearchSpec) -> cpb.CreateSearchRequest:
         screening=cpb.Screening(**asdict(spec.screening)),
         convergence=cpb.Convergence(**asdict(spec.convergence)),
         dataset_shape=cpb.DatasetShape(**asdict(spec.image())),
+        evaluation=_evaluation_to_proto(spec.evaluation),
     )
 
 
@@ -243,6 +265,7 @@ def entry_to_proto(r: ResultRow) -> cpb.LeaderboardEntry:
         flops=r.flops,
         seconds=r.seconds,
         reward=r.reward,
+        evaluation=codec.evaluation_to_proto(r.outcome.evaluation),
     )
 
 
@@ -281,6 +304,8 @@ def handout_to_proto(h: Handout) -> cpb.Candidate:
     )
     if h.cached is not None:
         msg.cached_result.CopyFrom(codec.outcome_to_proto(h.cached))
+    if h.shared is not None:
+        msg.shared.CopyFrom(tpb.SharedTraining(**asdict(h.shared)))
     return msg
 
 

@@ -12,6 +12,7 @@ from controller_service.budget import settle
 from controller_service.errors import BadReport, CandidateNotFound, ReportConflict
 from controller_service.live import LiveSearch, QueuedReport
 from controller_service.reports import Failure, Report, Result, as_stored
+from controller_service.stages import keeps, learns, report_conflict
 from controller_service.states import SearchState, Status
 from controller_service.store import CandidateRow, ResultRow, Store
 from controller_service.views import UpdateAck
@@ -121,6 +122,8 @@ class GroupCommit:
                         item.fail(exc)
                 elif any(c.id == f.id for _, f in fresh):
                     continue  # the same candidate twice: answered as a repeat after the commit
+                elif (why := report_conflict(live, c, item.report)) is not None:
+                    item.fail(BadReport(why))
                 else:
                     fresh.append((item, c))
             if fresh:
@@ -152,14 +155,16 @@ class GroupCommit:
         reward = live.spec.reward_of(report.outcome) if isinstance(report, Result) else None
         status = Status.DONE if isinstance(report, Result) else Status.FAILED
         store.finish_candidate(search_id, c.id, status, report, reward)
-        if isinstance(report, Result) and store.result(search_id, c.arch_hash) is None:
+        if isinstance(report, Result) and keeps(store, search_id, c, report.outcome):
             row = ResultRow.of(c.id, c.arch, report.outcome, reward or 0.0)
-            store.add_result(search_id, c.arch_hash, row)
-        agent.record(c.decisions, reward)
+            store.add_result(search_id, c.arch_hash, row, replace=c.final)
+        if learns(c):  # not a SHARED search's warm-up or top-k child
+            agent.record(c.decisions, reward)
         for twin in store.waiting_twins(search_id, c.id):
             # Answered without training, whether the twin succeeded or failed.
             store.finish_candidate(search_id, twin.id, Status.CACHED, report, reward)
-            agent.record(twin.decisions, reward)
+            if learns(twin):
+                agent.record(twin.decisions, reward)
         return reward
 
 

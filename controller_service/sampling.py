@@ -25,7 +25,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from controller_service import budget
+from controller_service import budget, stages
 from controller_service.agents import Agent, Proposal
 from controller_service.agents.proposals import random_proposal
 from controller_service.live import LiveSearch, Memory
@@ -196,7 +196,7 @@ class Sampling:
             return [_Group([p], False) for p in priors]
         screened = bool(self._score_name())
         per = self.spec.screening.factor if screened else 1
-        batch = agent.sample(want * per)
+        batch = stages.proposals(self.store, self.live, agent, want * per)  # warm-up first
         groups = [_Group(batch[i * per : (i + 1) * per], screened) for i in range(want)]
         if self._converged(memory) and self.spec.convergence.action == "explore":
             recorded = sum(v for k, v in counts.items() if k != "reissued")

@@ -32,6 +32,7 @@ from controller_service.group_commit import GroupCommit, report_of
 from controller_service.live import LiveSearch, LiveSearches
 from controller_service.sampling import Sampling, handout_of
 from controller_service.spec import COST_METRICS, SearchSpec
+from controller_service.stages import final_handouts, with_shared
 from controller_service.states import TRAINING, SearchState, Status
 from controller_service.stopping import Decision
 from controller_service.store import ResultRow, Store
@@ -230,19 +231,23 @@ class Searches:
         with self._locked(search_id) as live:
             state = self._state(search_id)
             if request_id and (earlier := self.store.by_request(search_id, request_id)):
-                return [handout_of(c) for c in earlier], state != SearchState.RUNNING
+                again = [handout_of(c) for c in earlier]
+                return with_shared(self.store, live, again), state != SearchState.RUNNING
             if state != SearchState.RUNNING:
                 return [], True
-            call = Sampling(self.store, live, self.clock(), request_id)
+            now = self.clock()
+            call = Sampling(self.store, live, now, request_id)
             out, done = call.run(
                 count,
                 reclaim,
                 proposing=lambda attempts: attempts < 4 * count and self.timer() < stop_at,
                 between_rounds=lambda: self.commits.record_queued(live),
             )
+            if not done and len(out) < count:  # a SHARED search's top-k stage
+                out += final_handouts(self.store, live, now, request_id, count - len(out))
             if abandoned is not None and abandoned():
                 call.release(out)
-            return out, done
+            return with_shared(self.store, live, out), done
 
     # ------------------------------------------------------------------ report (epochs)
 

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from controller_service.agents import DEFAULT_SPACE, Agent, AgentSettingsError, agent_class
+from controller_service.evaluation import SearchEvaluation
 from controller_service.spaces import (
     MetaQNNSpace,
     Nb201Space,
@@ -112,6 +113,7 @@ class SearchSpec:
     convergence: Convergence = field(default_factory=Convergence)
     # the input and classes of a user's dataset (None: the built-in dataset's)
     input: InputShape | None = None
+    evaluation: SearchEvaluation = field(default_factory=SearchEvaluation)
 
     def image(self) -> InputShape:
         """The input shape and classes every proposal is checked against."""
@@ -146,6 +148,7 @@ class SearchSpec:
         self.constraints.validate()
         self.screening.validate()
         self.convergence.validate()
+        self.evaluation.validate(self.bound_space(), self.budget)
         warm = replace(
             self.warm_start.validate(),
             architectures=tuple(
@@ -215,6 +218,7 @@ class SearchSpec:
             screening=Screening(**data["screening"]),
             convergence=Convergence(**data.get("convergence", {})),  # stored before it existed
             input=InputShape(**data["input"]) if data["input"] else None,
+            evaluation=SearchEvaluation.from_json(data.get("evaluation")),
         )
 
 

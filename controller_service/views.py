@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from controller_service.spec import SearchSpec
 from controller_service.store import ResultRow
-from nasrl.core.results import TrainOutcome
+from nasrl.core.results import SharedTraining, TrainOutcome
 
 __all__ = ["Handout", "SearchView", "UpdateAck", "pareto_front"]
 
@@ -20,6 +20,7 @@ class Handout:
     text: str
     lease_deadline: float
     cached: TrainOutcome | None
+    shared: SharedTraining | None = None  # to train under shared weights (a SHARED search)
 
 
 @dataclass(frozen=True)

@@ -756,6 +756,7 @@ class CreateSearchRequest(_message.Message):
     CONSTRAINTS_FIELD_NUMBER: _builtins.int
     SCREENING_FIELD_NUMBER: _builtins.int
     DATASET_SHAPE_FIELD_NUMBER: _builtins.int
+    EVALUATION_FIELD_NUMBER: _builtins.int
     CONVERGENCE_FIELD_NUMBER: _builtins.int
     dataset: _builtins.str
     """The dataset children are trained on (validated against the trainer's list; "" means
@@ -808,6 +809,10 @@ class CreateSearchRequest(_message.Message):
         """
 
     @_builtins.property
+    def evaluation(self) -> Global___SearchEvaluation:
+        """How children are evaluated: trained fully (default) or under shared weights (ENAS)."""
+
+    @_builtins.property
     def convergence(self) -> Global___Convergence:
         """What happens when the agent only re-proposes networks already evaluated (a converged
         policy): default: after 100 in a row, the controller adds a uniformly random unseen
@@ -831,11 +836,12 @@ class CreateSearchRequest(_message.Message):
         constraints: Global___Constraints | None = ...,
         screening: Global___Screening | None = ...,
         dataset_shape: Global___DatasetShape | None = ...,
+        evaluation: Global___SearchEvaluation | None = ...,
         convergence: Global___Convergence | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "constraints", b"constraints", "convergence", b"convergence", "dataset_shape", b"dataset_shape", "early_stopping", b"early_stopping", "screening", b"screening", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "constraints", b"constraints", "convergence", b"convergence", "dataset_shape", b"dataset_shape", "early_stopping", b"early_stopping", "evaluation", b"evaluation", "screening", b"screening", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "constraints", b"constraints", "convergence", b"convergence", "dataset", b"dataset", "dataset_shape", b"dataset_shape", "early_stopping", b"early_stopping", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "screening", b"screening", "seed", b"seed", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "budget", b"budget", "constraints", b"constraints", "convergence", b"convergence", "dataset", b"dataset", "dataset_shape", b"dataset_shape", "early_stopping", b"early_stopping", "evaluation", b"evaluation", "lease_seconds", b"lease_seconds", "name", b"name", "reward", b"reward", "screening", b"screening", "seed", b"seed", "space", b"space", "training", b"training", "warm_start", b"warm_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -875,6 +881,86 @@ class Convergence(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Convergence: _TypeAlias = Convergence  # noqa: Y015
+
+@_typing.final
+class SearchEvaluation(_message.Message):
+    """How a search evaluates its children. (Named apart from trainer.proto's `Evaluation`, the
+    enum that says how one result was obtained: both live in package nasrl.v1.)
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Mode:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _ModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[SearchEvaluation._Mode.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        EVALUATION_MODE_UNSPECIFIED: SearchEvaluation._Mode.ValueType  # 0
+        """FULL."""
+        EVALUATION_MODE_FULL: SearchEvaluation._Mode.ValueType  # 1
+        """Every child is trained from scratch, as in the papers."""
+        EVALUATION_MODE_SHARED: SearchEvaluation._Mode.ValueType  # 2
+        """Weight sharing (ENAS): every child is trained `steps` mini-batches on a supernet
+        shared by all children and scored under its weights. Sample hands each such child out
+        with `Candidate.shared`, which the runner sends to a `--supernet` trainer; `budget`
+        counts these children. Needs a space with a supernet: zoph, nb201, or metaqnn without
+        FC layers (max_fc 0); any other is INVALID_ARGUMENT.
+        """
+
+    class Mode(_Mode, metaclass=_ModeEnumTypeWrapper):
+        """How children are evaluated. (Prefixed: enum values share the package's scope.)"""
+
+    EVALUATION_MODE_UNSPECIFIED: SearchEvaluation.Mode.ValueType  # 0
+    """FULL."""
+    EVALUATION_MODE_FULL: SearchEvaluation.Mode.ValueType  # 1
+    """Every child is trained from scratch, as in the papers."""
+    EVALUATION_MODE_SHARED: SearchEvaluation.Mode.ValueType  # 2
+    """Weight sharing (ENAS): every child is trained `steps` mini-batches on a supernet
+    shared by all children and scored under its weights. Sample hands each such child out
+    with `Candidate.shared`, which the runner sends to a `--supernet` trainer; `budget`
+    counts these children. Needs a space with a supernet: zoph, nb201, or metaqnn without
+    FC layers (max_fc 0); any other is INVALID_ARGUMENT.
+    """
+
+    MODE_FIELD_NUMBER: _builtins.int
+    STEPS_FIELD_NUMBER: _builtins.int
+    WARMUP_CHILDREN_FIELD_NUMBER: _builtins.int
+    TOP_K_FIELD_NUMBER: _builtins.int
+    mode: Global___SearchEvaluation.Mode.ValueType
+    """FULL (default) or SHARED."""
+    steps: _builtins.int
+    """SHARED: mini-batch steps of the shared weights per child, 0 .. 100,000 (0: the trainer's
+    --supernet-steps, 50).
+    """
+    warmup_children: _builtins.int
+    """SHARED: the first `warmup_children` children are drawn uniformly at random from the
+    space instead of from the agent, and the agent does not learn from them: as ENAS warms
+    its shared weights up before the controller learns, the agent's first rewards then come
+    from a supernet that has trained. 0 .. budget (default 0).
+    """
+    top_k: _builtins.int
+    """SHARED: once the budget's shared children are all reported, the `top_k` networks with
+    the best shared-weights accuracy are handed out once more for full training (without
+    `Candidate.shared`); each result replaces its network's shared score in the leaderboard,
+    and the agent does not learn from it. 0 .. budget (default 0: the search ends with
+    shared scores only).
+    """
+    def __init__(
+        self,
+        *,
+        mode: Global___SearchEvaluation.Mode.ValueType = ...,
+        steps: _builtins.int = ...,
+        warmup_children: _builtins.int = ...,
+        top_k: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mode", b"mode", "steps", b"steps", "top_k", b"top_k", "warmup_children", b"warmup_children"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchEvaluation: _TypeAlias = SearchEvaluation  # noqa: Y015
 
 @_typing.final
 class DatasetShape(_message.Message):
@@ -1227,6 +1313,7 @@ class LeaderboardEntry(_message.Message):
     FLOPS_FIELD_NUMBER: _builtins.int
     SECONDS_FIELD_NUMBER: _builtins.int
     REWARD_FIELD_NUMBER: _builtins.int
+    EVALUATION_FIELD_NUMBER: _builtins.int
     candidate_id: _builtins.int
     """The candidate that was trained."""
     architecture: _builtins.str
@@ -1243,6 +1330,10 @@ class LeaderboardEntry(_message.Message):
     """Training seconds."""
     reward: _builtins.float
     """The reward the agent received."""
+    evaluation: _trainer_pb2.Evaluation.ValueType
+    """How `accuracy` was obtained (the result's TrainResult.evaluation): EVALUATION_SHARED is a
+    shared-weights score, a ranking signal, not the accuracy the network reaches trained.
+    """
     def __init__(
         self,
         *,
@@ -1254,10 +1345,11 @@ class LeaderboardEntry(_message.Message):
         flops: _builtins.int = ...,
         seconds: _builtins.float = ...,
         reward: _builtins.float = ...,
+        evaluation: _trainer_pb2.Evaluation.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "architecture", b"architecture", "candidate_id", b"candidate_id", "flops", b"flops", "params", b"params", "reward", b"reward", "seconds", b"seconds", "test_accuracy", b"test_accuracy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "architecture", b"architecture", "candidate_id", b"candidate_id", "evaluation", b"evaluation", "flops", b"flops", "params", b"params", "reward", b"reward", "seconds", b"seconds", "test_accuracy", b"test_accuracy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1359,6 +1451,7 @@ class Candidate(_message.Message):
     TEXT_FIELD_NUMBER: _builtins.int
     LEASE_DEADLINE_FIELD_NUMBER: _builtins.int
     CACHED_RESULT_FIELD_NUMBER: _builtins.int
+    SHARED_FIELD_NUMBER: _builtins.int
     candidate_id: _builtins.int
     """Id within its search, for Update."""
     text: _builtins.str
@@ -1375,6 +1468,14 @@ class Candidate(_message.Message):
         candidate needs no training and no Update.
         """
 
+    @_builtins.property
+    def shared(self) -> _trainer_pb2.SharedTraining:
+        """Set when the search evaluates this child under shared weights (SearchEvaluation SHARED):
+        send it as TrainRequest.shared to a `--supernet` trainer; its Update must then say
+        EVALUATION_SHARED. Unset: train the child fully (an Update saying EVALUATION_SHARED is
+        INVALID_ARGUMENT).
+        """
+
     def __init__(
         self,
         *,
@@ -1383,10 +1484,11 @@ class Candidate(_message.Message):
         text: _builtins.str = ...,
         lease_deadline: _builtins.float = ...,
         cached_result: _trainer_pb2.TrainResult | None = ...,
+        shared: _trainer_pb2.SharedTraining | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "cached_result", b"cached_result"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "cached_result", b"cached_result", "shared", b"shared"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "cached_result", b"cached_result", "candidate_id", b"candidate_id", "lease_deadline", b"lease_deadline", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["architecture", b"architecture", "cached_result", b"cached_result", "candidate_id", b"candidate_id", "lease_deadline", b"lease_deadline", "shared", b"shared", "text", b"text"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -147,7 +147,10 @@ class ControllerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Leaderboard(self, request, context):
-        """The top results of a search by validation accuracy.
+        """The top results of a search by validation accuracy. Each entry says how it was
+        evaluated; a result under shared weights (EVALUATION_SHARED) never ranks above a trained
+        one (full training, a table, a simulation): in a SHARED search the top-k stage's fully
+        trained networks come first, then the shared-weights scores.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -65,7 +65,11 @@ class ControllerStub:
     ListSearches: _grpc.UnaryUnaryMultiCallable[_controller_pb2.ListSearchesRequest, _controller_pb2.ListSearchesResponse]
     """Every search, newest first."""
     Leaderboard: _grpc.UnaryUnaryMultiCallable[_controller_pb2.LeaderboardRequest, _controller_pb2.LeaderboardResponse]
-    """The top results of a search by validation accuracy."""
+    """The top results of a search by validation accuracy. Each entry says how it was
+    evaluated; a result under shared weights (EVALUATION_SHARED) never ranks above a trained
+    one (full training, a table, a simulation): in a SHARED search the top-k stage's fully
+    trained networks come first, then the shared-weights scores.
+    """
     StopSearch: _grpc.UnaryUnaryMultiCallable[_controller_pb2.StopSearchRequest, _controller_pb2.Search]
     """Stops a search: Sample hands out nothing more; reports of candidates already out are
     still accepted.
@@ -116,7 +120,11 @@ class ControllerAsyncStub(ControllerStub):
     ListSearches: _aio.UnaryUnaryMultiCallable[_controller_pb2.ListSearchesRequest, _controller_pb2.ListSearchesResponse]  # type: ignore[assignment]
     """Every search, newest first."""
     Leaderboard: _aio.UnaryUnaryMultiCallable[_controller_pb2.LeaderboardRequest, _controller_pb2.LeaderboardResponse]  # type: ignore[assignment]
-    """The top results of a search by validation accuracy."""
+    """The top results of a search by validation accuracy. Each entry says how it was
+    evaluated; a result under shared weights (EVALUATION_SHARED) never ranks above a trained
+    one (full training, a table, a simulation): in a SHARED search the top-k stage's fully
+    trained networks come first, then the shared-weights scores.
+    """
     StopSearch: _aio.UnaryUnaryMultiCallable[_controller_pb2.StopSearchRequest, _controller_pb2.Search]  # type: ignore[assignment]
     """Stops a search: Sample hands out nothing more; reports of candidates already out are
     still accepted.
@@ -206,7 +214,11 @@ class ControllerServicer(metaclass=_abc_1.ABCMeta):
         request: _controller_pb2.LeaderboardRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_controller_pb2.LeaderboardResponse, _abc.Awaitable[_controller_pb2.LeaderboardResponse]]:
-        """The top results of a search by validation accuracy."""
+        """The top results of a search by validation accuracy. Each entry says how it was
+        evaluated; a result under shared weights (EVALUATION_SHARED) never ranks above a trained
+        one (full training, a table, a simulation): in a SHARED search the top-k stage's fully
+        trained networks come first, then the shared-weights scores.
+        """
 
     @_abc_1.abstractmethod
     def StopSearch(

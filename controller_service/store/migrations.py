@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller_service.store.codec import dump_state, load_state
-from controller_service.store.schema import COUNT_TRIGGERS, TABLES
+from controller_service.store.schema import COUNT_TRIGGERS, EVALUATION_INDEXES, TABLES
 
 __all__ = ["MIGRATIONS", "LATEST", "migrate", "version_of"]
 
@@ -172,6 +172,34 @@ def q_table_entries(db: sqlite3.Connection) -> None:
             )
 
 
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def search_evaluation(db: sqlite3.Connection) -> None:
+    """8: a search stored before evaluation settings trained every child fully; candidates
+    get ``final`` (none was handed out by a top-k stage) and results ``shared``, read from
+    the stored outcome (a search run on a --supernet trainer may have some); the leaderboard
+    index puts trained results first."""
+    if "final" not in _columns(db, "candidates"):
+        db.execute("ALTER TABLE candidates ADD COLUMN final INTEGER NOT NULL DEFAULT 0")
+    if "shared" not in _columns(db, "results"):
+        db.execute("ALTER TABLE results ADD COLUMN shared INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "UPDATE results SET shared = 1 WHERE json_extract(outcome, '$.evaluation') = 'shared'"
+    )
+    db.execute("DROP INDEX IF EXISTS results_by_accuracy")
+    _script(db, EVALUATION_INDEXES)
+    for search_id, text in db.execute("SELECT id, spec FROM searches").fetchall():
+        spec = json.loads(text)
+        if "evaluation" not in spec:
+            spec["evaluation"] = {"mode": "full", "steps": 0, "warmup_children": 0, "top_k": 0}
+            db.execute(
+                "UPDATE searches SET spec = ? WHERE id = ?",
+                (json.dumps(spec, sort_keys=True), search_id),
+            )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     baseline,
     weights_apart,
@@ -180,6 +208,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     reinforce_pretrained,
     q_table_entries,
     reinforce_advantages,
+    search_evaluation,
 )
 LATEST = len(MIGRATIONS)
 

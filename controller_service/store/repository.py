@@ -20,6 +20,8 @@ from controller_service.store.rows import (
     report_of,
     result_row,
 )
+from controller_service.store.stage_tables import StageTables
+from nasrl.core.results import Evaluation
 
 __all__ = ["Store"]
 
@@ -27,7 +29,7 @@ __all__ = ["Store"]
 _HANDED_OUT = (Status.LEASED, Status.CACHED, Status.DONE, Status.FAILED)
 
 
-class Store(AgentTables):
+class Store(AgentTables, StageTables):
     """SQLite storage of searches, candidates, results and agent state: the only I/O of the
     controller. WAL journal, one transaction per change (``with store.transaction():``)."""
 
@@ -65,6 +67,7 @@ class Store(AgentTables):
         status: str,
         lease_deadline: float | None,
         twin: int | None = None,
+        final: bool = False,
     ) -> int:
         row = self._exec(
             "SELECT COALESCE(MAX(id), 0) + 1 AS next FROM candidates WHERE search_id = ?",
@@ -73,7 +76,7 @@ class Store(AgentTables):
         cid = int(row["next"])
         self._exec(
             "INSERT INTO candidates (search_id, id, arch, arch_hash, decisions, status, "
-            "lease_deadline, twin, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "lease_deadline, twin, created, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 search_id,
                 cid,
@@ -84,6 +87,7 @@ class Store(AgentTables):
                 lease_deadline,
                 twin,
                 time.time(),
+                int(final),
             ),
         )
         return cid
@@ -252,11 +256,15 @@ class Store(AgentTables):
 
     # ------------------------------------------------------------------ results
 
-    def add_result(self, search_id: str, arch_hash: str, row: ResultRow) -> None:
+    def add_result(
+        self, search_id: str, arch_hash: str, row: ResultRow, replace: bool = False
+    ) -> None:
+        """Store a network's result; ``replace`` the one it has (a trained result replaces a
+        shared-weights score)."""
         self._exec(
-            "INSERT INTO results (search_id, arch_hash, candidate_id, arch, accuracy, "
-            "test_accuracy, params, flops, seconds, reward, outcome) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT {'OR REPLACE ' if replace else ''}INTO results (search_id, arch_hash, "
+            "candidate_id, arch, accuracy, test_accuracy, params, flops, seconds, reward, "
+            "outcome, shared) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 search_id,
                 arch_hash,
@@ -269,6 +277,7 @@ class Store(AgentTables):
                 row.seconds,
                 row.reward,
                 json.dumps(outcome_to_json(row.outcome), sort_keys=True),
+                int(row.outcome.evaluation is Evaluation.SHARED),
             ),
         )
 
@@ -311,9 +320,11 @@ class Store(AgentTables):
         return int(row["n"]) if row else 0
 
     def top_results(self, search_id: str, k: int) -> list[ResultRow]:
+        """The ``k`` best results: trained ones (full, table, simulated) before scores under
+        shared weights, each by accuracy."""
         rows = self._read(
-            "SELECT * FROM results WHERE search_id = ? ORDER BY accuracy DESC, candidate_id "
-            "LIMIT ?",
+            "SELECT * FROM results WHERE search_id = ? "
+            "ORDER BY shared, accuracy DESC, candidate_id LIMIT ?",
             (search_id, k),
         )
         return [result_row(r) for r in rows]

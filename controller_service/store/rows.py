@@ -35,6 +35,7 @@ class CandidateRow:
     reissued: int
     report: Report | None
     reward: float | None
+    final: bool = False  # handed out by a SHARED search's top-k stage for full training
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ def candidate_row(row: sqlite3.Row) -> CandidateRow:
         row["reissued"],
         report_of(row["report"]),
         row["reward"],
+        bool(row["final"]),
     )
 
 

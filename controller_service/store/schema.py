@@ -6,7 +6,7 @@ from __future__ import annotations
 from controller_service.states import Status, sql_in
 from controller_service.stopping import Decision
 
-__all__ = ["TABLES", "COUNT_TRIGGERS"]
+__all__ = ["TABLES", "COUNT_TRIGGERS", "EVALUATION_INDEXES"]
 
 TABLES = f"""
 CREATE TABLE IF NOT EXISTS searches (
@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS candidates (
     created REAL NOT NULL,
     report TEXT,
     reward REAL,
+    -- 1: handed out by a SHARED search's top-k stage for full training
+    final INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (search_id, id)
 );
 -- with id last, so that "... ORDER BY id" reads only the matching rows instead of the planner
@@ -50,9 +52,10 @@ CREATE TABLE IF NOT EXISTS results (
     seconds REAL NOT NULL,
     reward REAL NOT NULL,
     outcome TEXT NOT NULL,
+    -- 1: evaluated under shared weights (ranks after every trained result)
+    shared INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (search_id, arch_hash)
 );
-CREATE INDEX IF NOT EXISTS results_by_accuracy ON results (search_id, accuracy DESC);
 CREATE TABLE IF NOT EXISTS epoch_reports (
     search_id TEXT NOT NULL REFERENCES searches(id),
     candidate_id INTEGER NOT NULL,
@@ -109,4 +112,12 @@ CREATE TRIGGER IF NOT EXISTS count_update AFTER UPDATE OF status, reissued ON ca
     INSERT INTO candidate_counts VALUES (NEW.search_id, NEW.status, 1, NEW.reissued)
     ON CONFLICT (search_id, status) DO UPDATE SET n = n + 1, reissued = reissued + excluded.reissued;
 END;
+"""
+
+#: made by migration 8 (on columns that older databases get there): the leaderboard's order
+#: (trained results before shared-weights scores, then by accuracy) and a SHARED search's
+#: top-k stage candidates
+EVALUATION_INDEXES = """
+CREATE INDEX IF NOT EXISTS results_by_rank ON results (search_id, shared, accuracy DESC);
+CREATE INDEX IF NOT EXISTS candidates_final ON candidates (search_id, arch_hash) WHERE final = 1;
 """

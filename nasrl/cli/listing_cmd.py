@@ -38,6 +38,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
                         "params": e.params,
                         "flops": e.flops,
                         "seconds": e.seconds,
+                        "evaluation": e.evaluation.value,
                     }
                     for e in entries
                 ]

@@ -18,6 +18,7 @@ from nasrl.core.setting_text import parse_assignments
 from nasrl.rpc.client import ControllerClient, LeaderboardEntry, Search
 from nasrl.rpc.security import client_security
 from nasrl.runner import Runner, RunnerEvents, RunStats, TrainerPool
+from nasrl.runner.routing import check_trainers
 
 if TYPE_CHECKING:
     from nasrl.cli.trained_export import ExportReport
@@ -96,6 +97,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     security = client_security(args)
     pool = TrainerPool(args.trainers, args.slots_per_trainer, security=security)
     with ControllerClient(args.controller, timeout=args.timeout, security=security) as c:
+        if not args.resume and args.evaluation == "shared":  # before creating anything
+            check_trainers(pool, "the new search", args.top_k)
         search_id = args.resume or create_search(c, args, pool)
         runner, display = _runner(c, pool, args, c.get_search(search_id))
         try:
@@ -204,6 +207,7 @@ def _best_json(best: LeaderboardEntry) -> dict[str, Any]:
         "test_accuracy": best.test_accuracy,
         "params": best.params,
         "flops": best.flops,
+        "evaluation": best.evaluation.value,
     }
 
 

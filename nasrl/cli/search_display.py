@@ -27,13 +27,15 @@ def one_line(text: str, limit: int = 300) -> str:
 
 def leaderboard_table(entries: list[LeaderboardEntry], title: str) -> Table:
     table = Table(title=title)
-    for col in ("#", "architecture", "val acc", "test acc", "params", "MFLOPs", "seconds"):
-        table.add_column(col, justify="left" if col == "architecture" else "right")
+    cols = ("#", "architecture", "val acc", "evaluated", "test acc", "params", "MFLOPs", "seconds")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("architecture", "evaluated") else "right")
     for rank, e in enumerate(entries, start=1):
         table.add_row(
             str(rank),
             e.architecture,
             formats.accuracy(e.accuracy),
+            e.evaluation.value,  # "shared": a shared-weights score, not a trained accuracy
             formats.accuracy(e.test_accuracy),
             formats.count(e.params),
             formats.mflops(e.flops),

@@ -58,7 +58,7 @@ def _add_search(sub: Any, controller_default: str) -> None:
         default="127.0.0.1:50052",
         help="HOST:PORT[,HOST:PORT...] or dns:///NAME:PORT (every address it resolves to)",
     )
-    for group in (_agent, _space, _budget, _warm_start, _limits, _running, _output):
+    for group in (_agent, _space, _budget, _evaluation, _warm_start, _limits, _running, _output):
         group(s)
     add_client_flags(s)
     s.set_defaults(func=cmd_search)
@@ -129,6 +129,35 @@ def _budget(s: argparse.ArgumentParser) -> None:
         "papers); each epoch is reported with Report and a STOP ends the child",
     )
     s.add_argument("--eta", type=int, default=3, help="asha's reduction factor (default 3)")
+
+
+def _evaluation(s: argparse.ArgumentParser) -> None:
+    """how children are evaluated: trained fully, or under shared weights (ENAS)"""
+    s.add_argument(
+        "--evaluation",
+        choices=("full", "shared"),
+        default="full",
+        help="full: train every child (default); shared: score each child under weights "
+        "shared by all children, on a --supernet trainer (--budget counts them)",
+    )
+    s.add_argument(
+        "--shared-steps",
+        type=int,
+        default=0,
+        help="shared: mini-batch steps of the shared weights per child (0: the trainer's)",
+    )
+    s.add_argument(
+        "--warmup-children",
+        type=int,
+        default=0,
+        help="shared: the first W children uniform from the space; the agent learns from none",
+    )
+    s.add_argument(
+        "--top-k",
+        type=int,
+        default=0,
+        help="shared: then train the K best by shared score fully, on a trainer without --supernet",
+    )
 
 
 def _warm_start(s: argparse.ArgumentParser) -> None:

@@ -71,8 +71,22 @@ def create_search(c: ControllerClient, args: argparse.Namespace, pool: TrainerPo
         constraints=_constraints(args),
         screening=cpb.Screening(score=args.screen or "", factor=args.screen_factor),
         dataset_shape=dataset_shape(pool.clients(), dataset),
+        evaluation=_evaluation(args),
     )
     return search.search_id
+
+
+def _evaluation(args: argparse.Namespace) -> cpb.SearchEvaluation:
+    shared = args.evaluation == "shared"
+    if not shared and (args.shared_steps or args.warmup_children or args.top_k):
+        raise ValueError("--shared-steps, --warmup-children and --top-k need --evaluation shared")
+    modes = cpb.SearchEvaluation
+    return cpb.SearchEvaluation(
+        mode=modes.EVALUATION_MODE_SHARED if shared else modes.EVALUATION_MODE_FULL,
+        steps=args.shared_steps,
+        warmup_children=args.warmup_children,
+        top_k=args.top_k,
+    )
 
 
 def _space_and_training(args: argparse.Namespace) -> tuple[cpb.SearchSpace, str, TrainSettings]:

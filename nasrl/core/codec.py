@@ -38,6 +38,8 @@ __all__ = [
     "epoch_from_proto",
     "outcome_to_proto",
     "outcome_from_proto",
+    "evaluation_to_proto",
+    "evaluation_from_proto",
     "agent_spec_to_proto",
     "agent_spec_from_proto",
     "agent_settings_from_proto",
@@ -347,10 +349,14 @@ def outcome_to_proto(o: TrainOutcome) -> tpb.TrainResult:
     )
 
 
-def _evaluation_from_proto(m: tpb.TrainResult) -> Evaluation:
-    if m.evaluation == tpb.EVALUATION_UNSPECIFIED:  # an older trainer: its device tells
-        return Evaluation.of_device(m.device)
-    return {v: k for k, v in _EVALUATION_TO_PROTO.items()}.get(m.evaluation, Evaluation.FULL)
+def evaluation_to_proto(e: Evaluation) -> tpb.Evaluation.ValueType:
+    return _EVALUATION_TO_PROTO[e]
+
+
+def evaluation_from_proto(value: tpb.Evaluation.ValueType, device: str = "") -> Evaluation:
+    if value == tpb.EVALUATION_UNSPECIFIED:  # an older trainer: its device tells
+        return Evaluation.of_device(device)
+    return {v: k for k, v in _EVALUATION_TO_PROTO.items()}.get(value, Evaluation.FULL)
 
 
 def outcome_from_proto(m: tpb.TrainResult) -> TrainOutcome:
@@ -369,7 +375,7 @@ def outcome_from_proto(m: tpb.TrainResult) -> TrainOutcome:
         validation_examples=m.validation_examples,
         test_examples=m.test_examples,
         weights_id=m.weights_id,
-        evaluation=_evaluation_from_proto(m),
+        evaluation=evaluation_from_proto(m.evaluation, m.device),
         supernet_step=m.supernet_step,
         shared_steps=m.shared_steps,
     )

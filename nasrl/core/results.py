@@ -15,6 +15,7 @@ __all__ = [
     "EpochRecord",
     "Evaluation",
     "TrainOutcome",
+    "SharedTraining",
     "SettingsError",
     "weights_id",
 ]
@@ -65,6 +66,19 @@ class TrainSettings:
         if self.max_seconds is not None:
             _within("max_seconds", self.max_seconds, 0.001, 7 * 86400.0)
         return self
+
+
+@dataclass(frozen=True)
+class SharedTraining:
+    """How to train a child under shared weights (a ``--supernet`` trainer; the proto's
+    ``SharedTraining``): ``steps`` mini-batches (0: the trainer's default) and, for a layer
+    network, the space's largest kernel side, filter count and layer count, which size the
+    supernet (0 for a cell network, whose skeleton names its supernet)."""
+
+    steps: int = 0
+    max_kernel: int = 0
+    max_filters: int = 0
+    max_layers: int = 0
 
 
 def _within(name: str, value: float, low: float, high: float) -> None:

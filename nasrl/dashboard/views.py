@@ -61,6 +61,7 @@ def entry_row(rank: int, e: LeaderboardEntry) -> dict[str, Any]:
         "architecture": e.architecture,
         "accuracy": e.accuracy,
         "accuracy_text": formats.accuracy(e.accuracy),
+        "evaluation": e.evaluation.value,  # shared: a shared-weights score, not trained
         "test_accuracy": e.test_accuracy,
         "test_accuracy_text": formats.accuracy(e.test_accuracy),
         "params": e.params,

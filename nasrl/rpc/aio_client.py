@@ -11,10 +11,10 @@ import grpc
 
 from nasrl.core import codec
 from nasrl.core.arch import Architecture
-from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.core.results import EpochRecord, SharedTraining, TrainOutcome, TrainSettings
 from nasrl.rpc import client_messages as msg
 from nasrl.rpc import rpc
-from nasrl.rpc.client_types import SampleBatch, UpdateResult
+from nasrl.rpc.client_types import SampleBatch, Search, UpdateResult
 from nasrl.rpc.errors import NasrlError
 from nasrl.rpc.security import ClientSecurity
 from protos import controller_pb2 as cpb
@@ -47,12 +47,13 @@ class AsyncTrainerClient:
         on_epoch: Callable[[EpochRecord], Awaitable[None]] | None = None,
         run_id: str = "",
         await_decisions: bool = False,
+        shared: SharedTraining | None = None,
     ) -> TrainOutcome:
         """Train one architecture; ``await on_epoch(record)`` after each epoch. Cancelling
         the task cancels the training. ``await_decisions`` (with a ``run_id``): a table or
         simulated trainer waits after each epoch until ``on_epoch`` returned (which may
         have called ``finish_early``); this call then lets it go on (``proceed``)."""
-        request = msg.train_request(arch, dataset, settings, run_id, await_decisions)
+        request = msg.train_request(arch, dataset, settings, run_id, await_decisions, shared)
         try:
             call = self._stub.Train(request, timeout=self.timeout, metadata=self._metadata)
             async for event in call:
@@ -122,6 +123,10 @@ class AsyncControllerClient:
             "Sample", msg.sample_request(search_id, count, request_id, reclaim)
         )
         return msg.sample_batch(reply)
+
+    async def get_search(self, search_id: str) -> Search:
+        reply = await self._call("GetSearch", cpb.GetSearchRequest(search_id=search_id))
+        return msg.search(reply)
 
     async def report(
         self, search_id: str, candidate_id: int, epoch: int, validation_accuracy: float

@@ -3,12 +3,12 @@ their asyncio twins) send, and the replies turned into ``client_types``' datacla
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 from nasrl.core import codec
 from nasrl.core.agent_settings import AgentSettings, AgentSettingsError
 from nasrl.core.arch import Architecture, parse
-from nasrl.core.results import SettingsError, TrainOutcome, TrainSettings
+from nasrl.core.results import SettingsError, SharedTraining, TrainOutcome, TrainSettings
 from nasrl.core.shapes import InputShape
 from nasrl.rpc.client_types import (
     Candidate,
@@ -76,6 +76,7 @@ def entry(e: cpb.LeaderboardEntry) -> LeaderboardEntry:
         e.flops,
         e.seconds,
         e.reward,
+        codec.evaluation_from_proto(e.evaluation),
     )
 
 
@@ -121,14 +122,25 @@ def train_request(
     settings: TrainSettings | None,
     run_id: str,
     await_decisions: bool = False,
+    shared: SharedTraining | None = None,
 ) -> trainer_pb2.TrainRequest:
-    return trainer_pb2.TrainRequest(
+    request = trainer_pb2.TrainRequest(
         architecture=codec.arch_to_proto(parse(arch) if isinstance(arch, str) else arch),
         dataset=dataset,
         config=codec.settings_to_proto(settings or TrainSettings()),
         run_id=run_id,
         await_decisions=await_decisions and bool(run_id),
     )
+    if shared is not None:
+        request.shared.CopyFrom(trainer_pb2.SharedTraining(**asdict(shared)))
+    return request
+
+
+def _shared(c: cpb.Candidate) -> SharedTraining | None:
+    m = c.shared
+    if not c.HasField("shared"):
+        return None
+    return SharedTraining(m.steps, m.max_kernel, m.max_filters, m.max_layers)
 
 
 def sample_request(search_id: str, count: int, request_id: str, reclaim: bool) -> cpb.SampleRequest:
@@ -145,6 +157,7 @@ def sample_batch(reply: cpb.SampleResponse) -> SampleBatch:
             c.text,
             c.lease_deadline,
             codec.outcome_from_proto(c.cached_result) if c.HasField("cached_result") else None,
+            _shared(c),
         )
         for c in reply.candidates
     ]

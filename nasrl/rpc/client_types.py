@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from nasrl.core.agent_settings import AgentSettings
 from nasrl.core.arch import Architecture
-from nasrl.core.results import TrainOutcome, TrainSettings
+from nasrl.core.results import Evaluation, SharedTraining, TrainOutcome, TrainSettings
 from nasrl.core.shapes import InputShape
 
 if TYPE_CHECKING:
@@ -42,20 +42,22 @@ class TrainerStatus:
     busy_slots: int
     ready: bool  # False while it waits for a free GPU
     devices: tuple[str, ...]  # each slot's device
-    mode: str  # train, table or simulate
+    mode: str  # train, table, simulate or supernet
     weights_kept: int
     weights_bytes: int
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """A child to train (``cached`` None) or one already evaluated in the search."""
+    """A child to train (``cached`` None) or one already evaluated in the search; ``shared``
+    set: to train under shared weights on a ``--supernet`` trainer (a SHARED search)."""
 
     id: int
     arch: Architecture
     text: str
     lease_deadline: float
     cached: TrainOutcome | None
+    shared: SharedTraining | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,8 @@ class LeaderboardEntry:
     flops: int
     seconds: float
     reward: float
+    #: how ``accuracy`` was obtained: SHARED is a shared-weights score, not a trained accuracy
+    evaluation: Evaluation = Evaluation.FULL
 
 
 @dataclass(frozen=True)

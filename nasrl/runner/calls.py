@@ -15,7 +15,7 @@ from typing import TypeVar
 import grpc
 
 from nasrl.core.results import EpochRecord, TrainOutcome
-from nasrl.rpc.client import AsyncControllerClient, Candidate, NasrlError, SampleBatch
+from nasrl.rpc.client import AsyncControllerClient, Candidate, NasrlError, SampleBatch, Search
 
 __all__ = ["ControllerCalls", "CONTROLLER_CALLS"]
 
@@ -82,6 +82,10 @@ class ControllerCalls:
         return await self._retry(
             "sample", lambda: self.ctl.sample(self.search_id, count, request_id=rid), queue=False
         )
+
+    async def search(self) -> Search:
+        """The search (its settings)."""
+        return await self._retry("get search", lambda: self.ctl.get_search(self.search_id))
 
     async def go_on(self, cand: Candidate, e: EpochRecord) -> bool:
         """The controller's early-stopping decision on one epoch (go on if it cannot say)."""

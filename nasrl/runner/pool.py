@@ -96,15 +96,20 @@ class TrainerPool:
                     log.warning("%s", exc)
             return len(self._free) * self.slots_per_trainer
 
-    def take(self, avoid: frozenset[str] | set[str] = frozenset()) -> str | None:
-        """A trainer that is up with a free slot now (preferring ones not in ``avoid``), or
-        None."""
+    def take(
+        self, avoid: frozenset[str] | set[str] = frozenset(), only: frozenset[str] | None = None
+    ) -> str | None:
+        """A trainer that is up with a free slot now (preferring ones not in ``avoid``; one
+        of ``only`` when given), or None."""
         with self._lock:
             now = self._clock()
             ready = [
                 t
                 for t, n in self._free.items()
-                if n > 0 and self._cooling.get(t, 0.0) <= now and self._usable(t)
+                if n > 0
+                and self._cooling.get(t, 0.0) <= now
+                and self._usable(t)
+                and (only is None or t in only)
             ]
             if not ready:
                 return None
@@ -112,6 +117,11 @@ class TrainerPool:
             choice = max(fresh or ready, key=lambda t: self._free[t])
             self._free[choice] -= 1
             return choice
+
+    def usable(self, target: str) -> bool:
+        """Whether ``target`` may get work (it is not down)."""
+        with self._lock:
+            return self._usable(target)
 
     def _usable(self, target: str) -> bool:
         down = self._down.get(target)
@@ -157,12 +167,14 @@ class TrainerPool:
             if not serving:
                 down.probe_at = self._clock() + PROBE_EVERY
 
-    def unreachable(self) -> tuple[float, str] | None:
-        """(seconds, why) when every trainer is down and none is serving: how long since the
-        last of them was lost, and which it was with its error; None while any may get work."""
+    def unreachable(self, only: frozenset[str] | None = None) -> tuple[float, str] | None:
+        """(seconds, why) when every trainer (of ``only``, when given) is down and none is
+        serving: how long since the last of them was lost, and which it was with its error;
+        None while any may get work."""
         with self._lock:
-            down = self._down.values()
-            if not down or len(self._down) < len(self._free) or any(d.serving for d in down):
+            among = self._free.keys() if only is None else only
+            down = [d for t, d in self._down.items() if t in among]
+            if not down or len(down) < len(among) or any(d.serving for d in down):
                 return None
             last = max(down, key=lambda d: d.since)
             return self._clock() - last.since, f"{last.target}: {last.reason}"

@@ -19,6 +19,8 @@ Failure handling:
 * the runner itself restarted (``resume``): the candidates its predecessor held are reclaimed
   at once instead of after their leases expire;
 * stop (Ctrl-C): running trainings are cancelled and not reported; ``--resume`` continues.
+
+A SHARED search's children are routed (``routing.py``): shared ones to its supernet trainer.
 """
 
 from __future__ import annotations
@@ -41,33 +43,22 @@ from nasrl.rpc.client import (
 )
 from nasrl.runner.calls import ControllerCalls
 from nasrl.runner.events import RunnerEvents, RunStats, Work
+from nasrl.runner.failures import (
+    LOSSES_PER_CHILD,
+    PERMANENT_TRAINER,
+    Trained,
+    TrainersDown,
+    trainers_gone,
+)
 from nasrl.runner.pool import TrainerPool
+from nasrl.runner.routing import Routes, routes_for
 from nasrl.runner.trainers import AsyncTrainers
 
 __all__ = ["Runner", "TrainersDown", "MAX_SAMPLE", "LOSSES_PER_CHILD"]
 
 log = logging.getLogger(__name__)
 
-PERMANENT_TRAINER = (
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.OUT_OF_RANGE,
-    grpc.StatusCode.UNIMPLEMENTED,
-)
 MAX_SAMPLE = 1000  # the controller's largest Sample
-#: a child whose trainer went down under it this many times is reported failed: it may be what
-#: kills them (a network too big for the host's memory, say)
-LOSSES_PER_CHILD = 5
-
-#: (result, failure reason, trainer that answered) of one child
-Trained = tuple[TrainOutcome | None, str | None, str | None]
-
-
-class TrainersDown(NasrlError):
-    """No trainer has been up for longer than the runner's ``trainer_wait``."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(grpc.StatusCode.UNAVAILABLE, message)
 
 
 class Runner:
@@ -107,6 +98,8 @@ class Runner:
         self._children: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._trainers: AsyncTrainers | None = None  # in the event loop
+        self.routes: Routes | None = None  # a SHARED search's; None: any trainer, any child
+        self._lane: bool | None = None  # whether the children now sampled are shared ones
 
     def reclaim(self, count: int) -> None:
         """Take back the candidates a crashed earlier runner held (``--resume``)."""
@@ -141,29 +134,26 @@ class Runner:
             on_epoch=epoch,
             run_id=run_id,
             await_decisions=self.early_stopping,  # table/simulated children wait for them
+            shared=cand.shared,
         )
 
-    async def _acquire(self, avoid: set[str]) -> str:
+    def _only(self, shared: bool | None) -> frozenset[str] | None:
+        """The trainers that may train a shared / full child (None: any)."""
+        if self.routes is None or shared is None:
+            return None
+        return self.routes.only(shared, self.pool.usable)
+
+    async def _acquire(self, avoid: set[str], work: Work) -> str:
         """A slot on a trainer that is up (waiting for one as long as any may come back)."""
+        only = self._only(work.candidate.shared is not None)
         while True:
-            target = self.pool.take(avoid)
+            target = self.pool.take(avoid, only)
             if target is not None:
                 return target
-            gone = self._trainers_gone()
+            gone = trainers_gone(self.pool, only, self.trainer_wait, self.search_id)
             if gone is not None:
                 raise gone
             await self._nap(0.2)
-
-    def _trainers_gone(self) -> TrainersDown | None:
-        """The error to stop with once no trainer has been up for ``trainer_wait`` seconds."""
-        down = self.pool.unreachable()
-        if down is None or down[0] <= self.trainer_wait:
-            return None
-        return TrainersDown(
-            f"no trainer has been up for {down[0]:.0f} s (--trainer-wait {self.trainer_wait:g}; "
-            f"last lost: {down[1]}); the children in flight were not reported and stay leased: "
-            f"continue with --resume {self.search_id} once a trainer is up"
-        )
 
     def _lost(self, cand: Candidate, target: str, exc: NasrlError) -> None:
         """``target`` is down (not the child's failure): no work for it until it is back."""
@@ -187,7 +177,7 @@ class Runner:
         tries = losses = 0
         taken: str | None = target
         while tries < self.retries:
-            target = taken if taken is not None else await self._acquire(tried)
+            target = taken if taken is not None else await self._acquire(tried, work)
             taken = None
             try:
                 result = await self._train_once(calls, target, work)
@@ -290,7 +280,8 @@ class Runner:
         """Every free slot of a trainer that is up (at most one Sample's worth), taken."""
         self.pool.total_slots()  # re-resolves a DNS name now and then
         targets: list[str] = []
-        while len(targets) < self.max_sample and (t := self.pool.take()) is not None:
+        only = self._only(self._lane)
+        while len(targets) < self.max_sample and (t := self.pool.take(only=only)) is not None:
             targets.append(t)
         return targets
 
@@ -305,16 +296,24 @@ class Runner:
         return Work.of(batch)
 
     def _hand_out(self, calls: ControllerCalls, targets: list[str], work: list[Work]) -> int:
-        """Start each child to train on a slot of ``targets`` and answer the cached ones;
-        the slots left over are freed. Returns the number of children started."""
-        started = 0
+        """Start each child to train on a slot of ``targets`` that may train it (routing),
+        keep the others for the next round (``_pending``; its slots taken then) and answer
+        the cached ones; the slots left over are freed. Returns the children started."""
+        started, free = 0, list(targets)
         for w in work:
             if w.candidate.cached is not None:
                 self._cached(w.candidate)
-            else:
-                self._start(calls, targets[started], w)
-                started += 1
-        for t in targets[started:]:
+                continue
+            self._lane = w.candidate.shared is not None
+            only = self._only(self._lane)
+            slot = next((t for t in free if only is None or t in only), None)
+            if slot is None:
+                self._pending.append(w)
+                continue
+            free.remove(slot)
+            self._start(calls, slot, w)
+            started += 1
+        for t in free:
             self.pool.release(t)
         return started
 
@@ -325,7 +324,8 @@ class Runner:
             if tick and now >= next_tick:
                 tick()
                 next_tick = now + 0.5
-            gone = self._trainers_gone()
+            only = self._only(self._lane)
+            gone = trainers_gone(self.pool, only, self.trainer_wait, self.search_id)
             if gone is not None:
                 self._fail(gone)
                 break
@@ -362,6 +362,9 @@ class Runner:
         self._trainers = AsyncTrainers(self.pool)
         watch = asyncio.ensure_future(self._trainers.watch_lost())
         try:
+            search = await calls.search()
+            self.routes = await asyncio.to_thread(routes_for, search, self.pool)
+            self._lane = True if self.routes else None  # a SHARED search starts shared
             await self._drive(calls, tick)
         finally:
             await self._wind_down(watch)

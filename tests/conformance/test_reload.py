@@ -23,13 +23,14 @@ from typing import Any
 
 import pytest
 
+from controller_service.evaluation import SearchEvaluation
 from controller_service.searches import BadReport, CandidateNotFound, Handout, Searches
 from controller_service.spaces import Space
 from controller_service.spec import Constraints, Screening, SearchSpec, WarmStart
 from controller_service.stopping import Decision, StoppingSettings
 from controller_service.store import Store
 from nasrl.core.arch import parse
-from nasrl.core.results import EpochRecord, TrainOutcome, TrainSettings
+from nasrl.core.results import EpochRecord, Evaluation, TrainOutcome, TrainSettings
 from nasrl.core.shapes import analyze
 from tests.conformance.test_agents import PAIRS
 from tests.helpers import FakeClock, same_state
@@ -38,7 +39,7 @@ EPOCHS = 3
 #: how many results the script has reported at each stage (REINFORCE learns from batches
 #: of 8, so 4 is half a batch)
 STAGES = {"created": -1, "sampled": 0, "one-result": 1, "half-batch": 4}
-FEATURES = ("plain", "warm-start", "screening", "constraints", "early-stopping")
+FEATURES = ("plain", "warm-start", "screening", "constraints", "early-stopping", "shared")
 
 
 def _spec(
@@ -61,6 +62,9 @@ def _spec(
     if feature == "early-stopping":
         rule = StoppingSettings(rule="median", grace=1, min_children=2)
         return replace(spec, early_stopping=rule)
+    if feature == "shared":  # budget 9: the script reaches the top-k stage in its last Sample
+        shared = SearchEvaluation("shared", steps=3, warmup_children=2, top_k=2)
+        return replace(spec, budget=9, evaluation=shared)
     return spec
 
 
@@ -111,7 +115,8 @@ class Life:
 
     def sample(self, n: int) -> None:
         handouts, done = self.searches.sample(self.sid, n)
-        self.log.append(("sample", [(h.text, h.cached is not None) for h in handouts], done))
+        handed = [(h.text, h.cached is not None, h.shared is not None) for h in handouts]
+        self.log.append(("sample", handed, done))
         self.out += [h for h in handouts if h.cached is None]
 
     def report_one(self) -> None:
@@ -144,6 +149,7 @@ class Life:
             h.text,
             curve=tuple(curve),
             stopped_early=stopped,
+            evaluation=Evaluation.SHARED if h.shared else Evaluation.FULL,
         )
         ack = self.searches.update(sid, h.id, outcome, None)
         self.log.append(("update", h.text, ack.accepted, ack.reward, ack.state))
@@ -211,6 +217,7 @@ COMBOS = [
     pytest.param(name, space, feature, id=f"{name}-{space.name}-{feature}")
     for name, space in PAIRS
     for feature in FEATURES
+    if feature != "shared" or space.name != "metaqnn"  # its FC layers share no weights
 ]
 
 
@@ -242,6 +249,11 @@ def test_the_script_exercises_its_feature(
 ) -> None:
     """The script above is only worth its interruptions if each feature acts in it."""
     log, counts, progress, _ = _baseline(name, space, feature, baselines)
+    if feature == "shared":  # 9 shared children (2 warm-up), then the top 2 trained fully
+        handed = [h for e in log if e[0] == "sample" for h in e[1] if not h[1]]
+        assert [h[2] for h in handed[-2:]] == [False, False] and counts["done"] == 11
+        assert sum(h[2] for h in handed) == 9 and log[-1][-1] == "done"
+        return
     assert counts["done"] + counts.get("cached", 0) >= 15 and progress["updates"] >= 9
     if feature == "early-stopping":
         assert any(e[0] == "report" and e[3] == Decision.STOP.value for e in log)

@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from controller_service.evaluation import SearchEvaluation
 from controller_service.searches import Searches
 from controller_service.spec import SearchSpec
 from controller_service.store import Store, StoreError, load_state
 from controller_service.store.migrations import LATEST
+from nasrl.core.results import Evaluation
 from tests.helpers import outcome, same_state
 
 DUMPS = Path(__file__).resolve().parents[1] / "data" / "store"
@@ -219,4 +221,39 @@ def test_7_a_reinforce_agent_from_before_standardize_and_elite_had_neither(
     assert state is not None and state["variance"] is None and state["elite"] == []
     handouts, _ = searches.sample(view.id, 2)  # the agent loads and goes on
     assert len(handouts) == 2
+    store.close()
+
+
+@pytest.mark.parametrize("commit", COMMITS)
+def test_8_searches_from_before_evaluation_settings_trained_every_child_fully(
+    tmp_path: Path, commit: str
+) -> None:
+    path = old_database(tmp_path, commit)
+    db = sqlite3.connect(path)
+    # a search of that time run on a --supernet trainer: one result says so
+    ((sid, arch_hash, text),) = db.execute(
+        "SELECT search_id, arch_hash, outcome FROM results ORDER BY accuracy DESC LIMIT 1"
+    ).fetchall()
+    shared = {**json.loads(text), "evaluation": "shared"}
+    db.execute(
+        "UPDATE results SET outcome = ? WHERE search_id = ? AND arch_hash = ?",
+        (json.dumps(shared), sid, arch_hash),
+    )
+    db.commit()
+    db.close()
+    store = Store(path)
+    searches = Searches(store)
+    for view in searches.all():
+        assert view.spec.evaluation == SearchEvaluation()  # FULL
+    assert {r[0] for r in rows(path, "SELECT final FROM candidates")} == {0}
+    assert rows(path, "SELECT search_id, arch_hash FROM results WHERE shared = 1") == [
+        (sid, arch_hash)
+    ]
+    indexes = {str(r[0]) for r in rows(path, "SELECT name FROM sqlite_master")}
+    assert "results_by_rank" in indexes and "results_by_accuracy" not in indexes
+    board = searches.leaderboard(sid, 100)  # the best, a shared score, ranks last
+    assert board[-1].outcome.evaluation is Evaluation.SHARED
+    assert all(r.outcome.evaluation is not Evaluation.SHARED for r in board[:-1])
+    for (text,) in rows(path, "SELECT spec FROM searches"):
+        assert json.loads(str(text))["evaluation"]["mode"] == "full"
     store.close()
