@@ -58,6 +58,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.nb201_priors import CellPriors  # noqa: E402
 from bench.report import draw_band, mean_std  # noqa: E402
 from nasrl.core.presets import PRESETS  # noqa: E402
 
@@ -90,6 +91,8 @@ class Arm:
     paper: str | None = None  # the Table 5 row it is compared with
     budget_dependent: bool = False  # the agent's schedule is fitted to the budget
     about: str = ""
+    screen: int = 0  # predictor screening: proposals per child (0: none); bench/nb201_priors
+    explore: bool = False  # the controller's convergence rule (explore)
 
 
 ARMS: dict[str, Arm] = {
@@ -138,6 +141,30 @@ ARMS: dict[str, Arm] = {
         PRESETS["qlearning"]["efficient"],
         budget_dependent=True,
         about="preset efficient (alpha 0.1, a fifth of the budget at epsilon 1), dedup",
+    ),
+    "reinforce-efficient+predictor+explore": Arm(
+        "reinforce",
+        PRESETS["reinforce"]["efficient"],
+        paper="REINFORCE",
+        about="preset efficient with the controller's predictor screening (4 proposals per "
+        "child, defaults) and convergence rule (explore), dedup",
+        screen=4,
+        explore=True,
+    ),
+    "qlearning-efficient+predictor+explore": Arm(
+        "qlearning",
+        PRESETS["qlearning"]["efficient"],
+        budget_dependent=True,
+        about="preset efficient with the controller's predictor screening (4 proposals per "
+        "child, defaults) and convergence rule (explore), dedup",
+        screen=4,
+        explore=True,
+    ),
+    "evolution+predictor": Arm(
+        "evolution",
+        paper="REA",
+        about="defaults with the controller's predictor screening (4 per child), dedup",
+        screen=4,
     ),
 }
 
@@ -285,6 +312,8 @@ def replay(table: Table, job: Job) -> dict[str, Any]:
     proposals_at: list[int] = []  # proposals made up to each evaluation
     argmax_test: list[float] = []  # reinforce-paper: test of the policy's argmax cell
     spent, proposals, streak, stalled = 0.0, 0, 0, False
+    priors = CellPriors(table, job.seed, arm.screen, arm.explore)
+    queue: list[Any] = []
     while True:
         if job.budget_seconds is None and job.evaluations is not None:
             if len(best) >= job.evaluations:
@@ -292,7 +321,11 @@ def replay(table: Table, job: Job) -> dict[str, Any]:
         if streak >= STALL:
             stalled = True
             break
-        (proposal,) = agent.sample(1)
+        if arm.screen or arm.explore:
+            queue = queue or priors.group(agent, set(known))
+            proposal = queue.pop(0)
+        else:
+            (proposal,) = agent.sample(1)
         i = table.index(proposal.decisions["path"])
         key = table.hashes[i]
         proposals += 1
@@ -318,7 +351,10 @@ def replay(table: Table, job: Job) -> dict[str, Any]:
                 test.append(test[-1])
             proposals_at.append(proposals)
         fraction = validation / 100
-        agent.update(proposal.decisions, fraction**3 if reward_kind == "zoph" else fraction)
+        reward = fraction**3 if reward_kind == "zoph" else fraction
+        if streak == 0 and (arm.screen or arm.explore):
+            priors.learnt(i, reward)  # a new result: the predictor's data
+        agent.update(proposal.decisions, reward)
         if argmax and len(argmax_test) < len(best):
             logits = agent.policy.logits.detach()
             path = [table.space.ops[k] for k in logits.argmax(dim=1).tolist()]

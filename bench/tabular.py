@@ -3,7 +3,8 @@ table built by bench/build_table.py, over many seeds, in minutes.
 
     .venv/bin/python bench/tabular.py --table bench/tables/zoph_mnist5k.jsonl.gz
         [--agents reinforce,random,evolution,tpe] [--seeds 50] [--evaluations N]
-        [--variant paper|budget|both] [--workers 2] [--out DIR]
+        [--variant paper|budget|efficient|both|all] [--priors predictor,explore,...]
+        [--priors-agents LIST] [--workers 2] [--out DIR]
 
 Each run drives the agent exactly as the controller does (``agent.sample(1)``, then
 ``agent.update(decisions, reward)`` with the agent's default reward: (max validation accuracy
@@ -19,6 +20,14 @@ tables only), with the same dedup. Variants: ``paper`` runs every agent with its
 (the papers' values); ``budget`` runs settings fitted to budgets of a few hundred children
 (reported separately): reinforce with a 20x larger learning rate (0.012) and batch 4, qlearning
 with its epsilon schedule scaled to a third of the budget spent at epsilon 1.
+
+``--priors`` adds arms with the controller's priors outside the agents, replayed as the
+controller runs them (tests/bench/test_replay_agrees.py holds the replay to it): screening by
+the learned predictor (``--screen-factor`` proposals per child, the predictor's defaults: no
+screening for the first 10 results, UCB with kappa 0.5, refitted every 10 results) and the
+convergence rule (explore: after 100 known proposals in a row, a child whose proposals were
+all known is followed by a uniformly random network; such runs end as stalled only after 40 x
+the evaluations in proposals).
 
 Reported per agent: the mean best-so-far validation accuracy (and the test accuracy of that
 best network) after 50 / 100 / 200 / 500 evaluations with 95 % confidence intervals; the
@@ -98,9 +107,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--screen",
-        choices=("synflow", "params", "flops", "naswot"),
-        help="also run every agent with training-free screening by this score "
-        "(variant SCOREx<factor>; scores from bench/screening.py)",
+        choices=("synflow", "params", "flops", "naswot", "predictor", "predictor/synflow"),
+        help="also run every agent with screening by this score (variant SCOREx<factor>; "
+        "training-free scores from bench/screening.py; predictor: the controller's learned "
+        "predictor with its defaults, cold start unscreened or by the score after the /)",
+    )
+    p.add_argument(
+        "--priors",
+        default="",
+        help="comma-separated combinations of the controller's priors to also run, each "
+        "agent from its efficient preset where it has one, else its defaults: predictor "
+        "(screening by the learned predictor, --screen-factor's first factor, cold start "
+        "unscreened), explore (the convergence rule), predictor+explore; all: the three",
+    )
+    p.add_argument(
+        "--priors-agents",
+        help="comma-separated agents of the --priors arms (default: every agent run)",
     )
     p.add_argument(
         "--screen-factor",
@@ -179,16 +201,41 @@ def _jobs(args: argparse.Namespace, agents: list[str], evaluations: int) -> list
         name = f"max_params {args.max_params:,}"
         arms.append((nasrl, {"variant": name, "max_params": args.max_params}))
     if args.screen:
-        scores = _scores_file(args)
+        scores = "" if args.screen == "predictor" else str(_scores_file(args))
         for factor in (int(f) for f in args.screen_factor.split(",")):
-            screen = (args.screen, factor, str(scores))
+            screen = (args.screen, factor, scores)
             arms.append((nasrl, {"variant": f"{args.screen}x{factor}", "screen": screen}))
+    if args.priors:
+        chosen = args.priors_agents.split(",") if args.priors_agents else nasrl
+        arms += _priors(args.priors, chosen, int(args.screen_factor.split(",")[0]))
     return [
         Job(str(args.table), a, s, evaluations, **arm)
         for names, arm in arms
         for a in names
         for s in range(args.seeds)
     ]
+
+
+PRIORS = ("predictor", "explore", "predictor+explore")
+
+
+def _priors(combos: str, agents: list[str], factor: int) -> list[tuple[list[str], dict[str, Any]]]:
+    """Arms of the controller's priors outside the agents (variant BASE+COMBO), each agent
+    from its efficient preset if it has one (BASE efficient), else its defaults (paper)."""
+    chosen = PRIORS if combos == "all" else tuple(combos.split(","))
+    if unknown := [c for c in chosen if c not in PRIORS]:
+        raise SystemExit(f"unknown --priors {unknown}; choose from {', '.join(PRIORS)} or all")
+    arms: list[tuple[list[str], dict[str, Any]]] = []
+    for combo in chosen:
+        arm: dict[str, Any] = {"explore": "explore" in combo}
+        if "predictor" in combo:
+            arm["screen"] = ("predictor", factor, "")
+        for base, names in (
+            ("efficient", [a for a in agents if a in PRESETS]),
+            ("paper", [a for a in agents if a not in PRESETS]),
+        ):
+            arms.append((names, {**arm, "variant": f"{base}+{combo}"}))
+    return arms
 
 
 def _scores_file(args: argparse.Namespace) -> Path:

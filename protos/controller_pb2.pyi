@@ -1399,9 +1399,9 @@ class Search(_message.Message):
     created: _builtins.float
     """Creation time, seconds since the Unix epoch."""
     ended_because: _builtins.str
-    """Why a search that is no longer running ended: "budget spent", "stopped" (StopSearch) or
-    "converged: ..." (the agent proposed only known networks; see Convergence); "" while
-    running.
+    """Why a search that is no longer running ended: "budget spent", "stopped" (StopSearch),
+    "converged: ..." (the agent proposed only known networks; see Convergence) or
+    "sampling limit: ..." (too few of its proposals were new); "" while running.
     """
     @_builtins.property
     def spec(self) -> Global___CreateSearchRequest:

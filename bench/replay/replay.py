@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.replay.lookup import Lookup, lookup, scores
+from controller_service.store.rows import Trained
 from nasrl.core.presets import PRESETS
 
 __all__ = [
@@ -35,7 +36,9 @@ class Job:
     warm+RULE, SCORExFACTOR, max_params N); the agent takes the budget settings only in
     ``budget``, its defaults otherwise. ``warm`` = (proxy table, proxy evaluations, top):
     start as the controller's warm start does. ``screen`` = (score, factor, scores file of
-    bench/screening.py): as the controller's screening. ``max_params``: as the controller's
+    bench/screening.py; score "predictor" or "predictor/SCORE": the controller's predictor
+    screening with its defaults, cold start without screening or by SCORE): as the controller's
+    screening. ``explore``: the controller's convergence rule (explore). ``max_params``: as the controller's
     parameter limit. ``budget_seconds``: end the run at this many trainer-seconds."""
 
     table: str
@@ -48,12 +51,14 @@ class Job:
     warm: tuple[str, int, int] | None = None
     screen: tuple[str, int, str] | None = None
     max_params: int = 0
+    explore: bool = False
 
     @property
     def settings(self) -> dict[str, Any]:
         """The agent's settings: the budget ones in the ``budget`` arm, its ``efficient``
         preset in the ``efficient`` arm, else its defaults."""
-        variant = self.variant if self.variant in ("budget", "efficient") else "paper"
+        base = self.variant.split("+")[0]  # "efficient+predictor": the efficient preset's
+        variant = base if base in ("budget", "efficient") else "paper"
         return agent_settings(self.agent, variant, self.evaluations)
 
 
@@ -69,6 +74,7 @@ class Run:
     stopped: int = 0
     stalled: bool = False
     proxy_seconds: float = 0.0  # warm start: trainer-seconds of the proxy search
+    trained: list[Trained] = field(default_factory=list)  # new results, in order (predictor)
 
     def record(self, validation: float, test: float, seconds: float) -> None:
         if not self.best or validation > self.best[-1]:  # ties keep the first
@@ -211,23 +217,38 @@ def replay_agent(table: Lookup, job: Job) -> Run:
     agent = cls(table.space, job.settings, job.seed, job.evaluations)
     zoph_reward = cls.default_reward == "zoph"
     run = Run(job.agent, job.seed)
-    evaluate = Evaluator(table, run, job.evaluations, job.stopping, job.budget_seconds)
+    # exploring, a converged agent's rounds bring a new network each: only a far longer
+    # spell without one is a stall
+    stall = 40 if job.explore else 4
+    evaluate = Evaluator(table, run, job.evaluations, job.stopping, job.budget_seconds, stall=stall)
 
     def learn(decisions: dict[str, Any], arch: Any) -> None:
+        before = len(evaluate.results)
         validation, last5 = evaluate(arch)
-        agent.update(decisions, last5**3 if zoph_reward else validation)
+        reward = last5**3 if zoph_reward else validation
+        if len(evaluate.results) > before:  # a new result, as the controller records it
+            row = table.primary[table.text(arch)]
+            run.trained.append(Trained(table.text(arch), row.params, row.flops, reward))
+        agent.update(decisions, reward)
 
     if job.warm is not None:
         _warm_start(table, job, agent, run, evaluate, learn)
+    converged = Converged(table, job)
     while not evaluate.done():
-        for proposal in _proposals(table, job, agent, evaluate):
+        new, due = False, converged.due()
+        for proposal in _proposals(table, job, agent, evaluate, converged.model):
             if job.max_params and table.primary[table.text(proposal.arch)].params > job.max_params:
                 run.proposals += 1  # rejected before training: no budget, learnt as a failure
                 agent.update(proposal.decisions, None)
+                new = True
                 continue
+            new |= converged.note(table.text(proposal.arch) in evaluate.results)
             learn(proposal.decisions, proposal.arch)
             if evaluate.done():
                 break
+        explore = None if new or not due or evaluate.done() else converged.explore(run)
+        if explore is not None:  # the agent only re-proposes known networks: explore
+            learn(explore.decisions, explore.arch)
     return run
 
 
@@ -251,13 +272,18 @@ def _warm_start(
         learn(prior, parse(text))
 
 
-def _proposals(table: Lookup, job: Job, agent: Any, evaluate: Evaluator) -> list[Any]:
+def _proposals(table: Lookup, job: Job, agent: Any, evaluate: Evaluator, model: Any) -> list[Any]:
     """The agent's next proposals: one, or with screening the known ones of ``factor`` and the
-    best-scoring new one."""
+    best-scoring new one (by the predictor once it has its cold-start results: see
+    ``Converged.model``)."""
     if job.screen is None:
         return list(agent.sample(1))
     score, factor, path = job.screen
-    by_score = scores(path)[score]
+    fitted = model(evaluate.run) if score.startswith("predictor") else None
+    if score.startswith("predictor") and fitted is None:
+        score = score.partition("/")[2]  # the cold-start score, or no screening
+        if not score:
+            return list(agent.sample(1))
     fresh: dict[str, Any] = {}
     proposals = []
     for p in agent.sample(factor):
@@ -267,8 +293,63 @@ def _proposals(table: Lookup, job: Job, agent: Any, evaluate: Evaluator) -> list
         elif text not in fresh:
             fresh[text] = p
     if fresh:
-        proposals.append(fresh[max(fresh, key=lambda a: by_score[a])])
+        if fitted is None:
+            by_score = scores(path)[score]
+            values = [by_score[a] for a in fresh]
+        else:
+            rows = [table.primary[a] for a in fresh]
+            values = fitted.values(
+                [p.arch for p in fresh.values()], [(r.params, r.flops) for r in rows]
+            )
+        best = max(range(len(values)), key=lambda i: values[i])  # the first of equals
+        proposals.append(list(fresh.values())[best])
     return proposals
+
+
+class Converged:
+    """The controller's two priors outside the agent, replayed: the predictor of predictor
+    screening (``model``: refitted on the run's first results as ``screen_model.fit_size``
+    says) and the convergence rule (``note``, ``explore``: after ``patience`` known proposals
+    in a row, a group that brought nothing new is followed by a uniformly random network)."""
+
+    def __init__(self, table: Lookup, job: Job) -> None:
+        from controller_service.spec_parts import Convergence, Screening
+
+        self.table, self.job = table, job
+        factor = job.screen[1] if job.screen else 1
+        self.screening = Screening("predictor", factor=factor)
+        self.patience = Convergence().patience if job.explore else 0
+        self.streak = 0
+        self.fitted: Any = None
+
+    def model(self, run: Run) -> Any:
+        from controller_service.screen_model import fit, fit_size
+
+        size = fit_size(self.screening, len(run.trained))
+        if not size:
+            return None
+        if self.fitted is None or self.fitted.size != size:
+            self.fitted = fit(self.screening, self.table.space, self.job.seed, run.trained[:size])
+        return self.fitted
+
+    def note(self, known: bool) -> bool:
+        """Count one of the agent's proposals; True when it was new."""
+        self.streak = self.streak + 1 if known else 0
+        return not known
+
+    def due(self) -> bool:
+        """Whether the agent is converged (before a group: the controller decides then)."""
+        return bool(self.patience) and self.streak >= self.patience
+
+    def explore(self, run: Run) -> Any:
+        import random
+
+        from controller_service.agents.proposals import random_proposal
+
+        space = self.table.space
+        rng = random.Random(f"explore:{self.job.seed}:{run.proposals}:0")
+        p = random_proposal(space, rng, getattr(space, "max_layers", 0))
+        return type(p)(p.arch, {**p.decisions, "explore": True})
 
 
 def replay_tpe(table: Lookup, job: Job) -> Run:

@@ -9,7 +9,7 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from nasrl.cli.search_display import leaderboard_table
+from nasrl.cli.search_display import leaderboard_table, state_text
 from nasrl.core import formats
 from nasrl.core.agent_settings import AGENT_SETTINGS, setting_infos
 from nasrl.core.presets import preset_names, preset_settings
@@ -64,12 +64,15 @@ def cmd_searches(args: argparse.Namespace) -> int:
             s.name,
             s.spec.agent,
             s.spec.dataset,
-            s.state.value,
+            state_text(s, short=True),
             str(s.counts.evaluated),
             str(s.spec.budget),
             best,
         )
     out.print(table)
+    for s in searches:  # the reasons the table shows by their heads only, in full
+        if ":" in s.ended_because:
+            out.print(f"{s.search_id}: {s.ended_because}", markup=False, soft_wrap=True)
     return 0
 
 

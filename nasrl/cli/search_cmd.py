@@ -11,8 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from nasrl.cli.search_display import SearchDisplay, err, leaderboard_table, one_line
-from nasrl.cli.search_setup import create_search
+from nasrl.cli.search_display import (
+    SearchDisplay,
+    err,
+    leaderboard_table,
+    one_line,
+    state_text,
+)
+from nasrl.cli.search_setup import create_search, screening
 from nasrl.core.presets import preset_settings
 from nasrl.core.setting_text import parse_assignments
 from nasrl.rpc.client import ControllerClient, LeaderboardEntry, Search
@@ -52,6 +58,8 @@ def _check(args: argparse.Namespace) -> None:
         )
     args.agent_values = parse_assignments(args.agent, args.agent_setting)
     preset_settings(args.agent, args.preset)  # an unknown preset fails before anything starts
+    if not args.resume:
+        screening(args)  # predictor flags without --screen predictor fail before anything too
     if not 0.0 <= args.max_failure_fraction <= 1.0:
         raise ValueError(
             f"--max-failure-fraction must be between 0 and 1, not {args.max_failure_fraction:g}"
@@ -177,6 +185,7 @@ def _summary(
     return {
         "search_id": s.search_id,
         "state": s.state.value,
+        "ended_because": s.ended_because,
         "evaluated": s.counts.evaluated,
         "failed": s.counts.failed,
         "cached": s.counts.cached,
@@ -221,3 +230,5 @@ def _print_summary(
         f"{s.counts.cached}; trainer split {dict(stats.per_trainer)}; "
         f"{wall_seconds:.0f}s"
     )
+    if s.ended_because:
+        out.print(f"search {s.search_id} {state_text(s)}", markup=False, soft_wrap=True)

@@ -12,9 +12,9 @@ from rich.table import Table
 
 from nasrl.core import formats
 from nasrl.core.results import EpochRecord, TrainOutcome
-from nasrl.rpc.client import Candidate, ControllerClient, LeaderboardEntry
+from nasrl.rpc.client import Candidate, ControllerClient, LeaderboardEntry, Search
 
-__all__ = ["SearchDisplay", "leaderboard_table", "one_line"]
+__all__ = ["SearchDisplay", "leaderboard_table", "one_line", "state_text"]
 
 err = Console(stderr=True, highlight=False)
 
@@ -23,6 +23,15 @@ def one_line(text: str, limit: int = 300) -> str:
     """``text`` on one line, cut to ``limit`` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def state_text(s: Search, short: bool = False) -> str:
+    """A search's state and, once it ended, why: ``done (budget spent)``; ``short``: only the
+    reason's head (``done (converged)`` for "converged: the agent's last ...")."""
+    why = s.ended_because.strip()
+    if short:
+        why = why.split(":", 1)[0]
+    return f"{s.state.value} ({why})" if why else s.state.value
 
 
 def leaderboard_table(entries: list[LeaderboardEntry], title: str) -> Table:

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from nasrl.cli.listing_cmd import agent_setting_help, cmd_agents, cmd_leaderboard, cmd_searches
 from nasrl.cli.search_cmd import cmd_search
 from nasrl.core.agent_settings import AGENT_SETTINGS
 from nasrl.core.search_choices import (
+    ACQUISITIONS,
+    CONVERGENCE_ACTIONS,
     COST_METRICS,
     SCREENING_SCORES,
     SPACE_NAMES,
@@ -17,7 +20,33 @@ from nasrl.core.search_choices import (
 )
 from nasrl.rpc.security import add_client_flags
 
-__all__ = ["add_search_commands"]
+__all__ = ["add_search_commands", "positive_int", "finite_float"]
+
+#: the training-free scores (all screening scores but the predictor): --screen-cold-start-score
+COLD_START_SCORES = tuple(s for s in SCREENING_SCORES if s != "predictor")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (0 would mean "the default" in the
+    request, silently)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (not nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
 
 
 def add_search_commands(sub: Any, controller_default: str) -> None:
@@ -58,7 +87,18 @@ def _add_search(sub: Any, controller_default: str) -> None:
         default="127.0.0.1:50052",
         help="HOST:PORT[,HOST:PORT...] or dns:///NAME:PORT (every address it resolves to)",
     )
-    for group in (_agent, _space, _budget, _evaluation, _warm_start, _limits, _running, _output):
+    for group in (
+        _agent,
+        _space,
+        _budget,
+        _evaluation,
+        _warm_start,
+        _limits,
+        _screening,
+        _convergence,
+        _running,
+        _output,
+    ):
         group(s)
     add_client_flags(s)
     s.set_defaults(func=cmd_search)
@@ -183,7 +223,7 @@ def _warm_start(s: argparse.ArgumentParser) -> None:
 
 
 def _limits(s: argparse.ArgumentParser) -> None:
-    """size limits, a cost-aware reward and training-free screening"""
+    """size limits and a cost-aware reward"""
     s.add_argument(
         "--max-params",
         type=int,
@@ -203,17 +243,69 @@ def _limits(s: argparse.ArgumentParser) -> None:
         default=-0.07,
         help="exponent of the cost term (default -0.07, MnasNet)",
     )
+
+
+def _screening(s: argparse.ArgumentParser) -> None:
+    """screening proposals by a training-free score or a predictor learnt from the results"""
     s.add_argument(
         "--screen",
         choices=SCREENING_SCORES,
-        help="training-free screening: of --screen-factor proposals per child, "
-        "train only the best by this score at initialisation",
+        help="screening: of --screen-factor proposals per child, train only the best by this "
+        "score: a training-free one at initialisation, or predictor (a model fitted on the "
+        "search's own results; see --screen-acquisition)",
     )
     s.add_argument(
         "--screen-factor",
         type=int,
         default=4,
         help="proposals scored per child trained (default 4)",
+    )
+    s.add_argument(
+        "--screen-acquisition",
+        choices=ACQUISITIONS,
+        help="predictor: how proposals are ranked: ucb (default: mean + kappa x spread of "
+        "the ensemble), ei (expected improvement over the best so far) or mean",
+    )
+    s.add_argument(
+        "--screen-kappa",
+        type=finite_float,
+        metavar="K",
+        help="predictor: ucb's weight on the spread, 0 .. 10 (default 0.5)",
+    )
+    s.add_argument(
+        "--screen-cold-start",
+        type=positive_int,
+        metavar="N",
+        help="predictor: results before the first model, 2 .. 1000 (default 10)",
+    )
+    s.add_argument(
+        "--screen-cold-start-score",
+        choices=("none", *COLD_START_SCORES),
+        help="predictor: the training-free score that screens before the first model "
+        "(default none: one proposal per child until then)",
+    )
+    s.add_argument(
+        "--screen-refit-every",
+        type=positive_int,
+        metavar="N",
+        help="predictor: refit the model after every N new results, 1 .. 1000 (default 10)",
+    )
+
+
+def _convergence(s: argparse.ArgumentParser) -> None:
+    """what happens when the agent only re-proposes networks already evaluated"""
+    s.add_argument(
+        "--converged-after",
+        type=positive_int,
+        metavar="N",
+        help="the agent is converged after N proposals in a row of networks already "
+        "evaluated, 1 .. 1000000 (default 100)",
+    )
+    s.add_argument(
+        "--when-converged",
+        choices=CONVERGENCE_ACTIONS,
+        help="explore (default): add a network drawn uniformly from the space per child "
+        "until the agent proposes a new one; end: end the search, its budget unspent",
     )
 
 

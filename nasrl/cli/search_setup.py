@@ -15,7 +15,16 @@ from nasrl.rpc.client import ControllerClient
 from nasrl.runner import TrainerPool
 from protos import controller_pb2 as cpb
 
-__all__ = ["create_search"]
+__all__ = ["create_search", "screening", "convergence"]
+
+#: the flags that set up the predictor, by their names in ``args``
+_PREDICTOR_FLAGS = {
+    "screen_acquisition": "--screen-acquisition",
+    "screen_kappa": "--screen-kappa",
+    "screen_cold_start": "--screen-cold-start",
+    "screen_cold_start_score": "--screen-cold-start-score",
+    "screen_refit_every": "--screen-refit-every",
+}
 
 
 def _from_table(path: str) -> tuple[cpb.SearchSpace, str, TrainSettings]:
@@ -69,11 +78,43 @@ def create_search(c: ControllerClient, args: argparse.Namespace, pool: TrainerPo
         early_stopping=cpb.EarlyStopping(rule=args.early_stopping, eta=args.eta),
         warm_start=_warm_start(args),
         constraints=_constraints(args),
-        screening=cpb.Screening(score=args.screen or "", factor=args.screen_factor),
+        screening=screening(args),
         dataset_shape=dataset_shape(pool.clients(), dataset),
         evaluation=_evaluation(args),
+        convergence=convergence(args),
     )
     return search.search_id
+
+
+def screening(args: argparse.Namespace) -> cpb.Screening:
+    """--screen and its settings; the predictor's unset ones left for the controller to fill
+    (GetSearch returns them)."""
+    if args.screen != "predictor":
+        given = [flag for name, flag in _PREDICTOR_FLAGS.items() if getattr(args, name) is not None]
+        if given:
+            flags = " and ".join([", ".join(given[:-1]), given[-1]] if given[:-1] else given)
+            need = "needs" if len(given) == 1 else "need"
+            raise ValueError(f"{flags} {need} --screen predictor")
+    msg = cpb.Screening(
+        score=args.screen or "",
+        factor=args.screen_factor,
+        acquisition=args.screen_acquisition or "",
+        cold_start_results=args.screen_cold_start or 0,
+        cold_start_score=_cold_start_score(args.screen_cold_start_score),
+        refit_every=args.screen_refit_every or 0,
+    )
+    if args.screen_kappa is not None:
+        msg.kappa = args.screen_kappa
+    return msg
+
+
+def _cold_start_score(flag: str | None) -> str:
+    return "" if flag in (None, "none") else str(flag)
+
+
+def convergence(args: argparse.Namespace) -> cpb.Convergence:
+    """--converged-after and --when-converged (unset: the controller's defaults)."""
+    return cpb.Convergence(patience=args.converged_after or 0, action=args.when_converged or "")
 
 
 def _evaluation(args: argparse.Namespace) -> cpb.SearchEvaluation:

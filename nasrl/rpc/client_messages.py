@@ -113,6 +113,7 @@ def search(s: cpb.Search) -> Search:
         progress=dict(s.progress),
         best=entry(s.best) if s.HasField("best") else None,
         created=s.created,
+        ended_because=s.ended_because,
     )
 
 

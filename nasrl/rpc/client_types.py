@@ -124,7 +124,9 @@ class SearchSettings:
 @dataclass(frozen=True)
 class Search:
     """A search: its settings, state and progress (``progress``: numbers its agent reports,
-    e.g. ``epsilon``); ``best`` is None before the first result."""
+    e.g. ``epsilon``); ``best`` is None before the first result; ``ended_because``: why a
+    search that is no longer running ended ("budget spent", "stopped", "converged: ..."), ""
+    while it runs."""
 
     search_id: str
     name: str
@@ -134,6 +136,7 @@ class Search:
     progress: Mapping[str, float]
     best: LeaderboardEntry | None
     created: float
+    ended_because: str = ""
 
 
 class ChildStatus(StrEnum):

@@ -140,3 +140,24 @@ def test_screening_agrees_with_the_controller(
     )
     assert [d for d in replay if d[1] == "trained"] == controller
     assert replay_cached == controller_cached
+
+
+@pytest.mark.parametrize(("table", "agent"), AGENTS)
+def test_predictor_screening_agrees_with_the_controller(
+    table: str, agent: str, tmp_path: Path
+) -> None:
+    """Predictor screening: unscreened for the first 10 results (the cold start), then the
+    predictor fitted on them picks each child of 3 proposals — the replay's ranking (sizes
+    from the table) is the controller's (sizes from its own shape inference)."""
+    job = Job(table, agent, 3, 16, screen=("predictor", 3, ""))
+    (replay, replay_cached), (controller, controller_cached) = (
+        replayed(job),
+        controlled(job, tmp_path),
+    )
+    trained = [d for d in replay if d[1] == "trained"]
+    assert len(trained) == 16
+    assert trained == [d for d in controller if d[1] == "trained"]
+    unscreened, _ = replayed(Job(table, agent, 3, 16))
+    assert trained[:10] == [d for d in unscreened if d[1] == "trained"][:10]  # the cold start
+    assert trained != [d for d in unscreened if d[1] == "trained"]  # then the predictor picks
+    assert replay_cached == controller_cached

@@ -1,6 +1,7 @@
 """Reloading a search from the store never changes what it does next.
 
-Every agent × space × feature (warm start, screening, constraints, early stopping) runs one
+Every agent × space × feature (warm start, screening by a training-free score or by the
+learned predictor, constraints, early stopping, weight sharing, convergence) runs one
 scripted life through the real ``Searches`` on a database file: created, sampled, one result,
 half a REINFORCE batch, more rounds. At each stage the script is interrupted once by a restart
 (a new ``Searches`` on the same file, as after SIGTERM or kill -9: every call commits before it
@@ -24,11 +25,12 @@ from typing import Any
 import pytest
 
 from controller_service.evaluation import SearchEvaluation
+from controller_service.reports import Screened
 from controller_service.searches import BadReport, CandidateNotFound, Handout, Searches
-from controller_service.spaces import Space
-from controller_service.spec import Constraints, Screening, SearchSpec, WarmStart
+from controller_service.spaces import MetaQNNSpace, Nb201Space, Space, ZophSpace
+from controller_service.spec import Constraints, Convergence, Screening, SearchSpec, WarmStart
 from controller_service.stopping import Decision, StoppingSettings
-from controller_service.store import Store
+from controller_service.store import CandidateRow, Store
 from nasrl.core.arch import parse
 from nasrl.core.results import EpochRecord, Evaluation, TrainOutcome, TrainSettings
 from nasrl.core.shapes import analyze
@@ -39,7 +41,18 @@ EPOCHS = 3
 #: how many results the script has reported at each stage (REINFORCE learns from batches
 #: of 8, so 4 is half a batch)
 STAGES = {"created": -1, "sampled": 0, "one-result": 1, "half-batch": 4}
-FEATURES = ("plain", "warm-start", "screening", "constraints", "early-stopping", "shared")
+#: the stage before every Sample of the convergence feature's tail (where the agent converges)
+TAIL = -2
+FEATURES = (
+    "plain",
+    "warm-start",
+    "screening",
+    "predictor",
+    "constraints",
+    "early-stopping",
+    "shared",
+    "convergence",
+)
 
 
 def _spec(
@@ -56,6 +69,11 @@ def _spec(
         return replace(spec, warm_start=WarmStart(priors, source, top=3, pretrain_steps=5))
     if feature == "screening":
         return replace(spec, screening=Screening("params", factor=3))
+    if feature == "predictor":  # the model of the first 4 results ranks the last two Samples
+        learnt = Screening("predictor", factor=3, cold_start_results=2, refit_every=2)
+        return replace(spec, screening=learnt)
+    if feature == "convergence":  # a small space: the agent soon proposes known networks
+        return replace(spec, space=_small(space), convergence=Convergence(patience=2))
     if feature == "constraints":
         limits = Constraints(max_params=12_000, cost_metric="params", cost_target=6_000)
         return replace(spec, constraints=limits)
@@ -66,6 +84,19 @@ def _spec(
         shared = SearchEvaluation("shared", steps=3, warmup_children=2, top_k=2)
         return replace(spec, budget=9, evaluation=shared)
     return spec
+
+
+def _small(space: Space) -> Space:
+    """A dozen or so networks of the same kind as ``space``: in the script the agent soon
+    proposes known ones."""
+    if isinstance(space, ZophSpace):
+        return ZophSpace(filter_sizes=(1, 3), strides=(1, 2), filters=(8,), max_layers=1)
+    if isinstance(space, MetaQNNSpace):
+        return MetaQNNSpace(
+            conv_sizes=(1, 3), conv_filters=(8,), pools=((2, 2),), fc_units=(32,), max_depth=2
+        )
+    assert isinstance(space, Nb201Space)
+    return replace(space, ops=("none", "nor_conv_1x1"))
 
 
 def _accuracy(text: str, epoch: int) -> float:
@@ -85,6 +116,7 @@ class Life:
     log: list[Any] = field(default_factory=list)
     out: list[Handout] = field(default_factory=list)  # handed out, not yet reported
     results: int = 0
+    tail: tuple[int, ...] = ()  # the sizes of the script's last Samples, after 6 and 5
 
     def __post_init__(self) -> None:
         self.searches = self._open()
@@ -180,6 +212,11 @@ def _live(life: Life, at: int | None, interrupt: Callable[[Life], None]) -> tupl
         life.sample(n)
         while life.out:
             life.report_one()
+    for n in life.tail:
+        maybe(TAIL)
+        life.sample(n)
+        while life.out:
+            life.report_one()
     return (life.log, *life.final())
 
 
@@ -190,9 +227,24 @@ def _priors(space: Space, name: str) -> tuple[str, ...]:
     return tuple(str(p.arch) for p in AGENTS[name](space, {}, 99, 100).sample(2))
 
 
+def _db(root: Path, name: str, space: Space, feature: str) -> Path:
+    return root / f"{name}-{space.name}-{feature}.db"
+
+
 @functools.cache
 def _baseline(name: str, space: Space, feature: str, root: Path) -> tuple[Any, ...]:
-    return _run(name, space, feature, root / f"{name}-{space.name}-{feature}.db", None, None)
+    return _run(name, space, feature, _db(root, name, space, feature), None, None)
+
+
+def _candidates(path: Path) -> list[CandidateRow]:
+    """Every candidate of the one search stored in ``path`` (a feature without a warm start)."""
+    store = Store(path)
+    try:
+        (sid,) = store.search_ids()
+        rows = [store.candidate(sid, c.id) for c in store.candidates_after(sid, 0, 10_000)]
+        return [r for r in rows if r is not None]
+    finally:
+        store.close()
 
 
 def _run(
@@ -204,7 +256,10 @@ def _run(
     interrupt: Callable[[Life], None] | None,
 ) -> tuple[Any, ...]:
     priors = _priors(space, name)
-    life = Life(path, lambda source: _spec(name, space, feature, priors, source))
+    # convergence: Samples of one child, each ended by the agent's first known proposal, so
+    # that the next starts converged when it was the second in a row
+    tail = (1,) * 8 if feature == "convergence" else ()
+    life = Life(path, lambda source: _spec(name, space, feature, priors, source), tail=tail)
     return _live(life, at, interrupt or (lambda _: None))
 
 
@@ -243,6 +298,26 @@ def test_a_reloaded_search_continues_exactly(
     assert same_state(got_state, state), "the stored agent state differs"
 
 
+@pytest.mark.parametrize("interrupt", ["restart", "failed-call"])
+@pytest.mark.parametrize(
+    ("name", "space"), [pytest.param(n, s, id=f"{n}-{s.name}") for n, s in PAIRS]
+)
+def test_a_converged_search_continues_exactly(
+    name: str, space: Space, interrupt: str, baselines: Path, tmp_path: Path
+) -> None:
+    """The agent's streak of known proposals lives in memory and is rebuilt from the store
+    (``Store.known_streak``): interrupted before every Sample of the convergence script's
+    tail, where the agent converges and the controller explores, the search goes on exactly."""
+    expected_log, counts, progress, state = _baseline(name, space, "convergence", baselines)
+    how = Life.restart if interrupt == "restart" else Life.fail_a_call
+    log, got_counts, got_progress, got_state = _run(
+        name, space, "convergence", tmp_path / "c.db", TAIL, how
+    )
+    assert log == expected_log
+    assert (got_counts, got_progress) == (counts, progress)
+    assert same_state(got_state, state), "the stored agent state differs"
+
+
 @pytest.mark.parametrize(("name", "space", "feature"), COMBOS)
 def test_the_script_exercises_its_feature(
     name: str, space: Space, feature: str, baselines: Path
@@ -261,3 +336,10 @@ def test_the_script_exercises_its_feature(
         assert counts["cached"] >= 3  # the earlier search's results, reused
     elif feature in ("screening", "constraints"):
         assert counts["invalid"] >= 3  # screened out, or over max_params
+    elif feature == "predictor":  # screened out by the model once it had 2 results
+        children = _candidates(_db(baselines, name, space, feature))
+        screened = [c.report for c in children if isinstance(c.report, Screened)]
+        assert len(screened) >= 3 and all(r.score == "predictor" for r in screened)
+    elif feature == "convergence":  # two known proposals in a row: the controller explores
+        children = _candidates(_db(baselines, name, space, feature))
+        assert any(c.decisions.get("explore") is True for c in children)

@@ -129,3 +129,12 @@ def clocked_controller(tmp_path, clock: FakeClock) -> Iterator[str]:
     yield f"127.0.0.1:{handle.port}"
     handle.stop(None)
     searches.store.close()
+
+
+@pytest.fixture(scope="module")
+def simulated() -> Iterator[str]:
+    """A trainer that answers at once with a surrogate accuracy (exit codes and settings, not
+    training), shared by a test module."""
+    handle, _ = start_trainer(slots=2, simulate=0.0)
+    yield f"127.0.0.1:{handle.port}"
+    handle.stop(None)

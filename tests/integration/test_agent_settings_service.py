@@ -5,7 +5,6 @@ the setting and its range, and `nasrl search --agent-setting` reaches the contro
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
@@ -17,7 +16,6 @@ from nasrl.core.agent_settings import AGENT_SETTINGS, EvolutionSettings, Reinfor
 from nasrl.rpc.client import ControllerClient, NasrlError
 from protos import controller_pb2 as cpb
 from tests.helpers import nasrl_cli
-from tests.integration.conftest import start_trainer
 
 SMALL = cpb.SearchSpace(zoph=cpb.ZophSpace(max_layers=4, filters=[8, 16]))
 
@@ -116,14 +114,6 @@ def test_every_setting_of_every_agent_is_returned(controller: str) -> None:
             sid = c.create_search(agent=cpb.AgentSpec(name=agent), budget=5, **kw).search_id
             msg = getattr(c.get_search(sid).spec.request.agent, agent)
             assert [f.name for f, _ in msg.ListFields()] == [f.name for f in fields(cls)]
-
-
-@pytest.fixture(scope="module")
-def simulated() -> Iterator[str]:
-    """A trainer that answers at once with a surrogate accuracy."""
-    handle, _ = start_trainer(slots=2, simulate=0.0)
-    yield f"127.0.0.1:{handle.port}"
-    handle.stop(None)
 
 
 def test_cli_agent_settings_reach_the_controller(controller: str, simulated: str) -> None:

@@ -7,20 +7,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
 from nasrl.cli.search_cmd import SEARCH_FAILED, failure_verdict
-from tests.integration.conftest import start_trainer
-
-
-@pytest.fixture(scope="module")
-def simulated() -> Iterator[str]:
-    """A trainer that answers at once with a surrogate accuracy: exit codes, not training."""
-    handle, _ = start_trainer(slots=2, simulate=0.0)
-    yield f"127.0.0.1:{handle.port}"
-    handle.stop(None)
 
 
 def search(controller: str, trainer: str, *extra: str) -> subprocess.CompletedProcess[str]:

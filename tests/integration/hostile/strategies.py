@@ -600,10 +600,13 @@ def mutated(draw: st.DrawFn, base: Message) -> tuple[Message, str]:
             return msg, f"{where} (a map: untouched)"
         if _is_repeated(f):
             container = getattr(parent, f.name)
-            n = draw(st.sampled_from([0, 1, 10_000, 100_000]))
             element = type(container.add())()
             del container[:]
-            if n and element.DESCRIPTOR.fields and draw(st.booleans()):
+            # a hostile element is repeated at most 10 times: a hostile size inside a hostile
+            # count (100,000 x 100,000 values) only exhausts the test's own memory
+            hostile = bool(element.DESCRIPTOR.fields) and draw(st.booleans())
+            n = draw(st.sampled_from([0, 1, 10] if hostile else [0, 1, 10_000, 100_000]))
+            if n and hostile:
                 element, _ = draw(mutated(element))
             container.extend([element] * n)
             return msg, f"{where} x{n}"
@@ -616,8 +619,10 @@ def mutated(draw: st.DrawFn, base: Message) -> tuple[Message, str]:
         values = draw(
             st.one_of(
                 st.lists(scalar_values(f), max_size=20),
+                # 100,000 copies of a 1 MB string would only exhaust the test's own memory:
+                # a long list repeats a value of at most 200 characters
                 st.tuples(scalar_values(f), st.sampled_from([10_000, 100_000])).map(
-                    lambda t: [t[0]] * t[1]
+                    lambda t: [t[0][:200] if isinstance(t[0], str) else t[0]] * t[1]
                 ),
             )
         )

@@ -1,0 +1,93 @@
+"""The controller's priors outside the agents, for bench/nb201.py's replay of the
+NAS-Bench-201 protocol: screening by the learned predictor (``controller_service.screen_model``
+with the controller's defaults: unscreened for the first 10 results, then of ``factor``
+proposals per child the new one with the best UCB is trained, refitted every 10 results) and
+the convergence rule (after 100 known proposals of the agent in a row, a child whose proposals
+were all known is followed by a uniformly random cell). The same decisions as the controller
+and bench/replay/replay.py, on the CSV's rows."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from controller_service.agents import Proposal
+from controller_service.spec_parts import Convergence, Screening
+from controller_service.store.rows import Trained
+
+__all__ = ["CellPriors"]
+
+
+class CellPriors:
+    """``group(agent, known)``: the proposals to replay for the next child; ``learnt(i, reward)``
+    records a new result (the predictor's training data, in order)."""
+
+    def __init__(self, table: Any, seed: int, factor: int, explore: bool) -> None:
+        self.table, self.seed = table, seed
+        self.screening = Screening("predictor", factor=factor) if factor else None
+        self.patience = Convergence().patience if explore else 0
+        self.trained: list[Trained] = []
+        self.streak = 0
+        self.fitted: Any = None
+        self._sizes: dict[int, tuple[int, int]] = {}
+
+    def sizes(self, i: int) -> tuple[int, int]:
+        """(params, FLOPs) of row ``i`` as the controller computes them (CIFAR-10's input)."""
+        if i not in self._sizes:
+            from nasrl.core.arch import parse
+            from nasrl.core.datasets import input_shape
+            from nasrl.core.shapes import analyze
+
+            a = analyze(parse(self.table.cells[i]), input_shape("cifar10"))
+            self._sizes[i] = (a.params, a.flops)
+        return self._sizes[i]
+
+    def learnt(self, i: int, reward: float) -> None:
+        from nasrl.core.arch import canonical, format_arch, parse
+
+        text = format_arch(canonical(parse(self.table.cells[i])))
+        self.trained.append(Trained(text, *self.sizes(i), reward))
+
+    def _model(self) -> Any:
+        from controller_service.screen_model import fit, fit_size
+
+        assert self.screening is not None
+        size = fit_size(self.screening, len(self.trained))
+        if not size:
+            return None
+        if self.fitted is None or self.fitted.size != size:
+            self.fitted = fit(self.screening, self.table.space, self.seed, self.trained[:size])
+        return self.fitted
+
+    def group(self, agent: Any, known: set[str]) -> list[Proposal]:
+        """The agent's proposals for one child: the known ones (learnt again, free) and the
+        best-predicted new one; then, if none was new and the agent is converged, a uniformly
+        random cell."""
+        table = self.table
+        due = bool(self.patience) and self.streak >= self.patience
+        model = self._model() if self.screening is not None else None
+        per = self.screening.factor if model is not None and self.screening else 1
+        out: list[Proposal] = []
+        fresh: dict[str, tuple[int, Proposal]] = {}
+        for p in agent.sample(per):
+            i = table.index(p.decisions["path"])
+            if table.hashes[i] in known:
+                out.append(p)
+                self.streak += 1
+            elif table.hashes[i] not in fresh:
+                fresh[table.hashes[i]] = (i, p)
+        if fresh:
+            self.streak = 0
+            rows = list(fresh.values())
+            if model is None:
+                out.append(rows[0][1])
+            else:
+                values = model.values([p.arch for _, p in rows], [self.sizes(i) for i, _ in rows])
+                out.append(rows[max(range(len(rows)), key=lambda k: values[k])][1])
+        elif due:
+            from controller_service.agents.proposals import random_proposal
+
+            rng = random.Random(f"explore:{self.seed}:{len(self.trained)}:{self.streak}")
+            p = random_proposal(table.space, rng, 0)
+            out.append(Proposal(p.arch, {**p.decisions, "explore": True}))
+        return out
