@@ -8,9 +8,9 @@ and bench/replay/replay.py, on the CSV's rows."""
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
+from bench.replay.replay import Refits
 from controller_service.agents import Proposal
 from controller_service.spec_parts import Convergence, Screening
 from controller_service.store.rows import Trained
@@ -25,10 +25,10 @@ class CellPriors:
     def __init__(self, table: Any, seed: int, factor: int, explore: bool) -> None:
         self.table, self.seed = table, seed
         self.screening = Screening("predictor", factor=factor) if factor else None
+        self.refits = Refits(self.screening, table.space, seed)
         self.patience = Convergence().patience if explore else 0
         self.trained: list[Trained] = []
         self.streak = 0
-        self.fitted: Any = None
         self._sizes: dict[int, tuple[int, int]] = {}
 
     def sizes(self, i: int) -> tuple[int, int]:
@@ -48,24 +48,13 @@ class CellPriors:
         text = format_arch(canonical(parse(self.table.cells[i])))
         self.trained.append(Trained(text, *self.sizes(i), reward))
 
-    def _model(self) -> Any:
-        from controller_service.screen_model import fit, fit_size
-
-        assert self.screening is not None
-        size = fit_size(self.screening, len(self.trained))
-        if not size:
-            return None
-        if self.fitted is None or self.fitted.size != size:
-            self.fitted = fit(self.screening, self.table.space, self.seed, self.trained[:size])
-        return self.fitted
-
     def group(self, agent: Any, known: set[str]) -> list[Proposal]:
         """The agent's proposals for one child: the known ones (learnt again, free) and the
         best-predicted new one; then, if none was new and the agent is converged, a uniformly
         random cell."""
         table = self.table
         due = bool(self.patience) and self.streak >= self.patience
-        model = self._model() if self.screening is not None else None
+        model = self.refits.model(self.trained) if self.screening is not None else None
         per = self.screening.factor if model is not None and self.screening else 1
         out: list[Proposal] = []
         fresh: dict[str, tuple[int, Proposal]] = {}
@@ -85,9 +74,7 @@ class CellPriors:
                 values = model.values([p.arch for _, p in rows], [self.sizes(i) for i, _ in rows])
                 out.append(rows[max(range(len(rows)), key=lambda k: values[k])][1])
         elif due:
-            from controller_service.agents.proposals import random_proposal
+            from controller_service.agents.proposals import exploration
 
-            rng = random.Random(f"explore:{self.seed}:{len(self.trained)}:{self.streak}")
-            p = random_proposal(table.space, rng, 0)
-            out.append(Proposal(p.arch, {**p.decisions, "explore": True}))
+            out.append(exploration(table.space, self.seed, len(self.trained), self.streak))
         return out

@@ -6,19 +6,35 @@ from controller_service.spec import SearchSpec
 from controller_service.states import TRAINING, SearchState, Status
 from controller_service.store import Store
 
-__all__ = ["MAX_ROUND", "MAX_SAMPLES_PER_BUDGET", "room", "final_left", "settle"]
+__all__ = [
+    "MAX_ROUND",
+    "MAX_SAMPLES_PER_BUDGET",
+    "spent",
+    "recorded",
+    "room",
+    "final_left",
+    "settle",
+]
 
 MAX_ROUND = 256  # proposals prepared per transaction of one Sample
 MAX_SAMPLES_PER_BUDGET = 50  # guards against an agent that only re-proposes known networks
+
+
+def spent(counts: dict[str, int]) -> int:
+    """Children that took a unit of the budget (trained, in training or failed)."""
+    return sum(counts.get(s, 0) for s in TRAINING)
+
+
+def recorded(counts: dict[str, int]) -> int:
+    """Candidates recorded (every status; a reissue is not a new one)."""
+    return sum(v for k, v in counts.items() if k != "reissued")
 
 
 def room(spec: SearchSpec, counts: dict[str, int]) -> int:
     """How many more children may be proposed now, given the search's ``counts``: the budget
     not yet spent, and at most MAX_SAMPLES_PER_BUDGET proposals per budget unit in all; at
     most MAX_ROUND at once."""
-    spent = sum(counts.get(s, 0) for s in TRAINING)
-    sampled = sum(v for k, v in counts.items() if k != "reissued")
-    left = min(spec.budget - spent, spec.budget * MAX_SAMPLES_PER_BUDGET - sampled)
+    left = min(spec.budget - spent(counts), spec.budget * MAX_SAMPLES_PER_BUDGET - recorded(counts))
     return max(0, min(left, max(1, MAX_ROUND // max(1, spec.screening.factor))))
 
 

@@ -143,19 +143,11 @@ class LiveSearch:
 
     # ------------------------------------------------------------------ predictor
 
-    def prefit(self, store: Store) -> None:
-        """Fit the predictor a Sample will need, before it takes the search's lock (so a refit
-        stalls no other call on the search but the Sample that needs it): the model of the
-        results recorded now, unless it is fitted already."""
-        screening = self.spec.screening
-        size = fit_size(screening, store.result_count(self.id)) if screening.learnt else 0
-        if size and (self._fitted is None or self._fitted.size != size):
-            self._install(self._fit(store, size))
-
     def model(self, store: Store) -> Fitted | None:
         """The predictor for the results recorded now (None: no predictor screening, or too
-        few results); fitted here, under the search's lock, only when results were recorded
-        since ``prefit``."""
+        few results), fitted unless it is already. ``Searches.sample`` calls it before taking
+        the search's lock (so a refit stalls no other call on the search but the Sample that
+        needs it) and again under it, where it fits only if results were recorded between."""
         screening = self.spec.screening
         size = fit_size(screening, store.result_count(self.id)) if screening.learnt else 0
         if not size:

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from controller_service import budget, stages
 from controller_service.agents import Agent, Proposal
-from controller_service.agents.proposals import random_proposal
+from controller_service.agents.proposals import exploration
 from controller_service.live import LiveSearch, Memory
 from controller_service.reports import Rejected, Result, Screened
 from controller_service.screen_model import Fitted
@@ -199,18 +198,10 @@ class Sampling:
         batch = stages.proposals(self.store, self.live, agent, want * per)  # warm-up first
         groups = [_Group(batch[i * per : (i + 1) * per], screened) for i in range(want)]
         if self._converged(memory) and self.spec.convergence.action == "explore":
-            recorded = sum(v for k, v in counts.items() if k != "reissued")
+            space, recorded = self.spec.bound_space(), budget.recorded(counts)
             for j, group in enumerate(groups):
-                group.explore = self._explore(recorded, j)
+                group.explore = exploration(space, self.spec.seed, recorded, j)
         return groups
-
-    def _explore(self, recorded: int, j: int) -> Proposal:
-        """A network drawn uniformly from the space, seeded by the search's seed, the
-        candidates recorded so far and its group's place in the round."""
-        space = self.spec.bound_space()
-        rng = random.Random(f"explore:{self.spec.seed}:{recorded}:{j}")
-        p = random_proposal(space, rng, getattr(space, "max_layers", 0))
-        return Proposal(p.arch, {**p.decisions, "explore": True})
 
     def _group(
         self, agent: Agent, group: _Group, prepared: dict[str, _Prepared], memory: Memory

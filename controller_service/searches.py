@@ -33,7 +33,7 @@ from controller_service.live import LiveSearch, LiveSearches
 from controller_service.sampling import Sampling, handout_of
 from controller_service.spec import COST_METRICS, SearchSpec
 from controller_service.stages import final_handouts, with_shared
-from controller_service.states import TRAINING, SearchState, Status
+from controller_service.states import SearchState, Status
 from controller_service.stopping import Decision
 from controller_service.store import ResultRow, Store
 from controller_service.views import Handout, SearchView, UpdateAck, pareto_front
@@ -150,7 +150,7 @@ class Searches:
             return ""
         if state == SearchState.STOPPED:
             return "stopped"
-        if sum(counts.get(s, 0) for s in TRAINING) >= spec.budget:
+        if budget.spent(counts) >= spec.budget:
             return "budget spent"
         streak = self.store.known_streak(search_id)
         if spec.convergence.action == "end" and streak >= spec.convergence.patience:
@@ -225,9 +225,7 @@ class Searches:
             raise BadRequest(f"count must be between 1 and {MAX_SAMPLE}, got {count}")
         if len(request_id) > MAX_REQUEST_ID:
             raise BadRequest(f"request_id must be at most {MAX_REQUEST_ID} characters")
-        live = self.live.get(search_id)
-        if live.spec.screening.learnt:
-            live.prefit(self.store)  # a refit the predictor needs, outside the search's lock
+        self.live.get(search_id).model(self.store)  # a refit it needs, outside the lock
         with self._locked(search_id) as live:
             state = self._state(search_id)
             if request_id and (earlier := self.store.by_request(search_id, request_id)):

@@ -20,13 +20,14 @@ import logging
 import random
 from dataclasses import replace
 
+from controller_service import budget
 from controller_service.agents import Agent, Proposal
 from controller_service.budget import final_left, room
 from controller_service.evaluation import evaluation_conflict, shared_training
 from controller_service.live import LiveSearch
 from controller_service.reports import Report, Result
 from controller_service.spaces import ZophSpace, decode, random_decisions
-from controller_service.states import TRAINING, Status
+from controller_service.states import Status
 from controller_service.store import CandidateRow, ResultRow, Store
 from controller_service.views import Handout
 from nasrl.core.arch import ArchError, arch_hash
@@ -65,7 +66,7 @@ def warmup_proposals(store: Store, live: LiveSearch, n: int) -> list[Proposal]:
     if not ev.shared or ev.warmup_children == 0:
         return []
     counts = store.counts(live.id)
-    spent = sum(counts.get(s, 0) for s in TRAINING)
+    spent = budget.spent(counts)
     per = spec.screening.factor if spec.screening.score else 1
     want = min(n, (ev.warmup_children - spent) * per)
     space, image = spec.bound_space(), spec.image()

@@ -14,6 +14,7 @@ from nasrl.core.presets import PRESETS
 
 __all__ = [
     "BUDGET_SETTINGS",
+    "Refits",
     "Job",
     "Run",
     "Evaluator",
@@ -306,6 +307,25 @@ def _proposals(table: Lookup, job: Job, agent: Any, evaluate: Evaluator, model: 
     return proposals
 
 
+class Refits:
+    """A replay's predictor for predictor screening: the model of its first results, refitted
+    when ``screen_model.fit_size`` says, as the controller's ``LiveSearch.model`` does."""
+
+    def __init__(self, screening: Any, space: Any, seed: int) -> None:
+        self.screening, self.space, self.seed = screening, space, seed
+        self.fitted: Any = None
+
+    def model(self, trained: list[Trained]) -> Any:
+        from controller_service.screen_model import fit, fit_size
+
+        size = fit_size(self.screening, len(trained))
+        if not size:
+            return None
+        if self.fitted is None or self.fitted.size != size:
+            self.fitted = fit(self.screening, self.space, self.seed, trained[:size])
+        return self.fitted
+
+
 class Converged:
     """The controller's two priors outside the agent, replayed: the predictor of predictor
     screening (``model``: refitted on the run's first results as ``screen_model.fit_size``
@@ -317,20 +337,12 @@ class Converged:
 
         self.table, self.job = table, job
         factor = job.screen[1] if job.screen else 1
-        self.screening = Screening("predictor", factor=factor)
+        self.refits = Refits(Screening("predictor", factor=factor), table.space, job.seed)
         self.patience = Convergence().patience if job.explore else 0
         self.streak = 0
-        self.fitted: Any = None
 
     def model(self, run: Run) -> Any:
-        from controller_service.screen_model import fit, fit_size
-
-        size = fit_size(self.screening, len(run.trained))
-        if not size:
-            return None
-        if self.fitted is None or self.fitted.size != size:
-            self.fitted = fit(self.screening, self.table.space, self.job.seed, run.trained[:size])
-        return self.fitted
+        return self.refits.model(run.trained)
 
     def note(self, known: bool) -> bool:
         """Count one of the agent's proposals; True when it was new."""
@@ -342,14 +354,9 @@ class Converged:
         return bool(self.patience) and self.streak >= self.patience
 
     def explore(self, run: Run) -> Any:
-        import random
+        from controller_service.agents.proposals import exploration
 
-        from controller_service.agents.proposals import random_proposal
-
-        space = self.table.space
-        rng = random.Random(f"explore:{self.job.seed}:{run.proposals}:0")
-        p = random_proposal(space, rng, getattr(space, "max_layers", 0))
-        return type(p)(p.arch, {**p.decisions, "explore": True})
+        return exploration(self.table.space, self.job.seed, run.proposals, 0)
 
 
 def replay_tpe(table: Lookup, job: Job) -> Run:

@@ -16,7 +16,7 @@ from controller_service.spaces import (
     random_decisions,
 )
 
-__all__ = ["random_proposal", "mutate_proposal", "check_space"]
+__all__ = ["random_proposal", "mutate_proposal", "exploration", "check_space"]
 
 
 def check_space(agent: str, space: Any, allowed: tuple[type, ...]) -> None:
@@ -32,6 +32,16 @@ def random_proposal(space: Space, rng: random.Random, layers: int) -> Proposal:
     """Uniform: a random walk in MetaQNN, every decision uniform over ``layers`` in Zoph."""
     decisions = random_decisions(space, rng, layers)
     return Proposal(decode(space, decisions), decisions)
+
+
+def exploration(space: Space, seed: int, *key: int) -> Proposal:
+    """The convergence rule's exploration proposal: a network drawn uniformly from the space
+    (decisions marked ``explore``), seeded by the search's seed and ``key`` (the controller:
+    the candidates recorded so far and the group's place in its round), so that a restarted
+    controller draws the same."""
+    rng = random.Random(":".join(["explore", str(seed), *map(str, key)]))
+    p = random_proposal(space, rng, getattr(space, "max_layers", 0))
+    return Proposal(p.arch, {**p.decisions, "explore": True})
 
 
 def mutate_proposal(space: Space, decisions: Decisions, rng: random.Random) -> Proposal:
