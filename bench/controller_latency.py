@@ -2,7 +2,8 @@
 transport's floor.
 
     .venv/bin/python bench/controller_latency.py [--rounds 300] [--clients 8,64,256]
-        [--seconds 10] [--agents reinforce,qlearning,random,evolution] [--out bench/results]
+        [--seconds 10] [--agents reinforce,qlearning,random,evolution,reinforce+predictor]
+        [--out bench/results]
 
 1. One client, sequential: ROUNDS of Sample(1) + Update with a synthetic result; p50/p99 of
    each call.
@@ -11,6 +12,10 @@ transport's floor.
    p50/p99 of the echo is the floor, and the agent's cost shows as the ratio to it.
 3. Throughput: 8, 64, 256 concurrent clients (threads in this process, one channel each)
    doing Sample + Update for SECONDS; results per second.
+
+4. With an ``AGENT+predictor`` arm: Samples that fit a new predictor first (every 10th result)
+   apart from the rest, and a random search's Sample p50 alone and beside a search that
+   refits (the fit runs outside the search's lock, so other searches must not wait).
 
 Writes bench/results/controller_latency.json.
 """
@@ -68,29 +73,55 @@ def result_for(text: str) -> TrainOutcome:
     return TrainOutcome(acc, acc, acc, 1000, 10000, 1.0, "cpu", text)
 
 
-def create(c: ControllerClient, agent: str) -> str:
+#: the "+predictor" arms: screening by the learned predictor (its defaults: 4 proposals per
+#: child, cold start 10
+#: results, refit every 10), reinforce also with its efficient
+#: preset and 10 model-based steps after each refit
+PREDICTOR = cpb.Screening(score="predictor")
+
+
+def create(c: ControllerClient, arm: str) -> str:
+    agent, _, prior = arm.partition("+")
+    spec = cpb.AgentSpec(name=agent)
+    if prior == "predictor" and agent == "reinforce":
+        spec = cpb.AgentSpec(
+            name=agent, preset="efficient", reinforce=cpb.ReinforceSettings(model_steps=10)
+        )
     return c.create_search(
-        agent=cpb.AgentSpec(name=agent), dataset="digits", budget=1_000_000, space=SPACES.get(agent)
+        agent=spec,
+        dataset="digits",
+        budget=1_000_000,
+        space=SPACES.get(agent),
+        screening=PREDICTOR if prior == "predictor" else None,
     ).search_id
+
+
+def refit_due(results: int) -> bool:
+    """Whether a Sample after ``results`` results fits a new predictor (its defaults)."""
+    return results >= 10 and results % 10 == 0
 
 
 def sequential(target: str, agent: str, rounds: int) -> dict[str, Any]:
     sample_ms: list[float] = []
+    refit_ms: list[float] = []  # Samples that fitted the predictor first
     update_ms: list[float] = []
     sizes: list[int] = []
+    results = 0
     with ControllerClient(target) as c:
         sid = create(c, agent)
         for _ in range(rounds):
             t0 = time.perf_counter()
             reply = c._call("Sample", cpb.SampleRequest(search_id=sid, count=1))
-            sample_ms.append((time.perf_counter() - t0) * 1000)
+            ms = (time.perf_counter() - t0) * 1000
+            (refit_ms if "+predictor" in agent and refit_due(results) else sample_ms).append(ms)
             sizes.append(reply.ByteSize())
             for cand in reply.candidates:
                 if not cand.HasField("cached_result"):
                     t1 = time.perf_counter()
                     c.update(sid, cand.candidate_id, result_for(cand.text))
                     update_ms.append((time.perf_counter() - t1) * 1000)
-    return {
+                    results += 1
+    row = {
         "sample_p50_ms": pct(sample_ms, 0.5),
         "sample_p99_ms": pct(sample_ms, 0.99),
         "update_p50_ms": pct(update_ms, 0.5),
@@ -98,6 +129,45 @@ def sequential(target: str, agent: str, rounds: int) -> dict[str, Any]:
         "sample_reply_bytes": int(statistics.median(sizes)),
         "rounds": rounds,
     }
+    if refit_ms:
+        row |= {"refit_samples": len(refit_ms), "refit_sample_p50_ms": pct(refit_ms, 0.5)}
+    return row
+
+
+def beside_refits(target: str, rounds: int) -> dict[str, float]:
+    """Sample p50 of a random search alone, then while another search (reinforce with the
+    predictor) refits in a second client: a refit must not stall other searches."""
+
+    def random_p50() -> float:
+        times = []
+        with ControllerClient(target) as c:
+            sid = create(c, "random")
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                for cand in c.sample(sid, 1).candidates:
+                    times.append((time.perf_counter() - t0) * 1000)
+                    c.update(sid, cand.id, result_for(cand.text))
+        return pct(times, 0.5)
+
+    alone = random_p50()
+    stop = threading.Event()
+
+    def refitting() -> None:
+        with ControllerClient(target, timeout=120) as c:
+            sid = create(c, "reinforce+predictor")
+            while not stop.is_set():
+                for cand in c.sample(sid, 1).candidates:
+                    if cand.cached is None:
+                        c.update(sid, cand.id, result_for(cand.text))
+
+    other = threading.Thread(target=refitting, daemon=True)
+    other.start()
+    try:
+        beside = random_p50()
+    finally:
+        stop.set()
+        other.join(120)
+    return {"random_sample_p50_alone_ms": alone, "random_sample_p50_beside_refits_ms": beside}
 
 
 def echo_floor(rounds: int, sizes: list[int]) -> dict[str, Any]:
@@ -165,7 +235,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--rounds", type=int, default=300)
     p.add_argument("--clients", default="8,64,256")
     p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--agents", default="reinforce,qlearning,random,evolution")
+    p.add_argument(
+        "--agents",
+        default="reinforce,qlearning,random,evolution",
+        help="comma-separated; AGENT+predictor: with predictor screening (reinforce: its "
+        "efficient preset and 10 model-based steps per refit); Samples that refit are "
+        "reported apart (refit_sample_p50_ms), and a random search's Sample p50 is measured "
+        "alone and beside a refitting search",
+    )
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     report: dict[str, Any] = {
@@ -188,6 +265,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     for n in args.clients.split(",")
                 }
                 report["agents"][agent] = row
+            if any("+predictor" in a for a in args.agents.split(",")):
+                report["beside_refits"] = beside_refits(ctl.target, args.rounds)
     sample_bytes = max(r["sample_reply_bytes"] for r in report["agents"].values())
     report["echo_floor"] = echo_floor(args.rounds, [sample_bytes, 400])
     floor = report["echo_floor"][f"{sample_bytes}B"]["p50_ms"]
@@ -202,6 +281,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f" | Update p50 {r['update_p50_ms']:7.2f} ms p99 {r['update_p99_ms']:7.2f} | "
             f"Sample/echo {r['sample_p50_vs_echo']}x | results/s "
             + " ".join(f"{n} clients: {v}" for n, v in r["results_per_second"].items())
+        )
+        if "refit_sample_p50_ms" in r:
+            print(
+                f"{'':10s} Samples that refit the predictor first: {r['refit_samples']}, "
+                f"p50 {r['refit_sample_p50_ms']:7.2f} ms (not in the Sample p50 above)"
+            )
+    if "beside_refits" in report:
+        b = report["beside_refits"]
+        print(
+            f"random Sample p50 alone {b['random_sample_p50_alone_ms']} ms, beside a "
+            f"refitting search {b['random_sample_p50_beside_refits_ms']} ms"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "controller_latency.json").write_text(json.dumps(report, indent=2))

@@ -3,7 +3,8 @@ NAS-Bench-201 protocol: screening by the learned predictor (``controller_service
 with the controller's defaults: unscreened for the first 10 results, then of ``factor``
 proposals per child the new one with the best UCB is trained, refitted every 10 results) and
 the convergence rule (after 100 known proposals of the agent in a row, a child whose proposals
-were all known is followed by a uniformly random cell). The same decisions as the controller
+were all known is followed by a uniformly random cell; with the predictor, the best-predicted
+new one of ``factor`` draws). The same decisions as the controller
 and bench/replay/replay.py, on the CSV's rows."""
 
 from __future__ import annotations
@@ -74,7 +75,25 @@ class CellPriors:
                 values = model.values([p.arch for _, p in rows], [self.sizes(i) for i, _ in rows])
                 out.append(rows[max(range(len(rows)), key=lambda k: values[k])][1])
         elif due:
-            from controller_service.agents.proposals import exploration
-
-            out.append(exploration(table.space, self.seed, len(self.trained), self.streak))
+            out.append(self._explore(model, known))
         return out
+
+    def _explore(self, model: Any, known: set[str]) -> Proposal:
+        """The exploration proposal: a uniformly random cell; with the predictor, the
+        best-predicted new one of ``factor`` draws (the first when none is new)."""
+        from controller_service.agents.proposals import exploration
+
+        table, key = self.table, (len(self.trained), self.streak)
+        per = self.screening.factor if model is not None and self.screening else 1
+        draws = [exploration(table.space, self.seed, *key)]
+        draws += [exploration(table.space, self.seed, *key, k) for k in range(1, per)]
+        fresh: dict[str, tuple[int, Proposal]] = {}
+        for p in draws:
+            i = table.index(p.decisions["path"])
+            if table.hashes[i] not in known:
+                fresh.setdefault(table.hashes[i], (i, p))
+        if model is None or not fresh:
+            return draws[0]
+        rows = list(fresh.values())
+        values = model.values([p.arch for _, p in rows], [self.sizes(i) for i, _ in rows])
+        return rows[max(range(len(rows)), key=lambda k: values[k])][1]

@@ -27,7 +27,8 @@ the learned predictor (``--screen-factor`` proposals per child, the predictor's 
 screening for the first 10 results, UCB with kappa 0.5, refitted every 10 results) and the
 convergence rule (explore: after 100 known proposals in a row, a child whose proposals were
 all known is followed by a uniformly random network; such runs end as stalled only after 40 x
-the evaluations in proposals).
+the evaluations in proposals); ``+model`` arms add reinforce's model-based steps (``model_steps``
+10 after each refit of the predictor).
 
 Reported per agent: the mean best-so-far validation accuracy (and the test accuracy of that
 best network) after 50 / 100 / 200 / 500 evaluations with 95 % confidence intervals; the
@@ -118,7 +119,9 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated combinations of the controller's priors to also run, each "
         "agent from its efficient preset where it has one, else its defaults: predictor "
         "(screening by the learned predictor, --screen-factor's first factor, cold start "
-        "unscreened), explore (the convergence rule), predictor+explore; all: the three",
+        "unscreened), explore (the convergence rule), predictor+explore, predictor+model and "
+        "predictor+explore+model (reinforce only: model_steps 10, the agent's model-based "
+        "steps), preset (the efficient preset alone, for an ablation); all: the six",
     )
     p.add_argument(
         "--priors-agents",
@@ -216,7 +219,16 @@ def _jobs(args: argparse.Namespace, agents: list[str], evaluations: int) -> list
     ]
 
 
-PRIORS = ("predictor", "explore", "predictor+explore")
+PRIORS = (
+    "preset",
+    "predictor",
+    "explore",
+    "predictor+explore",
+    "predictor+model",
+    "predictor+explore+model",
+)
+#: model-based steps per predictor fit in the +model arms (agents that take them: reinforce)
+MODEL_STEPS = 10
 
 
 def _priors(combos: str, agents: list[str], factor: int) -> list[tuple[list[str], dict[str, Any]]]:
@@ -230,9 +242,16 @@ def _priors(combos: str, agents: list[str], factor: int) -> list[tuple[list[str]
         arm: dict[str, Any] = {"explore": "explore" in combo}
         if "predictor" in combo:
             arm["screen"] = ("predictor", factor, "")
+        takers = agents
+        if combo == "preset":  # the efficient preset alone (agents that have one)
+            arms.append(([a for a in agents if a in PRESETS], {**arm, "variant": "efficient"}))
+            continue
+        if "model" in combo:
+            arm["model_steps"] = MODEL_STEPS
+            takers = [a for a in agents if a == "reinforce"]
         for base, names in (
-            ("efficient", [a for a in agents if a in PRESETS]),
-            ("paper", [a for a in agents if a not in PRESETS]),
+            ("efficient", [a for a in takers if a in PRESETS]),
+            ("paper", [a for a in takers if a not in PRESETS]),
         ):
             arms.append((names, {**arm, "variant": f"{base}+{combo}"}))
     return arms

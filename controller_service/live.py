@@ -6,7 +6,7 @@ dropped in one piece when a call fails so that the next call reloads the last co
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -71,7 +71,7 @@ class LiveSearch:
         self._memory: Memory | None = None
         self._rule: StoppingRule | None = None  # rebuilt from the stored epoch reports
         # the latest predictor fitted for screening (a function of the stored results alone,
-        # so it outlives a failed call); replaced under _fit_lock, read under the search's lock
+        # so it outlives a failed call); fitted and replaced under _fit_lock
         self._fitted: Fitted | None = None
         self._fit_lock = threading.Lock()
 
@@ -153,20 +153,18 @@ class LiveSearch:
         if not size:
             return None
         fitted = self._fitted
-        if fitted is None or fitted.size != size:
-            fitted = self._install(self._fit(store, size))
-        return fitted
-
-    def _fit(self, store: Store, size: int) -> Fitted:
-        spec = self.spec
-        return fit(
-            spec.screening, spec.bound_space(), spec.seed, store.first_results(self.id, size)
-        )
-
-    def _install(self, fitted: Fitted) -> Fitted:
+        if fitted is not None and fitted.size == size:
+            return fitted
+        # one fit at a time per search: concurrent Samples that need the same model wait
+        # for it instead of each fitting it again
         with self._fit_lock:
-            if self._fitted is None or self._fitted.size < fitted.size:
-                self._fitted = fitted
+            fitted = self._fitted
+            if fitted is None or fitted.size != size:
+                spec = self.spec
+                results = store.first_results(self.id, size)
+                fitted = fit(spec.screening, spec.bound_space(), spec.seed, results)
+                if self._fitted is None or self._fitted.size < fitted.size:
+                    self._fitted = fitted
         return fitted
 
     def has_agent(self) -> bool:
@@ -181,11 +179,14 @@ class LiveSearch:
             self._rule.replay(store.epoch_reports(self.id))
         return self._rule
 
-    def learn(self, store: Store) -> Agent:
-        """The agent's deferred learning, outside any transaction; its new weights are
-        serialised here and written by the next ``save``."""
+    def learn(self, store: Store, dream: Callable[[Agent], None] | None = None) -> Agent:
+        """The agent's deferred learning, outside any transaction, then ``dream(agent)``
+        (model-based steps, see ``Agent.dream``); its new weights are serialised here and
+        written by the next ``save``."""
         memory = self.memory(store)
         memory.agent.learn()
+        if dream is not None:
+            dream(memory.agent)
         version = memory.parts.weights_version()
         if memory.saved_weights != version:
             memory.heavy = (version, dump_state(memory.parts.heavy_state()))

@@ -12,7 +12,8 @@ the search's predictor (``screen_model``), only the best handed out.
 Convergence: after ``convergence.patience`` of the agent's proposals in a row were known, the
 agent is converged: with ``explore`` every child's group gets one more proposal, drawn
 uniformly from the space (its decisions marked ``explore``), recorded only when the agent's own
-proposals bring nothing new; with ``end`` the search ends. The streak is kept in the agent's
+proposals bring nothing new — when the search screens, the best-scoring new one of ``factor``
+such draws (the others are not recorded); with ``end`` the search ends. The streak is kept in the agent's
 ``Memory`` and rebuilt from the candidates on reload (``Store.known_streak``); the draw is
 seeded by the search's seed, the candidates recorded so far and the group's place in the
 round, so a restarted controller draws the same networks."""
@@ -53,11 +54,12 @@ _NEW = _New()
 @dataclass
 class _Group:
     """The proposals that yield at most one child: the agent's (one, or ``factor`` when
-    screened) and, while the agent is converged, the controller's exploration proposal."""
+    screened) and, while the agent is converged, the controller's exploration draws (one,
+    or ``factor`` when screened)."""
 
     proposals: list[Proposal]
     screened: bool
-    explore: Proposal | None = None
+    explore: list[Proposal] = field(default_factory=list)
     new: bool = field(default=False)  # set when one of the agent's proposals was new
 
 
@@ -100,9 +102,9 @@ class Sampling:
         before every round but the first (the search's queued Updates are recorded there)."""
         store, live, search_id = self.store, self.live, self.live.id
         deadline = self.now + self.spec.lease_seconds
-        agent = live.learn(store)
-        memory = live.memory(store)
         self.model = live.model(store)
+        agent = live.learn(store, self._dream)
+        memory = live.memory(store)
         expired = store.expired_leases(search_id, math.inf if reclaim else self.now, count)
         out: list[Handout] = []
         attempts = 0
@@ -110,7 +112,7 @@ class Sampling:
         while True:
             if not first:
                 between_rounds()
-                agent = live.learn(store)  # reloaded if a recorded group failed
+                agent = live.learn(store, self._dream)  # reloaded if a recorded group failed
                 memory = live.memory(store)
             want = 0
             counts = store.counts(search_id)
@@ -173,6 +175,12 @@ class Sampling:
         log.info("search %s: handing candidate %d out again", self.live.id, c.id)
         return Handout(c.id, c.arch, deadline, None)
 
+    def _dream(self, agent: Agent) -> None:
+        """The agent's model-based steps on this call's predictor (``Agent.dream``)."""
+        model, spec = self.model, self.spec
+        if model is not None:
+            agent.dream(lambda ps: model.predicted(ps, spec.image(), spec.constraints), model.size)
+
     def _converged(self, memory: Memory) -> bool:
         return memory.streak >= self.spec.convergence.patience
 
@@ -189,7 +197,7 @@ class Sampling:
         """``want`` groups of proposals, each to yield at most one child: the warm start's
         networks not yet recorded first (one each, never screened), else the agent's
         (``factor`` each when screening, else one), sampled in one batched call, each with an
-        exploration proposal while the agent is converged."""
+        exploration draws while the agent is converged."""
         priors = self._next_priors(want)
         if priors:
             return [_Group([p], False) for p in priors]
@@ -199,23 +207,28 @@ class Sampling:
         groups = [_Group(batch[i * per : (i + 1) * per], screened) for i in range(want)]
         if self._converged(memory) and self.spec.convergence.action == "explore":
             space, recorded = self.spec.bound_space(), budget.recorded(counts)
+            seed = self.spec.seed
             for j, group in enumerate(groups):
-                group.explore = exploration(space, self.spec.seed, recorded, j)
+                keys = [(recorded, j)] + [(recorded, j, k) for k in range(1, per)]
+                group.explore = [exploration(space, seed, *key) for key in keys]
         return groups
 
     def _group(
         self, agent: Agent, group: _Group, prepared: dict[str, _Prepared], memory: Memory
     ) -> Handout | None:
         """Record one group: the agent's proposals, then, when they brought nothing new and
-        the agent is converged, the exploration proposal."""
+        the agent is converged, the exploration proposal (of several draws, the best-scoring
+        new one; else the first)."""
         self.group = group
         if group.screened:
             handout = self._screened(agent, group.proposals, prepared)
         else:
             handout = self._propose(agent, group.proposals[0], prepared)
-        if group.new or group.explore is None:
+        if group.new or not group.explore:
             return handout
-        explored = self._propose(agent, group.explore, prepared)
+        scored = [p for p in group.explore if prepared[arch_hash(p.arch)].score is not None]
+        pick = max(scored, key=lambda p: prepared[arch_hash(p.arch)].score or 0.0, default=None)
+        explored = self._propose(agent, pick or group.explore[0], prepared)
         return explored if explored is not None and explored.cached is None else handout
 
     def _next_priors(self, want: int) -> list[Proposal]:
@@ -243,7 +256,7 @@ class Sampling:
         out: dict[str, _Prepared] = {}
         to_score: dict[str, Proposal] = {}
         for group in groups:
-            for p in group.proposals + ([group.explore] if group.explore else []):
+            for p in group.proposals + group.explore:
                 digest = arch_hash(p.arch)
                 if digest in out:
                     continue
@@ -254,7 +267,6 @@ class Sampling:
                 size = out[digest].size
                 if (
                     group.screened
-                    and p is not group.explore
                     and size is not None
                     and spec.constraints.violation(size.params, size.flops) is None
                     and self.store.result(search_id, digest) is None

@@ -14,11 +14,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
+from controller_service.agents.base import Proposal
 from controller_service.predictor import Predictor, acquire
 from controller_service.spaces import Space, encode
-from controller_service.spec_parts import Screening
+from controller_service.spec_parts import Constraints, Screening
 from controller_service.store import Trained
-from nasrl.core.arch import Architecture, parse
+from nasrl.core.arch import ArchError, Architecture, parse
+from nasrl.core.shapes import InputShape, analyze
 
 __all__ = ["Trained", "Fitted", "fit_size", "fit"]
 
@@ -51,10 +55,42 @@ class Fitted:
         """The acquisition value of each network (higher: train it first)."""
         if not archs:
             return []
-        space = self.predictor.space
-        mean, std = self.predictor.predict([encode(space, a) for a in archs], sizes)
+        mean, std = self._predict(archs, sizes)
         s = self.screening
         return [float(v) for v in acquire(mean, std, self.best, s.acquisition, s.kappa)]
+
+    def rewards(
+        self, archs: Sequence[Architecture], sizes: Sequence[tuple[int, int]]
+    ) -> list[float]:
+        """The predicted reward of each network (the ensemble's mean: model-based steps)."""
+        return [float(v) for v in self._predict(archs, sizes)[0]] if archs else []
+
+    def predicted(
+        self, proposals: Sequence[Proposal], image: InputShape, constraints: Constraints
+    ) -> list[float | None]:
+        """``rewards`` of proposals not yet analysed; None for one that the input or the
+        constraints reject before training (``Agent.dream``'s ``predict``)."""
+        fits: list[int] = []
+        sizes: list[tuple[int, int]] = []
+        for i, p in enumerate(proposals):
+            try:
+                size = analyze(p.arch, image)
+            except ArchError:
+                continue
+            if constraints.violation(size.params, size.flops) is None:
+                fits.append(i)
+                sizes.append((size.params, size.flops))
+        out: list[float | None] = [None] * len(proposals)
+        for i, value in zip(fits, self.rewards([proposals[i].arch for i in fits], sizes)):
+            out[i] = value
+        return out
+
+    def _predict(
+        self, archs: Sequence[Architecture], sizes: Sequence[tuple[int, int]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        space = self.predictor.space
+        # proposals of the search's own space: no need to decode them back
+        return self.predictor.predict([encode(space, a, verify=False) for a in archs], sizes)
 
 
 def fit(screening: Screening, space: Space, seed: int, results: Sequence[Trained]) -> Fitted:

@@ -147,6 +147,12 @@ class SearchSpec:
             raise SpecError(f"name must be at most {MAX_NAME} characters, got {len(self.name)}")
         self.constraints.validate()
         self.screening.validate()
+        if self.agent_settings.get("model_steps") and not self.screening.learnt:
+            raise SpecError(
+                "agent setting model_steps needs the search's learned predictor: set "
+                "screening.score to 'predictor' (nasrl search --screen predictor), or "
+                "model_steps to 0"
+            )
         self.convergence.validate()
         self.evaluation.validate(self.bound_space(), self.budget)
         warm = replace(

@@ -189,7 +189,8 @@ class Screening:
 @dataclass(frozen=True)
 class Convergence:
     """A converged agent (``patience`` known proposals in a row): ``explore`` adds a uniformly
-    random proposal per child while it lasts, ``end`` ends the search."""
+    random proposal per child while it lasts (when the search screens, the best-scoring new one
+    of ``factor`` draws), ``end`` ends the search."""
 
     patience: int = 100
     action: str = "explore"

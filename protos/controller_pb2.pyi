@@ -389,6 +389,8 @@ class ReinforceSettings(_message.Message):
     INDEPENDENT_FIELD_NUMBER: _builtins.int
     STANDARDIZE_FIELD_NUMBER: _builtins.int
     ELITE_FIELD_NUMBER: _builtins.int
+    MODEL_STEPS_FIELD_NUMBER: _builtins.int
+    MODEL_BATCH_FIELD_NUMBER: _builtins.int
     lstm_layers: _builtins.int
     """Stacked LSTM layers of the controller, 1 .. 4 (default 2)."""
     hidden: _builtins.int
@@ -435,6 +437,16 @@ class ReinforceSettings(_message.Message):
     """Keep the best `elite` architectures seen and replay them in every policy step with their
     advantage over the baseline when it is positive, 0 .. 1,000 (default 0: none).
     """
+    model_steps: _builtins.int
+    """Model-based policy steps: each time the search's predictor is refitted (screening score
+    "predictor"), take `model_steps` policy-gradient steps on networks sampled from the policy
+    and scored by the predictor's predicted reward instead of training, 0 .. 1,000 (default 0:
+    none; a search with model_steps needs predictor screening).
+    """
+    model_batch: _builtins.int
+    """Networks sampled per model-based step, their advantages the predicted rewards
+    standardised within the step, 2 .. 4,096 (default 32).
+    """
     def __init__(
         self,
         *,
@@ -453,10 +465,12 @@ class ReinforceSettings(_message.Message):
         independent: _builtins.bool | None = ...,
         standardize: _builtins.bool | None = ...,
         elite: _builtins.int | None = ...,
+        model_steps: _builtins.int | None = ...,
+        model_batch: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_elite", b"_elite", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_independent", b"_independent", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_standardize", b"_standardize", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "elite", b"elite", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "independent", b"independent", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "standardize", b"standardize", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_elite", b"_elite", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_independent", b"_independent", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_model_batch", b"_model_batch", "_model_steps", b"_model_steps", "_skip_connections", b"_skip_connections", "_standardize", b"_standardize", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "elite", b"elite", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "independent", b"independent", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "model_batch", b"model_batch", "model_steps", b"model_steps", "skip_connections", b"skip_connections", "standardize", b"standardize", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_elite", b"_elite", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_independent", b"_independent", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_skip_connections", b"_skip_connections", "_standardize", b"_standardize", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "elite", b"elite", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "independent", b"independent", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "skip_connections", b"skip_connections", "standardize", b"standardize", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay", "_batch", b"_batch", "_elite", b"_elite", "_entropy_weight", b"_entropy_weight", "_failure_reward", b"_failure_reward", "_hidden", b"_hidden", "_independent", b"_independent", "_init_range", b"_init_range", "_layers_step", b"_layers_step", "_learning_rate", b"_learning_rate", "_lstm_layers", b"_lstm_layers", "_model_batch", b"_model_batch", "_model_steps", b"_model_steps", "_skip_connections", b"_skip_connections", "_standardize", b"_standardize", "_start_layers", b"_start_layers", "_step_every", b"_step_every", "baseline_decay", b"baseline_decay", "batch", b"batch", "elite", b"elite", "entropy_weight", b"entropy_weight", "failure_reward", b"failure_reward", "hidden", b"hidden", "independent", b"independent", "init_range", b"init_range", "layers_step", b"layers_step", "learning_rate", b"learning_rate", "lstm_layers", b"lstm_layers", "model_batch", b"model_batch", "model_steps", b"model_steps", "skip_connections", b"skip_connections", "standardize", b"standardize", "start_layers", b"start_layers", "step_every", b"step_every"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__baseline_decay: _TypeAlias = _typing.Literal["baseline_decay"]  # noqa: Y015
     _WhichOneofArgType__baseline_decay: _TypeAlias = _typing.Literal["_baseline_decay", b"_baseline_decay"]  # noqa: Y015
@@ -480,6 +494,10 @@ class ReinforceSettings(_message.Message):
     _WhichOneofArgType__learning_rate: _TypeAlias = _typing.Literal["_learning_rate", b"_learning_rate"]  # noqa: Y015
     _WhichOneofReturnType__lstm_layers: _TypeAlias = _typing.Literal["lstm_layers"]  # noqa: Y015
     _WhichOneofArgType__lstm_layers: _TypeAlias = _typing.Literal["_lstm_layers", b"_lstm_layers"]  # noqa: Y015
+    _WhichOneofReturnType__model_batch: _TypeAlias = _typing.Literal["model_batch"]  # noqa: Y015
+    _WhichOneofArgType__model_batch: _TypeAlias = _typing.Literal["_model_batch", b"_model_batch"]  # noqa: Y015
+    _WhichOneofReturnType__model_steps: _TypeAlias = _typing.Literal["model_steps"]  # noqa: Y015
+    _WhichOneofArgType__model_steps: _TypeAlias = _typing.Literal["_model_steps", b"_model_steps"]  # noqa: Y015
     _WhichOneofReturnType__skip_connections: _TypeAlias = _typing.Literal["skip_connections"]  # noqa: Y015
     _WhichOneofArgType__skip_connections: _TypeAlias = _typing.Literal["_skip_connections", b"_skip_connections"]  # noqa: Y015
     _WhichOneofReturnType__standardize: _TypeAlias = _typing.Literal["standardize"]  # noqa: Y015
@@ -510,6 +528,10 @@ class ReinforceSettings(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__learning_rate) -> _WhichOneofReturnType__learning_rate | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__lstm_layers) -> _WhichOneofReturnType__lstm_layers | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__model_batch) -> _WhichOneofReturnType__model_batch | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__model_steps) -> _WhichOneofReturnType__model_steps | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__skip_connections) -> _WhichOneofReturnType__skip_connections | None: ...
     @_typing.overload

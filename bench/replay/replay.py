@@ -39,7 +39,8 @@ class Job:
     start as the controller's warm start does. ``screen`` = (score, factor, scores file of
     bench/screening.py; score "predictor" or "predictor/SCORE": the controller's predictor
     screening with its defaults, cold start without screening or by SCORE): as the controller's
-    screening. ``explore``: the controller's convergence rule (explore). ``max_params``: as the controller's
+    screening. ``explore``: the controller's convergence rule (explore). ``model_steps``: the
+    agent's model-based steps (with predictor screening). ``max_params``: as the controller's
     parameter limit. ``budget_seconds``: end the run at this many trainer-seconds."""
 
     table: str
@@ -53,6 +54,7 @@ class Job:
     screen: tuple[str, int, str] | None = None
     max_params: int = 0
     explore: bool = False
+    model_steps: int = 0
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -60,7 +62,10 @@ class Job:
         preset in the ``efficient`` arm, else its defaults."""
         base = self.variant.split("+")[0]  # "efficient+predictor": the efficient preset's
         variant = base if base in ("budget", "efficient") else "paper"
-        return agent_settings(self.agent, variant, self.evaluations)
+        settings = agent_settings(self.agent, variant, self.evaluations)
+        if self.model_steps:
+            settings["model_steps"] = self.model_steps
+        return settings
 
 
 @dataclass
@@ -72,6 +77,7 @@ class Run:
     seconds: list[float] = field(default_factory=list)  # cumulative trainer-seconds
     cached: int = 0
     proposals: int = 0
+    screened: int = 0  # new proposals screened out (recorded by the controller, not evaluated)
     stopped: int = 0
     stalled: bool = False
     proxy_seconds: float = 0.0  # warm start: trainer-seconds of the proxy search
@@ -236,7 +242,11 @@ def replay_agent(table: Lookup, job: Job) -> Run:
         _warm_start(table, job, agent, run, evaluate, learn)
     converged = Converged(table, job)
     while not evaluate.done():
+        fitted = converged.model(run) if job.screen else None
+        if fitted is not None:  # the controller's Sample: learn, then dream, then propose
+            agent.dream(converged.predicted(fitted), fitted.size)
         new, due = False, converged.due()
+        recorded = run.proposals + run.screened  # the controller's candidates before the group
         for proposal in _proposals(table, job, agent, evaluate, converged.model):
             if job.max_params and table.primary[table.text(proposal.arch)].params > job.max_params:
                 run.proposals += 1  # rejected before training: no budget, learnt as a failure
@@ -247,7 +257,11 @@ def replay_agent(table: Lookup, job: Job) -> Run:
             learn(proposal.decisions, proposal.arch)
             if evaluate.done():
                 break
-        explore = None if new or not due or evaluate.done() else converged.explore(run)
+        explore = (
+            None
+            if new or not due or evaluate.done()
+            else converged.explore(run, recorded, evaluate.results)
+        )
         if explore is not None:  # the agent only re-proposes known networks: explore
             learn(explore.decisions, explore.arch)
     return run
@@ -277,34 +291,50 @@ def _proposals(table: Lookup, job: Job, agent: Any, evaluate: Evaluator, model: 
     """The agent's next proposals: one, or with screening the known ones of ``factor`` and the
     best-scoring new one (by the predictor once it has its cold-start results: see
     ``Converged.model``)."""
-    if job.screen is None:
+    rank = _ranker(table, job, evaluate.run, model)
+    if rank is None:
         return list(agent.sample(1))
-    score, factor, path = job.screen
-    fitted = model(evaluate.run) if score.startswith("predictor") else None
-    if score.startswith("predictor") and fitted is None:
-        score = score.partition("/")[2]  # the cold-start score, or no screening
-        if not score:
-            return list(agent.sample(1))
     fresh: dict[str, Any] = {}
     proposals = []
-    for p in agent.sample(factor):
+    for p in agent.sample(job.screen[1] if job.screen else 1):
         text = table.text(p.arch)
         if text in evaluate.results:
             proposals.append(p)  # known: answered from the results, learnt again
         elif text not in fresh:
             fresh[text] = p
     if fresh:
-        if fitted is None:
-            by_score = scores(path)[score]
-            values = [by_score[a] for a in fresh]
-        else:
-            rows = [table.primary[a] for a in fresh]
-            values = fitted.values(
-                [p.arch for p in fresh.values()], [(r.params, r.flops) for r in rows]
-            )
-        best = max(range(len(values)), key=lambda i: values[i])  # the first of equals
-        proposals.append(list(fresh.values())[best])
+        proposals.append(_best(list(fresh.values()), rank))
+        evaluate.run.screened += len(fresh) - 1
     return proposals
+
+
+def _ranker(table: Lookup, job: Job, run: Run, model: Any) -> Any:
+    """How the controller ranks a screened group now: the screening values of a list of new
+    proposals (by the predictor, or the training-free score of cold start), or None when
+    it does not screen."""
+    if job.screen is None:
+        return None
+    score, _, path = job.screen
+    fitted = model(run) if score.startswith("predictor") else None
+    if score.startswith("predictor") and fitted is None:
+        score = score.partition("/")[2]  # the cold-start score, or no screening
+        if not score:
+            return None
+    if fitted is not None:
+
+        def by_model(ps: list[Any]) -> list[float]:
+            rows = [table.primary[table.text(p.arch)] for p in ps]
+            return list(fitted.values([p.arch for p in ps], [(r.params, r.flops) for r in rows]))
+
+        return by_model
+    by_score = scores(path)[score]
+    return lambda ps: [by_score[table.text(p.arch)] for p in ps]
+
+
+def _best(fresh: list[Any], rank: Any) -> Any:
+    """The best-ranked of new proposals (the first of equals, as the controller's ``max``)."""
+    values = rank(fresh)
+    return fresh[max(range(len(values)), key=lambda i: values[i])]
 
 
 class Refits:
@@ -344,6 +374,19 @@ class Converged:
     def model(self, run: Run) -> Any:
         return self.refits.model(run.trained)
 
+    def predicted(self, fitted: Any) -> Any:
+        """``Agent.dream``'s ``predict`` from the table's sizes (None over ``max_params``)."""
+
+        def predict(proposals: list[Any]) -> list[float | None]:
+            rows = [self.table.primary[self.table.text(p.arch)] for p in proposals]
+            values = fitted.rewards(
+                [p.arch for p in proposals], [(r.params, r.flops) for r in rows]
+            )
+            limit = self.job.max_params
+            return [None if limit and r.params > limit else v for r, v in zip(rows, values)]
+
+        return predict
+
     def note(self, known: bool) -> bool:
         """Count one of the agent's proposals; True when it was new."""
         self.streak = self.streak + 1 if known else 0
@@ -353,10 +396,23 @@ class Converged:
         """Whether the agent is converged (before a group: the controller decides then)."""
         return bool(self.patience) and self.streak >= self.patience
 
-    def explore(self, run: Run) -> Any:
+    def explore(self, run: Run, recorded: int, known: dict[str, Any]) -> Any:
+        """The exploration proposal: a uniform draw; while screening, the best-ranked new one
+        of ``factor`` draws (over ``max_params`` or ``known``: not new), else the first."""
         from controller_service.agents.proposals import exploration
 
-        return exploration(self.table.space, self.job.seed, run.proposals, 0)
+        space, seed, job = self.table.space, self.job.seed, self.job
+        rank = _ranker(self.table, job, run, self.model)
+        per = job.screen[1] if job.screen and rank is not None else 1
+        keys = [(recorded, 0)] + [(recorded, 0, k) for k in range(1, per)]
+        draws = [exploration(space, seed, *key) for key in keys]
+        fresh: dict[str, Any] = {}
+        for p in draws:
+            text = self.table.text(p.arch)
+            over = job.max_params and self.table.primary[text].params > job.max_params
+            if text not in known and not over:
+                fresh.setdefault(text, p)
+        return _best(list(fresh.values()), rank) if rank and fresh else draws[0]
 
 
 def replay_tpe(table: Lookup, job: Job) -> Run:

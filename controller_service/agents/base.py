@@ -14,7 +14,10 @@ Call sequence (the controller holds a lock per search around every call):
 4. Optionally, once before the first sample: ``agent.pretrain(priors, steps, learning_rate)``
    with the decisions of known-good networks (a warm start); their results then arrive
    through ``update`` like any other.
-5. ``agent.state_dict()`` after each call: everything needed to continue exactly (weights,
+5. Optionally, before a sample: ``agent.dream(predict, fitted_on)`` when the search screens
+   by a learned predictor (fitted on its first ``fitted_on`` results): ``predict`` gives the
+   predicted reward of proposals never trained, for model-based learning between results.
+6. ``agent.state_dict()`` after each call: everything needed to continue exactly (weights,
    optimiser, RNG, counters), made of tensors, numbers, strings, lists and dicts only so that
    it loads with ``torch.load(weights_only=True)``. An agent whose state is large also
    implements ``persistence.StoredInParts``, so that the controller writes only what changed
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,13 +36,17 @@ from controller_service.spaces.base import Decisions as Decisions  # in the agen
 from nasrl.core.agent_settings import AgentSettings, AgentSettingsError
 from nasrl.core.arch import Architecture
 
-__all__ = ["Agent", "Proposal", "AgentSettingsError", "AgentSettings"]
+__all__ = ["Agent", "Proposal", "Predict", "AgentSettingsError", "AgentSettings"]
 
 
 @dataclass(frozen=True)
 class Proposal:
     arch: Architecture
     decisions: Decisions
+
+
+#: the predicted reward of each proposal (None: it would fail or be rejected before training)
+Predict = Callable[[list[Proposal]], list[float | None]]
 
 
 class Agent(ABC):
@@ -107,6 +114,14 @@ class Agent(ABC):
         does nothing here and learns from the priors when their results arrive through
         ``update``; REINFORCE takes likelihood steps, evolution counts them as members of
         its initial population."""
+
+    def dream(self, predict: Predict, fitted_on: int) -> None:
+        """Model-based learning between real results: the controller calls it before each
+        sample while the search has a predictor, fitted on its first ``fitted_on`` results;
+        ``predict(proposals)`` gives each proposal's predicted reward (None: it would fail or
+        be rejected before training). A function of the state and ``fitted_on`` alone (the
+        controller calls it again after a restart). By default nothing; REINFORCE with
+        ``model_steps`` takes policy steps on the predicted rewards once per fit."""
 
     def progress(self) -> dict[str, float]:
         """Numbers a user watches, e.g. {"curriculum_layers": 6, "baseline": 0.41}."""

@@ -27,6 +27,12 @@ operation per edge (``edge_policy.EdgePolicy``: the LSTM, or with ``independent`
 per edge, as NAS-Bench-201's paper) and the
 decisions are ``{"path": [op of each edge], "logp": -9.6}``; there is no depth curriculum.
 
+With ``model_steps`` (model-based, needs the search's predictor screening) every refit of the
+predictor is followed by ``model_steps`` policy steps on ``model_batch`` networks sampled from
+the policy and scored by the predictor instead of trained (``dream``): their advantages are the
+predicted rewards standardised within the step. These samples do not count towards the depth
+curriculum and are never handed out.
+
 All sampling draws from the agent's own ``torch.Generator``, never torch's global RNG.
 """
 
@@ -44,6 +50,7 @@ from controller_service.agents.base import (
     Agent,
     AgentSettingsError,
     Decisions,
+    Predict,
     Proposal,
 )
 from controller_service.agents.controller_lstm import ControllerLSTM, Trajectory
@@ -109,6 +116,8 @@ class ReinforceAgent(StoredInParts, Agent):
         self.updates = 0
         self.steps = 0
         self.pretrained = 0  # priors the policy was pre-trained on (warm start)
+        self.dreamt = 0  # results the predictor of the last model-based steps was fitted on
+        self.dreams = 0  # model-based policy steps taken
         self.pending: list[dict[str, Any]] = []  # {"tokens", "skips", "advantage"}
 
     def curriculum_layers(self) -> int:
@@ -199,6 +208,10 @@ class ReinforceAgent(StoredInParts, Agent):
             {"tokens": trajectory.tokens, "skips": trajectory.skips, "advantage": advantage}
         )
         self._join_elite(trajectory, r)
+        if len(self.pending) % self.settings.batch == 0:
+            # the elite replay of this batch's step, as of now: learnt later (the controller
+            # records several results before it learns), the step is the one ``update`` takes
+            self.pending[-1]["elite"] = self._elite_replay()
         self.updates += 1
 
     def _scale(self) -> float:
@@ -247,7 +260,8 @@ class ReinforceAgent(StoredInParts, Agent):
             self.pending[: self.settings.batch],
             self.pending[self.settings.batch :],
         )
-        batch = batch + self._elite_replay()
+        elite = batch[-1].get("elite")  # absent in states saved before it was kept
+        batch = batch + (self._elite_replay() if elite is None else list(elite))
         self.optimizer.zero_grad()
         log_prob, entropy = self._evaluate(
             [Trajectory(item["tokens"], item["skips"]) for item in batch]
@@ -257,6 +271,57 @@ class ReinforceAgent(StoredInParts, Agent):
         torch.autograd.backward(loss.mean())
         self.optimizer.step()
         self.steps += 1
+
+    def dream(self, predict: Predict, fitted_on: int) -> None:
+        """Model-based steps (``model_steps``), once per predictor fit: each samples
+        ``model_batch`` networks, asks ``predict`` for their rewards (None: the failure
+        reward) and takes one Adam step with advantages standardised within the batch
+        (none when all predictions are equal)."""
+        s = self.settings
+        if not s.model_steps or fitted_on <= self.dreamt:
+            return
+        self.dreamt = fitted_on
+        for _ in range(s.model_steps):
+            trajectories = self._rollouts(s.model_batch)
+            predicted = predict([self._proposal(t) for t in trajectories])
+            rewards = torch.tensor(
+                [s.failure_reward if r is None else float(r) for r in predicted],
+                dtype=torch.float64,
+            )
+            spread = float(rewards.std())
+            if not spread > 0:
+                continue
+            advantage = ((rewards - rewards.mean()) / spread).float()
+            self.optimizer.zero_grad()
+            log_prob, entropy = self._evaluate(trajectories)
+            loss = -advantage * log_prob - s.entropy_weight * entropy
+            torch.autograd.backward(loss.mean())
+            self.optimizer.step()
+            self.steps += 1
+            self.dreams += 1
+
+    def _rollouts(self, n: int) -> list[Trajectory]:
+        """``n`` trajectories from the policy at the current depth, not counted as samples."""
+        with torch.inference_mode():
+            if isinstance(self.policy, EdgePolicy):
+                rows, _ = self.policy.sample(self.generator, n)
+                return [Trajectory([list(row)], None) for row in rows]
+            trajectories, _ = self.policy.sample(
+                self.generator, self.curriculum_layers(), self.skips, n
+            )
+        return list(trajectories)
+
+    def _proposal(self, t: Trajectory) -> Proposal:
+        """The network of a trajectory (``_rollouts``), with its decisions."""
+        if isinstance(self.space, Nb201Space):
+            path = [self.space.ops[i] for i in t.tokens[0]]
+            return Proposal(self.space.decode(path), {"path": path})
+        assert isinstance(self.space, ZophSpace)
+        tokens = t.tokens
+        return Proposal(
+            self.space.decode(tokens, t.skips),
+            {"tokens": tokens, "skips": t.skips, "layers": len(tokens)},
+        )
 
     def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
         """Warm start: ``steps`` Adam steps (learning rate ``learning_rate``, an optimiser of
@@ -329,6 +394,8 @@ class ReinforceAgent(StoredInParts, Agent):
             "updates": self.updates,
             "steps": self.steps,
             "pretrained": self.pretrained,
+            "dreamt": self.dreamt,
+            "dreams": self.dreams,
             "pending": self.pending,  # serialised at once: no copy
         }
 
@@ -352,6 +419,9 @@ class ReinforceAgent(StoredInParts, Agent):
         self.updates = int(state["updates"])
         self.steps = int(state["steps"])
         self.pretrained = int(state["pretrained"])
+        # states saved before model-based steps existed had none
+        self.dreamt = int(state.get("dreamt", 0))
+        self.dreams = int(state.get("dreams", 0))
         self.pending = copy.deepcopy(list(state["pending"]))
         variance = state["variance"]
         self.variance = None if variance is None else float(variance)
@@ -372,6 +442,8 @@ class ReinforceAgent(StoredInParts, Agent):
         }
         if self.pretrained:
             out["pretrained_on"] = float(self.pretrained)
+        if self.settings.model_steps:
+            out["model_steps"] = float(self.dreams)
         if self.baseline is not None:
             out["baseline"] = self.baseline
         return out

@@ -38,9 +38,11 @@ def decode(space: Space, decisions: Decisions) -> Any:
     return space.decode(decisions["tokens"], decisions["skips"])
 
 
-def encode(space: Space, arch: Architecture) -> Decisions:
+def encode(space: Space, arch: Architecture, verify: bool = True) -> Decisions:
     """The decisions that produce ``arch`` in ``space`` (the inverse of ``decode``), in the
-    form every agent of that space learns from; ValueError says what does not fit."""
+    form every agent of that space learns from; ValueError says what does not fit.
+    ``verify=False`` skips decoding them back to ``arch`` (the layer spaces' costliest check),
+    for a network the space itself produced."""
     if isinstance(space, Nb201Space):
         return {"path": space.encode(arch)}
     if arch.cell is not None:  # the layer spaces would read it as a network of no layers
@@ -48,8 +50,8 @@ def encode(space: Space, arch: Architecture) -> Decisions:
             f"{format_arch(arch)} is a cell network; this search space holds layer networks"
         )
     if isinstance(space, MetaQNNSpace):
-        return {"path": space.encode(arch)}
-    decisions = space.encode(arch)
+        return {"path": space.encode(arch, verify)}
+    decisions = space.encode(arch, verify)
     return {**decisions, "layers": len(decisions["tokens"])}
 
 

@@ -120,9 +120,10 @@ class ZophSpace:
             layers.append(Layer(Conv(nf, fh, fw, sh, sw), inputs))
         return Architecture(tuple(layers))
 
-    def encode(self, arch: Architecture) -> dict[str, Any]:
+    def encode(self, arch: Architecture, verify: bool = True) -> dict[str, Any]:
         """The decisions that ``decode`` turns into ``arch`` (as ``{"tokens", "skips"}``), for
-        priors given as networks; ValueError names the layer that is not in this space."""
+        priors given as networks; ValueError names the layer that is not in this space.
+        ``verify=False`` skips decoding them back (for a network this space produced)."""
         arch = canonical(arch)
         if not 1 <= len(arch.layers) <= self.max_layers:
             raise ValueError(f"{len(arch.layers)} layers; this space has 1 to {self.max_layers}")
@@ -154,6 +155,6 @@ class ZophSpace:
                 )
             skips.append([int(j + 1 in inputs) for j in range(i - 1)])
         decisions = {"tokens": tokens, "skips": skips if self.skip_connections else None}
-        if arch_hash(self.decode(tokens, decisions["skips"])) != arch_hash(arch):
+        if verify and arch_hash(self.decode(tokens, decisions["skips"])) != arch_hash(arch):
             raise ValueError("the network does not decode back to itself in this space")
         return decisions

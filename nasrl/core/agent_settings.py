@@ -321,6 +321,21 @@ class ReinforceSettings(AgentSettings):
         0,
         1000,
     )
+    model_steps: int = setting(
+        0,
+        "model-based policy steps each time the search's predictor is refitted: networks "
+        "sampled from the policy, scored by the predictor instead of training (needs screening "
+        "score 'predictor'; 0: none)",
+        0,
+        1000,
+    )
+    model_batch: int = setting(
+        32,
+        "networks sampled per model-based step (their predicted rewards, standardised within "
+        "the step, are the advantages)",
+        2,
+        4096,
+    )
 
 
 @dataclass(frozen=True)

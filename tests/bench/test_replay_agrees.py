@@ -101,6 +101,7 @@ def _spec(table: Lookup, job: Job) -> SearchSpec:
         seed=job.seed,
         constraints=Constraints(max_params=job.max_params),
         screening=screen,
+        agent_settings=job.settings,
     )
 
 
@@ -161,3 +162,36 @@ def test_predictor_screening_agrees_with_the_controller(
     assert trained[:10] == [d for d in unscreened if d[1] == "trained"][:10]  # the cold start
     assert trained != [d for d in unscreened if d[1] == "trained"]  # then the predictor picks
     assert replay_cached == controller_cached
+
+
+def test_exploration_and_model_steps_agree_with_the_controller(tmp_path: Path) -> None:
+    """The efficient REINFORCE with model-based steps after every refit, on a table of 32
+    networks that it soon knows: it converges (100 known proposals in a row) and the
+    controller's exploration, the best-predicted new one of 3 uniform draws, finds the
+    rest — the replay's draws, ranking and steps are the controller's."""
+    job = Job(
+        TINY,
+        "reinforce",
+        4,
+        30,
+        variant="efficient+predictor+explore+model",
+        screen=("predictor", 3, ""),
+        explore=True,
+        model_steps=2,
+    )
+    (replay, replay_cached), (controller, controller_cached) = (
+        replayed(job),
+        controlled(job, tmp_path),
+    )
+    trained = [d for d in replay if d[1] == "trained"]
+    assert len(trained) == 30
+    assert trained == [d for d in controller if d[1] == "trained"]
+    assert replay_cached == controller_cached
+    store = Store(tmp_path / "controller.db")
+    try:
+        (sid,) = store.search_ids()
+        rows = [store.candidate(sid, c.id) for c in store.candidates_after(sid, 0, 10_000)]
+        explored = [r for r in rows if r is not None and r.decisions.get("explore")]
+        assert explored, "the agent never converged: the test does not reach exploration"
+    finally:
+        store.close()

@@ -48,6 +48,7 @@ FEATURES = (
     "warm-start",
     "screening",
     "predictor",
+    "model",
     "constraints",
     "early-stopping",
     "shared",
@@ -72,6 +73,10 @@ def _spec(
     if feature == "predictor":  # the model of the first 4 results ranks the last two Samples
         learnt = Screening("predictor", factor=3, cold_start_results=2, refit_every=2)
         return replace(spec, screening=learnt)
+    if feature == "model":  # reinforce's model-based steps after each refit of the predictor
+        learnt = Screening("predictor", factor=2, cold_start_results=2, refit_every=2)
+        settings = {"model_steps": 2, "model_batch": 4}
+        return replace(spec, screening=learnt, agent_settings=settings)
     if feature == "convergence":  # a small space: the agent soon proposes known networks
         return replace(spec, space=_small(space), convergence=Convergence(patience=2))
     if feature == "constraints":
@@ -273,6 +278,7 @@ COMBOS = [
     for name, space in PAIRS
     for feature in FEATURES
     if feature != "shared" or space.name != "metaqnn"  # its FC layers share no weights
+    if feature != "model" or name == "reinforce"  # the one agent with model-based steps
 ]
 
 
@@ -340,6 +346,8 @@ def test_the_script_exercises_its_feature(
         children = _candidates(_db(baselines, name, space, feature))
         screened = [c.report for c in children if isinstance(c.report, Screened)]
         assert len(screened) >= 3 and all(r.score == "predictor" for r in screened)
+    elif feature == "model":  # steps on the predictor's rewards after each refit
+        assert progress["model_steps"] >= 2 * 2 and progress["steps"] > progress["model_steps"]
     elif feature == "convergence":  # two known proposals in a row: the controller explores
         children = _candidates(_db(baselines, name, space, feature))
         assert any(c.decisions.get("explore") is True for c in children)

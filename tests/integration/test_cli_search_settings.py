@@ -173,3 +173,29 @@ def test_a_patience_over_the_controllers_range_exits_1(controller: str, simulate
     assert r.returncode == 1
     assert "convergence.patience must be between 1 and 1,000,000, got 1000001" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_model_steps_without_the_predictor_exits_1_with_the_remedy(
+    controller: str, simulated: str
+) -> None:
+    r = nasrl_cli(
+        "search",
+        "--controller",
+        controller,
+        "--trainers",
+        simulated,
+        "--agent",
+        "reinforce",
+        "--agent-setting",
+        "model_steps=5",
+        "--epochs",
+        "1",
+        "--budget",
+        "2",
+        timeout=300,
+    )
+    assert r.returncode == 1, r.stderr
+    assert "model_steps needs the search's learned predictor" in r.stderr
+    assert "--screen predictor" in r.stderr and "Traceback" not in r.stderr
+    with ControllerClient(controller) as c:
+        assert c.list_searches() == []

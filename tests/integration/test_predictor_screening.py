@@ -511,6 +511,23 @@ def _raw(c: ControllerClient, sid: str) -> cpb.Search:
         ({"convergence": cpb.Convergence(patience=-1)}, "convergence.patience"),
         ({"convergence": cpb.Convergence(patience=1_000_001)}, "convergence.patience"),
         ({"convergence": cpb.Convergence(action="bar")}, "convergence.action"),
+        (
+            {
+                "agent": cpb.AgentSpec(
+                    name="reinforce", reinforce=cpb.ReinforceSettings(model_steps=3)
+                )
+            },
+            "model_steps needs the search's learned predictor",
+        ),
+        (
+            {
+                "agent": cpb.AgentSpec(
+                    name="reinforce", reinforce=cpb.ReinforceSettings(model_batch=1)
+                ),
+                "screening": cpb.Screening(score="predictor"),
+            },
+            "model_batch",
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )

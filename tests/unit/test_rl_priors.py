@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
+from controller_service.agents.base import Proposal
 from controller_service.agents.edge_policy import LayerLogits
 from controller_service.agents.qlearning import QLearningAgent, explore_schedule
 from controller_service.agents.reinforce import ReinforceAgent
@@ -88,6 +90,24 @@ def test_elite_replay_moves_the_policy_towards_the_elite() -> None:
 # ---------------------------------------------------------------------------- independent (zoph)
 
 
+def test_recording_several_results_then_learning_equals_updating_each() -> None:
+    """The controller records every result of a Sample round before it learns; with an elite
+    each step still replays the elite as of its own batch (as ``update`` would), so the
+    policy is the bench replay's (which updates one result at a time)."""
+    settings = {**preset_settings("reinforce", "efficient"), "elite": 3}
+    one, many = ReinforceAgent(NB201, settings, seed=2), ReinforceAgent(NB201, settings, seed=2)
+    proposals = one.sample(6)
+    many.sample(6)
+    rewards = [0.3, 0.9, 0.5, 0.95, 0.2, 0.7]
+    for p, r in zip(proposals, rewards):
+        one.update(p.decisions, r)
+    for p, r in zip(proposals, rewards):
+        many.record(p.decisions, r)
+    many.learn()
+    for a, b in zip(one.policy.parameters(), many.policy.parameters()):
+        assert torch.equal(a, b)
+
+
 def test_the_independent_zoph_policy_is_one_softmax_per_decision() -> None:
     agent = ReinforceAgent(ZOPH, {"independent": True, "start_layers": 3}, seed=0)
     assert isinstance(agent.policy, LayerLogits)
@@ -106,6 +126,66 @@ def test_the_independent_zoph_policy_learns_a_rewarded_choice() -> None:
             agent.update(p.decisions, 0.2 + 0.3 * str(p.arch).count("C(16,"))
     wide = sum(str(p.arch).count("C(16,") for p in agent.sample(50)) / 100
     assert wide > 0.9  # uniform: 0.5
+
+
+# ---------------------------------------------------------------------------- model-based steps
+
+
+def _conv_first(proposals: list[Proposal]) -> list[float | None]:
+    """A scripted predictor: edge 0 a 3x3 convolution is good; a skip there fails."""
+    table = {"nor_conv_3x3": 0.9, "skip_connect": None}
+    return [table.get(p.decisions["path"][0], 0.5) for p in proposals]
+
+
+def test_model_steps_move_the_policy_towards_the_predicted_best() -> None:
+    settings = {"independent": True, "learning_rate": 0.1, "model_steps": 30, "model_batch": 16}
+    agent = ReinforceAgent(NB201, settings, seed=3)
+    before = agent.sample(200)
+    agent.dream(_conv_first, fitted_on=10)
+    after = agent.sample(200)
+    share = [
+        sum(p.decisions["path"][0] == "nor_conv_3x3" for p in s) / 200 for s in (before, after)
+    ]
+    assert share[0] < 0.35 and share[1] > 0.8  # uniform over five ops: 0.2
+    # a step whose 16 networks all got the same prediction has no advantage and is skipped
+    assert 20 <= agent.progress()["model_steps"] == agent.steps <= 30
+    assert agent.samples == 400  # the model's networks are not samples (nor handed out)
+
+
+def test_model_steps_run_once_per_fit_and_survive_a_reload() -> None:
+    settings = {"independent": True, "model_steps": 3, "model_batch": 8}
+    agent = ReinforceAgent(NB201, settings, seed=1)
+    agent.dream(_conv_first, fitted_on=10)
+    agent.dream(_conv_first, fitted_on=10)  # the same fit again (a retried Sample): nothing
+    assert agent.dreams == 3
+    twin = ReinforceAgent(NB201, settings, seed=99)
+    twin.load_state_dict(agent.state_dict())
+    for a in (agent, twin):
+        a.dream(_conv_first, fitted_on=10)
+        a.dream(_conv_first, fitted_on=20)
+    assert agent.dreams == twin.dreams == 6
+    assert [p.decisions for p in agent.sample(5)] == [p.decisions for p in twin.sample(5)]
+
+
+def test_without_model_steps_dream_changes_nothing() -> None:
+    agent = ReinforceAgent(ZOPH, {"start_layers": 2}, seed=0)
+    twin = ReinforceAgent(ZOPH, {"start_layers": 2}, seed=0)
+    agent.dream(lambda ps: [1.0] * len(ps), fitted_on=50)
+    assert "model_steps" not in agent.progress() and agent.steps == 0
+    assert [p.decisions for p in agent.sample(3)] == [p.decisions for p in twin.sample(3)]
+
+
+def test_model_steps_in_the_zoph_space_use_the_curriculum_depth() -> None:
+    settings = {"start_layers": 2, "layers_step": 0, "model_steps": 2, "model_batch": 4}
+    agent = ReinforceAgent(ZOPH, settings, seed=0)
+    depths: list[int] = []
+
+    def predict(proposals: list[Proposal]) -> list[float | None]:
+        depths.extend(len(p.arch.layers) for p in proposals)
+        return [float(i) for i in range(len(proposals))]
+
+    agent.dream(predict, fitted_on=10)
+    assert depths == [2] * 8 and agent.steps == 2
 
 
 # ---------------------------------------------------------------------------- qlearning

@@ -37,7 +37,10 @@ def test_default_clips_gradients_at_norm_1() -> None:
 
 
 def test_clipping_keeps_a_wide_child_from_collapsing() -> None:
-    settings = TrainSettings(epochs=2, seed=0)
+    # At the default rate (0.3) whether this child collapses unclipped depends on the CPU's
+    # arithmetic (it did on the machine of the fix, 0.81 on another); at twice the rate it
+    # collapses on both, and clipping still keeps it training.
+    settings = TrainSettings(epochs=2, seed=0, learning_rate=0.6)
     unclipped = _validation(COLLAPSING, replace(settings, grad_clip=0.0))
     clipped = _validation(COLLAPSING, settings)
     assert unclipped < 0.2, unclipped  # the collapse the default used to produce
