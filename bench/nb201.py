@@ -151,6 +151,15 @@ ARMS: dict[str, Arm] = {
         screen=4,
         explore=True,
     ),
+    "reinforce-efficient+predictor+explore+model": Arm(
+        "reinforce",
+        {**PRESETS["reinforce"]["efficient"], "model_steps": 10},
+        paper="REINFORCE",
+        about="as reinforce-efficient+predictor+explore, with 10 model-based policy steps on "
+        "the predictor's rewards after each refit",
+        screen=4,
+        explore=True,
+    ),
     "qlearning-efficient+predictor+explore": Arm(
         "qlearning",
         PRESETS["qlearning"]["efficient"],

@@ -57,6 +57,8 @@ class CellPriors:
         due = bool(self.patience) and self.streak >= self.patience
         model = self.refits.model(self.trained) if self.screening is not None else None
         per = self.screening.factor if model is not None and self.screening else 1
+        if model is not None:  # the agent's model-based steps (reinforce's model_steps)
+            agent.dream(self._predict(model), model.size)
         out: list[Proposal] = []
         fresh: dict[str, tuple[int, Proposal]] = {}
         for p in agent.sample(per):
@@ -77,6 +79,15 @@ class CellPriors:
         elif due:
             out.append(self._explore(model, known))
         return out
+
+    def _predict(self, model: Any) -> Any:
+        """``Agent.dream``'s ``predict``: the model's reward of each proposed cell."""
+
+        def predict(proposals: list[Proposal]) -> list[float | None]:
+            rows = [self.table.index(p.decisions["path"]) for p in proposals]
+            return list(model.rewards([p.arch for p in proposals], [self.sizes(i) for i in rows]))
+
+        return predict
 
     def _explore(self, model: Any, known: set[str]) -> Proposal:
         """The exploration proposal: a uniformly random cell; with the predictor, the

@@ -79,7 +79,10 @@ def test_exact_expectation_on_the_real_table() -> None:
 def test_nb201_protocol_smoke(tmp_path: Path) -> None:
     source = tmp_path / "nb201.csv.gz"
     synthetic_csv(source)
+    # and one arm with the controller's priors: predictor screening, exploration, and the
+    # model-based steps after each refit
     arms = "random-paper,rea-paper,reinforce-paper,random,evolution,qlearning"
+    arms += ",reinforce-efficient+predictor+explore+model"
     if importlib.util.find_spec("optuna") is not None:
         arms += ",tpe"
     report = nb201.main(

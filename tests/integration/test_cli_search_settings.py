@@ -178,22 +178,8 @@ def test_a_patience_over_the_controllers_range_exits_1(controller: str, simulate
 def test_model_steps_without_the_predictor_exits_1_with_the_remedy(
     controller: str, simulated: str
 ) -> None:
-    r = nasrl_cli(
-        "search",
-        "--controller",
-        controller,
-        "--trainers",
-        simulated,
-        "--agent",
-        "reinforce",
-        "--agent-setting",
-        "model_steps=5",
-        "--epochs",
-        "1",
-        "--budget",
-        "2",
-        timeout=300,
-    )
+    # the last --agent wins: reinforce, whose model-based steps need predictor screening
+    r = search(controller, simulated, "--agent", "reinforce", "--agent-setting", "model_steps=5")
     assert r.returncode == 1, r.stderr
     assert "model_steps needs the search's learned predictor" in r.stderr
     assert "--screen predictor" in r.stderr and "Traceback" not in r.stderr
