@@ -71,11 +71,7 @@ class CellPriors:
         if fresh:
             self.streak = 0
             rows = list(fresh.values())
-            if model is None:
-                out.append(rows[0][1])
-            else:
-                values = model.values([p.arch for _, p in rows], [self.sizes(i) for i, _ in rows])
-                out.append(rows[max(range(len(rows)), key=lambda k: values[k])][1])
+            out.append(rows[0][1] if model is None else self._best(model, rows))
         elif due:
             out.append(self._explore(model, known))
         return out
@@ -92,12 +88,11 @@ class CellPriors:
     def _explore(self, model: Any, known: set[str]) -> Proposal:
         """The exploration proposal: a uniformly random cell; with the predictor, the
         best-predicted new one of ``factor`` draws (the first when none is new)."""
-        from controller_service.agents.proposals import exploration
+        from controller_service.agents.proposals import exploration_draws
 
         table, key = self.table, (len(self.trained), self.streak)
         per = self.screening.factor if model is not None and self.screening else 1
-        draws = [exploration(table.space, self.seed, *key)]
-        draws += [exploration(table.space, self.seed, *key, k) for k in range(1, per)]
+        draws = exploration_draws(table.space, self.seed, per, *key)
         fresh: dict[str, tuple[int, Proposal]] = {}
         for p in draws:
             i = table.index(p.decisions["path"])
@@ -105,6 +100,9 @@ class CellPriors:
                 fresh.setdefault(table.hashes[i], (i, p))
         if model is None or not fresh:
             return draws[0]
-        rows = list(fresh.values())
+        return self._best(model, list(fresh.values()))
+
+    def _best(self, model: Any, rows: list[tuple[int, Proposal]]) -> Proposal:
+        """The best-predicted of new cells (row, proposal); the first of equals."""
         values = model.values([p.arch for _, p in rows], [self.sizes(i) for i, _ in rows])
         return rows[max(range(len(rows)), key=lambda k: values[k])][1]

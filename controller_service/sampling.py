@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from controller_service import budget, stages
 from controller_service.agents import Agent, Proposal
-from controller_service.agents.proposals import exploration
+from controller_service.agents.proposals import exploration_draws
 from controller_service.live import LiveSearch, Memory
 from controller_service.reports import Rejected, Result, Screened
 from controller_service.screen_model import Fitted
@@ -196,7 +196,7 @@ class Sampling:
     ) -> list[_Group]:
         """``want`` groups of proposals, each to yield at most one child: the warm start's
         networks not yet recorded first (one each, never screened), else the agent's
-        (``factor`` each when screening, else one), sampled in one batched call, each with an
+        (``factor`` each when screening, else one), sampled in one batched call, each with
         exploration draws while the agent is converged."""
         priors = self._next_priors(want)
         if priors:
@@ -207,10 +207,8 @@ class Sampling:
         groups = [_Group(batch[i * per : (i + 1) * per], screened) for i in range(want)]
         if self._converged(memory) and self.spec.convergence.action == "explore":
             space, recorded = self.spec.bound_space(), budget.recorded(counts)
-            seed = self.spec.seed
             for j, group in enumerate(groups):
-                keys = [(recorded, j)] + [(recorded, j, k) for k in range(1, per)]
-                group.explore = [exploration(space, seed, *key) for key in keys]
+                group.explore = exploration_draws(space, self.spec.seed, per, recorded, j)
         return groups
 
     def _group(
@@ -226,9 +224,10 @@ class Sampling:
             handout = self._propose(agent, group.proposals[0], prepared)
         if group.new or not group.explore:
             return handout
-        scored = [p for p in group.explore if prepared[arch_hash(p.arch)].score is not None]
-        pick = max(scored, key=lambda p: prepared[arch_hash(p.arch)].score or 0.0, default=None)
-        explored = self._propose(agent, pick or group.explore[0], prepared)
+        scored = [(prepared[arch_hash(p.arch)].score, p) for p in group.explore]
+        new = [(score, p) for score, p in scored if score is not None]  # scored: new ones
+        pick = max(new, key=lambda sp: sp[0])[1] if new else group.explore[0]
+        explored = self._propose(agent, pick, prepared)
         return explored if explored is not None and explored.cached is None else handout
 
     def _next_priors(self, want: int) -> list[Proposal]:

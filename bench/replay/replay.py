@@ -399,13 +399,12 @@ class Converged:
     def explore(self, run: Run, recorded: int, known: dict[str, Any]) -> Any:
         """The exploration proposal: a uniform draw; while screening, the best-ranked new one
         of ``factor`` draws (over ``max_params`` or ``known``: not new), else the first."""
-        from controller_service.agents.proposals import exploration
+        from controller_service.agents.proposals import exploration_draws
 
-        space, seed, job = self.table.space, self.job.seed, self.job
+        job = self.job
         rank = _ranker(self.table, job, run, self.model)
         per = job.screen[1] if job.screen and rank is not None else 1
-        keys = [(recorded, 0)] + [(recorded, 0, k) for k in range(1, per)]
-        draws = [exploration(space, seed, *key) for key in keys]
+        draws = exploration_draws(self.table.space, job.seed, per, recorded, 0)
         fresh: dict[str, Any] = {}
         for p in draws:
             text = self.table.text(p.arch)

@@ -16,7 +16,7 @@ from controller_service.spaces import (
     random_decisions,
 )
 
-__all__ = ["random_proposal", "mutate_proposal", "exploration", "check_space"]
+__all__ = ["random_proposal", "mutate_proposal", "exploration", "exploration_draws", "check_space"]
 
 
 def check_space(agent: str, space: Any, allowed: tuple[type, ...]) -> None:
@@ -42,6 +42,14 @@ def exploration(space: Space, seed: int, *key: int) -> Proposal:
     rng = random.Random(":".join(["explore", str(seed), *map(str, key)]))
     p = random_proposal(space, rng, getattr(space, "max_layers", 0))
     return Proposal(p.arch, {**p.decisions, "explore": True})
+
+
+def exploration_draws(space: Space, seed: int, count: int, *key: int) -> list[Proposal]:
+    """``count`` exploration proposals for one group (a screened search ranks them): the
+    first is ``exploration(space, seed, *key)``, as an unscreened search draws it, the k-th
+    after it is keyed by ``(*key, k)``."""
+    keys = [key] + [(*key, k) for k in range(1, count)]
+    return [exploration(space, seed, *k) for k in keys]
 
 
 def mutate_proposal(space: Space, decisions: Decisions, rng: random.Random) -> Proposal:

@@ -145,25 +145,14 @@ class ReinforceAgent(StoredInParts, Agent):
                     self.generator, layers, self.skips, count
                 )
             self.samples += count
-            for t, logp in zip(trajectories, log_probs):
-                decisions = {
-                    "tokens": t.tokens,
-                    "skips": t.skips,
-                    "layers": layers,
-                    "logp": logp,
-                }
-                out.append(Proposal(self.space.decode(t.tokens, t.skips), decisions))
+            out += [self._proposal(t, logp) for t, logp in zip(trajectories, log_probs)]
         return out
 
     def _sample_cells(self, n: int) -> list[Proposal]:
         assert isinstance(self.space, Nb201Space) and isinstance(self.policy, EdgePolicy)
         rows, log_probs = self.policy.sample(self.generator, n) if n else ([], [])
         self.samples += n
-        out = []
-        for row, logp in zip(rows, log_probs):
-            path = [self.space.ops[i] for i in row]
-            out.append(Proposal(self.space.decode(path), {"path": path, "logp": logp}))
-        return out
+        return [self._proposal(Trajectory([row], None), p) for row, p in zip(rows, log_probs)]
 
     def log_prob(self, decisions: Decisions) -> Tensor:
         """Log-probability of ``decisions`` under the current policy (differentiable)."""
@@ -283,7 +272,7 @@ class ReinforceAgent(StoredInParts, Agent):
         self.dreamt = fitted_on
         for _ in range(s.model_steps):
             trajectories = self._rollouts(s.model_batch)
-            predicted = predict([self._proposal(t) for t in trajectories])
+            predicted = predict([self._proposal(t, None) for t in trajectories])
             rewards = torch.tensor(
                 [s.failure_reward if r is None else float(r) for r in predicted],
                 dtype=torch.float64,
@@ -302,26 +291,24 @@ class ReinforceAgent(StoredInParts, Agent):
 
     def _rollouts(self, n: int) -> list[Trajectory]:
         """``n`` trajectories from the policy at the current depth, not counted as samples."""
-        with torch.inference_mode():
-            if isinstance(self.policy, EdgePolicy):
-                rows, _ = self.policy.sample(self.generator, n)
-                return [Trajectory([list(row)], None) for row in rows]
-            trajectories, _ = self.policy.sample(
-                self.generator, self.curriculum_layers(), self.skips, n
-            )
+        if isinstance(self.policy, EdgePolicy):
+            rows, _ = self.policy.sample(self.generator, n)
+            return [Trajectory([list(row)], None) for row in rows]
+        trajectories, _ = self.policy.sample(
+            self.generator, self.curriculum_layers(), self.skips, n
+        )
         return list(trajectories)
 
-    def _proposal(self, t: Trajectory) -> Proposal:
-        """The network of a trajectory (``_rollouts``), with its decisions."""
+    def _proposal(self, t: Trajectory, logp: float | None) -> Proposal:
+        """The network of a trajectory with its decisions (``logp``: its log-probability at
+        sampling time; None for the model-based steps' networks, which are never stored)."""
+        tail = {} if logp is None else {"logp": logp}
         if isinstance(self.space, Nb201Space):
             path = [self.space.ops[i] for i in t.tokens[0]]
-            return Proposal(self.space.decode(path), {"path": path})
+            return Proposal(self.space.decode(path), {"path": path, **tail})
         assert isinstance(self.space, ZophSpace)
-        tokens = t.tokens
-        return Proposal(
-            self.space.decode(tokens, t.skips),
-            {"tokens": tokens, "skips": t.skips, "layers": len(tokens)},
-        )
+        decisions = {"tokens": t.tokens, "skips": t.skips, "layers": len(t.tokens), **tail}
+        return Proposal(self.space.decode(t.tokens, t.skips), decisions)
 
     def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
         """Warm start: ``steps`` Adam steps (learning rate ``learning_rate``, an optimiser of
