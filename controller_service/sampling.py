@@ -20,6 +20,7 @@ round, so a restarted controller draws the same networks."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -33,9 +34,9 @@ from controller_service.reports import Rejected, Result, Screened
 from controller_service.screen_model import Fitted
 from controller_service.spaces import encode
 from controller_service.states import SearchState, Status
-from controller_service.store import CandidateRow, Store
+from controller_service.store import CandidateRow, ResultRow, Store
 from controller_service.views import Handout
-from nasrl.core.arch import ArchError, arch_hash, canonical, format_arch, parse
+from nasrl.core.arch import ArchError, arch_hash, hashed, parse
 from nasrl.core.scoring import score as screen_score
 from nasrl.core.shapes import Analysis, analyze
 
@@ -66,11 +67,15 @@ class _Group:
 @dataclass(frozen=True)
 class _Prepared:
     """A proposal's checks done before the transaction: its shape (None: ``invalid`` says
-    why it does not fit the input) and, when screened, its score."""
+    why it does not fit the input), why it breaks the constraints (``rejected``), its result
+    if evaluated (``known``), its in-flight twin and, when screened, its score."""
 
     size: Analysis | None
     invalid: str | None
-    score: float | None
+    rejected: str | None = None
+    known: ResultRow | None = None
+    twin: CandidateRow | None = None
+    score: float | None = None
 
 
 def handout_of(c: CandidateRow) -> Handout:
@@ -89,6 +94,8 @@ class Sampling:
         self.request_id = request_id
         self.model: Fitted | None = None  # the predictor of this call (screen_model)
         self.group: _Group | None = None  # the group being recorded
+        self._keys: dict[int, tuple[Proposal, str, str]] = {}  # see ``_key``
+        self._recorded: set[str] = set()  # networks recorded by this call: look them up again
 
     def run(
         self,
@@ -224,7 +231,7 @@ class Sampling:
             handout = self._propose(agent, group.proposals[0], prepared)
         if group.new or not group.explore:
             return handout
-        scored = [(prepared[arch_hash(p.arch)].score, p) for p in group.explore]
+        scored = [(prepared[self._digest(p)].score, p) for p in group.explore]
         new = [(score, p) for score, p in scored if score is not None]  # scored: new ones
         pick = max(new, key=lambda sp: sp[0])[1] if new else group.explore[0]
         explored = self._propose(agent, pick, prepared)
@@ -250,31 +257,42 @@ class Sampling:
         """The expensive checks of every proposal, done before the transaction: its shape
         (or why it does not fit the input) and, in screened groups, the score of each one
         that is valid, within the limits, not evaluated and not in flight."""
-        spec, search_id = self.spec, self.live.id
+        spec, store, search_id = self.spec, self.store, self.live.id
         image, score = spec.image(), self._score_name()
         out: dict[str, _Prepared] = {}
         to_score: dict[str, Proposal] = {}
         for group in groups:
             for p in group.proposals + group.explore:
-                digest = arch_hash(p.arch)
+                digest = self._digest(p)
                 if digest in out:
                     continue
                 try:
-                    out[digest] = _Prepared(analyze(p.arch, image), None, None)
+                    size = analyze(p.arch, image)
                 except ArchError as exc:  # the space allows it, the dataset's input does not
-                    out[digest] = _Prepared(None, str(exc), None)
-                size = out[digest].size
-                if (
-                    group.screened
-                    and size is not None
-                    and spec.constraints.violation(size.params, size.flops) is None
-                    and self.store.result(search_id, digest) is None
-                    and self.store.in_flight_with_hash(search_id, digest) is None
-                ):
+                    out[digest] = _Prepared(None, str(exc))
+                    continue
+                why = spec.constraints.violation(size.params, size.flops)
+                if why is not None:
+                    out[digest] = _Prepared(size, None, why)
+                    continue
+                known = store.result(search_id, digest)
+                twin = None if known else store.in_flight_with_hash(search_id, digest)
+                out[digest] = _Prepared(size, None, None, known, twin)
+                if group.screened and known is None and twin is None:
                     to_score[digest] = p
         for digest, value in zip(to_score, self._scores(score, list(to_score.values()), out)):
-            out[digest] = _Prepared(out[digest].size, None, value)
+            out[digest] = dataclasses.replace(out[digest], score=value)
         return out
+
+    def _key(self, p: Proposal) -> tuple[str, str]:
+        """``arch_hash`` and canonical text of a proposal of this call, computed once."""
+        found = self._keys.get(id(p))
+        if found is None or found[0] is not p:
+            found = self._keys[id(p)] = (p, *hashed(p.arch))
+        return found[1], found[2]
+
+    def _digest(self, p: Proposal) -> str:
+        return self._key(p)[0]
 
     def _scores(
         self, score: str, proposals: list[Proposal], prepared: dict[str, _Prepared]
@@ -286,7 +304,7 @@ class Sampling:
         assert self.model is not None
         sizes = []
         for p in proposals:
-            size = prepared[arch_hash(p.arch)].size
+            size = prepared[self._digest(p)].size
             assert size is not None
             sizes.append((size.params, size.flops))
         return self.model.values([p.arch for p in proposals], sizes)
@@ -304,41 +322,49 @@ class Sampling:
         flight (waiting) — and return its handout (or None); ``_NEW`` for a new network,
         which is not recorded."""
         store, search_id = self.store, self.live.id
-        text = format_arch(canonical(p.arch))
-        digest = arch_hash(p.arch)
-        size = prepared[digest].size
-        if size is None:
-            store.add_candidate(search_id, text, digest, p.decisions, Status.INVALID, None)
+        digest = self._digest(p)
+        ready = prepared[digest]
+        if ready.size is None:
+            self._add(p, Status.INVALID)
             self._note(p, known=False)
             agent.record(p.decisions, None)
-            log.info(
-                "search %s: agent proposed an invalid network: %s",
-                search_id,
-                prepared[digest].invalid,
-            )
+            log.info("search %s: agent proposed an invalid network: %s", search_id, ready.invalid)
             return None
-        why = self.spec.constraints.violation(size.params, size.flops)
-        if why is not None:  # rejected before training: no budget, learnt as a failure
-            cid = store.add_candidate(search_id, text, digest, p.decisions, Status.INVALID, None)
-            store.finish_candidate(search_id, cid, Status.INVALID, Rejected(why), None)
+        if ready.rejected is not None:  # rejected before training: no budget, learnt as a failure
+            self._add(p, Status.INVALID, Rejected(ready.rejected))
             self._note(p, known=False)
             agent.record(p.decisions, None)
             return None
-        known = store.result(search_id, digest)
+        known, twin = ready.known, ready.twin
+        if digest in self._recorded:  # this call may have leased it since it was prepared
+            known = store.result(search_id, digest)
+            twin = None if known else store.in_flight_with_hash(search_id, digest)
         if known is not None:
-            cid = store.add_candidate(search_id, text, digest, p.decisions, Status.CACHED, None)
-            store.finish_candidate(
-                search_id, cid, Status.CACHED, Result(known.outcome), known.reward
-            )
+            cid = self._add(p, Status.CACHED, Result(known.outcome), known.reward)
             self._note(p, known=True)
             agent.record(p.decisions, known.reward)
-            return Handout(cid, text, 0.0, known.outcome)
-        twin = store.in_flight_with_hash(search_id, digest)
+            return Handout(cid, self._key(p)[1], 0.0, known.outcome)
         if twin is not None:
-            store.add_candidate(search_id, text, digest, p.decisions, Status.WAITING, None, twin.id)
+            self._add(p, Status.WAITING, twin=twin.id)
             self._note(p, known=True)
             return None
         return _NEW
+
+    def _add(
+        self,
+        p: Proposal,
+        status: str,
+        report: Rejected | Result | Screened | None = None,
+        reward: float | None = None,
+        deadline: float | None = None,
+        twin: int | None = None,
+    ) -> int:
+        """Record a proposal of this call as a candidate (finished when ``report`` is given)."""
+        digest, text = self._key(p)
+        self._recorded.add(digest)
+        return self.store.add_candidate(
+            self.live.id, text, digest, p.decisions, status, deadline, twin, False, report, reward
+        )
 
     def _note(self, p: Proposal, known: bool) -> None:
         """Count one recorded proposal towards the agent's streak of known ones (only the
@@ -355,12 +381,9 @@ class Sampling:
 
     def _lease(self, p: Proposal) -> Handout:
         self._note(p, known=False)
-        text = format_arch(canonical(p.arch))
         deadline = self.now + self.spec.lease_seconds
-        cid = self.store.add_candidate(
-            self.live.id, text, arch_hash(p.arch), p.decisions, Status.LEASED, deadline
-        )
-        return Handout(cid, text, deadline, None)
+        cid = self._add(p, Status.LEASED, deadline=deadline)
+        return Handout(cid, self._key(p)[1], deadline, None)
 
     def _screened(
         self, agent: Agent, group: list[Proposal], prepared: dict[str, _Prepared]
@@ -372,7 +395,7 @@ class Sampling:
         score = self._score_name()
         fresh: dict[str, tuple[Proposal, float]] = {}
         for p in group:
-            digest = arch_hash(p.arch)
+            digest = self._digest(p)
             if digest in fresh or not isinstance(self._unless_new(agent, p, prepared), _New):
                 continue
             value = prepared[digest].score
@@ -385,15 +408,5 @@ class Sampling:
         for digest, (p, value) in fresh.items():
             if digest != best:
                 self._note(p, known=False)
-                cid = self.store.add_candidate(
-                    self.live.id,
-                    format_arch(canonical(p.arch)),
-                    digest,
-                    p.decisions,
-                    Status.INVALID,
-                    None,
-                )
-                self.store.finish_candidate(
-                    self.live.id, cid, Status.INVALID, Screened(score, value), None
-                )
+                self._add(p, Status.INVALID, Screened(score, value))
         return self._lease(fresh[best][0])

@@ -68,8 +68,16 @@ def _reuse(
         ):
             continue
         reward = spec.reward_of(r.outcome)
-        cid = store.add_candidate(search_id, r.arch, digest, decisions, Status.CACHED, None)
-        store.finish_candidate(search_id, cid, Status.CACHED, Result(r.outcome), reward)
+        cid = store.add_candidate(
+            search_id,
+            r.arch,
+            digest,
+            decisions,
+            Status.CACHED,
+            None,
+            report=Result(r.outcome),
+            reward=reward,
+        )
         store.add_result(search_id, digest, ResultRow.of(cid, r.arch, r.outcome, reward))
         usable.append((decisions, reward))
     best = (

@@ -15,7 +15,14 @@ from typing import Any, Protocol, runtime_checkable
 
 from controller_service.agents.base import Agent
 
-__all__ = ["Parts", "StoredInParts", "WholeState", "parts_of"]
+__all__ = [
+    "Parts",
+    "StoredInParts",
+    "WholeState",
+    "optimizer_state",
+    "parts_of",
+    "plain_optimizer_state",
+]
 
 
 @runtime_checkable
@@ -84,3 +91,28 @@ class WholeState(StoredInParts):
 def parts_of(agent: Agent) -> Parts:
     """How ``agent``'s state is stored: by its own parts, or whole."""
     return agent if isinstance(agent, Parts) else WholeState(agent)
+
+
+def plain_optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A torch optimiser's ``state_dict()`` as plain data (string keys, lists for tuples), so
+    the store writes it as JSON, several times cheaper than ``torch.save`` (the optimiser
+    moments change on every policy-gradient step). Tensors stay live: serialise at once."""
+    return {
+        "state": {str(k): v for k, v in state["state"].items()},
+        "param_groups": [
+            {k: list(v) if isinstance(v, tuple) else v for k, v in group.items()}
+            for group in state["param_groups"]
+        ],
+    }
+
+
+def optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of ``plain_optimizer_state`` (a ``state_dict()`` that
+    ``Optimizer.load_state_dict`` takes); a state stored by ``torch.save`` passes unchanged."""
+    return {
+        "state": {int(k): v for k, v in state["state"].items()},
+        "param_groups": [
+            {k: tuple(v) if k == "betas" else v for k, v in group.items()}
+            for group in state["param_groups"]
+        ],
+    }

@@ -55,7 +55,11 @@ from controller_service.agents.base import (
 )
 from controller_service.agents.controller_lstm import ControllerLSTM, Trajectory
 from controller_service.agents.edge_policy import EdgePolicy, LayerLogits
-from controller_service.agents.persistence import StoredInParts
+from controller_service.agents.persistence import (
+    StoredInParts,
+    optimizer_state,
+    plain_optimizer_state,
+)
 from controller_service.spaces import ZOPH_DECISIONS, Nb201Space, ZophSpace
 from nasrl.core.agent_settings import ReinforceSettings
 from nasrl.core.cell import EDGES
@@ -387,8 +391,12 @@ class ReinforceAgent(StoredInParts, Agent):
         }
 
     def heavy_state(self) -> dict[str, Any]:
-        """The policy's and optimiser's live state (no copies: serialise it at once)."""
-        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict()}
+        """The policy's and optimiser's live state (no copies: serialise it at once), plain
+        data so that it is written as JSON."""
+        return {
+            "policy": dict(self.policy.state_dict()),
+            "optimizer": plain_optimizer_state(self.optimizer.state_dict()),
+        }
 
     def weights_version(self) -> object:
         """The weights change only in a policy-gradient step or pre-training."""
@@ -398,7 +406,7 @@ class ReinforceAgent(StoredInParts, Agent):
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"unknown reinforce state format {state.get('format')!r}")
         self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.optimizer.load_state_dict(optimizer_state(copy.deepcopy(state["optimizer"])))
         self.generator.set_state(state["generator"])
         baseline = state["baseline"]
         self.baseline = None if baseline is None else float(baseline)

@@ -68,7 +68,11 @@ class Store(AgentTables, StageTables):
         lease_deadline: float | None,
         twin: int | None = None,
         final: bool = False,
+        report: Report | None = None,
+        reward: float | None = None,
     ) -> int:
+        """A new candidate's id; ``report`` and ``reward`` record a finished one (cached,
+        rejected, screened out) in the same statement, as ``finish_candidate`` would."""
         row = self._exec(
             "SELECT COALESCE(MAX(id), 0) + 1 AS next FROM candidates WHERE search_id = ?",
             (search_id,),
@@ -76,7 +80,8 @@ class Store(AgentTables, StageTables):
         cid = int(row["next"])
         self._exec(
             "INSERT INTO candidates (search_id, id, arch, arch_hash, decisions, status, "
-            "lease_deadline, twin, created, final) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "lease_deadline, twin, created, final, report, reward) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 search_id,
                 cid,
@@ -88,6 +93,8 @@ class Store(AgentTables, StageTables):
                 twin,
                 time.time(),
                 int(final),
+                _report_json(report),
+                reward,
             ),
         )
         return cid
@@ -179,7 +186,7 @@ class Store(AgentTables, StageTables):
             "WHERE search_id = ? AND id = ?",
             (
                 status,
-                json.dumps(report_to_json(report), sort_keys=True) if report is not None else None,
+                _report_json(report),
                 reward,
                 search_id,
                 cid,
@@ -328,3 +335,7 @@ class Store(AgentTables, StageTables):
             (search_id, k),
         )
         return [result_row(r) for r in rows]
+
+
+def _report_json(report: Report | None) -> str | None:
+    return json.dumps(report_to_json(report), sort_keys=True) if report is not None else None

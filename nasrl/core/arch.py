@@ -310,8 +310,18 @@ def canonical(arch: Architecture) -> Architecture:
 def arch_hash(arch: Architecture) -> str:
     """A stable 16-hex-digit hash of the canonical text form; for a cell network, of its
     skeleton and ``isomorphism_key``, so cells that compute the same function hash the same."""
+    return _hash(arch, None if arch.cell is not None else format_arch(canonical(arch)))
+
+
+def hashed(arch: Architecture) -> tuple[str, str]:
+    """``(arch_hash(arch), format_arch(canonical(arch)))``, formatting the network once."""
+    text = format_arch(canonical(arch))
+    return _hash(arch, text), text
+
+
+def _hash(arch: Architecture, text: str | None) -> str:
+    """``arch_hash`` given the canonical text of a layer network."""
     if arch.cell is not None:
         text = "cell:" + format_skeleton(arch.cell.skeleton) + isomorphism_key(arch.cell)
-    else:
-        text = format_arch(canonical(arch))
+    assert text is not None
     return hashlib.sha256(text.encode()).hexdigest()[:16]

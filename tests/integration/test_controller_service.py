@@ -146,6 +146,22 @@ def test_dedup_returns_stored_result_and_spends_no_budget(controller: str) -> No
         assert s.counts.evaluated == 1 and s.counts.cached >= 2 and s.progress["updates"] >= 3
 
 
+def test_a_network_proposed_twice_in_one_sample_is_handed_out_once(controller: str) -> None:
+    # The second proposal of the same new network in one call must see the first one's
+    # lease (recorded in that call after both were prepared) and wait for it.
+    one = cpb.SearchSpace(
+        zoph=cpb.ZophSpace(filter_sizes=[3], strides=[1], filters=[8], max_layers=1)
+    )
+    with ControllerClient(controller) as c:
+        for screening in (None, cpb.Screening(score="params", factor=3)):
+            sid = create(c, "random", budget=3, space=one, screening=screening)
+            first = c.sample(sid, 3).candidates
+            assert len(first) == 1 and first[0].cached is None
+            c.update(sid, first[0].id, outcome(first[0].text, 0.9))
+            s = c.get_search(sid)
+            assert s.counts.evaluated == 1 and s.counts.in_flight == 0 and s.counts.cached >= 1
+
+
 def test_expired_lease_is_handed_out_again(clocked_controller: str, clock: FakeClock) -> None:
     with ControllerClient(clocked_controller) as c:
         sid = create(c, budget=2, lease_seconds=1)

@@ -195,3 +195,37 @@ def test_a_search_stored_before_a_bound_was_lowered_keeps_working(tmp_path: Path
     handouts, _ = again.sample(sid, 2)
     assert len(handouts) == 2
     assert again.live.get(sid).agent(again.store).settings.hidden == 300  # type: ignore[attr-defined]
+
+
+def test_reinforce_weights_are_written_as_json_and_old_torch_states_still_load() -> None:
+    """The policy and Adam moments change on every step: written as JSON (plain data, the
+    optimiser's integer keys as strings), several times cheaper than torch.save; a state
+    written by torch.save before that loads the same, and both continue identically."""
+    import io
+
+    import torch
+
+    from controller_service.agents.reinforce import ReinforceAgent
+    from controller_service.spaces import ZophSpace
+    from controller_service.store import dump_state, load_state
+    from nasrl.core.presets import preset_settings
+
+    for settings in (None, preset_settings("reinforce", "efficient")):
+        agent = ReinforceAgent(ZophSpace(), settings, seed=3)
+        for i in range(4):
+            agent.update(agent.sample(1)[0].decisions, 0.1 * i)
+        data = dump_state(agent.heavy_state())
+        assert data[:1] == b"{"
+        old = io.BytesIO()
+        whole = agent.state_dict()
+        torch.save({k: whole[k] for k in ("policy", "optimizer")}, old)  # the former layout
+        copies = []
+        for heavy in (load_state(data), load_state(old.getvalue())):
+            twin = ReinforceAgent(ZophSpace(), settings, seed=0)
+            twin.load_state_dict({**agent.light_state(), **heavy})
+            assert same_state(twin.state_dict(), agent.state_dict())
+            copies.append(twin)
+        agent.update(agent.sample(1)[0].decisions, 0.7)
+        for twin in copies:
+            twin.update(twin.sample(1)[0].decisions, 0.7)
+            assert same_state(twin.state_dict(), agent.state_dict())
