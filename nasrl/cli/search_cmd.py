@@ -4,9 +4,13 @@ summary, the plot and the exported best network. Its flags are in ``search_flags
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -99,6 +103,28 @@ def _runner(
     return runner, display
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, systemd, ``kill``): the search stops as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """While the block runs (in the main thread), SIGTERM raises ``Terminated``; the former
+    handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     _check(args)
@@ -110,16 +136,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         search_id = args.resume or create_search(c, args, pool)
         runner, display = _runner(c, pool, args, c.get_search(search_id))
         try:
-            with display.progress:
+            with stop_on_sigterm(), display.progress:
                 stats = runner.run(tick=display.tick)
             return _finish(c, pool, args, search_id, stats, began)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stopped:
             runner.stop()
+            how = "terminated" if isinstance(stopped, Terminated) else "interrupted"
             err.print(
-                f"interrupted: running children were cancelled and nothing half-written; "
+                f"{how}: running children were cancelled and nothing half-written; "
                 f"continue with --resume {search_id}"
             )
-            return 130
+            return 143 if isinstance(stopped, Terminated) else 130
         finally:
             pool.close()
 

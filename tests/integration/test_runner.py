@@ -191,12 +191,17 @@ def test_runner_killed_then_resumed(fleet: Fleet) -> None:
     reported_once(fleet.db, sid)
 
 
-def test_ctrl_c_stops_cleanly_and_resume_finishes(fleet: Fleet) -> None:
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_cleanly_and_resume_finishes(
+    fleet: Fleet, stop: signal.Signals, code: int
+) -> None:
+    """Ctrl-C, and SIGTERM as ``docker stop`` or systemd send it, stop the search the same
+    way: children cancelled, nothing half-written, resumable."""
     proc = fleet.search(ctrl_c=True)
     sid = fleet.wait_for_evaluated(2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr[-3000:]
+    assert proc.returncode == code, stderr[-3000:]
     assert f"--resume {sid}" in stderr and "Traceback" not in stderr
     summary = finish(fleet.search("--resume", sid))
     assert summary["evaluated"] == BUDGET
