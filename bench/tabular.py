@@ -121,7 +121,9 @@ def _parser() -> argparse.ArgumentParser:
         "(screening by the learned predictor, --screen-factor's first factor, cold start "
         "unscreened), explore (the convergence rule), predictor+explore, predictor+model and "
         "predictor+explore+model (reinforce only: model_steps 10, the agent's model-based "
-        "steps), preset (the efficient preset alone, for an ablation); all: the six",
+        "steps), preset (the efficient preset alone, for an ablation); all: the six; "
+        "predictor+mutate (experimental, not in the controller: the convergence rule after "
+        "20 known proposals, exploring by one-decision mutations of the best 5 results)",
     )
     p.add_argument(
         "--priors-agents",
@@ -226,6 +228,7 @@ PRIORS = (
     "predictor+explore",
     "predictor+model",
     "predictor+explore+model",
+    "predictor+mutate",  # experimental: explore by mutating the best 5 (patience 20)
 )
 #: model-based steps per predictor fit in the +model arms (agents that take them: reinforce)
 MODEL_STEPS = 10
@@ -234,12 +237,14 @@ MODEL_STEPS = 10
 def _priors(combos: str, agents: list[str], factor: int) -> list[tuple[list[str], dict[str, Any]]]:
     """Arms of the controller's priors outside the agents (variant BASE+COMBO), each agent
     from its efficient preset if it has one (BASE efficient), else its defaults (paper)."""
-    chosen = PRIORS if combos == "all" else tuple(combos.split(","))
+    chosen = PRIORS[:-1] if combos == "all" else tuple(combos.split(","))  # not experimental
     if unknown := [c for c in chosen if c not in PRIORS]:
         raise SystemExit(f"unknown --priors {unknown}; choose from {', '.join(PRIORS)} or all")
     arms: list[tuple[list[str], dict[str, Any]]] = []
     for combo in chosen:
-        arm: dict[str, Any] = {"explore": "explore" in combo}
+        arm: dict[str, Any] = {"explore": "explore" in combo or "mutate" in combo}
+        if "mutate" in combo:
+            arm["mutate"] = 5
         if "predictor" in combo:
             arm["screen"] = ("predictor", factor, "")
         takers = agents

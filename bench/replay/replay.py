@@ -55,6 +55,7 @@ class Job:
     max_params: int = 0
     explore: bool = False
     model_steps: int = 0
+    mutate: int = 0  # experimental (not in the controller): explore by mutating the best k
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -368,7 +369,7 @@ class Converged:
         self.table, self.job = table, job
         factor = job.screen[1] if job.screen else 1
         self.refits = Refits(Screening("predictor", factor=factor), table.space, job.seed)
-        self.patience = Convergence().patience if job.explore else 0
+        self.patience = (MUTATE_PATIENCE if job.mutate else Convergence().patience) * job.explore
         self.streak = 0
 
     def model(self, run: Run) -> Any:
@@ -404,7 +405,11 @@ class Converged:
         job = self.job
         rank = _ranker(self.table, job, run, self.model)
         per = job.screen[1] if job.screen and rank is not None else 1
-        draws = exploration_draws(self.table.space, job.seed, per, recorded, 0)
+        draws = (
+            mutation_draws(self.table.space, job.seed, per, run.trained, job.mutate, recorded)
+            if job.mutate and run.trained
+            else exploration_draws(self.table.space, job.seed, per, recorded, 0)
+        )
         fresh: dict[str, Any] = {}
         for p in draws:
             text = self.table.text(p.arch)
@@ -412,6 +417,33 @@ class Converged:
             if text not in known and not over:
                 fresh.setdefault(text, p)
         return _best(list(fresh.values()), rank) if rank and fresh else draws[0]
+
+
+#: the experimental mutation exploration's patience (known proposals in a row)
+MUTATE_PATIENCE = 20
+
+
+def mutation_draws(
+    space: Any, seed: int, count: int, trained: list[Trained], top: int, *key: int
+) -> list[Any]:
+    """Experimental, bench only: ``count`` exploration proposals, each one decision changed
+    in one of the ``top`` best results so far (parent and change seeded by ``key``), instead
+    of uniform draws: the locality that makes evolution strong."""
+    import random
+
+    from controller_service.agents.base import Proposal
+    from controller_service.agents.proposals import mutate_proposal
+    from controller_service.spaces import encode
+    from nasrl.core.arch import parse
+
+    best = sorted(trained, key=lambda r: -r.reward)[:top]
+    out = []
+    for k in range(count):
+        rng = random.Random(":".join(["mutate", str(seed), *map(str, key), str(k)]))
+        parent = best[rng.randrange(len(best))]
+        p = mutate_proposal(space, encode(space, parse(parent.arch)), rng)
+        out.append(Proposal(p.arch, {**p.decisions, "explore": True}))
+    return out
 
 
 def replay_tpe(table: Lookup, job: Job) -> Run:
