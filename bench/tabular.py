@@ -122,8 +122,8 @@ def _parser() -> argparse.ArgumentParser:
         "unscreened), explore (the convergence rule), predictor+explore, predictor+model and "
         "predictor+explore+model (reinforce only: model_steps 10, the agent's model-based "
         "steps), preset (the efficient preset alone, for an ablation); all: the six; "
-        "predictor+mutate (experimental, not in the controller: the convergence rule after "
-        "20 known proposals, exploring by one-decision mutations of the best 5 results)",
+        "predictor+mutate (the convergence rule with --converged-after 20 --explore-by "
+        "mutations: exploring by one-decision mutations of the best 5 results)",
     )
     p.add_argument(
         "--priors-agents",
@@ -228,7 +228,7 @@ PRIORS = (
     "predictor+explore",
     "predictor+model",
     "predictor+explore+model",
-    "predictor+mutate",  # experimental: explore by mutating the best 5 (patience 20)
+    "predictor+mutate",  # --converged-after 20 --explore-by mutations (top 5)
 )
 #: model-based steps per predictor fit in the +model arms (agents that take them: reinforce)
 MODEL_STEPS = 10
@@ -237,7 +237,7 @@ MODEL_STEPS = 10
 def _priors(combos: str, agents: list[str], factor: int) -> list[tuple[list[str], dict[str, Any]]]:
     """Arms of the controller's priors outside the agents (variant BASE+COMBO), each agent
     from its efficient preset if it has one (BASE efficient), else its defaults (paper)."""
-    chosen = PRIORS[:-1] if combos == "all" else tuple(combos.split(","))  # not experimental
+    chosen = PRIORS[:-1] if combos == "all" else tuple(combos.split(","))  # the ablation's six
     if unknown := [c for c in chosen if c not in PRIORS]:
         raise SystemExit(f"unknown --priors {unknown}; choose from {', '.join(PRIORS)} or all")
     arms: list[tuple[list[str], dict[str, Any]]] = []

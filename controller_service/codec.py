@@ -160,6 +160,8 @@ def spec_from_proto(req: cpb.CreateSearchRequest) -> SearchSpec:
         convergence=Convergence(
             patience=req.convergence.patience or Convergence().patience,
             action=req.convergence.action or Convergence().action,
+            draws=req.convergence.draws or Convergence().draws,
+            top=req.convergence.top or Convergence().top,
         ),
         input=_shape_from_proto(req.dataset_shape) if req.HasField("dataset_shape") else None,
         evaluation=_evaluation_from_proto(req.evaluation),

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from controller_service import budget, stages
 from controller_service.agents import Agent, Proposal
-from controller_service.agents.proposals import exploration_draws
+from controller_service.agents.proposals import exploration_draws, mutation_draws
 from controller_service.live import LiveSearch, Memory
 from controller_service.reports import Rejected, Result, Screened
 from controller_service.screen_model import Fitted
@@ -56,11 +56,13 @@ _NEW = _New()
 class _Group:
     """The proposals that yield at most one child: the agent's (one, or ``factor`` when
     screened) and, while the agent is converged, the controller's exploration draws (one,
-    or ``factor`` when screened)."""
+    or ``factor`` when screened; with mutation draws, a uniform ``fallback`` for when none of
+    them is new)."""
 
     proposals: list[Proposal]
     screened: bool
     explore: list[Proposal] = field(default_factory=list)
+    fallback: list[Proposal] = field(default_factory=list)
     new: bool = field(default=False)  # set when one of the agent's proposals was new
 
 
@@ -76,6 +78,16 @@ class _Prepared:
     known: ResultRow | None = None
     twin: CandidateRow | None = None
     score: float | None = None
+
+    @property
+    def new(self) -> bool:
+        """Valid, within the limits, not evaluated and not in flight (when prepared)."""
+        return (
+            self.size is not None
+            and self.rejected is None
+            and self.known is None
+            and self.twin is None
+        )
 
 
 def handout_of(c: CandidateRow) -> Handout:
@@ -212,18 +224,28 @@ class Sampling:
         per = self.spec.screening.factor if screened else 1
         batch = stages.proposals(self.store, self.live, agent, want * per)  # warm-up first
         groups = [_Group(batch[i * per : (i + 1) * per], screened) for i in range(want)]
-        if self._converged(memory) and self.spec.convergence.action == "explore":
-            space, recorded = self.spec.bound_space(), budget.recorded(counts)
+        rule = self.spec.convergence
+        if self._converged(memory) and rule.action == "explore":
+            space, seed, recorded = self.spec.bound_space(), self.spec.seed, budget.recorded(counts)
+            parents = []
+            if rule.draws == "mutations":
+                parents = [r.arch for r in self.store.best_results(self.live.id, rule.top)]
             for j, group in enumerate(groups):
-                group.explore = exploration_draws(space, self.spec.seed, per, recorded, j)
+                uniform = exploration_draws(space, seed, 1 if parents else per, recorded, j)
+                if parents:
+                    group.explore = mutation_draws(space, seed, per, parents, recorded, j)
+                    group.fallback = uniform
+                else:
+                    group.explore = uniform
         return groups
 
     def _group(
         self, agent: Agent, group: _Group, prepared: dict[str, _Prepared], memory: Memory
     ) -> Handout | None:
         """Record one group: the agent's proposals, then, when they brought nothing new and
-        the agent is converged, the exploration proposal (of several draws, the best-scoring
-        new one; else the first)."""
+        the agent is converged, the exploration proposal: of the draws, the best-scoring new
+        one (unscreened: the first new one); when none is new, the fallback draw, else the
+        first."""
         self.group = group
         if group.screened:
             handout = self._screened(agent, group.proposals, prepared)
@@ -231,11 +253,18 @@ class Sampling:
             handout = self._propose(agent, group.proposals[0], prepared)
         if group.new or not group.explore:
             return handout
-        scored = [(prepared[self._digest(p)].score, p) for p in group.explore]
-        new = [(score, p) for score, p in scored if score is not None]  # scored: new ones
-        pick = max(new, key=lambda sp: sp[0])[1] if new else group.explore[0]
+        pick = self._pick(group.explore, prepared) or self._pick(group.fallback, prepared)
+        if pick is None:
+            pick = (group.fallback or group.explore)[0]
         explored = self._propose(agent, pick, prepared)
         return explored if explored is not None and explored.cached is None else handout
+
+    def _pick(self, draws: list[Proposal], prepared: dict[str, _Prepared]) -> Proposal | None:
+        """The best-scoring new draw (unscored: the first new one); None when none is new."""
+        new = [p for p in draws if prepared[self._digest(p)].new]
+        if not new:
+            return None
+        return max(new, key=lambda p: prepared[self._digest(p)].score or 0.0)
 
     def _next_priors(self, want: int) -> list[Proposal]:
         """Up to ``want`` warm-start networks not yet recorded, in the order given."""
@@ -262,7 +291,7 @@ class Sampling:
         out: dict[str, _Prepared] = {}
         to_score: dict[str, Proposal] = {}
         for group in groups:
-            for p in group.proposals + group.explore:
+            for p in group.proposals + group.explore + group.fallback:
                 digest = self._digest(p)
                 if digest in out:
                     continue

@@ -11,6 +11,7 @@ from nasrl.core.search_choices import (
     ACQUISITIONS,
     CONVERGENCE_ACTIONS,
     COST_METRICS,
+    EXPLORATION_DRAWS,
     SCREENING_SCORES,
 )
 
@@ -188,12 +189,16 @@ class Screening:
 
 @dataclass(frozen=True)
 class Convergence:
-    """A converged agent (``patience`` known proposals in a row): ``explore`` adds a uniformly
-    random proposal per child while it lasts (when the search screens, the best-scoring new one
-    of ``factor`` draws), ``end`` ends the search."""
+    """A converged agent (``patience`` known proposals in a row): ``explore`` adds a proposal
+    per child while it lasts — ``draws`` "uniform": drawn uniformly from the space, "mutations":
+    one decision changed in one of the ``top`` best results so far, a uniform draw when none of
+    those is new (when the search screens, the best-scoring new one of ``factor`` draws) —,
+    ``end`` ends the search."""
 
     patience: int = 100
     action: str = "explore"
+    draws: str = "uniform"
+    top: int = 5
 
     def validate(self) -> Convergence:
         if not 1 <= self.patience <= 1_000_000:
@@ -204,5 +209,17 @@ class Convergence:
             raise SpecError(
                 f"convergence.action must be one of {', '.join(CONVERGENCE_ACTIONS)}, "
                 f"got {self.action!r}"
+            )
+        if self.draws not in EXPLORATION_DRAWS:
+            raise SpecError(
+                f"convergence.draws must be one of {', '.join(EXPLORATION_DRAWS)}, "
+                f"got {self.draws!r}"
+            )
+        if not 1 <= self.top <= 1000:
+            raise SpecError(f"convergence.top must be between 1 and 1,000, got {self.top}")
+        if self.top != Convergence.top and self.draws != "mutations":
+            raise SpecError(
+                "convergence.top sets how many best results are mutated; it needs "
+                'convergence.draws "mutations"'
             )
         return self

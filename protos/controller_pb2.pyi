@@ -880,6 +880,8 @@ class Convergence(_message.Message):
 
     PATIENCE_FIELD_NUMBER: _builtins.int
     ACTION_FIELD_NUMBER: _builtins.int
+    DRAWS_FIELD_NUMBER: _builtins.int
+    TOP_FIELD_NUMBER: _builtins.int
     patience: _builtins.int
     """Known proposals in a row that make the agent converged, 1 .. 1,000,000; 0 means 100."""
     action: _builtins.str
@@ -890,15 +892,26 @@ class Convergence(_message.Message):
     converged spell. "end": the search ends (state DONE, `Search.ended_because` says why)
     with its budget unspent.
     """
+    draws: _builtins.str
+    """What "explore" proposes: "uniform" (default: drawn uniformly from the space) or
+    "mutations": one decision changed in one of the search's `top` best results so far (by
+    reward; the locality that makes regularized evolution strong), a uniform draw when none of
+    those mutations is new. Seeded like the uniform draws, so a restarted controller proposes
+    the same.
+    """
+    top: _builtins.int
+    """"mutations": how many of the best results are parents, 1 .. 1,000; 0 means 5."""
     def __init__(
         self,
         *,
         patience: _builtins.int = ...,
         action: _builtins.str = ...,
+        draws: _builtins.str = ...,
+        top: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "patience", b"patience"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "draws", b"draws", "patience", b"patience", "top", b"top"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -55,7 +55,7 @@ class Job:
     max_params: int = 0
     explore: bool = False
     model_steps: int = 0
-    mutate: int = 0  # experimental (not in the controller): explore by mutating the best k
+    mutate: int = 0  # the convergence rule's draws: mutations of the best ``mutate`` (0: uniform)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -400,50 +400,33 @@ class Converged:
     def explore(self, run: Run, recorded: int, known: dict[str, Any]) -> Any:
         """The exploration proposal: a uniform draw; while screening, the best-ranked new one
         of ``factor`` draws (over ``max_params`` or ``known``: not new), else the first."""
-        from controller_service.agents.proposals import exploration_draws
+        from controller_service.agents.proposals import exploration_draws, mutation_draws
 
         job = self.job
         rank = _ranker(self.table, job, run, self.model)
         per = job.screen[1] if job.screen and rank is not None else 1
-        draws = (
-            mutation_draws(self.table.space, job.seed, per, run.trained, job.mutate, recorded)
-            if job.mutate and run.trained
-            else exploration_draws(self.table.space, job.seed, per, recorded, 0)
-        )
-        fresh: dict[str, Any] = {}
-        for p in draws:
-            text = self.table.text(p.arch)
-            over = job.max_params and self.table.primary[text].params > job.max_params
-            if text not in known and not over:
-                fresh.setdefault(text, p)
-        return _best(list(fresh.values()), rank) if rank and fresh else draws[0]
+        space, parents = self.table.space, []
+        if job.mutate:  # the best results, ties in the order recorded (the store's order)
+            parents = [r.arch for r in sorted(run.trained, key=lambda r: -r.reward)[: job.mutate]]
+        uniform = exploration_draws(space, job.seed, 1 if parents else per, recorded, 0)
+        tiers = [uniform]
+        if parents:
+            tiers.insert(0, mutation_draws(space, job.seed, per, parents, recorded, 0))
+        for draws in tiers:
+            fresh: dict[str, Any] = {}
+            for p in draws:
+                text = self.table.text(p.arch)
+                over = job.max_params and self.table.primary[text].params > job.max_params
+                if text not in known and not over:
+                    fresh.setdefault(text, p)
+            if fresh:
+                return _best(list(fresh.values()), rank) if rank else next(iter(fresh.values()))
+        return uniform[0]
 
 
-#: the experimental mutation exploration's patience (known proposals in a row)
+#: the ``predictor+mutate`` arm's convergence rule (``--converged-after 20 --explore-by
+#: mutations``, top 5)
 MUTATE_PATIENCE = 20
-
-
-def mutation_draws(
-    space: Any, seed: int, count: int, trained: list[Trained], top: int, *key: int
-) -> list[Any]:
-    """Experimental, bench only: ``count`` exploration proposals, each one decision changed
-    in one of the ``top`` best results so far (parent and change seeded by ``key``), instead
-    of uniform draws: the locality that makes evolution strong."""
-    import random
-
-    from controller_service.agents.base import Proposal
-    from controller_service.agents.proposals import mutate_proposal
-    from controller_service.spaces import encode
-    from nasrl.core.arch import parse
-
-    best = sorted(trained, key=lambda r: -r.reward)[:top]
-    out = []
-    for k in range(count):
-        rng = random.Random(":".join(["mutate", str(seed), *map(str, key), str(k)]))
-        parent = best[rng.randrange(len(best))]
-        p = mutate_proposal(space, encode(space, parse(parent.arch)), rng)
-        out.append(Proposal(p.arch, {**p.decisions, "explore": True}))
-    return out
 
 
 def replay_tpe(table: Lookup, job: Job) -> Run:

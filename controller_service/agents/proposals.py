@@ -12,11 +12,20 @@ from controller_service.spaces import (
     Decisions,
     Space,
     decode,
+    encode,
     mutate_decisions,
     random_decisions,
 )
+from nasrl.core.arch import parse
 
-__all__ = ["random_proposal", "mutate_proposal", "exploration", "exploration_draws", "check_space"]
+__all__ = [
+    "random_proposal",
+    "mutate_proposal",
+    "exploration",
+    "exploration_draws",
+    "mutation_draws",
+    "check_space",
+]
 
 
 def check_space(agent: str, space: Any, allowed: tuple[type, ...]) -> None:
@@ -50,6 +59,22 @@ def exploration_draws(space: Space, seed: int, count: int, *key: int) -> list[Pr
     after it is keyed by ``(*key, k)``."""
     keys = [key] + [(*key, k) for k in range(1, count)]
     return [exploration(space, seed, *k) for k in keys]
+
+
+def mutation_draws(
+    space: Space, seed: int, count: int, parents: list[str], *key: int
+) -> list[Proposal]:
+    """The convergence rule's exploration by mutation: ``count`` proposals, each one decision
+    changed in one of ``parents`` (architecture texts: the search's best results), parent and
+    change seeded by the search's seed and ``key`` as ``exploration`` is, decisions marked
+    ``explore``."""
+    out = []
+    for k in range(count):
+        rng = random.Random(":".join(["mutate", str(seed), *map(str, key), str(k)]))
+        parent = parents[rng.randrange(len(parents))]
+        p = mutate_proposal(space, encode(space, parse(parent)), rng)
+        out.append(Proposal(p.arch, {**p.decisions, "explore": True}))
+    return out
 
 
 def mutate_proposal(space: Space, decisions: Decisions, rng: random.Random) -> Proposal:

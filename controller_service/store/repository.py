@@ -326,6 +326,17 @@ class Store(AgentTables, StageTables):
         )
         return int(row["n"]) if row else 0
 
+    def best_results(self, search_id: str, k: int) -> list[Trained]:
+        """The ``k`` results of highest reward, ties in the order they were recorded."""
+        rows = self._read(
+            "SELECT arch, params, flops, reward FROM results WHERE search_id = ? "
+            "ORDER BY reward DESC, rowid LIMIT ?",
+            (search_id, k),
+        )
+        return [
+            Trained(r["arch"], int(r["params"]), int(r["flops"]), float(r["reward"])) for r in rows
+        ]
+
     def top_results(self, search_id: str, k: int) -> list[ResultRow]:
         """The ``k`` best results: trained ones (full, table, simulated) before scores under
         shared weights, each by accuracy."""

@@ -14,6 +14,7 @@ from nasrl.core.search_choices import (
     ACQUISITIONS,
     CONVERGENCE_ACTIONS,
     COST_METRICS,
+    EXPLORATION_DRAWS,
     SCREENING_SCORES,
     SPACE_NAMES,
     STOPPING_RULES,
@@ -306,6 +307,19 @@ def _convergence(s: argparse.ArgumentParser) -> None:
         choices=CONVERGENCE_ACTIONS,
         help="explore (default): add a network drawn uniformly from the space per child "
         "until the agent proposes a new one; end: end the search, its budget unspent",
+    )
+    s.add_argument(
+        "--explore-by",
+        choices=EXPLORATION_DRAWS,
+        help="what explore proposes: uniform (default) draws from the space, or mutations: "
+        "one decision changed in one of the best results so far (a uniform draw when none "
+        "of those is new)",
+    )
+    s.add_argument(
+        "--explore-top",
+        type=positive_int,
+        metavar="K",
+        help="--explore-by mutations: mutate the K best results, 1 .. 1000 (default 5)",
     )
 
 

@@ -113,8 +113,14 @@ def _cold_start_score(flag: str | None) -> str:
 
 
 def convergence(args: argparse.Namespace) -> cpb.Convergence:
-    """--converged-after and --when-converged (unset: the controller's defaults)."""
-    return cpb.Convergence(patience=args.converged_after or 0, action=args.when_converged or "")
+    """--converged-after, --when-converged, --explore-by and --explore-top (unset: the
+    controller's defaults)."""
+    return cpb.Convergence(
+        patience=args.converged_after or 0,
+        action=args.when_converged or "",
+        draws=args.explore_by or "",
+        top=args.explore_top or 0,
+    )
 
 
 def _evaluation(args: argparse.Namespace) -> cpb.SearchEvaluation:

@@ -25,3 +25,6 @@ SCREENING_SCORES = ("synflow", "params", "flops", "predictor")
 ACQUISITIONS = ("ucb", "ei", "mean")
 #: what the controller does about a converged agent
 CONVERGENCE_ACTIONS = ("explore", "end")
+#: what a converged agent's exploration draws: uniformly from the space, or one-decision
+#: mutations of the search's best results (a uniform draw when none of them is new)
+EXPLORATION_DRAWS = ("uniform", "mutations")

@@ -21,10 +21,10 @@ if str(ROOT) not in sys.path:
 
 from bench import screening  # noqa: E402
 from bench.replay.lookup import Lookup, lookup  # noqa: E402
-from bench.replay.replay import Evaluator, Job, replay_agent  # noqa: E402
+from bench.replay.replay import MUTATE_PATIENCE, Evaluator, Job, replay_agent  # noqa: E402
 from controller_service.codec import space_from_proto  # noqa: E402
 from controller_service.searches import Searches  # noqa: E402
-from controller_service.spec import Constraints, Screening, SearchSpec  # noqa: E402
+from controller_service.spec import Constraints, Convergence, Screening, SearchSpec  # noqa: E402
 from controller_service.store import Store  # noqa: E402
 from nasrl.core.results import TrainSettings  # noqa: E402
 from protos import controller_pb2 as cpb  # noqa: E402
@@ -102,6 +102,11 @@ def _spec(table: Lookup, job: Job) -> SearchSpec:
         constraints=Constraints(max_params=job.max_params),
         screening=screen,
         agent_settings=job.settings,
+        convergence=(
+            Convergence(patience=MUTATE_PATIENCE, draws="mutations", top=job.mutate)
+            if job.mutate
+            else Convergence()
+        ),
     )
 
 
@@ -164,11 +169,13 @@ def test_predictor_screening_agrees_with_the_controller(
     assert replay_cached == controller_cached
 
 
-def test_exploration_and_model_steps_agree_with_the_controller(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mutate", [0, 5])
+def test_exploration_and_model_steps_agree_with_the_controller(tmp_path: Path, mutate: int) -> None:
     """The efficient REINFORCE with model-based steps after every refit, on a table of 32
-    networks that it soon knows: it converges (100 known proposals in a row) and the
-    controller's exploration, the best-predicted new one of 3 uniform draws, finds the
-    rest — the replay's draws, ranking and steps are the controller's."""
+    networks that it soon knows: it converges (100 known proposals in a row; 20 with
+    mutations) and the controller's exploration, the best-predicted new one of 3 uniform
+    draws (or of 3 mutations of the best 5 results, else a uniform one), finds the rest — the
+    replay's draws, ranking and steps are the controller's."""
     job = Job(
         TINY,
         "reinforce",
@@ -178,6 +185,7 @@ def test_exploration_and_model_steps_agree_with_the_controller(tmp_path: Path) -
         screen=("predictor", 3, ""),
         explore=True,
         model_steps=2,
+        mutate=mutate,
     )
     (replay, replay_cached), (controller, controller_cached) = (
         replayed(job),

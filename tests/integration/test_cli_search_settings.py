@@ -61,6 +61,10 @@ def test_predictor_and_convergence_flags_reach_the_controller(
         "7",
         "--when-converged",
         "end",
+        "--explore-by",
+        "mutations",
+        "--explore-top",
+        "3",
         "--json",
     )
     assert r.returncode == 0, r.stderr
@@ -74,6 +78,7 @@ def test_predictor_and_convergence_flags_reach_the_controller(
     assert (screening.cold_start_results, screening.cold_start_score) == (2, "params")
     assert screening.refit_every == 2
     assert (convergence.patience, convergence.action) == (7, "end")
+    assert (convergence.draws, convergence.top) == ("mutations", 3)
 
 
 def test_unset_flags_take_the_controller_defaults_and_the_summary_says_why_it_ended(
@@ -90,6 +95,7 @@ def test_unset_flags_take_the_controller_defaults_and_the_summary_says_why_it_en
     assert (screening.cold_start_results, screening.cold_start_score) == (10, "")
     assert screening.refit_every == 10
     assert (convergence.patience, convergence.action) == (100, "explore")
+    assert (convergence.draws, convergence.top) == ("uniform", 5)
 
 
 def test_a_converged_search_that_ends_says_so(controller: str, simulated: str) -> None:

@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from controller_service import live as live_module
-from controller_service.agents.proposals import random_proposal
+from controller_service.agents.proposals import mutation_draws, random_proposal
 from controller_service.reports import Screened
 from controller_service.screen_model import Fitted, fit, fit_size
 from controller_service.searches import Handout, Searches
@@ -393,6 +393,46 @@ def test_a_converged_agent_gets_uniform_exploration(tmp_path: Path, drives: list
     ]
 
 
+def test_mutation_exploration_mutates_the_best_results_then_draws_uniformly(
+    tmp_path: Path, drives: list[Drive]
+) -> None:
+    """With ``draws`` "mutations" a converged agent's group gets one decision changed in one
+    of the ``top`` best results so far (seeded as the uniform draw is); when that network is
+    known, the uniform draw instead. Each is recomputed here from the results before it; a
+    controller restarted before every Sample proposes exactly the same."""
+    spec = replace(
+        _converging_spec("explore", budget=16),
+        convergence=Convergence(patience=3, action="explore", draws="mutations", top=2),
+    ).validate()
+    d = Drive(tmp_path / "mutations.db", spec)
+    drives.append(d)
+    _drive_to_the_end(d, restart_every_step=False)
+    cands = [c for c in map(_row(d), d.candidates())]
+    explored = [c for c in cands if c.decisions.get("explore") is True]
+    kinds = []
+    for c in explored:
+        before = [b for b in cands if b.id < c.id and b.status == Status.DONE]
+        best = sorted(before, key=lambda b: (-float(b.reward or 0.0), b.id))[: spec.convergence.top]
+        mutated = mutation_draws(SMALL, SEED, 1, [b.arch for b in best], c.id - 2, 0)[0]
+        if _text(mutated.arch) not in {b.arch for b in before}:
+            expected, kind = mutated, "mutation"
+        else:
+            rng = random.Random(f"explore:{SEED}:{c.id - 2}:0")
+            expected, kind = random_proposal(SMALL, rng, SMALL.max_layers), "uniform"
+            expected = replace(expected, decisions={**expected.decisions, "explore": True})
+        assert c.arch == _text(expected.arch) and c.decisions == expected.decisions, kind
+        kinds.append(kind)
+    assert {"mutation", "uniform"} <= set(kinds), kinds
+    assert len([c for c in cands if c.status == Status.DONE]) == spec.budget
+    again = Drive(tmp_path / "mutations-restarted.db", spec)
+    drives.append(again)
+    _drive_to_the_end(again, restart_every_step=True)
+    assert again.log == d.log
+    assert [(c.arch, c.status) for c in again.candidates()] == [
+        (c.arch, c.status) for c in d.candidates()
+    ]
+
+
 def test_a_converged_search_ends_when_nothing_is_leased(
     tmp_path: Path, drives: list[Drive]
 ) -> None:
@@ -511,6 +551,9 @@ def _raw(c: ControllerClient, sid: str) -> cpb.Search:
         ({"convergence": cpb.Convergence(patience=-1)}, "convergence.patience"),
         ({"convergence": cpb.Convergence(patience=1_000_001)}, "convergence.patience"),
         ({"convergence": cpb.Convergence(action="bar")}, "convergence.action"),
+        ({"convergence": cpb.Convergence(draws="evolve")}, "convergence.draws"),
+        ({"convergence": cpb.Convergence(draws="mutations", top=1001)}, "convergence.top"),
+        ({"convergence": cpb.Convergence(top=3)}, 'convergence.draws "mutations"'),
         (
             {
                 "agent": cpb.AgentSpec(
@@ -566,7 +609,7 @@ def test_settings_round_trip_with_defaults_filled_in(controller_addr: str) -> No
             cold_start_score="synflow",
             refit_every=1,
         )
-        convergence = cpb.Convergence(patience=7, action="end")
+        convergence = cpb.Convergence(patience=7, action="end", draws="mutations", top=3)
         sid = _create(c, screening=given, convergence=convergence)
         back = _raw(c, sid).spec
         assert back.screening == given and back.convergence == convergence

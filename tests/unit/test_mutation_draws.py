@@ -1,13 +1,12 @@
-"""The experimental exploration of bench/replay (``--priors predictor+mutate``): its draws are
+"""The convergence rule's exploration by mutation (``--explore-by mutations``): its draws are
 one-operation changes of the best results so far, the same for the same key."""
 
 from __future__ import annotations
 
 import random
 
-from bench.replay.replay import mutation_draws
+from controller_service.agents.proposals import mutation_draws
 from controller_service.spaces import Nb201Space, decode, random_decisions
-from controller_service.store.rows import Trained
 from nasrl.core.arch import format_arch
 from nasrl.core.cell import CellOp
 
@@ -15,21 +14,17 @@ from nasrl.core.cell import CellOp
 def test_draws_mutate_one_operation_of_a_top_result_and_repeat_for_the_same_key() -> None:
     space = Nb201Space()
     rng = random.Random(0)
-    trained = []
-    for i in range(12):
-        arch = decode(space, random_decisions(space, rng, 0))
-        trained.append(Trained(format_arch(arch), 1, 1, reward=i / 12))
-    top = {t.arch: t for t in sorted(trained, key=lambda t: -t.reward)[:3]}
-    draws = mutation_draws(space, 7, 8, trained, 3, 40, 0)
+    top = [format_arch(decode(space, random_decisions(space, rng, 0))) for _ in range(3)]
+    draws = mutation_draws(space, 7, 8, top, 40, 0)
     assert len(draws) == 8 and all(d.decisions["explore"] for d in draws)
     for d in draws:
         assert d.arch.cell is not None
         ops = d.arch.cell.ops
         parents = [p for p in top if _changed(p, ops) == 1]
         assert parents, f"{format_arch(d.arch)} is not one change from a top-3 result"
-    again = mutation_draws(space, 7, 8, trained, 3, 40, 0)
+    again = mutation_draws(space, 7, 8, top, 40, 0)
     assert [format_arch(d.arch) for d in again] == [format_arch(d.arch) for d in draws]
-    other = mutation_draws(space, 7, 8, trained, 3, 41, 0)
+    other = mutation_draws(space, 7, 8, top, 41, 0)
     assert [format_arch(d.arch) for d in other] != [format_arch(d.arch) for d in draws]
 
 
