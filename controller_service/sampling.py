@@ -11,16 +11,16 @@ the search's predictor (``screen_model``), only the best handed out.
 
 Convergence: after ``convergence.patience`` of the agent's proposals in a row were known, the
 agent is converged: with ``explore`` every child's group gets one more proposal, drawn
-uniformly from the space (its decisions marked ``explore``), recorded only when the agent's own
-proposals bring nothing new — when the search screens, the best-scoring new one of ``factor``
-such draws (the others are not recorded); with ``end`` the search ends. The streak is kept in the agent's
+uniformly from the space or (``draws`` "mutations") a mutation of one of the best results, a
+uniform draw when no mutation is new (its decisions marked ``explore``), recorded only when the
+agent's own proposals bring nothing new — when the search screens, the best-scoring new one of
+``factor`` such draws (the others are not recorded); with ``end`` the search ends. The streak is kept in the agent's
 ``Memory`` and rebuilt from the candidates on reload (``Store.known_streak``); the draw is
 seeded by the search's seed, the candidates recorded so far and the group's place in the
 round, so a restarted controller draws the same networks."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -29,16 +29,15 @@ from dataclasses import dataclass, field
 from controller_service import budget, stages
 from controller_service.agents import Agent, Proposal
 from controller_service.agents.proposals import exploration_draws, mutation_draws
+from controller_service.checks import Checks
 from controller_service.live import LiveSearch, Memory
 from controller_service.reports import Rejected, Result, Screened
 from controller_service.screen_model import Fitted
 from controller_service.spaces import encode
 from controller_service.states import SearchState, Status
-from controller_service.store import CandidateRow, ResultRow, Store
+from controller_service.store import CandidateRow, Store
 from controller_service.views import Handout
-from nasrl.core.arch import ArchError, arch_hash, hashed, parse
-from nasrl.core.scoring import score as screen_score
-from nasrl.core.shapes import Analysis, analyze
+from nasrl.core.arch import arch_hash, parse
 
 __all__ = ["Sampling", "handout_of"]
 
@@ -66,30 +65,6 @@ class _Group:
     new: bool = field(default=False)  # set when one of the agent's proposals was new
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """A proposal's checks done before the transaction: its shape (None: ``invalid`` says
-    why it does not fit the input), why it breaks the constraints (``rejected``), its result
-    if evaluated (``known``), its in-flight twin and, when screened, its score."""
-
-    size: Analysis | None
-    invalid: str | None
-    rejected: str | None = None
-    known: ResultRow | None = None
-    twin: CandidateRow | None = None
-    score: float | None = None
-
-    @property
-    def new(self) -> bool:
-        """Valid, within the limits, not evaluated and not in flight (when prepared)."""
-        return (
-            self.size is not None
-            and self.rejected is None
-            and self.known is None
-            and self.twin is None
-        )
-
-
 def handout_of(c: CandidateRow) -> Handout:
     """A stored candidate as a Sample handed it out."""
     report = c.report if c.status == Status.CACHED else None
@@ -106,8 +81,7 @@ class Sampling:
         self.request_id = request_id
         self.model: Fitted | None = None  # the predictor of this call (screen_model)
         self.group: _Group | None = None  # the group being recorded
-        self._keys: dict[int, tuple[Proposal, str, str]] = {}  # see ``_key``
-        self._recorded: set[str] = set()  # networks recorded by this call: look them up again
+        self.checks = Checks(store, live.spec, live.id)
 
     def run(
         self,
@@ -140,12 +114,20 @@ class Sampling:
                 want = min(count - len(out) - len(expired), budget.room(self.spec, counts))
             groups = self._proposals(agent, want, memory, counts) if want > 0 else []
             attempts += len(groups)
-            prepared = self._prepare(groups)
+            self.checks.run(
+                (
+                    (p, group.screened)
+                    for group in groups
+                    for p in group.proposals + group.explore + group.fallback
+                ),
+                self._score_name(),
+                self.model,
+            )
             with store.transaction():
                 out += [self._reissue(c, deadline) for c in expired]
                 expired = []
                 for group in groups:
-                    handout = self._group(agent, group, prepared, memory)
+                    handout = self._group(agent, group)
                     if handout is not None:
                         if self.request_id:
                             store.set_request(search_id, handout.id, self.request_id)
@@ -239,32 +221,28 @@ class Sampling:
                     group.explore = uniform
         return groups
 
-    def _group(
-        self, agent: Agent, group: _Group, prepared: dict[str, _Prepared], memory: Memory
-    ) -> Handout | None:
+    def _group(self, agent: Agent, group: _Group) -> Handout | None:
         """Record one group: the agent's proposals, then, when they brought nothing new and
         the agent is converged, the exploration proposal: of the draws, the best-scoring new
         one (unscreened: the first new one); when none is new, the fallback draw, else the
         first."""
         self.group = group
         if group.screened:
-            handout = self._screened(agent, group.proposals, prepared)
+            handout = self._screened(agent, group.proposals)
         else:
-            handout = self._propose(agent, group.proposals[0], prepared)
+            handout = self._propose(agent, group.proposals[0])
         if group.new or not group.explore:
             return handout
-        pick = self._pick(group.explore, prepared) or self._pick(group.fallback, prepared)
+        pick = self._pick(group.explore) or self._pick(group.fallback)
         if pick is None:
             pick = (group.fallback or group.explore)[0]
-        explored = self._propose(agent, pick, prepared)
+        explored = self._propose(agent, pick)
         return explored if explored is not None and explored.cached is None else handout
 
-    def _pick(self, draws: list[Proposal], prepared: dict[str, _Prepared]) -> Proposal | None:
+    def _pick(self, draws: list[Proposal]) -> Proposal | None:
         """The best-scoring new draw (unscored: the first new one); None when none is new."""
-        new = [p for p in draws if prepared[self._digest(p)].new]
-        if not new:
-            return None
-        return max(new, key=lambda p: prepared[self._digest(p)].score or 0.0)
+        new = [p for p in draws if self.checks[p].new]
+        return max(new, key=lambda p: self.checks[p].score or 0.0) if new else None
 
     def _next_priors(self, want: int) -> list[Proposal]:
         """Up to ``want`` warm-start networks not yet recorded, in the order given."""
@@ -282,97 +260,36 @@ class Sampling:
             out.append(Proposal(arch, {**encode(self.spec.bound_space(), arch), "prior": True}))
         return out
 
-    def _prepare(self, groups: list[_Group]) -> dict[str, _Prepared]:
-        """The expensive checks of every proposal, done before the transaction: its shape
-        (or why it does not fit the input) and, in screened groups, the score of each one
-        that is valid, within the limits, not evaluated and not in flight."""
-        spec, store, search_id = self.spec, self.store, self.live.id
-        image, score = spec.image(), self._score_name()
-        out: dict[str, _Prepared] = {}
-        to_score: dict[str, Proposal] = {}
-        for group in groups:
-            for p in group.proposals + group.explore + group.fallback:
-                digest = self._digest(p)
-                if digest in out:
-                    continue
-                try:
-                    size = analyze(p.arch, image)
-                except ArchError as exc:  # the space allows it, the dataset's input does not
-                    out[digest] = _Prepared(None, str(exc))
-                    continue
-                why = spec.constraints.violation(size.params, size.flops)
-                if why is not None:
-                    out[digest] = _Prepared(size, None, why)
-                    continue
-                known = store.result(search_id, digest)
-                twin = None if known else store.in_flight_with_hash(search_id, digest)
-                out[digest] = _Prepared(size, None, None, known, twin)
-                if group.screened and known is None and twin is None:
-                    to_score[digest] = p
-        for digest, value in zip(to_score, self._scores(score, list(to_score.values()), out)):
-            out[digest] = dataclasses.replace(out[digest], score=value)
-        return out
-
-    def _key(self, p: Proposal) -> tuple[str, str]:
-        """``arch_hash`` and canonical text of a proposal of this call, computed once."""
-        found = self._keys.get(id(p))
-        if found is None or found[0] is not p:
-            found = self._keys[id(p)] = (p, *hashed(p.arch))
-        return found[1], found[2]
-
-    def _digest(self, p: Proposal) -> str:
-        return self._key(p)[0]
-
-    def _scores(
-        self, score: str, proposals: list[Proposal], prepared: dict[str, _Prepared]
-    ) -> list[float]:
-        """The screening score of each proposal (by the predictor: in one batch)."""
-        if score != "predictor":
-            image = self.spec.image()
-            return [screen_score(score, p.arch, image) for p in proposals]
-        assert self.model is not None
-        sizes = []
-        for p in proposals:
-            size = prepared[self._digest(p)].size
-            assert size is not None
-            sizes.append((size.params, size.flops))
-        return self.model.values([p.arch for p in proposals], sizes)
-
-    def _propose(self, agent: Agent, p: Proposal, prepared: dict[str, _Prepared]) -> Handout | None:
+    def _propose(self, agent: Agent, p: Proposal) -> Handout | None:
         """Record a proposal: a new network is leased out for training."""
-        outcome = self._unless_new(agent, p, prepared)
+        outcome = self._unless_new(agent, p)
         return self._lease(p) if isinstance(outcome, _New) else outcome
 
-    def _unless_new(
-        self, agent: Agent, p: Proposal, prepared: dict[str, _Prepared]
-    ) -> Handout | _New | None:
+    def _unless_new(self, agent: Agent, p: Proposal) -> Handout | _New | None:
         """Record a proposal that needs no training — invalid, over the limits (both learnt
         as failures), already evaluated (cached, learnt from its reward) or equal to one in
         flight (waiting) — and return its handout (or None); ``_NEW`` for a new network,
         which is not recorded."""
-        store, search_id = self.store, self.live.id
-        digest = self._digest(p)
-        ready = prepared[digest]
+        ready = self.checks[p]
         if ready.size is None:
             self._add(p, Status.INVALID)
             self._note(p, known=False)
             agent.record(p.decisions, None)
-            log.info("search %s: agent proposed an invalid network: %s", search_id, ready.invalid)
+            log.info(
+                "search %s: agent proposed an invalid network: %s", self.live.id, ready.invalid
+            )
             return None
         if ready.rejected is not None:  # rejected before training: no budget, learnt as a failure
             self._add(p, Status.INVALID, Rejected(ready.rejected))
             self._note(p, known=False)
             agent.record(p.decisions, None)
             return None
-        known, twin = ready.known, ready.twin
-        if digest in self._recorded:  # this call may have leased it since it was prepared
-            known = store.result(search_id, digest)
-            twin = None if known else store.in_flight_with_hash(search_id, digest)
+        known, twin = self.checks.lookup(p)
         if known is not None:
             cid = self._add(p, Status.CACHED, Result(known.outcome), known.reward)
             self._note(p, known=True)
             agent.record(p.decisions, known.reward)
-            return Handout(cid, self._key(p)[1], 0.0, known.outcome)
+            return Handout(cid, self.checks.key(p)[1], 0.0, known.outcome)
         if twin is not None:
             self._add(p, Status.WAITING, twin=twin.id)
             self._note(p, known=True)
@@ -389,8 +306,8 @@ class Sampling:
         twin: int | None = None,
     ) -> int:
         """Record a proposal of this call as a candidate (finished when ``report`` is given)."""
-        digest, text = self._key(p)
-        self._recorded.add(digest)
+        digest, text = self.checks.key(p)
+        self.checks.recorded(p)
         return self.store.add_candidate(
             self.live.id, text, digest, p.decisions, status, deadline, twin, False, report, reward
         )
@@ -412,11 +329,9 @@ class Sampling:
         self._note(p, known=False)
         deadline = self.now + self.spec.lease_seconds
         cid = self._add(p, Status.LEASED, deadline=deadline)
-        return Handout(cid, self._key(p)[1], deadline, None)
+        return Handout(cid, self.checks.key(p)[1], deadline, None)
 
-    def _screened(
-        self, agent: Agent, group: list[Proposal], prepared: dict[str, _Prepared]
-    ) -> Handout | None:
+    def _screened(self, agent: Agent, group: list[Proposal]) -> Handout | None:
         """One child by screening a group of ``factor`` proposals; those that are invalid,
         known or in flight are handled as always (a known one is recorded as cached and
         learnt, but not handed out); of the new ones only the best-scoring is handed out, the
@@ -424,12 +339,12 @@ class Sampling:
         score = self._score_name()
         fresh: dict[str, tuple[Proposal, float]] = {}
         for p in group:
-            digest = self._digest(p)
-            if digest in fresh or not isinstance(self._unless_new(agent, p, prepared), _New):
+            digest = self.checks.digest(p)
+            if digest in fresh or not isinstance(self._unless_new(agent, p), _New):
                 continue
-            value = prepared[digest].score
-            if value is None:  # not new when prepared; cannot happen under the search's lock
-                value = self._scores(score, [p], prepared)[0]
+            value = self.checks[p].score
+            if value is None:  # not new when checked; cannot happen under the search's lock
+                value = self.checks.scores(score, self.model, [p])[0]
             fresh[digest] = (p, value)
         if not fresh:
             return None
