@@ -301,14 +301,7 @@ class Store(AgentTables, StageTables):
     def first_results(self, search_id: str, n: int) -> list[Trained]:
         """The search's first ``n`` results in the order they were recorded, as a predictor
         learns them."""
-        rows = self._read(
-            "SELECT arch, params, flops, reward FROM results WHERE search_id = ? "
-            "ORDER BY rowid LIMIT ?",
-            (search_id, n),
-        )
-        return [
-            Trained(r["arch"], int(r["params"]), int(r["flops"]), float(r["reward"])) for r in rows
-        ]
+        return self._trained(search_id, "rowid", n)
 
     def known_streak(self, search_id: str) -> int:
         """How many of the agent's latest proposals in a row were networks already evaluated or
@@ -328,10 +321,13 @@ class Store(AgentTables, StageTables):
 
     def best_results(self, search_id: str, k: int) -> list[Trained]:
         """The ``k`` results of highest reward, ties in the order they were recorded."""
+        return self._trained(search_id, "reward DESC, rowid", k)
+
+    def _trained(self, search_id: str, order: str, n: int) -> list[Trained]:
         rows = self._read(
             "SELECT arch, params, flops, reward FROM results WHERE search_id = ? "
-            "ORDER BY reward DESC, rowid LIMIT ?",
-            (search_id, k),
+            f"ORDER BY {order} LIMIT ?",
+            (search_id, n),
         )
         return [
             Trained(r["arch"], int(r["params"]), int(r["flops"]), float(r["reward"])) for r in rows

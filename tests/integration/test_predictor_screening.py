@@ -325,6 +325,18 @@ def _own(c: CandidateRow) -> bool:
     return "explore" not in c.decisions and "prior" not in c.decisions
 
 
+def _same_when_restarted(d: Drive, db: Path, drives: list[Drive]) -> None:
+    """The same search driven again with a controller restarted before every Sample
+    proposes, hands out and records exactly what ``d``'s did."""
+    again = Drive(db, d.spec)
+    drives.append(again)
+    _drive_to_the_end(again, restart_every_step=True)
+    assert again.log == d.log
+    assert [(c.arch, c.status) for c in again.candidates()] == [
+        (c.arch, c.status) for c in d.candidates()
+    ]
+
+
 def _drive_to_the_end(d: Drive, restart_every_step: bool, steps: int = 200) -> None:
     for _ in range(steps):
         if restart_every_step:
@@ -384,13 +396,7 @@ def test_a_converged_agent_gets_uniform_exploration(tmp_path: Path, drives: list
         rng = random.Random(f"explore:{SEED}:{c.id - 2}:0")
         p = random_proposal(spec.bound_space(), rng, SMALL.max_layers)
         assert c.decisions == {**p.decisions, "explore": True} and c.arch == _text(p.arch)
-    again = Drive(tmp_path / "explore-restarted.db", spec)
-    drives.append(again)
-    _drive_to_the_end(again, restart_every_step=True)
-    assert again.log == d.log
-    assert [(c.arch, c.status) for c in again.candidates()] == [
-        (c.arch, c.status) for c in d.candidates()
-    ]
+    _same_when_restarted(d, tmp_path / "explore-restarted.db", drives)
 
 
 def test_mutation_exploration_mutates_the_best_results_then_draws_uniformly(
@@ -424,13 +430,7 @@ def test_mutation_exploration_mutates_the_best_results_then_draws_uniformly(
         kinds.append(kind)
     assert {"mutation", "uniform"} <= set(kinds), kinds
     assert len([c for c in cands if c.status == Status.DONE]) == spec.budget
-    again = Drive(tmp_path / "mutations-restarted.db", spec)
-    drives.append(again)
-    _drive_to_the_end(again, restart_every_step=True)
-    assert again.log == d.log
-    assert [(c.arch, c.status) for c in again.candidates()] == [
-        (c.arch, c.status) for c in d.candidates()
-    ]
+    _same_when_restarted(d, tmp_path / "mutations-restarted.db", drives)
 
 
 def test_a_converged_search_ends_when_nothing_is_leased(
