@@ -42,6 +42,9 @@ from nasrl.core.agent_settings import QLearningSettings
 
 __all__ = ["QLearningAgent", "PAPER_SCHEDULE", "epsilon_schedule"]
 
+#: (Q-table key, number of the next state's ways out, their keys; -1 and None at the end)
+Transition = tuple[str, int, tuple[str, ...] | None]
+
 PAPER_SCHEDULE: tuple[tuple[float, int], ...] = (
     (1.0, 1500),
     (0.9, 100),
@@ -107,8 +110,11 @@ class QLearningAgent(StoredInParts, Agent):
         self.trajectory_updates = 0
         self.queued: list[tuple[list[str], float]] = []  # recorded, not yet learnt
         self._edge_cache: dict[Any, tuple[str, ...]] = {}
-        self._plans: dict[str, tuple[tuple[str, tuple[str, ...] | None], ...]] = {}
+        self._plans: dict[str, tuple[Transition, ...]] = {}
         self._changed: set[str] = set()  # Q-values not yet given to changed_entries
+        self._numbers: dict[tuple[str, ...], int] = {}  # a state's ways out -> its number
+        self._within: dict[str, list[int]] = {}  # Q-table key -> the numbers it is part of
+        self._best: dict[int, float] = {}  # number -> the largest Q-value among them
 
     # ------------------------------------------------------------------ epsilon
 
@@ -165,31 +171,60 @@ class QLearningAgent(StoredInParts, Agent):
     def _learn(self, path: list[str], reward: float) -> None:
         """One Q update of a whole trajectory, last transition first."""
         q, q_init, alpha, gamma = self.q, self.q_init, self.alpha, self.gamma
-        for key, edges in self._plan(path):
-            # map over q.get: the max of the next state's values without a Python frame per
-            # edge (this line is most of a Q-learning controller's time)
-            target = reward if edges is None else gamma * max(map(q.get, edges, repeat(q_init)))
-            q[key] = (1 - alpha) * q.get(key, q_init) + alpha * target
-            self._changed.add(key)
+        best, within, changed = self._best, self._within, self._changed
+        for key, after, edges in self._plan(path):
+            if edges is None:
+                target = reward
+            else:
+                # the largest value out of the next state, kept per set of transitions (exact:
+                # a max is never rounded), worked out again only after its largest went down;
+                # map over q.get: no Python frame per edge
+                top = best.get(after)
+                if top is None:
+                    top = best[after] = max(map(q.get, edges, repeat(q_init)))
+                target = gamma * top
+            old = q.get(key, q_init)
+            new = q[key] = (1 - alpha) * old + alpha * target
+            changed.add(key)
+            for n in within.get(key, ()):  # the kept maxima this value is part of
+                top = best.get(n)
+                if top is not None:
+                    if new >= top:
+                        best[n] = new
+                    elif old == top:
+                        del best[n]
         self.trajectory_updates += 1
 
-    def _plan(self, path: list[str]) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
-        """A trajectory's transitions, last first: each one's Q-table key and the keys of every
-        transition out of its next state (None when that state ends the network). Cached per
-        path: the replay comes back to the same stored models again and again."""
+    def _plan(self, path: list[str]) -> tuple[Transition, ...]:
+        """A trajectory's transitions, last first: each one's Q-table key, and the number and
+        keys of every transition out of its next state (-1 and None when that state ends the
+        network). Cached per path: the replay comes back to the same stored models again and
+        again."""
         name = " ".join(path)
         plan = self._plans.get(name)
         if plan is None:
             states = self.space.follow(path)
-            plan = tuple(
-                (
-                    f"{states[i].key}->{states[i + 1].key}",
-                    None if states[i + 1].terminal else self._edges(states[i + 1]),
-                )
-                for i in range(len(states) - 2, -1, -1)
-            )
-            self._plans[name] = plan
+            steps: list[Transition] = []
+            for i in range(len(states) - 2, -1, -1):
+                key = f"{states[i].key}->{states[i + 1].key}"
+                if states[i + 1].terminal:
+                    steps.append((key, -1, None))
+                else:
+                    edges = self._edges(states[i + 1])
+                    steps.append((key, self._number(edges), edges))
+            plan = self._plans[name] = tuple(steps)
         return plan
+
+    def _number(self, edges: tuple[str, ...]) -> int:
+        """The number of a set of transitions (one state's way out) whose largest Q-value
+        ``_learn`` keeps. States with the same key can differ in their ways out (the key bins
+        the representation size), so a Q-value can be part of several."""
+        n = self._numbers.get(edges)
+        if n is None:
+            n = self._numbers[edges] = len(self._numbers)
+            for key in edges:
+                self._within.setdefault(key, []).append(n)
+        return n
 
     def update(self, decisions: Decisions, reward: float | None) -> None:
         self.record(decisions, reward)
@@ -258,6 +293,7 @@ class QLearningAgent(StoredInParts, Agent):
         # "q": the whole table (a state_dict); "entries": the stored entries, newer
         self.q = {str(k): float(v) for k, v in state.get("q", {}).items()}
         self.q.update({str(k): float(v) for k, v in state.get("entries", {}).items()})
+        self._best = {}
         self._changed = set(state.get("q", ()))  # from a state_dict: the store has none yet
         self.memory = [([str(s) for s in p], float(r)) for p, r in state["log"]]
         self.seen = {" ".join(p): i for i, (p, _) in enumerate(self.memory)}

@@ -4,12 +4,21 @@ progress (what views show), an append-only log and keyed entries."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from controller_service.store.codec import dump_state, load_state
 from controller_service.store.database import Database
 
 __all__ = ["AgentTables"]
+
+
+def _dumps(value: Any) -> str:
+    """``json.dumps(value)``; a finite float (a Q-value: hundreds per result) by its repr,
+    which is what json writes for it, without the encoder's overhead."""
+    if type(value) is float and math.isfinite(value):
+        return repr(value)
+    return json.dumps(value)
 
 
 class AgentTables(Database):
@@ -62,7 +71,7 @@ class AgentTables(Database):
         self._exec_many(
             "INSERT INTO agent_entries (search_id, key, value) VALUES (?, ?, ?) "
             "ON CONFLICT (search_id, key) DO UPDATE SET value = excluded.value",
-            [(search_id, k, json.dumps(v)) for k, v in entries.items()],
+            [(search_id, k, _dumps(v)) for k, v in entries.items()],
         )
 
     def log_length(self, search_id: str) -> int:

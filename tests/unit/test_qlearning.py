@@ -254,6 +254,46 @@ def test_reverse_order_update_math() -> None:
     assert agent.value(s0, SPACE8.follow(["C(5,64)", "GAP"])[1]) == 0.5
 
 
+class PlainQLearning(QLearningAgent):
+    """The paper's update written out, the next state's max taken afresh every time: what
+    the agent's kept maxima must equal exactly."""
+
+    def _learn(self, path: list[str], reward: float) -> None:
+        states = self.space.follow(path)
+        for i in range(len(states) - 2, -1, -1):
+            s, nxt = states[i], states[i + 1]
+            if nxt.terminal:
+                target = reward
+            else:
+                target = self.gamma * max(self.value(nxt, a) for a in self.space.actions(nxt))
+            key = f"{s.key}->{nxt.key}"
+            self.q[key] = (1 - self.alpha) * self.q.get(key, self.q_init) + self.alpha * target
+            self._changed.add(key)
+        self.trajectory_updates += 1
+
+
+@pytest.mark.parametrize("space", [SPACE8, SPACE28], ids=["8x8", "28x28"])
+def test_kept_maxima_learn_exactly_what_the_plain_update_learns(space: MetaQNNSpace) -> None:
+    """The agent keeps each state's largest Q-value between updates; states that share a key
+    (the key bins the representation size) can differ in their ways out. With rewards that go
+    up and down, a restart in the middle and failures, the Q-table must be the plain update's
+    to the last bit."""
+    settings = {"schedule_scale": 0.02, "replay": 30, "learning_rate": 0.3, "discount": 0.9}
+    fast = QLearningAgent(space, settings, seed=5, budget=200)
+    plain = PlainQLearning(space, settings, seed=5, budget=200)
+    for i in range(150):
+        (p,), (q,) = fast.sample(1), plain.sample(1)
+        assert p.decisions == q.decisions
+        r = None if i % 11 == 3 else synthetic_reward(p.decisions["path"]) * (1 + (i % 3))
+        fast.update(p.decisions, r)
+        plain.update(q.decisions, r)
+        if i == 70:  # a reloaded agent starts without kept maxima
+            fast = QLearningAgent(space, settings, seed=0, budget=200)
+            fast.load_state_dict(through_bytes(plain.state_dict()))
+    assert fast.q == plain.q
+    assert fast.state_dict() == plain.state_dict()
+
+
 def test_discount_and_initial_values_in_the_target() -> None:
     agent = QLearningAgent(
         SPACE8, {"learning_rate": 0.5, "discount": 0.5, "q_init": 0.5, "replay": 0}, seed=0
