@@ -14,18 +14,8 @@ of the stored decisions under the current policy, and every ``batch`` results th
 gradient takes one Adam step. Depth follows the paper's curriculum: ``start_layers``, plus
 ``layers_step`` every ``step_every`` samples, capped by the space's ``max_layers``.
 
-``Proposal.decisions`` is plain JSON data::
-
-    {"tokens": [[fh, fw, sh, sw, nf], ...],   # indices into the space's choices, per layer
-     "skips": [[], [b], [b, b], ...] | None,  # skips[i][j] = 1: layer i+1 reads layer j+1
-     "layers": L,                              # len(tokens)
-     "logp": -12.3}                            # log-probability at sampling time (diagnostic)
-
-With ``independent`` the policy is one learnt softmax per decision of each layer position
-(``edge_policy.LayerLogits``) instead of the LSTM. In the NB201 cell space the policy emits one
-operation per edge (``edge_policy.EdgePolicy``: the LSTM, or with ``independent`` one softmax
-per edge, as NAS-Bench-201's paper) and the
-decisions are ``{"path": [op of each edge], "logp": -9.6}``; there is no depth curriculum.
+The policy (the LSTM, or with ``independent`` one learnt softmax per decision; in the NB201
+cell space one operation per edge) and the decisions' format: ``reinforce_policy``.
 
 With ``model_steps`` (model-based, needs the search's predictor screening) every refit of the
 predictor is followed by ``model_steps`` policy steps on ``model_batch`` networks sampled from
@@ -46,6 +36,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from controller_service.agents.advantages import Advantages
 from controller_service.agents.base import (
     Agent,
     AgentSettingsError,
@@ -53,14 +44,15 @@ from controller_service.agents.base import (
     Predict,
     Proposal,
 )
-from controller_service.agents.controller_lstm import ControllerLSTM, Trajectory
-from controller_service.agents.edge_policy import EdgePolicy, LayerLogits
+from controller_service.agents.controller_lstm import Trajectory
+from controller_service.agents.edge_policy import EdgePolicy
 from controller_service.agents.persistence import (
     StoredInParts,
     optimizer_state,
     plain_optimizer_state,
 )
-from controller_service.spaces import ZOPH_DECISIONS, Nb201Space, ZophSpace
+from controller_service.agents.reinforce_policy import make_policy, proposal_of, trajectory_of
+from controller_service.spaces import Nb201Space, ZophSpace
 from nasrl.core.agent_settings import ReinforceSettings
 from nasrl.core.cell import EDGES
 
@@ -91,31 +83,9 @@ class ReinforceAgent(StoredInParts, Agent):
         self.space = space
         s = self.settings = ReinforceSettings.of(settings)
         self.generator = torch.Generator().manual_seed(seed)
-        self.policy: ControllerLSTM | EdgePolicy | LayerLogits
-        if isinstance(space, Nb201Space):
-            self.skips = False
-            self.policy = EdgePolicy(
-                len(EDGES),
-                len(space.ops),
-                s.hidden,
-                s.lstm_layers,
-                s.init_range,
-                self.generator,
-                s.independent,
-            )
-        elif s.independent:
-            self.skips = s.skip_connections and space.skip_connections
-            sizes = [len(space.choices(d)) for d in ZOPH_DECISIONS]
-            self.policy = LayerLogits(sizes, space.max_layers, s.init_range, self.generator)
-        else:
-            self.skips = s.skip_connections and space.skip_connections
-            self.policy = ControllerLSTM(
-                space, s.hidden, s.lstm_layers, s.init_range, self.generator
-            )
+        self.policy, self.skips = make_policy(space, s, self.generator)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=s.learning_rate)
-        self.baseline: float | None = None
-        self.variance: float | None = None  # moving variance of the rewards (standardize)
-        self.elite: list[dict[str, Any]] = []  # {"tokens", "skips", "reward"}, best first
+        self.advantages = Advantages(s.baseline_decay, s.standardize, s.elite)
         self.samples = 0
         self.updates = 0
         self.steps = 0
@@ -179,62 +149,23 @@ class ReinforceAgent(StoredInParts, Agent):
         return torch.stack(log_probs), torch.stack(entropies)  # type: ignore[arg-type]
 
     def record(self, decisions: Decisions, reward: float | None) -> None:
-        """Queue one result; every ``batch`` results take one Adam step on their mean loss
-        ``-(reward - baseline) * log_prob - entropy_weight * entropy``. The baseline a
-        result is compared with is the one before its own reward (the first result's
-        advantage is 0: the baseline starts at the first reward). With ``standardize`` the
-        advantage is divided by the moving standard deviation of the rewards (updated with
-        this reward first); with ``elite`` the result may join the elite."""
+        """Queue one result with its advantage (``advantages.Advantages``); every ``batch``
+        results take one Adam step on their mean loss ``-advantage * log_prob -
+        entropy_weight * entropy``, with the elite replayed."""
         trajectory = self._trajectory(decisions)
         r = self.settings.failure_reward if reward is None else float(reward)
         if not math.isfinite(r):
             raise ValueError(f"reward must be a finite number, got {reward!r}")
-        baseline = r if self.baseline is None else self.baseline
-        decay = self.settings.baseline_decay
-        self.baseline = decay * baseline + (1 - decay) * r
-        advantage = r - baseline
-        if self.settings.standardize:
-            previous = advantage**2 if self.variance is None else self.variance
-            self.variance = decay * previous + (1 - decay) * advantage**2
-            advantage = advantage / self._scale()
+        advantage = self.advantages.of(r)
         self.pending.append(
             {"tokens": trajectory.tokens, "skips": trajectory.skips, "advantage": advantage}
         )
-        self._join_elite(trajectory, r)
+        self.advantages.join(trajectory, r)
         if len(self.pending) % self.settings.batch == 0:
             # the elite replay of this batch's step, as of now: learnt later (the controller
             # records several results before it learns), the step is the one ``update`` takes
-            self.pending[-1]["elite"] = self._elite_replay()
+            self.pending[-1]["elite"] = self.advantages.replay()
         self.updates += 1
-
-    def _scale(self) -> float:
-        """What advantages are divided by: the rewards' moving standard deviation with
-        ``standardize`` (1 while it is 0), else 1."""
-        if not self.settings.standardize or not self.variance:
-            return 1.0
-        return math.sqrt(self.variance)
-
-    def _join_elite(self, trajectory: Trajectory, reward: float) -> None:
-        """Keep the ``elite`` best distinct architectures seen (the first reward of each)."""
-        if not self.settings.elite or any(
-            e["tokens"] == trajectory.tokens and e["skips"] == trajectory.skips for e in self.elite
-        ):
-            return
-        member = {"tokens": trajectory.tokens, "skips": trajectory.skips, "reward": reward}
-        self.elite.append(member)
-        self.elite.sort(key=lambda e: -float(e["reward"]))
-        del self.elite[self.settings.elite :]
-
-    def _elite_replay(self) -> list[dict[str, Any]]:
-        """The elite members better than the baseline, with their advantage now."""
-        if self.baseline is None:
-            return []
-        out = []
-        for e in self.elite:
-            advantage = (float(e["reward"]) - self.baseline) / self._scale()
-            if advantage > 0:
-                out.append({"tokens": e["tokens"], "skips": e["skips"], "advantage": advantage})
-        return out
 
     def update(self, decisions: Decisions, reward: float | None) -> None:
         """Queue one result (``record``) and take the steps a full batch asks for."""
@@ -254,7 +185,7 @@ class ReinforceAgent(StoredInParts, Agent):
             self.pending[self.settings.batch :],
         )
         elite = batch[-1].get("elite")  # absent in states saved before it was kept
-        batch = batch + (self._elite_replay() if elite is None else list(elite))
+        batch = batch + (self.advantages.replay() if elite is None else list(elite))
         self.optimizer.zero_grad()
         log_prob, entropy = self._evaluate(
             [Trajectory(item["tokens"], item["skips"]) for item in batch]
@@ -304,15 +235,7 @@ class ReinforceAgent(StoredInParts, Agent):
         return list(trajectories)
 
     def _proposal(self, t: Trajectory, logp: float | None) -> Proposal:
-        """The network of a trajectory with its decisions (``logp``: its log-probability at
-        sampling time; None for the model-based steps' networks, which are never stored)."""
-        tail = {} if logp is None else {"logp": logp}
-        if isinstance(self.space, Nb201Space):
-            path = [self.space.ops[i] for i in t.tokens[0]]
-            return Proposal(self.space.decode(path), {"path": path, **tail})
-        assert isinstance(self.space, ZophSpace)
-        decisions = {"tokens": t.tokens, "skips": t.skips, "layers": len(t.tokens), **tail}
-        return Proposal(self.space.decode(t.tokens, t.skips), decisions)
+        return proposal_of(self.space, t, logp)
 
     def pretrain(self, priors: list[Decisions], steps: int, learning_rate: float) -> None:
         """Warm start: ``steps`` Adam steps (learning rate ``learning_rate``, an optimiser of
@@ -333,36 +256,7 @@ class ReinforceAgent(StoredInParts, Agent):
         self.pretrained += len(priors)
 
     def _trajectory(self, decisions: Decisions) -> Trajectory:
-        """The stored decisions, checked against this space; ValueError says what is wrong.
-        A cell's path becomes one row of operation indices (``tokens[0]``)."""
-        if isinstance(self.space, Nb201Space):
-            path = decisions.get("path")
-            if not isinstance(path, list):
-                raise ValueError("decisions need a 'path' list of the edges' operations")
-            self.space.follow(path)
-            return Trajectory([[self.space.ops.index(op) for op in path]], None)
-        tokens, skips = decisions.get("tokens"), decisions.get("skips")
-        if not isinstance(tokens, list) or not tokens:
-            raise ValueError("decisions need a non-empty 'tokens' list")
-        sizes = [len(self.space.choices(d)) for d in ZOPH_DECISIONS]
-        for i, row in enumerate(tokens):
-            if (
-                not isinstance(row, list)
-                or len(row) != len(sizes)
-                or not all(isinstance(t, int) and 0 <= t < n for t, n in zip(row, sizes))
-            ):
-                raise ValueError(
-                    f"decisions: tokens[{i}] must be {len(sizes)} indices "
-                    f"below {sizes}, got {row!r}"
-                )
-        if not self.skips:
-            return Trajectory([list(r) for r in tokens], None)
-        if not isinstance(skips, list) or len(skips) != len(tokens):
-            raise ValueError("decisions need one 'skips' row per layer")
-        for i, row in enumerate(skips):
-            if not isinstance(row, list) or len(row) != i or any(b not in (0, 1) for b in row):
-                raise ValueError(f"decisions: skips[{i}] must be {i} bits, got {row!r}")
-        return Trajectory([list(r) for r in tokens], [[int(b) for b in r] for r in skips])
+        return trajectory_of(self.space, self.skips, decisions)
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot (copies, not views) that loads with ``torch.load(weights_only=True)``."""
@@ -378,9 +272,7 @@ class ReinforceAgent(StoredInParts, Agent):
         return {
             "format": _STATE_FORMAT,
             "generator": self.generator.get_state(),
-            "baseline": self.baseline,
-            "variance": self.variance,
-            "elite": self.elite,  # serialised at once: no copy
+            **self.advantages.state(),  # serialised at once: no copy
             "samples": self.samples,
             "updates": self.updates,
             "steps": self.steps,
@@ -408,8 +300,7 @@ class ReinforceAgent(StoredInParts, Agent):
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(optimizer_state(copy.deepcopy(state["optimizer"])))
         self.generator.set_state(state["generator"])
-        baseline = state["baseline"]
-        self.baseline = None if baseline is None else float(baseline)
+        self.advantages.load(state)
         self.samples = int(state["samples"])
         self.updates = int(state["updates"])
         self.steps = int(state["steps"])
@@ -418,9 +309,6 @@ class ReinforceAgent(StoredInParts, Agent):
         self.dreamt = int(state.get("dreamt", 0))
         self.dreams = int(state.get("dreams", 0))
         self.pending = copy.deepcopy(list(state["pending"]))
-        variance = state["variance"]
-        self.variance = None if variance is None else float(variance)
-        self.elite = copy.deepcopy(list(state["elite"]))
 
     def progress(self) -> dict[str, float]:
         out = (
@@ -439,6 +327,6 @@ class ReinforceAgent(StoredInParts, Agent):
             out["pretrained_on"] = float(self.pretrained)
         if self.settings.model_steps:
             out["model_steps"] = float(self.dreams)
-        if self.baseline is not None:
-            out["baseline"] = self.baseline
+        if self.advantages.baseline is not None:
+            out["baseline"] = self.advantages.baseline
         return out

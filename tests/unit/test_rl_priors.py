@@ -62,13 +62,15 @@ def test_the_elite_keeps_the_best_distinct_architectures() -> None:
     for i, p in enumerate(proposals):
         agent.record(p.decisions, 0.1 * i)
         agent.record(p.decisions, 0.99)  # a repeat keeps its first reward
-    assert [e["reward"] for e in agent.elite] == pytest.approx([0.7, 0.6, 0.5])
-    replay = agent._elite_replay()
+    kept = agent.advantages
+    assert [e["reward"] for e in kept.elite] == pytest.approx([0.7, 0.6, 0.5])
+    replay = kept.replay()
     assert replay and all(item["advantage"] > 0 for item in replay)
-    assert len(replay) == sum(e["reward"] > agent.baseline for e in agent.elite)
+    assert kept.baseline is not None
+    assert len(replay) == sum(e["reward"] > kept.baseline for e in kept.elite)
     again = ReinforceAgent(NB201, {"elite": 3, "batch": 1000}, seed=9)
     again.load_state_dict(through_bytes(agent.state_dict()))
-    assert again.elite == agent.elite and again.variance == agent.variance
+    assert again.advantages.elite == kept.elite and again.advantages.variance == kept.variance
 
 
 def test_elite_replay_moves_the_policy_towards_the_elite() -> None:
