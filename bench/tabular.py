@@ -123,7 +123,9 @@ def _parser() -> argparse.ArgumentParser:
         "predictor+explore+model (reinforce only: model_steps 10, the agent's model-based "
         "steps), preset (the efficient preset alone, for an ablation); all: the six; "
         "predictor+mutate (the convergence rule with --converged-after 20 --explore-by "
-        "mutations: exploring by one-decision mutations of the best 5 results)",
+        "mutations: exploring by one-decision mutations of the best 5 results); "
+        "predictor+explore@20 and predictor+mutate@100 (patience and draws apart: uniform "
+        "draws after 20 known proposals, mutations after 100)",
     )
     p.add_argument(
         "--priors-agents",
@@ -229,6 +231,8 @@ PRIORS = (
     "predictor+model",
     "predictor+explore+model",
     "predictor+mutate",  # --converged-after 20 --explore-by mutations (top 5)
+    "predictor+explore@20",  # uniform draws after 20 known proposals (patience apart from draws)
+    "predictor+mutate@100",  # mutations after the default 100
 )
 #: model-based steps per predictor fit in the +model arms (agents that take them: reinforce)
 MODEL_STEPS = 10
@@ -237,7 +241,7 @@ MODEL_STEPS = 10
 def _priors(combos: str, agents: list[str], factor: int) -> list[tuple[list[str], dict[str, Any]]]:
     """Arms of the controller's priors outside the agents (variant BASE+COMBO), each agent
     from its efficient preset if it has one (BASE efficient), else its defaults (paper)."""
-    chosen = PRIORS[:-1] if combos == "all" else tuple(combos.split(","))  # the ablation's six
+    chosen = PRIORS[:6] if combos == "all" else tuple(combos.split(","))  # the ablation's six
     if unknown := [c for c in chosen if c not in PRIORS]:
         raise SystemExit(f"unknown --priors {unknown}; choose from {', '.join(PRIORS)} or all")
     arms: list[tuple[list[str], dict[str, Any]]] = []
@@ -245,6 +249,8 @@ def _priors(combos: str, agents: list[str], factor: int) -> list[tuple[list[str]
         arm: dict[str, Any] = {"explore": "explore" in combo or "mutate" in combo}
         if "mutate" in combo:
             arm["mutate"] = 5
+        if "@" in combo:
+            arm["patience"] = int(combo.split("@")[1])
         if "predictor" in combo:
             arm["screen"] = ("predictor", factor, "")
         takers = agents

@@ -56,6 +56,7 @@ class Job:
     explore: bool = False
     model_steps: int = 0
     mutate: int = 0  # the convergence rule's draws: mutations of the best ``mutate`` (0: uniform)
+    patience: int = 0  # the convergence rule's patience (0: 20 with ``mutate``, else its default)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -369,7 +370,8 @@ class Converged:
         self.table, self.job = table, job
         factor = job.screen[1] if job.screen else 1
         self.refits = Refits(Screening("predictor", factor=factor), table.space, job.seed)
-        self.patience = (MUTATE_PATIENCE if job.mutate else Convergence().patience) * job.explore
+        patience = job.patience or (MUTATE_PATIENCE if job.mutate else Convergence().patience)
+        self.patience = patience * job.explore
         self.streak = 0
 
     def model(self, run: Run) -> Any:

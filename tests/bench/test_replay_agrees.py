@@ -102,10 +102,10 @@ def _spec(table: Lookup, job: Job) -> SearchSpec:
         constraints=Constraints(max_params=job.max_params),
         screening=screen,
         agent_settings=job.settings,
-        convergence=(
-            Convergence(patience=MUTATE_PATIENCE, draws="mutations", top=job.mutate)
-            if job.mutate
-            else Convergence()
+        convergence=Convergence(
+            patience=job.patience or (MUTATE_PATIENCE if job.mutate else Convergence.patience),
+            draws="mutations" if job.mutate else "uniform",
+            top=job.mutate or Convergence.top,
         ),
     )
 
@@ -169,13 +169,15 @@ def test_predictor_screening_agrees_with_the_controller(
     assert replay_cached == controller_cached
 
 
-@pytest.mark.parametrize("mutate", [0, 5])
-def test_exploration_and_model_steps_agree_with_the_controller(tmp_path: Path, mutate: int) -> None:
+@pytest.mark.parametrize(("mutate", "patience"), [(0, 0), (5, 0), (0, 20)])
+def test_exploration_and_model_steps_agree_with_the_controller(
+    tmp_path: Path, mutate: int, patience: int
+) -> None:
     """The efficient REINFORCE with model-based steps after every refit, on a table of 32
     networks that it soon knows: it converges (100 known proposals in a row; 20 with
-    mutations) and the controller's exploration, the best-predicted new one of 3 uniform
-    draws (or of 3 mutations of the best 5 results, else a uniform one), finds the rest — the
-    replay's draws, ranking and steps are the controller's."""
+    mutations, or as set) and the controller's exploration, the best-predicted new one of 3
+    uniform draws (or of 3 mutations of the best 5 results, else a uniform one), finds the
+    rest — the replay's draws, ranking and steps are the controller's."""
     job = Job(
         TINY,
         "reinforce",
@@ -186,6 +188,7 @@ def test_exploration_and_model_steps_agree_with_the_controller(tmp_path: Path, m
         explore=True,
         model_steps=2,
         mutate=mutate,
+        patience=patience,
     )
     (replay, replay_cached), (controller, controller_cached) = (
         replayed(job),
