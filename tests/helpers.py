@@ -8,7 +8,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -96,3 +97,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0, what: str = "
         if time.monotonic() > give_up:
             raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what or predicate}")
         time.sleep(0.01)
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Torch on ``n`` threads for a while. A controller runs its agents on one
+    (``python -m controller_service`` sets it): on two threads the agents' many tiny tensor
+    operations slow down many times over when another process takes a core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -13,7 +13,7 @@ import torch
 
 from nasrl.rpc import rpc
 from protos import trainer_pb2, trainer_pb2_grpc
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, torch_threads
 from trainer_service.config import TrainerConfig
 from trainer_service.servicer import TrainerServicer
 from trainer_service.weights import WeightStore
@@ -110,10 +110,11 @@ def start_controller(
 
 @pytest.fixture()
 def controller(tmp_path) -> Iterator[str]:
-    handle, searches = start_controller(str(tmp_path / "controller.db"))
-    yield f"127.0.0.1:{handle.port}"
-    handle.stop(None)
-    searches.store.close()
+    with torch_threads(1):
+        handle, searches = start_controller(str(tmp_path / "controller.db"))
+        yield f"127.0.0.1:{handle.port}"
+        handle.stop(None)
+        searches.store.close()
 
 
 @pytest.fixture()
@@ -125,10 +126,11 @@ def clock() -> FakeClock:
 @pytest.fixture()
 def clocked_controller(tmp_path, clock: FakeClock) -> Iterator[str]:
     """A controller whose lease deadlines follow the ``clock`` fixture."""
-    handle, searches = start_controller(str(tmp_path / "controller.db"), clock=clock)
-    yield f"127.0.0.1:{handle.port}"
-    handle.stop(None)
-    searches.store.close()
+    with torch_threads(1):
+        handle, searches = start_controller(str(tmp_path / "controller.db"), clock=clock)
+        yield f"127.0.0.1:{handle.port}"
+        handle.stop(None)
+        searches.store.close()
 
 
 @pytest.fixture(scope="module")
