@@ -222,7 +222,8 @@ class SearchSpec:
             warm_start=_warm_from_json(data["warm_start"]),
             constraints=Constraints(**data["constraints"]),
             screening=Screening(**data["screening"]),
-            convergence=Convergence(**data.get("convergence", {})),  # stored before it existed
+            # stored before a part existed: what it did then (uniform draws before "draws")
+            convergence=Convergence(**{"draws": "uniform", **data.get("convergence", {})}),
             input=InputShape(**data["input"]) if data["input"] else None,
             evaluation=SearchEvaluation.from_json(data.get("evaluation")),
         )

@@ -886,18 +886,18 @@ class Convergence(_message.Message):
     """Known proposals in a row that make the agent converged, 1 .. 1,000,000; 0 means 100."""
     action: _builtins.str
     """"explore" (default): for every child while converged, after the agent's proposal turns
-    out known, the controller proposes a network drawn uniformly from the space (unseen ones
-    are handed out; the agent learns from its result as from its own proposals) — sampling at
-    infinite temperature until the agent proposes a new network itself, which ends the
-    converged spell. "end": the search ends (state DONE, `Search.ended_because` says why)
+    out known, the controller proposes a network of its own (`draws`; unseen ones are handed
+    out; the agent learns from its result as from its own proposals) until the agent proposes
+    a new network itself, which ends the converged spell. "end": the search ends (state DONE, `Search.ended_because` says why)
     with its budget unspent.
     """
     draws: _builtins.str
-    """What "explore" proposes: "uniform" (default: drawn uniformly from the space) or
-    "mutations": one decision changed in one of the search's `top` best results so far (by
-    reward; the locality that makes regularized evolution strong), a uniform draw when none of
-    those mutations is new. Seeded like the uniform draws, so a restarted controller proposes
-    the same.
+    """What "explore" proposes: "mutations" (default): one decision changed in one of the
+    search's `top` best results so far (by reward; the locality that makes regularized
+    evolution strong), a uniform draw when none of those mutations is new; or "uniform": drawn
+    uniformly from the space (sampling at infinite temperature). Seeded, so a restarted
+    controller proposes the same. Searches created before mutations became the default keep
+    uniform draws.
     """
     top: _builtins.int
     """"mutations": how many of the best results are parents, 1 .. 1,000; 0 means 5."""

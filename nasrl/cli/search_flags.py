@@ -305,15 +305,15 @@ def _convergence(s: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--when-converged",
         choices=CONVERGENCE_ACTIONS,
-        help="explore (default): add a network drawn uniformly from the space per child "
-        "until the agent proposes a new one; end: end the search, its budget unspent",
+        help="explore (default): add a network per child (see --explore-by) until the agent "
+        "proposes a new one; end: end the search, its budget unspent",
     )
     s.add_argument(
         "--explore-by",
         choices=EXPLORATION_DRAWS,
-        help="what explore proposes: uniform (default) draws from the space, or mutations: "
-        "one decision changed in one of the best results so far (a uniform draw when none "
-        "of those is new)",
+        help="what explore proposes: mutations (default): one decision changed in one of the "
+        "best results so far (a uniform draw when none of those is new), or uniform draws "
+        "from the space",
     )
     s.add_argument(
         "--explore-top",

@@ -95,7 +95,7 @@ def test_unset_flags_take_the_controller_defaults_and_the_summary_says_why_it_en
     assert (screening.cold_start_results, screening.cold_start_score) == (10, "")
     assert screening.refit_every == 10
     assert (convergence.patience, convergence.action) == (100, "explore")
-    assert (convergence.draws, convergence.top) == ("uniform", 5)
+    assert (convergence.draws, convergence.top) == ("mutations", 5)
 
 
 def test_a_converged_search_that_ends_says_so(controller: str, simulated: str) -> None:

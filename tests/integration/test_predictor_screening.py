@@ -317,7 +317,7 @@ def _converging_spec(action: str, patience: int = 3, budget: int = 12) -> Search
         space=SMALL,
         budget=budget,
         seed=SEED,
-        convergence=Convergence(patience=patience, action=action),
+        convergence=Convergence(patience=patience, action=action, draws="uniform"),
     ).validate()
 
 
@@ -553,7 +553,7 @@ def _raw(c: ControllerClient, sid: str) -> cpb.Search:
         ({"convergence": cpb.Convergence(action="bar")}, "convergence.action"),
         ({"convergence": cpb.Convergence(draws="evolve")}, "convergence.draws"),
         ({"convergence": cpb.Convergence(draws="mutations", top=1001)}, "convergence.top"),
-        ({"convergence": cpb.Convergence(top=3)}, 'convergence.draws "mutations"'),
+        ({"convergence": cpb.Convergence(draws="uniform", top=3)}, 'convergence.draws "mutations"'),
         (
             {
                 "agent": cpb.AgentSpec(

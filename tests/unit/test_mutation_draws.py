@@ -1,5 +1,5 @@
-"""The convergence rule's exploration by mutation (``--explore-by mutations``): its draws are
-one-operation changes of the best results so far, the same for the same key."""
+"""The convergence rule's exploration by mutation (``--explore-by mutations``, the default):
+its draws are one-operation changes of the best results so far, the same for the same key."""
 
 from __future__ import annotations
 
@@ -34,3 +34,19 @@ def _changed(parent: str, ops: tuple[CellOp, ...]) -> int:
     cell = parse(parent).cell
     assert cell is not None
     return sum(a != b for a, b in zip(cell.ops, ops))
+
+
+def test_mutations_are_the_default_and_a_search_stored_before_keeps_uniform_draws() -> None:
+    """New searches explore by mutation; a search stored before ``draws`` existed (or before
+    the convergence rule did) reloads with the uniform draws it was created with, so a
+    restarted controller proposes what it would have."""
+    from controller_service.spec import SearchSpec
+
+    spec = SearchSpec(agent="random").validate()
+    assert (spec.convergence.draws, spec.convergence.patience) == ("mutations", 100)
+    assert SearchSpec.from_json(spec.to_json()).convergence == spec.convergence
+    stored = spec.to_json()
+    stored["convergence"] = {"patience": 100, "action": "explore"}  # as written before draws
+    assert SearchSpec.from_json(stored).convergence.draws == "uniform"
+    del stored["convergence"]  # as written before the convergence rule
+    assert SearchSpec.from_json(stored).convergence.draws == "uniform"
