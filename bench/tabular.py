@@ -223,13 +223,17 @@ def _jobs(args: argparse.Namespace, agents: list[str], evaluations: int) -> list
     ]
 
 
-PRIORS = (
+#: the ablation's six (``--priors all``), then arms run on their own
+ABLATION = (
     "preset",
     "predictor",
     "explore",
     "predictor+explore",
     "predictor+model",
     "predictor+explore+model",
+)
+PRIORS = (
+    *ABLATION,
     "predictor+mutate",  # --converged-after 20 --explore-by mutations (top 5)
     "predictor+explore@20",  # uniform draws after 20 known proposals (patience apart from draws)
     "predictor+mutate@100",  # mutations after the default 100
@@ -241,7 +245,7 @@ MODEL_STEPS = 10
 def _priors(combos: str, agents: list[str], factor: int) -> list[tuple[list[str], dict[str, Any]]]:
     """Arms of the controller's priors outside the agents (variant BASE+COMBO), each agent
     from its efficient preset if it has one (BASE efficient), else its defaults (paper)."""
-    chosen = PRIORS[:6] if combos == "all" else tuple(combos.split(","))  # the ablation's six
+    chosen = ABLATION if combos == "all" else tuple(combos.split(","))
     if unknown := [c for c in chosen if c not in PRIORS]:
         raise SystemExit(f"unknown --priors {unknown}; choose from {', '.join(PRIORS)} or all")
     arms: list[tuple[list[str], dict[str, Any]]] = []

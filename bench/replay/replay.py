@@ -69,6 +69,14 @@ class Job:
             settings["model_steps"] = self.model_steps
         return settings
 
+    @property
+    def convergence_patience(self) -> int:
+        """The convergence rule's patience in this arm: ``patience``, else 20 with ``mutate``
+        (the ``predictor+mutate`` arm), else the controller's default."""
+        from controller_service.spec_parts import Convergence
+
+        return self.patience or (MUTATE_PATIENCE if self.mutate else Convergence.patience)
+
 
 @dataclass
 class Run:
@@ -365,13 +373,12 @@ class Converged:
     in a row, a group that brought nothing new is followed by a uniformly random network)."""
 
     def __init__(self, table: Lookup, job: Job) -> None:
-        from controller_service.spec_parts import Convergence, Screening
+        from controller_service.spec_parts import Screening
 
         self.table, self.job = table, job
         factor = job.screen[1] if job.screen else 1
         self.refits = Refits(Screening("predictor", factor=factor), table.space, job.seed)
-        patience = job.patience or (MUTATE_PATIENCE if job.mutate else Convergence().patience)
-        self.patience = patience * job.explore
+        self.patience = job.convergence_patience * job.explore
         self.streak = 0
 
     def model(self, run: Run) -> Any:

@@ -21,7 +21,7 @@ if str(ROOT) not in sys.path:
 
 from bench import screening  # noqa: E402
 from bench.replay.lookup import Lookup, lookup  # noqa: E402
-from bench.replay.replay import MUTATE_PATIENCE, Evaluator, Job, replay_agent  # noqa: E402
+from bench.replay.replay import Evaluator, Job, replay_agent  # noqa: E402
 from controller_service.codec import space_from_proto  # noqa: E402
 from controller_service.searches import Searches  # noqa: E402
 from controller_service.spec import Constraints, Convergence, Screening, SearchSpec  # noqa: E402
@@ -103,7 +103,7 @@ def _spec(table: Lookup, job: Job) -> SearchSpec:
         screening=screen,
         agent_settings=job.settings,
         convergence=Convergence(
-            patience=job.patience or (MUTATE_PATIENCE if job.mutate else Convergence.patience),
+            patience=job.convergence_patience,
             draws="mutations" if job.mutate else "uniform",
             top=job.mutate or Convergence.top,
         ),
