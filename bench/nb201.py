@@ -60,6 +60,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.nb201_priors import CellPriors  # noqa: E402
 from bench.report import draw_band, mean_std  # noqa: E402
+from controller_service.spec_parts import Convergence  # noqa: E402
 from nasrl.core.presets import PRESETS  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -78,6 +79,7 @@ PAPER = {
     "BOHB": (93.61, 0.52),
 }
 PAPER_RUNS = 500
+TOP = Convergence().top  # the convergence rule's default: mutations of the 5 best
 PAPER_BUDGET = 12000.0
 PAPER_OPTIMUM = 94.37
 
@@ -93,6 +95,7 @@ class Arm:
     about: str = ""
     screen: int = 0  # predictor screening: proposals per child (0: none); bench/nb201_priors
     explore: bool = False  # the controller's convergence rule (explore)
+    mutate: int = 0  # its draws: mutations of the best ``mutate`` cells (0: uniform draws)
 
 
 ARMS: dict[str, Arm] = {
@@ -147,7 +150,7 @@ ARMS: dict[str, Arm] = {
         PRESETS["reinforce"]["efficient"],
         paper="REINFORCE",
         about="preset efficient with the controller's predictor screening (4 proposals per "
-        "child, defaults) and convergence rule (explore), dedup",
+        "child, defaults) and convergence rule (explore by uniform draws), dedup",
         screen=4,
         explore=True,
     ),
@@ -160,12 +163,33 @@ ARMS: dict[str, Arm] = {
         screen=4,
         explore=True,
     ),
+    "reinforce-efficient+predictor+mutate": Arm(
+        "reinforce",
+        PRESETS["reinforce"]["efficient"],
+        paper="REINFORCE",
+        about="preset efficient with the controller's defaults for predictor screening (4 "
+        "proposals per child) and the convergence rule (explore by mutating one of the 5 best "
+        "cells after 100 known proposals), dedup",
+        screen=4,
+        explore=True,
+        mutate=TOP,
+    ),
+    "reinforce-efficient+predictor+mutate+model": Arm(
+        "reinforce",
+        {**PRESETS["reinforce"]["efficient"], "model_steps": 10},
+        paper="REINFORCE",
+        about="as reinforce-efficient+predictor+mutate, with 10 model-based policy steps on "
+        "the predictor's rewards after each refit",
+        screen=4,
+        explore=True,
+        mutate=TOP,
+    ),
     "qlearning-efficient+predictor+explore": Arm(
         "qlearning",
         PRESETS["qlearning"]["efficient"],
         budget_dependent=True,
         about="preset efficient with the controller's predictor screening (4 proposals per "
-        "child, defaults) and convergence rule (explore), dedup",
+        "child, defaults) and convergence rule (explore by uniform draws), dedup",
         screen=4,
         explore=True,
     ),
@@ -321,7 +345,7 @@ def replay(table: Table, job: Job) -> dict[str, Any]:
     proposals_at: list[int] = []  # proposals made up to each evaluation
     argmax_test: list[float] = []  # reinforce-paper: test of the policy's argmax cell
     spent, proposals, streak, stalled = 0.0, 0, 0, False
-    priors = CellPriors(table, job.seed, arm.screen, arm.explore)
+    priors = CellPriors(table, job.seed, arm.screen, arm.explore, arm.mutate)
     queue: list[Any] = []
     while True:
         if job.budget_seconds is None and job.evaluations is not None:

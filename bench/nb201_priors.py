@@ -3,9 +3,11 @@ NAS-Bench-201 protocol: screening by the learned predictor (``controller_service
 with the controller's defaults: unscreened for the first 10 results, then of ``factor``
 proposals per child the new one with the best UCB is trained, refitted every 10 results) and
 the convergence rule (after 100 known proposals of the agent in a row, a child whose proposals
-were all known is followed by a uniformly random cell; with the predictor, the best-predicted
-new one of ``factor`` draws). The same decisions as the controller
-and bench/replay/replay.py, on the CSV's rows."""
+were all known is followed by an exploration cell: a uniformly random one, or with ``mutate``
+K, one decision changed in one of the K best cells found so far — the controller's default,
+K = 5 — falling back to the uniform draw when no mutation is new; with the predictor, the
+best-predicted new one of ``factor`` draws). The same decisions as the controller and
+bench/replay/replay.py, on the CSV's rows (seeded by the run's own progress)."""
 
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ class CellPriors:
     """``group(agent, known)``: the proposals to replay for the next child; ``learnt(i, reward)``
     records a new result (the predictor's training data, in order)."""
 
-    def __init__(self, table: Any, seed: int, factor: int, explore: bool) -> None:
-        self.table, self.seed = table, seed
+    def __init__(self, table: Any, seed: int, factor: int, explore: bool, mutate: int = 0) -> None:
+        self.table, self.seed, self.mutate = table, seed, mutate
         self.screening = Screening("predictor", factor=factor) if factor else None
         self.refits = Refits(self.screening, table.space, seed)
         self.patience = Convergence().patience if explore else 0
@@ -51,8 +53,8 @@ class CellPriors:
 
     def group(self, agent: Any, known: set[str]) -> list[Proposal]:
         """The agent's proposals for one child: the known ones (learnt again, free) and the
-        best-predicted new one; then, if none was new and the agent is converged, a uniformly
-        random cell."""
+        best-predicted new one; then, if none was new and the agent is converged, an
+        exploration cell."""
         table = self.table
         due = bool(self.patience) and self.streak >= self.patience
         model = self.refits.model(self.trained) if self.screening is not None else None
@@ -86,21 +88,31 @@ class CellPriors:
         return predict
 
     def _explore(self, model: Any, known: set[str]) -> Proposal:
-        """The exploration proposal: a uniformly random cell; with the predictor, the
-        best-predicted new one of ``factor`` draws (the first when none is new)."""
-        from controller_service.agents.proposals import exploration_draws
+        """The exploration proposal: of the mutation draws (with ``mutate``), else of the
+        uniform ones, the first new cell — with the predictor, the best-predicted new one of
+        ``factor`` draws; when no draw is new, the first uniform one."""
+        from controller_service.agents.proposals import exploration_draws, mutation_draws
 
         table, key = self.table, (len(self.trained), self.streak)
         per = self.screening.factor if model is not None and self.screening else 1
-        draws = exploration_draws(table.space, self.seed, per, *key)
-        fresh: dict[str, tuple[int, Proposal]] = {}
-        for p in draws:
-            i = table.index(p.decisions["path"])
-            if table.hashes[i] not in known:
-                fresh.setdefault(table.hashes[i], (i, p))
-        if model is None or not fresh:
-            return draws[0]
-        return self._best(model, list(fresh.values()))
+        parents = []
+        if self.mutate:  # the best cells, ties in the order found (the store's order)
+            best = sorted(self.trained, key=lambda r: -r.reward)[: self.mutate]
+            parents = [r.arch for r in best]
+        uniform = exploration_draws(table.space, self.seed, 1 if parents else per, *key)
+        tiers = [uniform]
+        if parents:
+            tiers.insert(0, mutation_draws(table.space, self.seed, per, parents, *key))
+        for draws in tiers:
+            fresh: dict[str, tuple[int, Proposal]] = {}
+            for p in draws:
+                i = table.index(p.decisions["path"])
+                if table.hashes[i] not in known:
+                    fresh.setdefault(table.hashes[i], (i, p))
+            if fresh:
+                rows = list(fresh.values())
+                return rows[0][1] if model is None else self._best(model, rows)
+        return uniform[0]
 
     def _best(self, model: Any, rows: list[tuple[int, Proposal]]) -> Proposal:
         """The best-predicted of new cells (row, proposal); the first of equals."""

@@ -79,10 +79,12 @@ def test_exact_expectation_on_the_real_table() -> None:
 def test_nb201_protocol_smoke(tmp_path: Path) -> None:
     source = tmp_path / "nb201.csv.gz"
     synthetic_csv(source)
-    # and one arm with the controller's priors: predictor screening, exploration, and the
-    # model-based steps after each refit
+    # and arms with the controller's priors: predictor screening, exploration (uniform draws;
+    # mutations), and the model-based steps after each refit
     arms = "random-paper,rea-paper,reinforce-paper,random,evolution,qlearning"
-    arms += ",reinforce-efficient+predictor+explore+model"
+    arms += (
+        ",reinforce-efficient+predictor+explore+model,reinforce-efficient+predictor+mutate+model"
+    )
     if importlib.util.find_spec("optuna") is not None:
         arms += ",tpe"
     report = nb201.main(
@@ -149,3 +151,52 @@ def test_missing_csv_is_one_sentence_and_exit_2(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "NAS-Bench-201 CSV is not at" in r.stderr and "Traceback" not in r.stderr
+
+
+class _Stuck:
+    """An agent converged on one cell: every proposal is the same, known one."""
+
+    def __init__(self, proposal: object) -> None:
+        self.proposal = proposal
+
+    def sample(self, n: int) -> list[object]:
+        return [self.proposal] * n
+
+    def update(self, decisions: object, reward: float) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mutate", [0, 5])
+def test_the_replay_explores_as_the_controller_once_converged(tmp_path: Path, mutate: int) -> None:
+    """After 100 known proposals in a row the replay's priors add an exploration cell: with
+    ``mutate`` 5 one edge changed in one of the 5 best cells learnt (the controller's default
+    draws), with 0 a uniform draw; it is new, and nothing is added before the rule is due."""
+    from bench.nb201_priors import CellPriors
+    from controller_service.agents import Proposal
+    from controller_service.agents.proposals import exploration_draws
+    from controller_service.spaces.nb201 import Nb201Space
+
+    source = tmp_path / "nb201.csv.gz"
+    synthetic_csv(source)
+    table = nb201.Table(source)
+    space = Nb201Space()
+    priors = CellPriors(table, 3, 0, True, mutate)
+    rng = random.Random(1)
+    rows = rng.sample(range(len(table.cells)), 12)
+    for rank, i in enumerate(rows):
+        priors.learnt(i, rank / 100)  # the later a row, the better its reward
+    known = {table.hashes[i] for i in rows}
+    path = list(itertools.product(space.ops, repeat=6))[rows[0]]
+    stuck = _Stuck(Proposal(space.decode(list(path)), {"path": list(path)}))
+    for _ in range(100):
+        assert priors.group(stuck, known) == [stuck.proposal]  # known: learnt again, free
+    (_, explored) = priors.group(stuck, known)
+    assert explored.decisions["explore"] is True
+    cell = table.index(explored.decisions["path"])
+    assert table.hashes[cell] not in known
+    if mutate:
+        best = [list(itertools.product(space.ops, repeat=6))[i] for i in rows[-5:]]
+        changed = [sum(a != b for a, b in zip(explored.decisions["path"], p)) for p in best]
+        assert min(changed) == 1
+    else:
+        assert explored.decisions == exploration_draws(space, 3, 1, 12, 101)[0].decisions
