@@ -51,7 +51,7 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,15 +154,6 @@ ARMS: dict[str, Arm] = {
         screen=4,
         explore=True,
     ),
-    "reinforce-efficient+predictor+explore+model": Arm(
-        "reinforce",
-        {**PRESETS["reinforce"]["efficient"], "model_steps": 10},
-        paper="REINFORCE",
-        about="as reinforce-efficient+predictor+explore, with 10 model-based policy steps on "
-        "the predictor's rewards after each refit",
-        screen=4,
-        explore=True,
-    ),
     "reinforce-efficient+predictor+mutate": Arm(
         "reinforce",
         PRESETS["reinforce"]["efficient"],
@@ -170,16 +161,6 @@ ARMS: dict[str, Arm] = {
         about="preset efficient with the controller's defaults for predictor screening (4 "
         "proposals per child) and the convergence rule (explore by mutating one of the 5 best "
         "cells after 100 known proposals), dedup",
-        screen=4,
-        explore=True,
-        mutate=TOP,
-    ),
-    "reinforce-efficient+predictor+mutate+model": Arm(
-        "reinforce",
-        {**PRESETS["reinforce"]["efficient"], "model_steps": 10},
-        paper="REINFORCE",
-        about="as reinforce-efficient+predictor+mutate, with 10 model-based policy steps on "
-        "the predictor's rewards after each refit",
         screen=4,
         explore=True,
         mutate=TOP,
@@ -200,6 +181,16 @@ ARMS: dict[str, Arm] = {
         screen=4,
     ),
 }
+#: the RL arms with the controller's priors, also with 10 model-based policy steps on the
+#: predictor's rewards after each refit (reinforce's ``model_steps``)
+for _name in ("reinforce-efficient+predictor+explore", "reinforce-efficient+predictor+mutate"):
+    _arm = ARMS[_name]
+    ARMS[_name + "+model"] = replace(
+        _arm,
+        settings={**_arm.settings, "model_steps": 10},
+        about=f"as {_name}, with 10 model-based policy steps on the predictor's rewards after "
+        "each refit",
+    )
 
 
 # ------------------------------------------------------------------------------ the table
