@@ -4,12 +4,14 @@ kill."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from controller_service.states import Status
 from controller_service.store import Store
 from nasrl.cli.local import LocalService
 from nasrl.core.results import TrainOutcome
@@ -35,10 +37,11 @@ def run(
     kill_at: set[tuple[int, int]],
     spec: cpb.AgentSpec | None = None,
     on_kill: Callable[[Path, str], None] | None = None,
+    **search: Any,
 ) -> tuple[list[str], list[tuple[str, float, float]], dict[str, Any]]:
     """ROUNDS of Sample(2) + Updates; kill -9 and restart at each (round, n): after the
     round's Sample when n == 0, after its n-th Update otherwise (``on_kill(db, search_id)``
-    looks at the database in between)."""
+    looks at the database in between; ``search``: more CreateSearchRequest fields)."""
     db = tmp / f"{agent}-{'kill' if kill_at else 'plain'}.db"
     controller = LocalService("controller_service", ["--db", str(db)], log_dir=tmp).start()
     texts: list[str] = []
@@ -51,6 +54,7 @@ def run(
                 budget=100,
                 seed=7,
                 space=SPACES[agent],
+                **search,
             ).search_id
 
         def crash_point(r: int, n: int) -> None:
@@ -121,3 +125,38 @@ def test_kill_9_with_a_reinforce_batch_half_collected(tmp_path: Path) -> None:
     assert killed[1] == plain[1], "results were lost or changed"
     assert same_state(killed[2], plain[2]), "the agent state differs"
     assert killed[2]["steps"] >= 3  # the interrupted batch and the next were learnt
+
+
+@pytest.mark.parametrize("agent", ["reinforce", "qlearning"])
+def test_kill_9_with_the_efficient_preset_and_predictor_screening(
+    tmp_path: Path, agent: str
+) -> None:
+    """The best RL configuration as a user runs it: the efficient preset, screening by the
+    learned predictor (3 proposals per child, from the 3rd result on, refitted every 2; reinforce
+    also takes model-based policy steps after each refit) and the convergence rule. Killed -9
+    before the predictor's first use, and later with one result of a Sample reported and one
+    not: the restarted controller refits the predictor from the stored results, so samples,
+    results and the agent's state equal a run without the kill."""
+    spec = cpb.AgentSpec(name=agent, preset="efficient")
+    if agent == "reinforce":
+        spec.reinforce.model_steps = 3
+    search: dict[str, Any] = {
+        "screening": cpb.Screening(
+            score="predictor", factor=3, cold_start_results=3, refit_every=2
+        ),
+        "convergence": cpb.Convergence(patience=2),
+    }
+    plain = run(tmp_path, agent, kill_at=set(), spec=spec, **search)
+    killed = run(tmp_path, agent, kill_at={(1, 0), (4, 1), (6, 2)}, spec=spec, **search)
+    assert killed[0] == plain[0], "the samples after a restart differ"
+    assert killed[1] == plain[1] and len(plain[1]) >= 2 * ROUNDS - 4, "results were lost"
+    assert same_state(killed[2], plain[2]), "the agent state differs"
+    # the priors acted: proposals were screened out, and reinforce took model-based steps
+    db = sqlite3.connect(tmp_path / f"{agent}-plain.db")
+    (screened_out,) = db.execute(
+        "SELECT count(*) FROM candidates WHERE status = ?", (Status.INVALID,)
+    ).fetchone()
+    db.close()
+    assert screened_out >= 2 * ROUNDS  # up to 2 per child after the cold start
+    if agent == "reinforce":
+        assert plain[2]["dreams"] >= 3
